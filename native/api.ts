@@ -1,0 +1,191 @@
+// The contract between the model code (nodes/models) and the native addon's backends.
+// Types only: `native/index.ts` implements it for the CPU backend, the CUDA backend and the
+// host emulation of the CUDA kernels ('cuda-emu'). Model code imports these types and gets a
+// Backend from `getBackend()`; it never touches the addon's raw symbols.
+//
+// Conventions
+// - Shapes are PyTorch order, row-major: images (B, C, H, W), tokens (B, N, D).
+// - Every op returns a NEW contiguous tensor (except `reshape`, a view sharing storage) on the
+//   backend's device, whose dtype is the dtype of the first tensor input unless stated.
+// - Mixed dtypes: f32/bf16/f16 inputs may be mixed; arithmetic accumulates in f32; the result
+//   has the first input's dtype. `linear`/`matmul`/`conv2d` compute in the dtype of the weight
+//   when it is bf16/f16 (AMX on the CPU, tensor cores on CUDA) with f32 accumulation.
+// - Errors (shape mismatch, wrong dtype, disposed tensor, out of memory) throw a JavaScript
+//   Error whose message names the op and the offending argument; the process never aborts.
+// - Lifetime is explicit: `dispose()` frees at once; `backend.scope(fn)` disposes every tensor
+//   created inside fn except those returned by it (any nesting of arrays/objects) or `keep()`-ed.
+
+export type DType = 'f32' | 'bf16' | 'f16' | 'i32' | 'i64';
+export type DeviceName = 'cpu' | 'cuda' | 'cuda-emu';
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly device: DeviceName;
+  readonly numel: number;
+  readonly disposed: boolean;
+  /** Bytes held by this tensor's storage (0 for a view). */
+  readonly nbytes: number;
+  dispose(): void;
+  /** Copies to the host as float32 (integers converted). */
+  toFloat32(): Float32Array;
+  /** Copies to the host: i32 -> Int32Array, i64 -> BigInt64Array, floats -> Float32Array. */
+  toTypedArray(): Float32Array | Int32Array | BigInt64Array;
+}
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | string;
+  shape: number[];
+  /** The file that holds it (for sharded checkpoints). */
+  file: string;
+}
+
+/** A memory-mapped (possibly sharded) safetensors checkpoint; every header is validated on open. */
+export interface SafetensorsCheckpoint {
+  readonly files: readonly string[];
+  readonly metadata: Record<string, string>;
+  keys(): string[];
+  has(name: string): boolean;
+  entry(name: string): SafetensorsEntry;
+  /** Loads a tensor onto `backend`, converted to `dtype` (default: the stored dtype). */
+  load(name: string, backend: Backend, dtype?: DType): Tensor;
+  close(): void;
+}
+
+export interface AttentionOptions {
+  /** Multiplier applied to q·k (e.g. head_dim^-0.5 or query_pre_attn_scalar^-0.5). */
+  scale: number;
+  /**
+   * Additive bias broadcast to (B, Hq, Lq, Lk): shape (B, Lk), (B, 1, 1, Lk), (B, 1, Lq, Lk)
+   * or (B, Hq, Lq, Lk). Added AFTER soft-capping, as Gemma-2 and diffusers do.
+   */
+  bias?: Tensor;
+  /** Gemma-2 logit soft-capping: s = cap * tanh(s / cap) before the bias. */
+  softcap?: number;
+  /** Causal masking (key j visible to query i iff j <= i). */
+  causal?: boolean;
+  /** Sliding window: key j visible to query i iff i - j < window (with causal). */
+  window?: number;
+}
+
+export interface Conv2dOptions {
+  /** Zero padding on each side (default 0). */
+  padding?: number;
+  /** Stride (default 1). */
+  stride?: number;
+  /** Groups (default 1); groups == C_in == C_out is depthwise. */
+  groups?: number;
+}
+
+export interface Backend {
+  readonly name: DeviceName;
+  /** Whether this backend implements `op` for `dtype` natively (else the caller may fall back). */
+  supportsOp(op: OpName, dtype: DType): boolean;
+  /** Human-readable facts: ISA chosen (AMX/AVX512/portable), oneDNN present, GPU name, memory. */
+  info(): Record<string, unknown>;
+
+  // --- creation, transfer, lifetime -----------------------------------------------------
+  fromArray(data: Float32Array | Int32Array | BigInt64Array | number[], shape: readonly number[], dtype?: DType): Tensor;
+  zeros(shape: readonly number[], dtype?: DType): Tensor;
+  full(shape: readonly number[], value: number, dtype?: DType): Tensor;
+  /** Copies a tensor (from any backend) onto this backend. */
+  upload(t: Tensor): Tensor;
+  cast(t: Tensor, dtype: DType): Tensor;
+  scope<T>(fn: () => T): T;
+  keep<T extends Tensor>(t: T): T;
+  /** Bytes currently allocated by this backend, and the peak since `resetPeak()`. */
+  memory(): { allocated: number; peak: number };
+  resetPeak(): void;
+
+  // --- shape ------------------------------------------------------------------------------
+  /** View with a new shape (one dim may be -1); shares storage; input must be contiguous. */
+  reshape(t: Tensor, shape: readonly number[]): Tensor;
+  permute(t: Tensor, dims: readonly number[]): Tensor;
+  concat(ts: readonly Tensor[], axis: number): Tensor;
+  /** t[..., start:end, ...] along `axis`. */
+  slice(t: Tensor, axis: number, start: number, end: number): Tensor;
+  /** Gathers `indices` along `axis` (e.g. Sana's keep-BOS-plus-last-299 selection). */
+  indexSelect(t: Tensor, axis: number, indices: readonly number[]): Tensor;
+  repeatInterleave(t: Tensor, repeats: number, axis: number): Tensor;
+
+  // --- elementwise (numpy broadcasting of b against a; result has a's shape) ---------------
+  add(a: Tensor, b: Tensor): Tensor;
+  sub(a: Tensor, b: Tensor): Tensor;
+  mul(a: Tensor, b: Tensor): Tensor;
+  div(a: Tensor, b: Tensor): Tensor;
+  /** a * s + t (scalars). */
+  affine(a: Tensor, s: number, t?: number): Tensor;
+  /** x * (1 + scale) + shift, with scale/shift broadcast against x (adaLN modulation). */
+  modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor;
+  /** h + gate * y (gated residual), gate broadcast against y. */
+  addGated(h: Tensor, gate: Tensor, y: Tensor): Tensor;
+  gelu_tanh(x: Tensor): Tensor;
+  silu(x: Tensor): Tensor;
+  relu(x: Tensor): Tensor;
+  tanh(x: Tensor): Tensor;
+  clamp(x: Tensor, lo: number, hi: number): Tensor;
+  /** a * act(b), act = silu | gelu_tanh (GLU / GeGLU gates). */
+  gluMul(a: Tensor, b: Tensor, act: 'silu' | 'gelu_tanh'): Tensor;
+  /** Softmax over the last dim (f32 accumulation). */
+  softmax(x: Tensor): Tensor;
+
+  // --- nn ---------------------------------------------------------------------------------
+  /** x (..., K) · wᵀ (N, K) + bias (N) -> (..., N). Weights are pre-packed on first use and the
+   *  packed form is cached with the weight tensor (freed with it). */
+  linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /** Batched a (..., M, K) · b (..., K, N) -> (..., M, N); transB takes b as (..., N, K). */
+  matmul(a: Tensor, b: Tensor, transB?: boolean): Tensor;
+  /** NCHW; w (C_out, C_in/groups, kh, kw); bias (C_out). */
+  conv2d(x: Tensor, w: Tensor, bias: Tensor | undefined, opts?: Conv2dOptions): Tensor;
+  /** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) * (w + offset) [+ bias];
+   *  offset 1 is Gemma's (1 + w). Statistics in f32. */
+  rmsnorm(x: Tensor, w: Tensor | undefined, eps: number, offset?: number, bias?: Tensor): Tensor;
+  /** RMSNorm over channels of NCHW (DC-AE RMSNorm2d), weight and bias per channel. */
+  rmsnorm2d(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
+  /** LayerNorm over the last dim, biased variance; weight/bias optional. */
+  layernorm(x: Tensor, eps: number, w?: Tensor, bias?: Tensor): Tensor;
+  /** Softmax attention. q (B, Hq, Lq, D), k/v (B, Hkv, Lk, D[v]), Hq % Hkv == 0 (GQA) ->
+   *  (B, Hq, Lq, Dv). Never materialises more than one (Lq-block × Lk) score tile per thread. */
+  attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor;
+  /** Sana's ReLU linear attention, computed in f32 whatever the input dtype:
+   *  q, k, v (B, H, N, D) -> out (B, H, N, D),
+   *  out_i = (Σ_j v_j relu(k_j)ᵀ) relu(q_i) / (Σ_j relu(k_j) · relu(q_i) + eps).
+   *  ReLU is applied inside when `relu` is true (default true). Output dtype = q's dtype. */
+  linearAttention(q: Tensor, k: Tensor, v: Tensor, eps: number, relu?: boolean): Tensor;
+  /** Rotary embedding, HF "rotate_half" convention, on x (B, H, L, D) with positions (L). */
+  rope(x: Tensor, positions: readonly number[], theta: number): Tensor;
+  /** table (V, D), ids (...) of i32/i64 -> (..., D) in the table's dtype. */
+  embedding(table: Tensor, ids: Tensor): Tensor;
+  /** NCHW nearest-neighbour upsampling by an integer factor. */
+  upsampleNearest(x: Tensor, factor: number): Tensor;
+  /** NCHW bilinear resize, align_corners=False, no antialias (PyTorch semantics). */
+  upsampleBilinear(x: Tensor, outH: number, outW: number): Tensor;
+  /** NCHW pixel shuffle: (B, C·r², H, W) -> (B, C, H·r, W·r). */
+  pixelShuffle(x: Tensor, r: number): Tensor;
+}
+
+export type OpName =
+  | 'cast' | 'permute' | 'concat' | 'slice' | 'indexSelect' | 'repeatInterleave'
+  | 'add' | 'sub' | 'mul' | 'div' | 'affine' | 'modulate' | 'addGated'
+  | 'gelu_tanh' | 'silu' | 'relu' | 'tanh' | 'clamp' | 'gluMul' | 'softmax'
+  | 'linear' | 'matmul' | 'conv2d' | 'rmsnorm' | 'rmsnorm2d' | 'layernorm'
+  | 'attention' | 'linearAttention' | 'rope' | 'embedding'
+  | 'upsampleNearest' | 'upsampleBilinear' | 'pixelShuffle';
+
+/** What `native/index.ts` exports. */
+export interface NativeModule {
+  /** Throws a clear error when the device is unavailable (no GPU, no CUDA build). */
+  getBackend(device: DeviceName): Backend;
+  /** Devices usable in this process, with their facts (for /system_stats). */
+  devices(): Array<{ name: DeviceName; available: boolean; reason?: string; info: Record<string, unknown> }>;
+  openSafetensors(pathOrIndexOrDir: string): SafetensorsCheckpoint;
+  /** Writes F32/F16/BF16/I32/I64 tensors (host data) with optional metadata. */
+  writeSafetensors(
+    path: string,
+    tensors: Record<string, { dtype: 'F32' | 'F16' | 'BF16' | 'I32' | 'I64'; shape: number[]; data: Float32Array | Int32Array | BigInt64Array | Uint16Array }>,
+    metadata?: Record<string, string>,
+  ): void;
+  /** Build facts: oneDNN linked, CUDA compiled, ISA at run time, and the start-up hint when slow. */
+  buildInfo(): { onednn: boolean; cuda: boolean; isa: string; hint?: string };
+}
