@@ -1,0 +1,246 @@
+// Entry point of the editor: node types from /object_info, the canvas, the first graph
+// (localStorage, else the server's default workflow, else one built from object_info), queueing,
+// live progress, drag and drop, and the `window.app` hooks the browser tests use.
+import '@comfyorg/litegraph/style.css';
+import './style.css';
+import { LGraph, LGraphCanvas, LiteGraph } from '@comfyorg/litegraph';
+import { ComfyApi, PromptValidationError, type HistoryEntry, type NodeErrors } from './api.ts';
+import { colorForType } from './colors.ts';
+import { toApiPrompt } from './convert.ts';
+import { ExecutionTracker } from './execution.ts';
+import { buildFallbackGraph } from './fallback-graph.ts';
+import { NodeStates } from './node-state.ts';
+import type { ObjectInfo } from './object-info.ts';
+import { registerNodeDefs } from './register.ts';
+import { applyControlAfterGenerate } from './seed-control.ts';
+import { EditorUi } from './ui.ts';
+import {
+  downloadJson,
+  isUiWorkflow,
+  loadApiPrompt,
+  loadUiWorkflow,
+  readFromStorage,
+  readWorkflowFile,
+  saveToStorage,
+  type LoadedFile,
+  type UiWorkflow,
+} from './workflow-io.ts';
+
+async function main(): Promise<void> {
+  const api = new ComfyApi();
+  const states = new NodeStates();
+  const objectInfo: ObjectInfo = await api.objectInfo();
+  registerNodeDefs(objectInfo, states);
+
+  // Colours per socket type: slots and links.
+  const types = new Set<string>();
+  for (const def of Object.values(objectInfo)) {
+    for (const t of def.output ?? []) if (typeof t === 'string') types.add(t);
+    for (const section of [def.input?.required, def.input?.optional]) {
+      for (const spec of Object.values(section ?? {})) if (typeof spec[0] === 'string') types.add(spec[0]);
+    }
+  }
+
+  const canvasEl = document.getElementById('graph-canvas') as HTMLCanvasElement;
+  const graph = new LGraph();
+  const canvas = new LGraphCanvas(canvasEl, graph);
+  for (const t of types) {
+    const c = colorForType(t);
+    canvas.default_connection_color_byType[t] = c;
+    LGraphCanvas.link_type_colors[t] = c;
+  }
+  canvas.allow_searchbox = true;
+  LiteGraph.release_link_on_empty_shows_menu = true;
+  states.onChange = () => canvas.setDirty(true, true);
+
+  const resize = () => {
+    const r = canvasEl.parentElement!.getBoundingClientRect();
+    canvasEl.width = Math.floor(r.width);
+    canvasEl.height = Math.floor(r.height);
+    canvas.setDirty(true, true);
+  };
+  window.addEventListener('resize', resize);
+  resize();
+
+  const ui = new EditorUi(api, {
+    queue: () => void queue(),
+    interrupt: () => void api.interrupt().catch((e: Error) => ui.message(e.message, 'error')),
+    save: () => downloadJson(graph.serialize(), 'workflow.json'),
+    open: (f) => void openFile(f),
+    exportApi: () => {
+      try {
+        downloadJson(toApiPrompt(graph.serialize(), objectInfo), 'workflow_api.json');
+      } catch (err) {
+        ui.message(`export failed: ${(err as Error).message}`, 'error');
+      }
+    },
+    loadDefault: () => void loadDefault(),
+    clear: () => {
+      graph.clear();
+      resetRunState();
+    },
+    openHistory: (h: HistoryEntry) => {
+      const wf = (h.prompt[3] as { extra_pnginfo?: { workflow?: unknown } }).extra_pnginfo?.workflow;
+      if (isUiWorkflow(wf)) applyLoaded({ kind: 'ui', workflow: wf }, 'history');
+      else ui.message('this history entry carries no UI workflow', 'error');
+    },
+  });
+  const tracker = new ExecutionTracker(api, () => graph, states, {
+    onOverall: (f, label) => ui.setOverall(f, label),
+    onQueueChanged: () => void ui.refreshQueue(),
+    onMessage: (text, kind) => ui.message(text, kind),
+  });
+
+  function resetRunState(): void {
+    states.clearErrors();
+    states.clearImages();
+    for (const n of graph.nodes) n.has_errors = false;
+  }
+
+  function applyLoaded(loaded: LoadedFile, source: string): void {
+    resetRunState();
+    const missing = loaded.kind === 'ui' ? loadUiWorkflow(graph, loaded.workflow) : loadApiPrompt(graph, loaded.prompt);
+    if (missing.length) ui.message(`${source}: node types not offered by this server: ${missing.join(', ')}`, 'error');
+    else ui.message(`loaded ${source}`, 'info');
+    canvas.setDirty(true, true);
+    saveToStorage(graph);
+  }
+
+  async function openFile(file: File): Promise<void> {
+    try {
+      applyLoaded(await readWorkflowFile(file), file.name);
+    } catch (err) {
+      ui.message((err as Error).message, 'error');
+    }
+  }
+
+  async function loadDefault(): Promise<void> {
+    const wf = await api.defaultWorkflow();
+    if (isUiWorkflow(wf)) {
+      applyLoaded({ kind: 'ui', workflow: wf as UiWorkflow }, 'the default workflow');
+    } else {
+      resetRunState();
+      if (!buildFallbackGraph(graph, objectInfo)) ui.message('the server offers no output node to build a graph from', 'error');
+      else ui.message('the server has no default workflow; built a graph from its node list', 'info');
+      saveToStorage(graph);
+    }
+  }
+
+  function showNodeErrors(errors: NodeErrors): void {
+    for (const [id, e] of Object.entries(errors)) {
+      const node = graph.getNodeById(Number(id)) ?? graph.getNodeById(id);
+      if (!node) continue;
+      node.has_errors = true;
+      const inputs = new Map<string, string>();
+      for (const err of e.errors) {
+        const name = err.extra_info?.input_name;
+        if (name) inputs.set(name, `${err.message}${err.details && err.details !== name ? ` (${err.details})` : ''}`);
+      }
+      const general = e.errors.filter((err) => !err.extra_info?.input_name).map((err) => err.message);
+      states.setError(id, { message: general.join('; ') || e.errors[0]?.message || 'invalid', inputs });
+    }
+  }
+
+  async function queue(): Promise<{ promptId: string } | { error: string }> {
+    states.clearErrors();
+    for (const n of graph.nodes) n.has_errors = false;
+    const workflow = graph.serialize();
+    let prompt: Record<string, unknown>;
+    try {
+      prompt = toApiPrompt(workflow, objectInfo);
+    } catch (err) {
+      ui.message(`cannot convert the graph: ${(err as Error).message}`, 'error');
+      return { error: (err as Error).message };
+    }
+    try {
+      const res = await api.queuePrompt(prompt, workflow);
+      tracker.expect(res.prompt_id, Object.keys(prompt));
+      if (Object.keys(res.node_errors ?? {}).length) showNodeErrors(res.node_errors);
+      applyControlAfterGenerate(graph);
+      ui.message(`queued ${res.prompt_id.slice(0, 8)}`, 'info');
+      void ui.refreshQueue();
+      return { promptId: res.prompt_id };
+    } catch (err) {
+      if (err instanceof PromptValidationError) {
+        showNodeErrors(err.body.node_errors);
+        ui.message(err.message, 'error');
+      } else {
+        ui.message((err as Error).message, 'error');
+      }
+      canvas.setDirty(true, true);
+      return { error: (err as Error).message };
+    }
+  }
+
+  // Ctrl+Enter queues from anywhere, except while the search box or a dialog owns the keys.
+  window.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      void queue();
+    }
+  });
+
+  const dropZone = canvasEl.parentElement!;
+  dropZone.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+  });
+  dropZone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer?.files?.[0];
+    if (file) void openFile(file);
+  });
+
+  // First graph: the one kept from the last visit, else the default workflow.
+  const kept = readFromStorage();
+  if (kept) applyLoaded({ kind: 'ui', workflow: kept }, 'the last session');
+  else await loadDefault();
+
+  // Persist on change. Serializing once a second is cheap next to drawing and catches every
+  // kind of edit (widgets, links, moves) without hooking each of them.
+  let lastSaved = JSON.stringify(graph.serialize());
+  setInterval(() => {
+    const now = JSON.stringify(graph.serialize());
+    if (now !== lastSaved) {
+      lastSaved = now;
+      saveToStorage(graph);
+    }
+  }, 1000);
+
+  api.connect();
+  canvas.draw(true, true);
+  void ui.refreshQueue();
+
+  const app = {
+    graph,
+    canvas,
+    api,
+    objectInfo,
+    states,
+    tracker,
+    queue,
+    loadFile: openFile,
+    loadDefault,
+    toApiPrompt: () => toApiPrompt(graph.serialize(), objectInfo),
+    nodeErrors: () => states.allErrors(),
+    nodeImages: (id: number | string) => states.imagesOf(id),
+    /** Canvas-space centre of a node in page (CSS pixel) coordinates, for pointer-driven tests. */
+    nodeScreenPos: (id: number | string) => {
+      const n = graph.getNodeById(Number(id)) ?? graph.getNodeById(id);
+      if (!n) return null;
+      const r = canvasEl.getBoundingClientRect();
+      const [x, y] = canvas.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + n.size[1] / 2], [0, 0]);
+      return { x: r.left + x, y: r.top + y };
+    },
+    ready: true,
+  };
+  (window as unknown as { app: typeof app }).app = app;
+  document.body.dataset.ready = 'true';
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  const box = document.getElementById('fatal') ?? document.body;
+  box.textContent = `The editor could not start: ${(err as Error).message}`;
+  document.body.dataset.ready = 'error';
+});

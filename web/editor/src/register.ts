@@ -1,0 +1,89 @@
+// Registers one litegraph node class per `/object_info` entry: typed sockets, widgets with a
+// socket each (so a widget can be driven by a link, as in ComfyUI), outputs, category and title.
+import { LGraphNode, LiteGraph } from '@comfyorg/litegraph';
+import { planNode, type InputPlan, type NodeDef, type ObjectInfo } from './object-info.ts';
+import { addControlWidget, addPlannedWidget } from './widgets.ts';
+import type { NodeStates } from './node-state.ts';
+
+/** Shape 7 = hollow socket, the ComfyUI frontend's mark for optional inputs. */
+const OPTIONAL_SHAPE = 7;
+
+export type ComfyNode = LGraphNode & { comfyClass: string; def: NodeDef };
+
+export function isComfyNode(n: LGraphNode): n is ComfyNode {
+  return typeof (n as Partial<ComfyNode>).comfyClass === 'string';
+}
+
+function addWidgetSocket(node: LGraphNode, p: InputPlan): void {
+  node.addInput(p.name, p.type, {
+    widget: { name: p.name },
+    ...(p.optional ? { shape: OPTIONAL_SHAPE } : {}),
+    ...(p.tooltip ? { tooltip: p.tooltip } : {}),
+  } as never);
+}
+
+export function registerNodeDefs(defs: ObjectInfo, states: NodeStates): string[] {
+  const registered: string[] = [];
+  for (const [key, nodeDef] of Object.entries(defs)) {
+    const def = nodeDef;
+    if (def.name !== key) throw new Error(`object_info: entry ${key} has name ${def.name}; they must match`);
+    const plans = planNode(def);
+    const title = def.display_name || def.name;
+    class Node extends LGraphNode {
+      comfyClass = nodeDef.name;
+      def = nodeDef;
+      constructor(t?: string) {
+        super(t ?? title);
+        this.serialize_widgets = true;
+        for (const p of plans) {
+          if (p.widget) {
+            addPlannedWidget(this, p.widget);
+            if (p.control) addControlWidget(this, p.name);
+            addWidgetSocket(this, p);
+          } else {
+            this.addInput(p.name, p.type, {
+              ...(p.optional ? { shape: OPTIONAL_SHAPE } : {}),
+              ...(p.tooltip ? { tooltip: p.tooltip } : {}),
+            } as never);
+          }
+        }
+        (def.output ?? []).forEach((type, i) => {
+          // A COMBO output is a list of choices; as a slot it is typed COMBO.
+          const t = Array.isArray(type) ? 'COMBO' : type;
+          const label = def.output_name?.[i] ?? t;
+          this.addOutput(label, t, def.output_tooltips?.[i] ? ({ tooltip: def.output_tooltips[i] } as never) : undefined);
+        });
+        this.strokeStyles.running = function (this: LGraphNode) {
+          return states.runningNode === String(this.id) ? { color: '#35d435', padding: 6, lineWidth: 3 } : undefined;
+        };
+        const size = this.computeSize();
+        this.size = [Math.max(size[0], 240), size[1]];
+      }
+
+      override onDrawBackground(ctx: CanvasRenderingContext2D): void {
+        states.drawImages(this, ctx);
+      }
+
+      override onDrawForeground(ctx: CanvasRenderingContext2D): void {
+        states.drawErrors(this, ctx);
+      }
+
+      // Workflows saved by older frontends have no sockets for widgets; add them back so the
+      // widget can still be linked, keeping existing slot indexes (links refer to them).
+      override onConfigure(): void {
+        for (const p of plans) {
+          if (!p.widget) continue;
+          if (!this.inputs.some((i) => i.name === p.name)) addWidgetSocket(this, p);
+        }
+      }
+    }
+    LiteGraph.registerNodeType(def.name, Node as unknown as typeof LGraphNode);
+    // registerNodeType derives the category from a "/" in the type name; ComfyUI types have none.
+    const ctor = Node as unknown as { title: string; category: string; description?: string };
+    ctor.title = title;
+    ctor.category = def.category || 'sd';
+    ctor.description = def.description;
+    registered.push(def.name);
+  }
+  return registered;
+}
