@@ -1,0 +1,75 @@
+// LoadImage: an image of the input folder (uploaded through /upload/image) as IMAGE + MASK.
+// The combo lists the folder's images at object_info / validation time; the fingerprint is the
+// file's SHA-256, so replacing a file under the same name re-runs the node.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { defineNode } from '../../engine/define.ts';
+import { imageFolders, isFolderType } from './folders.ts';
+import { resolveInside } from './paths.ts';
+import { decodePng } from './png.ts';
+import { rawToImageAndMask } from './types.ts';
+
+const IMAGE_EXT = /\.png$/i;
+const MAX_LIST_DEPTH = 3;
+const MAX_LIST = 5000;
+
+/** Image files of the input folder, "/"-separated relative paths, sorted; hidden files skipped. */
+export function listInputImages(root = imageFolders().input): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, rel: string, depth: number) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.') || out.length >= MAX_LIST) continue;
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory() && depth < MAX_LIST_DEPTH) walk(path.join(dir, e.name), r, depth + 1);
+      else if (e.isFile() && IMAGE_EXT.test(e.name)) out.push(r);
+    }
+  };
+  walk(root, '', 0);
+  return out.sort();
+}
+
+/** "name.png", "sub/name.png" or ComfyUI's annotated "name.png [output]" -> absolute path. */
+export function resolveImageRef(ref: string): string {
+  const m = /^(.*) \[(input|output|temp)\]$/.exec(ref);
+  const type = m && isFolderType(m[2]) ? m[2] : 'input';
+  const name = m ? m[1] : ref;
+  return resolveInside(imageFolders()[type], [name]);
+}
+
+export const LoadImage = defineNode({
+  name: 'LoadImage',
+  displayName: 'Load Image',
+  category: 'image',
+  description: 'Loads a PNG image from the input folder; transparent pixels become the mask.',
+  module: 'nodes',
+  inputs: {
+    required: {
+      image: { type: 'COMBO', values: () => listInputImages(), imageUpload: true },
+    },
+  },
+  outputs: [
+    { name: 'IMAGE', type: 'IMAGE' },
+    { name: 'MASK', type: 'MASK' },
+  ],
+  fingerprint({ image }) {
+    return createHash('sha256').update(fs.readFileSync(resolveImageRef(String(image)))).digest('hex');
+  },
+  run({ image }) {
+    const file = resolveImageRef(image);
+    let raw;
+    try {
+      raw = decodePng(fs.readFileSync(file));
+    } catch (e) {
+      throw new Error(`LoadImage: cannot read "${image}": ${(e as Error).message}`);
+    }
+    const { image: img, mask } = rawToImageAndMask(raw);
+    return [img, mask];
+  },
+});

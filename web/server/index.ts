@@ -1,0 +1,82 @@
+// startServer(): the ComfyUI-compatible HTTP + WebSocket server (see README.md here).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildApp, isCrossOriginOnLoopback } from './app.ts';
+import { loadMainEngine } from './engine_host.ts';
+import { resolveOptions, type ServerOptions } from './options.ts';
+import { ServerState } from './state.ts';
+
+export type { ServerOptions } from './options.ts';
+
+export interface RunningServer {
+  /** http://host:port */
+  url: string;
+  port: number;
+  state: ServerState;
+  close(): Promise<void>;
+}
+
+/** Native device facts for /system_stats, when the addon is built; undefined otherwise. */
+async function nativeDevices(): Promise<unknown[] | undefined> {
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/index.ts');
+  if (!fs.existsSync(file)) return undefined;
+  const native = (await import(pathToFileURL(file).href)) as { devices?: () => Array<{ name: string; available: boolean; info: Record<string, unknown> }> };
+  if (typeof native.devices !== 'function') return undefined;
+  return native
+    .devices()
+    .filter((d) => d.available)
+    .map((d, index) => {
+      const num = (k: string) => (typeof d.info[k] === 'number' ? (d.info[k] as number) : 0);
+      return {
+        name: String(d.info.name ?? d.name),
+        type: d.name === 'cpu' ? 'cpu' : 'cuda',
+        index,
+        vram_total: num('memoryTotal') || num('vram_total'),
+        vram_free: num('memoryFree') || num('vram_free'),
+        torch_vram_total: 0,
+        torch_vram_free: 0,
+        info: d.info,
+      };
+    });
+}
+
+/** Empties the temp folder at start-up (ComfyUI does too: previews are throw-away). */
+function cleanTemp(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const e of fs.readdirSync(dir)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const options = resolveOptions(opts);
+  for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
+  cleanTemp(options.tempDir);
+  const engine = await loadMainEngine(options);
+  const state = new ServerState(options, engine, nativeDevices);
+  const app = buildApp(state);
+  state.log = app.log;
+
+  app.server.on('upgrade', (req, socket, head) => {
+    const url = (req.url ?? '').split('?')[0];
+    if ((url !== '/ws' && url !== '/api/ws') || (options.corsOrigin === undefined && isCrossOriginOnLoopback(req.headers))) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    state.hub.handleUpgrade(req, socket, head);
+  });
+
+  await app.listen({ host: options.listen, port: options.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : options.port;
+  state.startBackground();
+  const host = options.listen.includes(':') ? `[${options.listen}]` : options.listen === '0.0.0.0' ? '127.0.0.1' : options.listen;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    state,
+    async close() {
+      await state.close();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+// Server options: what `sana-graph serve` flags and `startServer()` accept, with ComfyUI's
+// defaults (127.0.0.1:8188, 100 MB uploads) and the folders of the current directory.
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export type CacheMode = 'classic' | 'lru' | 'none';
+
+export interface ServerOptions {
+  /** Address to listen on (default 127.0.0.1). */
+  listen?: string;
+  /** Port (default 8188; 0 picks a free one). */
+  port?: number;
+  outputDir?: string;
+  inputDir?: string;
+  tempDir?: string;
+  modelsDir?: string;
+  /** Where history (and other per-user state) lives. */
+  userDir?: string;
+  cache?: CacheMode;
+  /** Entries kept by the LRU cache (`--cache lru`). */
+  cacheSize?: number;
+  /** Replaces the loopback origin check with CORS headers for this origin ("*" when true). */
+  enableCorsHeader?: string | boolean;
+  /** History entries kept on disk (default 1000). */
+  maxHistory?: number;
+  /** Upload / request body limit in bytes (default 100 MiB, ComfyUI's --max-upload-size). */
+  maxUploadBytes?: number;
+  /** JSON body limit in bytes (default 32 MiB). */
+  maxJsonBytes?: number;
+  /** Most nodes a prompt may have (default 5000). */
+  maxPromptNodes?: number;
+  /** Pending jobs allowed at once (default 1000). */
+  maxQueue?: number;
+  /** Static files served at / (default web/editor/dist). */
+  staticDir?: string;
+  /**
+   * Extra node modules (paths or file URLs) loaded next to the product nodes, in the server and
+   * in the worker. Each exports `registerNodes(registry)`. For tests; also SANA_GRAPH_EXTRA_NODES.
+   */
+  extraNodeModules?: string[];
+  /** Keep-alive period while a job runs, ms (default 4000). */
+  keepAliveMs?: number;
+  /** Log requests (default false). */
+  logger?: boolean;
+}
+
+export interface ResolvedOptions extends Required<Omit<ServerOptions, 'enableCorsHeader'>> {
+  corsOrigin: string | undefined;
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function resolveOptions(o: ServerOptions): ResolvedOptions {
+  const envExtra = (process.env.SANA_GRAPH_EXTRA_NODES ?? '').split(',').filter((s) => s.trim() !== '');
+  const cors = o.enableCorsHeader;
+  return {
+    listen: o.listen ?? '127.0.0.1',
+    port: o.port ?? 8188,
+    outputDir: path.resolve(o.outputDir ?? 'output'),
+    inputDir: path.resolve(o.inputDir ?? 'input'),
+    tempDir: path.resolve(o.tempDir ?? 'temp'),
+    modelsDir: path.resolve(o.modelsDir ?? process.env.SANA_MODELS_DIR ?? path.join(REPO_ROOT, 'models')),
+    userDir: path.resolve(o.userDir ?? 'user'),
+    cache: o.cache ?? 'classic',
+    cacheSize: o.cacheSize ?? 64,
+    corsOrigin: cors === undefined || cors === false ? undefined : cors === true || cors === '' ? '*' : cors,
+    maxHistory: o.maxHistory ?? 1000,
+    maxUploadBytes: o.maxUploadBytes ?? 100 * 1024 * 1024,
+    maxJsonBytes: o.maxJsonBytes ?? 32 * 1024 * 1024,
+    maxPromptNodes: o.maxPromptNodes ?? 5000,
+    maxQueue: o.maxQueue ?? 1000,
+    staticDir: path.resolve(o.staticDir ?? path.join(REPO_ROOT, 'web', 'editor', 'dist')),
+    extraNodeModules: [...(o.extraNodeModules ?? []), ...envExtra].map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href)),
+    keepAliveMs: o.keepAliveMs ?? 4000,
+    logger: o.logger ?? false,
+  };
+}

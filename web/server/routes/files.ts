@@ -1,0 +1,154 @@
+// File routes: GET /view (output / input / temp images) and POST /upload/image (spec §1.8-1.9).
+// Every user-supplied name goes through nodes/image/paths.ts, so nothing outside the three
+// folders can be read or written.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyReply } from 'fastify';
+import type { AddRoute } from '../app.ts';
+import { asObject } from '../body.ts';
+import { boundaryOf, parseMultipart } from '../multipart.ts';
+import type { ServerState } from '../state.ts';
+import { isFolderType, type FolderType } from '../../../nodes/image/folders.ts';
+import { createFileAtomic, relativeSegments, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
+import { decodePng, encodePng, type RawImage } from '../../../nodes/image/png.ts';
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.bmp': 'image/bmp',
+  '.svg': 'image/svg+xml',
+  '.mp4': 'video/mp4',
+  '.webm': 'video/webm',
+  '.mp3': 'audio/mpeg',
+  '.flac': 'audio/flac',
+  '.wav': 'audio/wav',
+  '.json': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+export function contentTypeFor(name: string): string {
+  // Active content (HTML, JS, CSS, SVG scripts) is never rendered from user folders.
+  return CONTENT_TYPES[path.extname(name).toLowerCase()] ?? 'application/octet-stream';
+}
+
+function fail(reply: FastifyReply, status: number, message: string) {
+  return reply.code(status).send({ error: { type: status === 404 ? 'not_found' : 'bad_request', message, details: '', extra_info: {} } });
+}
+
+/** Keeps RGB (channel=rgb) or the alpha as gray (channel=a) of a decoded PNG. */
+function selectChannels(img: RawImage, channel: 'rgb' | 'a'): RawImage {
+  const px = img.width * img.height;
+  const out = new Uint8Array(px * (channel === 'rgb' ? 3 : 1));
+  const hasAlpha = img.channels === 2 || img.channels === 4;
+  for (let p = 0; p < px; p++) {
+    const s = p * img.channels;
+    if (channel === 'a') out[p] = hasAlpha ? img.data[s + img.channels - 1] : 255;
+    else for (let c = 0; c < 3; c++) out[p * 3 + c] = img.data[s + (img.channels <= 2 ? 0 : c)];
+  }
+  return { width: img.width, height: img.height, channels: channel === 'rgb' ? 3 : 1, data: out };
+}
+
+export function registerFileRoutes(add: AddRoute, state: ServerState): void {
+  const roots = (): Record<FolderType, string> => ({
+    output: state.options.outputDir,
+    input: state.options.inputDir,
+    temp: state.options.tempDir,
+  });
+
+  add('GET', '/view', async (req, reply) => {
+    const q = asObject(req.query);
+    let filename = typeof q.filename === 'string' ? q.filename : '';
+    if (!('filename' in q)) return fail(reply, 404, 'no filename');
+    let type = typeof q.type === 'string' && q.type !== '' ? q.type : 'output';
+    const annotated = /^(.*) \[(input|output|temp)\]$/.exec(filename);
+    if (annotated) {
+      filename = annotated[1];
+      type = annotated[2];
+    }
+    if (filename === '' || filename.startsWith('/') || filename.includes('..') || filename.includes('\0') || filename.includes('\\')) {
+      return fail(reply, 400, 'invalid filename');
+    }
+    if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
+    const name = path.posix.basename(filename);
+    const subfolder = typeof q.subfolder === 'string' ? q.subfolder : '';
+    let file: string;
+    try {
+      resolveInside(roots()[type], [subfolder], true);
+      file = resolveInside(roots()[type], [subfolder, name]);
+    } catch {
+      return fail(reply, 403, 'path outside the folder');
+    }
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      return fail(reply, 404, 'file not found');
+    }
+    if (!stat.isFile()) return fail(reply, 404, 'file not found');
+    reply.header('Content-Disposition', `filename="${name.replace(/["\r\n]/g, '_')}"`);
+    reply.header('Cache-Control', 'no-cache');
+    const channel = typeof q.channel === 'string' ? q.channel : 'rgba';
+    if ((channel === 'rgb' || channel === 'a') && path.extname(name).toLowerCase() === '.png') {
+      try {
+        const png = encodePng(selectChannels(decodePng(fs.readFileSync(file)), channel), { level: 1 });
+        return reply.type('image/png').send(png);
+      } catch (e) {
+        return fail(reply, 400, `cannot decode ${name}: ${(e as Error).message}`);
+      }
+    }
+    return reply.type(contentTypeFor(name)).header('content-length', stat.size).send(fs.createReadStream(file));
+  });
+
+  const upload = async (req: Parameters<Parameters<AddRoute>[2]>[0], reply: FastifyReply) => {
+    const ct = String(req.headers['content-type'] ?? '');
+    if (!ct.toLowerCase().startsWith('multipart/form-data') || !Buffer.isBuffer(req.body)) {
+      return fail(reply, 400, 'expected multipart/form-data with an "image" file part');
+    }
+    const parts = parseMultipart(req.body, boundaryOf(ct));
+    const field = (n: string) => parts.find((p) => p.name === n && p.filename === undefined)?.data.toString('utf8');
+    const image = parts.find((p) => p.name === 'image' && p.filename !== undefined);
+    if (!image || !image.filename) return fail(reply, 400, 'missing "image" file part or its filename');
+    const type = field('type') || 'input';
+    if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
+    const subfolder = field('subfolder') ?? '';
+    const overwrite = ['true', '1'].includes((field('overwrite') ?? '').toLowerCase());
+    let dir: string;
+    try {
+      const segs = relativeSegments(image.filename);
+      if (segs.length !== 1 || segs[0] !== image.filename) throw new Error('filename must be a plain name');
+      dir = resolveInside(roots()[type], [subfolder], true);
+    } catch (e) {
+      return fail(reply, 400, `invalid upload path: ${(e as Error).message}`);
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    // The folder may have been swapped for a symlink meanwhile; check again after creating it.
+    try {
+      resolveInside(roots()[type], [subfolder, image.filename]);
+    } catch (e) {
+      return fail(reply, 400, `invalid upload path: ${(e as Error).message}`);
+    }
+    const ext = path.extname(image.filename);
+    const stem = image.filename.slice(0, image.filename.length - ext.length);
+    let name = image.filename;
+    if (overwrite) {
+      writeFileAtomic(path.join(dir, name), image.data);
+    } else {
+      const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+      const mine = digest(image.data);
+      for (let i = 1; ; i++) {
+        const dest = path.join(dir, name);
+        if (createFileAtomic(dest, image.data)) break;
+        // Same bytes already there under this name: a duplicate upload, nothing to write.
+        if (fs.statSync(dest).isFile() && digest(fs.readFileSync(dest)) === mine) break;
+        name = `${stem} (${i})${ext}`;
+        if (i > 10_000) return fail(reply, 409, 'too many files with this name');
+      }
+    }
+    return { name, subfolder, type };
+  };
+  add('POST', '/upload/image', upload, { bodyLimit: state.options.maxUploadBytes });
+}

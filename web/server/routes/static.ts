@@ -1,0 +1,55 @@
+// The editor bundle (web/editor/dist, built by `npm run build:editor`) at `/`. Not prefixed
+// with /api. Missing bundle: `/` explains how to build it instead of failing silently.
+import fs from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { ServerState } from '../state.ts';
+import { resolveInside } from '../../../nodes/image/paths.ts';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+};
+
+export function registerStaticRoutes(app: FastifyInstance, state: ServerState): void {
+  const root = state.options.staticDir;
+  const serve = (rel: string, reply: import('fastify').FastifyReply) => {
+    let file: string;
+    try {
+      file = resolveInside(root, [rel]);
+    } catch {
+      return reply.code(404).send({ error: { type: 'not_found', message: 'not found', details: '', extra_info: {} } });
+    }
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      stat = undefined;
+    }
+    if (!stat?.isFile()) return reply.code(404).send({ error: { type: 'not_found', message: `no file ${rel}`, details: '', extra_info: {} } });
+    const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
+    if (ext === '.html') reply.header('Cache-Control', 'no-store, no-cache, must-revalidate');
+    else if (ext === '.js' || ext === '.css') reply.header('Cache-Control', 'no-cache');
+    return reply.type(TYPES[ext] ?? 'application/octet-stream').header('content-length', stat.size).send(fs.createReadStream(file));
+  };
+  app.get('/', async (_req, reply) => {
+    if (!fs.existsSync(`${root}/index.html`)) {
+      return reply
+        .type('text/html; charset=utf-8')
+        .send('<!doctype html><title>sana-graph</title><p>The editor bundle is not built. Run <code>npm run build:editor</code> (or <code>npm start</code>, which builds it), then reload.</p>');
+    }
+    return serve('index.html', reply);
+  });
+  app.get('/*', async (req, reply) => {
+    const rel = (req.params as { '*': string })['*'] ?? '';
+    return serve(rel, reply);
+  });
+}

@@ -1,0 +1,140 @@
+// Everything the routes share: options, queue, history, the WebSocket hub, the main-thread
+// engine (registry, validation, object_info) and the execution worker, plus the scheduler loop
+// that moves jobs from the queue through the worker into history.
+import os from 'node:os';
+import type { FastifyBaseLogger } from 'fastify';
+import { HistoryStore, type HistoryEntry } from './history.ts';
+import type { MainEngine } from './engine_host.ts';
+import type { ResolvedOptions } from './options.ts';
+import { PromptQueue, toQueueItem, type Job } from './queue.ts';
+import { WorkerRunner } from './runner.ts';
+import { WsHub } from './ws.ts';
+import { featureFlags } from './routes/info.ts';
+
+/** Events ComfyUI sends to the job's client, or to everyone when the job has no client. */
+const BROADCAST_IF_NO_CLIENT = new Set(['progress', 'execution_interrupted']);
+/** Events always sent to everyone. */
+const ALWAYS_BROADCAST = new Set(['progress_state']);
+
+export class ServerState {
+  readonly queue = new PromptQueue();
+  readonly history: HistoryStore;
+  readonly hub: WsHub;
+  readonly runner: WorkerRunner;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private pumping = false;
+  private closed = false;
+  log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'> = console;
+
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly engine: MainEngine,
+    private readonly nativeDevices: () => Promise<unknown[] | undefined>,
+  ) {
+    this.history = new HistoryStore(options.userDir, options.maxHistory);
+    this.hub = new WsHub({
+      status: () => this.statusPayload(),
+      featureFlags: () => featureFlags(this),
+      executingNodeFor: (sid) => {
+        const cur = this.queue.current;
+        const at = this.runner.currentNode;
+        return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
+      },
+    });
+    this.runner = new WorkerRunner(
+      {
+        folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
+        cache: options.cache,
+        cacheSize: options.cacheSize,
+        extraNodeModules: options.extraNodeModules,
+      },
+      (m) => this.log.warn(m),
+    );
+  }
+
+  statusPayload(): { status: { exec_info: { queue_remaining: number } } } {
+    return { status: { exec_info: { queue_remaining: this.queue.remaining() } } };
+  }
+
+  /** Call after the queue changed: tells every client, then starts the next job if idle. */
+  queueChanged(): void {
+    this.hub.broadcast({ type: 'status', data: this.statusPayload() });
+    void this.pump();
+  }
+
+  interrupt(promptId: string | undefined): void {
+    this.runner.interrupt(promptId);
+  }
+
+  free(unloadModels: boolean, freeMemory: boolean): void {
+    if (unloadModels || freeMemory) this.runner.free(unloadModels, freeMemory);
+  }
+
+  async devices(): Promise<unknown[]> {
+    const native = await this.nativeDevices().catch(() => undefined);
+    if (native && native.length > 0) return native;
+    return [{ name: 'cpu', type: 'cpu', index: 0, vram_total: os.totalmem(), vram_free: os.freemem(), torch_vram_total: 0, torch_vram_free: 0 }];
+  }
+
+  startBackground(): void {
+    this.keepAliveTimer = setInterval(() => {
+      if (this.queue.current) this.hub.keepAlive(this.options.keepAliveMs);
+    }, Math.max(250, Math.floor(this.options.keepAliveMs / 4)));
+    this.keepAliveTimer.unref();
+    // Start the worker now so the first prompt does not pay for loading the nodes.
+    this.runner.start().catch((e: Error) => this.log.error(e.message));
+  }
+
+  /** Runs queued jobs one after another until the queue is empty. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        const job = this.queue.take();
+        if (!job) break;
+        this.hub.broadcast({ type: 'status', data: this.statusPayload() });
+        await this.runJob(job);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async runJob(job: Job): Promise<void> {
+    const sid = job.clientId;
+    const result = await this.runner.run(job, {
+      event: (e) => {
+        if (e.type === 'executing' && e.data.node === null) return; // sent below, after history
+        const msg = { type: e.type, data: e.data };
+        if (ALWAYS_BROADCAST.has(e.type)) this.hub.broadcast(msg);
+        else if (BROADCAST_IF_NO_CLIENT.has(e.type)) this.hub.sendOrBroadcast(sid, msg);
+        else this.hub.send(sid, msg);
+      },
+      preview: (p) =>
+        this.hub.sendPreview(sid, p.data, p.format, {
+          node_id: p.node,
+          prompt_id: job.promptId,
+          display_node_id: p.displayNode,
+          parent_node_id: null,
+          real_node_id: p.node,
+        }),
+    });
+    const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: result.outputs, status: result.status, meta: result.meta };
+    try {
+      this.history.add(job.promptId, entry);
+    } catch (e) {
+      this.log.error(`history: cannot store ${job.promptId}: ${(e as Error).message}`);
+    }
+    this.queue.finish(job.promptId);
+    this.hub.broadcast({ type: 'status', data: this.statusPayload() });
+    this.hub.send(sid, { type: 'executing', data: { node: null, prompt_id: job.promptId } });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
+    this.hub.close();
+    await this.runner.close();
+  }
+}
