@@ -1,0 +1,39 @@
+// Golden stage "dcae": the AutoencoderDC decoder on shared/fixtures/golden/dcae, io_linear (linear
+// attention in every EfficientViT stage) and io_quadratic (the deepest stage has H·W ≤ head dim,
+// where diffusers takes its quadratic path), with the per-stage intermediates compared.
+import { resolve } from 'node:path';
+import type { DType } from '../../../native/api.ts';
+import { loadDcaeDecoder } from '../dcae.ts';
+import { readFixture } from './fixture.ts';
+import { captureInto, compareArrays, F32_TOL, goldenDir, stageOk, type GoldenCheck, type GoldenStageResult, type StageDeps, type Tolerance } from './transformer.ts';
+
+/**
+ * bf16 bound for the tiny DC-AE: six stages of convs in bf16 with RMSNorms that rescale every
+ * activation to O(1) and outputs of magnitude ≤ 3; measured worst |Δ| ≈ 0.05.
+ */
+export const DCAE_BF16_TOL: Tolerance = { atol: 1e-1, rtol: 5e-2 };
+
+export async function runDcaeGolden(deps: StageDeps): Promise<GoldenStageResult> {
+  const dtype: DType = deps.dtype ?? 'f32';
+  const tol = dtype === 'f32' ? F32_TOL : DCAE_BF16_TOL;
+  const dir = resolve(deps.dir ?? goldenDir(), 'dcae');
+  const dec = await loadDcaeDecoder(dir, deps.backend, dtype, { native: deps.native });
+  const checks: GoldenCheck[] = [];
+  try {
+    for (const file of ['io_linear', 'io_quadratic']) {
+      const fx = readFixture(resolve(dir, `${file}.safetensors`));
+      const z = fx.get('latent');
+      const sub: GoldenCheck[] = [];
+      const img = dec.decode({ data: z.data, shape: z.shape }, { capture: captureInto(fx, '', sub, tol) });
+      try {
+        checks.push(...sub.map((c) => ({ ...c, name: `${file}.${c.name}` })));
+        checks.push(compareArrays(`${file}.sample`, img.toFloat32(), fx.get('sample'), tol));
+      } finally {
+        img.dispose();
+      }
+    }
+  } finally {
+    dec.dispose();
+  }
+  return { stage: 'dcae', dtype, tolerance: tol, checks, ok: stageOk(checks) };
+}
