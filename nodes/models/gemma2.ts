@@ -1,0 +1,325 @@
+// Gemma-2 text encoder (transformers `Gemma2Model`, eager attention as in transformers 4.47):
+// returns last_hidden_state, the tensor Sana conditions on (spec §5, fixture gemma2/).
+// All tensor math goes through the Backend interface of native/api.ts.
+//
+// Reference behaviour kept on purpose:
+// - embedding × sqrt(hidden) with the factor rounded to the model dtype (48 exactly in bf16);
+// - RMSNorm x·rsqrt(mean x² + eps)·(1 + w) in f32, cast after the multiply;
+// - scores · query_pre_attn_scalar^-0.5, tanh soft-cap, THEN the additive mask;
+// - the mask is one explicit additive bias per layer kind (causal + key padding [+ sliding
+//   window]) filled with finfo(f32).min rather than skipped keys: a padded query whose window
+//   holds only padding is then uniform over all L keys, exactly as the reference computes it.
+import type { Backend, DType, NativeModule, SafetensorsCheckpoint, Tensor } from '../../native/api.ts';
+import { PrefixedCheckpoint, pickSafetensors, readJsonConfig, weightBytes } from './weights.ts';
+
+export interface Gemma2Config {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  queryPreAttnScalar: number;
+  ropeTheta: number;
+  rmsNormEps: number;
+  /** undefined: no sliding-window layers. */
+  slidingWindow?: number;
+  /** undefined: no soft-capping. */
+  attnLogitSoftcapping?: number;
+  /** Per layer: true when it uses the sliding window. */
+  slidingLayers: boolean[];
+}
+
+export function parseGemma2Config(raw: Record<string, unknown>, where = 'text_encoder/config.json'): Gemma2Config {
+  const int = (k: string, d?: number): number => {
+    const v = raw[k] ?? d;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${where}: ${k} must be a positive integer, got ${JSON.stringify(raw[k])}`);
+    return v;
+  };
+  const num = (k: string, d: number): number => {
+    const v = raw[k] ?? d;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: ${k} must be a number, got ${JSON.stringify(raw[k])}`);
+    return v;
+  };
+  const optPos = (k: string): number | undefined => {
+    const v = raw[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !(v > 0)) throw new Error(`${where}: ${k} must be a positive number or null, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  if (raw.model_type !== undefined && raw.model_type !== 'gemma2') throw new Error(`${where}: model_type ${JSON.stringify(raw.model_type)} is not gemma2`);
+  const act = raw.hidden_activation ?? raw.hidden_act ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh') throw new Error(`${where}: hidden_activation ${JSON.stringify(act)} is not supported (gelu_pytorch_tanh)`);
+  if (raw.attention_bias === true) throw new Error(`${where}: attention_bias=true is not supported (Gemma-2 has no attention biases)`);
+  const numLayers = int('num_hidden_layers');
+  const numHeads = int('num_attention_heads');
+  const numKvHeads = int('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) throw new Error(`${where}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  const hiddenSize = int('hidden_size');
+  const headDim = int('head_dim', hiddenSize / numHeads);
+  const slidingWindow = optPos('sliding_window');
+  let slidingLayers: boolean[];
+  const types = raw.layer_types;
+  if (Array.isArray(types)) {
+    if (types.length !== numLayers) throw new Error(`${where}: layer_types has ${types.length} entries for ${numLayers} layers`);
+    slidingLayers = types.map((t, i) => {
+      if (t !== 'sliding_attention' && t !== 'full_attention') throw new Error(`${where}: layer_types[${i}] = ${JSON.stringify(t)} is unknown`);
+      return t === 'sliding_attention';
+    });
+  } else {
+    // transformers 4.47: layers 0, 2, 4, … slide.
+    slidingLayers = Array.from({ length: numLayers }, (_, i) => i % 2 === 0);
+  }
+  if (slidingWindow === undefined) slidingLayers = slidingLayers.map(() => false);
+  return {
+    vocabSize: int('vocab_size'),
+    hiddenSize,
+    intermediateSize: int('intermediate_size'),
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    queryPreAttnScalar: num('query_pre_attn_scalar', headDim),
+    ropeTheta: num('rope_theta', 10000),
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+    slidingWindow,
+    attnLogitSoftcapping: optPos('attn_logit_softcapping'),
+    slidingLayers,
+  };
+}
+
+/** Parameter count of a Gemma2Model with this config (embedding included). */
+export function gemma2ParamCount(c: Gemma2Config): number {
+  const D = c.hiddenSize;
+  const attn = D * c.numHeads * c.headDim * 2 + D * c.numKvHeads * c.headDim * 2;
+  const mlp = 3 * D * c.intermediateSize;
+  return c.vocabSize * D + c.numLayers * (attn + mlp + 4 * D) + D;
+}
+
+/** Matmul FLOPs of one forward over B·L tokens (2 per multiply-add; attention included). */
+export function gemma2Flops(c: Gemma2Config, B: number, L: number): number {
+  const D = c.hiddenSize;
+  const proj = 2 * B * L * D * (2 * c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim);
+  const mlp = 2 * B * L * 3 * D * c.intermediateSize;
+  const attn = 2 * 2 * B * c.numHeads * L * L * c.headDim;
+  return c.numLayers * (proj + mlp + attn);
+}
+
+export type CaptureFn = (name: string, t: Tensor) => void;
+
+export interface Gemma2Model {
+  readonly config: Gemma2Config;
+  readonly dtype: DType;
+  readonly backend: Backend;
+  /** Bytes held by the loaded weights (for the model cache). */
+  readonly bytes: number;
+  /**
+   * ids / mask (B rows of equal length L; mask 1 = token, 0 = padding, right padding) ->
+   * last_hidden_state (B, L, hidden) in the model dtype, owned by the caller.
+   * `capture` sees `embed_tokens` (raw lookup), `layers.{i}` and `norm`, synchronously; the
+   * tensor is only valid during the call.
+   */
+  encode(ids: readonly (readonly number[])[], mask: readonly (readonly number[])[], capture?: CaptureFn): Tensor;
+  dispose(): void;
+}
+
+interface LayerWeights {
+  inNorm: Tensor; postAttnNorm: Tensor; preFfNorm: Tensor; postFfNorm: Tensor;
+  q: Tensor; k: Tensor; v: Tensor; o: Tensor;
+  gate: Tensor; up: Tensor; down: Tensor;
+}
+
+export type Gemma2WeightSource = Pick<PrefixedCheckpoint, 'has' | 'shape' | 'load'>;
+
+/** Rounds a double to what `torch.tensor(x, dtype)` stores (round to nearest even). */
+export function roundToDType(x: number, dtype: DType): number {
+  if (dtype === 'f32') return Math.fround(x);
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  if (dtype === 'bf16') {
+    const bits = u[0];
+    u[0] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16;
+    return f[0];
+  }
+  if (dtype === 'f16') {
+    // Through the f16 grid: scale so that the f16 ulp is 1, round half to even, scale back.
+    const a = Math.abs(x);
+    if (a === 0) return x;
+    const e = Math.max(Math.floor(Math.log2(a)), -14);
+    const ulp = 2 ** (e - 10);
+    const q = a / ulp;
+    const r = Math.floor(q);
+    const rounded = (q - r > 0.5 || (q - r === 0.5 && r % 2 === 1) ? r + 1 : r) * ulp;
+    return Math.sign(x) * Math.min(rounded, 65504);
+  }
+  return x;
+}
+
+const F32_MIN = -3.4028234663852886e38;
+
+/** Builds the model from a weight source; weights are converted to `dtype` (norms kept f32). */
+export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend: Backend, dtype: DType): Gemma2Model {
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`Gemma-2: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows)`);
+  const D = cfg.hiddenSize;
+  const qDim = cfg.numHeads * cfg.headDim;
+  const kvDim = cfg.numKvHeads * cfg.headDim;
+  const F = cfg.intermediateSize;
+  const owned: Tensor[] = [];
+  let bytes = 0;
+  const load = (key: string, shape: number[], dt: DType): Tensor => {
+    const t = src.load(key, backend, dt, shape);
+    owned.push(t);
+    bytes += weightBytes(t.numel, dt);
+    return t;
+  };
+  let embed: Tensor;
+  let finalNorm: Tensor;
+  const layers: LayerWeights[] = [];
+  try {
+    embed = load('embed_tokens.weight', [cfg.vocabSize, D], dtype);
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const p = `layers.${i}.`;
+      layers.push({
+        inNorm: load(`${p}input_layernorm.weight`, [D], 'f32'),
+        postAttnNorm: load(`${p}post_attention_layernorm.weight`, [D], 'f32'),
+        preFfNorm: load(`${p}pre_feedforward_layernorm.weight`, [D], 'f32'),
+        postFfNorm: load(`${p}post_feedforward_layernorm.weight`, [D], 'f32'),
+        q: load(`${p}self_attn.q_proj.weight`, [qDim, D], dtype),
+        k: load(`${p}self_attn.k_proj.weight`, [kvDim, D], dtype),
+        v: load(`${p}self_attn.v_proj.weight`, [kvDim, D], dtype),
+        o: load(`${p}self_attn.o_proj.weight`, [D, qDim], dtype),
+        gate: load(`${p}mlp.gate_proj.weight`, [F, D], dtype),
+        up: load(`${p}mlp.up_proj.weight`, [F, D], dtype),
+        down: load(`${p}mlp.down_proj.weight`, [D, F], dtype),
+      });
+    }
+    finalNorm = load('norm.weight', [D], 'f32');
+  } catch (err) {
+    for (const t of owned) t.dispose();
+    throw err;
+  }
+  const normalizer = roundToDType(Math.sqrt(D), dtype);
+  const scale = cfg.queryPreAttnScalar ** -0.5;
+  const eps = cfg.rmsNormEps;
+  let disposed = false;
+
+  /** (B, 1, L, L) additive f32 bias: causal + key padding [+ window]. */
+  const buildBias = (mask: readonly (readonly number[])[], L: number, window: number | undefined): Tensor => {
+    const B = mask.length;
+    const bias = new Float32Array(B * L * L);
+    for (let b = 0; b < B; b++) {
+      const m = mask[b];
+      for (let i = 0; i < L; i++) {
+        const row = (b * L + i) * L;
+        for (let j = 0; j < L; j++) {
+          const visible = j <= i && m[j] !== 0 && (window === undefined || i - j < window);
+          if (!visible) bias[row + j] = F32_MIN;
+        }
+      }
+    }
+    return backend.fromArray(bias, [B, 1, L, L], 'f32');
+  };
+
+  const layerForward = (h: Tensor, w: LayerWeights, bias: Tensor, B: number, L: number, positions: number[]): Tensor => {
+    // --- attention ---
+    const a = backend.rmsnorm(h, w.inNorm, eps, 1); // (B, L, D)
+    const heads = (x: Tensor, H: number): Tensor =>
+      backend.permute(backend.reshape(x, [B, L, H, cfg.headDim]), [0, 2, 1, 3]); // (B, H, L, hd)
+    const q = backend.rope(heads(backend.linear(a, w.q), cfg.numHeads), positions, cfg.ropeTheta);
+    const k = backend.rope(heads(backend.linear(a, w.k), cfg.numKvHeads), positions, cfg.ropeTheta);
+    const v = heads(backend.linear(a, w.v), cfg.numKvHeads);
+    const o = backend.attention(q, k, v, { scale, softcap: cfg.attnLogitSoftcapping, bias }); // (B, Hq, L, hd)
+    const oTok = backend.reshape(backend.permute(o, [0, 2, 1, 3]), [B, L, cfg.numHeads * cfg.headDim]); // (B, L, Hq·hd)
+    const attnOut = backend.rmsnorm(backend.linear(oTok, w.o), w.postAttnNorm, eps, 1); // (B, L, D)
+    const h1 = backend.add(h, attnOut);
+    // --- GeGLU MLP ---
+    const f = backend.rmsnorm(h1, w.preFfNorm, eps, 1);
+    const act = backend.gluMul(backend.linear(f, w.up), backend.linear(f, w.gate), 'gelu_tanh'); // (B, L, F)
+    const mlpOut = backend.rmsnorm(backend.linear(act, w.down), w.postFfNorm, eps, 1); // (B, L, D)
+    return backend.add(h1, mlpOut);
+  };
+
+  return {
+    config: cfg,
+    dtype,
+    backend,
+    get bytes() { return bytes; },
+    encode(ids, mask, capture) {
+      if (disposed) throw new Error('Gemma-2: encode() called after dispose()');
+      const B = ids.length;
+      if (B === 0) throw new Error('Gemma-2: encode() needs at least one row of ids');
+      const L = ids[0].length;
+      if (L === 0) throw new Error('Gemma-2: encode() got empty rows of ids');
+      if (mask.length !== B) throw new Error(`Gemma-2: ${B} rows of ids but ${mask.length} rows of attention mask`);
+      const flat = new Int32Array(B * L);
+      for (let b = 0; b < B; b++) {
+        if (ids[b].length !== L || mask[b].length !== L) throw new Error(`Gemma-2: row ${b} has ${ids[b].length} ids / ${mask[b].length} mask values, expected ${L}`);
+        for (let j = 0; j < L; j++) {
+          const id = ids[b][j];
+          if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new Error(`Gemma-2: token id ${id} at [${b}, ${j}] is outside the vocabulary (0..${cfg.vocabSize - 1})`);
+          flat[b * L + j] = id;
+        }
+      }
+      const positions = Array.from({ length: L }, (_, i) => i);
+      // Window masks differ from global ones only where the window is shorter than L.
+      const needWindow = cfg.slidingWindow !== undefined && cfg.slidingWindow < L && cfg.slidingLayers.some(Boolean);
+      const globalBias = buildBias(mask, L, undefined);
+      const windowBias = needWindow ? buildBias(mask, L, cfg.slidingWindow) : globalBias;
+      try {
+        let h = backend.scope(() => {
+          const idsT = backend.fromArray(flat, [B, L], 'i32');
+          const e = backend.embedding(embed, idsT); // (B, L, D)
+          capture?.('embed_tokens', e);
+          return backend.affine(e, normalizer);
+        });
+        for (let i = 0; i < cfg.numLayers; i++) {
+          const bias = cfg.slidingLayers[i] ? windowBias : globalBias;
+          const next = backend.scope(() => layerForward(h, layers[i], bias, B, L, positions));
+          h.dispose();
+          h = next;
+          capture?.(`layers.${i}`, h);
+        }
+        const out = backend.rmsnorm(h, finalNorm, eps, 1);
+        h.dispose();
+        capture?.('norm', out);
+        return out;
+      } finally {
+        globalBias.dispose();
+        if (windowBias !== globalBias) windowBias.dispose();
+      }
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const t of owned) t.dispose();
+    },
+  };
+}
+
+export function readGemma2Config(dir: string): Gemma2Config {
+  return parseGemma2Config(readJsonConfig(dir), `${dir}/config.json`);
+}
+
+export interface LoadGemma2Options {
+  /** The native module (default: native/index.ts, imported on first use). */
+  native?: Pick<NativeModule, 'openSafetensors'>;
+  /** Weight-file variant, e.g. 'bf16' for `model.bf16-0000k-of-0000n.safetensors`. */
+  variant?: string;
+}
+
+/**
+ * Loads Gemma-2 from a transformers folder (config.json + one or sharded safetensors, keys with
+ * or without the `model.` prefix, f32/bf16/f16 stored) onto `backend`, computing in `dtype`.
+ */
+export async function loadGemma2(dir: string, backend: Backend, dtype: DType, opts: LoadGemma2Options = {}): Promise<Gemma2Model> {
+  const cfg = readGemma2Config(dir);
+  const native = opts.native ?? (await import('../../native/index.ts'));
+  const ckpt: SafetensorsCheckpoint = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['model'] }));
+  try {
+    const src = new PrefixedCheckpoint(ckpt, 'embed_tokens.weight', ['', 'model.']);
+    return buildGemma2(cfg, src, backend, dtype);
+  } finally {
+    ckpt.close();
+  }
+}
