@@ -1,0 +1,405 @@
+// The executor: validates a prompt, orders the needed sub-graph topologically, serves nodes
+// from the signature cache or runs them, and reports ComfyUI's events (spec §2.3, §5.2-5.8).
+// One job at a time per executor; the cache outlives jobs (and failed jobs).
+
+import { createCache, signature, type CacheEntry, type CacheOptions, type CacheStrategy, type OutputCache } from './cache.ts';
+import { EventHub, HISTORY_MESSAGE_TYPES, type EngineEventListener, type EngineEventMap, type EngineEventType, type ExecutionErrorData, type ExecutionInterruptedData, type NodeProgressState } from './events.ts';
+import { topoSort, type LinkEdge } from './graph.ts';
+import type { NodeRegistry, RegisteredNode } from './registry.ts';
+import type { ApiPrompt } from './schemas.ts';
+import type { HiddenKind, NodeContext, PreviewImage, UiOutput } from './types.ts';
+import { inputDecls, PromptValidationError, validatePrompt, type ValidateOptions } from './validate.ts';
+import { parseLink } from './graph.ts';
+
+export interface ExecutorOptions {
+  /** 'classic' (default), 'lru' (with maxEntries) or 'none'. */
+  cache?: CacheStrategy | CacheOptions;
+  /** Handed to every node as `ctx.services` (output dir, model cache, ...). */
+  services?: Record<string, unknown>;
+  /** Limits applied when `execute` validates. */
+  validation?: Pick<ValidateOptions, 'maxNodes' | 'maxValueDepth'>;
+}
+
+export interface ExecuteOptions {
+  promptId: string;
+  /** `extra_data` of the job (client_id, extra_pnginfo, sensitive keys for hidden inputs). */
+  extraData?: Record<string, unknown>;
+  /** Output node ids to run (from validation); default: every valid output node. */
+  outputs?: readonly string[];
+  /** Interrupts this job when aborted (in addition to `executor.interrupt()`). */
+  signal?: AbortSignal;
+  /**
+   * Whether `execute` itself sends the final `executing {node: null}`. A server that must
+   * record history and broadcast `status` first (ComfyUI's order) passes false and sends it.
+   */
+  sendFinalExecuting?: boolean;
+}
+
+export type ExecutionStatus = 'success' | 'error' | 'interrupted';
+
+export interface ExecutionResult {
+  promptId: string;
+  status: ExecutionStatus;
+  /** The coerced prompt that ran (what history stores). */
+  prompt: ApiPrompt;
+  /** The output nodes that were scheduled. */
+  outputNodes: string[];
+  /** History `outputs`: node id -> UI output, cached ones included. */
+  outputs: Record<string, UiOutput>;
+  /** History `meta` for every node in `outputs`. */
+  meta: Record<string, { node_id: string; display_node: string; parent_node: string | null; real_node_id: string }>;
+  /** History `status.messages`: [type, data] of the lifecycle messages. */
+  messages: [EngineEventType, Record<string, unknown>][];
+  /** Nodes that ran in this job. */
+  ran: string[];
+  /** Nodes served from the cache. */
+  cached: string[];
+  error?: ExecutionErrorData;
+  interrupted?: ExecutionInterruptedData;
+}
+
+/** Thrown by `ctx.progress()` / `ctx.throwIfInterrupted()` once the job is interrupted. */
+export class InterruptedError extends Error {
+  override name = 'InterruptedError';
+  constructor() {
+    super('Processing interrupted');
+  }
+}
+
+export class ExecutorBusyError extends Error {
+  override name = 'ExecutorBusyError';
+}
+
+interface PlannedNode {
+  id: string;
+  entry: RegisteredNode;
+  links: LinkEdge[];
+  constants: Record<string, unknown>;
+  key: string;
+}
+
+function now(): number {
+  return Date.now();
+}
+
+/** Formats input values for `execution_error.current_inputs` (primitives as is, others described). */
+export function describeValue(v: unknown): unknown {
+  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'boolean') return v ?? null;
+  if (typeof v === 'string') return v.length > 1000 ? `${v.slice(0, 1000)}…` : v;
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${(v as unknown as { length?: number }).length ?? v.byteLength})`;
+  if (Array.isArray(v)) return `Array(${v.length})`;
+  if (typeof v === 'object') {
+    const name = (v as object).constructor?.name;
+    const shape = (v as { shape?: unknown }).shape;
+    return `${name && name !== 'Object' ? name : 'object'}${Array.isArray(shape) ? `(shape=[${shape.join(', ')}])` : ''}`;
+  }
+  return String(v);
+}
+
+export class Executor {
+  readonly cache: OutputCache;
+  readonly #hub = new EventHub();
+  readonly #services: Record<string, unknown>;
+  #running: AbortController | undefined;
+
+  constructor(
+    readonly registry: NodeRegistry,
+    readonly options: ExecutorOptions = {},
+  ) {
+    this.cache = createCache(options.cache ?? 'classic');
+    this.#services = options.services ?? {};
+  }
+
+  /** Subscribes to every event; returns the unsubscribe function. */
+  onEvent(cb: EngineEventListener): () => void {
+    return this.#hub.on(cb);
+  }
+
+  get busy(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /** Interrupts the running job, if any (ComfyUI's global interrupt). */
+  interrupt(): void {
+    this.#running?.abort();
+  }
+
+  /** Drops every cached result (POST /free {free_memory: true}). */
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  /**
+   * Validates and runs a prompt. Throws `PromptValidationError` (with the 400 body) when the
+   * prompt is invalid and `ExecutorBusyError` when a job is already running; node failures and
+   * interrupts are not thrown but reported in the result and as events.
+   */
+  async execute(rawPrompt: unknown, opts: ExecuteOptions): Promise<ExecutionResult> {
+    if (this.#running) throw new ExecutorBusyError(`executor is busy with another prompt; cannot start '${opts.promptId}'`);
+    const v = validatePrompt(rawPrompt, this.registry, { ...this.options.validation, partialExecutionTargets: opts.outputs });
+    if (!v.ok) throw new PromptValidationError({ error: v.error, node_errors: v.node_errors });
+    const controller = new AbortController();
+    this.#running = controller;
+    const onAbort = () => controller.abort();
+    if (opts.signal?.aborted) controller.abort();
+    opts.signal?.addEventListener('abort', onAbort);
+    try {
+      return await this.#run(v.prompt, v.outputs, opts, controller.signal);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.#running = undefined;
+    }
+  }
+
+  #plan(prompt: ApiPrompt, outputs: readonly string[]): { order: string[]; nodes: Map<string, PlannedNode> } {
+    const nodes = new Map<string, PlannedNode>();
+    const stack = [...outputs];
+    while (stack.length) {
+      const id = stack.pop()!;
+      if (nodes.has(id)) continue;
+      const entry = this.registry.get(prompt[id].class_type)!;
+      const links: LinkEdge[] = [];
+      const constants: Record<string, unknown> = {};
+      for (const [name] of inputDecls(entry)) {
+        const value = prompt[id].inputs[name];
+        if (value === undefined) continue;
+        const link = Array.isArray(value) ? parseLink(value) : undefined;
+        if (link) {
+          links.push({ input: name, source: link.source, slot: link.slot });
+          stack.push(link.source);
+        } else {
+          constants[name] = value;
+        }
+      }
+      nodes.set(id, { id, entry, links, constants, key: '' });
+    }
+    const outputSet = new Set(outputs);
+    // Validation already refused cycles; this order is over a DAG.
+    const { order } = topoSort([...nodes.keys()], (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
+    for (const id of order) {
+      const n = nodes.get(id)!;
+      const hidden = n.entry.inputs.hidden ?? {};
+      let fp: unknown;
+      if (n.entry.def.fingerprint) {
+        try {
+          fp = n.entry.def.fingerprint({ ...n.constants });
+        } catch {
+          fp = Number.NaN;
+        }
+      }
+      n.key = signature({
+        classType: n.entry.classType,
+        fingerprint: fp,
+        nodeId: n.entry.def.notIdempotent || Object.values(hidden).includes('UNIQUE_ID') ? id : undefined,
+        constants: n.constants,
+        links: n.links.map((l) => ({ input: l.input, sourceSignature: nodes.get(l.source)!.key, slot: l.slot })),
+      });
+    }
+    return { order, nodes };
+  }
+
+  async #run(prompt: ApiPrompt, outputNodes: string[], opts: ExecuteOptions, signal: AbortSignal): Promise<ExecutionResult> {
+    const promptId = opts.promptId;
+    const extraData = opts.extraData ?? {};
+    const result: ExecutionResult = { promptId, status: 'success', prompt, outputNodes, outputs: {}, meta: {}, messages: [], ran: [], cached: [] };
+    const emit = <K extends EngineEventType>(type: K, data: EngineEventMap[K]) => {
+      if (HISTORY_MESSAGE_TYPES.has(type)) result.messages.push([type, data as unknown as Record<string, unknown>]);
+      this.#hub.emit(type, data);
+    };
+    const progressNodes: Record<string, NodeProgressState> = {};
+    const setProgress = (id: string, state: NodeProgressState['state'], value: number, max: number) => {
+      progressNodes[id] = { value, max, state, node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id };
+      emit('progress_state', { prompt_id: promptId, nodes: { ...progressNodes } });
+    };
+
+    emit('execution_start', { prompt_id: promptId, timestamp: now() });
+    const { order, nodes } = this.#plan(prompt, outputNodes);
+    this.cache.beginPrompt(new Set([...nodes.values()].map((n) => n.key)));
+
+    // Snapshot the hits now, so that entries this job inserts cannot evict what it relies on.
+    const results = new Map<string, CacheEntry>();
+    for (const id of order) {
+      const hit = this.cache.get(nodes.get(id)!.key);
+      if (hit) {
+        results.set(id, hit);
+        result.cached.push(id);
+      }
+    }
+    emit('execution_cached', { nodes: [...result.cached], prompt_id: promptId, timestamp: now() });
+
+    const executed: string[] = [];
+    const recordUi = (id: string, ui: UiOutput) => {
+      result.outputs[id] = ui;
+      result.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+    };
+
+    for (const id of order) {
+      const node = nodes.get(id)!;
+      const cachedEntry = results.get(id);
+      if (cachedEntry) {
+        executed.push(id);
+        if (node.entry.def.outputNode && cachedEntry.ui) {
+          recordUi(id, cachedEntry.ui);
+          emit('executed', { node: id, display_node: id, output: cachedEntry.ui, prompt_id: promptId });
+        }
+        continue;
+      }
+      if (signal.aborted) {
+        result.status = 'interrupted';
+        result.interrupted = { prompt_id: promptId, node_id: id, node_type: node.entry.classType, executed: [...executed], timestamp: now() };
+        emit('execution_interrupted', result.interrupted);
+        break;
+      }
+      emit('executing', { node: id, display_node: id, prompt_id: promptId });
+      setProgress(id, 'running', 0, 1);
+      const inputLists = this.#inputLists(node, prompt, results, extraData);
+      try {
+        const entry = await this.#runNode(node, inputLists, {
+          nodeId: id,
+          promptId,
+          signal,
+          services: this.#services,
+          extraData,
+          throwIfInterrupted: () => {
+            if (signal.aborted) throw new InterruptedError();
+          },
+          progress: (value, max, preview) => {
+            if (signal.aborted) throw new InterruptedError();
+            emit('progress', { value, max, prompt_id: promptId, node: id });
+            setProgress(id, 'running', value, max);
+            if (preview) emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image: preview });
+          },
+          sendBinaryPreview: (image: PreviewImage) => emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image }),
+        });
+        results.set(id, entry);
+        this.cache.set(node.key, entry);
+        executed.push(id);
+        result.ran.push(id);
+        setProgress(id, 'finished', 1, 1);
+        if (entry.ui) {
+          recordUi(id, entry.ui);
+          emit('executed', { node: id, display_node: id, output: entry.ui, prompt_id: promptId });
+        }
+      } catch (err) {
+        setProgress(id, 'error', progressNodes[id]?.value ?? 0, progressNodes[id]?.max ?? 1);
+        if (signal.aborted || err instanceof InterruptedError) {
+          result.status = 'interrupted';
+          result.interrupted = { prompt_id: promptId, node_id: id, node_type: node.entry.classType, executed: [...executed], timestamp: now() };
+          emit('execution_interrupted', result.interrupted);
+        } else {
+          const e = err instanceof Error ? err : new Error(String(err));
+          const current_inputs: Record<string, unknown[]> = {};
+          for (const [name, list] of Object.entries(inputLists)) current_inputs[name] = list.map(describeValue);
+          result.status = 'error';
+          result.error = {
+            prompt_id: promptId,
+            node_id: id,
+            node_type: node.entry.classType,
+            executed: [...executed],
+            exception_message: e.message,
+            exception_type: (e as { code?: unknown }).code ? `${e.name}[${String((e as { code?: unknown }).code)}]` : e.name,
+            traceback: (e.stack ?? `${e.name}: ${e.message}`).split('\n'),
+            current_inputs,
+            current_outputs: [...results.keys()],
+            timestamp: now(),
+          };
+          emit('execution_error', result.error);
+        }
+        break;
+      }
+    }
+    if (result.status === 'success') emit('execution_success', { prompt_id: promptId, timestamp: now() });
+    if (opts.sendFinalExecuting !== false) emit('executing', { node: null, prompt_id: promptId });
+    return result;
+  }
+
+  /** Every input as a list of items: constants are one-item lists, links the producer's list. */
+  #inputLists(node: PlannedNode, prompt: ApiPrompt, results: Map<string, CacheEntry>, extraData: Record<string, unknown>): Record<string, unknown[]> {
+    const lists: Record<string, unknown[]> = {};
+    for (const [name, value] of Object.entries(node.constants)) lists[name] = [value];
+    for (const l of node.links) lists[l.input] = results.get(l.source)!.outputs[l.slot];
+    for (const [name, kind] of Object.entries(node.entry.inputs.hidden ?? {})) lists[name] = [hiddenValue(kind, node.id, prompt, extraData)];
+    return lists;
+  }
+
+  async #runNode(node: PlannedNode, lists: Record<string, unknown[]>, ctx: NodeContext): Promise<CacheEntry> {
+    const { def } = node.entry;
+    const map = node.entry.mapInputs ?? ((x: Record<string, unknown>) => x);
+    const names = Object.keys(lists);
+    const calls: Record<string, unknown>[] = [];
+    if (def.inputIsList) {
+      calls.push({ ...lists });
+    } else {
+      // ComfyUI's rule: run once per index of the longest list, shorter lists repeat their last item.
+      const lengths = names.map((n) => lists[n].length);
+      const count = names.length === 0 ? 1 : Math.min(...lengths) === 0 ? 0 : Math.max(...lengths);
+      for (let i = 0; i < count; i++) {
+        const args: Record<string, unknown> = {};
+        for (const n of names) args[n] = lists[n][Math.min(i, lists[n].length - 1)];
+        calls.push(args);
+      }
+    }
+    const outputs: unknown[][] = def.outputs.map(() => []);
+    let ui: UiOutput | undefined;
+    for (const args of calls) {
+      ctx.throwIfInterrupted();
+      const raw = await def.run(map(args), ctx);
+      const { values, ui: callUi } = normalizeResult(raw, node);
+      values.forEach((v, i) => {
+        if (def.outputs[i].isList) {
+          if (!Array.isArray(v)) throw new TypeError(`node ${node.id} (${node.entry.classType}): output ${i} '${def.outputs[i].name}' is a list output but run() returned ${describeValue(v)}`);
+          outputs[i].push(...v);
+        } else {
+          outputs[i].push(v);
+        }
+      });
+      if (callUi) {
+        ui ??= {};
+        for (const [k, v] of Object.entries(callUi)) (ui[k] ??= []).push(...(Array.isArray(v) ? v : [v]));
+      }
+    }
+    return ui ? { outputs, ui } : { outputs };
+  }
+}
+
+function hiddenValue(kind: HiddenKind, nodeId: string, prompt: ApiPrompt, extraData: Record<string, unknown>): unknown {
+  switch (kind) {
+    case 'PROMPT':
+    case 'DYNPROMPT':
+      return prompt;
+    case 'EXTRA_PNGINFO':
+      return (extraData.extra_pnginfo as Record<string, unknown> | undefined) ?? undefined;
+    case 'UNIQUE_ID':
+      return nodeId;
+    case 'AUTH_TOKEN_COMFY_ORG':
+      return extraData.auth_token_comfy_org;
+    case 'API_KEY_COMFY_ORG':
+      return extraData.api_key_comfy_org;
+  }
+}
+
+function normalizeResult(raw: unknown, node: PlannedNode): { values: unknown[]; ui?: UiOutput } {
+  const n = node.entry.def.outputs.length;
+  const where = `node ${node.id} (${node.entry.classType})`;
+  let values: unknown;
+  let ui: UiOutput | undefined;
+  if (Array.isArray(raw)) {
+    values = raw;
+  } else if (raw !== null && typeof raw === 'object' && ('result' in raw || 'ui' in raw)) {
+    values = (raw as { result?: unknown }).result;
+    ui = (raw as { ui?: UiOutput }).ui;
+    if (ui !== undefined && (ui === null || typeof ui !== 'object')) throw new TypeError(`${where}: run() returned a ui that is not an object`);
+  } else if (raw === undefined && n === 0) {
+    values = [];
+  } else {
+    throw new TypeError(`${where}: run() must return an array of ${n} output(s) or { result, ui }, got ${String(describeValue(raw))}`);
+  }
+  if (values === undefined) {
+    if (n > 0) throw new TypeError(`${where}: run() returned no result for its ${n} output(s)`);
+    values = [];
+  }
+  if (!Array.isArray(values) || values.length !== n) {
+    throw new TypeError(`${where}: run() returned ${Array.isArray(values) ? values.length : 'a non-array'} result(s), expected ${n}`);
+  }
+  return { values, ui };
+}
