@@ -481,34 +481,39 @@ export function makeTinyModels(modelsDirPath: string, opts: { force?: boolean; s
   }
   // Build next to the target and swap in with renames, so an interrupted run never leaves a
   // half-written pipeline that looks complete.
-  const tmp = `${dir}.tmp-${process.pid}`;
+  // Dot-names: the models-folder listing skips them, so a half-built copy never shows in a combo.
+  const tmp = path.join(path.dirname(dir), `.${TINY_PIPELINE}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
-  for (const sub of ['transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler']) fs.mkdirSync(path.join(tmp, sub), { recursive: true });
+  try {
+    for (const sub of ['transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler']) fs.mkdirSync(path.join(tmp, sub), { recursive: true });
 
-  writeJson(path.join(tmp, 'model_index.json'), MODEL_INDEX);
-  writeJson(path.join(tmp, 'scheduler', 'scheduler_config.json'), SCHEDULER_CONFIG);
-  writeJson(path.join(tmp, 'transformer', 'config.json'), TINY_TRANSFORMER_CONFIG);
-  writeComponent(path.join(tmp, 'transformer', 'diffusion_pytorch_model.safetensors'), transformerTensors(TINY_TRANSFORMER_CONFIG), 'F32', seed);
-  writeJson(path.join(tmp, 'vae', 'config.json'), TINY_VAE_CONFIG);
-  writeComponent(path.join(tmp, 'vae', 'diffusion_pytorch_model.safetensors'), dcaeTensors(TINY_VAE_CONFIG), 'F32', seed);
-  writeJson(path.join(tmp, 'text_encoder', 'config.json'), TINY_GEMMA_CONFIG);
-  writeComponent(path.join(tmp, 'text_encoder', 'model.safetensors'), gemmaTensors(TINY_GEMMA_CONFIG), 'BF16', seed);
+    writeJson(path.join(tmp, 'model_index.json'), MODEL_INDEX);
+    writeJson(path.join(tmp, 'scheduler', 'scheduler_config.json'), SCHEDULER_CONFIG);
+    writeJson(path.join(tmp, 'transformer', 'config.json'), TINY_TRANSFORMER_CONFIG);
+    writeComponent(path.join(tmp, 'transformer', 'diffusion_pytorch_model.safetensors'), transformerTensors(TINY_TRANSFORMER_CONFIG), 'F32', seed);
+    writeJson(path.join(tmp, 'vae', 'config.json'), TINY_VAE_CONFIG);
+    writeComponent(path.join(tmp, 'vae', 'diffusion_pytorch_model.safetensors'), dcaeTensors(TINY_VAE_CONFIG), 'F32', seed);
+    writeJson(path.join(tmp, 'text_encoder', 'config.json'), TINY_GEMMA_CONFIG);
+    writeComponent(path.join(tmp, 'text_encoder', 'model.safetensors'), gemmaTensors(TINY_GEMMA_CONFIG), 'BF16', seed);
 
-  const tok = gemmaTokenizerFiles();
-  fs.copyFileSync(tok.tokenizerJson, path.join(tmp, 'tokenizer', 'tokenizer.json'));
-  const tokCfg = JSON.parse(fs.readFileSync(tok.tokenizerConfig, 'utf8')) as Record<string, unknown>;
-  // The Sana repos ship GemmaTokenizerFast with right padding; the rest is the Gemma config as is.
-  writeJson(path.join(tmp, 'tokenizer', 'tokenizer_config.json'), { ...tokCfg, padding_side: 'right', tokenizer_class: 'GemmaTokenizer' });
-  writeJson(path.join(tmp, 'tokenizer', 'special_tokens_map.json'), {
-    additional_special_tokens: ['<start_of_turn>', '<end_of_turn>'],
-    bos_token: '<bos>',
-    eos_token: '<eos>',
-    pad_token: '<pad>',
-    unk_token: '<unk>',
-  });
-  fs.writeFileSync(path.join(tmp, STAMP), stamp);
-
-  const old = `${dir}.old-${process.pid}`;
+    const tok = gemmaTokenizerFiles();
+    fs.copyFileSync(tok.tokenizerJson, path.join(tmp, 'tokenizer', 'tokenizer.json'));
+    const tokCfg = JSON.parse(fs.readFileSync(tok.tokenizerConfig, 'utf8')) as Record<string, unknown>;
+    // The Sana repos ship GemmaTokenizerFast with right padding; the rest is the Gemma config as is.
+    writeJson(path.join(tmp, 'tokenizer', 'tokenizer_config.json'), { ...tokCfg, padding_side: 'right', tokenizer_class: 'GemmaTokenizer' });
+    writeJson(path.join(tmp, 'tokenizer', 'special_tokens_map.json'), {
+      additional_special_tokens: ['<start_of_turn>', '<end_of_turn>'],
+      bos_token: '<bos>',
+      eos_token: '<eos>',
+      pad_token: '<pad>',
+      unk_token: '<unk>',
+    });
+    fs.writeFileSync(path.join(tmp, STAMP), stamp);
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  const old = path.join(path.dirname(dir), `.${TINY_PIPELINE}.old-${process.pid}`);
   if (fs.existsSync(dir)) fs.renameSync(dir, old);
   fs.renameSync(tmp, dir);
   fs.rmSync(old, { recursive: true, force: true });

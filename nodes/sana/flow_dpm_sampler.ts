@@ -1,0 +1,166 @@
+// FlowDPMSampler: the denoising loop. Sampler (DPM-Solver++ 2M or flow Euler, nodes/models/
+// scheduler.ts), guidance (CFG and the PAG patch the model reference carries, combined by
+// nodes/models/sana_dit.ts) and the network are separate pieces wired together here.
+import { defineNode, type NodeContext } from '../../engine/index.ts';
+import type { Conditioning, Latent, SanaModelRef } from './types.ts';
+import { withTransformer } from './runtime.ts';
+
+export const SAMPLERS = ['dpmpp_2m', 'flow_euler'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+export interface SampleOptions {
+  seed: number;
+  steps: number;
+  cfg: number;
+  /** <= 0: the checkpoint's flow_shift. */
+  flowShift: number;
+  sampler: SamplerName;
+  denoise: number;
+}
+
+/** (Bc, L, D) conditioning -> rows for a latent batch of B (one prompt is shared by all rows). */
+function rowsFor(c: Conditioning, B: number, who: string, what: string): { embeds: Float32Array; mask: Float32Array } {
+  const [Bc, L, D] = c.shape;
+  if (Bc === B) return { embeds: c.embeds, mask: c.mask };
+  if (Bc !== 1) throw new Error(`${who}: ${what} has a batch of ${Bc} prompts but the latent a batch of ${B}; use 1 prompt or ${B}`);
+  const embeds = new Float32Array(B * L * D);
+  const mask = new Float32Array(B * L);
+  for (let b = 0; b < B; b++) {
+    embeds.set(c.embeds, b * L * D);
+    mask.set(c.mask, b * L);
+  }
+  return { embeds, mask };
+}
+
+/** Concatenates equal-shaped rows along the batch axis. */
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+export type StepCallback = (step: number, total: number, x0: Float32Array, x: Float32Array) => void;
+
+/** Runs the whole loop; returns the final latents with the input latent's shape. */
+export async function sample(
+  model: SanaModelRef,
+  positive: Conditioning,
+  negative: Conditioning,
+  latent: Latent,
+  o: SampleOptions,
+  onStep: StepCallback,
+  who = 'FlowDPMSampler',
+): Promise<Latent> {
+  const [B, C, h, w] = latent.shape;
+  if (C !== model.latentChannels) throw new Error(`${who}: the latent has ${C} channels but ${model.name} expects ${model.latentChannels}`);
+  for (const [what, c] of [['positive', positive], ['negative', negative]] as const) {
+    if (c.shape[2] !== model.captionChannels) {
+      throw new Error(
+        `${who}: ${what} conditioning is ${c.shape[2]} wide but ${model.name} takes text embeddings of width ${model.captionChannels}; encode with the text encoder that belongs to this checkpoint`,
+      );
+    }
+  }
+  if (positive.shape[1] !== negative.shape[1]) {
+    throw new Error(`${who}: positive has ${positive.shape[1]} tokens but negative ${negative.shape[1]}; encode both with the same max_sequence_length`);
+  }
+  const { createSampler, noiseLatent, readSchedulerConfig, SANA_SCHEDULER_DEFAULTS } = await import('../models/scheduler.ts');
+  const { combineGuidance, guidanceLayout, pagScaleAt } = await import('../models/sana_dit.ts');
+  const { randn } = await import('../models/noise.ts');
+
+  const base = model.schedulerConfig ? readSchedulerConfig(model.schedulerConfig) : SANA_SCHEDULER_DEFAULTS;
+  const config = { ...base, flowShift: o.flowShift > 0 ? o.flowShift : model.flowShift };
+  const sampler = createSampler({ kind: o.sampler, steps: o.steps, denoise: o.denoise, config });
+
+  const useCfg = o.cfg > 1;
+  const pag = model.pag;
+  const mode = useCfg ? (pag ? 'cfg+pag' : 'cfg') : pag ? 'pag' : 'none';
+  const layout = guidanceLayout(mode, B);
+  const pos = rowsFor(positive, B, who, 'positive');
+  const neg = rowsFor(negative, B, who, 'negative');
+  const L = positive.shape[1];
+  const D = positive.shape[2];
+  const embeds = concat(layout.text.map((t) => (t === 'cond' ? pos.embeds : neg.embeds)));
+  const mask = concat(layout.text.map((t) => (t === 'cond' ? pos.mask : neg.mask)));
+  const rows = layout.copies * B;
+
+  // diffusers starts text-to-image from pure noise (x = ε, not σ0·ε); a partial denoise starts
+  // from the input latent pushed to the first sigma of the shortened schedule.
+  const noise = randn(BigInt(o.seed), latent.shape);
+  let x = o.denoise >= 1 ? noise : noiseLatent(latent.samples, noise, sampler.sigmas[0]);
+
+  const total = sampler.timesteps.length;
+  await withTransformer(model, async (net) => {
+    for (let i = 0; i < total; i++) {
+      // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
+      await new Promise<void>((r) => setImmediate(r));
+      const t = sampler.timesteps[i];
+      const xIn = concat(Array.from({ length: layout.copies }, () => x));
+      const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], { data: embeds, shape: [rows, L, D] }, mask, {
+        pagLayers: pag ? new Set(pag.layers) : undefined,
+        pagSlice: pag ? layout.pagSlice : undefined,
+      });
+      let raw: Float32Array;
+      try {
+        raw = out.toFloat32();
+      } finally {
+        out.dispose();
+      }
+      const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 });
+      const sigma = sampler.sigmas[i];
+      const xBefore = x;
+      x = sampler.step(v, x);
+      // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
+      const x0 = new Float32Array(v.length);
+      for (let k = 0; k < v.length; k++) x0[k] = xBefore[k] - sigma * v[k];
+      onStep(i + 1, total, x0, x);
+    }
+  });
+  return { samples: x, shape: [B, C, h, w], ...(latent.targetSize ? { targetSize: latent.targetSize } : {}) };
+}
+
+export function progressReporter(ctx: NodeContext): StepCallback {
+  return (step, total) => {
+    // progress() throws when the job was interrupted, which stops the loop between steps.
+    ctx.progress(step, total);
+  };
+}
+
+export const FlowDPMSampler = defineNode({
+  name: 'FlowDPMSampler',
+  displayName: 'Flow DPM Sampler (Sana)',
+  category: 'sana/sampling',
+  description:
+    'Denoises a latent with the Sana transformer: DPM-Solver++ 2M (diffusers SanaPipeline) or flow Euler, classifier-free guidance, and PAG when the model carries the patch.',
+  inputs: {
+    required: {
+      model: { type: 'SANA_MODEL' },
+      positive: { type: 'CONDITIONING' },
+      negative: { type: 'CONDITIONING' },
+      latent: { type: 'LATENT' },
+      seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffff, controlAfterGenerate: true, tooltip: 'torch.randn-compatible CPU noise seed.' },
+      steps: { type: 'INT', default: 20, min: 1, max: 1000 },
+      cfg: { type: 'FLOAT', default: 4.5, min: 0, max: 100, step: 0.1, round: 0.01, tooltip: 'Classifier-free guidance scale; <= 1 turns CFG off.' },
+      flow_shift: {
+        type: 'FLOAT',
+        default: 0,
+        min: 0,
+        max: 100,
+        step: 0.1,
+        round: 0.01,
+        tooltip: "Flow-matching schedule shift; 0 = the checkpoint's scheduler_config.json (3.0 for 512/1024/2K, 6.0 for 4K).",
+      },
+      sampler: { type: 'COMBO', values: SAMPLERS, default: 'dpmpp_2m' },
+      denoise: { type: 'FLOAT', default: 1.0, min: 0.01, max: 1.0, step: 0.01 },
+    },
+  },
+  outputs: [{ name: 'LATENT', type: 'LATENT' }],
+  async run({ model, positive, negative, latent, seed, steps, cfg, flow_shift, sampler, denoise }, ctx) {
+    ctx.throwIfInterrupted();
+    const out = await sample(model, positive, negative, latent, { seed, steps, cfg, flowShift: flow_shift, sampler, denoise }, progressReporter(ctx));
+    return [out];
+  },
+});

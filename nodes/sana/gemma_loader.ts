@@ -1,0 +1,37 @@
+// LoadGemma2: a Gemma-2 text encoder as a GEMMA socket, for graphs that encode several prompts with
+// one encoder (the ComfyUI_ExtraModels style: GemmaLoader -> SanaTextEncode / GemmaTextEncode).
+import { defineNode } from '../../engine/index.ts';
+import { resolveTextEncoder } from '../models_dir.ts';
+import { folderFingerprint } from './fingerprint.ts';
+import { DEVICE_CHOICES, withGemma } from './runtime.ts';
+import { GEMMA_DTYPES, gemmaRef, textEncoderChoices } from './text_encode.ts';
+
+export const LoadGemma2 = defineNode({
+  name: 'LoadGemma2',
+  displayName: 'Gemma-2 Loader',
+  category: 'sana/loaders',
+  description: 'Loads the Gemma-2 text encoder and its tokenizer.',
+  inputs: {
+    required: {
+      text_encoder: { type: 'COMBO', values: textEncoderChoices },
+      dtype: { type: 'COMBO', values: GEMMA_DTYPES, default: 'auto' },
+      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+    },
+  },
+  outputs: [{ name: 'GEMMA', type: 'GEMMA' }],
+  fingerprint: ({ text_encoder }) => {
+    try {
+      const d = resolveTextEncoder(String(text_encoder));
+      return folderFingerprint(d.textEncoder, d.tokenizer);
+    } catch {
+      return 'missing';
+    }
+  },
+  async run({ text_encoder, dtype, device }) {
+    const { ref, note } = await gemmaRef(text_encoder, dtype, device, 'LoadGemma2');
+    if (note) console.warn(note);
+    // Load now so a bad checkpoint fails on this node.
+    await withGemma(ref, () => undefined);
+    return { result: [ref], ui: note ? { text: [note] } : undefined };
+  },
+});

@@ -1,0 +1,107 @@
+// Where the Sana nodes meet the native backends and the model cache: device choice with CPU
+// fallback, compute dtype choice, and `with*` helpers that fetch a model's weights through the
+// shared cache from a socket reference. The addon and the model code are imported lazily, so
+// registering the nodes (and /object_info) works before the addon is built.
+import type { Backend, DeviceName, DType } from '../../native/api.ts';
+import { modelCache } from '../model_cache.ts';
+import { weightBytes } from '../models_dir.ts';
+import type { DcaeRef, GemmaRef, SanaModelRef } from './types.ts';
+
+/** What the dtype widgets offer; 'auto' = bf16 where the backend has a native bf16 matmul, else f32. */
+export const DTYPE_CHOICES = ['auto', 'bf16', 'f16', 'f32'] as const;
+export type DTypeChoice = (typeof DTYPE_CHOICES)[number];
+export const DEVICE_CHOICES = ['cpu', 'cuda'] as const;
+export type DeviceChoice = (typeof DEVICE_CHOICES)[number];
+
+type Native = typeof import('../../native/index.ts');
+let nativeModule: Promise<Native> | undefined;
+
+export function native(): Promise<Native> {
+  nativeModule ??= import('../../native/index.ts');
+  return nativeModule;
+}
+
+export async function backendFor(device: DeviceName): Promise<Backend> {
+  return (await native()).getBackend(device);
+}
+
+/**
+ * The device to load on: the request when it is usable, else the CPU with a message saying
+ * why (no GPU, no CUDA build) — a workflow saved on a GPU machine still runs here.
+ */
+export async function resolveDevice(requested: string, who: string): Promise<{ device: DeviceName; note?: string }> {
+  if (requested === 'cpu') return { device: 'cpu' };
+  if (requested !== 'cuda') throw new Error(`${who}: device "${requested}" is not one of ${DEVICE_CHOICES.join(', ')}`);
+  const n = await native();
+  const cuda = n.devices().find((d) => d.name === 'cuda');
+  if (cuda?.available) return { device: 'cuda' };
+  const why = cuda?.reason ?? 'no CUDA backend in this build';
+  return { device: 'cpu', note: `${who}: CUDA is not available (${why}); running on the CPU instead` };
+}
+
+/** Resolves a dtype widget value on a backend. `allowF16` is false for models that overflow in fp16. */
+export function resolveDtype(choice: string, backend: Backend, who: string, allowF16 = true): DType {
+  switch (choice) {
+    case 'auto':
+      return backend.supportsOp('linear', 'bf16') ? 'bf16' : 'f32';
+    case 'bf16':
+    case 'f32':
+      return choice;
+    case 'f16':
+      if (!allowF16) throw new Error(`${who}: dtype f16 is not supported for this model (its activations overflow in fp16); use bf16 or f32`);
+      return 'f16';
+    default:
+      throw new Error(`${who}: dtype "${choice}" is not one of ${DTYPE_CHOICES.join(', ')}`);
+  }
+}
+
+type SanaTransformer = import('../models/sana_dit.ts').SanaTransformer;
+type DcaeDecoder = import('../models/dcae.ts').DcaeDecoder;
+
+/** Runs `fn` with the transformer behind `ref`, loading it into the model cache when needed. */
+export async function withTransformer<R>(ref: SanaModelRef, fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R): Promise<R> {
+  const backend = await backendFor(ref.device);
+  const { loadSanaTransformer } = await import('../models/sana_dit.ts');
+  return modelCache().use(
+    { kind: 'sana_transformer', path: ref.path, dtype: ref.dtype, device: ref.device },
+    async () => {
+      const m = await loadSanaTransformer(ref.path, backend, ref.dtype);
+      return { value: m, bytes: m.bytes, dispose: () => m.dispose() };
+    },
+    (m) => fn(m, backend),
+    weightBytes(ref.path),
+  );
+}
+
+/** Runs `fn` with the DC-AE decoder behind `ref`. */
+export async function withDcae<R>(ref: DcaeRef, fn: (model: DcaeDecoder, backend: Backend) => Promise<R> | R): Promise<R> {
+  const backend = await backendFor(ref.device);
+  const { loadDcaeDecoder } = await import('../models/dcae.ts');
+  return modelCache().use(
+    { kind: 'dcae_decoder', path: ref.path, dtype: ref.dtype, device: ref.device },
+    async () => {
+      const m = await loadDcaeDecoder(ref.path, backend, ref.dtype);
+      return { value: m, bytes: m.bytes, dispose: () => m.dispose() };
+    },
+    (m) => fn(m, backend),
+    // Only the decoder half of the file is loaded.
+    weightBytes(ref.path) / 2,
+  );
+}
+
+type Gemma2Model = import('../models/gemma2.ts').Gemma2Model;
+
+/** Runs `fn` with the Gemma-2 encoder behind `ref`. */
+export async function withGemma<R>(ref: GemmaRef, fn: (model: Gemma2Model, backend: Backend) => Promise<R> | R): Promise<R> {
+  const backend = await backendFor(ref.device);
+  const { loadGemma2 } = await import('../models/gemma2.ts');
+  return modelCache().use(
+    { kind: 'gemma2', path: ref.textEncoderPath, dtype: ref.dtype, device: ref.device },
+    async () => {
+      const m = await loadGemma2(ref.textEncoderPath, backend, ref.dtype);
+      return { value: m, bytes: m.bytes, dispose: () => m.dispose() };
+    },
+    (m) => fn(m, backend),
+    weightBytes(ref.textEncoderPath),
+  );
+}

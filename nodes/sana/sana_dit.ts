@@ -1,0 +1,68 @@
+// SanaDiT: picks a Sana transformer from the models folder and hands on a SANA_MODEL reference.
+// The weights are loaded into the model cache here (so a bad checkpoint fails on this node), and
+// the sampler fetches them through the reference, from the cache, when it runs.
+import { defineNode } from '../../engine/index.ts';
+import { listSanaCheckpoints, resolveSanaCheckpoint } from '../models_dir.ts';
+import { folderFingerprint } from './fingerprint.ts';
+import { DEVICE_CHOICES, DTYPE_CHOICES, backendFor, resolveDevice, resolveDtype, withTransformer } from './runtime.ts';
+import type { SanaModelRef } from './types.ts';
+
+/** Builds the reference for a checkpoint entry (shared with the ExtraModels loader alias). */
+export async function sanaModelRef(ckptName: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: SanaModelRef; note?: string }> {
+  const dirs = resolveSanaCheckpoint(ckptName);
+  const { device, note } = await resolveDevice(deviceChoice, who);
+  const backend = await backendFor(device);
+  const dtype = resolveDtype(dtypeChoice, backend, who);
+  const { readTransformerConfig } = await import('../models/sana_dit.ts');
+  const { readSchedulerConfig, SANA_SCHEDULER_DEFAULTS } = await import('../models/scheduler.ts');
+  const cfg = readTransformerConfig(dirs.transformer);
+  const flowShift = dirs.schedulerConfig ? readSchedulerConfig(dirs.schedulerConfig).flowShift : SANA_SCHEDULER_DEFAULTS.flowShift;
+  const ref: SanaModelRef = {
+    kind: 'sana_transformer',
+    name: dirs.name,
+    path: dirs.transformer,
+    dtype,
+    device,
+    latentChannels: cfg.inChannels,
+    sampleSize: cfg.sampleSize,
+    numLayers: cfg.numLayers,
+    captionChannels: cfg.captionChannels,
+    schedulerConfig: dirs.schedulerConfig,
+    flowShift,
+  };
+  // Load now: errors (missing tensors, wrong shapes, out of memory) belong to the loader node.
+  await withTransformer(ref, () => undefined);
+  return { ref, note };
+}
+
+export const SanaDiT = defineNode({
+  name: 'SanaDiT',
+  displayName: 'Sana DiT Loader',
+  category: 'sana/loaders',
+  description: 'Loads a Sana transformer (diffusers layout) from models/sana/. dtype auto = bf16 where the device has fast bf16, else f32.',
+  inputs: {
+    required: {
+      ckpt_name: {
+        type: 'COMBO',
+        values: () => listSanaCheckpoints().map((c) => c.name),
+        tooltip: 'A Sana pipeline folder under models/sana/ (with transformer/ and scheduler/).',
+      },
+      dtype: { type: 'COMBO', values: DTYPE_CHOICES, default: 'auto' },
+      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+    },
+  },
+  outputs: [{ name: 'model', type: 'SANA_MODEL' }],
+  fingerprint: ({ ckpt_name }) => {
+    try {
+      const d = resolveSanaCheckpoint(String(ckpt_name));
+      return folderFingerprint(d.transformer, d.root + '/scheduler');
+    } catch {
+      return 'missing';
+    }
+  },
+  async run({ ckpt_name, dtype, device }) {
+    const { ref, note } = await sanaModelRef(ckpt_name, dtype, device, 'SanaDiT');
+    if (note) console.warn(note);
+    return { result: [ref], ui: note ? { text: [note] } : undefined };
+  },
+});
