@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { defineNode } from '../../engine/define.ts';
+import { defineNode } from '../../engine/index.ts';
 import { imageFolders, isFolderType } from './folders.ts';
 import { resolveInside } from './paths.ts';
 import { decodePng } from './png.ts';

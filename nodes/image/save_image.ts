@@ -1,7 +1,7 @@
 // SaveImage and PreviewImage: ComfyUI's output nodes for IMAGE batches. Both embed the prompt
 // and the UI workflow in the PNGs and return `{ images: [{ filename, subfolder, type }] }`.
 import { randomInt } from 'node:crypto';
-import { defineNode } from '../../engine/define.ts';
+import { defineNode } from '../../engine/index.ts';
 import { imageFolders } from './folders.ts';
 import { saveImageBatch } from './save.ts';
 import './types.ts';

@@ -48,7 +48,7 @@ export function buildApp(state: ServerState): FastifyInstance {
     // Slow or stuck clients must not hold sockets for ever.
     requestTimeout: 120_000,
     // Query strings and paths are attacker-controlled; keep them bounded.
-    maxParamLength: 1000,
+    routerOptions: { maxParamLength: 1000 },
     forceCloseConnections: true,
   });
 

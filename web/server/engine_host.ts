@@ -1,8 +1,7 @@
 // The engine as the main thread uses it: the node registry (product nodes plus optional extra
 // modules), /object_info, and prompt validation. Execution happens in the worker, which builds
 // its own registry from the same modules (see worker/entry.ts).
-import { NodeRegistry, type ObjectInfo, type ObjectInfoNode } from '../../engine/registry.ts';
-import { validatePrompt, type ErrorObject, type NodeErrors } from '../../engine/validate.ts';
+import { NodeRegistry, validatePrompt, type ErrorObject, type NodeErrors, type ObjectInfo, type ObjectInfoNode } from '../../engine/index.ts';
 import { registerProductNodes } from '../../nodes/index.ts';
 
 export type Validation =

@@ -1,0 +1,94 @@
+// The execution worker thread: builds the node registry and ONE Executor (so its output cache
+// survives from job to job), runs the jobs the server sends, and streams the engine's events
+// back. Interrupts arrive through shared memory because a node may keep this thread's event
+// loop busy; the flag is checked on every engine event and every 50 ms.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Executor } from '../../../engine/index.ts';
+import { setImageFolders } from '../../../nodes/image/folders.ts';
+import { freeModels } from '../../../nodes/model_cache.ts';
+import { setModelsDir } from '../../../nodes/models_dir.ts';
+import { buildRegistry } from '../engine_host.ts';
+import type { FromWorker, RunJob, ToWorker, WorkerInit } from './protocol.ts';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
+const interruptFlag = new Int32Array(init.interrupt);
+
+async function main(): Promise<void> {
+  setImageFolders(init.folders);
+  setModelsDir(init.folders.models);
+  const registry = await buildRegistry(init.extraNodeModules);
+  const executor = new Executor(registry, {
+    cache: init.cache === 'lru' ? { strategy: 'lru', maxEntries: init.cacheSize } : init.cache,
+    services: { folders: init.folders },
+  });
+
+  let current: { seq: number; controller: AbortController } | undefined;
+  const checkInterrupt = () => {
+    if (current && Atomics.load(interruptFlag, 0) === current.seq) current.controller.abort();
+  };
+  setInterval(checkInterrupt, 50).unref();
+
+  executor.onEvent((ev) => {
+    checkInterrupt();
+    if (!current) return;
+    const seq = current.seq;
+    if (ev.type === 'binary_preview') {
+      const { image, node, display_node } = ev.data;
+      const data = new Uint8Array(image.data); // a copy we can transfer
+      post({ type: 'preview', seq, node, displayNode: display_node, format: image.format === 'PNG' ? 'png' : 'jpeg', data }, [data.buffer as ArrayBuffer]);
+      return;
+    }
+    post({ type: 'event', seq, event: { type: ev.type, data: ev.data as unknown as Record<string, unknown> } });
+  });
+
+  let pendingFree: { unloadModels: boolean; freeMemory: boolean } | undefined;
+  const applyFree = () => {
+    if (!pendingFree) return;
+    if (pendingFree.freeMemory) executor.clearCache();
+    freeModels();
+    pendingFree = undefined;
+  };
+
+  const run = async (job: RunJob) => {
+    const controller = new AbortController();
+    current = { seq: job.seq, controller };
+    checkInterrupt();
+    try {
+      const r = await executor.execute(job.prompt, {
+        promptId: job.promptId,
+        extraData: { ...job.extraData, ...job.sensitive },
+        outputs: job.outputs,
+        signal: controller.signal,
+        sendFinalExecuting: false,
+      });
+      const ok = r.status === 'success';
+      post({ type: 'done', seq: job.seq, result: { outputs: r.outputs, meta: r.meta, status: { status_str: ok ? 'success' : 'error', completed: ok, messages: r.messages } } });
+    } catch (e) {
+      // Validation already passed on the main thread, so this is a registry mismatch or an
+      // engine bug; it is still reported as the job's error instead of killing the worker.
+      const err = e as Error;
+      const data = { prompt_id: job.promptId, node_id: '', node_type: '', executed: [], exception_message: err.message, exception_type: err.name, traceback: (err.stack ?? '').split('\n'), current_inputs: {}, current_outputs: [], timestamp: Date.now() };
+      post({ type: 'event', seq: job.seq, event: { type: 'execution_error', data } });
+      post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] } } });
+    } finally {
+      current = undefined;
+      applyFree();
+    }
+  };
+
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'run') void run(m);
+    else if (m.type === 'free') {
+      pendingFree = { unloadModels: m.unloadModels || (pendingFree?.unloadModels ?? false), freeMemory: m.freeMemory || (pendingFree?.freeMemory ?? false) };
+      if (!current) applyFree();
+    }
+  });
+  post({ type: 'ready' });
+}
+
+main().catch((e: Error) => {
+  post({ type: 'init_error', message: e.stack ?? e.message });
+  process.exit(1);
+});
