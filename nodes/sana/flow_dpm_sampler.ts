@@ -3,6 +3,7 @@
 // nodes/models/sana_dit.ts) and the network are separate pieces wired together here.
 import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Conditioning, Latent, SanaModelRef } from './types.ts';
+import { previewerFor } from './preview.ts';
 import { withTransformer } from './runtime.ts';
 
 export const SAMPLERS = ['dpmpp_2m', 'flow_euler'] as const;
@@ -122,10 +123,12 @@ export async function sample(
   return { samples: x, shape: [B, C, h, w], ...(latent.targetSize ? { targetSize: latent.targetSize } : {}) };
 }
 
-export function progressReporter(ctx: NodeContext): StepCallback {
-  return (step, total) => {
+/** ctx.progress per step, with a preview of the denoised estimate when one can be made. */
+export async function progressReporter(ctx: NodeContext, model: SanaModelRef, shape: readonly number[]): Promise<StepCallback> {
+  const preview = await previewerFor(model);
+  return (step, total, x0) => {
     // progress() throws when the job was interrupted, which stops the loop between steps.
-    ctx.progress(step, total);
+    ctx.progress(step, total, preview?.(x0, shape));
   };
 }
 
@@ -160,7 +163,7 @@ export const FlowDPMSampler = defineNode({
   outputs: [{ name: 'LATENT', type: 'LATENT' }],
   async run({ model, positive, negative, latent, seed, steps, cfg, flow_shift, sampler, denoise }, ctx) {
     ctx.throwIfInterrupted();
-    const out = await sample(model, positive, negative, latent, { seed, steps, cfg, flowShift: flow_shift, sampler, denoise }, progressReporter(ctx));
+    const out = await sample(model, positive, negative, latent, { seed, steps, cfg, flowShift: flow_shift, sampler, denoise }, await progressReporter(ctx, model, latent.shape));
     return [out];
   },
 });
