@@ -1,0 +1,131 @@
+// Softmax attention, flash-style: keys and values stream through shared memory in tiles and each
+// query keeps an online-softmax state (running max m, running sum l, output accumulator o) in
+// registers, so no Lq x Lk score matrix exists anywhere. GQA, soft-capping, additive bias,
+// causal masking and sliding windows are handled in the score step.
+// CPU twin: attention_cpu.
+//
+// Block: 4 warps, each owning kQPW consecutive queries; lane j scores key j of the tile; output
+// channel d of a query lives in lane d % 32, register d / 32 (Dv <= 256).
+#include "ops.cuh"
+
+namespace sana {
+namespace SANA_CUDA_NS {
+
+static constexpr int kWarps = 4, kQPW = 2, kMaxD = 256, kMaxR = kMaxD / 32;
+
+struct AttnDesc {
+  int64_t Hq, Hkv, Lq, Lk, D, Dv;
+  int64_t bias_sb, bias_sh, bias_sq;
+  float scale, softcap;
+  int causal;
+  int64_t window;
+  int KT;  // keys per tile (16 or 32)
+  int dt;
+};
+
+static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out, const void* q, const void* k, const void* v,
+                                                                        const float* bias, AttnDesc a) {
+  DYN_SMEM(float, smem);
+  const int KT = a.KT;
+  const int64_t D = a.D, Dv = a.Dv;
+  float* Ks = smem;                             // [KT][D + 1] (+1: lanes reading row j avoid bank conflicts)
+  float* Vs = Ks + KT * (D + 1);                // [KT][Dv]
+  float* Qs = Vs + KT * Dv;                     // [kWarps * kQPW][D]
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (a.Hq / a.Hkv);
+  const int64_t q_first = int64_t(blockIdx.x) * kWarps * kQPW;
+  const int64_t q_last = (q_first + kWarps * kQPW < a.Lq ? q_first + kWarps * kQPW : a.Lq) - 1;
+  const int64_t qbase = (b * a.Hq + h) * a.Lq, kbase = (b * a.Hkv + hk) * a.Lk;
+
+  for (int e = tid; e < kWarps * kQPW * D; e += blockDim.x) {
+    int64_t qi = e / D, d = e % D, i = q_first + qi;
+    Qs[e] = i < a.Lq ? ldf(q, a.dt, (qbase + i) * D + d) : 0.f;
+  }
+  float m[kQPW], l[kQPW], o[kQPW][kMaxR];
+  for (int qi = 0; qi < kQPW; ++qi) {
+    m[qi] = -INFINITY;
+    l[qi] = 0.f;
+    for (int r = 0; r < kMaxR; ++r) o[qi][r] = 0.f;
+  }
+  // Key range any query of this block can see.
+  int64_t kend = a.causal ? (q_last + 1 < a.Lk ? q_last + 1 : a.Lk) : a.Lk;
+  int64_t kstart = a.window > 0 && q_first - a.window + 1 > 0 ? q_first - a.window + 1 : 0;
+  __syncthreads();
+
+  for (int64_t j0 = kstart; j0 < kend; j0 += KT) {
+    for (int e = tid; e < KT * D; e += blockDim.x) {
+      int64_t jj = e / D, d = e % D, j = j0 + jj;
+      Ks[jj * (D + 1) + d] = j < a.Lk ? ldf(k, a.dt, (kbase + j) * D + d) : 0.f;
+    }
+    for (int e = tid; e < KT * Dv; e += blockDim.x) {
+      int64_t jj = e / Dv, d = e % Dv, j = j0 + jj;
+      Vs[e] = j < a.Lk ? ldf(v, a.dt, (kbase + j) * Dv + d) : 0.f;
+    }
+    __syncthreads();
+    for (int qi = 0; qi < kQPW; ++qi) {
+      const int64_t i = q_first + warp * kQPW + qi;
+      if (i >= a.Lq) continue;  // warp-uniform
+      const int64_t j = j0 + lane;
+      bool valid = lane < KT && j < a.Lk && (!a.causal || j <= i) && (a.window <= 0 || i - j < a.window);
+      float s = -INFINITY;
+      if (valid) {
+        const float* qrow = Qs + (warp * kQPW + qi) * D;
+        const float* krow = Ks + lane * (D + 1);
+        float dot = 0.f;
+        for (int64_t d = 0; d < D; ++d) dot = fmaf(qrow[d], krow[d], dot);
+        s = dot * a.scale;
+        if (a.softcap > 0.f) s = a.softcap * tanhf(s / a.softcap);
+        if (bias) s += bias[b * a.bias_sb + h * a.bias_sh + i * a.bias_sq + j];
+        if (s == -INFINITY) valid = false;  // a -inf bias masks the key
+      }
+      const float m_new = fmaxf(m[qi], warp_max(s));
+      if (m_new == -INFINITY) continue;  // nothing visible yet (warp-uniform after the reduction)
+      const float p = valid ? expf(s - m_new) : 0.f;
+      const float alpha = expf(m[qi] - m_new);
+      l[qi] = l[qi] * alpha + warp_sum(p);
+      m[qi] = m_new;
+      for (int r = 0; r < kMaxR; ++r) o[qi][r] *= alpha;
+      for (int jj = 0; jj < KT; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, jj);
+        const float* vrow = Vs + jj * Dv;
+        for (int r = 0; r < kMaxR; ++r) {
+          const int64_t d = lane + 32 * r;
+          if (d < Dv) o[qi][r] = fmaf(pj, vrow[d], o[qi][r]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int qi = 0; qi < kQPW; ++qi) {
+    const int64_t i = q_first + warp * kQPW + qi;
+    if (i >= a.Lq) continue;
+    // A query that sees no key at all gets zeros (rather than 0/0).
+    const float inv = l[qi] > 0.f ? 1.f / l[qi] : 0.f;
+    for (int r = 0; r < kMaxR; ++r) {
+      const int64_t d = lane + 32 * r;
+      if (d < Dv) stf(out, a.dt, (qbase + i) * Dv + d, o[qi][r] * inv);
+    }
+  }
+}
+
+Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq,
+                      int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh,
+                      int64_t bias_sq, float scale, float softcap, bool causal, int64_t window, DType dt, cudaStream_t s) {
+  if (D > kMaxD || Dv > kMaxD) return status_printf("attention: head dims D=%lld Dv=%lld exceed %d", (long long)D, (long long)Dv, kMaxD);
+  if (Hkv <= 0 || Hq % Hkv != 0) return status_printf("attention: Hq=%lld is not a multiple of Hkv=%lld", (long long)Hq, (long long)Hkv);
+  if (B * Hq * Lq * Dv == 0) return nullptr;
+  if (B > 65535 || Hq > 65535) return status_printf("attention: B=%lld or H=%lld exceed the grid limit", (long long)B, (long long)Hq);
+  AttnDesc a;
+  a.Hq = Hq; a.Hkv = Hkv; a.Lq = Lq; a.Lk = Lk; a.D = D; a.Dv = Dv;
+  a.bias_sb = bias_sb; a.bias_sh = bias_sh; a.bias_sq = bias_sq;
+  a.scale = scale; a.softcap = softcap; a.causal = causal ? 1 : 0; a.window = window;
+  a.KT = D + Dv <= 192 ? 32 : 16;  // keeps shared memory under the 48 KiB default
+  a.dt = int(dt);
+  size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D);
+  dim3 grid(unsigned(cdiv(Lq, kWarps * kQPW)), unsigned(Hq), unsigned(B));
+  LAUNCH(grid, kWarps * 32, smem, s, attention_kernel)(out, q, k, v, bias, a);
+  return SANA_LAUNCH_STATUS("attention");
+}
+
+}  // namespace SANA_CUDA_NS
+}  // namespace sana

@@ -1,0 +1,37 @@
+// Bilinear resize (nearest and pixel shuffle are byte movers in shape.cu).
+// CPU twin: upsample_bilinear_cpu.
+#include "ops.cuh"
+
+namespace sana {
+namespace SANA_CUDA_NS {
+
+static constexpr int kThreads = 256;
+
+// NCHW bilinear resize, align_corners=False, no antialias (PyTorch): src = (dst + 0.5) * in/out - 0.5,
+// clamped at 0 below; the upper neighbour is clamped to the last row/column.
+static __global__ void upsample_bilinear_kernel(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                                                int dt) {
+  const int64_t n = BC * Ho * Wo;
+  const float sh = float(H) / float(Ho), sw = float(W) / float(Wo);
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+    int64_t ox = e % Wo, oy = (e / Wo) % Ho, bc = e / (Wo * Ho);
+    float fy = fmaxf((float(oy) + 0.5f) * sh - 0.5f, 0.f), fx = fmaxf((float(ox) + 0.5f) * sw - 0.5f, 0.f);
+    int64_t y0 = int64_t(fy), x0 = int64_t(fx);
+    int64_t y1 = y0 + 1 < H ? y0 + 1 : H - 1, x1 = x0 + 1 < W ? x0 + 1 : W - 1;
+    float ly = fy - float(y0), lx = fx - float(x0);
+    const int64_t base = bc * H * W;
+    float v = (1.f - ly) * ((1.f - lx) * ldf(x, dt, base + y0 * W + x0) + lx * ldf(x, dt, base + y0 * W + x1)) +
+              ly * ((1.f - lx) * ldf(x, dt, base + y1 * W + x0) + lx * ldf(x, dt, base + y1 * W + x1));
+    stf(out, dt, e, v);
+  }
+}
+
+Status upsample_bilinear_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, DType dt,
+                              cudaStream_t s) {
+  if (BC * Ho * Wo == 0) return nullptr;
+  LAUNCH(blocks_for(BC * Ho * Wo, kThreads), kThreads, 0, s, upsample_bilinear_kernel)(out, x, BC, H, W, Ho, Wo, int(dt));
+  return SANA_LAUNCH_STATUS("upsampleBilinear");
+}
+
+}  // namespace SANA_CUDA_NS
+}  // namespace sana
