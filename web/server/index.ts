@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setImageFolders } from '../../nodes/image/folders.ts';
+import { setModelsDir } from '../../nodes/models_dir.ts';
 import { buildApp, isCrossOriginOnLoopback } from './app.ts';
 import { loadMainEngine } from './engine_host.ts';
 import { resolveOptions, type ServerOptions } from './options.ts';
@@ -51,6 +53,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const options = resolveOptions(opts);
   for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
   cleanTemp(options.tempDir);
+  // The main thread lists input images and models for /object_info and validation.
+  setImageFolders({ output: options.outputDir, input: options.inputDir, temp: options.tempDir });
+  setModelsDir(options.modelsDir);
   const engine = await loadMainEngine(options);
   const state = new ServerState(options, engine, nativeDevices);
   const app = buildApp(state);

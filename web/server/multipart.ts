@@ -23,7 +23,9 @@ function headerParam(header: string, key: string): string | undefined {
   const re = new RegExp(`(?:^|;)\\s*${key}=(?:"((?:[^"\\\\]|\\\\.)*)"|([^;]*))`, 'i');
   const m = re.exec(header);
   if (!m) return undefined;
-  return m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2].trim();
+  // Only \" and \\ are escapes (curl); browsers percent-encode quotes, and any other backslash
+  // stays in the name, where path checks reject it.
+  return m[1] !== undefined ? m[1].replace(/\\(["\\])/g, '$1') : m[2].trim();
 }
 
 export function parseMultipart(body: Buffer, boundary: string): Part[] {
