@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cmath>
-#include "../src/dtype.h"
+#include "../cpu/ops.h"  // Status, DType, op enums
 
 #ifdef SANA_CUDA_EMU
 #include "emu/cuda_emu.h"

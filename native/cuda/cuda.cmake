@@ -34,6 +34,13 @@ set_target_properties(sana_cuda_emu PROPERTIES POSITION_INDEPENDENT_CODE ON)
 # -O1: the emulation's cost is fiber switches, not arithmetic; this keeps CI compile time low.
 target_compile_options(sana_cuda_emu PRIVATE -O1 -Wall -Wno-unused-function)
 target_sources(${SANA_TARGET} PRIVATE $<TARGET_OBJECTS:sana_cuda_emu>)
+# Standalone check of the emulation and the heavy kernels (run by test/cuda/emu-selftest.test.ts).
+add_executable(sana_cuda_selftest ${SANA_CUDA_DIR}/emu/selftest.cpp ${CMAKE_CURRENT_SOURCE_DIR}/src/registry.cc
+                                  $<TARGET_OBJECTS:sana_cuda_emu>)
+target_compile_definitions(sana_cuda_selftest PRIVATE SANA_CUDA_EMU=1)
+target_include_directories(sana_cuda_selftest PRIVATE ${SANA_CUDA_DIR})
+target_compile_options(sana_cuda_selftest PRIVATE -O1)
+set_target_properties(sana_cuda_selftest PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 
 # --- 2. real CUDA -----------------------------------------------------------------------------
 set(SANA_HAVE_CUDA OFF)

@@ -40,7 +40,9 @@ static __global__ void cast_kernel(void* out, const void* in, int64_t n, int odt
       stf(out, odt, i, v);
     } else {
       float v = ldf(in, idt, i);
-      if (odt == kI32) static_cast<int32_t*>(out)[i] = int32_t(v);  // truncation, as static_cast
+      // Truncation as static_cast; non-finite values become 0 (as the CPU twin does).
+      if (!isfinite(v)) v = 0.f;
+      if (odt == kI32) static_cast<int32_t*>(out)[i] = int32_t(v);
       else if (odt == kI64) static_cast<int64_t*>(out)[i] = int64_t(v);
       else stf(out, odt, i, v);
     }

@@ -16,7 +16,7 @@ static __global__ void upsample_bilinear_kernel(void* out, const void* x, int64_
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t ox = e % Wo, oy = (e / Wo) % Ho, bc = e / (Wo * Ho);
     float fy = fmaxf((float(oy) + 0.5f) * sh - 0.5f, 0.f), fx = fmaxf((float(ox) + 0.5f) * sw - 0.5f, 0.f);
-    int64_t y0 = int64_t(fy), x0 = int64_t(fx);
+    int64_t y0 = int64_t(fy) < H - 1 ? int64_t(fy) : H - 1, x0 = int64_t(fx) < W - 1 ? int64_t(fx) : W - 1;
     int64_t y1 = y0 + 1 < H ? y0 + 1 : H - 1, x1 = x0 + 1 < W ? x0 + 1 : W - 1;
     float ly = fy - float(y0), lx = fx - float(x0);
     const int64_t base = bc * H * W;

@@ -188,6 +188,8 @@ inline int atomicMax(int* p, int v) {
   return old;
 }
 
+using std::isfinite;
+using std::isnan;
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
