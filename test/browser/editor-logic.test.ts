@@ -7,11 +7,24 @@ import { LGraph, LiteGraph } from '@comfyorg/litegraph';
 import { nextControlledValue, planInput, planNode, snapNumber, precisionOf, type ObjectInfo } from '../../web/editor/src/object-info.ts';
 import { readPngText } from '../../web/editor/src/png-text.ts';
 import { decodeBinaryFrame } from '../../web/editor/src/api.ts';
-import { registerNodeDefs } from '../../web/editor/src/register.ts';
-import { NodeStates } from '../../web/editor/src/node-state.ts';
-import { applyControlAfterGenerate } from '../../web/editor/src/seed-control.ts';
-import { buildFallbackGraph } from '../../web/editor/src/fallback-graph.ts';
-import { isApiPrompt, isUiWorkflow } from '../../web/editor/src/workflow-io.ts';
+
+// The modules below build on litegraph's classes. The root tsconfig (NodeNext) cannot resolve
+// litegraph's extensionless .d.ts imports, so type-checking them from here would fail; they are
+// type-checked by web/editor/tsconfig.json (bundler resolution, run by build:editor) and loaded
+// here through specifiers tsc does not follow, with the few signatures the tests use.
+type Graph = InstanceType<typeof LGraph>;
+const load = (rel: string) => import(/* @vite-ignore */ new URL(rel, import.meta.url).href);
+const { registerNodeDefs } = (await load('../../web/editor/src/register.ts')) as { registerNodeDefs: (d: ObjectInfo, s: unknown) => string[] };
+const { NodeStates } = (await load('../../web/editor/src/node-state.ts')) as { NodeStates: new () => unknown };
+const { applyControlAfterGenerate } = (await load('../../web/editor/src/seed-control.ts')) as { applyControlAfterGenerate: (g: Graph, rand?: () => number) => number };
+const { buildFallbackGraph } = (await load('../../web/editor/src/fallback-graph.ts')) as { buildFallbackGraph: (g: Graph, d: ObjectInfo) => boolean };
+const { isApiPrompt, isUiWorkflow } = (await load('../../web/editor/src/workflow-io.ts')) as { isApiPrompt: (d: unknown) => boolean; isUiWorkflow: (d: unknown) => boolean };
+
+// Under the root tsconfig (NodeNext), litegraph's extensionless .d.ts imports do not resolve and
+// its classes lose their member types; these are the few shapes the tests read.
+type W = { name: string; value: unknown };
+type Slot = { name: string; type: string; widget?: unknown; link?: unknown };
+type N = { type: string; inputs: Slot[] };
 
 const defs: ObjectInfo = {
   TestLoader: {
@@ -157,12 +170,12 @@ describe('litegraph node types from object_info', () => {
     expect(ctor.category).toBe('test/sampling');
     expect(ctor.title).toBe('Test Sampler');
     const n = LiteGraph.createNode('TestSampler')!;
-    expect(n.widgets!.map((w) => w.name)).toEqual(['seed', 'control_after_generate', 'steps', 'cfg', 'text', 'pag']);
-    expect(n.inputs.map((i) => [i.name, i.type, !!i.widget])).toEqual([
+    expect(n.widgets!.map((w: W) => w.name)).toEqual(['seed', 'control_after_generate', 'steps', 'cfg', 'text', 'pag']);
+    expect(n.inputs.map((i: Slot) => [i.name, i.type, !!i.widget])).toEqual([
       ['model', 'MODEL', false], ['seed', 'INT', true], ['steps', 'INT', true], ['cfg', 'FLOAT', true],
       ['text', 'STRING', true], ['pag', 'BOOLEAN', true], ['extra', 'LATENT', false],
     ]);
-    expect(n.outputs.map((o) => o.type)).toEqual(['IMAGE']);
+    expect(n.outputs.map((o: Slot) => o.type)).toEqual(['IMAGE']);
   });
 
   it('connects matching types and refuses others', () => {
@@ -182,20 +195,20 @@ describe('litegraph node types from object_info', () => {
     const g = new LGraph();
     const s = LiteGraph.createNode('TestSampler')!;
     g.add(s);
-    s.widgets!.find((w) => w.name === 'steps')!.value = 33;
+    s.widgets!.find((w: W) => w.name === 'steps')!.value = 33;
     const data = g.serialize();
     expect(data.nodes[0].widgets_values).toEqual([5, 'randomize', 33, 4.5, 'a cat', true]);
     const g2 = new LGraph();
     g2.configure(JSON.parse(JSON.stringify(data)));
-    expect(g2.nodes[0].widgets!.map((w) => w.value)).toEqual([5, 'randomize', 33, 4.5, 'a cat', true]);
+    expect(g2.nodes[0].widgets!.map((w: W) => w.value)).toEqual([5, 'randomize', 33, 4.5, 'a cat', true]);
   });
 
   it('applies control_after_generate after queueing, except on fixed and linked widgets', () => {
     const g = new LGraph();
     const s = LiteGraph.createNode('TestSampler')!;
     g.add(s);
-    const seed = s.widgets!.find((w) => w.name === 'seed')!;
-    const control = s.widgets!.find((w) => w.name === 'control_after_generate')!;
+    const seed = s.widgets!.find((w: W) => w.name === 'seed')!;
+    const control = s.widgets!.find((w: W) => w.name === 'control_after_generate')!;
     control.value = 'increment';
     expect(applyControlAfterGenerate(g)).toBe(1);
     expect(seed.value).toBe(6);
@@ -210,8 +223,8 @@ describe('litegraph node types from object_info', () => {
   it('builds a connected fallback graph from object_info alone', () => {
     const g = new LGraph();
     expect(buildFallbackGraph(g, defs)).toBe(true);
-    expect(g.nodes.map((n) => n.type).sort()).toEqual(['TestLoader', 'TestSampler', 'TestSave']);
-    const save = g.nodes.find((n) => n.type === 'TestSave')!;
+    expect(g.nodes.map((n: N) => n.type).sort()).toEqual(['TestLoader', 'TestSampler', 'TestSave']);
+    const save = g.nodes.find((n: N) => n.type === 'TestSave')!;
     expect(save.inputs[0].link).not.toBeNull();
   });
 

@@ -14,6 +14,13 @@ export default defineConfig({
     emptyOutDir: true,
     chunkSizeWarningLimit: 2000,
     sourcemap: true,
+    rollupOptions: {
+      onwarn(warning, warn) {
+        // litegraph's number prompt evaluates arithmetic typed by the user; known and harmless.
+        if (warning.code === 'EVAL' && /litegraph/.test(warning.id ?? '')) return;
+        warn(warning);
+      },
+    },
   },
   server: {
     fs: { allow: [fileURLToPath(new URL('../..', import.meta.url))] },

@@ -96,6 +96,14 @@ export class ComfyApi {
     await this.json('/queue', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ delete: ids }) });
   }
 
+  /** POST /upload/image (multipart, field `image`); returns the name to use in a LoadImage combo. */
+  async uploadImage(file: File): Promise<string> {
+    const form = new FormData();
+    form.append('image', file, file.name);
+    const res = await this.json<{ name: string; subfolder?: string }>('/upload/image', { method: 'POST', body: form });
+    return res.subfolder ? `${res.subfolder}/${res.name}` : res.name;
+  }
+
   async interrupt(): Promise<void> {
     await this.json('/interrupt', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
   }

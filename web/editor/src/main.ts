@@ -14,6 +14,7 @@ import type { ObjectInfo } from './object-info.ts';
 import { registerNodeDefs } from './register.ts';
 import { applyControlAfterGenerate } from './seed-control.ts';
 import { EditorUi } from './ui.ts';
+import { setUploader } from './widgets.ts';
 import {
   downloadJson,
   isUiWorkflow,
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   const states = new NodeStates();
   const objectInfo: ObjectInfo = await api.objectInfo();
   registerNodeDefs(objectInfo, states);
+  setUploader((file) => api.uploadImage(file));
 
   // Colours per socket type: slots and links.
   const types = new Set<string>();
@@ -50,16 +52,18 @@ async function main(): Promise<void> {
     LGraphCanvas.link_type_colors[t] = c;
   }
   canvas.allow_searchbox = true;
+  canvas.show_info = false;
   LiteGraph.release_link_on_empty_shows_menu = true;
   states.onChange = () => canvas.setDirty(true, true);
 
+  // The canvas follows its container (the toolbar and panel can change its size, not only the window).
   const resize = () => {
     const r = canvasEl.parentElement!.getBoundingClientRect();
     canvasEl.width = Math.floor(r.width);
     canvasEl.height = Math.floor(r.height);
     canvas.setDirty(true, true);
   };
-  window.addEventListener('resize', resize);
+  new ResizeObserver(resize).observe(canvasEl.parentElement!);
   resize();
 
   const ui = new EditorUi(api, {
@@ -137,7 +141,8 @@ async function main(): Promise<void> {
         if (name) inputs.set(name, `${err.message}${err.details && err.details !== name ? ` (${err.details})` : ''}`);
       }
       const general = e.errors.filter((err) => !err.extra_info?.input_name).map((err) => err.message);
-      states.setError(id, { message: general.join('; ') || e.errors[0]?.message || 'invalid', inputs });
+      // Errors tied to an input are listed per input; the headline only carries the others.
+      states.setError(id, { message: general.join('; ') || (inputs.size ? '' : e.errors[0]?.message ?? 'invalid'), inputs });
     }
   }
 
@@ -155,9 +160,15 @@ async function main(): Promise<void> {
     try {
       const res = await api.queuePrompt(prompt, workflow);
       tracker.expect(res.prompt_id, Object.keys(prompt));
-      if (Object.keys(res.node_errors ?? {}).length) showNodeErrors(res.node_errors);
       applyControlAfterGenerate(graph);
-      ui.message(`queued ${res.prompt_id.slice(0, 8)}`, 'info');
+      const failed = Object.keys(res.node_errors ?? {});
+      if (failed.length) {
+        // Some outputs were valid and run; the others are reported, as in ComfyUI.
+        showNodeErrors(res.node_errors);
+        ui.message(`queued ${res.prompt_id.slice(0, 8)}; skipped outputs that failed validation (nodes ${failed.join(', ')})`, 'error');
+      } else {
+        ui.message(`queued ${res.prompt_id.slice(0, 8)}`, 'info');
+      }
       void ui.refreshQueue();
       return { promptId: res.prompt_id };
     } catch (err) {
@@ -212,6 +223,7 @@ async function main(): Promise<void> {
   void ui.refreshQueue();
 
   const app = {
+    LiteGraph,
     graph,
     canvas,
     api,

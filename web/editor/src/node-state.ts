@@ -120,6 +120,7 @@ export class NodeStates {
     }
     ctx.font = '12px sans-serif';
     const lines = [err.message, ...[...err.inputs].map(([k, v]) => `${k}: ${v}`)].filter((l, i, a) => l && a.indexOf(l) === i);
+    if (!lines.length) return;
     const width = Math.max(node.size[0], ...lines.map((l) => ctx.measureText(l).width + 16));
     const y0 = node.size[1] + 10;
     ctx.fillStyle = 'rgba(120, 0, 0, 0.9)';

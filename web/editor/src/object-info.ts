@@ -64,6 +64,8 @@ export type InputPlan = {
   widget: WidgetPlan | null;
   /** A control_after_generate widget follows this one (seeds, see spec §3.4 step 4). */
   control: boolean;
+  /** An upload button follows this combo (`image_upload`, e.g. LoadImage). */
+  upload: boolean;
   tooltip?: string;
 };
 
@@ -106,7 +108,7 @@ export function planInput(nodeName: string, name: string, spec: InputSpec, optio
     kind = head;
   }
   const socketOnly = !WIDGET_TYPES.has(kind) || opts.forceInput === true;
-  if (socketOnly) return { name, type: kind, optional, widget: null, control: false, tooltip };
+  if (socketOnly) return { name, type: kind, optional, widget: null, control: false, upload: false, tooltip };
 
   let widget: WidgetPlan;
   switch (kind) {
@@ -143,9 +145,12 @@ export function planInput(nodeName: string, name: string, spec: InputSpec, optio
       widget = { kind: 'COMBO', name, optional, value, values, tooltip };
     }
   }
+  // Same rule as engine/convert.ts `hasExtraWidget`, so widgets_values line up with the converter.
   const control =
-    opts.control_after_generate === true || (kind === 'INT' && (name === 'seed' || name === 'noise_seed'));
-  return { name, type: kind, optional, widget, control, tooltip };
+    (opts.control_after_generate === true && (kind === 'INT' || kind === 'COMBO')) ||
+    (kind === 'INT' && (name === 'seed' || name === 'noise_seed'));
+  const upload = kind === 'COMBO' && opts.image_upload === true;
+  return { name, type: kind, optional, widget, control, upload, tooltip };
 }
 
 export function planNode(def: NodeDef): InputPlan[] {

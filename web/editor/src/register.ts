@@ -2,7 +2,7 @@
 // socket each (so a widget can be driven by a link, as in ComfyUI), outputs, category and title.
 import { LGraphNode, LiteGraph } from '@comfyorg/litegraph';
 import { planNode, type InputPlan, type NodeDef, type ObjectInfo } from './object-info.ts';
-import { addControlWidget, addPlannedWidget } from './widgets.ts';
+import { addControlWidget, addPlannedWidget, addUploadWidget } from './widgets.ts';
 import type { NodeStates } from './node-state.ts';
 
 /** Shape 7 = hollow socket, the ComfyUI frontend's mark for optional inputs. */
@@ -39,6 +39,7 @@ export function registerNodeDefs(defs: ObjectInfo, states: NodeStates): string[]
           if (p.widget) {
             addPlannedWidget(this, p.widget);
             if (p.control) addControlWidget(this, p.name);
+            if (p.upload) addUploadWidget(this, p.name);
             addWidgetSocket(this, p);
           } else {
             this.addInput(p.name, p.type, {

@@ -63,6 +63,45 @@ export function addControlWidget(node: LGraphNode, target: string, initial: Cont
   return w;
 }
 
+export const UPLOAD_WIDGET_NAME = 'upload';
+
+/** Sends a file to the server's input folder and returns the name to select in the combo. */
+export type Uploader = (file: File) => Promise<string>;
+let uploader: Uploader | null = null;
+
+export function setUploader(fn: Uploader): void {
+  uploader = fn;
+}
+
+/**
+ * The "choose file to upload" button after an `image_upload` combo. Its value "image" is what
+ * ComfyUI stores in widgets_values for it; options.serialize=false keeps it out of the prompt.
+ */
+export function addUploadWidget(node: LGraphNode, target: string): PlannedWidget {
+  const w = node.addWidget('button', UPLOAD_WIDGET_NAME, 'image', () => {
+    const combo = node.widgets?.find((x) => x.name === target);
+    if (!combo || !uploader) return;
+    const send = uploader;
+    const input = document.createElement('input');
+    input.type = 'file';
+    input.accept = 'image/png,image/jpeg,image/webp';
+    input.addEventListener('change', async () => {
+      const file = input.files?.[0];
+      if (!file) return;
+      const name = await send(file);
+      const values = (combo.options as { values?: string[] }).values ?? [];
+      if (!values.includes(name)) values.push(name);
+      combo.value = name;
+      node.setDirtyCanvas(true, true);
+    });
+    input.click();
+  }, {}) as PlannedWidget;
+  (w.options as Record<string, unknown>).serialize = false;
+  w.label = 'choose file to upload';
+  w.value = 'image';
+  return w;
+}
+
 const MULTILINE_HEIGHT = 96;
 const LINE_HEIGHT = 14;
 
