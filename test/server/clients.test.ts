@@ -1,0 +1,99 @@
+// Three real ComfyUI clients against the real server, each queueing a workflow, following its
+// progress and downloading the PNG, whose text chunks must hold the prompt (and the workflow
+// when the client sends one): @saintno/comfyui-sdk, @stable-canvas/comfyui-client (with `ws`),
+// and a Python websocket-client script like ComfyUI's websockets_api_example.py.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { CallWrapper, ComfyApi, PromptBuilder } from '@saintno/comfyui-sdk';
+import { Client } from '@stable-canvas/comfyui-client';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { WebSocket } from 'ws';
+import { readPngText } from '../../nodes/image/png.ts';
+import { imagePrompt, startTestServer, type TestServer } from './helpers.ts';
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startTestServer();
+});
+afterAll(async () => {
+  await s?.close();
+  if (s) fs.rmSync(s.dirs.root, { recursive: true, force: true });
+});
+
+const PYTHON = '/usr/bin/python3';
+const hasPythonWebsocket = (() => {
+  try {
+    return fs.existsSync(PYTHON) && fs.existsSync('/usr/lib/python3/dist-packages/websocket');
+  } catch {
+    return false;
+  }
+})();
+
+describe('real clients', () => {
+  test('@saintno/comfyui-sdk: ComfyApi + PromptBuilder + CallWrapper, then getImage', async () => {
+    const api = new ComfyApi(s.url, 'saintno-client', { wsTimeout: 10_000 }).init(3, 500);
+    try {
+      await api.waitForReady();
+      const builder = new PromptBuilder(imagePrompt({ seed: 1, slowMs: 300, steps: 3 }), ['seed'], ['images'])
+        .setRawInputNode('seed', '1.inputs.seed')
+        .setRawOutputNode('images', '9')
+        .input('seed', 77);
+      const progress: number[] = [];
+      const result = await new CallWrapper(api, builder)
+        .onProgress((p) => progress.push(p.value))
+        .run();
+      expect(result).toBeTruthy();
+      const images = (result as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } }).images.images;
+      expect(images).toHaveLength(1);
+      expect(progress).toContain(3);
+      const blob = await api.getImage(images[0]);
+      const png = Buffer.from(await blob.arrayBuffer());
+      const prompt = JSON.parse(readPngText(png).prompt);
+      expect(prompt['1'].inputs.seed).toBe(77);
+    } finally {
+      api.destroy();
+    }
+  });
+
+  test('@stable-canvas/comfyui-client: enqueue over WS and enqueue_polling, with a workflow chunk', async () => {
+    const host = s.url.replace(/^http:\/\//, '');
+    const client = new Client({ api_host: host, clientId: 'stable-canvas-client', WebSocket });
+    client.connect();
+    try {
+      const workflow = { last_node_id: 9, nodes: [{ id: 1, type: 'TestImage' }], links: [], version: 0.4 };
+      const progress: number[] = [];
+      const out = await client.enqueue(imagePrompt({ seed: 2, slowMs: 300, steps: 3 }), { workflow, disable_random_seed: true, progress: (p) => progress.push(p.value) });
+      expect(out.prompt_id).toBeTypeOf('string');
+      expect(progress.length).toBeGreaterThan(0);
+      expect(out.images).toHaveLength(1);
+      const img = out.images[0];
+      expect(img.type).toBe('url');
+      const png = Buffer.from(await (await fetch(img.data as string)).arrayBuffer());
+      const text = readPngText(png);
+      expect(JSON.parse(text.prompt)['1'].inputs.seed).toBe(2);
+      expect(JSON.parse(text.workflow)).toEqual(workflow);
+
+      const polled = await client.enqueue_polling(imagePrompt({ seed: 3, slowMs: 200, steps: 2 }), { disable_random_seed: true });
+      expect(polled.images).toHaveLength(1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test.skipIf(!hasPythonWebsocket)('Python websocket-client script (websockets_api_example flow)', async () => {
+    const promptFile = path.join(s.dirs.root, 'py_prompt.json');
+    const outDir = path.join(s.dirs.root, 'py_out');
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(promptFile, JSON.stringify(imagePrompt({ seed: 4, slowMs: 200, steps: 2, preview: true })));
+    const script = new URL('./clients/ws_api_client.py', import.meta.url).pathname;
+    const { stdout } = await promisify(execFile)(PYTHON, [script, `127.0.0.1:${s.port}`, promptFile, outDir], { timeout: 60_000 });
+    const res = JSON.parse(stdout.trim().split('\n').at(-1)!) as { prompt_id: string; images: string[]; types: string[]; status: string };
+    expect(res.status).toBe('success');
+    expect(res.types).toEqual(expect.arrayContaining(['status', 'execution_start', 'executing', 'progress', 'executed', 'execution_success']));
+    expect(res.images).toHaveLength(1);
+    const text = readPngText(fs.readFileSync(res.images[0]));
+    expect(JSON.parse(text.prompt)['1'].inputs.seed).toBe(4);
+  });
+});
