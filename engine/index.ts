@@ -102,3 +102,13 @@ export {
   type ExecutionInterruptedData,
   type NodeProgressState,
 } from './events.ts';
+export {
+  convertUiToApi,
+  widgetInputs,
+  isWidgetInput,
+  hasExtraWidget,
+  widgetDefault,
+  ConversionError,
+  VIRTUAL_NODE_TYPES,
+  type ConversionResult,
+} from './convert.ts';
