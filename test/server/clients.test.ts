@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { CallWrapper, ComfyApi, PromptBuilder } from '@saintno/comfyui-sdk';
+import { CallWrapper, ComfyApi, PromptBuilder, type NodeData } from '@saintno/comfyui-sdk';
 import { Client } from '@stable-canvas/comfyui-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
@@ -36,7 +36,7 @@ describe('real clients', () => {
     const api = new ComfyApi(s.url, 'saintno-client', { wsTimeout: 10_000 }).init(3, 500);
     try {
       await api.waitForReady();
-      const builder = new PromptBuilder(imagePrompt({ seed: 1, slowMs: 300, steps: 3 }), ['seed'], ['images'])
+      const builder = new PromptBuilder(imagePrompt({ seed: 1, slowMs: 300, steps: 3 }) as NodeData, ['seed'], ['images'])
         .setRawInputNode('seed', '1.inputs.seed')
         .setRawOutputNode('images', '9')
         .input('seed', 77);
