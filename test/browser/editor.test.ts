@@ -3,7 +3,7 @@
 // dropping that PNG restores the same graph, an unlinked required input is reported on its
 // node, and the search box adds nodes. Screenshots go to test-artifacts/ (and, with
 // SANA_EDITOR_SCREENSHOT=1, the finished run to docs/editor-run.png).
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPngText } from '../../nodes/image/png.ts';
@@ -32,9 +32,9 @@ const STUB_NODES = path.join(REPO, 'test/browser/fixtures/gradient-nodes.ts');
  * /workflows/default.json), the tests run a stand-in graph: TestGradient -> SaveImage and
  * PreviewImage, built in the page through the editor's own node types.
  */
-async function useStubGraphIfNoDefault(s: Session): Promise<void> {
+async function useStubGraphIfNoDefault(s: Session): Promise<boolean> {
   const res = await fetch(`${s.url}/workflows/default.json`);
-  if (res.ok) return;
+  if (res.ok) return false;
   console.warn('[browser tests] the server has no /workflows/default.json; running the TestGradient stand-in graph');
   await s.page.evaluate(() => {
     const app = (window as any).app;
@@ -51,19 +51,21 @@ async function useStubGraphIfNoDefault(s: Session): Promise<void> {
     gen.connect(0, preview, 0);
     app.canvas.setDirty(true, true);
   });
+  return true;
 }
 
 describe.skipIf(skip !== null)('editor in a real browser', () => {
   let s: Session;
   let runPng: Buffer | null = null;
   let queuedWorkflow: Serialized | null = null;
+  let stubGraph = false;
 
   beforeAll(async () => {
     buildEditor();
     mkdirSync(ARTIFACTS, { recursive: true });
     s = await openSession({ extraNodeModules: [STUB_NODES] });
     await openEditor(s);
-    await useStubGraphIfNoDefault(s);
+    stubGraph = await useStubGraphIfNoDefault(s);
   }, 240_000);
 
   afterAll(async () => {
@@ -90,8 +92,26 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
   it('runs the graph on Ctrl+Enter and shows the image on the output node', async () => {
     queuedWorkflow = await s.page.evaluate(() => (window as any).app.graph.serialize());
     await s.page.locator('#graph-canvas').click({ position: { x: 5, y: 5 } });
+    // Watch the run from inside the page: a node progress bar, the overall bar, the running node.
+    await s.page.evaluate(() => {
+      const w = window as any;
+      w.__seen = { nodeProgress: false, overall: false, running: false };
+      const tick = () => {
+        const app = w.app;
+        if (app.graph.nodes.some((n: any) => n.progress > 0)) w.__seen.nodeProgress = true;
+        if (parseFloat((document.querySelector('#overall-progress .fill') as HTMLElement).style.width) > 0) w.__seen.overall = true;
+        if (app.states.runningNode != null) w.__seen.running = true;
+        if (!app.tracker.lastResult) requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    });
     await s.page.keyboard.press('Control+Enter');
     await s.page.waitForFunction(() => (window as any).app.tracker.lastResult != null, null, { timeout: 600_000 });
+    expect(await s.page.evaluate(() => (window as any).__seen)).toEqual({ nodeProgress: true, overall: true, running: true });
+    if (stubGraph) {
+      // TestGradient sends a PNG preview with every step; it shows on the running node.
+      expect(await s.page.evaluate(() => (window as any).app.tracker.previewsReceived)).toBeGreaterThan(0);
+    }
     const result = await s.page.evaluate(() => (window as any).app.tracker.lastResult);
     expect(result.status, JSON.stringify(result)).toBe('success');
     const outputs = await s.page.evaluate(() => {
@@ -210,5 +230,45 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
       return nodes[nodes.length - 1].type;
     });
     expect(added).toBe('PreviewImage');
+  });
+  it('keeps the graph across reloads and exports the API format', async () => {
+    const before = (await s.page.evaluate(() => (window as any).app.graph.serialize())) as Serialized;
+    // The graph is written to localStorage at most a second after a change.
+    await s.page.waitForTimeout(1_300);
+    await openEditor(s, { fresh: false });
+    const after = (await s.page.evaluate(() => (window as any).app.graph.serialize())) as Serialized;
+    expect(graphEssence(after)).toEqual(graphEssence(before));
+
+    const [download] = await Promise.all([s.page.waitForEvent('download'), s.page.click('#export-api-button')]);
+    expect(download.suggestedFilename()).toBe('workflow_api.json');
+    const api = JSON.parse(readFileSync(await download.path(), 'utf8')) as Record<string, { class_type: string }>;
+    const expected = after.nodes.filter((n) => (n.mode ?? 0) === 0).map((n) => n.type).sort();
+    expect(Object.values(api).map((n) => n.class_type).sort()).toEqual(expected);
+  });
+
+  it('cancels a pending job from the queue panel and interrupts the running one', async () => {
+    await s.page.evaluate(() => {
+      const app = (window as any).app;
+      app.graph.clear();
+      const gen = app.LiteGraph.createNode('TestGradient');
+      gen.widgets.find((w: any) => w.name === 'steps').value = 40; // 40 x 80 ms: time to act
+      const preview = app.LiteGraph.createNode('PreviewImage');
+      preview.pos = [400, 100];
+      app.graph.add(gen);
+      app.graph.add(preview);
+      gen.connect(0, preview, 0);
+    });
+    const first = await s.page.evaluate(() => (window as any).app.queue());
+    const second = await s.page.evaluate(() => (window as any).app.queue());
+    expect(first.promptId && second.promptId, JSON.stringify([first, second])).toBeTruthy();
+    await s.page.waitForSelector(`#queue-running li[data-prompt-id="${first.promptId}"]`, { timeout: 20_000 });
+    await s.page.click(`#queue-pending li[data-prompt-id="${second.promptId}"] button.cancel`);
+    await s.page.waitForSelector(`#queue-pending li[data-prompt-id="${second.promptId}"]`, { state: 'detached', timeout: 10_000 });
+    await s.page.click('#interrupt-button');
+    await s.page.waitForFunction((id: string) => (window as any).app.tracker.lastResult?.promptId === id, first.promptId, { timeout: 20_000 });
+    expect(await s.page.evaluate(() => (window as any).app.tracker.lastResult.status)).toBe('interrupted');
+    const history = (await (await fetch(`${s.url}/history`)).json()) as Record<string, unknown>;
+    expect(Object.keys(history)).toContain(first.promptId);
+    expect(Object.keys(history)).not.toContain(second.promptId);
   });
 });

@@ -3,7 +3,7 @@
 // `npm start` / `npm test` stay quick. `--force` rebuilds anyway.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,14 +28,8 @@ const inputs = [
   path.join(here, 'vite.config.ts'),
   path.join(here, 'tsconfig.json'),
   ...files(path.join(repo, 'engine')).filter((f) => f.endsWith('.ts')),
-  ...workflowFiles(),
   path.join(repo, 'package-lock.json'),
 ].filter((f) => existsSync(f)).sort();
-
-/** The shipped example workflows; copied into dist/workflows so the server serves them at /workflows/. */
-function workflowFiles(): string[] {
-  return files(path.join(repo, 'workflows')).filter((f) => f.endsWith('.json'));
-}
 
 const hash = createHash('sha1');
 for (const f of inputs) {
@@ -53,10 +47,5 @@ const bin = (name: string) => path.join(repo, 'node_modules', '.bin', name);
 const t0 = Date.now();
 execFileSync(bin('tsc'), ['-p', path.join(here, 'tsconfig.json')], { stdio: 'inherit', cwd: repo });
 execFileSync(bin('vite'), ['build', '--config', path.join(here, 'vite.config.ts')], { stdio: 'inherit', cwd: here });
-for (const f of workflowFiles()) {
-  const dest = path.join(dist, 'workflows', path.relative(path.join(repo, 'workflows'), f));
-  mkdirSync(path.dirname(dest), { recursive: true });
-  copyFileSync(f, dest);
-}
 writeFileSync(stamp, digest + '\n');
 console.error(`[build:editor] built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -18,6 +18,8 @@ export class ExecutionTracker {
   private jobs = new Map<string, Job>();
   private active: Job | null = null;
   queueRemaining = 0;
+  /** Step previews received (binary frames), for the status line and tests. */
+  previewsReceived = 0;
   /** The last finished prompt's status, for tests and the status line. */
   lastResult: { promptId: string; status: 'success' | 'error' | 'interrupted'; message?: string } | null = null;
 
@@ -31,6 +33,7 @@ export class ExecutionTracker {
     api.onPreview((blob, nodeId) => {
       const target = nodeId ?? this.active?.current ?? this.states.runningNode;
       if (target == null) return;
+      this.previewsReceived++;
       this.states.setImages(target, [URL.createObjectURL(blob)], true);
     });
   }
