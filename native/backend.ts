@@ -1,0 +1,443 @@
+// `Backend` (native/api.ts) over the addon: checks shapes and dtypes, casts mixed-dtype
+// operands, allocates outputs, and calls the raw ops (native/src/ops_binding.cc), which
+// re-check every buffer size before dispatching to the device's kernel table.
+import type { AttentionOptions, Backend, Conv2dOptions, DType, DeviceName, OpName, Tensor } from './api.ts';
+import { raw, DTYPE_CODE, DTYPE_SIZE, isFloat, type RawAddon } from './binding.ts';
+import { NativeTensor, StorageRef, fmtShape, keepTensor, runScope } from './tensor.ts';
+import { broadcastStrides, checkShape, collapse, contiguousStrides, normAxis, prod, splitAt } from './shapes.ts';
+
+const UNARY = { affine: 0, gelu_tanh: 1, silu: 2, relu: 3, tanh: 4, clamp: 5 } as const;
+const BINARY = { add: 0, sub: 1, mul: 2, div: 3, glu_silu: 4, glu_gelu_tanh: 5 } as const;
+const TERNARY = { modulate: 0, addGated: 1 } as const;
+
+export class NativeBackend implements Backend {
+  private readonly r: RawAddon;
+  constructor(readonly name: DeviceName) { this.r = raw(); }
+
+  supportsOp(op: OpName, dtype: DType): boolean { return this.r.supportsOp(this.name, op, DTYPE_CODE[dtype]); }
+  info(): Record<string, unknown> {
+    const b = this.r.backends().find((x) => x.name === this.name);
+    return { device: this.name, ...(b ? (JSON.parse(b.info) as Record<string, unknown>) : {}), memory: this.memory() };
+  }
+
+  // --- helpers ---------------------------------------------------------------------------------
+  /** A tensor of this backend that is alive, else an error naming op and argument. */
+  private t(op: string, what: string, x: Tensor): NativeTensor {
+    if (!(x instanceof NativeTensor)) throw new Error(`${op}: ${what} is not a native tensor`);
+    x.check(`${op}: ${what}`);
+    if (x.device !== this.name) throw new Error(`${op}: ${what} is on '${x.device}', this backend is '${this.name}' (upload it first)`);
+    return x;
+  }
+  private f(op: string, what: string, x: Tensor): NativeTensor {
+    const n = this.t(op, what, x);
+    if (!isFloat(n.dtype)) throw new Error(`${op}: ${what} must be f32, bf16 or f16, got ${n.dtype}`);
+    return n;
+  }
+  private alloc(shape: readonly number[], dtype: DType): NativeTensor {
+    checkShape('alloc', 'shape', shape);
+    const n = prod(shape);
+    const s = this.r.alloc(this.name, n * DTYPE_SIZE[dtype]);
+    return new NativeTensor(new StorageRef(s), 0, [...shape], dtype, this.name, false);
+  }
+  /** `x` in dtype `dt`: x itself, or a temporary cast the caller must dispose (see `tmp`). */
+  private as(x: NativeTensor, dt: DType, temps: NativeTensor[]): NativeTensor {
+    if (x.dtype === dt) return x;
+    const c = this.castRaw(x, dt);
+    temps.push(c);
+    return c;
+  }
+  private castRaw(x: NativeTensor, dt: DType): NativeTensor {
+    const out = this.alloc(x.shape, dt);
+    this.r.ops.cast(out.storage.raw, 0, x.storage.raw, x.offset, x.numel, DTYPE_CODE[dt], DTYPE_CODE[x.dtype]);
+    return out;
+  }
+  private guard<T extends NativeTensor>(out: T, temps: NativeTensor[], run: () => void): T {
+    try {
+      run();
+      return out;
+    } catch (e) {
+      out.dispose();
+      throw e;
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+
+  // --- creation, transfer, lifetime -----------------------------------------------------------
+  fromArray(data: Float32Array | Int32Array | BigInt64Array | number[], shape: readonly number[], dtype?: DType): Tensor {
+    checkShape('fromArray', 'shape', shape);
+    const n = prod(shape);
+    if (data.length !== n) throw new Error(`fromArray: ${data.length} values for shape ${fmtShape(shape)} (${n} elements)`);
+    let src: Float32Array | Int32Array | BigInt64Array;
+    let srcDt: DType;
+    if (Array.isArray(data)) {
+      const dt = dtype ?? 'f32';
+      if (dt === 'i64') src = BigInt64Array.from(data, (v) => BigInt(Math.trunc(v)));
+      else if (dt === 'i32') src = Int32Array.from(data);
+      else src = Float32Array.from(data);
+      srcDt = dt === 'i64' ? 'i64' : dt === 'i32' ? 'i32' : 'f32';
+    } else {
+      src = data;
+      srcDt = data instanceof Float32Array ? 'f32' : data instanceof Int32Array ? 'i32' : 'i64';
+    }
+    const dt = dtype ?? srcDt;
+    const out = this.alloc(shape, dt);
+    return this.guard(out, [], () => this.r.write(out.storage.raw, 0, src, DTYPE_CODE[srcDt], DTYPE_CODE[dt], n));
+  }
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor { return this.full(shape, 0, dtype); }
+  full(shape: readonly number[], value: number, dtype: DType = 'f32'): Tensor {
+    const out = this.alloc(shape, dtype);
+    return this.guard(out, [], () => this.r.ops.fill(out.storage.raw, 0, out.numel, value, DTYPE_CODE[dtype]));
+  }
+  upload(t: Tensor): Tensor {
+    if (!(t instanceof NativeTensor)) throw new Error('upload: not a native tensor');
+    t.check('upload');
+    const out = this.alloc(t.shape, t.dtype);
+    return this.guard(out, [], () => this.r.copy(out.storage.raw, 0, t.storage.raw, t.offset, t.byteLength));
+  }
+  cast(t: Tensor, dtype: DType): Tensor { return this.castRaw(this.t('cast', 'input', t), dtype); }
+  scope<T>(fn: () => T): T { return runScope(fn); }
+  keep<T extends Tensor>(t: T): T { return keepTensor(t); }
+  memory(): { allocated: number; peak: number } { return this.r.memory(this.name); }
+  resetPeak(): void { this.r.memory(this.name, true); }
+
+  // --- shape ----------------------------------------------------------------------------------
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const x = this.t('reshape', 'input', t);
+    const s = [...shape];
+    const free = s.filter((d) => d === -1).length;
+    if (free > 1) throw new Error(`reshape: more than one -1 in ${fmtShape(shape)}`);
+    if (free === 1) {
+      const known = prod(s.filter((d) => d !== -1));
+      if (known === 0 || x.numel % known !== 0) throw new Error(`reshape: cannot infer -1 in ${fmtShape(shape)} for ${x.numel} elements`);
+      s[s.indexOf(-1)] = x.numel / known;
+    }
+    checkShape('reshape', 'shape', s);
+    if (prod(s) !== x.numel) throw new Error(`reshape: ${fmtShape(x.shape)} (${x.numel} elements) cannot become ${fmtShape(shape)}`);
+    return new NativeTensor(x.storage.retain(), x.offset, s, x.dtype, this.name, true);
+  }
+  permute(t: Tensor, dims: readonly number[]): Tensor {
+    const x = this.t('permute', 'input', t);
+    if (dims.length !== x.shape.length) throw new Error(`permute: ${dims.length} dims given for ${fmtShape(x.shape)}`);
+    const perm = dims.map((d) => normAxis('permute', d, x.shape.length));
+    if (new Set(perm).size !== perm.length) throw new Error(`permute: ${fmtShape(dims)} is not a permutation`);
+    const out = this.alloc(perm.map((p) => x.shape[p]), x.dtype);
+    return this.guard(out, [], () => this.r.ops.permute(out.storage.raw, 0, x.storage.raw, x.offset, [...x.shape], perm, DTYPE_SIZE[x.dtype]));
+  }
+  concat(ts: readonly Tensor[], axis: number): Tensor {
+    if (ts.length === 0) throw new Error('concat: no tensors');
+    const first = this.t('concat', 'tensors[0]', ts[0]);
+    const ax = normAxis('concat', axis, first.shape.length);
+    const temps: NativeTensor[] = [];
+    const xs = ts.map((t, i) => {
+      const x = this.t('concat', `tensors[${i}]`, t);
+      if (x.shape.length !== first.shape.length || x.shape.some((d, k) => k !== ax && d !== first.shape[k]))
+        throw new Error(`concat: tensors[${i}] ${fmtShape(x.shape)} does not match ${fmtShape(first.shape)} outside axis ${ax}`);
+      return this.as(x, first.dtype, temps);
+    });
+    const shape = [...first.shape];
+    shape[ax] = xs.reduce((a, x) => a + x.shape[ax], 0);
+    const out = this.alloc(shape, first.dtype);
+    const [outer, , inner] = splitAt(shape, ax);
+    return this.guard(out, temps, () => this.r.ops.concat(out.storage.raw, 0, xs.flatMap((x) => [x.storage.raw, x.offset]),
+      xs.map((x) => x.shape[ax]), outer, inner, DTYPE_SIZE[first.dtype]));
+  }
+  slice(t: Tensor, axis: number, start: number, end: number): Tensor {
+    const x = this.t('slice', 'input', t);
+    const ax = normAxis('slice', axis, x.shape.length);
+    const n = x.shape[ax];
+    const s = start < 0 ? start + n : start, e = end < 0 ? end + n : end;
+    if (!Number.isInteger(s) || !Number.isInteger(e) || s < 0 || e > n || s > e)
+      throw new Error(`slice: [${start}, ${end}) is outside axis ${ax} of length ${n}`);
+    const shape = [...x.shape];
+    shape[ax] = e - s;
+    const out = this.alloc(shape, x.dtype);
+    const [outer, len, inner] = splitAt(x.shape, ax);
+    return this.guard(out, [], () => this.r.ops.slice(out.storage.raw, 0, x.storage.raw, x.offset, outer, len, inner, s, e - s, DTYPE_SIZE[x.dtype]));
+  }
+  indexSelect(t: Tensor, axis: number, indices: readonly number[]): Tensor {
+    const x = this.t('indexSelect', 'input', t);
+    const ax = normAxis('indexSelect', axis, x.shape.length);
+    const n = x.shape[ax];
+    const idx = indices.map((i, k) => {
+      const j = i < 0 ? i + n : i;
+      if (!Number.isInteger(j) || j < 0 || j >= n) throw new Error(`indexSelect: indices[${k}] = ${i} is outside axis ${ax} of length ${n}`);
+      return j;
+    });
+    const shape = [...x.shape];
+    shape[ax] = idx.length;
+    const out = this.alloc(shape, x.dtype);
+    const [outer, len, inner] = splitAt(x.shape, ax);
+    return this.guard(out, [], () => this.r.ops.indexSelect(out.storage.raw, 0, x.storage.raw, x.offset, idx, outer, len, inner, DTYPE_SIZE[x.dtype]));
+  }
+  repeatInterleave(t: Tensor, repeats: number, axis: number): Tensor {
+    const x = this.t('repeatInterleave', 'input', t);
+    const ax = normAxis('repeatInterleave', axis, x.shape.length);
+    if (!Number.isInteger(repeats) || repeats < 0) throw new Error(`repeatInterleave: repeats must be a non-negative integer, got ${repeats}`);
+    const shape = [...x.shape];
+    shape[ax] *= repeats;
+    const out = this.alloc(shape, x.dtype);
+    const [outer, len, inner] = splitAt(x.shape, ax);
+    return this.guard(out, [], () => this.r.ops.repeatInterleave(out.storage.raw, 0, x.storage.raw, x.offset, outer, len, inner, repeats, DTYPE_SIZE[x.dtype]));
+  }
+
+  // --- element-wise ---------------------------------------------------------------------------
+  private binary(op: string, code: number, ta: Tensor, tb: Tensor): Tensor {
+    const a = this.f(op, 'a', ta);
+    const temps: NativeTensor[] = [];
+    const b = this.as(this.f(op, 'b', tb), a.dtype, temps);
+    try {
+      const sa = contiguousStrides(a.shape), sb = broadcastStrides(op, 'b', b.shape, a.shape);
+      const c = collapse(a.shape, [sa, sb]);
+      const out = this.alloc(a.shape, a.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.binary(out.storage.raw, 0, a.storage.raw, a.offset, b.storage.raw, b.offset, code,
+        DTYPE_CODE[a.dtype], c.shape, c.strides[0], c.strides[1]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  private ternary(op: keyof typeof TERNARY, tx: Tensor, tb: Tensor, tc: Tensor, names: [string, string, string]): Tensor {
+    const x = this.f(op, names[0], tx);
+    const temps: NativeTensor[] = [];
+    try {
+      const b = this.as(this.f(op, names[1], tb), x.dtype, temps), c = this.as(this.f(op, names[2], tc), x.dtype, temps);
+      const cl = collapse(x.shape, [contiguousStrides(x.shape), broadcastStrides(op, names[1], b.shape, x.shape), broadcastStrides(op, names[2], c.shape, x.shape)]);
+      const out = this.alloc(x.shape, x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.ternary(out.storage.raw, 0, x.storage.raw, x.offset, b.storage.raw, b.offset,
+        c.storage.raw, c.offset, TERNARY[op], DTYPE_CODE[x.dtype], cl.shape, cl.strides[0], cl.strides[1], cl.strides[2]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  private unary(op: keyof typeof UNARY, t: Tensor, p0 = 0, p1 = 0): Tensor {
+    const x = this.f(op, 'x', t);
+    const out = this.alloc(x.shape, x.dtype);
+    return this.guard(out, [], () => this.r.ops.unary(out.storage.raw, 0, x.storage.raw, x.offset, x.numel, UNARY[op], p0, p1, DTYPE_CODE[x.dtype]));
+  }
+  add(a: Tensor, b: Tensor): Tensor { return this.binary('add', BINARY.add, a, b); }
+  sub(a: Tensor, b: Tensor): Tensor { return this.binary('sub', BINARY.sub, a, b); }
+  mul(a: Tensor, b: Tensor): Tensor { return this.binary('mul', BINARY.mul, a, b); }
+  div(a: Tensor, b: Tensor): Tensor { return this.binary('div', BINARY.div, a, b); }
+  affine(a: Tensor, s: number, t = 0): Tensor { return this.unary('affine', a, s, t); }
+  modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor { return this.ternary('modulate', x, shift, scale, ['x', 'shift', 'scale']); }
+  addGated(h: Tensor, gate: Tensor, y: Tensor): Tensor { return this.ternary('addGated', h, gate, y, ['h', 'gate', 'y']); }
+  gelu_tanh(x: Tensor): Tensor { return this.unary('gelu_tanh', x); }
+  silu(x: Tensor): Tensor { return this.unary('silu', x); }
+  relu(x: Tensor): Tensor { return this.unary('relu', x); }
+  tanh(x: Tensor): Tensor { return this.unary('tanh', x); }
+  clamp(x: Tensor, lo: number, hi: number): Tensor {
+    if (!(lo <= hi)) throw new Error(`clamp: lo ${lo} > hi ${hi}`);
+    return this.unary('clamp', x, lo, hi);
+  }
+  gluMul(a: Tensor, b: Tensor, act: 'silu' | 'gelu_tanh'): Tensor {
+    if (act !== 'silu' && act !== 'gelu_tanh') throw new Error(`gluMul: unknown activation '${String(act)}'`);
+    return this.binary('gluMul', act === 'silu' ? BINARY.glu_silu : BINARY.glu_gelu_tanh, a, b);
+  }
+  softmax(t: Tensor): Tensor {
+    const x = this.f('softmax', 'x', t);
+    if (x.shape.length === 0) throw new Error('softmax: x must have at least one dim');
+    const C = x.shape[x.shape.length - 1];
+    const out = this.alloc(x.shape, x.dtype);
+    return this.guard(out, [], () => this.r.ops.softmax(out.storage.raw, 0, x.storage.raw, x.offset, C ? x.numel / C : 0, C, DTYPE_CODE[x.dtype]));
+  }
+
+  // --- nn -------------------------------------------------------------------------------------
+  /** Compute dtype of a GEMM-like op: the weight's when 16-bit, else f32. */
+  private static gemmDtype(w: NativeTensor): DType { return w.dtype === 'bf16' || w.dtype === 'f16' ? w.dtype : 'f32'; }
+
+  linear(tx: Tensor, tw: Tensor, tbias?: Tensor): Tensor {
+    const x = this.f('linear', 'x', tx), w = this.f('linear', 'w', tw);
+    if (w.shape.length !== 2) throw new Error(`linear: w must be (N, K), got ${fmtShape(w.shape)}`);
+    const [N, K] = w.shape;
+    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K) throw new Error(`linear: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
+    const temps: NativeTensor[] = [];
+    try {
+      const dt = NativeBackend.gemmDtype(w);
+      const xc = this.as(x, dt, temps), wc = this.as(w, dt, temps);
+      let b: NativeTensor | undefined;
+      if (tbias) {
+        b = this.f('linear', 'bias', tbias);
+        if (b.numel !== N || b.shape.length !== 1) throw new Error(`linear: bias ${fmtShape(b.shape)} must be (${N})`);
+        b = this.as(b, 'f32', temps);
+      }
+      const M = x.numel / K || 0;
+      const out = this.alloc([...x.shape.slice(0, -1), N], x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.linear(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset,
+        b ? b.storage.raw : null, b ? b.offset : 0, M, N, K, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  matmul(ta: Tensor, tb: Tensor, transB = false): Tensor {
+    const a = this.f('matmul', 'a', ta), b = this.f('matmul', 'b', tb);
+    if (a.shape.length < 2 || b.shape.length < 2) throw new Error(`matmul: a ${fmtShape(a.shape)} and b ${fmtShape(b.shape)} need at least 2 dims`);
+    const [M, K] = a.shape.slice(-2);
+    const [bk, bn] = b.shape.slice(-2);
+    const Kb = transB ? bn : bk, N = transB ? bk : bn;
+    if (K !== Kb) throw new Error(`matmul: a ${fmtShape(a.shape)} and b ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} disagree on K (${K} vs ${Kb})`);
+    const ab = a.shape.slice(0, -2), bb = b.shape.slice(0, -2);
+    const na = prod(ab), nb = prod(bb);
+    const sameBatch = ab.length === bb.length && ab.every((d, i) => d === bb[i]);
+    if (!sameBatch && na !== 1 && nb !== 1) throw new Error(`matmul: batch dims ${fmtShape(ab)} and ${fmtShape(bb)} must match (or one side be unbatched)`);
+    const batchShape = na >= nb ? ab : bb, batch = Math.max(na, nb);
+    const temps: NativeTensor[] = [];
+    try {
+      const dt = NativeBackend.gemmDtype(b);
+      const ac = this.as(a, dt, temps), bc = this.as(b, dt, temps);
+      const out = this.alloc([...batchShape, M, N], a.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.matmul(out.storage.raw, 0, ac.storage.raw, ac.offset, bc.storage.raw, bc.offset,
+        batch, M, N, K, na === 1 && batch > 1 ? 0 : M * K, nb === 1 && batch > 1 ? 0 : K * N, transB, DTYPE_CODE[a.dtype], DTYPE_CODE[dt]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  conv2d(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, opts: Conv2dOptions = {}): Tensor {
+    const x = this.f('conv2d', 'x', tx), w = this.f('conv2d', 'w', tw);
+    const pad = opts.padding ?? 0, stride = opts.stride ?? 1, groups = opts.groups ?? 1;
+    if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error(`conv2d: x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)} must be 4-D (NCHW, OIHW)`);
+    const [B, Cin, H, W] = x.shape, [Cout, Cg, KH, KW] = w.shape;
+    if (!Number.isInteger(groups) || groups < 1 || Cin % groups || Cout % groups || Cg !== Cin / groups)
+      throw new Error(`conv2d: w ${fmtShape(w.shape)} does not fit ${Cin} input channels in ${groups} groups`);
+    if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(pad) || pad < 0) throw new Error(`conv2d: bad stride ${stride} or padding ${pad}`);
+    const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1, Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
+    if (Ho < 1 || Wo < 1) throw new Error(`conv2d: kernel ${KH}x${KW} larger than the padded input ${H}x${W}`);
+    const temps: NativeTensor[] = [];
+    try {
+      const dt = NativeBackend.gemmDtype(w);
+      const xc = this.as(x, dt, temps), wc = this.as(w, dt, temps);
+      let b: NativeTensor | undefined;
+      if (tbias) {
+        b = this.f('conv2d', 'bias', tbias);
+        if (b.numel !== Cout) throw new Error(`conv2d: bias ${fmtShape(b.shape)} must have ${Cout} values`);
+        b = this.as(b, 'f32', temps);
+      }
+      const out = this.alloc([B, Cout, Ho, Wo], x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.conv2d(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset,
+        b ? b.storage.raw : null, b ? b.offset : 0, B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  /** Optional per-channel parameter of norm ops, cast to x's dtype. */
+  private param(op: string, what: string, p: Tensor | undefined, C: number, dt: DType, temps: NativeTensor[]): NativeTensor | undefined {
+    if (!p) return undefined;
+    const n = this.f(op, what, p);
+    if (n.numel !== C) throw new Error(`${op}: ${what} ${fmtShape(n.shape)} must have ${C} values`);
+    return this.as(n, dt, temps);
+  }
+  rmsnorm(tx: Tensor, tw: Tensor | undefined, eps: number, offset = 0, tbias?: Tensor): Tensor {
+    const x = this.f('rmsnorm', 'x', tx);
+    const C = x.shape[x.shape.length - 1] ?? 1;
+    const temps: NativeTensor[] = [];
+    try {
+      const w = this.param('rmsnorm', 'w', tw, C, x.dtype, temps), b = this.param('rmsnorm', 'bias', tbias, C, x.dtype, temps);
+      const out = this.alloc(x.shape, x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.rmsnorm(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
+        b?.storage.raw ?? null, b?.offset ?? 0, C ? x.numel / C : 0, C, eps, offset, DTYPE_CODE[x.dtype]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  rmsnorm2d(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
+    const x = this.f('rmsnorm2d', 'x', tx);
+    if (x.shape.length !== 4) throw new Error(`rmsnorm2d: x must be NCHW, got ${fmtShape(x.shape)}`);
+    const [B, C, H, W] = x.shape;
+    const temps: NativeTensor[] = [];
+    try {
+      const w = this.param('rmsnorm2d', 'w', tw, C, x.dtype, temps), b = this.param('rmsnorm2d', 'bias', tbias, C, x.dtype, temps);
+      const out = this.alloc(x.shape, x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.rmsnorm2d(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
+        b?.storage.raw ?? null, b?.offset ?? 0, B, C, H * W, eps, DTYPE_CODE[x.dtype]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  layernorm(tx: Tensor, eps: number, tw?: Tensor, tbias?: Tensor): Tensor {
+    const x = this.f('layernorm', 'x', tx);
+    const C = x.shape[x.shape.length - 1] ?? 1;
+    const temps: NativeTensor[] = [];
+    try {
+      const w = this.param('layernorm', 'w', tw, C, x.dtype, temps), b = this.param('layernorm', 'bias', tbias, C, x.dtype, temps);
+      const out = this.alloc(x.shape, x.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.layernorm(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
+        b?.storage.raw ?? null, b?.offset ?? 0, C ? x.numel / C : 0, C, eps, DTYPE_CODE[x.dtype]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  attention(tq: Tensor, tk: Tensor, tv: Tensor, opts: AttentionOptions): Tensor {
+    const q = this.f('attention', 'q', tq);
+    if (q.shape.length !== 4 || tk.shape.length !== 4 || tv.shape.length !== 4) throw new Error('attention: q, k, v must be (B, H, L, D)');
+    const [B, Hq, Lq, D] = q.shape, [Bk, Hkv, Lk, Dk] = tk.shape, [Bv, Hv, Lv, Dv] = tv.shape;
+    if (Bk !== B || Bv !== B || Hv !== Hkv || Lv !== Lk || Dk !== D) throw new Error(`attention: q ${fmtShape(q.shape)}, k ${fmtShape(tk.shape)}, v ${fmtShape(tv.shape)} do not agree`);
+    if (Hkv < 1 || Hq % Hkv) throw new Error(`attention: ${Hq} query heads are not a multiple of ${Hkv} kv heads`);
+    const temps: NativeTensor[] = [];
+    try {
+      const k = this.as(this.f('attention', 'k', tk), q.dtype, temps), v = this.as(this.f('attention', 'v', tv), q.dtype, temps);
+      let bias: NativeTensor | undefined;
+      let sb = 0, sh = 0, sq = 0;
+      if (opts.bias) {
+        const bt = this.f('attention', 'bias', opts.bias);
+        const s = bt.shape.length === 2 ? [bt.shape[0], 1, 1, bt.shape[1]] : bt.shape;
+        const ok = s.length === 4 && (s[0] === B || s[0] === 1) && (s[1] === Hq || s[1] === 1) && (s[2] === Lq || s[2] === 1) && s[3] === Lk;
+        if (!ok) throw new Error(`attention: bias ${fmtShape(bt.shape)} does not broadcast to (${B}, ${Hq}, ${Lq}, ${Lk})`);
+        const st = contiguousStrides(s);
+        sb = s[0] === 1 ? 0 : st[0]; sh = s[1] === 1 ? 0 : st[1]; sq = s[2] === 1 ? 0 : st[2];
+        bias = this.as(bt, 'f32', temps);
+      }
+      const window = opts.window ?? 0;
+      if (!Number.isInteger(window) || window < 0) throw new Error(`attention: window must be a non-negative integer, got ${window}`);
+      const out = this.alloc([B, Hq, Lq, Dv], q.dtype);
+      return this.guard(out, temps.splice(0), () => this.r.ops.attention(out.storage.raw, 0, q.storage.raw, q.offset, k.storage.raw, k.offset,
+        v.storage.raw, v.offset, bias?.storage.raw ?? null, bias?.offset ?? 0, B, Hq, Hkv, Lq, Lk, D, Dv, sb, sh, sq, opts.scale,
+        opts.softcap ?? 0, opts.causal ?? false, window, DTYPE_CODE[q.dtype]));
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  linearAttention(tq: Tensor, tk: Tensor, tv: Tensor, eps: number, relu = true): Tensor {
+    const q = this.f('linearAttention', 'q', tq);
+    for (const [n, t] of [['k', tk], ['v', tv]] as const)
+      if (t.shape.length !== 4 || t.shape.some((d, i) => d !== q.shape[i])) throw new Error(`linearAttention: ${n} ${fmtShape(t.shape)} must equal q ${fmtShape(q.shape)}`);
+    if (q.shape.length !== 4) throw new Error(`linearAttention: q must be (B, H, N, D), got ${fmtShape(q.shape)}`);
+    const [B, H, N, D] = q.shape;
+    const temps: NativeTensor[] = [];
+    try {
+      const qf = this.as(q, 'f32', temps), kf = this.as(this.f('linearAttention', 'k', tk), 'f32', temps), vf = this.as(this.f('linearAttention', 'v', tv), 'f32', temps);
+      const o32 = this.alloc(q.shape, 'f32');
+      this.guard(o32, [], () => this.r.ops.linearAttention(o32.storage.raw, 0, qf.storage.raw, qf.offset, kf.storage.raw, kf.offset,
+        vf.storage.raw, vf.offset, B, H, N, D, eps, relu));
+      if (q.dtype === 'f32') return o32;
+      temps.push(o32);
+      return this.castRaw(o32, q.dtype);
+    } finally { for (const t of temps) t.dispose(); }
+  }
+  rope(tx: Tensor, positions: readonly number[], theta: number): Tensor {
+    const x = this.f('rope', 'x', tx);
+    if (x.shape.length !== 4) throw new Error(`rope: x must be (B, H, L, D), got ${fmtShape(x.shape)}`);
+    const [B, H, L, D] = x.shape;
+    if (positions.length !== L) throw new Error(`rope: ${positions.length} positions for L=${L}`);
+    if (D % 2) throw new Error(`rope: head dim ${D} must be even`);
+    const out = this.alloc(x.shape, x.dtype);
+    return this.guard(out, [], () => this.r.ops.rope(out.storage.raw, 0, x.storage.raw, x.offset, [...positions], B * H, L, D, theta, DTYPE_CODE[x.dtype]));
+  }
+  embedding(ttable: Tensor, tids: Tensor): Tensor {
+    const table = this.f('embedding', 'table', ttable), ids = this.t('embedding', 'ids', tids);
+    if (table.shape.length !== 2) throw new Error(`embedding: table must be (V, D), got ${fmtShape(table.shape)}`);
+    if (ids.dtype !== 'i32' && ids.dtype !== 'i64') throw new Error(`embedding: ids must be i32 or i64, got ${ids.dtype}`);
+    const [V, D] = table.shape;
+    const out = this.alloc([...ids.shape, D], table.dtype);
+    return this.guard(out, [], () => this.r.ops.embedding(out.storage.raw, 0, table.storage.raw, table.offset, ids.storage.raw, ids.offset,
+      ids.numel, V, D, DTYPE_CODE[table.dtype], DTYPE_CODE[ids.dtype]));
+  }
+  private nchw(op: string, t: Tensor): NativeTensor {
+    const x = this.t(op, 'x', t);
+    if (x.shape.length !== 4) throw new Error(`${op}: x must be NCHW, got ${fmtShape(x.shape)}`);
+    return x;
+  }
+  upsampleNearest(tx: Tensor, factor: number): Tensor {
+    const x = this.nchw('upsampleNearest', tx);
+    if (!Number.isInteger(factor) || factor < 1) throw new Error(`upsampleNearest: factor must be a positive integer, got ${factor}`);
+    const [B, C, H, W] = x.shape;
+    const out = this.alloc([B, C, H * factor, W * factor], x.dtype);
+    return this.guard(out, [], () => this.r.ops.upsampleNearest(out.storage.raw, 0, x.storage.raw, x.offset, B * C, H, W, factor, DTYPE_SIZE[x.dtype]));
+  }
+  upsampleBilinear(tx: Tensor, outH: number, outW: number): Tensor {
+    const x = this.nchw('upsampleBilinear', tx);
+    this.f('upsampleBilinear', 'x', x);
+    if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) throw new Error(`upsampleBilinear: bad output size ${outH}x${outW}`);
+    const [B, C, H, W] = x.shape;
+    const out = this.alloc([B, C, outH, outW], x.dtype);
+    return this.guard(out, [], () => this.r.ops.upsampleBilinear(out.storage.raw, 0, x.storage.raw, x.offset, B * C, H, W, outH, outW, DTYPE_CODE[x.dtype]));
+  }
+  pixelShuffle(tx: Tensor, r: number): Tensor {
+    const x = this.nchw('pixelShuffle', tx);
+    const [B, Cr, H, W] = x.shape;
+    if (!Number.isInteger(r) || r < 1 || Cr % (r * r)) throw new Error(`pixelShuffle: ${Cr} channels are not divisible by r²=${r * r}`);
+    const C = Cr / (r * r);
+    const out = this.alloc([B, C, H * r, W * r], x.dtype);
+    return this.guard(out, [], () => this.r.ops.pixelShuffle(out.storage.raw, 0, x.storage.raw, x.offset, B, C, H, W, r, DTYPE_SIZE[x.dtype]));
+  }
+}

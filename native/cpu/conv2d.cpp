@@ -1,0 +1,208 @@
+// conv2d: NCHW, w (Cout, Cin/groups, KH, KW), zero padding, stride, groups.
+// oneDNN path: convolution primitive with weights reordered once into the primitive's layout
+// (cached on the weight with the primitive, by input shape); src/dst reordered to/from the
+// primitive's preferred layout through scratch.
+// Portable paths: depthwise as direct loops; otherwise im2col written straight into GEMM
+// panels, a chunk of output pixels per thread, times the f32 weights (converted once, cached).
+#include "gemm.h"
+#include "dnnl_util.h"
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+namespace sana {
+namespace {
+
+struct ConvCache : WeightCache {
+  const void* w = nullptr;
+  int64_t Cout = 0, Cin_g = 0, KH = 0, KW = 0, groups = 0;
+  DType dt = DType::F32;
+  std::mutex mu;
+  std::vector<float> wf;  // portable: weights as f32 (Cout, Cin_g*KH*KW)
+#ifdef SANA_HAVE_DNNL
+  bool dnnl_off = false;
+  struct Prim { dnnl::convolution_forward prim; dnnl::memory::desc src, dst; dnnl::memory wmem; };
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>, Prim> prims;
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
+#endif
+};
+std::mutex g_slot_mu;
+
+ConvCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t Cout, int64_t Cin_g, int64_t KH, int64_t KW, int64_t groups, DType dt) {
+  std::lock_guard<std::mutex> lock(g_slot_mu);
+  auto* c = dynamic_cast<ConvCache*>(slot->get());
+  if (!c || c->w != w || c->Cout != Cout || c->Cin_g != Cin_g || c->KH != KH || c->KW != KW || c->groups != groups || c->dt != dt) {
+    auto fresh = std::make_unique<ConvCache>();
+    fresh->w = w; fresh->Cout = Cout; fresh->Cin_g = Cin_g; fresh->KH = KH; fresh->KW = KW; fresh->groups = groups; fresh->dt = dt;
+    c = fresh.get();
+    *slot = std::move(fresh);
+  }
+  return c;
+}
+
+template <typename T>
+void depthwise_t(T* out, const T* x, const float* wf, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W,
+                 int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t Ho, int64_t Wo) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t c = 0; c < C; c++) {
+      const T* xc = x + (b * C + c) * H * W;
+      const float* wc = wf + c * KH * KW;
+      float* acc = cpu::scratch_floats(1, size_t(Wo));
+      for (int64_t oh = 0; oh < Ho; oh++) {
+        for (int64_t ow = 0; ow < Wo; ow++) acc[ow] = bias ? bias[c] : 0.f;
+        for (int64_t kh = 0; kh < KH; kh++) {
+          const int64_t ih = oh * s - p + kh;
+          if (ih < 0 || ih >= H) continue;
+          const T* row = xc + ih * W;
+          for (int64_t kw = 0; kw < KW; kw++) {
+            const float wv = wc[kh * KW + kw];
+            // ow range whose input column iw = ow*s - p + kw lies inside [0, W)
+            const int64_t lo = std::max<int64_t>(0, (p - kw + s - 1) / s);
+            const int64_t hi = std::min<int64_t>(Wo, (W - 1 + p - kw) / s + 1);
+            for (int64_t ow = lo; ow < hi; ow++) acc[ow] += wv * to_f32(row[ow * s - p + kw]);
+          }
+        }
+        T* o = out + ((b * C + c) * Ho + oh) * Wo;
+        for (int64_t ow = 0; ow < Wo; ow++) o[ow] = from_f32<T>(acc[ow]);
+      }
+    }
+}
+
+void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                   int64_t s, int64_t p, int64_t Ho, int64_t Wo, DType out_dt, DType dt) {
+  const int64_t Cout = c->Cout, Cin_g = c->Cin_g, KH = c->KH, KW = c->KW, G = c->groups;
+  const int64_t Cout_g = Cout / G, K = Cin_g * KH * KW, HWo = Ho * Wo;
+  {
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (c->wf.empty()) {
+      c->wf.resize(size_t(Cout * K));
+      cpu::to_float_row(c->wf.data(), c->w, Cout * K, dt);
+    }
+  }
+  if (G == Cin && Cout == Cin && Cin_g == 1 && out_dt == dt) {
+    SANA_FLOAT_DISPATCH(dt, depthwise_t(static_cast<T*>(out), static_cast<const T*>(x), c->wf.data(), bias, B, Cin, H, W, KH, KW, s, p, Ho, Wo));
+    return;
+  }
+  constexpr int64_t kNC = 8 * cpu::kNR;  // output pixels per work item
+  const int64_t chunks = (HWo + kNC - 1) / kNC;
+  const size_t es = dtype_size(dt), oes = dtype_size(out_dt);
+#pragma omp parallel for collapse(3) schedule(dynamic)
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t g = 0; g < G; g++)
+      for (int64_t ch = 0; ch < chunks; ch++) {
+        const int64_t n0 = ch * kNC, nc = std::min(kNC, HWo - n0);
+        float* P = cpu::scratch_floats(2, size_t(cpu::packed_b_floats(K, nc)));
+        float* xr = cpu::scratch_floats(3, size_t(W));
+        // im2col into panels: element (k, n) -> P[n/16][k][n%16], k = (ci*KH + kh)*KW + kw.
+        const int64_t panels = (nc + cpu::kNR - 1) / cpu::kNR;
+        std::fill(P, P + panels * K * cpu::kNR, 0.f);
+        for (int64_t ci = 0; ci < Cin_g; ci++) {
+          const char* xc = static_cast<const char*>(x) + size_t((b * Cin + g * Cin_g + ci) * H * W) * es;
+          for (int64_t kh = 0; kh < KH; kh++) {
+            int64_t converted = -1;  // input row currently held in xr (f32)
+            for (int64_t j = 0; j < nc; j++) {
+              const int64_t n = n0 + j, oh = n / Wo, ow = n % Wo, ih = oh * s - p + kh;
+              if (ih < 0 || ih >= H) continue;
+              if (ih != converted) { cpu::to_float_row(xr, xc + size_t(ih * W) * es, W, dt); converted = ih; }
+              for (int64_t kw = 0; kw < KW; kw++) {
+                const int64_t iw = ow * s - p + kw;
+                if (iw < 0 || iw >= W) continue;
+                const int64_t k = (ci * KH + kh) * KW + kw;
+                P[(j / cpu::kNR) * K * cpu::kNR + k * cpu::kNR + (j % cpu::kNR)] = xr[iw];
+              }
+            }
+          }
+        }
+        char* o = static_cast<char*>(out) + size_t((b * Cout + g * Cout_g) * HWo + n0) * oes;
+        cpu::gemm_packed(o, out_dt, HWo, c->wf.data() + g * Cout_g * K, K, P, Cout_g, nc, K, nullptr,
+                         bias ? bias + g * Cout_g : nullptr, /*serial=*/true);
+      }
+}
+
+#ifdef SANA_HAVE_DNNL
+bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
+               int64_t s, int64_t p, int64_t Ho, int64_t Wo, DType out_dt) {
+  using namespace dnnl;
+  using tag = memory::format_tag;
+  const int64_t G = c->groups;
+  const auto wdt = cpu::dnnl_dt(c->dt);
+  const memory::dims wdims = G > 1 ? memory::dims{G, c->Cout / G, c->Cin_g, c->KH, c->KW} : memory::dims{c->Cout, c->Cin_g, c->KH, c->KW};
+  const memory::desc user_src({B, Cin, H, W}, wdt, tag::nchw), user_dst({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), tag::nchw);
+  ConvCache::Prim pr;
+  {
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (c->dnnl_off) return false;
+    try {
+      const auto key = std::make_tuple(B, H, W, s, p, bias != nullptr, int(out_dt));
+      auto it = c->prims.find(key);
+      if (it == c->prims.end()) {
+        memory::desc src_md({B, Cin, H, W}, wdt, tag::any), wei_md(wdims, wdt, tag::any);
+        memory::desc dst_md({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), tag::any), bias_md({c->Cout}, memory::data_type::f32, tag::x);
+        auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s}, {p, p}, {p, p})
+                      : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
+        convolution_forward::primitive_desc pd(d, cpu::dnnl_engine());
+        ConvCache::Prim np{convolution_forward(pd), pd.src_desc(), pd.dst_desc(), memory()};
+        const auto want = pd.weights_desc();
+        for (auto& pk : c->packed)
+          if (pk.first == want) np.wmem = pk.second;
+        if (!np.wmem) {
+          memory user(memory::desc(wdims, wdt, G > 1 ? tag::goihw : tag::oihw), cpu::dnnl_engine(), const_cast<void*>(c->w));
+          memory packed(want, cpu::dnnl_engine());
+          reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
+          cpu::dnnl_stream().wait();
+          c->packed.emplace_back(want, packed);
+          np.wmem = packed;
+        }
+        it = c->prims.emplace(key, np).first;
+      }
+      pr = it->second;
+    } catch (const dnnl::error&) {
+      c->dnnl_off = true;
+      return false;
+    }
+  }
+  auto& eng = cpu::dnnl_engine();
+  auto& strm = cpu::dnnl_stream();
+  memory usrc(user_src, eng, const_cast<void*>(x)), udst(user_dst, eng, out);
+  memory src = usrc, dst = udst;
+  if (pr.src != user_src) {
+    src = memory(pr.src, eng, cpu::dnnl_scratch(0, pr.src.get_size()));
+    reorder(usrc, src).execute(strm, usrc, src);
+  }
+  if (pr.dst != user_dst) dst = memory(pr.dst, eng, cpu::dnnl_scratch(1, pr.dst.get_size()));
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, pr.wmem}, {DNNL_ARG_DST, dst}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory(memory::desc({c->Cout}, memory::data_type::f32, tag::x), eng, const_cast<float*>(bias)));
+  pr.prim.execute(strm, args);
+  if (pr.dst != user_dst) reorder(dst, udst).execute(strm, dst, udst);
+  strm.wait();
+  return true;
+}
+#endif
+
+}  // namespace
+
+Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                  int64_t Cout, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo,
+                  DType out_dt, DType dt, WeightCacheSlot* wcache) {
+  if (!dtype_is_float(dt) || !dtype_is_float(out_dt)) return "conv2d_cpu: dtypes must be f32, bf16 or f16";
+  if (B == 0 || Cout == 0 || Ho == 0 || Wo == 0) return nullptr;
+  WeightCacheSlot local;
+  ConvCache* c = cache_for(wcache ? wcache : &local, w, Cout, Cin / groups, KH, KW, groups, dt);
+#ifdef SANA_HAVE_DNNL
+  if (cpu::dnnl_fast_dtype(dt)) {
+    try {
+      if (conv_dnnl(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt)) return nullptr;
+    } catch (const dnnl::error& e) {
+      thread_local std::string err;
+      err = std::string("conv2d: oneDNN failed: ") + e.what();
+      return err.c_str();
+    }
+  }
+#endif
+  conv_portable(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt, dt);
+  return nullptr;
+}
+
+}  // namespace sana

@@ -1,0 +1,49 @@
+// The native module (native/api.ts `NativeModule`): backends, safetensors, build facts.
+import type { Backend, DeviceName, NativeModule } from './api.ts';
+import { raw } from './binding.ts';
+import { NativeBackend } from './backend.ts';
+import { openSafetensors, writeSafetensors } from './safetensors.ts';
+
+export type * from './api.ts';
+export { openSafetensors, writeSafetensors };
+export type { OpenOptions } from './safetensors.ts';
+
+const backends = new Map<DeviceName, NativeBackend>();
+let hintShown = false;
+
+export function getBackend(device: DeviceName): Backend {
+  const have = backends.get(device);
+  if (have) return have;
+  const d = raw().backends().find((b) => b.name === device);
+  if (!d) throw new Error(`getBackend: device '${device}' is not compiled into this build (have: ${raw().backends().map((b) => b.name).join(', ')})`);
+  if (!d.available) throw new Error(`getBackend: device '${device}' is unavailable: ${d.reason ?? 'unknown reason'}`);
+  if (device === 'cpu' && !hintShown) {
+    hintShown = true;
+    const hint = raw().buildInfo().hint;
+    if (hint) process.emitWarning(hint, { code: 'SANA_NATIVE_SLOW_PATH' });
+  }
+  const b = new NativeBackend(device);
+  backends.set(device, b);
+  return b;
+}
+
+export function devices(): ReturnType<NativeModule['devices']> {
+  return raw().backends().map((b) => ({
+    name: b.name as DeviceName,
+    available: b.available,
+    ...(b.reason ? { reason: b.reason } : {}),
+    info: JSON.parse(b.info) as Record<string, unknown>,
+  }));
+}
+
+export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: string } {
+  return raw().buildInfo();
+}
+
+/** Measured fp32 FMA throughput of all CPU threads (GFLOP/s), for benchmarks. */
+export function fmaPeakGflops(ms = 200): number { return raw().fmaPeak(ms); }
+/** Sets (when given) and returns the CPU thread count of the native kernels. */
+export function cpuThreads(n?: number): number { return raw().threads(n); }
+
+const native: NativeModule = { getBackend, devices, openSafetensors, writeSafetensors, buildInfo };
+export default native;

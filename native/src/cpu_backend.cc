@@ -1,0 +1,46 @@
+// The CPU backend's dispatch table: host memory and the functions of native/cpu/ops.h.
+#include "backend.h"
+#include "cpuinfo.h"
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace sana {
+namespace {
+
+void* host_alloc(size_t n) {
+  const size_t rounded = ((n ? n : 1) + 63) & ~size_t(63);
+  return std::aligned_alloc(64, rounded);
+}
+void host_free(void* p) { std::free(p); }
+Status host_copy(void* dst, const void* src, size_t n) { if (n) std::memcpy(dst, src, n); return nullptr; }
+const char* always_available() { return ""; }
+
+const char* cpu_info_json() {
+  static const std::string json = [] {
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    std::string s = "{\"isa\":\"" + cpu_isa_name() + "\",\"onednn\":" + (onednn_linked() ? "true" : "false");
+    s += ",\"gemm\":\"" + gemm_path_name() + "\",\"threads\":" + std::to_string(threads);
+    s += ",\"cpu\":\"" + cpu_model_name() + "\"}";
+    return s;
+  }();
+  return json.c_str();
+}
+
+const BackendOps kCpu = {
+    "cpu", true, always_available, cpu_info_json, host_alloc, host_free, host_copy, host_copy, host_copy, nullptr,
+    fill_cpu, cast_cpu, permute_cpu, concat_cpu, slice_cpu, index_select_cpu, repeat_interleave_cpu,
+    unary_cpu, binary_cpu, ternary_cpu, softmax_cpu, linear_cpu, matmul_cpu, conv2d_cpu,
+    rmsnorm_cpu, rmsnorm2d_cpu, layernorm_cpu, attention_cpu, linear_attention_cpu, rope_cpu, embedding_cpu,
+    upsample_nearest_cpu, upsample_bilinear_cpu, pixel_shuffle_cpu,
+};
+SANA_REGISTER_BACKEND(kCpu);
+
+}  // namespace
+}  // namespace sana
