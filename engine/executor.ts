@@ -175,7 +175,8 @@ export class Executor {
     }
     const outputSet = new Set(outputs);
     // Validation already refused cycles; this order is over a DAG.
-    const { order } = topoSort([...nodes.keys()], (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
+    // Among ready nodes, prompt order (after output nodes) keeps runs predictable.
+    const { order } = topoSort(Object.keys(prompt).filter((id) => nodes.has(id)), (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
     for (const id of order) {
       const n = nodes.get(id)!;
       const hidden = n.entry.inputs.hidden ?? {};
@@ -233,10 +234,20 @@ export class Executor {
       result.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
     };
 
+    // Results of this job by signature: an identical node elsewhere in the prompt (same class,
+    // inputs and upstream) is served from the first one's result, as ComfyUI's cache would.
+    const byKey = new Map<string, CacheEntry>();
+    const dedupe = this.cache.strategy !== 'none';
     for (const id of order) {
       const node = nodes.get(id)!;
-      const cachedEntry = results.get(id);
+      let cachedEntry = results.get(id);
+      if (!cachedEntry && dedupe && byKey.has(node.key)) {
+        cachedEntry = byKey.get(node.key)!;
+        results.set(id, cachedEntry);
+        result.cached.push(id);
+      }
       if (cachedEntry) {
+        byKey.set(node.key, cachedEntry);
         executed.push(id);
         if (node.entry.def.outputNode && cachedEntry.ui) {
           recordUi(id, cachedEntry.ui);
@@ -272,6 +283,7 @@ export class Executor {
           sendBinaryPreview: (image: PreviewImage) => emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image }),
         });
         results.set(id, entry);
+        byKey.set(node.key, entry);
         this.cache.set(node.key, entry);
         executed.push(id);
         result.ran.push(id);
