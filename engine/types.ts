@@ -134,7 +134,7 @@ export type InputValue<D> = D extends string
         ? SocketValue<T>
         : unknown;
 
-type ListIf<Flag, T> = Flag extends true ? T[] : T;
+type ListIf<Flag, T> = [Flag] extends [true] ? T[] : T;
 
 type RequiredValues<R, L> = R extends Record<string, InputDecl> ? { [K in keyof R]: ListIf<L, InputValue<R[K]>> } : {};
 type OptionalValues<O, L> = O extends Record<string, InputDecl>

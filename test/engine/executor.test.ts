@@ -63,7 +63,7 @@ describe.each(STRATEGIES)('executor with the %s cache', (strategy) => {
     const events = recordEvents(ex);
     const r = await ex.execute(g.prompt, { promptId: 'p' });
     expect(r.status).toBe('error');
-    const err = events.find((e) => e.type === 'execution_error')!.data as Record<string, unknown>;
+    const err = events.find((e) => e.type === 'execution_error')!.data as unknown as Record<string, unknown>;
     expect(err).toMatchObject({
       prompt_id: 'p', node_id: '2', node_type: 'Fail', executed: ['1'], exception_message: 'cannot process 5', exception_type: 'RangeError',
       current_inputs: { x: [5], fail: [true] }, current_outputs: ['1'],
@@ -146,7 +146,7 @@ describe('executor', () => {
     await ex.execute(g.prompt, { promptId: 'p' });
     const seq = events.filter((e) => e.type !== 'progress_state').map((e) => (e.type === 'executing' ? `executing:${e.data.node}` : e.type));
     expect(seq).toEqual(['execution_start', 'execution_cached', 'executing:4', 'progress', 'binary_preview', 'progress', 'executing:5', 'executed', 'execution_success', 'executing:null']);
-    const data = (t: string) => events.find((e) => e.type === t)!.data as Record<string, unknown>;
+    const data = (t: string) => events.find((e) => e.type === t)!.data as unknown as Record<string, unknown>;
     expect(data('execution_cached')).toMatchObject({ nodes: ['1', '2', '3'], prompt_id: 'p' });
     expect(data('executing')).toEqual({ node: '4', display_node: '4', prompt_id: 'p' });
     expect(data('binary_preview')).toEqual({ prompt_id: 'p', node: '4', display_node: '4', image: { format: 'PNG', data: new Uint8Array([1, 2, 3]) } });
