@@ -273,7 +273,7 @@ export class NativeBackend implements Backend {
     const na = prod(ab), nb = prod(bb);
     const sameBatch = ab.length === bb.length && ab.every((d, i) => d === bb[i]);
     if (!sameBatch && na !== 1 && nb !== 1) throw new Error(`matmul: batch dims ${fmtShape(ab)} and ${fmtShape(bb)} must match (or one side be unbatched)`);
-    const batchShape = na >= nb ? ab : bb, batch = Math.max(na, nb);
+    const batchShape = na > nb ? ab : nb > na ? bb : ab.length >= bb.length ? ab : bb, batch = Math.max(na, nb);
     const temps: NativeTensor[] = [];
     try {
       const dt = NativeBackend.gemmDtype(b);

@@ -1,0 +1,280 @@
+// Float64 reference implementations of the Backend ops: plain loops over row-major
+// Float64Arrays, written for clarity, not speed. Shapes follow native/api.ts.
+export type Arr = Float64Array;
+
+export const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+export const strides = (s: readonly number[]): number[] => {
+  const st = new Array<number>(s.length);
+  let acc = 1;
+  for (let i = s.length - 1; i >= 0; i--) { st[i] = acc; acc *= s[i]; }
+  return st;
+};
+/** Multi-index of flat position i in shape s. */
+export const unravel = (i: number, s: readonly number[]): number[] => {
+  const idx = new Array<number>(s.length);
+  for (let d = s.length - 1; d >= 0; d--) { idx[d] = i % s[d]; i = Math.floor(i / s[d]); }
+  return idx;
+};
+
+/** Reads b (shape bs) broadcast to shape `to` at multi-index idx (numpy rules). */
+export function bcastAt(b: Arr, bs: readonly number[], to: readonly number[], idx: number[]): number {
+  const off = to.length - bs.length;
+  const st = strides(bs);
+  let p = 0;
+  for (let d = 0; d < bs.length; d++) p += (bs[d] === 1 ? 0 : idx[d + off]) * st[d];
+  return b[p];
+}
+
+export const geluTanh = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+export const silu = (x: number): number => x / (1 + Math.exp(-x));
+
+export function map(a: Arr, f: (x: number) => number): Arr { return a.map(f); }
+
+export function binary(a: Arr, as: number[], b: Arr, bs: number[], f: (x: number, y: number) => number): Arr {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = f(a[i], bcastAt(b, bs, as, unravel(i, as)));
+  return out;
+}
+export function ternary(a: Arr, as: number[], b: Arr, bs: number[], c: Arr, cs: number[], f: (x: number, y: number, z: number) => number): Arr {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const idx = unravel(i, as);
+    out[i] = f(a[i], bcastAt(b, bs, as, idx), bcastAt(c, cs, as, idx));
+  }
+  return out;
+}
+
+export function permute(x: Arr, s: number[], perm: number[]): Arr {
+  const os = perm.map((p) => s[p]);
+  const st = strides(s);
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < out.length; i++) {
+    const idx = unravel(i, os);
+    let p = 0;
+    for (let d = 0; d < idx.length; d++) p += idx[d] * st[perm[d]];
+    out[i] = x[p];
+  }
+  return out;
+}
+
+/** Gathers rows `rows` of axis `axis` (covers slice, indexSelect, repeatInterleave, concat). */
+export function gather(x: Arr, s: number[], axis: number, rows: number[]): Arr {
+  const outer = numel(s.slice(0, axis)), inner = numel(s.slice(axis + 1)), n = s[axis];
+  const out = new Float64Array(outer * rows.length * inner);
+  for (let o = 0; o < outer; o++)
+    for (let r = 0; r < rows.length; r++)
+      for (let i = 0; i < inner; i++) out[(o * rows.length + r) * inner + i] = x[(o * n + rows[r]) * inner + i];
+  return out;
+}
+export function concat(xs: Arr[], shapes: number[][], axis: number): Arr {
+  const outer = numel(shapes[0].slice(0, axis)), inner = numel(shapes[0].slice(axis + 1));
+  const total = shapes.reduce((a, s) => a + s[axis], 0);
+  const out = new Float64Array(outer * total * inner);
+  for (let o = 0; o < outer; o++) {
+    let start = 0;
+    xs.forEach((x, k) => {
+      const n = shapes[k][axis];
+      for (let r = 0; r < n * inner; r++) out[(o * total + start) * inner + r] = x[o * n * inner + r];
+      start += n;
+    });
+  }
+  return out;
+}
+
+export function softmax(x: Arr, C: number): Arr {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let m = -Infinity;
+    for (let j = 0; j < C; j++) m = Math.max(m, x[r * C + j]);
+    let s = 0;
+    for (let j = 0; j < C; j++) s += Math.exp(x[r * C + j] - m);
+    for (let j = 0; j < C; j++) out[r * C + j] = Math.exp(x[r * C + j] - m) / s;
+  }
+  return out;
+}
+
+/** x (M, K) · w (N, K)ᵀ + bias. */
+export function linear(x: Arr, w: Arr, bias: Arr | undefined, M: number, N: number, K: number): Arr {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = bias ? bias[n] : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      out[m * N + n] = s;
+    }
+  return out;
+}
+/** a (batch?, M, K) · b (batch?, K, N | N, K); a batch of 1 broadcasts. */
+export function matmul(a: Arr, b: Arr, batch: number, aBatched: boolean, bBatched: boolean, M: number, N: number, K: number, transB: boolean): Arr {
+  const out = new Float64Array(batch * M * N);
+  for (let i = 0; i < batch; i++) {
+    const ao = aBatched ? i * M * K : 0, bo = bBatched ? i * K * N : 0;
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a[ao + m * K + k] * (transB ? b[bo + n * K + k] : b[bo + k * N + n]);
+        out[(i * M + m) * N + n] = s;
+      }
+  }
+  return out;
+}
+export function conv2d(x: Arr, xs: number[], w: Arr, ws: number[], bias: Arr | undefined, stride: number, pad: number, groups: number): { out: Arr; shape: number[] } {
+  const [B, Cin, H, W] = xs, [Cout, Cg, KH, KW] = ws;
+  const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1, Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
+  const out = new Float64Array(B * Cout * Ho * Wo);
+  const Coutg = Cout / groups;
+  for (let b = 0; b < B; b++)
+    for (let co = 0; co < Cout; co++) {
+      const g = Math.floor(co / Coutg);
+      for (let oh = 0; oh < Ho; oh++)
+        for (let ow = 0; ow < Wo; ow++) {
+          let s = bias ? bias[co] : 0;
+          for (let c = 0; c < Cg; c++)
+            for (let kh = 0; kh < KH; kh++)
+              for (let kw = 0; kw < KW; kw++) {
+                const ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                s += x[((b * Cin + g * Cg + c) * H + ih) * W + iw] * w[((co * Cg + c) * KH + kh) * KW + kw];
+              }
+          out[((b * Cout + co) * Ho + oh) * Wo + ow] = s;
+        }
+    }
+  return { out, shape: [B, Cout, Ho, Wo] };
+}
+
+export function rmsnorm(x: Arr, C: number, w: Arr | undefined, eps: number, offset: number, bias: Arr | undefined): Arr {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let ss = 0;
+    for (let j = 0; j < C; j++) ss += x[r * C + j] ** 2;
+    const inv = 1 / Math.sqrt(ss / C + eps);
+    for (let j = 0; j < C; j++) out[r * C + j] = x[r * C + j] * inv * (w ? w[j] + offset : 1) + (bias ? bias[j] : 0);
+  }
+  return out;
+}
+export function rmsnorm2d(x: Arr, [B, C, H, W]: number[], w: Arr | undefined, bias: Arr | undefined, eps: number): Arr {
+  const out = new Float64Array(x.length), HW = H * W;
+  for (let b = 0; b < B; b++)
+    for (let p = 0; p < HW; p++) {
+      let ss = 0;
+      for (let c = 0; c < C; c++) ss += x[(b * C + c) * HW + p] ** 2;
+      const inv = 1 / Math.sqrt(ss / C + eps);
+      for (let c = 0; c < C; c++) out[(b * C + c) * HW + p] = x[(b * C + c) * HW + p] * inv * (w ? w[c] : 1) + (bias ? bias[c] : 0);
+    }
+  return out;
+}
+export function layernorm(x: Arr, C: number, eps: number, w: Arr | undefined, bias: Arr | undefined): Arr {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let mean = 0;
+    for (let j = 0; j < C; j++) mean += x[r * C + j];
+    mean /= C;
+    let v = 0;
+    for (let j = 0; j < C; j++) v += (x[r * C + j] - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / C + eps);
+    for (let j = 0; j < C; j++) out[r * C + j] = (x[r * C + j] - mean) * inv * (w ? w[j] : 1) + (bias ? bias[j] : 0);
+  }
+  return out;
+}
+
+export interface AttnRefOpts { scale: number; softcap?: number; causal?: boolean; window?: number; bias?: Arr; biasShape?: number[] }
+/** Full-matrix softmax attention: q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv). */
+export function attention(q: Arr, k: Arr, v: Arr, [B, Hq, Lq, D]: number[], Hkv: number, Lk: number, Dv: number, o: AttnRefOpts): Arr {
+  const out = new Float64Array(B * Hq * Lq * Dv), g = Hq / Hkv;
+  const bs = o.biasShape ? (o.biasShape.length === 2 ? [o.biasShape[0], 1, 1, o.biasShape[1]] : o.biasShape) : undefined;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++)
+      for (let i = 0; i < Lq; i++) {
+        const hk = Math.floor(h / g);
+        const s = new Float64Array(Lk).fill(-Infinity);
+        for (let j = 0; j < Lk; j++) {
+          if (o.causal && j > i) continue;
+          if (o.window && i - j >= o.window) continue;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[((b * Hq + h) * Lq + i) * D + d] * k[((b * Hkv + hk) * Lk + j) * D + d];
+          dot *= o.scale;
+          if (o.softcap) dot = o.softcap * Math.tanh(dot / o.softcap);
+          if (o.bias && bs) dot += bcastAt(o.bias, bs, [B, Hq, Lq, Lk], [b, h, i, j]);
+          s[j] = dot;
+        }
+        const m = Math.max(...s);
+        let z = 0;
+        for (let j = 0; j < Lk; j++) z += s[j] === -Infinity ? 0 : Math.exp(s[j] - m);
+        for (let d = 0; d < Dv; d++) {
+          let acc = 0;
+          for (let j = 0; j < Lk; j++) if (s[j] !== -Infinity) acc += Math.exp(s[j] - m) * v[((b * Hkv + hk) * Lk + j) * Dv + d];
+          out[((b * Hq + h) * Lq + i) * Dv + d] = acc / z;
+        }
+      }
+  return out;
+}
+/** Sana ReLU linear attention, q/k/v (B, H, N, D). */
+export function linearAttention(q: Arr, k: Arr, v: Arr, [B, H, N, D]: number[], eps: number, relu: boolean): Arr {
+  const act = (x: number): number => (relu ? Math.max(0, x) : x);
+  const out = new Float64Array(q.length);
+  for (let bh = 0; bh < B * H; bh++) {
+    const base = bh * N * D;
+    for (let i = 0; i < N; i++) {
+      let den = 0;
+      const num = new Float64Array(D);
+      for (let j = 0; j < N; j++) {
+        let kq = 0;
+        for (let e = 0; e < D; e++) kq += act(k[base + j * D + e]) * act(q[base + i * D + e]);
+        den += kq;
+        for (let d = 0; d < D; d++) num[d] += v[base + j * D + d] * kq;
+      }
+      for (let d = 0; d < D; d++) out[base + i * D + d] = num[d] / (den + eps);
+    }
+  }
+  return out;
+}
+export function rope(x: Arr, [B, H, L, D]: number[], pos: number[], theta: number): Arr {
+  const out = new Float64Array(x.length), half = D / 2;
+  for (let bh = 0; bh < B * H; bh++)
+    for (let l = 0; l < L; l++)
+      for (let i = 0; i < half; i++) {
+        const a = pos[l] / theta ** ((2 * i) / D);
+        const p = (bh * L + l) * D;
+        const x1 = x[p + i], x2 = x[p + i + half];
+        out[p + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
+        out[p + i + half] = x2 * Math.cos(a) + x1 * Math.sin(a);
+      }
+  return out;
+}
+export function upsampleNearest(x: Arr, [B, C, H, W]: number[], f: number): Arr {
+  const out = new Float64Array(x.length * f * f);
+  for (let c = 0; c < B * C; c++)
+    for (let oh = 0; oh < H * f; oh++)
+      for (let ow = 0; ow < W * f; ow++) out[(c * H * f + oh) * W * f + ow] = x[(c * H + Math.floor(oh / f)) * W + Math.floor(ow / f)];
+  return out;
+}
+/** PyTorch bilinear, align_corners=False. */
+export function upsampleBilinear(x: Arr, [B, C, H, W]: number[], Ho: number, Wo: number): Arr {
+  const src = (o: number, inn: number, out: number): [number, number, number] => {
+    const s = Math.max(0, (o + 0.5) * (inn / out) - 0.5);
+    const i0 = Math.min(Math.floor(s), inn - 1), i1 = Math.min(i0 + 1, inn - 1);
+    return [i0, i1, s - i0];
+  };
+  const out = new Float64Array(B * C * Ho * Wo);
+  for (let c = 0; c < B * C; c++)
+    for (let oh = 0; oh < Ho; oh++) {
+      const [h0, h1, lh] = src(oh, H, Ho);
+      for (let ow = 0; ow < Wo; ow++) {
+        const [w0, w1, lw] = src(ow, W, Wo);
+        const at = (h: number, w: number): number => x[(c * H + h) * W + w];
+        out[(c * Ho + oh) * Wo + ow] = (1 - lh) * ((1 - lw) * at(h0, w0) + lw * at(h0, w1)) + lh * ((1 - lw) * at(h1, w0) + lw * at(h1, w1));
+      }
+    }
+  return out;
+}
+export function pixelShuffle(x: Arr, [B, Cr, H, W]: number[], r: number): Arr {
+  const C = Cr / (r * r), out = new Float64Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let c = 0; c < C; c++)
+      for (let oh = 0; oh < H * r; oh++)
+        for (let ow = 0; ow < W * r; ow++) {
+          const ci = c * r * r + (oh % r) * r + (ow % r);
+          out[((b * C + c) * H * r + oh) * W * r + ow] = x[((b * Cr + ci) * H + Math.floor(oh / r)) * W + Math.floor(ow / r)];
+        }
+  return out;
+}
