@@ -4,9 +4,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule } from '../../../native/api.ts';
+import { runDcaeGolden } from './dcae.ts';
 import { gemma2Stage } from './gemma2.ts';
 import { noiseStage } from './noise.ts';
 import { schedulerStage } from './scheduler.ts';
+import { runTransformerGolden } from './transformer.ts';
 import type { Comparison, GoldenStage, Tolerance } from './types.ts';
 
 /** What a runner-style stage returns (the DiT stages' shape). */
@@ -33,6 +35,8 @@ export const STAGES: readonly GoldenStage[] = [
   noiseStage,
   schedulerStage,
   gemma2Stage,
+  stageFromRunner('transformer', ['transformer/config.json', 'transformer/io.safetensors', 'transformer/io_pag.safetensors'], runTransformerGolden),
+  stageFromRunner('dcae', ['dcae/config.json', 'dcae/io_linear.safetensors', 'dcae/io_quadratic.safetensors'], runDcaeGolden),
 ];
 
 export type { Comparison, GoldenContext, GoldenDType, GoldenStage, Tolerance } from './types.ts';
