@@ -14,6 +14,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** A problem with the workflow file or --set (exit code 2, no usage text). */
+export class WorkflowInputError extends Error {
+  override name = 'WorkflowInputError';
+}
+
 export interface Parsed {
   positional: string[];
   flags: Record<string, string | number | boolean | string[]>;

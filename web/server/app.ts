@@ -8,6 +8,7 @@ import { registerFileRoutes } from './routes/files.ts';
 import { registerInfoRoutes } from './routes/info.ts';
 import { registerPromptRoutes } from './routes/prompt.ts';
 import { registerStaticRoutes } from './routes/static.ts';
+import { registerWorkflowRoutes } from './routes/workflows.ts';
 
 export type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
 
@@ -97,6 +98,7 @@ export function buildApp(state: ServerState): FastifyInstance {
   registerPromptRoutes(add, state);
   registerInfoRoutes(add, state);
   registerFileRoutes(add, state);
+  registerWorkflowRoutes(add, state);
   registerStaticRoutes(app, state);
   return app;
 }

@@ -1,0 +1,158 @@
+// sana-graph: `serve` (the ComfyUI-compatible server), `run <file>` (a workflow, headless) and
+// `convert <ui.json>` (UI workflow -> API prompt on stdout). Started by bin/sana-graph.js.
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { parseArgs, parseSet, UsageError, WorkflowInputError, type FlagSpec } from './args.ts';
+import type { CacheMode } from '../web/server/options.ts';
+
+// The engine, nodes and server are imported only by the command that needs them, so usage
+// errors and --help answer at once.
+
+const USAGE = `usage:
+  sana-graph serve [--listen [ADDR]] [--port N] [--output-dir D] [--input-dir D] [--temp-dir D]
+                   [--models-dir D] [--user-dir D] [--cache classic|lru|none] [--cache-size N]
+                   [--enable-cors-header [ORIGIN]] [--max-upload-size MB] [--max-history N] [--verbose]
+  sana-graph run <workflow.json|image.png> [--output-dir D] [--input-dir D] [--temp-dir D]
+                   [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet]
+  sana-graph convert <ui-workflow.json|image.png>
+
+  run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
+       parses (42, true, "text") and a plain string otherwise. Prints the saved image paths;
+       exit code 0 ok, 1 node error, 2 invalid workflow, 130 interrupted.`;
+
+const SERVE_FLAGS: Record<string, FlagSpec> = {
+  listen: { kind: 'optional-string', implicit: '0.0.0.0' },
+  port: { kind: 'number' },
+  'output-dir': { kind: 'string' },
+  'input-dir': { kind: 'string' },
+  'temp-dir': { kind: 'string' },
+  'models-dir': { kind: 'string' },
+  'user-dir': { kind: 'string' },
+  cache: { kind: 'string', choices: ['classic', 'lru', 'none'] },
+  'cache-size': { kind: 'number' },
+  'enable-cors-header': { kind: 'optional-string', implicit: '*' },
+  'max-upload-size': { kind: 'number' },
+  'max-history': { kind: 'number' },
+  verbose: { kind: 'boolean' },
+};
+
+const RUN_FLAGS: Record<string, FlagSpec> = {
+  'output-dir': { kind: 'string' },
+  'input-dir': { kind: 'string' },
+  'temp-dir': { kind: 'string' },
+  'models-dir': { kind: 'string' },
+  set: { kind: 'list' },
+  json: { kind: 'boolean' },
+  quiet: { kind: 'boolean' },
+};
+
+/** Test hook shared with the server: extra node modules from SANA_GRAPH_EXTRA_NODES. */
+function extraNodeModules(): string[] {
+  return (process.env.SANA_GRAPH_EXTRA_NODES ?? '')
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href));
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+
+async function serve(argv: string[]): Promise<number> {
+  const { positional, flags } = parseArgs(argv, SERVE_FLAGS);
+  if (positional.length) throw new UsageError(`serve takes no positional arguments (got ${positional.join(' ')})`);
+  const port = num(flags.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`--port must be 0-65535, got ${port}`);
+  const { startServer } = await import('../web/server/index.ts');
+  const server = await startServer({
+    listen: str(flags.listen),
+    port,
+    outputDir: str(flags['output-dir']),
+    inputDir: str(flags['input-dir']),
+    tempDir: str(flags['temp-dir']),
+    modelsDir: str(flags['models-dir']),
+    userDir: str(flags['user-dir']),
+    cache: str(flags.cache) as CacheMode | undefined,
+    cacheSize: num(flags['cache-size']),
+    enableCorsHeader: str(flags['enable-cors-header']),
+    maxUploadBytes: num(flags['max-upload-size']) !== undefined ? Math.round(num(flags['max-upload-size'])! * 1024 * 1024) : undefined,
+    maxHistory: num(flags['max-history']),
+    logger: flags.verbose === true,
+  });
+  process.stderr.write(`sana-graph: serving on ${server.url} (editor at ${server.url}/)\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stderr.write('sana-graph: shutting down\n');
+  await server.close();
+  return 0;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { positional, flags } = parseArgs(argv, RUN_FLAGS);
+  if (positional.length !== 1) throw new UsageError('run needs exactly one workflow file');
+  const sets = Array.isArray(flags.set) ? flags.set.map(parseSet) : [];
+  const { runWorkflow } = await import('./run.ts');
+  return runWorkflow({
+    file: positional[0],
+    outputDir: str(flags['output-dir']),
+    inputDir: str(flags['input-dir']),
+    tempDir: str(flags['temp-dir']),
+    modelsDir: str(flags['models-dir']),
+    sets,
+    json: flags.json === true,
+    quiet: flags.quiet === true,
+    extraNodeModules: extraNodeModules(),
+    stdout: (s) => process.stdout.write(s),
+    stderr: { write: (s) => process.stderr.write(s), isTTY: process.stderr.isTTY === true, columns: process.stderr.columns },
+  });
+}
+
+async function convert(argv: string[]): Promise<number> {
+  const { positional } = parseArgs(argv, {});
+  if (positional.length !== 1) throw new UsageError('convert needs exactly one workflow file');
+  const { loadWorkflowFile } = await import('./run.ts');
+  const { buildRegistry } = await import('../web/server/engine_host.ts');
+  const registry = await buildRegistry(extraNodeModules());
+  const loaded = loadWorkflowFile(positional[0], registry);
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+  process.stdout.write(JSON.stringify(loaded.prompt, null, 2) + '\n');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        return await serve(rest);
+      case 'run':
+        return await run(rest);
+      case 'convert':
+        return await convert(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`sana-graph: ${e.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (e instanceof WorkflowInputError) {
+      process.stderr.write(`sana-graph: ${e.message}\n`);
+      return 2;
+    }
+    const err = e as Error;
+    process.stderr.write(`sana-graph: ${err.message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,165 @@
+// The sana-graph CLI as a user runs it (a child process): run (API, UI, PNG, request body),
+// --set, exit codes, progress on stderr, convert, and serve with a clean shutdown.
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, test } from 'vitest';
+import { decodePng, readPngText } from '../../nodes/image/png.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/sana-graph.js', import.meta.url));
+const TEST_NODES = fileURLToPath(new URL('../server/fixtures/test_nodes.ts', import.meta.url));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-cli-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp, env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const apiPrompt = {
+  '1': { class_type: 'TestImage', inputs: { width: 8, height: 6, seed: 3 }, _meta: { title: 'Source' } },
+  '5': { class_type: 'TestSlow', inputs: { images: ['1', 0], ms: 1200, steps: 4, preview: false } },
+  '9': { class_type: 'SaveImage', inputs: { images: ['5', 0], filename_prefix: 'cli/api' } },
+};
+
+const uiWorkflow = {
+  last_node_id: 9,
+  last_link_id: 1,
+  nodes: [
+    { id: 1, type: 'TestImage', pos: [0, 0], size: [200, 100], flags: {}, order: 0, mode: 0, inputs: [], outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [1] }], properties: {}, widgets_values: [4, 2, 200, 'fixed'] },
+    { id: 9, type: 'SaveImage', pos: [300, 0], size: [200, 100], flags: {}, order: 1, mode: 0, inputs: [{ name: 'images', type: 'IMAGE', link: 1 }], outputs: [], properties: {}, widgets_values: ['cli/ui'] },
+  ],
+  links: [[1, 1, 0, 9, 0, 'IMAGE']],
+  groups: [],
+  config: {},
+  extra: {},
+  version: 0.4,
+};
+
+describe('sana-graph run', () => {
+  test('API prompt with --set: saves the PNG, prints its path, shows progress lines on a non-TTY stderr', async () => {
+    fs.writeFileSync(path.join(tmp, 'api.json'), JSON.stringify(apiPrompt));
+    const r = await cli(['run', 'api.json', '--output-dir', 'out', '--set', 'Source.seed=42', '--set', '1.width=5']);
+    expect(r.code, r.stderr).toBe(0);
+    const file = r.stdout.trim();
+    expect(file).toBe(path.join(tmp, 'out', 'cli', 'api_00001_.png'));
+    const png = fs.readFileSync(file);
+    expect(JSON.parse(readPngText(png).prompt)['1'].inputs).toEqual({ width: 5, height: 6, seed: 42 });
+    expect(decodePng(png).width).toBe(5);
+    // Plain progress lines, no carriage returns, naming the running node.
+    expect(r.stderr).not.toContain('\r');
+    expect(r.stderr).toMatch(/TestSlow \(#5\)/);
+    expect(r.stderr).toMatch(/\[#+-*\]\s+\d+%/);
+
+    // Running the PNG re-runs its embedded prompt.
+    const again = await cli(['run', file, '--output-dir', 'out2', '--json', '--quiet']);
+    expect(again.code, again.stderr).toBe(0);
+    const summary = JSON.parse(again.stdout) as { status: string; images: string[] };
+    expect(summary.status).toBe('success');
+    expect(decodePng(fs.readFileSync(summary.images[0])).data).toEqual(decodePng(png).data);
+    expect(again.stderr).toBe('');
+  });
+
+  test('UI workflow is converted; its workflow is embedded in the PNG; a request body works too', async () => {
+    fs.writeFileSync(path.join(tmp, 'ui.json'), JSON.stringify(uiWorkflow));
+    const r = await cli(['run', 'ui.json', '--output-dir', 'out']);
+    expect(r.code, r.stderr).toBe(0);
+    const png = fs.readFileSync(r.stdout.trim());
+    const text = readPngText(png);
+    expect(JSON.parse(text.prompt)['1'].inputs).toEqual({ width: 4, height: 2, seed: 200 });
+    expect(JSON.parse(text.workflow)).toEqual(uiWorkflow);
+    // Run from the PNG (prompt chunk wins).
+    expect((await cli(['run', r.stdout.trim(), '--output-dir', 'out3', '--quiet'])).code).toBe(0);
+
+    fs.writeFileSync(path.join(tmp, 'body.json'), JSON.stringify({ prompt: apiPrompt, client_id: 'x' }));
+    expect((await cli(['run', 'body.json', '--output-dir', 'out4', '--quiet', '--set', '5.ms=0'])).code).toBe(0);
+  });
+
+  test('exit codes: 2 for an invalid workflow (with node errors), 1 for a node failure, 2 for usage errors', async () => {
+    const bad = structuredClone(apiPrompt);
+    bad['1'].inputs.width = 99999;
+    fs.writeFileSync(path.join(tmp, 'bad.json'), JSON.stringify(bad));
+    const r1 = await cli(['run', 'bad.json', '--output-dir', 'out']);
+    expect(r1.code).toBe(2);
+    expect(r1.stderr).toMatch(/node 1 \(TestImage\): Value 99999 bigger than max of 512: width/);
+
+    const failing = { ...structuredClone(apiPrompt), '5': { class_type: 'TestFail', inputs: { images: ['1', 0], message: 'nope' } } };
+    fs.writeFileSync(path.join(tmp, 'fail.json'), JSON.stringify(failing));
+    const r2 = await cli(['run', 'fail.json', '--output-dir', 'out', '--quiet']);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(/error in node 5 \(TestFail\): Error: TestFail: nope/);
+
+    expect((await cli(['run', 'api.json', '--set', 'nosuch.x=1'])).stderr).toMatch(/no node with id, title or class "nosuch"/);
+    expect((await cli(['run'])).code).toBe(2);
+    expect((await cli(['run', 'api.json', '--bogus'])).stderr).toMatch(/unknown option --bogus/);
+    expect((await cli(['run', 'missing.json'])).code).toBe(2);
+    fs.writeFileSync(path.join(tmp, 'notjson.json'), '{');
+    expect((await cli(['run', 'notjson.json'])).stderr).toMatch(/not valid JSON/);
+    expect((await cli(['frobnicate'])).code).toBe(2);
+  });
+});
+
+describe('sana-graph convert', () => {
+  test('prints the API prompt of a UI workflow', async () => {
+    fs.writeFileSync(path.join(tmp, 'ui2.json'), JSON.stringify(uiWorkflow));
+    const r = await cli(['convert', 'ui2.json']);
+    expect(r.code, r.stderr).toBe(0);
+    const prompt = JSON.parse(r.stdout);
+    expect(prompt['1']).toMatchObject({ class_type: 'TestImage', inputs: { width: 4, height: 2, seed: 200 } });
+    expect(prompt['9']).toMatchObject({ class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'cli/ui' } });
+  });
+});
+
+describe('sana-graph serve', () => {
+  test('starts on the requested port with the given folders and shuts down cleanly on SIGINT', async () => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--output-dir', 'sout', '--user-dir', 'suser', '--temp-dir', 'stemp', '--input-dir', 'sin', '--cache', 'lru'], {
+      cwd: tmp,
+      env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no URL printed: ${stderr}`)), 30_000);
+      child.stderr.on('data', () => {
+        const m = /serving on (http:\/\/[^\s]+)/.exec(stderr);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]);
+        }
+      });
+    });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const r = await fetch(`${url}/api/prompt`, { method: 'POST', body: JSON.stringify({ prompt: { ...apiPrompt, '5': { ...apiPrompt['5'], inputs: { ...apiPrompt['5'].inputs, ms: 0 } } } }) });
+    expect(r.status).toBe(200);
+    const { prompt_id } = (await r.json()) as { prompt_id: string };
+    for (let i = 0; i < 200; i++) {
+      const h = (await (await fetch(`${url}/history/${prompt_id}`)).json()) as Record<string, unknown>;
+      if (h[prompt_id]) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(fs.readdirSync(path.join(tmp, 'sout', 'cli'))).toContain('api_00001_.png');
+    expect(fs.readdirSync(path.join(tmp, 'suser', 'history')).length).toBe(1);
+    const code = await new Promise<number | null>((resolve) => {
+      child.on('exit', (c) => resolve(c));
+      child.kill('SIGINT');
+    });
+    expect(code).toBe(0);
+    expect(stderr).toContain('shutting down');
+  });
+
+  test('rejects bad flags', async () => {
+    expect((await cli(['serve', '--port', 'abc'])).stderr).toMatch(/--port needs a number/);
+    expect((await cli(['serve', '--cache', 'huge'])).stderr).toMatch(/one of classic, lru, none/);
+  });
+});
