@@ -42,7 +42,7 @@ export function apiToUi(prompt: ApiPrompt, objectInfo: ObjectInfo, control: 'fix
   ids.forEach((id) => depthOf(id));
 
   const links: UiLink[] = [];
-  const outLinks = new Map<string, number[][]>();
+  const outLinks = new Map<string, number[][]>(); // node -> output slot -> link ids
   const nodes: Record<string, unknown>[] = [];
   const colY = new Map<number, number>();
   const order = [...ids].sort((a, b) => depth.get(a)! - depth.get(b)! || num(a) - num(b));
@@ -79,7 +79,7 @@ export function apiToUi(prompt: ApiPrompt, objectInfo: ObjectInfo, control: 'fix
           const type = objectInfo[prompt[src].class_type].output[slot];
           linkId++;
           links.push([linkId, num(src), slot, num(id), inputs.length, type]);
-          outLinks.get(src)![slot].push([linkId]);
+          outLinks.get(src)![slot].push(linkId);
           entry.link = linkId;
         }
         inputs.push(entry);
@@ -107,7 +107,7 @@ export function apiToUi(prompt: ApiPrompt, objectInfo: ObjectInfo, control: 'fix
   for (const n of nodes) {
     const lists = outLinks.get(String(n.id))!;
     for (const o of n.outputs as Array<{ links: number[] | null; slot_index: number }>) {
-      const l = lists[o.slot_index].map((x) => x[0]);
+      const l = lists[o.slot_index];
       o.links = l.length ? l : null;
     }
   }
