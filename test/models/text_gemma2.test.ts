@@ -1,0 +1,200 @@
+// Gemma-2 encoder: loading layouts (prefix, shards, bf16 variant), config parsing, the node
+// entry encodePrompts on a real backend, and input validation. The numeric match itself is the
+// golden gemma2 stage (test/models/golden.test.ts).
+import { describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as native from '../../native/index.ts';
+import { gemma2Flops, gemma2ParamCount, loadGemma2, parseGemma2Config, roundToDType } from '../../nodes/models/gemma2.ts';
+import { encodePrompts, tokenizePrompts } from '../../nodes/models/prompt.ts';
+import { loadGemmaTokenizer } from '../../nodes/models/tokenizer.ts';
+import { readFixture } from '../../nodes/models/golden/fixture.ts';
+import { rowsOf } from '../../nodes/models/golden/gemma2.ts';
+import { pickSafetensors } from '../../nodes/models/weights.ts';
+
+const FIX = resolve(import.meta.dirname, '../../../shared/fixtures/golden/gemma2');
+const HAVE = existsSync(FIX);
+const backend = native.getBackend('cpu');
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+describe('Gemma-2 config', () => {
+  const base = { model_type: 'gemma2', vocab_size: 64, hidden_size: 24, intermediate_size: 48, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, sliding_window: 4 };
+
+  it('defaults: even layers slide, scale from query_pre_attn_scalar, softcap optional', () => {
+    const c = parseGemma2Config({ ...base, query_pre_attn_scalar: 12, attn_logit_softcapping: null });
+    expect(c.slidingLayers).toEqual([true, false, true, false]);
+    expect(c.queryPreAttnScalar).toBe(12);
+    expect(c.attnLogitSoftcapping).toBeUndefined();
+  });
+
+  it('honours layer_types and a null sliding window', () => {
+    const types = ['full_attention', 'sliding_attention', 'full_attention', 'full_attention'];
+    expect(parseGemma2Config({ ...base, layer_types: types }).slidingLayers).toEqual([false, true, false, false]);
+    expect(parseGemma2Config({ ...base, sliding_window: null }).slidingLayers).toEqual([false, false, false, false]);
+  });
+
+  it('rejects what it cannot run, naming the field', () => {
+    expect(() => parseGemma2Config({ ...base, model_type: 'llama' })).toThrow(/model_type/);
+    expect(() => parseGemma2Config({ ...base, hidden_activation: 'relu' })).toThrow(/hidden_activation/);
+    expect(() => parseGemma2Config({ ...base, num_key_value_heads: 3 })).toThrow(/num_key_value_heads/);
+    expect(() => parseGemma2Config({ ...base, hidden_size: 0 })).toThrow(/hidden_size/);
+  });
+
+  it('counts Gemma-2-2B parameters as published (spec appendix B)', () => {
+    const c = parseGemma2Config({ model_type: 'gemma2', vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, sliding_window: 4096 });
+    expect(gemma2ParamCount(c)).toBe(2_614_341_888);
+    // per layer per token: 2·(2304·(2048+1024+1024+2048) + 3·2304·9216) plus attention
+    expect(gemma2Flops(c, 1, 1)).toBe(26 * (2 * (2304 * 6144 + 3 * 2304 * 9216) + 4 * 8 * 256));
+  });
+
+  it('rounds the embedding normalizer to the model dtype', () => {
+    expect(roundToDType(Math.sqrt(2304), 'bf16')).toBe(48);
+    expect(roundToDType(Math.sqrt(24), 'f32')).toBe(Math.fround(Math.sqrt(24)));
+    expect(roundToDType(Math.sqrt(24), 'bf16')).toBe(4.90625);
+    expect(roundToDType(1 + 2 ** -9, 'bf16')).toBe(1); // tie to even
+  });
+});
+
+describe.skipIf(!HAVE)('Gemma-2 loading layouts', () => {
+  const fxModel = HAVE ? readFixture(join(FIX, 'model.safetensors')) : undefined;
+  const io = HAVE ? readFixture(join(FIX, 'io.safetensors')) : undefined;
+  const ids = io ? rowsOf(io.get('input_ids'), 'ids') : [];
+  const mask = io ? rowsOf(io.get('attention_mask'), 'mask') : [];
+  const want = io?.get('last_hidden_state').data ?? new Float32Array();
+
+  const folder = (write: (dir: string) => void): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'gemma-'));
+    copyFileSync(join(FIX, 'config.json'), join(dir, 'config.json'));
+    write(dir);
+    return dir;
+  };
+  const tensors = (prefix: string, dtype: 'F32' | 'BF16' = 'F32') =>
+    Object.fromEntries([...fxModel!.tensors].map(([k, t]) => [prefix + k, { dtype, shape: t.shape, data: t.data }]));
+
+  const run = async (dir: string, dtype: 'f32' | 'bf16' = 'f32', variant?: string): Promise<Float32Array> => {
+    const m = await loadGemma2(dir, backend, dtype, { native, variant });
+    try {
+      const h = m.encode(ids, mask);
+      try { return h.toFloat32(); } finally { h.dispose(); }
+    } finally {
+      m.dispose();
+    }
+  };
+
+  it('Gemma2ForCausalLM keys (model. prefix) load the same model', async () => {
+    const dir = folder((d) => native.writeSafetensors(join(d, 'model.safetensors'), tensors('model.')));
+    expect(maxAbsDiff(await run(dir), want)).toBeLessThan(1e-4);
+  });
+
+  it('sharded checkpoints load through their index', async () => {
+    const dir = folder((d) => {
+      const all = Object.entries(tensors(''));
+      const half = Math.ceil(all.length / 2);
+      const shards = [all.slice(0, half), all.slice(half)];
+      const weightMap: Record<string, string> = {};
+      shards.forEach((s, i) => {
+        const name = `model-0000${i + 1}-of-00002.safetensors`;
+        native.writeSafetensors(join(d, name), Object.fromEntries(s));
+        for (const [k] of s) weightMap[k] = name;
+      });
+      writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+    });
+    expect(pickSafetensors(dir)).toMatch(/model\.safetensors\.index\.json$/);
+    expect(maxAbsDiff(await run(dir), want)).toBeLessThan(1e-4);
+  });
+
+  it('bf16-stored variant files are picked and converted', async () => {
+    const dir = folder((d) => native.writeSafetensors(join(d, 'model.bf16.safetensors'), tensors('', 'BF16')));
+    expect(pickSafetensors(dir)).toMatch(/model\.bf16\.safetensors$/);
+    expect(() => pickSafetensors(dir, { variant: 'fp16' })).toThrow(/variant fp16/);
+    const got = await run(dir, 'f32', 'bf16');
+    // Only the weights are rounded: close to, but not exactly, the f32 reference.
+    const d = maxAbsDiff(got, want);
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(0.15);
+  });
+
+  it('names the missing weight and refuses a non-Gemma folder', async () => {
+    const dir = folder((d) => {
+      const t = tensors('');
+      delete t['layers.1.mlp.up_proj.weight'];
+      native.writeSafetensors(join(d, 'model.safetensors'), t);
+    });
+    await expect(loadGemma2(dir, backend, 'f32', { native })).rejects.toThrow(/layers\.1\.mlp\.up_proj\.weight/);
+    const other = folder((d) => native.writeSafetensors(join(d, 'model.safetensors'), { 'x.weight': { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
+    await expect(loadGemma2(other, backend, 'f32', { native })).rejects.toThrow(/embed_tokens\.weight/);
+    await expect(loadGemma2(FIX, backend, 'f16', { native })).rejects.toThrow(/f16/);
+  });
+
+  it('validates encode() inputs and reports its weight bytes', async () => {
+    const m = await loadGemma2(FIX, backend, 'f32', { native });
+    try {
+      expect(m.bytes).toBe(gemma2ParamCount(m.config) * 4);
+      expect(() => m.encode([[2, 64]], [[1, 1]])).toThrow(/outside the vocabulary/);
+      expect(() => m.encode([[2, 5]], [[1]])).toThrow(/row 0/);
+      expect(() => m.encode([], [])).toThrow(/at least one row/);
+    } finally {
+      m.dispose();
+    }
+    expect(() => m.encode([[2]], [[1]])).toThrow(/dispose/);
+  });
+});
+
+describe.skipIf(!HAVE)('encodePrompts on the tiny Gemma', () => {
+  // A tiny tokenizer folder whose ids fit the fixture model's 64-token vocabulary.
+  const dir = mkdtempSync(join(tmpdir(), 'tok-'));
+  mkdirSync(join(dir, 'tokenizer'));
+  const vocab: Record<string, number> = { '<pad>': 0, '<eos>': 1, '<bos>': 2, '<unk>': 3, '▁': 4, a: 5, b: 6, c: 7, ':': 8, '\n': 9, '▁a': 10, '▁b': 11, '▁c': 12 };
+  writeFileSync(join(dir, 'tokenizer', 'tokenizer.json'), JSON.stringify({
+    version: '1.0',
+    added_tokens: ['<pad>', '<eos>', '<bos>', '<unk>'].map((c, id) => ({ id, content: c, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false })),
+    normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: null,
+    model: { type: 'BPE', vocab, merges: ['▁ a', '▁ b', '▁ c'], unk_token: '<unk>', byte_fallback: false, fuse_unk: true, dropout: null, continuing_subword_prefix: null, end_of_word_suffix: null, ignore_merges: false },
+  }));
+  const tok = loadGemmaTokenizer(dir);
+  const opts = { chi: ['c:', 'b: '] as const, maxLength: 5 };
+
+  it('selects [0] + the last M-1 rows of the encoder output and builds both masks', async () => {
+    const te = await loadGemma2(FIX, backend, 'f32', { native });
+    try {
+      const r = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], negative: '' });
+      const t = tokenizePrompts(tok, ['A B', 'c'], opts);
+      expect(t.lengthAll).toBe(t.nChi + 5 - 2);
+      expect(r.cond.embeds.shape).toEqual([2, 5, 24]);
+      expect(r.cond.shape).toEqual([2, 5]);
+      const full = te.encode(t.ids, t.mask);
+      const fullH = full.toFloat32();
+      full.dispose();
+      const got = r.cond.embeds.toFloat32();
+      for (let b = 0; b < 2; b++) {
+        t.select.forEach((j, s) => {
+          for (let d = 0; d < 24; d++) expect(got[(b * 5 + s) * 24 + d]).toBe(fullH[(b * t.lengthAll + j) * 24 + d]);
+          expect(r.cond.mask[b * 5 + s]).toBe(t.mask[b][j]);
+        });
+      }
+      // uncond: "" -> [BOS, pad…] without CHI, its own mask
+      expect(r.uncond!.embeds.shape).toEqual([2, 5, 24]);
+      expect(Array.from(r.uncond!.mask)).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+      expect(r.tokens.uncond!.ids[0]).toEqual([2, 0, 0, 0, 0]);
+      const nv = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], negative: [''], uncondMask: 'cond' });
+      expect(Array.from(nv.uncond!.mask)).toEqual(Array.from(r.cond.mask));
+      for (const e of [r.cond.embeds, r.uncond!.embeds, nv.cond.embeds, nv.uncond!.embeds]) e.dispose();
+      expect(() => encodePrompts(te, tok, { ...opts, positive: ['a', 'b', 'c'], negative: ['x', 'y'] })).toThrow(/2 negative prompts for 3/);
+      const single = encodePrompts(te, tok, { ...opts, positive: 'a' });
+      expect(single.uncond).toBeUndefined();
+      single.cond.embeds.dispose();
+    } finally {
+      te.dispose();
+    }
+  });
+});
