@@ -2,7 +2,7 @@
 // stub nodes through the server's extra-node-module hook instead, so they never appear here.
 import type { NodeRegistry } from '../engine/index.ts';
 import { LoadImage } from './image/load_image.ts';
-import { PreviewImage, SaveImage } from './image/save_image.ts';
+import { PreviewImage, SaveImage, SaveImageWebsocket } from './image/save_image.ts';
 import { registerSanaAliases } from './sana/comfy_aliases.ts';
 import { DCAEDecode } from './sana/dcae_decode.ts';
 import { DCAELoader } from './sana/dcae_loader.ts';
@@ -20,6 +20,7 @@ export function registerProductNodes(registry: NodeRegistry): NodeRegistry {
   registry.register(SaveImage);
   registry.register(PreviewImage);
   registry.register(LoadImage);
+  registry.register(SaveImageWebsocket);
   registry.register(TextEncoderGemma);
   registry.register(SanaDiT);
   registry.register(PAG);

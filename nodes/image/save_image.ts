@@ -3,8 +3,9 @@
 import { randomInt } from 'node:crypto';
 import { defineNode } from '../../engine/index.ts';
 import { imageFolders } from './folders.ts';
+import { encodePng } from './png.ts';
 import { saveImageBatch } from './save.ts';
-import './types.ts';
+import { imageToRgb8 } from './types.ts';
 
 export const SaveImage = defineNode({
   name: 'SaveImage',
@@ -67,5 +68,29 @@ export const PreviewImage = defineNode({
       level: 1,
     });
     return { ui: { images: saved } };
+  },
+});
+
+/**
+ * SaveImageWebsocket: streams each image as a full-size PNG binary frame to the client that
+ * queued the job (websockets_api_example_ws_images.py) and writes nothing to disk. Its
+ * fingerprint is NaN, so it runs on every queue even when everything upstream is cached.
+ */
+export const SaveImageWebsocket = defineNode({
+  name: 'SaveImageWebsocket',
+  displayName: 'SaveImageWebsocket',
+  category: 'api/image',
+  module: 'nodes',
+  inputs: { required: { images: { type: 'IMAGE' } } },
+  outputs: [],
+  outputNode: true,
+  fingerprint: () => Number.NaN,
+  run({ images }, ctx) {
+    for (let b = 0; b < images.batch; b++) {
+      ctx.throwIfInterrupted();
+      ctx.sendBinaryPreview({ format: 'PNG', data: encodePng(imageToRgb8(images, b), { level: 1 }) });
+    }
+    // No UI output: nothing in history, no `executed` message (as ComfyUI).
+    return [];
   },
 });

@@ -41,6 +41,8 @@ export interface WsRecorder {
   ws: WebSocket;
   messages: Array<{ type: string; data: Record<string, unknown> }>;
   binary: Buffer[];
+  /** Every frame in arrival order: a message's type ("executing:<node>" for executing), or "binary". */
+  sequence: string[];
   /** Resolves with the first message (already received or future) matching `pred`. */
   waitFor(pred: (m: { type: string; data: Record<string, unknown> }) => boolean, timeoutMs?: number): Promise<{ type: string; data: Record<string, unknown> }>;
   close(): void;
@@ -50,14 +52,17 @@ export async function connectWs(url: string, clientId: string, headers: Record<s
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/ws?clientId=${encodeURIComponent(clientId)}`, { headers });
   const messages: WsRecorder['messages'] = [];
   const binary: Buffer[] = [];
+  const sequence: string[] = [];
   const waiters: Array<{ pred: (m: WsRecorder['messages'][number]) => boolean; resolve: (m: WsRecorder['messages'][number]) => void }> = [];
   ws.on('message', (data, isBinary) => {
     if (isBinary) {
       binary.push(Buffer.from(data as Buffer));
+      sequence.push('binary');
       return;
     }
     const m = JSON.parse(String(data)) as WsRecorder['messages'][number];
     messages.push(m);
+    sequence.push(m.type === 'executing' ? `executing:${String(m.data.node)}` : m.type);
     for (const w of [...waiters]) {
       if (w.pred(m)) {
         waiters.splice(waiters.indexOf(w), 1);
@@ -74,6 +79,7 @@ export async function connectWs(url: string, clientId: string, headers: Record<s
     ws,
     messages,
     binary,
+    sequence,
     waitFor(pred, timeoutMs = 30_000) {
       const found = messages.find(pred);
       if (found) return Promise.resolve(found);

@@ -245,6 +245,30 @@ describe('previews', () => {
   });
 });
 
+describe('SaveImageWebsocket', () => {
+  test('streams full-size PNG frames (type 1, format 2) between executing(node) and executing(null), every run', async () => {
+    const c = await connectWs(s.url, 'ws-images');
+    const prompt = {
+      '1': { class_type: 'TestImage', inputs: { width: 5, height: 4, seed: 801 } },
+      save_image_websocket_node: { class_type: 'SaveImageWebsocket', inputs: { images: ['1', 0] } },
+    };
+    for (let run = 1; run <= 2; run++) {
+      const r = await postJson(`${s.url}/prompt`, { prompt, client_id: 'ws-images' });
+      const { prompt_id } = (await r.json()) as { prompt_id: string };
+      await c.waitFor(doneMarker(prompt_id));
+      expect(c.binary.length).toBe(run);
+      const f = c.binary[run - 1];
+      expect([f.readUInt32BE(0), f.readUInt32BE(4)]).toEqual([1, 2]);
+      const { decodePng } = await import('../../nodes/image/png.ts');
+      expect(decodePng(f.subarray(8))).toMatchObject({ width: 5, height: 4 });
+      expect((await historyOf(prompt_id))!.outputs).toEqual({});
+    }
+    const order = c.sequence.filter((t) => t.startsWith('executing') || t === 'binary');
+    expect(order.slice(-3)).toEqual(['executing:save_image_websocket_node', 'binary', 'executing:null']);
+    c.close();
+  });
+});
+
 describe('restart', () => {
   test('history survives a restart with the same user dir', async () => {
     const id = await queuePrompt(imagePrompt({ seed: 701 }));

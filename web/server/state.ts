@@ -94,7 +94,13 @@ export class ServerState {
         const job = this.queue.take();
         if (!job) break;
         this.hub.broadcast({ type: 'status', data: this.statusPayload() });
-        await this.runJob(job);
+        try {
+          await this.runJob(job);
+        } catch (e) {
+          // Whatever went wrong around the job, the queue must move on and the process stay up.
+          this.log.error(`job ${job.promptId}: ${(e as Error).stack ?? String(e)}`);
+          this.queue.finish(job.promptId);
+        }
       }
     } finally {
       this.pumping = false;
