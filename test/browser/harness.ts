@@ -84,13 +84,12 @@ export async function openSession(opts: Partial<ServerOptions> = {}, prepare?: (
   };
 }
 
-/** Opens the editor and waits until `window.app` is ready. */
-export async function openEditor(s: Session, { fresh = true } = {}): Promise<void> {
+/**
+ * Opens (or reloads) the editor and waits until `window.app` is ready. Each session is a new
+ * browser context, so the first open starts with empty localStorage (the default workflow).
+ */
+export async function openEditor(s: Session): Promise<void> {
   await s.page.goto(s.url + '/');
-  if (fresh) {
-    await s.page.evaluate(() => localStorage.clear());
-    await s.page.reload();
-  }
   await s.page.waitForFunction(() => document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error', null, { timeout: 30_000 });
   const state = await s.page.evaluate(() => document.body.dataset.ready);
   if (state !== 'true') throw new Error(`editor failed to start: ${await s.page.textContent('#fatal')}`);

@@ -11,7 +11,7 @@ export type RunEvents = {
   onMessage: (text: string, kind: 'info' | 'error') => void;
 };
 
-type Job = { promptId: string; nodes: Set<string>; done: Set<string>; current: string | null; currentFraction: number };
+type Job = { promptId: string; nodes: Set<string>; done: Set<string>; current: string | null; currentFraction: number; startedAt: number };
 
 export class ExecutionTracker {
   /** Jobs queued from this page, by prompt id; filled by `expect()` before events arrive. */
@@ -40,7 +40,7 @@ export class ExecutionTracker {
 
   /** Registers a queued prompt so that progress can be computed over its nodes. */
   expect(promptId: string, nodeIds: string[]): void {
-    this.jobs.set(promptId, { promptId, nodes: new Set(nodeIds), done: new Set(), current: null, currentFraction: 0 });
+    this.jobs.set(promptId, { promptId, nodes: new Set(nodeIds), done: new Set(), current: null, currentFraction: 0, startedAt: performance.now() });
   }
 
   private node(id: string) {
@@ -73,6 +73,10 @@ export class ExecutionTracker {
       this.setProgress(job.current, undefined);
       this.lastResult = { promptId: job.promptId, status, message };
       this.jobs.delete(job.promptId);
+      if (status === 'success') {
+        const seconds = ((performance.now() - job.startedAt) / 1000).toFixed(1);
+        this.events.onMessage(`finished ${job.promptId.slice(0, 8)} in ${seconds} s`, 'info');
+      }
     }
     this.states.runningNode = null;
     this.active = null;
@@ -93,6 +97,7 @@ export class ExecutionTracker {
         const pid = String(d.prompt_id);
         if (!this.jobs.has(pid)) this.expect(pid, []);
         this.active = this.jobs.get(pid)!;
+        this.active.startedAt = performance.now();
         this.overall();
         this.events.onQueueChanged();
         break;

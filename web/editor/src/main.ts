@@ -53,6 +53,10 @@ async function main(): Promise<void> {
   }
   canvas.allow_searchbox = true;
   canvas.show_info = false;
+  // A rectangle the size of the screen drawn in graph space: confusing once the view is zoomed.
+  canvas.render_canvas_border = false;
+  // The default graph framed in a laptop-sized window lands near 0.5x; keep text readable there.
+  canvas.low_quality_zoom_threshold = 0.35;
   LiteGraph.release_link_on_empty_shows_menu = true;
   states.onChange = () => canvas.setDirty(true, true);
 
@@ -101,12 +105,27 @@ async function main(): Promise<void> {
     for (const n of graph.nodes) n.has_errors = false;
   }
 
+  /** Frames every node (title bars included) in the view; litegraph caps the zoom. */
+  function fitView(): void {
+    if (!graph.nodes.length) return;
+    const title = LiteGraph.NODE_TITLE_HEIGHT;
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const n of graph.nodes) {
+      x0 = Math.min(x0, n.pos[0]);
+      y0 = Math.min(y0, n.pos[1] - title);
+      x1 = Math.max(x1, n.pos[0] + n.size[0]);
+      y1 = Math.max(y1, n.pos[1] + n.size[1]);
+    }
+    canvas.ds.fitToBounds([x0, y0, x1 - x0, y1 - y0], { zoom: 0.95 });
+    canvas.setDirty(true, true);
+  }
+
   function applyLoaded(loaded: LoadedFile, source: string): void {
     resetRunState();
     const missing = loaded.kind === 'ui' ? loadUiWorkflow(graph, loaded.workflow) : loadApiPrompt(graph, loaded.prompt);
     if (missing.length) ui.message(`${source}: node types not offered by this server: ${missing.join(', ')}`, 'error');
     else ui.message(`loaded ${source}`, 'info');
-    canvas.setDirty(true, true);
+    fitView();
     saveToStorage(graph);
   }
 
@@ -126,6 +145,7 @@ async function main(): Promise<void> {
       resetRunState();
       if (!buildFallbackGraph(graph, objectInfo)) ui.message('the server offers no output node to build a graph from', 'error');
       else ui.message('the server has no default workflow; built a graph from its node list', 'info');
+      fitView();
       saveToStorage(graph);
     }
   }
@@ -188,6 +208,9 @@ async function main(): Promise<void> {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       void queue();
+    } else if (e.key === '.' && e.target === canvasEl) {
+      // ComfyUI's shortcut: frame the whole graph.
+      fitView();
     }
   });
 
@@ -233,6 +256,7 @@ async function main(): Promise<void> {
     queue,
     loadFile: openFile,
     loadDefault,
+    fitView,
     toApiPrompt: () => toApiPrompt(graph.serialize(), objectInfo),
     nodeErrors: () => states.allErrors(),
     nodeImages: (id: number | string) => states.imagesOf(id),
