@@ -28,9 +28,9 @@ export function defineNode<
   const I extends InputsDecl,
   const O extends readonly OutputDecl[],
   const L extends boolean | undefined = undefined,
->(def: NodeDefinition<I, O, L>): NodeDefinition<I, O, L> & AnyNodeDefinition {
+>(def: NodeDefinition<I, O, L>): NodeDefinition<I, O, L> {
   checkDefinition(def as unknown as AnyNodeDefinition);
-  return def as NodeDefinition<I, O, L> & AnyNodeDefinition;
+  return def;
 }
 
 export function checkDefinition(def: AnyNodeDefinition): void {
