@@ -500,7 +500,10 @@ function runForward(
     for (let i = 0; i < blocks.length; i++) {
       const blk = blocks[i]!;
       const pag = pagLayers.has(i);
-      X = bk.scope(() => runBlock(bk, blk, X, Y, bias, tmod3, { B, N, D, H, d, Hc, dc, F, h, w, L, dtype, pag, ps, pe, eps: cfg.normEps }));
+      const prev = X;
+      X = bk.scope(() => runBlock(bk, blk, prev, Y, bias, tmod3, { B, N, D, H, d, Hc, dc, F, h, w, L, dtype, pag, ps, pe, eps: cfg.normEps }));
+      // Free the block input now rather than at the end of the forward (28 of them otherwise).
+      prev.dispose();
       cap?.(`transformer_blocks.${i}`, X);
     }
 

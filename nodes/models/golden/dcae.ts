@@ -8,10 +8,14 @@ import { readFixture } from './fixture.ts';
 import { captureInto, compareArrays, F32_TOL, goldenDir, stageOk, type GoldenCheck, type GoldenStageResult, type StageDeps, type Tolerance } from './transformer.ts';
 
 /**
- * bf16 bound for the tiny DC-AE: six stages of convs in bf16 with RMSNorms that rescale every
- * activation to O(1) and outputs of magnitude ≤ 3; measured worst |Δ| ≈ 0.05.
+ * bf16 bound for the tiny DC-AE, on the relative RMS error of every tensor. Measured: 0.3% after
+ * conv_in, 1–2% through the stages, 2.0–2.7% on the sample. Elementwise bounds do not fit bf16
+ * here: the ReLU linear attention of this random 8-dim-head model has queries with one or two
+ * barely positive channels, and a bf16 rounding that flips such a channel's sign switches the
+ * query's output between different convex combinations of the values (or to 0). That hits a few
+ * pixels (52 of 6144 after stage 4, max |Δ| 1.3), which the later upsampling stages spread.
  */
-export const DCAE_BF16_TOL: Tolerance = { atol: 1e-1, rtol: 5e-2 };
+export const DCAE_BF16_TOL: Tolerance = { atol: 0, rtol: 0, relRms: 0.05 };
 
 export async function runDcaeGolden(deps: StageDeps): Promise<GoldenStageResult> {
   const dtype: DType = deps.dtype ?? 'f32';

@@ -7,6 +7,7 @@ import type { Backend, DType, NativeModule } from '../../../native/api.ts';
 import { runDcaeGolden } from './dcae.ts';
 import { gemma2Stage } from './gemma2.ts';
 import { noiseStage } from './noise.ts';
+import { runPipelineGolden } from './pipeline.ts';
 import { schedulerStage } from './scheduler.ts';
 import { runTransformerGolden } from './transformer.ts';
 import type { Comparison, GoldenStage, Tolerance } from './types.ts';
@@ -37,6 +38,7 @@ export const STAGES: readonly GoldenStage[] = [
   gemma2Stage,
   stageFromRunner('transformer', ['transformer/config.json', 'transformer/io.safetensors', 'transformer/io_pag.safetensors'], runTransformerGolden),
   stageFromRunner('dcae', ['dcae/config.json', 'dcae/io_linear.safetensors', 'dcae/io_quadratic.safetensors'], runDcaeGolden),
+  stageFromRunner('pipeline', ['pipeline/io.safetensors', 'gemma2/config.json', 'transformer/config.json', 'dcae/config.json', 'scheduler/scheduler_config.json'], runPipelineGolden),
 ];
 
 export type { Comparison, GoldenContext, GoldenDType, GoldenStage, Tolerance } from './types.ts';

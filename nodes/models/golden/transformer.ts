@@ -7,14 +7,21 @@ import type { Backend, DType, NativeModule, Tensor } from '../../../native/api.t
 import { loadSanaTransformer } from '../sana_dit.ts';
 import { readFixture, type FixtureFile, type FixtureTensor } from './fixture.ts';
 
-export interface Tolerance { atol: number; rtol: number }
+/**
+ * Elementwise |got − want| ≤ atol + rtol·|want|, or, when `relRms` is set, a bound on the relative
+ * RMS error ‖got − want‖₂ / ‖want‖₂ instead (used for bf16 where a few elements sit on a
+ * discontinuity of the ReLU attention kernel; see DCAE_BF16_TOL).
+ */
+export interface Tolerance { atol: number; rtol: number; relRms?: number }
 
 export interface GoldenCheck {
   name: string;
   /** max |got − want| */
   maxAbs: number;
-  /** max |got − want| / (atol + rtol·|want|): ≤ 1 passes. */
+  /** ≤ 1 passes: max |got − want| / (atol + rtol·|want|), or relRMS / tol.relRms. */
   worst: number;
+  /** ‖got − want‖₂ / ‖want‖₂ */
+  relRms: number;
   ok: boolean;
 }
 
@@ -31,18 +38,24 @@ export function goldenDir(): string {
   return process.env.SANA_GOLDEN_DIR ?? resolve(import.meta.dirname, '../../../../shared/fixtures/golden');
 }
 
-/** |got − want| ≤ atol + rtol·|want| elementwise (fixture README's rule). */
 export function compareArrays(name: string, got: Float32Array, want: FixtureTensor | Float32Array, tol: Tolerance): GoldenCheck {
   const w = want instanceof Float32Array ? want : want.data;
   if (got.length !== w.length) throw new Error(`golden ${name}: got ${got.length} values, the fixture has ${w.length}`);
-  let maxAbs = 0, worst = 0;
+  let maxAbs = 0, worst = 0, num = 0, den = 0, nan = false;
   for (let i = 0; i < w.length; i++) {
     const d = Math.abs(got[i]! - w[i]!);
-    if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? Infinity : d;
-    const r = d / (tol.atol + tol.rtol * Math.abs(w[i]!));
-    if (!(r <= worst)) worst = Number.isNaN(r) ? Infinity : r;
+    if (Number.isNaN(d)) { nan = true; continue; }
+    if (d > maxAbs) maxAbs = d;
+    num += d * d;
+    den += w[i]! * w[i]!;
+    const bound = tol.atol + tol.rtol * Math.abs(w[i]!);
+    const r = d === 0 ? 0 : d / bound; // exact comparisons (bound 0) pass only on equality
+    if (r > worst) worst = r;
   }
-  return { name, maxAbs, worst, ok: worst <= 1 };
+  const relRms = num === 0 ? 0 : Math.sqrt(num / den);
+  if (tol.relRms !== undefined) worst = relRms / tol.relRms;
+  if (nan) maxAbs = worst = Infinity;
+  return { name, maxAbs, worst, relRms, ok: worst <= 1 };
 }
 
 export const stageOk = (checks: GoldenCheck[]): boolean => checks.every((c) => c.ok);
@@ -59,7 +72,8 @@ export function captureInto(fx: FixtureFile, prefix: string, checks: GoldenCheck
 export const F32_TOL: Tolerance = { atol: 1e-4, rtol: 1e-4 };
 /**
  * bf16 bound for the tiny DiT: weights and activations rounded to 8 mantissa bits (relative step
- * 2^-8 ≈ 3.9e-3) through two blocks; measured worst |Δ| ≈ 0.03 on outputs of magnitude ≤ 4.
+ * 2^-8 ≈ 3.9e-3) through two blocks. Measured on the CPU backend: worst |Δ| 0.064 (io_pag
+ * norm_out, values ≤ 5), worst ratio 0.54 under this bound; outputs |Δ| ≤ 0.036.
  */
 export const TRANSFORMER_BF16_TOL: Tolerance = { atol: 6e-2, rtol: 3e-2 };
 

@@ -1,0 +1,86 @@
+// DC-AE decoder (Sana's f32c32 VAE, real config, random weights) on the CPU backend.
+//   npm run bench -- dcae
+// Rows: decode at 512² and 1024² in bf16 and f32 (time, FLOPs, TFLOP/s, peak backend memory), and
+// a tiled bf16 decode of a 4096² image (latent 128², 1024-px tiles, 128-px blends): its peak
+// backend memory against what an untiled decode would need.
+import * as native from '../native/index.ts';
+import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tileStarts, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
+import { noise, randomWeights, timeIt } from './dit.bench.ts';
+import type { BenchRow } from './types.ts';
+
+export const SANA_VAE_CONFIG = {
+  _class_name: 'AutoencoderDC', attention_head_dim: 32, decoder_act_fns: 'silu',
+  decoder_block_out_channels: [128, 256, 512, 512, 1024, 1024],
+  decoder_block_types: ['ResBlock', 'ResBlock', 'ResBlock', 'EfficientViTBlock', 'EfficientViTBlock', 'EfficientViTBlock'],
+  decoder_layers_per_block: [3, 3, 3, 3, 3, 3], decoder_norm_types: 'rms_norm',
+  decoder_qkv_multiscales: [[], [], [], [5], [5], [5]], in_channels: 3, latent_channels: 32, scaling_factor: 0.41407,
+  upsample_block_type: 'interpolate',
+};
+
+/** FLOPs of one decode of a latent h×w (convolutions and the linear attention; norms omitted). */
+export function dcaeFlops(c: DcaeDecoderConfig, h: number, w: number): number {
+  const conv = (cout: number, cinPerGroup: number, k: number, px: number): number => 2 * cout * cinPerGroup * k * k * px;
+  const Cs = c.blockOutChannels, S = Cs.length, hd = c.attentionHeadDim;
+  let f = conv(Cs[S - 1]!, c.latentChannels, 3, h * w);
+  let px = h * w;
+  for (let i = S - 1; i >= 0; i--) {
+    const C = Cs[i]!;
+    if (i < S - 1) { px *= 4; f += conv(c.upsampleBlockType === 'interpolate' ? C : 4 * C, Cs[i + 1]!, 3, px); }
+    for (let l = 0; l < c.layersPerBlock[i]!; l++) {
+      if (c.blockTypes[i] === 'ResBlock') {
+        f += 2 * conv(C, C, 3, px);
+      } else {
+        const ns = c.qkvMultiscales[i]!.length;
+        f += conv(3 * C, C, 1, px); // q, k, v
+        for (const k of c.qkvMultiscales[i]!) f += conv(3 * C, 1, k, px) + conv(3 * C, hd, 1, px);
+        f += 2 * 2 * px * C * (1 + ns) * (hd + 1); // linear attention over 2·heads·(1+ns)/2 heads of hd
+        f += conv(C, C * (1 + ns), 1, px); // to_out
+        f += conv(8 * C, C, 1, px) + conv(8 * C, 1, 3, px) + conv(C, 4 * C, 1, px); // GLUMBConv
+      }
+    }
+  }
+  return f + conv(c.outChannels, Cs[0]!, 3, px);
+}
+
+const MB = 1 / (1024 * 1024);
+
+export default async function dcaeBench(): Promise<BenchRow[]> {
+  const backend = native.getBackend('cpu');
+  const cfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
+  const src = randomWeights(expectedDecoderTensors(cfg));
+  const rows: BenchRow[] = [];
+  for (const dtype of ['bf16', 'f32'] as const) {
+    const dec = buildDcaeDecoder(cfg, src, backend, dtype, 'random weights');
+    try {
+      for (const side of [512, 1024]) {
+        const h = side / 32;
+        const z = { data: noise(32 * h * h, 2, 17), shape: [1, 32, h, h] };
+        backend.resetPeak();
+        const base = backend.memory().allocated;
+        const heavy = side === 1024;
+        const t = timeIt(() => dec.decode(z).dispose(), heavy ? 1 : 2, heavy ? 0 : 1);
+        const flops = dcaeFlops(cfg, h, h);
+        rows.push({ name: `dcae.decode.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: (backend.memory().peak - base) * MB, weights_mb: dec.bytes * MB } });
+      }
+      if (dtype === 'bf16') {
+        const h = 128, tile = 32, overlap = 4;
+        const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
+        backend.resetPeak();
+        const base = backend.memory().allocated;
+        let tiles = 0;
+        const t0 = process.hrtime.bigint();
+        dec.decodeTiled(z, { tile, overlap, onTile: (d) => { tiles = d; } }).dispose();
+        const t = Number(process.hrtime.bigint() - t0) / 1e9;
+        const peak = backend.memory().peak - base;
+        const n = tileStarts(h, tile, overlap).length;
+        rows.push({
+          name: 'dcae.decode_tiled.4096.bf16',
+          metrics: { seconds: t, tiles, tiles_per_axis: n, peak_act_mb: peak * MB, output_mb: (3 * 4096 * 4096 * 4) * MB },
+        });
+      }
+    } finally {
+      dec.dispose();
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,148 @@
+// Sana-600M transformer on the CPU backend with random weights in the real shapes.
+//   npm run bench -- dit
+// Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
+// TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
+// "matmul floor", target: forward ≤ 2× it); bf16 time vs resolution 256² → 2048² (linear
+// attention: time per token should stay about flat).
+import * as native from '../native/index.ts';
+import type { Backend, DType, Tensor } from '../native/api.ts';
+import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig, type SanaTransformerConfig, type WeightSource } from '../nodes/models/sana_dit.ts';
+import type { BenchRow } from './types.ts';
+
+export const SANA_600M_CONFIG = {
+  _class_name: 'SanaTransformer2DModel', attention_bias: false, attention_head_dim: 32, caption_channels: 2304,
+  cross_attention_dim: 1152, cross_attention_head_dim: 72, in_channels: 32, interpolation_scale: null, mlp_ratio: 2.5,
+  norm_elementwise_affine: false, norm_eps: 1e-6, num_attention_heads: 36, num_cross_attention_heads: 16, num_layers: 28,
+  out_channels: 32, patch_size: 1, sample_size: 32,
+};
+
+/** Uniform noise from xorshift32, scaled by `amp`. */
+export function noise(n: number, amp: number, seed = 7): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    a[i] = (s / 4294967296 * 2 - 1) * amp;
+  }
+  return a;
+}
+
+/**
+ * Random weights for a key list without a file: every tensor is a prefix of one shared noise
+ * buffer, uploaded with fromArray and scaled to a 1/√fan-in range (keeps 28 random blocks finite
+ * and away from denormals, which would distort CPU timings).
+ */
+export function randomWeights(shapes: Map<string, number[]>): WeightSource {
+  const numel = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+  const buf = noise(Math.max(...[...shapes.values()].map(numel)), Math.sqrt(3));
+  return {
+    keys: () => [...shapes.keys()],
+    has: (n) => shapes.has(n),
+    entry: (n) => {
+      const shape = shapes.get(n);
+      if (!shape) throw new Error(`random weights: no tensor ${n}`);
+      return { name: n, dtype: 'F32', shape, file: '<random>' };
+    },
+    load: (n: string, backend: Backend, dtype?: DType): Tensor => {
+      const shape = shapes.get(n)!;
+      const fanIn = shape.length > 1 ? numel(shape) / shape[0]! : 1;
+      const scale = /norm|scale_shift|bias/.test(n) ? 0.1 : 1 / Math.sqrt(fanIn);
+      return backend.fromArray(buf.subarray(0, numel(shape)).map((v) => v * scale), shape, dtype ?? 'f32');
+    },
+  };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/** Seconds per call: one warm-up (weight packing, allocator), then the median of `reps`. */
+export function timeIt(fn: () => void, reps: number, warmup = 1): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return median(ts);
+}
+
+/** The linear layers of one forward as (M, K, N, count): x (M, K) · Wᵀ (N, K). */
+export function ditGemms(c: SanaTransformerConfig, B: number, N: number, L: number): Array<[string, number, number, number, number]> {
+  const D = c.innerDim, F = c.ffnHidden, X = c.numCrossHeads * c.crossHeadDim, T = B * N, nl = c.numLayers;
+  return [
+    ['attn1.qkv', T, D, 3 * D, nl], ['attn1.out', T, D, D, nl], ['attn2.q', T, D, X, nl], ['attn2.kv', B * L, D, 2 * X, nl],
+    ['attn2.out', T, X, D, nl], ['ff.inverted', T, D, 2 * F, nl], ['ff.point', T, F, D, nl],
+    ['caption.1', B * L, c.captionChannels, D, 1], ['caption.2', B * L, D, D, 1], ['patch', T, c.inChannels, D, 1], ['proj_out', T, D, c.outChannels, 1],
+  ];
+}
+
+/** FLOPs of one forward (multiply-add = 2): linears, both attentions, the depthwise conv. */
+export function ditFlops(c: SanaTransformerConfig, B: number, N: number, L: number): number {
+  const gemm = ditGemms(c, B, N, L).reduce((s, [, M, K, Nn, k]) => s + 2 * M * K * Nn * k, 0);
+  const D = c.innerDim, d = c.headDim, X = c.numCrossHeads * c.crossHeadDim, F = c.ffnHidden;
+  const linAttn = 2 * 2 * B * N * D * (d + 1); // Σ v kᵀ and its product with q, per head (d+1 with the ones row)
+  const cross = 2 * 2 * B * N * L * X; // q·kᵀ and P·v
+  const dw = 2 * B * N * 2 * F * 9;
+  return gemm + c.numLayers * (linAttn + cross + dw);
+}
+
+const MB = 1 / (1024 * 1024);
+
+export default async function ditBench(): Promise<BenchRow[]> {
+  const backend = native.getBackend('cpu');
+  const cfg = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench)');
+  const src = randomWeights(expectedTransformerTensors(cfg));
+  const rows: BenchRow[] = [];
+  const B = 2, L = 300;
+  const text = noise(B * L * cfg.captionChannels, 1, 11);
+  const mask = new Float32Array(B * L).fill(0);
+  for (let b = 0; b < B; b++) for (let j = 0; j < (b === 0 ? 1 : 40); j++) mask[b * L + j] = 1; // uncond: BOS only
+  const forward = (model: ReturnType<typeof buildSanaTransformer>, side: number): (() => void) => {
+    const h = side / 32;
+    const x = noise(B * 32 * h * h, 1, 3);
+    return () => {
+      model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask).dispose();
+    };
+  };
+
+  for (const dtype of ['bf16', 'f32'] as const) {
+    const model = buildSanaTransformer(cfg, src, backend, dtype, 'random weights');
+    try {
+      for (const side of [512, 1024]) {
+        const N = (side / 32) ** 2;
+        backend.resetPeak();
+        const base = backend.memory().allocated;
+        const t = timeIt(forward(model, side), dtype === 'f32' && side === 1024 ? 1 : 2);
+        const peak = backend.memory().peak - base;
+        const flops = ditFlops(cfg, B, N, L);
+        rows.push({ name: `dit600m.cfg.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: peak * MB, weights_mb: model.bytes * MB } });
+        if (dtype === 'bf16') {
+          // the matmul floor: the same linears, alone, at the rate the backend reaches for them
+          let mm = 0, mmFlops = 0;
+          for (const [, M, K, Nn, count] of ditGemms(cfg, B, N, L)) {
+            const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
+            const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
+            try {
+              mm += count * timeIt(() => backend.linear(xs, w).dispose(), 3);
+              mmFlops += 2 * M * K * Nn * count;
+            } finally { xs.dispose(); w.dispose(); }
+          }
+          rows.push({ name: `dit600m.cfg.${side}.bf16.matmul_floor`, metrics: { seconds: mm, tflops: mmFlops / mm / 1e12, forward_over_floor: t / mm } });
+        }
+      }
+      if (dtype === 'bf16') {
+        for (const side of [256, 512, 1024, 2048]) {
+          const N = (side / 32) ** 2;
+          const t = timeIt(forward(model, side), side >= 2048 ? 1 : 2, side >= 1024 ? 0 : 1);
+          rows.push({ name: `dit600m.cfg.res${side}.bf16`, metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(cfg, B, N, L) / t / 1e12 } });
+        }
+      }
+    } finally {
+      model.dispose();
+    }
+  }
+  return rows;
+}
