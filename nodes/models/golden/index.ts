@@ -15,7 +15,7 @@ import type { Comparison, GoldenStage, Tolerance } from './types.ts';
 /** What a runner-style stage returns (the DiT stages' shape). */
 export interface RunnerResult {
   tolerance: Tolerance;
-  checks: Array<{ name: string; maxAbs: number; worst: number; ok: boolean }>;
+  checks: Array<{ name: string; maxAbs: number; worst: number; ok: boolean; tolerance?: Tolerance }>;
 }
 
 export type StageRunner = (deps: { backend: Backend; native: Pick<NativeModule, 'openSafetensors'>; dtype?: DType; dir?: string }) => Promise<RunnerResult>;
@@ -27,7 +27,7 @@ export function stageFromRunner(name: string, files: readonly string[], run: Sta
     available: (root) => files.every((f) => existsSync(join(root, f))),
     async run(ctx): Promise<Comparison[]> {
       const r = await run({ backend: await ctx.backend(), native: await ctx.native(), dtype: ctx.dtype, dir: ctx.root });
-      return r.checks.map((c) => ({ name: `${name}:${c.name}`, shape: [], maxAbs: c.maxAbs, maxRel: NaN, ratio: c.worst, tolerance: r.tolerance, ok: c.ok }));
+      return r.checks.map((c) => ({ name: `${name}:${c.name}`, shape: [], maxAbs: c.maxAbs, maxRel: NaN, ratio: c.worst, tolerance: c.tolerance ?? r.tolerance, ok: c.ok }));
     },
   };
 }

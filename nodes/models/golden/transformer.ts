@@ -22,6 +22,8 @@ export interface GoldenCheck {
   worst: number;
   /** ‖got − want‖₂ / ‖want‖₂ */
   relRms: number;
+  /** The bound this check used (a stage may hold checks of different bounds). */
+  tolerance: Tolerance;
   ok: boolean;
 }
 
@@ -55,7 +57,7 @@ export function compareArrays(name: string, got: Float32Array, want: FixtureTens
   const relRms = num === 0 ? 0 : Math.sqrt(num / den);
   if (tol.relRms !== undefined) worst = relRms / tol.relRms;
   if (nan) maxAbs = worst = Infinity;
-  return { name, maxAbs, worst, relRms, ok: worst <= 1 };
+  return { name, maxAbs, worst, relRms, tolerance: tol, ok: worst <= 1 };
 }
 
 export const stageOk = (checks: GoldenCheck[]): boolean => checks.every((c) => c.ok);
