@@ -1,4 +1,4 @@
-// LoadImage: an image of the input folder (uploaded through /upload/image) as IMAGE + MASK.
+// LoadImage: a PNG or JPEG of the input folder (uploaded through /upload/image) as IMAGE + MASK.
 // The combo lists the folder's images at object_info / validation time; the fingerprint is the
 // file's SHA-256, so replacing a file under the same name re-runs the node.
 import { createHash } from 'node:crypto';
@@ -7,10 +7,10 @@ import path from 'node:path';
 import { defineNode } from '../../engine/index.ts';
 import { imageFolders, isFolderType } from './folders.ts';
 import { resolveInside } from './paths.ts';
-import { decodePng } from './png.ts';
+import { decodeImage } from './decode.ts';
 import { rawToImageAndMask } from './types.ts';
 
-const IMAGE_EXT = /\.png$/i;
+const IMAGE_EXT = /\.(png|jpe?g)$/i;
 const MAX_LIST_DEPTH = 3;
 const MAX_LIST = 5000;
 
@@ -47,7 +47,7 @@ export const LoadImage = defineNode({
   name: 'LoadImage',
   displayName: 'Load Image',
   category: 'image',
-  description: 'Loads a PNG image from the input folder; transparent pixels become the mask.',
+  description: 'Loads a PNG or JPEG image from the input folder; transparent pixels become the mask.',
   module: 'nodes',
   inputs: {
     required: {
@@ -65,7 +65,7 @@ export const LoadImage = defineNode({
     const file = resolveImageRef(image);
     let raw;
     try {
-      raw = decodePng(fs.readFileSync(file));
+      raw = decodeImage(fs.readFileSync(file), image);
     } catch (e) {
       throw new Error(`LoadImage: cannot read "${image}": ${(e as Error).message}`);
     }

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import jpeg from 'jpeg-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodePng, encodePng, readPngText } from '../../nodes/image/png.ts';
 import { connectWs, imagePrompt, postJson, startTestServer, type TestServer } from './helpers.ts';
@@ -283,6 +284,15 @@ describe('/view', () => {
     expect([a.channels, a.data[0]]).toEqual([1, 200]);
   });
 
+  test('preview=jpeg;Q re-encodes as JPEG', async () => {
+    const r = await get('/view?filename=a.png&subfolder=sub&preview=jpeg;80');
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe('image/jpeg');
+    const img = jpeg.decode(Buffer.from(await r.arrayBuffer()), { useTArray: true });
+    expect([img.width, img.height]).toEqual([2, 2]);
+    expect(Math.abs(img.data[0] - 200)).toBeLessThan(4);
+  });
+
   test.each([
     ['/view', 404],
     ['/view?filename=', 400],
@@ -359,6 +369,18 @@ describe('/upload/image', () => {
     expect(out.subfolder).toBe('loaded');
     const dec = decodePng(fs.readFileSync(path.join(s.dirs.output, 'loaded', out.filename)));
     expect(Array.from(dec.data)).toEqual([255, 0, 0, 0, 255, 0]);
+    // JPEG uploads load too.
+    const rgba = new Uint8Array(4 * 4 * 4).fill(255);
+    for (let i = 0; i < rgba.length; i += 4) rgba[i + 1] = rgba[i + 2] = 0;
+    expect((await upload([{ name: 'image', value: jpeg.encode({ width: 4, height: 4, data: rgba }, 95).data, filename: 'red.jpg' }])).status).toBe(200);
+    const { entry: fromJpeg } = await runToHistory({
+      '1': { class_type: 'LoadImage', inputs: { image: 'red.jpg' } },
+      '2': { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'loaded/red' } },
+    });
+    const redPng = decodePng(fs.readFileSync(path.join(s.dirs.output, 'loaded', fromJpeg.outputs['2'].images[0].filename)));
+    expect(redPng.width).toBe(4);
+    expect(redPng.data[0]).toBeGreaterThan(240);
+    expect(redPng.data[1]).toBeLessThan(16);
     const bad = await postJson(`${s.url}/prompt`, { prompt: { '1': { class_type: 'LoadImage', inputs: { image: '../secret.png' } }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0] } } } });
     expect(bad.status).toBe(400);
     expect((await bad.json()).node_errors['1'].errors[0].type).toBe('value_not_in_list');

@@ -38,7 +38,7 @@ export interface ServerOptions {
    * in the worker. Each exports `registerNodes(registry)`. For tests; also SANA_GRAPH_EXTRA_NODES.
    */
   extraNodeModules?: string[];
-  /** Keep-alive period while a job runs, ms (default 4000). */
+  /** Keep-alive period while a job runs, ms (default 3000; a silent client hears from us within 1.25x that). */
   keepAliveMs?: number;
   /** Log requests (default false). */
   logger?: boolean;
@@ -71,7 +71,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxQueue: o.maxQueue ?? 1000,
     staticDir: path.resolve(o.staticDir ?? path.join(REPO_ROOT, 'web', 'editor', 'dist')),
     extraNodeModules: [...(o.extraNodeModules ?? []), ...envExtra].map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href)),
-    keepAliveMs: o.keepAliveMs ?? 4000,
+    keepAliveMs: o.keepAliveMs ?? 3000,
     logger: o.logger ?? false,
   };
 }

@@ -11,7 +11,8 @@ import { boundaryOf, parseMultipart } from '../multipart.ts';
 import type { ServerState } from '../state.ts';
 import { isFolderType, type FolderType } from '../../../nodes/image/folders.ts';
 import { createFileAtomic, relativeSegments, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
-import { decodePng, encodePng, type RawImage } from '../../../nodes/image/png.ts';
+import { decodeImage, encodeJpeg, sniffImageType } from '../../../nodes/image/decode.ts';
+import { encodePng, type RawImage } from '../../../nodes/image/png.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -92,12 +93,23 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     reply.header('Content-Disposition', `filename="${name.replace(/["\r\n]/g, '_')}"`);
     reply.header('Cache-Control', 'no-cache');
     const channel = typeof q.channel === 'string' ? q.channel : 'rgba';
-    if ((channel === 'rgb' || channel === 'a') && path.extname(name).toLowerCase() === '.png') {
-      try {
-        const png = encodePng(selectChannels(decodePng(fs.readFileSync(file)), channel), { level: 1 });
-        return reply.type('image/png').send(png);
-      } catch (e) {
-        return fail(reply, 400, `cannot decode ${name}: ${(e as Error).message}`);
+    const preview = typeof q.preview === 'string' ? q.preview : '';
+    if (channel === 'rgb' || channel === 'a' || preview !== '') {
+      const bytes = fs.readFileSync(file);
+      if (sniffImageType(bytes) !== undefined) {
+        let img: RawImage;
+        try {
+          img = decodeImage(bytes, name);
+        } catch (e) {
+          return fail(reply, 400, `cannot decode ${name}: ${(e as Error).message}`);
+        }
+        if (channel === 'rgb' || channel === 'a') img = selectChannels(img, channel);
+        if (preview !== '') {
+          // "jpeg;80" or "webp;90": WebP has no encoder here, so every preview is a JPEG.
+          const quality = Number(preview.split(';')[1] ?? 90);
+          return reply.type('image/jpeg').send(encodeJpeg(img, Number.isFinite(quality) ? quality : 90));
+        }
+        return reply.type('image/png').send(encodePng(img, { level: 1 }));
       }
     }
     return reply.type(contentTypeFor(name)).header('content-length', stat.size).send(fs.createReadStream(file));
