@@ -6,7 +6,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readPngText } from '../../nodes/image/png.ts';
+import { encodePng, readPngText } from '../../nodes/image/png.ts';
 import { ARTIFACTS, REPO, browserSkipReason, buildEditor, canvasInk, openEditor, openSession, type Session } from './harness.ts';
 
 const skip = browserSkipReason();
@@ -275,5 +275,103 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
     const history = (await (await fetch(`${s.url}/history`)).json()) as Record<string, unknown>;
     expect(Object.keys(history)).toContain(first.promptId);
     expect(Object.keys(history)).not.toContain(second.promptId);
+  });
+  it('shows a run-time failure on the node that failed', async () => {
+    const id = await s.page.evaluate(() => {
+      const app = (window as any).app;
+      app.graph.clear();
+      const fail = app.LiteGraph.createNode('TestFail');
+      app.graph.add(fail);
+      return fail.id;
+    });
+    const queued = await s.page.evaluate(() => (window as any).app.queue());
+    await s.page.waitForFunction((pid: string) => (window as any).app.tracker.lastResult?.promptId === pid, queued.promptId, { timeout: 20_000 });
+    const state = await s.page.evaluate((nid: number) => {
+      const app = (window as any).app;
+      return { result: app.tracker.lastResult, error: app.nodeErrors()[String(nid)], hasErrors: app.graph.getNodeById(nid).has_errors };
+    }, id);
+    expect(state.result.status).toBe('error');
+    expect(state.error.message).toMatch(/TestFail: deliberate failure/);
+    expect(state.hasErrors).toBe(true);
+    expect(await s.page.textContent('#status-line')).toMatch(/TestFail failed/);
+  });
+
+  it('edits a multiline text widget in place', async () => {
+    const pos = await s.page.evaluate(() => {
+      const app = (window as any).app;
+      const node = app.graph.nodes.find((n: any) => n.type === 'TestFail');
+      const w = node.widgets.find((x: any) => x.name === 'message');
+      const r = app.canvas.canvas.getBoundingClientRect();
+      const [x, y] = app.canvas.convertOffsetToCanvas([node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + 20], [0, 0]);
+      return { x: r.left + x, y: r.top + y, id: node.id };
+    });
+    await s.page.mouse.click(pos.x, pos.y);
+    const editor = s.page.locator('textarea.multiline-editor');
+    await editor.waitFor({ state: 'visible', timeout: 5_000 });
+    await editor.fill('line one\nline two');
+    await s.page.keyboard.press('Escape'); // Escape cancels: the value stays
+    expect(await s.page.evaluate((id: number) => (window as any).app.graph.getNodeById(id).widgets[0].value, pos.id)).toBe('deliberate failure');
+    await s.page.mouse.click(pos.x, pos.y);
+    await editor.waitFor({ state: 'visible', timeout: 5_000 });
+    await editor.fill('line one\nline two');
+    await s.page.mouse.click(5, 200); // clicking away commits
+    await editor.waitFor({ state: 'detached', timeout: 5_000 });
+    expect(await s.page.evaluate((id: number) => (window as any).app.graph.getNodeById(id).widgets[0].value, pos.id)).toBe('line one\nline two');
+  });
+
+  it('offers every object_info category in the canvas menu', async () => {
+    const { categories, expected } = await s.page.evaluate(() => {
+      const app = (window as any).app;
+      return {
+        categories: app.LiteGraph.getNodeTypesCategories(),
+        expected: [...new Set(Object.values(app.objectInfo).map((d: any) => d.category))],
+      };
+    });
+    for (const c of expected as string[]) expect(categories).toContain(c);
+    await s.page.mouse.click(700, 600, { button: 'right' });
+    await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Add Node' }).click();
+    await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'testing' }).first().click();
+    await expect.poll(() => s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Test Gradient' }).count()).toBeGreaterThan(0);
+    const before = await s.page.evaluate(() => (window as any).app.graph.nodes.length);
+    await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Test Gradient' }).first().click();
+    await s.page.waitForFunction((n: number) => (window as any).app.graph.nodes.length === n + 1, before, { timeout: 5_000 });
+  });
+
+  it('uploads an image through the LoadImage upload button and restores an API JSON drop', async () => {
+    const id = await s.page.evaluate(() => {
+      const app = (window as any).app;
+      app.graph.clear();
+      const load = app.LiteGraph.createNode('LoadImage');
+      const preview = app.LiteGraph.createNode('PreviewImage');
+      preview.pos = [400, 60];
+      app.graph.add(load);
+      app.graph.add(preview);
+      load.connect(0, preview, 0);
+      return load.id;
+    });
+    const png = encodePng({ width: 8, height: 8, channels: 3, data: new Uint8Array(8 * 8 * 3).fill(200) });
+    const [chooser] = await Promise.all([
+      s.page.waitForEvent('filechooser'),
+      s.page.evaluate((nid: number) => {
+        const node = (window as any).app.graph.getNodeById(nid);
+        node.widgets.find((w: any) => w.name === 'upload').callback();
+      }, id),
+    ]);
+    await chooser.setFiles({ name: 'uploaded.png', mimeType: 'image/png', buffer: png });
+    await s.page.waitForFunction((nid: number) => (window as any).app.graph.getNodeById(nid).widgets[0].value === 'uploaded.png', id, { timeout: 10_000 });
+    const queued = await s.page.evaluate(() => (window as any).app.queue());
+    await s.page.waitForFunction((pid: string) => (window as any).app.tracker.lastResult?.promptId === pid, queued.promptId, { timeout: 20_000 });
+    expect(await s.page.evaluate(() => (window as any).app.tracker.lastResult.status)).toBe('success');
+
+    // The API format of this graph, dropped as a .json file, rebuilds it.
+    const api = await s.page.evaluate(() => (window as any).app.toApiPrompt());
+    await s.page.evaluate(() => (window as any).app.graph.clear());
+    await s.page.evaluate(async (text: string) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([text], 'workflow_api.json', { type: 'application/json' }));
+      document.getElementById('graph-canvas')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, JSON.stringify(api));
+    await s.page.waitForFunction(() => (window as any).app.graph.nodes.length === 2, null, { timeout: 10_000 });
+    expect(await s.page.evaluate(() => (window as any).app.toApiPrompt())).toEqual(api);
   });
 });

@@ -38,9 +38,22 @@ export class ExecutionTracker {
     });
   }
 
-  /** Registers a queued prompt so that progress can be computed over its nodes. */
-  expect(promptId: string, nodeIds: string[]): void {
+  /** Prompt ids whose events have already started or ended (the WS can beat the POST reply). */
+  private seen = new Set<string>();
+
+  /**
+   * Registers a queued prompt so that progress can be computed over its nodes. Returns false
+   * when its events already arrived (a fast job can finish before `/prompt` answers).
+   */
+  expect(promptId: string, nodeIds: string[]): boolean {
+    const known = this.jobs.get(promptId);
+    if (known) {
+      for (const id of nodeIds) known.nodes.add(id);
+      return !this.seen.has(promptId);
+    }
+    if (this.seen.has(promptId)) return false;
     this.jobs.set(promptId, { promptId, nodes: new Set(nodeIds), done: new Set(), current: null, currentFraction: 0, startedAt: performance.now() });
+    return true;
   }
 
   private node(id: string) {
@@ -96,6 +109,7 @@ export class ExecutionTracker {
       case 'execution_start': {
         const pid = String(d.prompt_id);
         if (!this.jobs.has(pid)) this.expect(pid, []);
+        this.seen.add(pid);
         this.active = this.jobs.get(pid)!;
         this.active.startedAt = performance.now();
         this.overall();

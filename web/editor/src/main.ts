@@ -179,14 +179,15 @@ async function main(): Promise<void> {
     }
     try {
       const res = await api.queuePrompt(prompt, workflow);
-      tracker.expect(res.prompt_id, Object.keys(prompt));
+      const pending = tracker.expect(res.prompt_id, Object.keys(prompt));
       applyControlAfterGenerate(graph);
       const failed = Object.keys(res.node_errors ?? {});
       if (failed.length) {
         // Some outputs were valid and run; the others are reported, as in ComfyUI.
         showNodeErrors(res.node_errors);
         ui.message(`queued ${res.prompt_id.slice(0, 8)}; skipped outputs that failed validation (nodes ${failed.join(', ')})`, 'error');
-      } else {
+      } else if (pending) {
+        // Not when the job already ran: its own outcome is on the status line by now.
         ui.message(`queued ${res.prompt_id.slice(0, 8)}`, 'info');
       }
       void ui.refreshQueue();
