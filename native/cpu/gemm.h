@@ -1,7 +1,7 @@
 // Portable f32 GEMM used when oneDNN is absent (and for shapes it rejects): B is packed into
 // zero-padded panels of kNR columns, (ceil(N/kNR), K, kNR), and a kMR × kNR register tile is
-// computed with GCC vector extensions; the ISA (AVX-512 / AVX2+FMA / SSE2) is picked at load
-// time through target_clones.
+// computed with GCC vector extensions, compiled for AVX-512, AVX2+FMA and baseline x86-64; the
+// variant is picked once at load time from cpuid feature bits.
 #pragma once
 #include "common.h"
 #include <vector>

@@ -71,19 +71,32 @@ std::string gemm_path_name() {
   return "portable packed f32 (" + portable + ")";
 }
 
-typedef float v16 __attribute__((vector_size(64)));
-
-// 12 independent FMA chains hide the 4-cycle latency on both FMA ports.
-__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-static float fma_chains(int64_t iters, float seed) {
-  v16 a[12];
-  for (int i = 0; i < 12; i++) a[i] = (v16){} + seed * float(i + 1);
-  const v16 m = (v16){} + 0.999999f, c = (v16){} + 1e-7f;
-  for (int64_t t = 0; t < iters; t++)
-    for (int i = 0; i < 12; i++) a[i] = a[i] * m + c;
-  float s = 0;
-  for (int i = 0; i < 12; i++) s += a[i][0] + a[i][15];
+// 12 independent FMA chains of the widest vector hide the 4-cycle latency on both FMA ports;
+// 12 registers fit the 16 of AVX2 and the 32 of AVX-512 without spilling.
+#define SANA_FMA_BODY(V, LANES)                                               \
+  V a[12];                                                                    \
+  for (int i = 0; i < 12; i++) a[i] = (V){} + seed * float(i + 1);            \
+  const V m = (V){} + 0.999999f, c = (V){} + 1e-7f;                           \
+  for (int64_t t = 0; t < iters; t++)                                         \
+    for (int i = 0; i < 12; i++) a[i] = a[i] * m + c;                         \
+  float s = 0;                                                                \
+  for (int i = 0; i < 12; i++) s += a[i][0] + a[i][LANES - 1];                \
   return s;
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+__attribute__((target("avx512f,fma"))) static float fma_avx512(int64_t iters, float seed) { SANA_FMA_BODY(v16f, 16) }
+__attribute__((target("avx2,fma"))) static float fma_avx2(int64_t iters, float seed) { SANA_FMA_BODY(v8f, 8) }
+static float fma_base(int64_t iters, float seed) { SANA_FMA_BODY(v4f, 4) }
+
+// Lanes per FMA of the chosen kernel (flops per FMA = 2 × lanes).
+static int fma_lanes = 0;
+static float fma_chains(int64_t iters, float seed) {
+  if (builtin_has("avx512f")) { fma_lanes = 16; return fma_avx512(iters, seed); }
+  if (builtin_has("avx2") && builtin_has("fma")) { fma_lanes = 8; return fma_avx2(iters, seed); }
+  fma_lanes = 4;
+  return fma_base(iters, seed);
 }
 
 double fma_peak_gflops(double ms) {
@@ -110,7 +123,7 @@ double fma_peak_gflops(double ms) {
     (void)sink;
   }
   const double sec = std::chrono::duration<double>(clk::now() - t0).count();
-  return double(threads) * double(iters) * 12.0 * 16.0 * 2.0 / sec / 1e9;
+  return double(threads) * double(iters) * 12.0 * double(fma_lanes) * 2.0 / sec / 1e9;
 }
 
 }  // namespace sana
