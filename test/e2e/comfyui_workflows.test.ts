@@ -1,0 +1,48 @@
+// ComfyUI users' Sana workflows (NVlabs' Sana_FlowEuler*, ComfyUI_ExtraModels nodes) run unchanged
+// through the aliases, with their model names mapped onto the tiny models by model_map.json.
+// Only the image size and step count are lowered, so the CPU run stays short.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertUiToApi } from '../../engine/convert.ts';
+import { Executor } from '../../engine/index.ts';
+import { setImageFolders } from '../../nodes/image/folders.ts';
+import { decodePng } from '../../nodes/image/png.ts';
+import { setModelsDir } from '../../nodes/models_dir.ts';
+import { REFERENCE_WORKFLOWS, mappedModelsDir, productRegistry, readJson } from '../nodes/helpers.ts';
+
+const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-comfy-'));
+let models: string;
+
+describe("ComfyUI users' Sana workflows run on the tiny models", () => {
+  beforeAll(() => {
+    models = mappedModelsDir();
+    setModelsDir(models);
+    setImageFolders({ output: out, temp: out, input: out });
+  });
+  afterAll(() => {
+    fs.rmSync(out, { recursive: true, force: true });
+    fs.rmSync(models, { recursive: true, force: true });
+  });
+
+  const registry = productRegistry();
+  const executor = new Executor(registry);
+
+  for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json']) {
+    it(`${file}`, { timeout: 600_000 }, async () => {
+      const { prompt } = convertUiToApi(readJson(path.join(REFERENCE_WORKFLOWS, file)), registry.objectInfo());
+      for (const node of Object.values(prompt)) {
+        if (node.class_type === 'EmptyDCAELatentImage' || node.class_type === 'EmptySanaLatentImage') Object.assign(node.inputs, { width: 256, height: 192 });
+        if (node.class_type === 'KSampler') node.inputs.steps = 3;
+      }
+      const r = await executor.execute(prompt, { promptId: file });
+      if (r.status !== 'success') throw new Error(JSON.stringify(r.error, null, 2));
+      const [img] = Object.values(r.outputs).flatMap((o) => (o.images ?? []) as Array<{ filename: string; subfolder: string; type: string }>);
+      expect(img.type).toBe('temp');
+      const png = decodePng(fs.readFileSync(path.join(out, img.subfolder, img.filename)));
+      expect([png.width, png.height]).toEqual([256, 192]);
+      expect(r.ran).toContain(Object.keys(prompt).find((id) => prompt[id].class_type === 'KSampler'));
+    });
+  }
+});
