@@ -353,6 +353,25 @@ describe('/upload/image', () => {
     expect((await postJson(`${s.url}/upload/image`, { image: 'x' })).status).toBe(400);
   });
 
+  test('/upload/mask puts the mask alpha on the original (text chunks kept); bad refs are 400', async () => {
+    const original = encodePng({ width: 2, height: 1, channels: 3, data: new Uint8Array([10, 20, 30, 40, 50, 60]) }, { text: { prompt: '{"k":1}' } });
+    expect((await upload([{ name: 'image', value: original, filename: 'orig.png' }])).status).toBe(200);
+    const maskPng = encodePng({ width: 2, height: 1, channels: 4, data: new Uint8Array([0, 0, 0, 0, 0, 0, 0, 255]) });
+    const ref = JSON.stringify({ filename: 'orig.png', subfolder: '', type: 'input' });
+    const r = await upload([{ name: 'image', value: maskPng, filename: 'clipspace-mask.png' }, { name: 'original_ref', value: ref }], '/api/upload/mask');
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ name: 'clipspace-mask.png', subfolder: '', type: 'input' });
+    const out = fs.readFileSync(path.join(s.dirs.input, 'clipspace-mask.png'));
+    expect(Array.from(decodePng(out).data)).toEqual([10, 20, 30, 0, 40, 50, 60, 255]);
+    expect(readPngText(out)).toEqual({ prompt: '{"k":1}' });
+    for (const bad of [JSON.stringify({ filename: '../secret.png' }), '{nope', JSON.stringify({ filename: 'missing.png' })]) {
+      const rb = await upload([{ name: 'image', value: maskPng, filename: 'm2.png' }, { name: 'original_ref', value: bad }], '/upload/mask');
+      expect(rb.status).toBe(400);
+    }
+    const wrongSize = encodePng({ width: 1, height: 1, channels: 4, data: new Uint8Array(4) });
+    expect((await upload([{ name: 'image', value: wrongSize, filename: 'm3.png' }, { name: 'original_ref', value: ref }], '/upload/mask')).status).toBe(400);
+  });
+
   test('an uploaded PNG feeds LoadImage (listed in object_info) into SaveImage', async () => {
     const px = new Uint8Array([255, 0, 0, 128, 0, 255, 0, 255]);
     const png = encodePng({ width: 2, height: 1, channels: 4, data: px });

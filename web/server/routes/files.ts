@@ -1,4 +1,5 @@
-// File routes: GET /view (output / input / temp images) and POST /upload/image (spec §1.8-1.9).
+// File routes: GET /view (output / input / temp images), POST /upload/image and /upload/mask
+// (spec §1.8-1.9).
 // Every user-supplied name goes through nodes/image/paths.ts, so nothing outside the three
 // folders can be read or written.
 import { createHash } from 'node:crypto';
@@ -7,12 +8,12 @@ import path from 'node:path';
 import type { FastifyReply } from 'fastify';
 import type { AddRoute } from '../app.ts';
 import { asObject } from '../body.ts';
-import { boundaryOf, parseMultipart } from '../multipart.ts';
+import { boundaryOf, parseMultipart, type Part } from '../multipart.ts';
 import type { ServerState } from '../state.ts';
 import { isFolderType, type FolderType } from '../../../nodes/image/folders.ts';
 import { createFileAtomic, relativeSegments, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
 import { decodeImage, encodeJpeg, sniffImageType } from '../../../nodes/image/decode.ts';
-import { encodePng, type RawImage } from '../../../nodes/image/png.ts';
+import { encodePng, readPngText, type RawImage } from '../../../nodes/image/png.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -51,6 +52,77 @@ function selectChannels(img: RawImage, channel: 'rgb' | 'a'): RawImage {
     else for (let c = 0; c < 3; c++) out[p * 3 + c] = img.data[s + (img.channels <= 2 ? 0 : c)];
   }
   return { width: img.width, height: img.height, channels: channel === 'rgb' ? 3 : 1, data: out };
+}
+
+/**
+ * Writes an upload as ComfyUI does: with `overwrite`, replace; else keep an identical existing
+ * file, or pick "<stem> (n)<ext>". Returns the final name (undefined when no name is free).
+ */
+function storeUpload(dir: string, filename: string, data: Uint8Array, overwrite: boolean): string | undefined {
+  if (overwrite) {
+    writeFileAtomic(path.join(dir, filename), data);
+    return filename;
+  }
+  const ext = path.extname(filename);
+  const stem = filename.slice(0, filename.length - ext.length);
+  const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const mine = digest(data);
+  let name = filename;
+  for (let i = 1; i <= 10_000; i++) {
+    const dest = path.join(dir, name);
+    if (createFileAtomic(dest, data)) return name;
+    // Same bytes already there under this name: a duplicate upload, nothing to write.
+    if (fs.statSync(dest).isFile() && digest(fs.readFileSync(dest)) === mine) return name;
+    name = `${stem} (${i})${ext}`;
+  }
+  return undefined;
+}
+
+/**
+ * /upload/mask: the image named by `original_ref` ({filename, subfolder, type}) with its alpha
+ * replaced by the uploaded image's alpha, as a PNG keeping the original's text chunks. Returns
+ * the PNG, or a reason for a 400.
+ */
+function composeMask(parts: Part[], maskBytes: Buffer, roots: () => Record<FolderType, string>): Uint8Array | string {
+  const refText = parts.find((p) => p.name === 'original_ref' && p.filename === undefined)?.data.toString('utf8');
+  if (!refText) return 'missing "original_ref"';
+  let ref: { filename?: unknown; subfolder?: unknown; type?: unknown };
+  try {
+    ref = JSON.parse(refText) as typeof ref;
+  } catch {
+    return '"original_ref" is not JSON';
+  }
+  if (typeof ref.filename !== 'string' || ref.filename === '') return '"original_ref" has no filename';
+  const type = typeof ref.type === 'string' ? ref.type : 'input';
+  if (!isFolderType(type)) return `unknown original_ref type ${JSON.stringify(type)}`;
+  let originalBytes: Buffer;
+  try {
+    originalBytes = fs.readFileSync(resolveInside(roots()[type], [typeof ref.subfolder === 'string' ? ref.subfolder : '', ref.filename]));
+  } catch (e) {
+    return `cannot read the original image: ${(e as Error).message}`;
+  }
+  let original: RawImage;
+  let maskImg: RawImage;
+  try {
+    original = decodeImage(originalBytes, 'original image');
+    maskImg = decodeImage(maskBytes, 'mask image');
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (original.width !== maskImg.width || original.height !== maskImg.height) {
+    return `mask is ${maskImg.width}x${maskImg.height} but the original is ${original.width}x${original.height}`;
+  }
+  const px = original.width * original.height;
+  const rgba = new Uint8Array(px * 4);
+  const maskHasAlpha = maskImg.channels === 2 || maskImg.channels === 4;
+  for (let p = 0; p < px; p++) {
+    const s = p * original.channels;
+    const gray = original.channels <= 2;
+    for (let c = 0; c < 3; c++) rgba[p * 4 + c] = original.data[s + (gray ? 0 : c)];
+    rgba[p * 4 + 3] = maskHasAlpha ? maskImg.data[p * maskImg.channels + maskImg.channels - 1] : 255;
+  }
+  const text = sniffImageType(originalBytes) === 'png' ? readPngText(originalBytes) : {};
+  return encodePng({ width: original.width, height: original.height, channels: 4, data: rgba }, { text, level: 4 });
 }
 
 export function registerFileRoutes(add: AddRoute, state: ServerState): void {
@@ -115,7 +187,7 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     return reply.type(contentTypeFor(name)).header('content-length', stat.size).send(fs.createReadStream(file));
   });
 
-  const upload = async (req: Parameters<Parameters<AddRoute>[2]>[0], reply: FastifyReply) => {
+  const upload = async (req: Parameters<Parameters<AddRoute>[2]>[0], reply: FastifyReply, mask: boolean) => {
     const ct = String(req.headers['content-type'] ?? '');
     if (!ct.toLowerCase().startsWith('multipart/form-data') || !Buffer.isBuffer(req.body)) {
       return fail(reply, 400, 'expected multipart/form-data with an "image" file part');
@@ -143,24 +215,16 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     } catch (e) {
       return fail(reply, 400, `invalid upload path: ${(e as Error).message}`);
     }
-    const ext = path.extname(image.filename);
-    const stem = image.filename.slice(0, image.filename.length - ext.length);
-    let name = image.filename;
-    if (overwrite) {
-      writeFileAtomic(path.join(dir, name), image.data);
-    } else {
-      const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-      const mine = digest(image.data);
-      for (let i = 1; ; i++) {
-        const dest = path.join(dir, name);
-        if (createFileAtomic(dest, image.data)) break;
-        // Same bytes already there under this name: a duplicate upload, nothing to write.
-        if (fs.statSync(dest).isFile() && digest(fs.readFileSync(dest)) === mine) break;
-        name = `${stem} (${i})${ext}`;
-        if (i > 10_000) return fail(reply, 409, 'too many files with this name');
-      }
+    let data: Uint8Array = image.data;
+    if (mask) {
+      const composed = composeMask(parts, image.data, roots);
+      if (typeof composed === 'string') return fail(reply, 400, composed);
+      data = composed;
     }
+    const name = storeUpload(dir, image.filename, data, overwrite);
+    if (name === undefined) return fail(reply, 409, 'too many files with this name');
     return { name, subfolder, type };
   };
-  add('POST', '/upload/image', upload, { bodyLimit: state.options.maxUploadBytes });
+  add('POST', '/upload/image', (req, reply) => upload(req, reply, false), { bodyLimit: state.options.maxUploadBytes });
+  add('POST', '/upload/mask', (req, reply) => upload(req, reply, true), { bodyLimit: state.options.maxUploadBytes });
 }
