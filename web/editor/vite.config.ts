@@ -25,8 +25,11 @@ export default defineConfig({
   server: {
     fs: { allow: [fileURLToPath(new URL('../..', import.meta.url))] },
     // `vite dev` against a running `sana-graph serve`: everything but the app goes there.
-    proxy: Object.fromEntries(
-      ['/object_info', '/prompt', '/queue', '/history', '/view', '/interrupt', '/workflows'].map((p) => [p, 'http://127.0.0.1:8188']),
-    ),
+    proxy: {
+      ...Object.fromEntries(
+        ['/object_info', '/prompt', '/queue', '/history', '/view', '/interrupt', '/upload', '/workflows'].map((p) => [p, 'http://127.0.0.1:8188']),
+      ),
+      '/ws': { target: 'ws://127.0.0.1:8188', ws: true },
+    },
   },
 });
