@@ -1,5 +1,6 @@
 // startServer(): the ComfyUI-compatible HTTP + WebSocket server (see README.md here).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setImageFolders } from '../../nodes/image/folders.ts';
@@ -25,17 +26,21 @@ async function nativeDevices(): Promise<unknown[] | undefined> {
   if (!fs.existsSync(file)) return undefined;
   const native = (await import(pathToFileURL(file).href)) as { devices?: () => Array<{ name: string; available: boolean; info: Record<string, unknown> }> };
   if (typeof native.devices !== 'function') return undefined;
+  // cuda-emu is a test device (host emulation of the CUDA kernels), not something to run on.
   return native
     .devices()
-    .filter((d) => d.available)
+    .filter((d) => d.available && d.name !== 'cuda-emu')
     .map((d, index) => {
       const num = (k: string) => (typeof d.info[k] === 'number' ? (d.info[k] as number) : 0);
+      const isCpu = d.name === 'cpu';
+      const label = String((isCpu ? d.info.cpu : d.info.gpu) ?? '');
       return {
-        name: String(d.info.name ?? d.name),
-        type: d.name === 'cpu' ? 'cpu' : 'cuda',
+        name: isCpu ? `cpu${label ? ` ${label}` : ''}` : `cuda:0 ${label}`.trim(),
+        type: isCpu ? 'cpu' : 'cuda',
         index,
-        vram_total: num('memoryTotal') || num('vram_total'),
-        vram_free: num('memoryFree') || num('vram_free'),
+        // ComfyUI reports system RAM for a CPU device.
+        vram_total: isCpu ? os.totalmem() : num('totalMemory'),
+        vram_free: isCpu ? os.freemem() : num('freeMemory'),
         torch_vram_total: 0,
         torch_vram_free: 0,
         info: d.info,
