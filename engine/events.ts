@@ -42,6 +42,7 @@ export interface EngineEventMap {
   /** `node: null` is the end-of-job marker every script client waits for. */
   executing: { node: string | null; display_node?: string; prompt_id: string };
   progress: { value: number; max: number; prompt_id: string; node: string };
+  /** `nodes` is the executor's live state map: serialize or copy it inside the listener. */
   progress_state: { prompt_id: string; nodes: Record<string, NodeProgressState> };
   executed: { node: string; display_node: string; output: UiOutput | null; prompt_id: string };
   execution_success: { prompt_id: string; timestamp: number };

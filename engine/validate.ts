@@ -39,6 +39,7 @@ export const DEFAULT_MAX_NODES = 10_000;
 export const DEFAULT_MAX_VALUE_DEPTH = 64;
 /** ComfyUI prints long combo lists as "(list of length N)" and drops input_config. */
 const LONG_LIST = 20;
+const CYCLE_NAMES_SHOWN = 10;
 
 /** Thrown by `Executor.execute` for a prompt that does not validate; `response` is the 400 body. */
 export class PromptValidationError extends Error {
@@ -65,10 +66,16 @@ function acceptedType(spec: InputSpec): string {
   return spec.type === 'COMBO' ? 'COMBO,STRING' : spec.type;
 }
 
-export function inputDecls(entry: RegisteredNode): [name: string, decl: InputDecl, required: boolean][] {
+const declCache = new WeakMap<RegisteredNode, [string, InputDecl, boolean][]>();
+
+/** Declared inputs, required then optional (memoized per registry entry: this is per-node hot). */
+export function inputDecls(entry: RegisteredNode): readonly [name: string, decl: InputDecl, required: boolean][] {
+  const hit = declCache.get(entry);
+  if (hit) return hit;
   const out: [string, InputDecl, boolean][] = [];
   for (const [n, d] of Object.entries(entry.inputs.required ?? {})) out.push([n, d, true]);
   for (const [n, d] of Object.entries(entry.inputs.optional ?? {})) out.push([n, d, false]);
+  declCache.set(entry, out);
   return out;
 }
 
@@ -138,14 +145,17 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
   const topo = topoSort(needed, depsOf);
   if (topo.cyclic.length) {
     const cyclic = new Set(topo.cyclic);
-    const names = topo.cyclic.map((id) => `#${id} (${entries.get(id)!.classType})`).join(', ');
+    // Bounded: a hostile 20 000-node cycle must not produce 20 000 x 20 000 names.
+    const shown = topo.cyclic.slice(0, CYCLE_NAMES_SHOWN);
+    const more = topo.cyclic.length - shown.length;
+    const names = shown.map((id) => `#${id} (${entries.get(id)!.classType})`).join(', ') + (more > 0 ? ` and ${more} more` : '');
     for (const id of topo.cyclic) {
       const link = check(id).links.find((l) => cyclic.has(l.source))!;
       check(id).errors.push({
         type: 'dependency_cycle',
         message: 'Dependency cycle detected',
         details: `${link.input}: node ${id} is on a dependency cycle through nodes ${names}`,
-        extra_info: { input_name: link.input, linked_node: [link.source, link.slot], cycle_nodes: topo.cyclic },
+        extra_info: { input_name: link.input, linked_node: [link.source, link.slot], cycle_nodes: shown, cycle_length: topo.cyclic.length },
       });
     }
   }
@@ -225,8 +235,9 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
 }
 
 function checkLink(name: string, decl: InputDecl, spec: InputSpec, value: unknown[], prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>): { link: LinkEdge } | { error: ErrorObject } {
-  const base = { input_name: name, input_config: inputConfig(decl), received_value: value };
-  const bad = (details: string) => ({ error: { type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details, extra_info: base } });
+  const bad = (details: string) => ({
+    error: { type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details, extra_info: { input_name: name, input_config: inputConfig(decl), received_value: value } },
+  });
   const link = parseLink(value);
   if (!link) return bad(name);
   const src = entries.get(link.source);

@@ -163,8 +163,8 @@ describe('validatePrompt: per-node errors', () => {
         extra_info: {},
       },
       node_errors: {
-        '3': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['1', 0], cycle_nodes: ['3', '1'] } }], dependent_outputs: ['2'], class_type: 'Pass' },
-        '1': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['3', 0], cycle_nodes: ['3', '1'] } }], dependent_outputs: ['2'], class_type: 'Pass' },
+        '3': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['1', 0], cycle_nodes: ['3', '1'], cycle_length: 2 } }], dependent_outputs: ['2'], class_type: 'Pass' },
+        '1': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['3', 0], cycle_nodes: ['3', '1'], cycle_length: 2 } }], dependent_outputs: ['2'], class_type: 'Pass' },
       },
     });
   });

@@ -1,0 +1,115 @@
+// The project's benchmark runner.
+//   npm run bench                 every bench/*.bench.ts
+//   npm run bench -- engine dit   only bench/engine.bench.ts and bench/dit.bench.ts
+// Each bench runs in its own child process (a native crash or a leak in one cannot take the
+// others down), returns BenchRow[] from its default export; the runner prints one table and
+// writes bench/results/<name>.json with the rows, the machine facts and a timestamp.
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { BenchRow } from './types.ts';
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const resultsDir = path.join(benchDir, 'results');
+const SUFFIX = '.bench.ts';
+
+function isBenchRow(r: unknown): r is BenchRow {
+  const o = r as BenchRow;
+  return !!o && typeof o.name === 'string' && typeof o.metric === 'string' && typeof o.value === 'number' && typeof o.unit === 'string';
+}
+
+/** Child mode: run one bench file and write its rows as JSON to `out`. */
+async function runOne(file: string, out: string): Promise<void> {
+  const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  if (typeof mod.default !== 'function') throw new Error(`${path.basename(file)}: the default export must be an async function returning BenchRow[]`);
+  const rows = (await (mod.default as () => Promise<unknown>)()) as unknown;
+  if (!Array.isArray(rows) || !rows.every(isBenchRow)) throw new Error(`${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? })`);
+  fs.writeFileSync(out, JSON.stringify(rows));
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    loadavg: os.loadavg().map((l) => Math.round(l * 100) / 100),
+    total_mem_gb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    free_mem_gb: Math.round((os.freemem() / 2 ** 30) * 10) / 10,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(3) : String(Math.round(v * 1000) / 1000);
+}
+
+function printTable(rows: (BenchRow & { bench: string })[]): void {
+  const head = ['bench', 'name', 'metric', 'value', 'unit', 'notes'];
+  const cells = rows.map((r) => [r.bench, r.name, r.metric, fmt(r.value), r.unit, r.notes ?? '']);
+  const widths = head.map((h, i) => Math.min(60, Math.max(h.length, ...cells.map((c) => c[i].length))));
+  const line = (c: string[]) => c.map((x, i) => (i === 3 ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ').trimEnd();
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const c of cells) console.log(line(c));
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args[0] === '--one') {
+    await runOne(args[1], args[2]);
+    return 0;
+  }
+  const all = fs.readdirSync(benchDir).filter((f) => f.endsWith(SUFFIX)).sort();
+  const names = all.map((f) => f.slice(0, -SUFFIX.length));
+  const wanted = args.length ? args : names;
+  const unknown = wanted.filter((n) => !names.includes(n));
+  if (unknown.length) {
+    console.error(`unknown bench name(s): ${unknown.join(', ')}; available: ${names.join(', ')}`);
+    return 2;
+  }
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const table: (BenchRow & { bench: string })[] = [];
+  let failed = 0;
+  for (const name of wanted) {
+    const file = path.join(benchDir, `${name}${SUFFIX}`);
+    const tmp = path.join(resultsDir, `${name}.${process.pid}.tmp`);
+    const started = new Date();
+    console.error(`[bench] ${name} ...`);
+    const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--one', file, tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
+    let rows: BenchRow[] | undefined;
+    try {
+      if (child.status === 0) rows = JSON.parse(fs.readFileSync(tmp, 'utf8')) as BenchRow[];
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+    const seconds = (Date.now() - started.getTime()) / 1000;
+    if (!rows) {
+      failed++;
+      const why = child.error ? child.error.message : child.signal ? `killed by ${child.signal}` : `exit code ${child.status}`;
+      console.error(`[bench] ${name} failed (${why})`);
+      table.push({ bench: name, name: '(failed)', metric: why, value: Number.NaN, unit: '' });
+      continue;
+    }
+    const record = { name, timestamp: started.toISOString(), seconds, machine: machine(), rows };
+    fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    for (const r of rows) table.push({ bench: name, ...r });
+  }
+  printTable(table);
+  const m = machine();
+  console.log(`\n${m.cpus} x ${m.cpu_model}, load ${m.loadavg.join(' ')}; results in ${path.relative(process.cwd(), resultsDir) || resultsDir}/`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exit(1);
+  },
+);
