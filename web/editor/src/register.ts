@@ -1,37 +1,29 @@
 // Registers one litegraph node class per `/object_info` entry: typed sockets, widgets with a
 // socket each (so a widget can be driven by a link, as in ComfyUI), outputs, category and title.
-import { LGraphNode, LiteGraph } from '@comfyorg/litegraph';
-import { planNode, type InputPlan, type NodeDef, type ObjectInfo } from './object-info.ts';
+import { LGraphNode, LiteGraph, RenderShape } from '@comfyorg/litegraph';
+import { planNode, type InputPlan, type ObjectInfo } from './object-info.ts';
 import { addControlWidget, addPlannedWidget, addUploadWidget } from './widgets.ts';
 import type { NodeStates } from './node-state.ts';
 
-/** Shape 7 = hollow socket, the ComfyUI frontend's mark for optional inputs. */
-const OPTIONAL_SHAPE = 7;
-
-export type ComfyNode = LGraphNode & { comfyClass: string; def: NodeDef };
-
-export function isComfyNode(n: LGraphNode): n is ComfyNode {
-  return typeof (n as Partial<ComfyNode>).comfyClass === 'string';
-}
+/** A hollow socket: the ComfyUI frontend's mark for optional inputs. */
+const OPTIONAL_SHAPE = RenderShape.HollowCircle;
 
 function addWidgetSocket(node: LGraphNode, p: InputPlan): void {
   node.addInput(p.name, p.type, {
     widget: { name: p.name },
     ...(p.optional ? { shape: OPTIONAL_SHAPE } : {}),
     ...(p.tooltip ? { tooltip: p.tooltip } : {}),
-  } as never);
+  });
 }
 
 export function registerNodeDefs(defs: ObjectInfo, states: NodeStates): string[] {
   const registered: string[] = [];
-  for (const [key, nodeDef] of Object.entries(defs)) {
-    const def = nodeDef;
+  for (const [key, def] of Object.entries(defs)) {
     if (def.name !== key) throw new Error(`object_info: entry ${key} has name ${def.name}; they must match`);
     const plans = planNode(def);
     const title = def.display_name || def.name;
     class Node extends LGraphNode {
-      comfyClass = nodeDef.name;
-      def = nodeDef;
+      comfyClass = def.name;
       constructor(t?: string) {
         super(t ?? title);
         this.serialize_widgets = true;
@@ -45,14 +37,14 @@ export function registerNodeDefs(defs: ObjectInfo, states: NodeStates): string[]
             this.addInput(p.name, p.type, {
               ...(p.optional ? { shape: OPTIONAL_SHAPE } : {}),
               ...(p.tooltip ? { tooltip: p.tooltip } : {}),
-            } as never);
+            });
           }
         }
         (def.output ?? []).forEach((type, i) => {
           // A COMBO output is a list of choices; as a slot it is typed COMBO.
           const t = Array.isArray(type) ? 'COMBO' : type;
           const label = def.output_name?.[i] ?? t;
-          this.addOutput(label, t, def.output_tooltips?.[i] ? ({ tooltip: def.output_tooltips[i] } as never) : undefined);
+          this.addOutput(label, t);
         });
         this.strokeStyles.running = function (this: LGraphNode) {
           return states.runningNode === String(this.id) ? { color: '#35d435', padding: 6, lineWidth: 3 } : undefined;
