@@ -67,9 +67,10 @@ function wrap(v: unknown): unknown {
   return Array.isArray(v) ? { __value__: v } : v;
 }
 
+/** Slot types are strings, or (some custom nodes) flat arrays of strings/numbers. */
 function sameType(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  return JSON.stringify(a) === JSON.stringify(b);
+  return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 type Resolved = { kind: 'link'; ref: [string, number] } | { kind: 'value'; value: unknown } | { kind: 'none'; keepWidget: boolean; why: string };
