@@ -275,6 +275,12 @@ describe('restart', () => {
     const id = await queuePrompt(imagePrompt({ seed: 701 }));
     await ws.waitFor(doneMarker(id));
     const before = await historyOf(id);
+    const preview = await queuePrompt(imagePrompt({ seed: 702, save: 'PreviewImage' }));
+    await ws.waitFor(doneMarker(preview));
+    const previewFile = ((await historyOf(preview))!.outputs['9'] as { images: Array<{ filename: string; type: string }> }).images[0];
+    expect(previewFile.type).toBe('temp');
+    expect(fs.existsSync(`${s.dirs.temp}/${previewFile.filename}`)).toBe(true);
+    fs.writeFileSync(`${s.dirs.temp}/keep-me.txt`, 'x');
     const s2root = s.dirs.root;
     const again = await startTestServer({}, s2root);
     try {
@@ -282,6 +288,9 @@ describe('restart', () => {
       expect(h[id]).toEqual(before);
       const all = (await (await fetch(`${again.url}/history`)).json()) as Record<string, Entry>;
       expect(Object.keys(all).length).toBeGreaterThan(5);
+      // Old previews are cleared at start; other files in the temp folder stay.
+      expect(fs.existsSync(`${s.dirs.temp}/${previewFile.filename}`)).toBe(false);
+      expect(fs.existsSync(`${s.dirs.temp}/keep-me.txt`)).toBe(true);
     } finally {
       await again.close();
     }

@@ -63,7 +63,8 @@ export function buildApp(state: ServerState): FastifyInstance {
     }
   };
   app.addContentTypeParser(['application/json', 'text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, jsonParser);
-  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer', bodyLimit: options.maxUploadBytes }, (_req, body, done) => done(null, body));
+  // Buffered under the route's limit: the upload routes raise it to --max-upload-size.
+  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // Anything else: treated as JSON text too (clients that send no or odd content types).
   app.addContentTypeParser('*', { parseAs: 'string' }, jsonParser);
 

@@ -48,10 +48,16 @@ async function nativeDevices(): Promise<unknown[] | undefined> {
     });
 }
 
-/** Empties the temp folder at start-up (ComfyUI does too: previews are throw-away). */
+/**
+ * Deletes the previous run's previews at start-up (they are throw-away, as in ComfyUI). Unlike
+ * ComfyUI, which wipes the whole temp folder, only PreviewImage files and our own leftover
+ * temporary files go, so a --temp-dir pointing at a shared folder loses nothing else.
+ */
 function cleanTemp(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  for (const e of fs.readdirSync(dir)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+  for (const e of fs.readdirSync(dir)) {
+    if (/^ComfyUI_temp_[a-z]{5}_\d{5,}_\.png$/.test(e) || /^\..+\.tmp$/.test(e)) fs.rmSync(path.join(dir, e), { force: true });
+  }
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {

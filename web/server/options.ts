@@ -70,7 +70,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxPromptNodes: o.maxPromptNodes ?? 5000,
     maxQueue: o.maxQueue ?? 1000,
     staticDir: path.resolve(o.staticDir ?? path.join(REPO_ROOT, 'web', 'editor', 'dist')),
-    extraNodeModules: [...(o.extraNodeModules ?? []), ...envExtra].map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href)),
+    extraNodeModules: [...new Set([...(o.extraNodeModules ?? []), ...envExtra].map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href)))],
     keepAliveMs: o.keepAliveMs ?? 3000,
     logger: o.logger ?? false,
   };
