@@ -10,15 +10,38 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { BenchRow } from './types.ts';
+import type { BenchMeasurement, BenchRow } from './types.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const resultsDir = path.join(benchDir, 'results');
 const SUFFIX = '.bench.ts';
 
 function isBenchRow(r: unknown): r is BenchRow {
-  const o = r as BenchRow;
-  return !!o && typeof o.name === 'string' && typeof o.metric === 'string' && typeof o.value === 'number' && typeof o.unit === 'string';
+  const o = r as Record<string, unknown>;
+  if (!o || typeof o.name !== 'string') return false;
+  if ('metrics' in o) return !!o.metrics && typeof o.metrics === 'object' && Object.values(o.metrics).every((v) => typeof v === 'number');
+  return typeof o.metric === 'string' && typeof o.value === 'number' && typeof o.unit === 'string';
+}
+
+/** Unit of a `metrics` key when the row does not say: by the key's conventional suffix. */
+function unitOf(key: string): string {
+  const k = key.toLowerCase();
+  if (k === 'seconds' || k.endsWith('_s') || k.endsWith('_seconds')) return 's';
+  if (k === 'ms' || k.endsWith('_ms')) return 'ms';
+  if (k.endsWith('_mb')) return 'MB';
+  if (k.endsWith('_gb')) return 'GB';
+  if (k === 'tflops' || k.endsWith('_tflops')) return 'TFLOP/s';
+  if (k === 'gflops' || k.endsWith('_gflops')) return 'GFLOP/s';
+  if (k === 'tflop') return 'TFLOP';
+  if (k.startsWith('us_per_')) return `µs/${k.slice(7)}`;
+  return '';
+}
+
+/** One row per measurement. */
+function expandRows(rows: BenchRow[]): BenchMeasurement[] {
+  return rows.flatMap((r) =>
+    'metrics' in r ? Object.entries(r.metrics).map(([metric, value]) => ({ name: r.name, metric, value, unit: r.units?.[metric] ?? unitOf(metric), ...(r.notes ? { notes: r.notes } : {}) })) : [r],
+  );
 }
 
 /** Child mode: run one bench file and write its rows as JSON to `out`. */
@@ -26,8 +49,10 @@ async function runOne(file: string, out: string): Promise<void> {
   const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
   if (typeof mod.default !== 'function') throw new Error(`${path.basename(file)}: the default export must be an async function returning BenchRow[]`);
   const rows = (await (mod.default as () => Promise<unknown>)()) as unknown;
-  if (!Array.isArray(rows) || !rows.every(isBenchRow)) throw new Error(`${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? })`);
-  fs.writeFileSync(out, JSON.stringify(rows));
+  if (!Array.isArray(rows) || !rows.every(isBenchRow)) {
+    throw new Error(`${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? } or { name, metrics, units?, notes? })`);
+  }
+  fs.writeFileSync(out, JSON.stringify(expandRows(rows)));
 }
 
 function machine() {
@@ -49,7 +74,7 @@ function fmt(v: number): string {
   return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(3) : String(Math.round(v * 1000) / 1000);
 }
 
-function printTable(rows: (BenchRow & { bench: string })[]): void {
+function printTable(rows: (BenchMeasurement & { bench: string })[]): void {
   const head = ['bench', 'name', 'metric', 'value', 'unit', 'notes'];
   const cells = rows.map((r) => [r.bench, r.name, r.metric, fmt(r.value), r.unit, r.notes ?? '']);
   const widths = head.map((h, i) => Math.min(60, Math.max(h.length, ...cells.map((c) => c[i].length))));
@@ -74,7 +99,7 @@ async function main(): Promise<number> {
     return 2;
   }
   fs.mkdirSync(resultsDir, { recursive: true });
-  const table: (BenchRow & { bench: string })[] = [];
+  const table: (BenchMeasurement & { bench: string })[] = [];
   let failed = 0;
   for (const name of wanted) {
     const file = path.join(benchDir, `${name}${SUFFIX}`);
@@ -82,9 +107,9 @@ async function main(): Promise<number> {
     const started = new Date();
     console.error(`[bench] ${name} ...`);
     const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--one', file, tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
-    let rows: BenchRow[] | undefined;
+    let rows: BenchMeasurement[] | undefined;
     try {
-      if (child.status === 0) rows = JSON.parse(fs.readFileSync(tmp, 'utf8')) as BenchRow[];
+      if (child.status === 0) rows = JSON.parse(fs.readFileSync(tmp, 'utf8')) as BenchMeasurement[];
     } finally {
       fs.rmSync(tmp, { force: true });
     }
