@@ -31,6 +31,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
   float* Ks = smem;                             // [KT][D + 1] (+1: lanes reading row j avoid bank conflicts)
   float* Vs = Ks + KT * (D + 1);                // [KT][Dv]
   float* Qs = Vs + KT * Dv;                     // [kWarps * kQPW][D]
+  float* Ps = Qs + kWarps * kQPW * D;           // [kWarps][32]: a warp's probabilities for one query
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (a.Hq / a.Hkv);
   const int64_t q_first = int64_t(blockIdx.x) * kWarps * kQPW;
@@ -72,7 +73,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
         const float* qrow = Qs + (warp * kQPW + qi) * D;
         const float* krow = Ks + lane * (D + 1);
         float dot = 0.f;
-        for (int64_t d = 0; d < D; ++d) dot = fmaf(qrow[d], krow[d], dot);
+        for (int64_t d = 0; d < D; ++d) dot = fma_f(qrow[d], krow[d], dot);
         s = dot * a.scale;
         if (a.softcap > 0.f) s = a.softcap * tanhf(s / a.softcap);
         if (bias) s += bias[b * a.bias_sb + h * a.bias_sh + i * a.bias_sq + j];
@@ -85,14 +86,18 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
       l[qi] = l[qi] * alpha + warp_sum(p);
       m[qi] = m_new;
       for (int r = 0; r < kMaxR; ++r) o[qi][r] *= alpha;
+      // Every lane needs every p_j: one shared-memory broadcast per key instead of KT shuffles.
+      Ps[warp * 32 + lane] = p;
+      __syncwarp();
       for (int jj = 0; jj < KT; ++jj) {
-        const float pj = __shfl_sync(0xffffffffu, p, jj);
+        const float pj = Ps[warp * 32 + jj];
         const float* vrow = Vs + jj * Dv;
         for (int r = 0; r < kMaxR; ++r) {
           const int64_t d = lane + 32 * r;
-          if (d < Dv) o[qi][r] = fmaf(pj, vrow[d], o[qi][r]);
+          if (d < Dv) o[qi][r] = fma_f(pj, vrow[d], o[qi][r]);
         }
       }
+      __syncwarp();  // before the next query overwrites Ps
     }
     __syncthreads();
   }
@@ -121,7 +126,7 @@ Status attention_cuda(void* out, const void* q, const void* k, const void* v, co
   a.scale = scale; a.softcap = softcap; a.causal = causal ? 1 : 0; a.window = window;
   a.KT = D + Dv <= 192 ? 32 : 16;  // keeps shared memory under the 48 KiB default
   a.dt = int(dt);
-  size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D);
+  size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D + kWarps * 32);
   dim3 grid(unsigned(cdiv(Lq, kWarps * kQPW)), unsigned(Hq), unsigned(B));
   LAUNCH(grid, kWarps * 32, smem, s, attention_kernel)(out, q, k, v, bias, a);
   return SANA_LAUNCH_STATUS("attention");

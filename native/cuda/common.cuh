@@ -53,6 +53,15 @@ SANA_DEV float f16_bits_to_f32(uint16_t h) { return __half2float(__ushort_as_hal
 SANA_DEV uint16_t f32_to_f16_bits(float f) { return __half_as_ushort(__float2half_rn(f)); }
 #endif
 
+// Fused multiply-add. The emulation computes it unfused (a*b + c, one extra rounding): without
+// -mfma (the addon must load on any x86-64) fmaf is a libm call that dominated the emulation's
+// run time. The twin tests' tolerances are far above the 1-ulp difference.
+#ifdef SANA_CUDA_EMU
+SANA_DEV float fma_f(float a, float b, float c) { return a * b + c; }
+#else
+SANA_DEV float fma_f(float a, float b, float c) { return fmaf(a, b, c); }
+#endif
+
 // Element i of a float tensor of runtime dtype dt, as f32.
 SANA_DEV float ldf(const void* p, int dt, int64_t i) {
   if (dt == kF32) return static_cast<const float*>(p)[i];

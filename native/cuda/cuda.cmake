@@ -31,8 +31,8 @@ add_library(sana_cuda_emu OBJECT ${SANA_CUDA_EMU_WRAPPERS} ${SANA_CUDA_DIR}/emu/
 target_compile_definitions(sana_cuda_emu PRIVATE SANA_CUDA_EMU=1)
 target_include_directories(sana_cuda_emu PRIVATE ${SANA_CUDA_DIR})
 set_target_properties(sana_cuda_emu PROPERTIES POSITION_INDEPENDENT_CODE ON)
-# -O1: the emulation's cost is fiber switches, not arithmetic; this keeps CI compile time low.
-target_compile_options(sana_cuda_emu PRIVATE -O1 -Wall -Wno-unused-function)
+# -O2: whole models (the golden fixtures) run on the emulation in CI, so its arithmetic matters.
+target_compile_options(sana_cuda_emu PRIVATE -O2 -Wall -Wno-unused-function)
 target_sources(${SANA_TARGET} PRIVATE $<TARGET_OBJECTS:sana_cuda_emu>)
 # Standalone check of the emulation and the heavy kernels (run by test/cuda/emu-selftest.test.ts).
 add_executable(sana_cuda_selftest ${SANA_CUDA_DIR}/emu/selftest.cpp ${CMAKE_CURRENT_SOURCE_DIR}/src/registry.cc

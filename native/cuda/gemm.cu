@@ -152,7 +152,7 @@ static __global__ void __launch_bounds__(kSimtThreads) gemm_simt_kernel(void* c,
       for (int i = 0; i < 4; ++i) av[i] = As[kk][ty * 4 + i];
       for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx * 4 + j];
       for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        for (int j = 0; j < 4; ++j) acc[i][j] = fma_f(av[i], bv[j], acc[i][j]);
     }
     __syncthreads();
   }
@@ -233,7 +233,7 @@ static __global__ void conv_depthwise_kernel(void* out, const void* x, const voi
       for (int64_t kx = 0; kx < KW; ++kx) {
         int64_t ix = ox * stride - pad + kx;
         if (ix < 0 || ix >= W) continue;
-        acc = fmaf(ldf(x, dt, xbase + iy * W + ix), ldf(w, dt, wbase + ky * KW + kx), acc);
+        acc = fma_f(ldf(x, dt, xbase + iy * W + ix), ldf(w, dt, wbase + ky * KW + kx), acc);
       }
     }
     stf(out, out_dt, i, acc);

@@ -41,7 +41,7 @@ static __global__ void la_state_kernel(float* ws, const float* k, const float* v
       float sum = 0.f;
       if (e < D * D) {
         int64_t dv = e / D, dk = e % D;
-        for (int tt = 0; tt < kTok; ++tt) sum = fmaf(Vs[tt][dv], Ks[tt][dk], sum);
+        for (int tt = 0; tt < kTok; ++tt) sum = fma_f(Vs[tt][dv], Ks[tt][dk], sum);
       } else {
         int64_t dk = e - D * D;
         for (int tt = 0; tt < kTok; ++tt) sum += Ks[tt][dk];
@@ -73,8 +73,8 @@ static __global__ void la_apply_kernel(float* out, const float* q, const float* 
     if (n >= N) continue;
     float num = 0.f, den = 0.f;
     for (int64_t dk = 0; dk < D; ++dk) {
-      num = fmaf(S[dv * D + dk], Qs[tt][dk], num);
-      den = fmaf(z[dk], Qs[tt][dk], den);
+      num = fma_f(S[dv * D + dk], Qs[tt][dk], num);
+      den = fma_f(z[dk], Qs[tt][dk], den);
     }
     out[(bh * N + n) * D + dv] = num / (den + eps);
   }

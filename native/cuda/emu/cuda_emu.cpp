@@ -22,8 +22,60 @@ namespace {
 constexpr size_t kStackBytes = 64 * 1024;  // kernels keep small register-like arrays only
 constexpr size_t kMaxDynSmem = 227 * 1024;  // sm_90's opt-in limit per block
 
+// --- fiber contexts -------------------------------------------------------------------------
+// On x86-64 a 14-instruction switch of the callee-saved registers and the stack pointer: every
+// barrier, shuffle and mma is a round of switches, and glibc's swapcontext (a sigprocmask
+// system call per switch) made the emulation ~20x slower. Elsewhere, ucontext.
+#if defined(__x86_64__) && !defined(SANA_EMU_UCONTEXT)
+struct Ctx { void* sp = nullptr; };
+extern "C" void sana_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl sana_emu_switch
+  .hidden sana_emu_switch
+  .type sana_emu_switch, @function
+sana_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size sana_emu_switch, .-sana_emu_switch
+)");
+inline void ctx_switch(Ctx& from, Ctx& to) { sana_emu_switch(&from.sp, to.sp); }
+// A fresh context whose first switch-in "returns" into entry with the stack aligned as after a call.
+inline void ctx_make(Ctx& c, Ctx&, char* stack, size_t size, void (*entry)()) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                         // entry's return address: entry never returns
+  *--sp = reinterpret_cast<void*>(entry);  // popped by ret
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;
+  c.sp = sp;
+}
+#else
+struct Ctx { ucontext_t uc; };
+inline void ctx_switch(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
+inline void ctx_make(Ctx& c, Ctx& link, char* stack, size_t size, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = &link.uc;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
+
 struct Fiber {
-  ucontext_t uc;
+  Ctx ctx;
   ThreadState ts;
   bool done;
 };
@@ -39,7 +91,7 @@ struct Run {
   std::vector<Warp> warps;
   int live = 0, bar_arrived = 0;
   unsigned bar_gen = 0;
-  ucontext_t sched;
+  Ctx sched;
   const std::function<void()>* body = nullptr;
   bool progress = false, failed = false;
   std::string err;
@@ -58,7 +110,7 @@ size_t g_allocated = 0;
 
 void yield_to_scheduler() {
   ++g_counters.switches;
-  swapcontext(&g_fiber->uc, &g_run->sched);
+  ctx_switch(g_fiber->ctx, g_run->sched);
 }
 
 [[noreturn]] void fail_here(const std::string& what) {
@@ -70,9 +122,9 @@ void yield_to_scheduler() {
                   g_block.bid.z, g_thread->tid.x, g_thread->tid.y, g_thread->tid.z);
     R->err = what + where;
   }
-  // The fiber is abandoned; its stack is reused by the next launch.
-  setcontext(&R->sched);
-  std::abort();  // setcontext does not return
+  // The fiber is abandoned (never resumed); its stack is reused by the next launch.
+  ctx_switch(g_fiber->ctx, R->sched);
+  std::abort();
 }
 
 void fiber_entry() {
@@ -87,7 +139,7 @@ void fiber_entry() {
   Warp& W = R->warps[f->ts.warp];
   --W.live;
   if (W.arrived > 0 && W.arrived == W.live) { W.arrived = 0; ++W.gen; }
-  // Returning resumes uc_link, the scheduler.
+  ctx_switch(f->ctx, R->sched);  // done: never resumed
 }
 
 Warp& full_warp(unsigned mask, const char* op) {
@@ -228,11 +280,7 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::fu
           f.ts.lane = int(i % 32);
           f.ts.warp = int(i / 32);
           f.ts.tid = uint3{unsigned(i % block.x), unsigned((i / block.x) % block.y), unsigned(i / (block.x * block.y))};
-          getcontext(&f.uc);
-          f.uc.uc_stack.ss_sp = g_stacks[i].get();
-          f.uc.uc_stack.ss_size = kStackBytes;
-          f.uc.uc_link = &R.sched;
-          makecontext(&f.uc, fiber_entry, 0);
+          ctx_make(f.ctx, R.sched, g_stacks[i].get(), kStackBytes, fiber_entry);
         }
         g_counters.threads += nthreads;
         while (R.live > 0 && !R.failed) {
@@ -243,7 +291,7 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::fu
             g_fiber = &f;
             g_thread = &f.ts;
             ++g_counters.switches;
-            swapcontext(&R.sched, &f.uc);
+            ctx_switch(R.sched, f.ctx);
             if (R.failed) break;
             any = any || R.progress;
           }

@@ -67,6 +67,8 @@ struct BlockState {
   uint3 bid;
   dim3 bdim, gdim;
 };
+// Thread-local (not initial-exec: the module's whole TLS block, __shared__ arrays included, would
+// then have to fit glibc's static TLS surplus, and dlopen() fails).
 extern thread_local ThreadState* g_thread;
 extern thread_local BlockState g_block;
 extern thread_local unsigned char* g_dyn_smem;

@@ -1,0 +1,54 @@
+// Whole models on the CUDA device under test ('cuda-emu' in CI, 'cuda' with `npm run test:gpu`):
+// - the golden fixtures of the reference implementation (diffusers) for the Sana transformer and
+//   the DC-AE decoder, stage by stage, exactly as the CPU backend is checked in test/models;
+// - on a real GPU only: a Sana-600M-shaped transformer (28 blocks, random weights) at 512², the
+//   device against the CPU backend (too large for the emulation).
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as native from '../../native/index.ts';
+import type { Tensor } from '../../native/api.ts';
+import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
+import { runTransformerGolden } from '../../nodes/models/golden/transformer.ts';
+import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../../nodes/models/sana_dit.ts';
+import { noise, randomWeights, SANA_600M_CONFIG } from '../../bench/dit.bench.ts';
+import { deviceUnderTest } from './device.ts';
+
+const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
+const { device, backend: dev, cpu, skipReason } = deviceUnderTest();
+
+describe.skipIf(!dev)(`models on '${device}'${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`Sana transformer golden fixtures, ${dtype}`, async () => {
+      const r = await runTransformerGolden({ backend: dev!, native, dtype, dir: GOLDEN });
+      expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(r.checks.length).toBeGreaterThan(10);
+    }, 600_000);
+  }
+
+  it('DC-AE decoder golden fixtures, f32', async () => {
+    const r = await runDcaeGolden({ backend: dev!, native, dtype: 'f32', dir: GOLDEN });
+    expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+  }, 600_000);
+
+  it.skipIf(device !== 'cuda')('Sana-600M (28 blocks, random weights) at 512², bf16: device vs CPU', () => {
+    const cfg = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (test:gpu)');
+    const src = randomWeights(expectedTransformerTensors(cfg));
+    const B = 2, L = 300, h = 16;
+    const x = noise(B * 32 * h * h, 1, 3), text = noise(B * L * cfg.captionChannels, 1, 11);
+    const mask = new Float32Array(B * L);
+    for (let b = 0; b < B; b++) for (let j = 0; j < (b === 0 ? 1 : 40); j++) mask[b * L + j] = 1;
+    const run = (bk: typeof cpu): Float32Array => {
+      const model = buildSanaTransformer(cfg, src, bk, 'bf16', 'random weights');
+      try {
+        const out: Tensor = model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask);
+        try { return out.toFloat32(); } finally { out.dispose(); }
+      } finally { model.dispose(); }
+    };
+    const ref = run(cpu), got = run(dev!);
+    let num = 0, den = 0;
+    for (let i = 0; i < ref.length; i++) { num += (got[i]! - ref[i]!) ** 2; den += ref[i]! ** 2; }
+    const rel = Math.sqrt(num / den);
+    console.log(`[test:gpu] Sana-600M 512² bf16: relative RMS difference device vs CPU = ${rel.toExponential(2)}`);
+    expect(rel).toBeLessThan(3e-2);
+  }, 600_000);
+});
