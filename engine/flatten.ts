@@ -58,7 +58,7 @@ interface RawLink {
 }
 
 function rawLinks(links: readonly unknown[]): RawLink[] {
-  return links.map((l) => {
+  return links.filter((l) => l !== null && l !== undefined).map((l) => {
     if (Array.isArray(l)) return { id: l[0], origin_id: l[1], origin_slot: l[2], target_id: l[3], target_slot: l[4], type: l[5] } as RawLink;
     return l as RawLink;
   });

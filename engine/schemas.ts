@@ -81,7 +81,8 @@ export const zUiWorkflow04 = z.looseObject({
   last_node_id: zNodeId.optional(),
   last_link_id: z.number().optional(),
   nodes: z.array(zUiNode),
-  links: z.array(zUiLinkArray).default([]),
+  // Some saved files carry null holes where a link was deleted.
+  links: z.array(zUiLinkArray.nullable()).default([]),
   groups: z.array(zGroup).optional(),
   config: z.record(z.string(), z.unknown()).nullable().optional(),
   extra: z.record(z.string(), z.unknown()).nullable().optional(),
@@ -103,7 +104,7 @@ const zUiWorkflow1Base = z.looseObject({
   revision: z.number().optional(),
   state: z.looseObject({}).optional(),
   nodes: z.array(zUiNode),
-  links: z.array(zUiLinkObject).default([]),
+  links: z.array(zUiLinkObject.nullable()).default([]),
   groups: z.array(zGroup).optional(),
   config: z.record(z.string(), z.unknown()).nullable().optional(),
   extra: z.record(z.string(), z.unknown()).nullable().optional(),

@@ -87,6 +87,20 @@ describe('convertUiToApi rules', () => {
     expect(prompt['2'].inputs.x).toEqual(['9:1', 0]);
   });
 
+  it('mutes everything inside a muted subgraph instance; tolerates null link holes', () => {
+    const sub = {
+      id: 'a1b2c3d4-0000-4000-8000-000000000002', version: 1, inputNode: { id: -10 }, outputNode: { id: -20 }, inputs: [], outputs: [{ name: 'out', type: 'LATENT' }],
+      nodes: [src(1)], links: [{ id: 1, origin_id: 1, origin_slot: 0, target_id: -20, target_slot: 0, type: 'LATENT' }],
+    };
+    const inst = { id: 9, type: sub.id, mode: 2, inputs: [], outputs: [{ name: 'out', type: 'LATENT', links: [2] }] };
+    const w = { version: 1, nodes: [inst, sink(2, 2)], links: [null, { id: 2, origin_id: 9, origin_slot: 0, target_id: 2, target_slot: 0, type: 'LATENT' }], definitions: { subgraphs: [sub] } };
+    const { prompt } = convertUiToApi(w, info);
+    expect(Object.keys(prompt)).toEqual(['2']);
+    expect(prompt['2'].inputs).not.toHaveProperty('x');
+    const w04 = wf([src(1), sink(2, 1)], [null as unknown as unknown[], [1, 1, 0, 2, 0, 'LATENT']]);
+    expect(convertUiToApi(w04, info).prompt['2'].inputs.x).toEqual(['1', 0]);
+  });
+
   it('emits unknown node types with their links and warns', () => {
     const odd = { id: 4, type: 'Mystery', mode: 0, inputs: [{ name: 'x', type: 'LATENT', link: 1 }], outputs: [], widgets_values: [1] };
     const { prompt, warnings } = convertUiToApi(wf([src(1), odd], [[1, 1, 0, 4, 0, 'LATENT']]), info);
