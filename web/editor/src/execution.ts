@@ -8,7 +8,7 @@ import type { NodeStates } from './node-state.ts';
 export type RunEvents = {
   onOverall: (fraction: number | null, label: string) => void;
   onQueueChanged: () => void;
-  onMessage: (text: string, kind: 'info' | 'error') => void;
+  onMessage: (text: string, kind: 'info' | 'error', promptId?: string) => void;
 };
 
 type Job = { promptId: string; nodes: Set<string>; done: Set<string>; current: string | null; currentFraction: number; startedAt: number };
@@ -88,7 +88,7 @@ export class ExecutionTracker {
       this.jobs.delete(job.promptId);
       if (status === 'success') {
         const seconds = ((performance.now() - job.startedAt) / 1000).toFixed(1);
-        this.events.onMessage(`finished ${job.promptId.slice(0, 8)} in ${seconds} s`, 'info');
+        this.events.onMessage(`finished ${job.promptId.slice(0, 8)} in ${seconds} s`, 'info', job.promptId);
       }
     }
     this.states.runningNode = null;

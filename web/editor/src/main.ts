@@ -96,8 +96,15 @@ async function main(): Promise<void> {
   const tracker = new ExecutionTracker(api, () => graph, states, {
     onOverall: (f, label) => ui.setOverall(f, label),
     onQueueChanged: () => void ui.refreshQueue(),
-    onMessage: (text, kind) => ui.message(text, kind),
+    onMessage: (text, kind, promptId) => {
+      // A job queued with some outputs refused keeps saying so when it ends.
+      const skipped = promptId ? skippedOutputs.get(promptId) : undefined;
+      if (skipped) ui.message(`${text}; ${skipped}`, 'error');
+      else ui.message(text, kind);
+    },
   });
+  /** prompt id -> "skipped outputs ..." for jobs queued with part of their outputs refused. */
+  const skippedOutputs = new Map<string, string>();
 
   function resetRunState(): void {
     states.clearErrors();
@@ -105,7 +112,7 @@ async function main(): Promise<void> {
     for (const n of graph.nodes) n.has_errors = false;
   }
 
-  /** Frames every node (title bars included) in the view; litegraph caps the zoom. */
+  /** Frames every node (title bars included) in the view, never zooming in past 1:1. */
   function fitView(): void {
     if (!graph.nodes.length) return;
     const title = LiteGraph.NODE_TITLE_HEIGHT;
@@ -116,7 +123,12 @@ async function main(): Promise<void> {
       x1 = Math.max(x1, n.pos[0] + n.size[0]);
       y1 = Math.max(y1, n.pos[1] + n.size[1]);
     }
-    canvas.ds.fitToBounds([x0, y0, x1 - x0, y1 - y0], { zoom: 0.95 });
+    const w = x1 - x0;
+    const h = y1 - y0;
+    const scale = Math.min(1, (0.95 * canvasEl.width) / w, (0.95 * canvasEl.height) / h);
+    canvas.ds.scale = scale;
+    // offset is in graph units: the graph point at the canvas origin is -offset.
+    canvas.ds.offset = [canvasEl.width / scale / 2 - (x0 + w / 2), canvasEl.height / scale / 2 - (y0 + h / 2)];
     canvas.setDirty(true, true);
   }
 
@@ -185,7 +197,9 @@ async function main(): Promise<void> {
       if (failed.length) {
         // Some outputs were valid and run; the others are reported, as in ComfyUI.
         showNodeErrors(res.node_errors);
-        ui.message(`queued ${res.prompt_id.slice(0, 8)}; skipped outputs that failed validation (nodes ${failed.join(', ')})`, 'error');
+        const note = `skipped outputs that failed validation (nodes ${failed.join(', ')})`;
+        skippedOutputs.set(res.prompt_id, note);
+        ui.message(`queued ${res.prompt_id.slice(0, 8)}; ${note}`, 'error');
       } else if (pending) {
         // Not when the job already ran: its own outcome is on the status line by now.
         ui.message(`queued ${res.prompt_id.slice(0, 8)}`, 'info');
