@@ -3,11 +3,12 @@
 // PNG written by this tool (its `prompt` chunk, else its `workflow` chunk).
 import fs from 'node:fs';
 import path from 'node:path';
-import { convertUiToApi, Executor, parseWorkflowFile, validatePrompt, type ApiPrompt, type NodeRegistry } from '../engine/index.ts';
+import { convertUiToApi, parseWorkflowFile, validatePrompt, type ApiPrompt, type EngineEvent, type ExecutionErrorData, type NodeRegistry } from '../engine/index.ts';
 import { imageFolders, isFolderType, setImageFolders } from '../nodes/image/folders.ts';
 import { readPngText } from '../nodes/image/png.ts';
-import { setModelsDir } from '../nodes/models_dir.ts';
+import { modelsDir, setModelsDir } from '../nodes/models_dir.ts';
 import { buildRegistry } from '../web/server/engine_host.ts';
+import { WorkerRunner } from '../web/server/runner.ts';
 import { WorkflowInputError } from './args.ts';
 import { ProgressView, type ProgressSink } from './progress.ts';
 
@@ -110,21 +111,45 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
     return 2;
   }
 
-  const executor = new Executor(registry, { cache: 'none' });
+  // The job runs in the server's worker thread: this thread stays free to draw progress and to
+  // turn Ctrl+C into an interrupt even while a node keeps the worker busy.
+  const runner = new WorkerRunner(
+    { folders: { ...imageFolders(), models: modelsDir() }, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules },
+    (m) => o.stderr.write(`${m}\n`),
+  );
   const view = new ProgressView(o.stderr, (id) => v.prompt[id]?.class_type ?? '?', countNodes(v.prompt, v.outputs));
-  if (!o.quiet) executor.onEvent((e) => view.event(e));
-  const onSigint = () => executor.interrupt();
-  process.once('SIGINT', onSigint);
+  let sigints = 0;
+  const onSigint = () => {
+    // The first Ctrl+C interrupts at the next step; a second one gives up on the node.
+    if (++sigints > 1) process.exit(130);
+    o.stderr.write('\ninterrupting (Ctrl+C again to quit at once)\n');
+    runner.interrupt();
+  };
+  process.on('SIGINT', onSigint);
+  const promptId = `cli-${Date.now()}`;
   let result;
   try {
-    result = await executor.execute(v.prompt, {
-      promptId: `cli-${Date.now()}`,
-      extraData: loaded.workflow !== undefined ? { extra_pnginfo: { workflow: loaded.workflow } } : {},
-      sendFinalExecuting: false,
-    });
+    result = await runner.run(
+      {
+        number: 0,
+        promptId,
+        prompt: v.prompt,
+        extraData: loaded.workflow !== undefined ? { extra_pnginfo: { workflow: loaded.workflow } } : {},
+        outputs: v.outputs,
+        sensitive: {},
+        clientId: undefined,
+      },
+      {
+        event: (e) => {
+          if (!o.quiet) view.event(e as unknown as EngineEvent);
+        },
+        preview: () => undefined,
+      },
+    );
   } finally {
     process.off('SIGINT', onSigint);
     if (!o.quiet) view.finish();
+    await runner.close();
   }
 
   const images: string[] = [];
@@ -133,22 +158,25 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
       if (isFolderType(img.type)) images.push(path.join(imageFolders()[img.type], img.subfolder, img.filename));
     }
   }
+  const last = result.status.messages.at(-1);
+  const error = last?.[0] === 'execution_error' ? (last[1] as unknown as ExecutionErrorData) : undefined;
+  const interrupted = last?.[0] === 'execution_interrupted';
+  const status = result.status.status_str === 'success' ? 'success' : interrupted ? 'interrupted' : 'error';
   if (o.json) {
-    o.stdout(JSON.stringify({ status: result.status, images, ran: result.ran, error: result.error, interrupted: result.interrupted }) + '\n');
+    o.stdout(JSON.stringify({ status, images, error, interrupted: interrupted ? last[1] : undefined }) + '\n');
   } else {
     for (const p of images) o.stdout(p + '\n');
   }
-  if (result.status === 'error' && result.error) {
-    const e = result.error;
-    o.stderr.write(`error in node ${e.node_id} (${e.node_type}): ${e.exception_type}: ${e.exception_message}\n`);
-    for (const line of e.traceback.slice(1, 6)) o.stderr.write(`  ${line.trim()}\n`);
+  if (error) {
+    o.stderr.write(`error in node ${error.node_id} (${error.node_type}): ${error.exception_type}: ${error.exception_message}\n`);
+    for (const line of error.traceback.slice(1, 6)) o.stderr.write(`  ${line.trim()}\n`);
     return 1;
   }
-  if (result.status === 'interrupted') {
+  if (interrupted) {
     o.stderr.write('interrupted\n');
     return 130;
   }
-  return 0;
+  return status === 'success' ? 0 : 1;
 }
 
 /** Nodes that will run: the outputs and their ancestors. */

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
+import { ProgressView } from '../../cli/progress.ts';
 import { decodePng, readPngText } from '../../nodes/image/png.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sana-graph.js', import.meta.url));
@@ -107,6 +108,47 @@ describe('sana-graph run', () => {
     fs.writeFileSync(path.join(tmp, 'notjson.json'), '{');
     expect((await cli(['run', 'notjson.json'])).stderr).toMatch(/not valid JSON/);
     expect((await cli(['frobnicate'])).code).toBe(2);
+  });
+});
+
+describe('run: interrupt and progress view', () => {
+  test('Ctrl+C (SIGINT) interrupts the running node and exits with 130', async () => {
+    const slow = { ...structuredClone(apiPrompt), '5': { class_type: 'TestSlow', inputs: { images: ['1', 0], ms: 60_000, steps: 600, preview: false } } };
+    fs.writeFileSync(path.join(tmp, 'slow.json'), JSON.stringify(slow));
+    const child = spawn(process.execPath, [BIN, 'run', 'slow.json', '--output-dir', 'outslow'], { cwd: tmp, env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES } });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`never started: ${stderr}`)), 40_000);
+      child.stderr.on('data', () => {
+        if (stderr.includes('TestSlow')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const t0 = Date.now();
+    const code = await new Promise<number | null>((resolve) => {
+      child.on('exit', (c) => resolve(c));
+      child.kill('SIGINT');
+    });
+    expect(code).toBe(130);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(stderr).toContain('interrupted');
+    expect(fs.existsSync(path.join(tmp, 'outslow', 'cli'))).toBe(false);
+  });
+
+  test('on a TTY the bar is redrawn in place and ends with a newline', () => {
+    const writes: string[] = [];
+    const view = new ProgressView({ write: (x) => writes.push(x), isTTY: true, columns: 100 }, (id) => (id === '5' ? 'TestSlow' : 'SaveImage'), 2);
+    view.event({ type: 'execution_cached', data: { nodes: [], prompt_id: 'p', timestamp: 0 } });
+    view.event({ type: 'executing', data: { node: '5', display_node: '5', prompt_id: 'p' } });
+    view.event({ type: 'progress', data: { value: 1, max: 2, prompt_id: 'p', node: '5' } });
+    view.event({ type: 'executing', data: { node: '9', display_node: '9', prompt_id: 'p' } });
+    view.finish();
+    expect(writes.every((w) => w.startsWith('\r\x1b[2K'))).toBe(true);
+    expect(writes.some((w) => w.includes('TestSlow (#5) 1/2') && w.includes(' 25%'))).toBe(true);
+    expect(writes.at(-1)).toMatch(/100%\n$/);
   });
 });
 
