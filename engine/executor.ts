@@ -288,7 +288,8 @@ export class Executor {
         this.cache.set(node.key, entry);
         executed.push(id);
         result.ran.push(id);
-        setProgress(id, 'finished', 1, 1);
+        const max = progressNodes[id]?.max ?? 1;
+        setProgress(id, 'finished', max, max);
         if (entry.ui) {
           recordUi(id, entry.ui);
           emit('executed', { node: id, display_node: id, output: entry.ui, prompt_id: promptId });
