@@ -184,6 +184,9 @@ export interface GpuPeak { name: string; flops: number; bytesPerS: number }
 /** Dense bf16 tensor-core peak and HBM3 bandwidth of an H100 SXM (datasheet). */
 export const H100: GpuPeak = { name: 'H100 SXM', flops: 989e12, bytesPerS: 3.35e12 };
 
+/** A100 SXM 80 GB (the GPU of the published Sana latency): 312 TFLOP/s bf16, 2.039 TB/s. */
+export const A100: GpuPeak = { name: 'A100 SXM', flops: 312e12, bytesPerS: 2.039e12 };
+
 /** Roofline floor: the step cannot be faster than its compute or its memory traffic alone. */
 export function floorSeconds(s: StepSummary, gpu: GpuPeak): { compute: number; memory: number; floor: number } {
   const compute = s.flops / gpu.flops, memory = s.bytes / gpu.bytesPerS;
@@ -216,6 +219,17 @@ export function report(): string {
       const perOp = perOpFloorSeconds(ops, H100);
       const N = (image / 32) ** 2;
       lines.push(`| ${name} | ${image}² | ${N} | ${(sanaParamCount(d) / 1e6).toFixed(1)} M | ${fmt(s.flops, 'FLOP')} | ${fmt(s.gemmFlops, 'FLOP')} | ${fmt(s.attentionFlops, 'FLOP')} | ${fmt(s.bytes, 'B')} | ${(f.compute * 1e3).toFixed(2)} ms | ${(f.memory * 1e3).toFixed(2)} ms | ${(perOp * 1e3).toFixed(2)} ms | ${(perOp * 20 * 1e3).toFixed(0)} ms |`);
+    }
+  }
+  lines.push('');
+  lines.push('The same unfused per-op roofline on an A100 (312 TFLOP/s bf16, 2.04 TB/s), the GPU of the published latency:');
+  lines.push('');
+  lines.push('| model | image | per step | ×20 steps |');
+  lines.push('|---|---|---|---|');
+  for (const [name, d] of [['Sana-600M', SANA_600M], ['Sana-1600M', SANA_1600M]] as const) {
+    for (const image of [1024, 4096]) {
+      const t = perOpFloorSeconds(sanaStepCosts(d, { image }), A100);
+      lines.push(`| ${name} | ${image}² | ${(t * 1e3).toFixed(2)} ms | ${(t * 20 * 1e3).toFixed(0)} ms |`);
     }
   }
   lines.push('');
