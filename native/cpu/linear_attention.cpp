@@ -20,10 +20,10 @@ Status linear_attention_cpu(float* out, const float* q, const float* k, const fl
       std::fill(ks.begin(), ks.end(), 0.f);
       for (int64_t j = 0; j < N; j++) {
         for (int64_t e = 0; e < D; e++) { kr[e] = act(kb[j * D + e]); ks[e] += kr[e]; }
-        for (int64_t d = 0; d < D; d++) {
-          const float vd = vb[j * D + d];
-          float* row = &kv[d * D];
-          for (int64_t e = 0; e < D; e++) row[e] += vd * kr[e];  // kv[d][e]: (Dv, Dk)
+        for (int64_t e = 0; e < D; e++) {
+          const float ke = kr[e];
+          float* row = &kv[e * D];
+          for (int64_t d = 0; d < D; d++) row[d] += ke * vb[j * D + d];  // kv[e][d]: (Dk, Dv)
         }
       }
       float* ob = out + bh * N * D;
@@ -31,12 +31,14 @@ Status linear_attention_cpu(float* out, const float* q, const float* k, const fl
         float den = 0.f;
         for (int64_t e = 0; e < D; e++) { qr[e] = act(qb[i * D + e]); den += ks[e] * qr[e]; }
         const float inv = 1.0f / (den + eps);
-        for (int64_t d = 0; d < D; d++) {
-          const float* row = &kv[d * D];
-          float s = 0.f;
-          for (int64_t e = 0; e < D; e++) s += row[e] * qr[e];
-          ob[i * D + d] = s * inv;
+        float* o = ob + i * D;
+        for (int64_t d = 0; d < D; d++) o[d] = 0.f;
+        for (int64_t e = 0; e < D; e++) {  // o (Dv) += kv[e] (Dv) · relu(q)[e]: contiguous, vectorises
+          const float qe = qr[e];
+          const float* row = &kv[e * D];
+          for (int64_t d = 0; d < D; d++) o[d] += row[d] * qe;
         }
+        for (int64_t d = 0; d < D; d++) o[d] *= inv;
       }
     }
   }
