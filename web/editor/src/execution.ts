@@ -17,8 +17,9 @@ export class ExecutionTracker {
   /** Jobs queued from this page, by prompt id; filled by `expect()` before events arrive. */
   private jobs = new Map<string, Job>();
   private active: Job | null = null;
-  queueRemaining = 0;
-  /** Step previews received (binary frames), for the status line and tests. */
+  /** Prompt ids whose events have already started (the WebSocket can beat the POST reply). */
+  private seen = new Set<string>();
+  /** Step previews received (binary frames); the browser tests read it. */
   previewsReceived = 0;
   /** The last finished prompt's status, for tests and the status line. */
   lastResult: { promptId: string; status: 'success' | 'error' | 'interrupted'; message?: string } | null = null;
@@ -37,9 +38,6 @@ export class ExecutionTracker {
       this.states.setImages(target, [URL.createObjectURL(blob)], true);
     });
   }
-
-  /** Prompt ids whose events have already started or ended (the WS can beat the POST reply). */
-  private seen = new Set<string>();
 
   /**
    * Registers a queued prompt so that progress can be computed over its nodes. Returns false
@@ -100,12 +98,10 @@ export class ExecutionTracker {
   private handle(m: WsMessage): void {
     const d = m.data ?? {};
     switch (m.type) {
-      case 'status': {
-        const remaining = (d.status as { exec_info?: { queue_remaining?: number } } | undefined)?.exec_info?.queue_remaining;
-        if (typeof remaining === 'number') this.queueRemaining = remaining;
+      case 'status':
+        // queue_remaining changed: the panel re-reads /queue for the items themselves.
         this.events.onQueueChanged();
         break;
-      }
       case 'execution_start': {
         const pid = String(d.prompt_id);
         if (!this.jobs.has(pid)) this.expect(pid, []);
