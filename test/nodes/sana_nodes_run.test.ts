@@ -49,7 +49,8 @@ const sampleArgs = (latent: Latent, over: Record<string, unknown> = {}) => ({
   model, positive: pos, negative: neg, latent, seed: 1, steps: 4, cfg: 4.5, flow_shift: 0, sampler: 'dpmpp_2m', denoise: 1, ...over,
 }) as Parameters<typeof FlowDPMSampler.run>[0];
 
-describe('Sana nodes on the tiny models', () => {
+// Generous: the 2-core machine is shared by parallel jobs, and a loaded CPU is several times slower.
+describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
   beforeAll(() => setModelsDir(repoModelsDir()));
 
   it('SanaDiT loads the checkpoint and describes it, falling back to the CPU with a message', async () => {

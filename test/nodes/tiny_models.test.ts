@@ -93,7 +93,7 @@ describe('weights', () => {
   });
 });
 
-describe('makeTinyModels', () => {
+describe('makeTinyModels', { timeout: 300_000 }, () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tiny-models-'));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
