@@ -250,7 +250,8 @@ export class Executor {
       if (cachedEntry) {
         byKey.set(node.key, cachedEntry);
         executed.push(id);
-        if (node.entry.def.outputNode && cachedEntry.ui) {
+        if (cachedEntry.ui) {
+          // ComfyUI replays the cached UI of every node that had one (output nodes in practice).
           recordUi(id, cachedEntry.ui);
           emit('executed', { node: id, display_node: id, output: cachedEntry.ui, prompt_id: promptId });
         }
