@@ -11,7 +11,7 @@ import { encodePrompts, tokenizePrompts } from '../../nodes/models/prompt.ts';
 import { loadGemmaTokenizer } from '../../nodes/models/tokenizer.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { rowsOf } from '../../nodes/models/golden/gemma2.ts';
-import { pickSafetensors } from '../../nodes/models/weights.ts';
+import { chooseComputeDType, pickSafetensors, readJsonConfig } from '../../nodes/models/weights.ts';
 
 const FIX = resolve(import.meta.dirname, '../../../shared/fixtures/golden/gemma2');
 const HAVE = existsSync(FIX);
@@ -144,6 +144,29 @@ describe.skipIf(!HAVE)('Gemma-2 loading layouts', () => {
       m.dispose();
     }
     expect(() => m.encode([[2]], [[1]])).toThrow(/dispose/);
+  });
+});
+
+describe('weight-folder helpers', () => {
+  it('chooses bf16 only where the backend has a native bf16 linear, and never f16 for Gemma', () => {
+    const want = backend.supportsOp('linear', 'bf16') ? 'bf16' : 'f32';
+    expect(chooseComputeDType(backend)).toBe(want);
+    expect(chooseComputeDType(backend, 'auto')).toBe(want);
+    expect(chooseComputeDType(backend, 'f32')).toBe('f32');
+    expect(() => chooseComputeDType(backend, 'f16', false)).toThrow(/f16/);
+  });
+
+  it('reads configs leniently and names the missing file or folder', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    writeFileSync(join(dir, 'config.json'), '{"lambda_min_clipped": -Infinity, "x": 1}');
+    expect(readJsonConfig(dir)).toEqual({ lambda_min_clipped: -Infinity, x: 1 });
+    expect(() => readJsonConfig(join(dir, 'nope'))).toThrow(/nope/);
+    expect(() => pickSafetensors(join(dir, 'absent'))).toThrow(/absent/);
+    expect(() => pickSafetensors(dir)).toThrow(/no safetensors weights/);
+    writeFileSync(join(dir, 'diffusion_pytorch_model.fp16.safetensors'), '');
+    writeFileSync(join(dir, 'diffusion_pytorch_model.safetensors'), '');
+    expect(pickSafetensors(dir)).toMatch(/diffusion_pytorch_model\.safetensors$/);
+    expect(pickSafetensors(dir, { variant: 'fp16' })).toMatch(/diffusion_pytorch_model\.fp16\.safetensors$/);
   });
 });
 
