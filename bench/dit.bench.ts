@@ -3,7 +3,8 @@
 // Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
 // TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
 // "matmul floor", target: forward ≤ 2× it); bf16 time vs resolution 256² → 2048² (linear
-// attention: time per token should stay about flat).
+// attention: time per token should stay about flat). SANA_BENCH_DIT_LAYERS=28 times the whole
+// depth instead of scaling 7 blocks (see LAYERS_RUN).
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
 import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig, type SanaTransformerConfig, type WeightSource } from '../nodes/models/sana_dit.ts';
@@ -91,9 +92,18 @@ export function ditFlops(c: SanaTransformerConfig, B: number, N: number, L: numb
 
 const MB = 1 / (1024 * 1024);
 
+/**
+ * Blocks actually built: every block has the same cost, so a forward of the full 28 is timed as
+ * top + 28 · block, measured on `SANA_BENCH_DIT_LAYERS` blocks (default 7) and scaled; rows say
+ * `layers_run`. Peak activation memory does not depend on the depth (block inputs are freed).
+ */
+const LAYERS_RUN = Math.max(1, Math.min(28, Number(process.env.SANA_BENCH_DIT_LAYERS ?? 7)));
+
 export default async function ditBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
-  const cfg = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench)');
+  const full = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench)');
+  const cfg = parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: LAYERS_RUN }, `Sana_600M, ${LAYERS_RUN} blocks (bench)`);
+  const scale = full.numLayers / cfg.numLayers;
   const src = randomWeights(expectedTransformerTensors(cfg));
   const rows: BenchRow[] = [];
   const B = 2, L = 300;
@@ -115,18 +125,18 @@ export default async function ditBench(): Promise<BenchRow[]> {
         const N = (side / 32) ** 2;
         backend.resetPeak();
         const base = backend.memory().allocated;
-        const t = timeIt(forward(model, side), dtype === 'f32' && side === 1024 ? 1 : 2);
+        const t = timeIt(forward(model, side), 1) * scale;
         const peak = backend.memory().peak - base;
-        const flops = ditFlops(cfg, B, N, L);
-        rows.push({ name: `dit600m.cfg.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: peak * MB, weights_mb: model.bytes * MB } });
+        const flops = ditFlops(full, B, N, L);
+        rows.push({ name: `dit600m.cfg.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: peak * MB, weights_mb: model.bytes * scale * MB, layers_run: cfg.numLayers } });
         if (dtype === 'bf16') {
           // the matmul floor: the same linears, alone, at the rate the backend reaches for them
           let mm = 0, mmFlops = 0;
-          for (const [, M, K, Nn, count] of ditGemms(cfg, B, N, L)) {
+          for (const [, M, K, Nn, count] of ditGemms(full, B, N, L)) {
             const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
             const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
             try {
-              mm += count * timeIt(() => backend.linear(xs, w).dispose(), 3);
+              mm += count * timeIt(() => backend.linear(xs, w).dispose(), 2);
               mmFlops += 2 * M * K * Nn * count;
             } finally { xs.dispose(); w.dispose(); }
           }
@@ -136,8 +146,8 @@ export default async function ditBench(): Promise<BenchRow[]> {
       if (dtype === 'bf16') {
         for (const side of [256, 512, 1024, 2048]) {
           const N = (side / 32) ** 2;
-          const t = timeIt(forward(model, side), side >= 2048 ? 1 : 2, side >= 1024 ? 0 : 1);
-          rows.push({ name: `dit600m.cfg.res${side}.bf16`, metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(cfg, B, N, L) / t / 1e12 } });
+          const t = timeIt(forward(model, side), 1, side === 256 ? 1 : 0) * scale;
+          rows.push({ name: `dit600m.cfg.res${side}.bf16`, metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers } });
         }
       }
     } finally {
