@@ -15,7 +15,16 @@ export interface CacheEntry {
 }
 
 export type CacheStrategy = 'classic' | 'lru' | 'none';
-export type CacheOptions = { strategy: 'classic' } | { strategy: 'lru'; maxEntries?: number } | { strategy: 'none' };
+export const DEFAULT_LRU_ENTRIES = 100;
+
+export interface LruOptions {
+  maxEntries?: number;
+  /** Byte budget over all entries, measured with `sizeOf` (e.g. tensor nbytes); no limit if unset. */
+  maxBytes?: number;
+  /** Size of one output item in bytes; the host supplies it so engine/ never sees tensor types. */
+  sizeOf?: (value: unknown) => number;
+}
+export type CacheOptions = { strategy: 'classic' } | ({ strategy: 'lru' } & LruOptions) | { strategy: 'none' };
 
 export interface OutputCache {
   readonly strategy: CacheStrategy;
@@ -48,16 +57,45 @@ export class ClassicCache implements OutputCache {
   }
 }
 
-/** Keeps results across jobs, at most `maxEntries`, evicting the least recently used. */
+/**
+ * Keeps results across jobs, at most `maxEntries` (and `maxBytes` when given), evicting the least
+ * recently used. The newest entry is always kept, even when it alone exceeds the byte budget.
+ */
 export class LruCache implements OutputCache {
   readonly strategy = 'lru' as const;
   // Map iteration order is insertion order: re-inserting on use makes the first key the LRU one.
   readonly #map = new Map<string, CacheEntry>();
-  constructor(readonly maxEntries: number) {
-    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError(`LRU cache size must be a positive integer, got ${maxEntries}`);
+  readonly #bytes = new Map<string, number>();
+  #total = 0;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  readonly #sizeOf: ((value: unknown) => number) | undefined;
+  constructor(opts: LruOptions | number = {}) {
+    const o = typeof opts === 'number' ? { maxEntries: opts } : opts;
+    this.maxEntries = o.maxEntries ?? DEFAULT_LRU_ENTRIES;
+    this.maxBytes = o.maxBytes ?? Infinity;
+    this.#sizeOf = o.sizeOf;
+    if (!Number.isInteger(this.maxEntries) || this.maxEntries < 1) throw new RangeError(`LRU cache size must be a positive integer, got ${this.maxEntries}`);
+    if (!(this.maxBytes > 0)) throw new RangeError(`LRU cache byte budget must be positive, got ${this.maxBytes}`);
+    if (o.maxBytes !== undefined && !o.sizeOf) throw new RangeError('LRU cache maxBytes needs a sizeOf function');
   }
   get size(): number {
     return this.#map.size;
+  }
+  /** Bytes held, as measured by `sizeOf` (0 without it). */
+  get bytes(): number {
+    return this.#total;
+  }
+  #measure(entry: CacheEntry): number {
+    if (!this.#sizeOf) return 0;
+    let n = 0;
+    for (const list of entry.outputs) for (const v of list) n += this.#sizeOf(v);
+    return n;
+  }
+  #delete(key: string): void {
+    this.#total -= this.#bytes.get(key) ?? 0;
+    this.#bytes.delete(key);
+    this.#map.delete(key);
   }
   get(key: string): CacheEntry | undefined {
     const e = this.#map.get(key);
@@ -68,9 +106,12 @@ export class LruCache implements OutputCache {
     return e;
   }
   set(key: string, entry: CacheEntry): void {
-    this.#map.delete(key);
+    this.#delete(key);
+    const size = this.#measure(entry);
     this.#map.set(key, entry);
-    while (this.#map.size > this.maxEntries) this.#map.delete(this.#map.keys().next().value!);
+    this.#bytes.set(key, size);
+    this.#total += size;
+    while (this.#map.size > 1 && (this.#map.size > this.maxEntries || this.#total > this.maxBytes)) this.#delete(this.#map.keys().next().value!);
   }
   beginPrompt(keys: ReadonlySet<string>): void {
     // Mark what this job will use as most recent, so it survives this job's own insertions.
@@ -78,6 +119,8 @@ export class LruCache implements OutputCache {
   }
   clear(): void {
     this.#map.clear();
+    this.#bytes.clear();
+    this.#total = 0;
   }
 }
 
@@ -93,7 +136,6 @@ export class NoCache implements OutputCache {
   clear(): void {}
 }
 
-export const DEFAULT_LRU_ENTRIES = 100;
 
 export function createCache(opts: CacheStrategy | CacheOptions = 'classic'): OutputCache {
   const o: CacheOptions = typeof opts === 'string' ? ({ strategy: opts } as CacheOptions) : opts;
@@ -101,7 +143,7 @@ export function createCache(opts: CacheStrategy | CacheOptions = 'classic'): Out
     case 'classic':
       return new ClassicCache();
     case 'lru':
-      return new LruCache(o.maxEntries ?? DEFAULT_LRU_ENTRIES);
+      return new LruCache(o);
     case 'none':
       return new NoCache();
     default:

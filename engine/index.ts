@@ -91,6 +91,7 @@ export {
   type CacheOptions,
   type CacheEntry,
   type OutputCache,
+  type LruOptions,
 } from './cache.ts';
 export {
   HISTORY_MESSAGE_TYPES,
