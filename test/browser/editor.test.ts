@@ -376,4 +376,21 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
     await s.page.waitForFunction(() => (window as any).app.graph.nodes.length === 2, null, { timeout: 10_000 });
     expect(await s.page.evaluate(() => (window as any).app.toApiPrompt())).toEqual(api);
   });
+  it('colours slots by type and refuses links between different types', async () => {
+    const r = await s.page.evaluate(() => {
+      const app = (window as any).app;
+      const gen = app.LiteGraph.createNode('TestGradient');
+      const fail = app.LiteGraph.createNode('TestFail');
+      const save = app.LiteGraph.createNode('SaveImage');
+      for (const n of [gen, fail, save]) app.graph.add(n);
+      const wrong = gen.connect(0, fail, 0); // IMAGE -> STRING widget socket
+      const right = gen.connect(0, save, 0); // IMAGE -> IMAGE
+      const colours = app.canvas.default_connection_color_byType;
+      return { wrong: wrong != null, right: right != null, image: colours.IMAGE, string: colours.STRING };
+    });
+    expect(r.wrong).toBe(false);
+    expect(r.right).toBe(true);
+    expect(r.image).toBeTruthy();
+    expect(r.image).not.toBe(r.string);
+  });
 });
