@@ -258,7 +258,8 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
       const app = (window as any).app;
       app.graph.clear();
       const gen = app.LiteGraph.createNode('TestGradient');
-      gen.widgets.find((w: any) => w.name === 'steps').value = 40; // 40 x 80 ms: time to act
+      // 250 x 80 ms = 20 s: ample time to act on a loaded machine; the interrupt ends it early.
+      gen.widgets.find((w: any) => w.name === 'steps').value = 250;
       const preview = app.LiteGraph.createNode('PreviewImage');
       preview.pos = [400, 100];
       app.graph.add(gen);
