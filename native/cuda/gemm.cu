@@ -7,7 +7,9 @@
 //                     64x64x32 block tile, 4 warps of 32x32, operands staged in shared memory;
 //   gemm_simt_kernel  f32 operands, 64x64x16 block tile, 256 threads of 4x4 outputs.
 // Edges (M, N, K not multiples of the tile) are zero-filled on load and masked on store.
-// Not done yet (see README): cp.async double buffering, ldmatrix, vectorised 128-bit loads.
+// The next tile's global loads (16-byte vectors where strides and alignment allow) are issued
+// before the current tile's mma work, so their latency overlaps it.
+// Not done yet (see README): cp.async multi-stage pipelines, ldmatrix, swizzled shared memory.
 #include "ops.cuh"
 #include "mma.cuh"
 
@@ -29,6 +31,9 @@ struct GemmDesc {
   // bias: 0 none, 1 per column (linear), 2 per row (conv: bias[zg*M + m])
   int bias_mode;
   int out_dt;
+  // 16-byte load paths of the tensor-core kernel, decided on the host from strides and alignment:
+  // vec_a: A rows unit-stride in k; b_mode 1: B unit-stride in k, 2: unit-stride in n, 0: scalar.
+  int vec_a, b_mode;
 };
 
 // B(k, n) element offset, or -1 where the im2col view reads padding.
@@ -52,10 +57,109 @@ SANA_DEV void gemm_store(void* c, const float* bias, const GemmDesc& d, int64_t 
 // --- tensor-core kernel -------------------------------------------------------------------------
 static constexpr int kBM = 64, kBN = 64, kBK = 32, kPad = 8, kMmaThreads = 128;
 
+// A thread's share of one operand tile: 64x32 halves / 128 threads = 16 halves, held in registers
+// between the global load of tile k+1 and its store to shared memory (the load overlaps the mma
+// work on tile k).
+union TileRegs {
+  Vec16 v[2];
+  uint16_t h[16];
+};
+
+// Loads this thread's part of the A tile at k0 (rows m0.., zero outside M x K).
+// vec: 16-byte loads of 8 consecutive k (A unit-stride in k, K and strides multiples of 8).
+SANA_DEV void load_a_tile(TileRegs& r, const uint16_t* a, const GemmDesc& d, int64_t zb, int64_t zg, int64_t m0, int64_t k0,
+                          int tid, bool vec) {
+  const int64_t base = zb * d.a_bs + zg * d.a_gs;
+  if (vec) {
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j, mm = v / (kBK / 8), kq = (v % (kBK / 8)) * 8;
+      const int64_t m = m0 + mm, k = k0 + kq;
+      r.v[j] = (m < d.M && k < d.K) ? ld_vec16(a + base + m * d.a_sm + k) : Vec16{0, 0, 0, 0};
+    }
+  } else {
+    for (int j = 0; j < 16; ++j) {
+      const int e = tid + kMmaThreads * j, mm = e / kBK, kk = e % kBK;
+      const int64_t m = m0 + mm, k = k0 + kk;
+      r.h[j] = (m < d.M && k < d.K) ? a[base + m * d.a_sm + k * d.a_sk] : uint16_t(0);
+    }
+  }
+}
+SANA_DEV void store_a_tile(uint16_t (*As)[kBK + kPad], const TileRegs& r, int tid, bool vec) {
+  if (vec) {
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j;
+      st_vec16(&As[v / (kBK / 8)][(v % (kBK / 8)) * 8], r.v[j]);
+    }
+  } else {
+    for (int j = 0; j < 16; ++j) {
+      const int e = tid + kMmaThreads * j;
+      As[e / kBK][e % kBK] = r.h[j];
+    }
+  }
+}
+
+// B tile at k0 (columns n0..). Modes: 1 = 16-byte loads along k (linear weights, transB),
+// 2 = 16-byte loads along n (matmul, 1x1 conv), 0 = scalar (any strides, im2col).
+template <bool IM2COL>
+SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int64_t zb, int64_t zg, int64_t n0, int64_t k0,
+                          int tid, int mode) {
+  const int64_t base = zb * d.b_bs + zg * d.b_gs;
+  if (mode == 1) {
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j, nn = v / (kBK / 8), kq = (v % (kBK / 8)) * 8;
+      const int64_t n = n0 + nn, k = k0 + kq;
+      r.v[j] = (n < d.N && k < d.K) ? ld_vec16(b + base + n * d.b_sn + k) : Vec16{0, 0, 0, 0};
+    }
+  } else if (mode == 2) {
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j, kk = v / (kBN / 8), nq = (v % (kBN / 8)) * 8;
+      const int64_t n = n0 + nq, k = k0 + kk;
+      r.v[j] = (n < d.N && k < d.K) ? ld_vec16(b + base + k * d.b_sk + n) : Vec16{0, 0, 0, 0};
+    }
+  } else {
+    // Neighbouring threads take neighbouring n when B is unit-stride along n, else neighbouring k.
+    const bool n_fast = IM2COL || d.b_sn == 1;
+    for (int j = 0; j < 16; ++j) {
+      const int e = tid + kMmaThreads * j;
+      const int nn = n_fast ? e % kBN : e / kBK, kk = n_fast ? e / kBN : e % kBK;
+      const int64_t n = n0 + nn, k = k0 + kk;
+      uint16_t v = 0;
+      if (n < d.N && k < d.K) {
+        int64_t off = b_offset<IM2COL>(d, zb, zg, k, n);
+        if (off >= 0) v = b[off];
+      }
+      r.h[j] = v;
+    }
+  }
+}
+template <bool IM2COL>
+SANA_DEV void store_b_tile(uint16_t (*Bs)[kBK + kPad], const TileRegs& r, const GemmDesc& d, int tid, int mode) {
+  if (mode == 1) {
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j;
+      st_vec16(&Bs[v / (kBK / 8)][(v % (kBK / 8)) * 8], r.v[j]);
+    }
+  } else if (mode == 2) {
+    // 8 consecutive n of one k: a transposing scatter into Bs[n][k].
+    for (int j = 0; j < 2; ++j) {
+      const int v = tid + kMmaThreads * j, kk = v / (kBN / 8), nq = (v % (kBN / 8)) * 8;
+      for (int i = 0; i < 8; ++i) Bs[nq + i][kk] = r.h[8 * j + i];
+    }
+  } else {
+    const bool n_fast = IM2COL || d.b_sn == 1;
+    for (int j = 0; j < 16; ++j) {
+      const int e = tid + kMmaThreads * j;
+      const int nn = n_fast ? e % kBN : e / kBK, kk = n_fast ? e / kBN : e % kBK;
+      Bs[nn][kk] = r.h[j];
+    }
+  }
+}
+
 template <bool IM2COL>
 static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, const uint16_t* a, const uint16_t* b,
                                                                        const float* bias, GemmDesc d, int is_bf16) {
-  // Tiles kept as 16-bit bits; rows padded by 8 halves so fragment loads spread over banks.
+  // Tiles kept as 16-bit bits; rows padded by 8 halves (16 bytes: keeps 16-byte stores aligned)
+  // so that fragment loads spread over the banks.
   __shared__ __align__(16) uint16_t As[kBM][kBK + kPad];  // As[m][k]
   __shared__ __align__(16) uint16_t Bs[kBN][kBK + kPad];  // Bs[n][k] ("col" operand of mma)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -63,32 +167,25 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
   const int64_t m0 = int64_t(blockIdx.y) * kBM, n0 = int64_t(blockIdx.x) * kBN;
   const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;  // warp tile origin inside the block tile
   const int g = lane / 4, t = lane % 4;
-  // When B is unit-stride along n (matmul without transB, 1x1 conv), neighbouring threads take
-  // neighbouring n for coalesced loads; otherwise neighbouring k.
-  const bool b_n_fast = IM2COL || d.b_sn == 1;
+  const bool vec_a = d.vec_a != 0;
+  const int b_mode = IM2COL ? 0 : d.b_mode;
 
   float acc[2][4][4];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
+  TileRegs ra, rb;
+  load_a_tile(ra, a, d, zb, zg, m0, 0, tid, vec_a);
+  load_b_tile<IM2COL>(rb, b, d, zb, zg, n0, 0, tid, b_mode);
   for (int64_t k0 = 0; k0 < d.K; k0 += kBK) {
-    for (int e = tid; e < kBM * kBK; e += kMmaThreads) {
-      int mm = e / kBK, kk = e % kBK;
-      int64_t m = m0 + mm, k = k0 + kk;
-      As[mm][kk] = (m < d.M && k < d.K) ? a[zb * d.a_bs + zg * d.a_gs + m * d.a_sm + k * d.a_sk] : uint16_t(0);
-    }
-    for (int e = tid; e < kBN * kBK; e += kMmaThreads) {
-      int nn = b_n_fast ? e % kBN : e / kBK, kk = b_n_fast ? e / kBN : e % kBK;
-      int64_t n = n0 + nn, k = k0 + kk;
-      uint16_t v = 0;
-      if (n < d.N && k < d.K) {
-        int64_t off = b_offset<IM2COL>(d, zb, zg, k, n);
-        if (off >= 0) v = b[off];
-      }
-      Bs[nn][kk] = v;
-    }
+    store_a_tile(As, ra, tid, vec_a);
+    store_b_tile<IM2COL>(Bs, rb, d, tid, b_mode);
     __syncthreads();
+    if (k0 + kBK < d.K) {  // next tile's global loads are in flight during this tile's mma
+      load_a_tile(ra, a, d, zb, zg, m0, k0 + kBK, tid, vec_a);
+      load_b_tile<IM2COL>(rb, b, d, zb, zg, n0, k0 + kBK, tid, b_mode);
+    }
     for (int ks = 0; ks < kBK; ks += 16) {
       uint32_t af[2][4], bfr[4][2];
       for (int i = 0; i < 2; ++i) {
@@ -106,7 +203,7 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
       for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 4; ++j) mma_16816(acc[i][j], af[i], bfr[j], acc[i][j], is_bf16 != 0);
     }
-    __syncthreads();
+    __syncthreads();  // everyone is done reading As/Bs before the next store
   }
   // Accumulator fragment: r0,r1 -> (g, 2t..2t+1), r2,r3 -> (g+8, 2t..2t+1) of each 16x8 tile.
   for (int i = 0; i < 2; ++i)
@@ -177,8 +274,14 @@ static Status run_gemm(void* c, const void* a, const void* b, const float* bias,
     const uint16_t* ha = static_cast<const uint16_t*>(a);
     const uint16_t* hb = static_cast<const uint16_t*>(b);
     int is_bf16 = dt == DType::BF16;
-    if (im2col) LAUNCH(grid, kMmaThreads, 0, s, gemm_mma_kernel<true>)(c, ha, hb, bias, d, is_bf16);
-    else LAUNCH(grid, kMmaThreads, 0, s, gemm_mma_kernel<false>)(c, ha, hb, bias, d, is_bf16);
+    GemmDesc dv = d;
+    auto m8 = [](int64_t x) { return x % 8 == 0; };
+    auto al16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    dv.vec_a = d.a_sk == 1 && m8(d.K) && m8(d.a_sm) && m8(d.a_bs) && m8(d.a_gs) && al16(a);
+    const bool b_ok = !im2col && m8(d.b_bs) && m8(d.b_gs) && al16(b);
+    dv.b_mode = b_ok && d.b_sk == 1 && m8(d.K) && m8(d.b_sn) ? 1 : b_ok && d.b_sn == 1 && m8(d.N) && m8(d.b_sk) ? 2 : 0;
+    if (im2col) LAUNCH(grid, kMmaThreads, 0, s, gemm_mma_kernel<true>)(c, ha, hb, bias, dv, is_bf16);
+    else LAUNCH(grid, kMmaThreads, 0, s, gemm_mma_kernel<false>)(c, ha, hb, bias, dv, is_bf16);
   } else {
     return status_printf("%s: dtype %s is not a float dtype", op, dtype_name(dt));
   }

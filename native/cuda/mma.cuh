@@ -22,6 +22,26 @@ SANA_DEV uint32_t ld_pair(const uint16_t* p) {
 #endif
 }
 
+// 16-byte vector of 8 halves; global loads of it must be 16-byte aligned (checked by the emulation,
+// a fault on hardware).
+#ifdef SANA_CUDA_EMU
+struct alignas(16) Vec16 { uint32_t x, y, z, w; };
+SANA_DEV Vec16 ld_vec16(const uint16_t* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 16) ::sana_emu::device_fail("misaligned 16-byte load");
+  Vec16 v;
+  std::memcpy(&v, p, 16);
+  return v;
+}
+SANA_DEV void st_vec16(uint16_t* p, const Vec16& v) {
+  if (reinterpret_cast<uintptr_t>(p) % 16) ::sana_emu::device_fail("misaligned 16-byte store");
+  std::memcpy(p, &v, 16);
+}
+#else
+using Vec16 = uint4;
+SANA_DEV Vec16 ld_vec16(const uint16_t* p) { return *reinterpret_cast<const uint4*>(p); }
+SANA_DEV void st_vec16(uint16_t* p, const Vec16& v) { *reinterpret_cast<uint4*>(p) = v; }
+#endif
+
 SANA_DEV void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], bool bf16) {
 #ifdef SANA_CUDA_EMU
   ::sana_emu::mma_m16n8k16(d, a, b, c, bf16);

@@ -87,6 +87,10 @@ export function twinCases(): TwinCase[] {
   cases.push(
     ...perDtype('linear (2,37,45)x(70,45)+bias', FLOATS, (dt) => (b, x) => b.linear(x.rand([2, 37, 45], dt), x.rand([70, 45], dt, -0.3, 0.3), x.rand([70], 'f32')), gemmTol),
     ...perDtype('linear no bias (5,130)x(9,130)', FLOATS, (dt) => (b, x) => b.linear(x.rand([5, 130], dt), x.rand([9, 130], dt, -0.3, 0.3)), gemmTol),
+    // K, N multiples of 8: the tensor-core kernel's 16-byte load paths (along k for weights, along n for matmul/1x1 conv)
+    ...perDtype('linear 16B loads (3,37,64)x(72,64)', ['bf16', 'f16'], (dt) => (b, x) => b.linear(x.rand([3, 37, 64], dt), x.rand([72, 64], dt, -0.3, 0.3), x.rand([72], 'f32')), gemmTol),
+    ...perDtype('matmul 16B loads (2,19,40)x(2,40,72)', ['bf16'], (dt) => (b, x) => b.matmul(x.rand([2, 19, 40], dt), x.rand([2, 40, 72], dt)), gemmTol),
+    ...perDtype('conv2d 1x1 16B loads (2,16,4,6)->24', ['bf16'], (dt) => (b, x) => b.conv2d(x.rand([2, 16, 4, 6], dt), x.rand([24, 16, 1, 1], dt, -0.3, 0.3), x.rand([24], 'f32')), gemmTol),
     ...perDtype('matmul (3,19,33)x(3,33,67)', FLOATS, (dt) => (b, x) => b.matmul(x.rand([3, 19, 33], dt), x.rand([3, 33, 67], dt)), gemmTol),
     ...perDtype('matmul transB, b unbatched', FLOATS, (dt) => (b, x) => b.matmul(x.rand([2, 2, 21, 40], dt), x.rand([66, 40], dt), true), gemmTol),
     ...perDtype('conv2d 3x3 pad1', ['f32', 'bf16'], (dt) => (b, x) => b.conv2d(x.rand([2, 5, 7, 9], dt), x.rand([6, 5, 3, 3], dt, -0.3, 0.3), x.rand([6], 'f32'), { padding: 1 }), gemmTol),

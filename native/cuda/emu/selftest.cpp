@@ -242,9 +242,12 @@ static double out_tol(DType d) { return d == DType::F32 ? 1e-5 : d == DType::BF1
 
 static void test_gemm(std::mt19937& rng) {
   const DType dts[3] = {DType::F32, DType::BF16, DType::F16};
-  for (DType dt : dts) {
+  // {M, N, K}: the second set has K and N multiples of 8 (16-byte load paths), not of the tiles.
+  const int64_t shapes[2][3] = {{37, 70, 45}, {37, 72, 96}};
+  for (DType dt : dts)
+  for (const auto& shp : shapes) {
     // linear: M, N, K not multiples of 64 / 32; f32 output with bias, then dt output
-    const int64_t M = 37, N = 70, K = 45;
+    const int64_t M = shp[0], N = shp[1], K = shp[2];
     Buf x(M * K, dt, rng), w(N * K, dt, rng);
     std::vector<float> bias(N);
     for (auto& b : bias) b = std::uniform_real_distribution<float>(-1, 1)(rng);
@@ -258,14 +261,15 @@ static void test_gemm(std::mt19937& rng) {
     std::vector<float> out(M * N);
     Status st = linear_cuda(out.data(), x.p(), w.p(), bias.data(), M, N, K, DType::F32, dt, nullptr, nullptr);
     CHECK(!st, "linear: %s", st ? st : "");
-    expect_close((std::string("linear ") + dtype_name(dt)).c_str(), out, ref, 1e-4, 1e-5);
+    const std::string tag = std::string(dtype_name(dt)) + " K" + std::to_string(K);
+    expect_close(("linear " + tag).c_str(), out, ref, 1e-4, 1e-5);
     std::vector<uint8_t> o16(M * N * dtype_size(dt));
     st = linear_cuda(o16.data(), x.p(), w.p(), bias.data(), M, N, K, dt, dt, nullptr, nullptr);
-    expect_close((std::string("linear out ") + dtype_name(dt)).c_str(), as_f32(o16, dt, M * N), ref, 1e-4, out_tol(dt));
+    expect_close(("linear out " + tag).c_str(), as_f32(o16, dt, M * N), ref, 1e-4, out_tol(dt));
 
     // batched matmul, b broadcast over the batch, both layouts of b
     for (int trans = 0; trans < 2; ++trans) {
-      const int64_t Bt = 3, m2 = 19, n2 = 67, k2 = 33;
+      const int64_t Bt = 3, m2 = 19, n2 = K == 96 ? 72 : 67, k2 = K == 96 ? 40 : 33;
       Buf a(Bt * m2 * k2, dt, rng), b(n2 * k2, dt, rng);
       std::vector<double> r2(Bt * m2 * n2);
       for (int64_t z = 0; z < Bt; ++z)
@@ -278,7 +282,7 @@ static void test_gemm(std::mt19937& rng) {
       std::vector<float> o2(Bt * m2 * n2);
       st = matmul_cuda(o2.data(), a.p(), b.p(), Bt, m2, n2, k2, m2 * k2, 0, trans != 0, DType::F32, dt, nullptr);
       CHECK(!st, "matmul: %s", st ? st : "");
-      expect_close((std::string("matmul ") + (trans ? "transB " : "") + dtype_name(dt)).c_str(), o2, r2, 1e-4, 1e-5);
+      expect_close(((trans ? "matmul transB " : "matmul ") + tag).c_str(), o2, r2, 1e-4, 1e-5);
     }
   }
 }
@@ -291,6 +295,7 @@ static void test_conv(std::mt19937& rng) {
       {2, 6, 5, 5, 4, 1, 1, 1, 0, 2},    // grouped 1x1
       {1, 8, 6, 7, 8, 3, 3, 1, 1, 8},    // depthwise
       {2, 33, 6, 11, 65, 1, 1, 1, 0, 1}, // pointwise, odd sizes
+      {2, 16, 4, 6, 24, 1, 1, 1, 0, 1},  // pointwise with 16-byte loads (Cin, H*W multiples of 8)
   };
   for (DType dt : {DType::F32, DType::BF16}) {
     for (const Case& c : cases) {
