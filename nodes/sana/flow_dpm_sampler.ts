@@ -84,40 +84,48 @@ export async function sample(
   const neg = rowsFor(negative, B, who, 'negative');
   const L = positive.shape[1];
   const D = positive.shape[2];
-  const embeds = concat(layout.text.map((t) => (t === 'cond' ? pos.embeds : neg.embeds)));
-  const mask = concat(layout.text.map((t) => (t === 'cond' ? pos.mask : neg.mask)));
+  // Batch layout per guidance mode, e.g. cfg+pag: [uncond | cond | cond(perturbed)] rows.
+  const embeds = concat(layout.text.map((t) => (t === 'cond' ? pos.embeds : neg.embeds))); // (rows, L, D)
+  const mask = concat(layout.text.map((t) => (t === 'cond' ? pos.mask : neg.mask))); // (rows, L)
   const rows = layout.copies * B;
 
   // diffusers starts text-to-image from pure noise (x = ε, not σ0·ε); a partial denoise starts
   // from the input latent pushed to the first sigma of the shortened schedule.
-  const noise = randn(BigInt(o.seed), latent.shape);
+  const noise = randn(BigInt(o.seed), latent.shape); // (B, C, h, w)
   let x = o.denoise >= 1 ? noise : noiseLatent(latent.samples, noise, sampler.sigmas[0]);
 
   const total = sampler.timesteps.length;
-  await withTransformer(model, async (net) => {
-    for (let i = 0; i < total; i++) {
-      // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
-      await new Promise<void>((r) => setImmediate(r));
-      const t = sampler.timesteps[i];
-      const xIn = concat(Array.from({ length: layout.copies }, () => x));
-      const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], { data: embeds, shape: [rows, L, D] }, mask, {
-        pagLayers: pag ? new Set(pag.layers) : undefined,
-        pagSlice: pag ? layout.pagSlice : undefined,
-      });
-      let raw: Float32Array;
-      try {
-        raw = out.toFloat32();
-      } finally {
-        out.dispose();
+  await withTransformer(model, async (net, backend) => {
+    // The text side is the same at every step: upload it once, in the model's dtype (the
+    // rounding diffusers' `.to(dtype)` applies).
+    const text = backend.fromArray(embeds, [rows, L, D], model.dtype); // (rows, L, D)
+    try {
+      for (let i = 0; i < total; i++) {
+        // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
+        await new Promise<void>((r) => setImmediate(r));
+        const t = sampler.timesteps[i];
+        const xIn = concat(Array.from({ length: layout.copies }, () => x)); // (rows, C, h, w)
+        const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], text, mask, {
+          pagLayers: pag ? new Set(pag.layers) : undefined,
+          pagSlice: pag ? layout.pagSlice : undefined,
+        }); // (rows, C, h, w) f32
+        let raw: Float32Array;
+        try {
+          raw = out.toFloat32();
+        } finally {
+          out.dispose();
+        }
+        const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 }); // (B, C, h, w)
+        const sigma = sampler.sigmas[i];
+        const xBefore = x;
+        x = sampler.step(v, x);
+        // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
+        const x0 = new Float32Array(v.length);
+        for (let k = 0; k < v.length; k++) x0[k] = xBefore[k] - sigma * v[k];
+        onStep(i + 1, total, x0, x);
       }
-      const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 });
-      const sigma = sampler.sigmas[i];
-      const xBefore = x;
-      x = sampler.step(v, x);
-      // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
-      const x0 = new Float32Array(v.length);
-      for (let k = 0; k < v.length; k++) x0[k] = xBefore[k] - sigma * v[k];
-      onStep(i + 1, total, x0, x);
+    } finally {
+      text.dispose();
     }
   });
   return { samples: x, shape: [B, C, h, w], ...(latent.targetSize ? { targetSize: latent.targetSize } : {}) };
