@@ -5,9 +5,9 @@
 import { performance } from 'node:perf_hooks';
 import { buildInfo, cpuThreads, fmaPeakGflops, getBackend } from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
+import type { BenchMeasurement } from './types.ts';
 
-/** One measurement. */
-export interface NativeBenchRow { name: string; metric: string; value: number; unit: string; notes?: string }
+type NativeBenchRow = BenchMeasurement;
 
 /** Best wall time of `fn` (seconds) over at least `minReps` runs and about `budget` seconds. */
 async function best(fn: () => void | Promise<void>, minReps = 3, budget = 0.5): Promise<number> {

@@ -61,7 +61,12 @@ void depthwise_t(T* out, const T* x, const float* wf, const float* bias, int64_t
             // ow range whose input column iw = ow*s - p + kw lies inside [0, W)
             const int64_t lo = std::max<int64_t>(0, (p - kw + s - 1) / s);
             const int64_t hi = std::min<int64_t>(Wo, (W - 1 + p - kw) / s + 1);
-            for (int64_t ow = lo; ow < hi; ow++) acc[ow] += wv * to_f32(row[ow * s - p + kw]);
+            if (s == 1) {  // contiguous taps: the loop vectorises
+              const T* r = row + kw - p;
+              for (int64_t ow = lo; ow < hi; ow++) acc[ow] += wv * to_f32(r[ow]);
+            } else {
+              for (int64_t ow = lo; ow < hi; ow++) acc[ow] += wv * to_f32(row[ow * s - p + kw]);
+            }
           }
         }
         T* o = out + ((b * C + c) * Ho + oh) * Wo;
