@@ -1,6 +1,7 @@
 // Whole models on the CUDA device under test ('cuda-emu' in CI, 'cuda' with `npm run test:gpu`):
-// - the golden fixtures of the reference implementation (diffusers) for the Sana transformer and
-//   the DC-AE decoder, stage by stage, exactly as the CPU backend is checked in test/models;
+// - the golden fixtures of the reference implementation (diffusers/transformers) for the Sana
+//   transformer, the DC-AE decoder and Gemma-2, stage by stage, as the CPU backend is checked in
+//   test/models (the whole-pipeline fixture on a GPU only);
 // - on a real GPU only: a Sana-600M-shaped transformer (28 blocks, random weights) at 512², the
 //   device against the CPU backend (too large for the emulation).
 import { resolve } from 'node:path';
@@ -8,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { Tensor } from '../../native/api.ts';
 import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
+import { runGolden } from '../../nodes/models/golden/run.ts';
 import { runTransformerGolden } from '../../nodes/models/golden/transformer.ts';
 import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../../nodes/models/sana_dit.ts';
 import { noise, randomWeights, SANA_600M_CONFIG } from '../../bench/dit.bench.ts';
@@ -24,6 +26,22 @@ describe.skipIf(!dev)(`models on '${device}'${skipReason ? ` (skipped: ${skipRea
       expect(r.checks.length).toBeGreaterThan(10);
     }, 600_000);
   }
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`Gemma-2 text encoder golden fixtures (softcap, GQA, sliding window, RoPE), ${dtype}`, async () => {
+      const r = await runGolden({ root: GOLDEN, dtype, device, only: ['gemma2'] });
+      expect(r.stages.map((s) => s.error ?? s.comparisons.filter((c) => !c.ok).map((c) => c.name))).toEqual([[]]);
+      expect(r.ok).toBe(true);
+    }, 600_000);
+  }
+
+  // The whole text-to-image pipeline fixture; on the emulation it takes ~25 s on this 2-core box,
+  // and its parts are covered above, so CI runs it on a GPU only.
+  it.skipIf(device !== 'cuda')('whole pipeline golden fixture, f32', async () => {
+    const r = await runGolden({ root: GOLDEN, dtype: 'f32', device, only: ['pipeline'] });
+    expect(r.stages.map((s) => s.error ?? s.comparisons.filter((c) => !c.ok).map((c) => c.name))).toEqual([[]]);
+    expect(r.ok).toBe(true);
+  }, 600_000);
 
   it('DC-AE decoder golden fixtures, f32', async () => {
     const r = await runDcaeGolden({ backend: dev!, native, dtype: 'f32', dir: GOLDEN });
