@@ -262,6 +262,15 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
     const bytes = owned.reduce((s, t) => s + t.nbytes, 0);
     const hd = cfg.attentionHeadDim;
 
+    // Intermediates are freed as soon as they are consumed (the enclosing scope would free them
+    // too, but only at the end of the block): at 1024² a stage-0 map is 256–512 MB.
+    const free = (...ts: Tensor[]): void => ts.forEach((t) => t.dispose());
+    // reshape that hands the storage over to the view (storage is refcounted: the base must go too)
+    const view = (t: Tensor, shape: number[]): Tensor => {
+      const v = bk.reshape(t, shape);
+      t.dispose();
+      return v;
+    };
     const evit = (X: Tensor, w: EvitBlockW): Tensor => {
       const [B, C, H, W] = X.shape as [number, number, number, number];
       const N = H * W;
@@ -271,36 +280,69 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       for (const s of w.scales) {
         const dw = bk.conv2d(qkv, s.inW, undefined, { padding: (s.k - 1) / 2, groups: 3 * C }); // (B, 3I, H, W)
         branches.push(bk.conv2d(dw, s.outW, undefined, { groups: (3 * C) / hd })); // (B, 3I, H, W)
+        free(dw);
       }
       const T = branches.length === 1 ? qkv : bk.concat(branches, 1); // (B, 3I·(1+S), H, W)
+      if (T !== qkv) free(...branches);
       const G = T.shape[1]! / (3 * hd);
       // Groups of 3·hd consecutive channels hold [query | key | value] of one head (fixture README).
-      const t5 = bk.permute(bk.reshape(T, [B, G, 3, hd, N]), [2, 0, 1, 4, 3]); // (3, B, G, N, hd)
-      const part = (k: number): Tensor => bk.reshape(bk.slice(t5, 0, k, k + 1), [B, G, N, hd]);
+      const T5 = view(T, [B, G, 3, hd, N]);
+      const t5 = bk.permute(T5, [2, 0, 1, 4, 3]); // (3, B, G, N, hd)
+      free(T5);
+      const [q, k, v] = [0, 1, 2].map((i) => view(bk.slice(t5, 0, i, i + 1), [B, G, N, hd])) as [Tensor, Tensor, Tensor];
+      free(t5);
       // The quadratic path diffusers takes when N ≤ hd is the same normalised ReLU-kernel
       // attention evaluated in another order, so one op serves both.
-      const o = bk.linearAttention(part(0), part(1), part(2), 1e-15, true); // (B, G, N, hd)
-      const oImg = bk.reshape(bk.permute(o, [0, 1, 3, 2]), [B, G * hd, H, W]); // (B, I·(1+S), H, W)
-      const att = bk.rmsnorm2d(bk.conv2d(oImg, w.outW, undefined), w.anW, w.anB, 1e-5); // (B, C, H, W)
+      const o = bk.linearAttention(q, k, v, 1e-15, true); // (B, G, N, hd)
+      free(q, k, v);
+      const oImg = view(bk.permute(o, [0, 1, 3, 2]), [B, G * hd, H, W]); // (B, I·(1+S), H, W)
+      free(o);
+      const proj = bk.conv2d(oImg, w.outW, undefined); // (B, C, H, W)
+      free(oImg);
+      const att = bk.rmsnorm2d(proj, w.anW, w.anB, 1e-5);
+      free(proj);
       const X1 = bk.add(att, X);
+      free(att);
       // GLUMBConv (expand 4): 1×1 → SiLU → depthwise 3×3 → value·SiLU(gate) → 1×1 → RMSNorm → residual
-      const u = bk.silu(bk.conv2d(X1, w.invW, w.invB)); // (B, 8C, H, W)
+      const u0 = bk.conv2d(X1, w.invW, w.invB); // (B, 8C, H, W)
+      const u = bk.silu(u0);
+      free(u0);
       const d = bk.conv2d(u, w.dwW, w.dwB, { padding: 1, groups: 8 * C }); // (B, 8C, H, W)
-      const glu = bk.gluMul(bk.slice(d, 1, 0, 4 * C), bk.slice(d, 1, 4 * C, 8 * C), 'silu'); // (B, 4C, H, W)
-      const g = bk.rmsnorm2d(bk.conv2d(glu, w.ptW, undefined), w.gnW, w.gnB, 1e-5); // (B, C, H, W)
+      free(u);
+      const val = bk.slice(d, 1, 0, 4 * C), gate = bk.slice(d, 1, 4 * C, 8 * C); // (B, 4C, H, W) each
+      free(d);
+      const glu = bk.gluMul(val, gate, 'silu'); // (B, 4C, H, W)
+      free(val, gate);
+      const pt = bk.conv2d(glu, w.ptW, undefined); // (B, C, H, W)
+      free(glu);
+      const g = bk.rmsnorm2d(pt, w.gnW, w.gnB, 1e-5);
+      free(pt);
       return bk.add(g, X1);
     };
     const res = (X: Tensor, w: ResBlockW): Tensor => {
       const h1 = bk.conv2d(X, w.c1W, w.c1B, { padding: 1 }); // (B, C, H, W)
       const a = w.act === 'silu' ? bk.silu(h1) : bk.relu(h1);
-      const h2 = bk.rmsnorm2d(bk.conv2d(a, w.c2W, undefined, { padding: 1 }), w.nW, w.nB, 1e-5);
+      free(h1);
+      const c2 = bk.conv2d(a, w.c2W, undefined, { padding: 1 });
+      free(a);
+      const h2 = bk.rmsnorm2d(c2, w.nW, w.nB, 1e-5);
+      free(c2);
       return bk.add(h2, X);
     };
     const upsample = (X: Tensor, w: UpW): Tensor => {
-      const main = w.interpolate
-        ? bk.conv2d(bk.upsampleNearest(X, 2), w.convW, w.convB, { padding: 1 }) // (B, Cout, 2H, 2W)
-        : bk.pixelShuffle(bk.conv2d(X, w.convW, w.convB, { padding: 1 }), 2);
-      const short = bk.pixelShuffle(bk.repeatInterleave(X, w.repeats, 1), 2); // (B, Cout, 2H, 2W)
+      let main: Tensor;
+      if (w.interpolate) {
+        const up = bk.upsampleNearest(X, 2); // (B, Cin, 2H, 2W)
+        main = bk.conv2d(up, w.convW, w.convB, { padding: 1 }); // (B, Cout, 2H, 2W)
+        free(up);
+      } else {
+        const c = bk.conv2d(X, w.convW, w.convB, { padding: 1 }); // (B, 4·Cout, H, W)
+        main = bk.pixelShuffle(c, 2);
+        free(c);
+      }
+      const rep = bk.repeatInterleave(X, w.repeats, 1); // (B, 4·Cout, H, W)
+      const short = bk.pixelShuffle(rep, 2); // (B, Cout, 2H, 2W)
+      free(rep);
       return bk.add(main, short);
     };
 

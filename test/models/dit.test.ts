@@ -164,9 +164,11 @@ describe('golden fixtures', () => {
     expect(r.checks.length).toBeGreaterThanOrEqual(3 + 2 * 8);
   });
 
-  it('bf16: within the stated bf16 bound', async () => {
-    const r = await runTransformerGolden({ backend, native, dtype: 'bf16', dir: GOLDEN });
-    expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+  it('bf16 and f16: within the stated bounds', async () => {
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const r = await runTransformerGolden({ backend, native, dtype, dir: GOLDEN });
+      expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+    }
   });
 });
 
