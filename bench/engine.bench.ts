@@ -9,6 +9,7 @@ import type { BenchRow } from './types.ts';
 
 const NODES = 500;
 const REPS = 9;
+const WARMUP = 3;
 
 const registry = new NodeRegistry().registerAll([
   defineNode({ name: 'Seed', inputs: { required: { v: { type: 'INT', default: 0, min: 0, max: 1e9 } } }, outputs: [{ name: 'N', type: 'NUM' }], run: ({ v }) => [v] as never }),
@@ -53,7 +54,8 @@ const mid = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length
 
 /** Median wall time (ms); `cpu` gets the median process CPU time (ms), which load on a shared machine inflates far less. */
 async function median(fn: () => unknown | Promise<unknown>, cpu?: { ms: number }): Promise<number> {
-  await fn();
+  // Warm-up runs let the JIT settle before anything is timed.
+  for (let i = 0; i < WARMUP; i++) await fn();
   const wall: number[] = [];
   const cpuMs: number[] = [];
   for (let i = 0; i < REPS; i++) {
@@ -70,7 +72,7 @@ async function median(fn: () => unknown | Promise<unknown>, cpu?: { ms: number }
 
 export default async function engineBench(): Promise<BenchRow[]> {
   const prompt = graph(1);
-  const base = `${NODES} nodes, median of ${REPS} after a warm-up`;
+  const base = `${NODES} nodes, median of ${REPS} after ${WARMUP} warm-up runs`;
   const notes = `${base}, wall time`;
   let seed = 0;
   const none = new Executor(registry, { cache: 'none' });
