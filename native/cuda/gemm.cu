@@ -40,10 +40,12 @@ struct GemmDesc {
 template <bool IM2COL>
 SANA_DEV int64_t b_offset(const GemmDesc& d, int64_t zb, int64_t zg, int64_t k, int64_t n) {
   if (!IM2COL) return zb * d.b_bs + zg * d.b_gs + k * d.b_sk + n * d.b_sn;
-  int64_t khw = d.KH * d.KW, c = k / khw, ky = (k / d.KW) % d.KH, kx = k % d.KW;
-  int64_t oy = n / d.Wo, ox = n % d.Wo;
-  int64_t iy = oy * d.stride - d.pad + ky, ix = ox * d.stride - d.pad + kx;
-  if (iy < 0 || iy >= d.H || ix < 0 || ix >= d.W) return -1;
+  // 32-bit index math (run_gemm checks K and N fit): 64-bit division costs several times more on a GPU.
+  const int ki = int(k), ni = int(n), KW = int(d.KW), KH = int(d.KH), Wo = int(d.Wo);
+  const int c = ki / (KH * KW), ky = (ki / KW) % KH, kx = ki % KW;
+  const int oy = ni / Wo, ox = ni % Wo;
+  const int iy = oy * int(d.stride) - int(d.pad) + ky, ix = ox * int(d.stride) - int(d.pad) + kx;
+  if (iy < 0 || iy >= int(d.H) || ix < 0 || ix >= int(d.W)) return -1;
   return zb * d.b_bs + ((zg * d.Cg + c) * d.H + iy) * d.W + ix;
 }
 
@@ -261,6 +263,8 @@ static Status run_gemm(void* c, const void* a, const void* b, const float* bias,
                        DType dt, cudaStream_t s, const char* op) {
   if (d.M == 0 || d.N == 0 || nz == 0) return nullptr;
   if (nz > 65535) return status_printf("%s: %lld batches x groups exceed the grid limit (65535)", op, (long long)nz);
+  if (im2col && (d.K > 0x7fffffff || d.N > 0x7fffffff || d.H * d.W > 0x7fffffff))
+    return status_printf("%s: im2col sizes exceed 32-bit indexing (K=%lld, N=%lld)", op, (long long)d.K, (long long)d.N);
   if (dt == DType::F32) {
     dim3 grid(unsigned(cdiv(d.N, kSBN)), unsigned(cdiv(d.M, kSBM)), unsigned(nz));
     if (cdiv(d.M, kSBM) > 65535) return status_printf("%s: M = %lld too large for one launch", op, (long long)d.M);

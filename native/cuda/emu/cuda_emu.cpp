@@ -283,9 +283,13 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::fu
           ctx_make(f.ctx, R.sched, g_stacks[i].get(), kStackBytes, fiber_entry);
         }
         g_counters.threads += nthreads;
+        // Odd blocks run their threads in reverse order between barriers, so a missing barrier
+        // shows up whichever side of it (lower or higher thread index) reads the other's data.
+        const bool reverse = ((bx + by + bz) & 1) != 0;
         while (R.live > 0 && !R.failed) {
           bool any = false;
-          for (auto& f : R.fibers) {
+          for (unsigned long fi = 0; fi < nthreads; ++fi) {
+            Fiber& f = R.fibers[reverse ? nthreads - 1 - fi : fi];
             if (f.done) continue;
             R.progress = false;
             g_fiber = &f;

@@ -3,8 +3,9 @@
 //
 // The same .cu source is compiled by g++ (`-x c++ -DSANA_CUDA_EMU`) with this header instead of
 // the CUDA runtime. What it provides:
-//   - grid/block indices: every thread of a block is a fiber (ucontext) on the calling OS
-//     thread; blocks run one after the other;
+//   - grid/block indices: every thread of a block is a fiber on the calling OS thread; blocks
+//     run one after the other; between two barriers the threads of even blocks run in index
+//     order and those of odd blocks in reverse, so a missing barrier corrupts some block;
 //   - `__shared__` variables: `static thread_local`, so every block of a launch sees the same
 //     storage, as a block on an SM does (contents are NOT reset between blocks, like hardware);
 //   - `__syncthreads()` / `__syncwarp()`: fiber barriers; a deadlock (a barrier some threads

@@ -65,6 +65,15 @@ static __global__ void reverse_kernel(int* out, const int* in) {
   out[base + threadIdx.x] = tile[n - 1 - threadIdx.x];
 }
 
+// Reads a neighbour's shared slot WITHOUT the barrier it needs: the emulation must expose it.
+static __global__ void racy_shift_kernel(int* out) {
+  __shared__ int tile[64];
+  tile[threadIdx.x] = int(blockIdx.x * 1000 + threadIdx.x);
+  out[blockIdx.x * 64 + threadIdx.x] = tile[(threadIdx.x + 63) % 64];  // missing __syncthreads()
+  __syncthreads();
+  tile[threadIdx.x] = -1;  // so the next block cannot read this block's values by luck
+}
+
 static __global__ void shuffle_kernel(float* sums, float* downs, float* bcast, unsigned* ballots, float* bsum) {
   __shared__ float scratch[32];
   const int t = threadIdx.x, lane = t % 32;
@@ -126,6 +135,16 @@ static void test_launch_model() {
     for (int b = 0; b < 3; ++b)
       for (int i = 0; i < 96; ++i) ok = ok && out[b * 96 + i] == in[b * 96 + 95 - i];
     CHECK(ok, "__shared__ + __syncthreads reversal");
+  }
+  {
+    // Thread i reads slot i-1: in index order that slot is already written (by luck), in reverse
+    // order it is not; the odd block must therefore come out wrong.
+    std::vector<int> out(2 * 64);
+    LAUNCH(2, 64, 0, nullptr, racy_shift_kernel)(out.data());
+    int wrong = 0;
+    for (int b = 0; b < 2; ++b)
+      for (int i = 1; i < 64; ++i) wrong += out[b * 64 + i] != b * 1000 + i - 1;
+    CHECK(wrong > 0, "a missing __syncthreads must corrupt at least one block (it did not)");
   }
   {
     const int n = 128;
