@@ -1,6 +1,7 @@
 // The CUDA backends as the rest of the project sees them: listed by devices(), 'cuda-emu' always
 // usable, 'cuda' either usable or refused with a reason the caller can show (no GPU here: the
 // CUDA runtime reports error 35 and the process carries on).
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { buildInfo, devices, getBackend } from '../../native/index.ts';
 
@@ -17,6 +18,12 @@ describe('CUDA backends in the addon', () => {
     expect(Array.from(b.affine(t, 2, 1).toFloat32())).toEqual([3, 5, 7]);
     t.dispose();
     expect(Number(b.info().launches)).toBeGreaterThan(0);
+  });
+
+  it('compiles the real CUDA kernels whenever nvcc is on PATH (CI builds them even without a GPU)', () => {
+    const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
+    if (nvcc.status !== 0) return; // no toolkit: the build falls back to cuda-emu only
+    expect(buildInfo().cuda, 'nvcc is on PATH but the addon has no cuda backend: see the cmake output of npm run build:native').toBe(true);
   });
 
   it("lists 'cuda' when nvcc built it, and refuses it with the reason when no GPU is usable", () => {
