@@ -2,7 +2,8 @@
 // oneDNN path: convolution primitive with weights reordered once into the primitive's layout
 // (cached on the weight with the primitive, by input shape); src/dst reordered to/from the
 // primitive's preferred layout through scratch.
-// Portable paths: depthwise as direct loops; otherwise im2col written straight into GEMM
+// Depthwise (groups == C_in == C_out): direct loops on NCHW on every path. Otherwise, portable:
+// im2col written straight into GEMM
 // panels, a chunk of output pixels per thread, times the f32 weights (converted once, cached).
 #include "gemm.h"
 #include "dnnl_util.h"
@@ -41,9 +42,12 @@ ConvCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t Cout, int64_t
   return c;
 }
 
+// Depthwise conv straight on NCHW rows (oneDNN would reorder to NHWC and back, which costs
+// several times the convolution itself for Sana's 5760-channel GLUMBConv).
 template <typename T>
-void depthwise_t(T* out, const T* x, const float* wf, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W,
+void depthwise_t(void* out, DType out_dt, const T* x, const float* wf, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W,
                  int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t Ho, int64_t Wo) {
+  const size_t oes = dtype_size(out_dt);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t c = 0; c < C; c++) {
@@ -69,8 +73,7 @@ void depthwise_t(T* out, const T* x, const float* wf, const float* bias, int64_t
             }
           }
         }
-        T* o = out + ((b * C + c) * Ho + oh) * Wo;
-        for (int64_t ow = 0; ow < Wo; ow++) o[ow] = from_f32<T>(acc[ow]);
+        cpu::from_float_row(static_cast<char*>(out) + size_t(((b * C + c) * Ho + oh) * Wo) * oes, acc, Wo, out_dt);
       }
     }
 }
@@ -86,8 +89,8 @@ void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, in
       cpu::to_float_row(c->wf.data(), c->w, Cout * K, dt);
     }
   }
-  if (G == Cin && Cout == Cin && Cin_g == 1 && out_dt == dt) {
-    SANA_FLOAT_DISPATCH(dt, depthwise_t(static_cast<T*>(out), static_cast<const T*>(x), c->wf.data(), bias, B, Cin, H, W, KH, KW, s, p, Ho, Wo));
+  if (G == Cin && Cout == Cin && Cin_g == 1) {
+    SANA_FLOAT_DISPATCH(dt, depthwise_t(out, out_dt, static_cast<const T*>(x), c->wf.data(), bias, B, Cin, H, W, KH, KW, s, p, Ho, Wo));
     return;
   }
   constexpr int64_t kNC = 8 * cpu::kNR;  // output pixels per work item
@@ -196,7 +199,8 @@ Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, in
   WeightCacheSlot local;
   ConvCache* c = cache_for(wcache ? wcache : &local, w, Cout, Cin / groups, KH, KW, groups, dt);
 #ifdef SANA_HAVE_DNNL
-  if (cpu::dnnl_fast_dtype(dt)) {
+  const bool depthwise = groups == Cin && Cout == Cin;
+  if (cpu::dnnl_fast_dtype(dt) && !depthwise) {
     try {
       if (conv_dnnl(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt)) return nullptr;
     } catch (const dnnl::error& e) {
