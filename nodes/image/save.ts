@@ -6,7 +6,7 @@ import path from 'node:path';
 import { expandPrefix, fileNameFor, planSave } from './filenames.ts';
 import { createFileAtomic, resolveInside } from './paths.ts';
 import { asciiJson, encodePng } from './png.ts';
-import { imageToRgb8, type Image } from './types.ts';
+import { assertImage, imageToRgb8, type Image } from './types.ts';
 
 export interface SavedImage {
   filename: string;
@@ -35,6 +35,8 @@ export function pngTextFor(prompt: unknown, extraPnginfo: Record<string, unknown
 }
 
 export function saveImageBatch(images: Image, opts: SaveOptions): SavedImage[] {
+  // A producer that hands over a malformed IMAGE is named here, not deep inside the encoder.
+  assertImage(images, `saving images (${opts.type})`);
   const expanded = expandPrefix(opts.prefix, { width: images.width, height: images.height, date: opts.date });
   // Throws for "..", absolute prefixes and symlinked folders that lead out of the root.
   const dirCheck = resolveInside(opts.root, [expanded]);

@@ -418,6 +418,23 @@ describe('origin check', () => {
     ok.close();
   });
 
+  test('a full queue answers 503 instead of growing without bound', async () => {
+    const c = await startTestServer({ maxQueue: 2 });
+    try {
+      const slow = (seed: number) => postJson(`${c.url}/prompt`, { prompt: imagePrompt({ seed, slowMs: 3000, steps: 30 }) });
+      expect((await slow(1)).status).toBe(200);
+      expect((await slow(2)).status).toBe(200);
+      const full = await slow(3);
+      expect(full.status).toBe(503);
+      expect((await full.json()).error.type).toBe('queue_full');
+      await postJson(`${c.url}/queue`, { clear: true });
+      await postJson(`${c.url}/interrupt`, {});
+    } finally {
+      await c.close();
+      fs.rmSync(c.dirs.root, { recursive: true, force: true });
+    }
+  });
+
   test('--enable-cors-header replaces the check with CORS headers', async () => {
     const c = await startTestServer({ enableCorsHeader: 'http://app.example' });
     try {

@@ -75,13 +75,18 @@ describe('save naming', () => {
       { filename: 'img_1_00002_.png', subfolder: 'x', type: 'output' },
     ]);
     // The next save continues the counter even though the batch number changes the name.
-    expect(saveImageBatch({ ...img, batch: 1 }, { root, type: 'output', prefix: 'x/img_%batch_num%', level: 1 })[0].filename).toBe('img_0_00003_.png');
+    expect(saveImageBatch({ ...img, batch: 1, data: img.data.subarray(0, 2 * 3 * 3) }, { root, type: 'output', prefix: 'x/img_%batch_num%', level: 1 })[0].filename).toBe('img_0_00003_.png');
     const first = fs.readFileSync(path.join(root, saved[0].subfolder, saved[0].filename));
     expect(JSON.parse(readPngText(first).prompt)).toEqual({ '1': { class_type: 'é' } });
     expect(JSON.parse(readPngText(first).workflow)).toEqual({ nodes: [] });
     const dec = decodePng(first);
     expect([dec.width, dec.height]).toEqual([3, 2]);
     expect(dec.data[1]).toBe(Math.trunc((1 / 6) * 255));
+  });
+
+  test('a malformed IMAGE is refused with a clear message', () => {
+    const bad = { data: new Float32Array(5), batch: 1, height: 1, width: 2, channels: 3 as const };
+    expect(() => saveImageBatch(bad, { root: path.join(tmp, 'out4'), type: 'output', prefix: 'x', level: 1 })).toThrow(/saving images \(output\): expected an IMAGE/);
   });
 
   test('a prefix that leaves the output folder is refused', () => {
