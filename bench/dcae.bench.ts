@@ -1,8 +1,9 @@
 // DC-AE decoder (Sana's f32c32 VAE, real config, random weights) on the CPU backend.
 //   npm run bench -- dcae
-// Rows: decode at 512² and 1024² in bf16 and f32 (time, FLOPs, TFLOP/s, peak backend memory), and
-// a tiled bf16 decode of a 4096² image (latent 128², 1024-px tiles, 128-px blends): its peak
-// backend memory against what an untiled decode would need.
+// Rows: decode at 512² (bf16, f32) and 1024² (bf16; f32 with SANA_BENCH_FULL=1): time, FLOPs,
+// TFLOP/s, peak backend memory; tiled bf16 decodes: 1024² in 512-px tiles, and with
+// SANA_BENCH_FULL=1 4096² (latent 128²) in 1024-px tiles with 128-px blends. The peak of a tiled
+// decode is one tile's plus the f32 output.
 import * as native from '../native/index.ts';
 import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tileStarts, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
 import { noise, randomWeights, timeIt } from './dit.bench.ts';
@@ -43,40 +44,49 @@ export function dcaeFlops(c: DcaeDecoderConfig, h: number, w: number): number {
 }
 
 const MB = 1 / (1024 * 1024);
+/** SANA_BENCH_FULL=1 adds the 1024² f32 decode and the tiled 4096² decode (≈ 100 TFLOP: minutes
+ *  even on an idle machine). */
+const FULL = process.env.SANA_BENCH_FULL === '1';
 
 export default async function dcaeBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
   const cfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
   const src = randomWeights(expectedDecoderTensors(cfg));
   const rows: BenchRow[] = [];
+  const peakOf = (fn: () => void): { seconds: number; peakMb: number } => {
+    backend.resetPeak();
+    const base = backend.memory().allocated;
+    const t0 = process.hrtime.bigint();
+    fn();
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, peakMb: (backend.memory().peak - base) * MB };
+  };
   for (const dtype of ['bf16', 'f32'] as const) {
     const dec = buildDcaeDecoder(cfg, src, backend, dtype, 'random weights');
     try {
       for (const side of [512, 1024]) {
+        if (side === 1024 && dtype === 'f32' && !FULL) continue;
         const h = side / 32;
         const z = { data: noise(32 * h * h, 2, 17), shape: [1, 32, h, h] };
-        backend.resetPeak();
-        const base = backend.memory().allocated;
-        const heavy = side === 1024;
-        const t = timeIt(() => dec.decode(z).dispose(), heavy ? 1 : 2, heavy ? 0 : 1);
+        if (side === 512) dec.decode(z).dispose(); // warm-up: packs the conv weights
+        const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
         const flops = dcaeFlops(cfg, h, h);
-        rows.push({ name: `dcae.decode.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: (backend.memory().peak - base) * MB, weights_mb: dec.bytes * MB } });
+        rows.push({ name: `dcae.decode.${side}.${dtype}`, metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB } });
       }
       if (dtype === 'bf16') {
-        const h = 128, tile = 32, overlap = 4;
-        const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
-        backend.resetPeak();
-        const base = backend.memory().allocated;
-        let tiles = 0;
-        const t0 = process.hrtime.bigint();
-        dec.decodeTiled(z, { tile, overlap, onTile: (d) => { tiles = d; } }).dispose();
-        const t = Number(process.hrtime.bigint() - t0) / 1e9;
-        const peak = backend.memory().peak - base;
-        const n = tileStarts(h, tile, overlap).length;
-        rows.push({
-          name: 'dcae.decode_tiled.4096.bf16',
-          metrics: { seconds: t, tiles, tiles_per_axis: n, peak_act_mb: peak * MB, output_mb: (3 * 4096 * 4096 * 4) * MB },
-        });
+        // Tiles are decoded one after another and each is freed before the next: the peak is one
+        // tile's, whatever the image size. Shown on 1024² in 512-px tiles (vs the untiled row
+        // above), and with SANA_BENCH_FULL on 4096² in 1024-px tiles.
+        const cases: Array<[number, number, number]> = [[1024, 16, 2], ...(FULL ? [[4096, 32, 4] as [number, number, number]] : [])];
+        for (const [side, tile, overlap] of cases) {
+          const h = side / 32;
+          const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
+          let tiles = 0;
+          const { seconds, peakMb } = peakOf(() => dec.decodeTiled(z, { tile, overlap, onTile: (d) => { tiles = d; } }).dispose());
+          rows.push({
+            name: `dcae.decode_tiled.${side}.tile${tile * 32}.bf16`,
+            metrics: { seconds, tiles, tiles_per_axis: tileStarts(h, tile, overlap).length, peak_act_mb: peakMb, output_mb: 3 * side * side * 4 * MB },
+          });
+        }
       }
     } finally {
       dec.dispose();

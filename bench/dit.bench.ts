@@ -4,7 +4,7 @@
 // TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
 // "matmul floor", target: forward ≤ 2× it); bf16 time vs resolution 256² → 2048² (linear
 // attention: time per token should stay about flat). SANA_BENCH_DIT_LAYERS=28 times the whole
-// depth instead of scaling 7 blocks (see LAYERS_RUN).
+// depth instead of scaling 4 blocks (see LAYERS_RUN).
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
 import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig, type SanaTransformerConfig, type WeightSource } from '../nodes/models/sana_dit.ts';
@@ -94,10 +94,10 @@ const MB = 1 / (1024 * 1024);
 
 /**
  * Blocks actually built: every block has the same cost, so a forward of the full 28 is timed as
- * top + 28 · block, measured on `SANA_BENCH_DIT_LAYERS` blocks (default 7) and scaled; rows say
+ * top + 28 · block, measured on `SANA_BENCH_DIT_LAYERS` blocks (default 4) and scaled; rows say
  * `layers_run`. Peak activation memory does not depend on the depth (block inputs are freed).
  */
-const LAYERS_RUN = Math.max(1, Math.min(28, Number(process.env.SANA_BENCH_DIT_LAYERS ?? 7)));
+const LAYERS_RUN = Math.max(1, Math.min(28, Number(process.env.SANA_BENCH_DIT_LAYERS ?? 4)));
 
 export default async function ditBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
