@@ -5,7 +5,8 @@
 // Rows per dtype and length: seconds, TFLOP, TFLOP/s, and the load average when measured. The vocabulary is cut to 4096 rows (the
 // lookup is the only thing it affects; the real table would cost 1.2 GB of bf16 for nothing).
 // When free memory cannot hold all 26 layers at a dtype (f32: 8 GB + packed copies), fewer
-// layers are built and the time is scaled to 26 (`layers_run` says how many ran).
+// layers are built and the time is scaled to 26 (`layers_run` says how many ran); the env
+// GEMMA_BENCH_LAYERS / GEMMA_BENCH_DTYPES / GEMMA_BENCH_REPS do the same by hand.
 import { freemem, loadavg } from 'node:os';
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
@@ -23,6 +24,9 @@ export const GEMMA2_2B_CONFIG = {
 const BENCH_VOCAB = 4096;
 /** Timed runs per row (median); a full-size forward is seconds to minutes on the shared 2 cores. */
 const REPS = Number(process.env.GEMMA_BENCH_REPS ?? 1);
+/** Optional caps for a loaded machine: fewer layers (time scaled to 26) and a dtype subset. */
+const MAX_LAYERS = Number(process.env.GEMMA_BENCH_LAYERS ?? 26);
+const DTYPES = (process.env.GEMMA_BENCH_DTYPES ?? 'bf16,f32').split(',') as Array<'bf16' | 'f32'>;
 
 /** xorshift32 uniform noise in [-amp, amp). */
 function noise(n: number, amp: number, seed: number): Float32Array {
@@ -63,11 +67,12 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
   const tok = loadGemmaTokenizer();
   const lengthAll = tokenizePrompts(tok, ['a small red cube on a wooden table'], {}).lengthAll; // 300 + CHI
   const rows: BenchRow[] = [];
-  for (const dtype of ['bf16', 'f32'] as const) {
+  for (const dtype of DTYPES) {
+    if (dtype !== 'bf16' && dtype !== 'f32') throw new Error(`gemma bench: GEMMA_BENCH_DTYPES has ${String(dtype)} (bf16, f32)`);
     const bytesPerLayer = (gemma2ParamCount({ ...full, numLayers: 1, vocabSize: 0 }) - full.hiddenSize) * (dtype === 'f32' ? 4 : 2);
     // Weights plus one packed copy, with 3 GB left for activations and everyone else.
     const fits = Math.floor((freemem() - 3e9) / (2 * bytesPerLayer));
-    const layers = Math.max(1, Math.min(full.numLayers, fits));
+    const layers = Math.max(1, Math.min(full.numLayers, MAX_LAYERS, fits));
     const cfg: Gemma2Config = { ...full, numLayers: layers, slidingLayers: full.slidingLayers.slice(0, layers), vocabSize: BENCH_VOCAB };
     const model = buildGemma2(cfg, randomGemmaWeights(cfg), backend, dtype);
     try {
