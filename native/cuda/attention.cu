@@ -43,9 +43,11 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
     Qs[e] = i < a.Lq ? ldf(q, a.dt, (qbase + i) * D + d) : 0.f;
   }
   float m[kQPW], l[kQPW], o[kQPW][kMaxR];
+  SANA_UNROLL
   for (int qi = 0; qi < kQPW; ++qi) {
     m[qi] = -INFINITY;
     l[qi] = 0.f;
+    SANA_UNROLL
     for (int r = 0; r < kMaxR; ++r) o[qi][r] = 0.f;
   }
   // Key range any query of this block can see.
@@ -63,6 +65,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
       Vs[e] = j < a.Lk ? ldf(v, a.dt, (kbase + j) * Dv + d) : 0.f;
     }
     __syncthreads();
+    SANA_UNROLL
     for (int qi = 0; qi < kQPW; ++qi) {
       const int64_t i = q_first + warp * kQPW + qi;
       if (i >= a.Lq) continue;  // warp-uniform
@@ -85,6 +88,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
       const float alpha = expf(m[qi] - m_new);
       l[qi] = l[qi] * alpha + warp_sum(p);
       m[qi] = m_new;
+      SANA_UNROLL
       for (int r = 0; r < kMaxR; ++r) o[qi][r] *= alpha;
       // Every lane needs every p_j: one shared-memory broadcast per key instead of KT shuffles.
       Ps[warp * 32 + lane] = p;
@@ -92,6 +96,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
       for (int jj = 0; jj < KT; ++jj) {
         const float pj = Ps[warp * 32 + jj];
         const float* vrow = Vs + jj * Dv;
+        SANA_UNROLL
         for (int r = 0; r < kMaxR; ++r) {
           const int64_t d = lane + 32 * r;
           if (d < Dv) o[qi][r] = fma_f(pj, vrow[d], o[qi][r]);
@@ -101,11 +106,13 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
     }
     __syncthreads();
   }
+  SANA_UNROLL
   for (int qi = 0; qi < kQPW; ++qi) {
     const int64_t i = q_first + warp * kQPW + qi;
     if (i >= a.Lq) continue;
     // A query that sees no key at all gets zeros (rather than 0/0).
     const float inv = l[qi] > 0.f ? 1.f / l[qi] : 0.f;
+    SANA_UNROLL
     for (int r = 0; r < kMaxR; ++r) {
       const int64_t d = lane + 32 * r;
       if (d < Dv) stf(out, a.dt, (qbase + i) * Dv + d, o[qi][r] * inv);

@@ -28,6 +28,14 @@
   T* name = reinterpret_cast<T*>(sana_dyn_smem_)
 #endif
 
+// Full unrolling of fixed-trip loops over register arrays: without it nvcc indexes those arrays
+// dynamically and puts them in local memory (ptxas -v showed 64-128 byte stack frames).
+#ifdef SANA_CUDA_EMU
+#define SANA_UNROLL
+#else
+#define SANA_UNROLL _Pragma("unroll")
+#endif
+
 namespace sana {
 namespace SANA_CUDA_NS {
 

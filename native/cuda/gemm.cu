@@ -73,12 +73,14 @@ SANA_DEV void load_a_tile(TileRegs& r, const uint16_t* a, const GemmDesc& d, int
                           int tid, bool vec) {
   const int64_t base = zb * d.a_bs + zg * d.a_gs;
   if (vec) {
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j, mm = v / (kBK / 8), kq = (v % (kBK / 8)) * 8;
       const int64_t m = m0 + mm, k = k0 + kq;
       r.v[j] = (m < d.M && k < d.K) ? ld_vec16(a + base + m * d.a_sm + k) : Vec16{0, 0, 0, 0};
     }
   } else {
+    SANA_UNROLL
     for (int j = 0; j < 16; ++j) {
       const int e = tid + kMmaThreads * j, mm = e / kBK, kk = e % kBK;
       const int64_t m = m0 + mm, k = k0 + kk;
@@ -88,11 +90,13 @@ SANA_DEV void load_a_tile(TileRegs& r, const uint16_t* a, const GemmDesc& d, int
 }
 SANA_DEV void store_a_tile(uint16_t (*As)[kBK + kPad], const TileRegs& r, int tid, bool vec) {
   if (vec) {
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j;
       st_vec16(&As[v / (kBK / 8)][(v % (kBK / 8)) * 8], r.v[j]);
     }
   } else {
+    SANA_UNROLL
     for (int j = 0; j < 16; ++j) {
       const int e = tid + kMmaThreads * j;
       As[e / kBK][e % kBK] = r.h[j];
@@ -107,12 +111,14 @@ SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int
                           int tid, int mode) {
   const int64_t base = zb * d.b_bs + zg * d.b_gs;
   if (mode == 1) {
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j, nn = v / (kBK / 8), kq = (v % (kBK / 8)) * 8;
       const int64_t n = n0 + nn, k = k0 + kq;
       r.v[j] = (n < d.N && k < d.K) ? ld_vec16(b + base + n * d.b_sn + k) : Vec16{0, 0, 0, 0};
     }
   } else if (mode == 2) {
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j, kk = v / (kBN / 8), nq = (v % (kBN / 8)) * 8;
       const int64_t n = n0 + nq, k = k0 + kk;
@@ -121,6 +127,7 @@ SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int
   } else {
     // Neighbouring threads take neighbouring n when B is unit-stride along n, else neighbouring k.
     const bool n_fast = IM2COL || d.b_sn == 1;
+    SANA_UNROLL
     for (int j = 0; j < 16; ++j) {
       const int e = tid + kMmaThreads * j;
       const int nn = n_fast ? e % kBN : e / kBK, kk = n_fast ? e / kBN : e % kBK;
@@ -137,18 +144,22 @@ SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int
 template <bool IM2COL>
 SANA_DEV void store_b_tile(uint16_t (*Bs)[kBK + kPad], const TileRegs& r, const GemmDesc& d, int tid, int mode) {
   if (mode == 1) {
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j;
       st_vec16(&Bs[v / (kBK / 8)][(v % (kBK / 8)) * 8], r.v[j]);
     }
   } else if (mode == 2) {
     // 8 consecutive n of one k: a transposing scatter into Bs[n][k].
+    SANA_UNROLL
     for (int j = 0; j < 2; ++j) {
       const int v = tid + kMmaThreads * j, kk = v / (kBN / 8), nq = (v % (kBN / 8)) * 8;
+      SANA_UNROLL
       for (int i = 0; i < 8; ++i) Bs[nq + i][kk] = r.h[8 * j + i];
     }
   } else {
     const bool n_fast = IM2COL || d.b_sn == 1;
+    SANA_UNROLL
     for (int j = 0; j < 16; ++j) {
       const int e = tid + kMmaThreads * j;
       const int nn = n_fast ? e % kBN : e / kBK, kk = n_fast ? e / kBN : e % kBK;
@@ -173,8 +184,11 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
   const int b_mode = IM2COL ? 0 : d.b_mode;
 
   float acc[2][4][4];
+  SANA_UNROLL
   for (int i = 0; i < 2; ++i)
+    SANA_UNROLL
     for (int j = 0; j < 4; ++j)
+      SANA_UNROLL
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
   TileRegs ra, rb;
@@ -188,8 +202,10 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
       load_a_tile(ra, a, d, zb, zg, m0, k0 + kBK, tid, vec_a);
       load_b_tile<IM2COL>(rb, b, d, zb, zg, n0, k0 + kBK, tid, b_mode);
     }
+    SANA_UNROLL
     for (int ks = 0; ks < kBK; ks += 16) {
       uint32_t af[2][4], bfr[4][2];
+      SANA_UNROLL
       for (int i = 0; i < 2; ++i) {
         const int r = wm + 16 * i + g;
         af[i][0] = ld_pair(&As[r][ks + 2 * t]);
@@ -197,19 +213,25 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
         af[i][2] = ld_pair(&As[r][ks + 2 * t + 8]);
         af[i][3] = ld_pair(&As[r + 8][ks + 2 * t + 8]);
       }
+      SANA_UNROLL
       for (int j = 0; j < 4; ++j) {
         const int col = wn + 8 * j + g;
         bfr[j][0] = ld_pair(&Bs[col][ks + 2 * t]);
         bfr[j][1] = ld_pair(&Bs[col][ks + 2 * t + 8]);
       }
+      SANA_UNROLL
       for (int i = 0; i < 2; ++i)
+        SANA_UNROLL
         for (int j = 0; j < 4; ++j) mma_16816(acc[i][j], af[i], bfr[j], acc[i][j], is_bf16 != 0);
     }
     __syncthreads();  // everyone is done reading As/Bs before the next store
   }
   // Accumulator fragment: r0,r1 -> (g, 2t..2t+1), r2,r3 -> (g+8, 2t..2t+1) of each 16x8 tile.
+  SANA_UNROLL
   for (int i = 0; i < 2; ++i)
+    SANA_UNROLL
     for (int j = 0; j < 4; ++j)
+      SANA_UNROLL
       for (int r = 0; r < 4; ++r) {
         int64_t m = m0 + wm + 16 * i + g + (r >= 2 ? 8 : 0), n = n0 + wn + 8 * j + 2 * t + (r & 1);
         gemm_store(c, bias, d, zb, zg, m, n, acc[i][j][r]);
@@ -246,16 +268,23 @@ static __global__ void __launch_bounds__(kSimtThreads) gemm_simt_kernel(void* c,
       Bs[kk][nn] = v;
     }
     __syncthreads();
+    SANA_UNROLL
     for (int kk = 0; kk < kSBK; ++kk) {
       float av[4], bv[4];
+      SANA_UNROLL
       for (int i = 0; i < 4; ++i) av[i] = As[kk][ty * 4 + i];
+      SANA_UNROLL
       for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx * 4 + j];
+      SANA_UNROLL
       for (int i = 0; i < 4; ++i)
+        SANA_UNROLL
         for (int j = 0; j < 4; ++j) acc[i][j] = fma_f(av[i], bv[j], acc[i][j]);
     }
     __syncthreads();
   }
+  SANA_UNROLL
   for (int i = 0; i < 4; ++i)
+    SANA_UNROLL
     for (int j = 0; j < 4; ++j) gemm_store(c, bias, d, zb, zg, m0 + ty * 4 + i, n0 + tx * 4 + j, acc[i][j]);
 }
 

@@ -19,9 +19,10 @@ static __global__ void la_state_kernel(float* ws, const float* k, const float* v
   const int64_t bh = blockIdx.y, n_begin = int64_t(blockIdx.x) * kChunk;
   const int64_t n_end = n_begin + kChunk < N ? n_begin + kChunk : N;
   const int64_t E = D * D + D;  // S (dv, dk) row-major, then z (dk)
-  float acc[(kMaxD * kMaxD + kMaxD + kThreads - 1) / kThreads];
-  const int nacc = int((E + kThreads - 1) / kThreads);
-  for (int r = 0; r < nacc; ++r) acc[r] = 0.f;
+  constexpr int kAcc = (kMaxD * kMaxD + kMaxD + kThreads - 1) / kThreads;  // entries per thread, at most
+  float acc[kAcc];
+  SANA_UNROLL
+  for (int r = 0; r < kAcc; ++r) acc[r] = 0.f;
   for (int64_t t0 = n_begin; t0 < n_end; t0 += kTok) {
     for (int e = threadIdx.x; e < kTok * D; e += kThreads) {
       int64_t tt = e / D, d = e % D, n = t0 + tt;
@@ -35,9 +36,10 @@ static __global__ void la_state_kernel(float* ws, const float* k, const float* v
       Vs[tt][d] = vv;
     }
     __syncthreads();
-    for (int r = 0; r < nacc; ++r) {
+    SANA_UNROLL
+    for (int r = 0; r < kAcc; ++r) {
       int64_t e = threadIdx.x + int64_t(r) * kThreads;
-      if (e >= E) break;
+      if (e >= E) continue;
       float sum = 0.f;
       if (e < D * D) {
         int64_t dv = e / D, dk = e % D;
@@ -50,7 +52,8 @@ static __global__ void la_state_kernel(float* ws, const float* k, const float* v
     }
     __syncthreads();
   }
-  for (int r = 0; r < nacc; ++r) {
+  SANA_UNROLL
+  for (int r = 0; r < kAcc; ++r) {
     int64_t e = threadIdx.x + int64_t(r) * kThreads;
     if (e < E) atomicAdd(&ws[bh * E + e], acc[r]);
   }
