@@ -3,7 +3,7 @@
 // preview frames, node errors, worker crashes, cache reuse, and history after a restart.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { connectWs, imagePrompt, postJson, startTestServer, until, type TestServer, type WsRecorder } from './helpers.ts';
+import { connectWs, imagePrompt, postJson, startTestServer, TEST_NODES, until, type TestServer, type WsRecorder } from './helpers.ts';
 
 let s: TestServer;
 let ws: WsRecorder;
@@ -110,6 +110,29 @@ describe('execution', () => {
     await ws.waitFor(doneMarker(next));
     expect((await historyOf(next))!.status.status_str).toBe('success');
     expect(s.state.runner.restarts).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('worker start failure', () => {
+  test('a worker that cannot start fails each job with WorkerStartError; the server stays up', async () => {
+    const broken = await startTestServer({ extraNodeModules: [TEST_NODES, new URL('./fixtures/worker_fail_nodes.ts', import.meta.url).href] });
+    try {
+      const c = await connectWs(broken.url, 'broken-client');
+      const r = await postJson(`${broken.url}/prompt`, { prompt: imagePrompt({ seed: 901 }), client_id: 'broken-client' });
+      expect(r.status).toBe(200);
+      const { prompt_id } = (await r.json()) as { prompt_id: string };
+      await c.waitFor(doneMarker(prompt_id), 60_000);
+      const err = c.messages.find((m) => m.type === 'execution_error' && m.data.prompt_id === prompt_id)!.data;
+      expect(err.exception_type).toBe('WorkerStartError');
+      expect(String(err.exception_message)).toContain('refusing to load in the worker');
+      const h = (await (await fetch(`${broken.url}/history/${prompt_id}`)).json()) as Record<string, Entry>;
+      expect(h[prompt_id].status.status_str).toBe('error');
+      expect((await fetch(`${broken.url}/system_stats`)).status).toBe(200);
+      c.close();
+    } finally {
+      await broken.close();
+      fs.rmSync(broken.dirs.root, { recursive: true, force: true });
+    }
   });
 });
 
