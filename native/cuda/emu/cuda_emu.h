@@ -1,8 +1,9 @@
 // Host emulation of the CUDA launch model, so that the kernels in native/cuda/*.cu run on a
 // machine without a GPU (CI) and the op suite can compare them with their CPU twins.
 //
-// The same .cu source is compiled by g++ (`-x c++ -DSANA_CUDA_EMU`) with this header instead of
-// the CUDA runtime. What it provides:
+// The same .cu source is compiled by the C++ compiler with -DSANA_CUDA_EMU, which makes
+// common.cuh include this header instead of the CUDA runtime (cuda.cmake generates a one-line
+// .cpp that #includes each .cu; by hand: `g++ -x c++ -DSANA_CUDA_EMU -c gemm.cu`). It provides:
 //   - grid/block indices: every thread of a block is a fiber on the calling OS thread; blocks
 //     run one after the other; between two barriers the threads of even blocks run in index
 //     order and those of odd blocks in reverse, so a missing barrier corrupts some block;
