@@ -12,6 +12,8 @@ import { expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tiledDecode, 
 import { deriveLatentPreview, fitLatentPreview, latentPreviewRgb } from '../../nodes/models/latent_preview.ts';
 import type { HostArray } from '../../nodes/models/sana_dit.ts';
 
+// Model runs on the shared 2-core machine can take minutes under load.
+const HEAVY_MS = 300_000;
 const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
@@ -51,12 +53,12 @@ describe('golden fixtures', () => {
     const r = await runDcaeGolden({ backend, native, dtype: 'f32', dir: GOLDEN });
     expect(r.checks.filter((c) => !c.ok)).toEqual([]);
     expect(r.checks.length).toBe(2 * 8);
-  });
+  }, HEAVY_MS);
 
   it('bf16: within the stated bf16 bound', async () => {
     const r = await runDcaeGolden({ backend, native, dtype: 'bf16', dir: GOLDEN });
     expect(r.checks.filter((c) => !c.ok)).toEqual([]);
-  });
+  }, HEAVY_MS);
 });
 
 describe('tiled decoding', () => {
@@ -162,7 +164,7 @@ describe('tiled decoding', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, HEAVY_MS);
 
   it('on the tiny fixture DC-AE (global attention in 3 stages): runs, and equals untiled with one tile', async () => {
     // Tiles cannot match the whole here: every EfficientViT stage attends over the full grid and
@@ -183,7 +185,7 @@ describe('tiled decoding', () => {
     } finally {
       dec.dispose();
     }
-  });
+  }, HEAVY_MS);
 });
 
 describe('latent preview', () => {
@@ -216,5 +218,5 @@ describe('latent preview', () => {
     } finally {
       dec.dispose();
     }
-  });
+  }, HEAVY_MS);
 });

@@ -14,6 +14,8 @@ import {
   sincosPosEmbed, timestepSinusoid, validateTransformerTensors, type SanaTransformerConfig,
 } from '../../nodes/models/sana_dit.ts';
 
+// Model runs on the shared 2-core machine can take minutes under load.
+const HEAVY_MS = 300_000;
 const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
@@ -162,14 +164,14 @@ describe('golden fixtures', () => {
     const bad = r.checks.filter((c) => !c.ok);
     expect(bad).toEqual([]);
     expect(r.checks.length).toBeGreaterThanOrEqual(3 + 2 * 8);
-  });
+  }, HEAVY_MS);
 
   it('bf16 and f16: within the stated bounds', async () => {
     for (const dtype of ['bf16', 'f16'] as const) {
       const r = await runTransformerGolden({ backend, native, dtype, dir: GOLDEN });
       expect(r.checks.filter((c) => !c.ok)).toEqual([]);
     }
-  });
+  }, HEAVY_MS);
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ describe('tiny random models in the real layouts', () => {
         model.dispose();
       }
     }
-  });
+  }, HEAVY_MS);
 
   it('the sin-cos PE (interpolation_scale) is applied: same weights without it give another output', async () => {
     const withPe = writeTinyModel(TINY_1600M_LIKE);
@@ -264,7 +266,7 @@ describe('tiny random models in the real layouts', () => {
     } finally {
       a.dispose(); b.dispose();
     }
-  });
+  }, HEAVY_MS);
 
   it('PAG perturbs only its slice and only through the listed blocks; bad PAG arguments are refused', async () => {
     const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
@@ -301,7 +303,7 @@ describe('tiny random models in the real layouts', () => {
     } finally {
       model.dispose();
     }
-  });
+  }, HEAVY_MS);
 
   it('bf16-stored weights load for bf16 compute and track the f32 result', async () => {
     const { dir, cfg } = writeTinyModel(TINY_600M_LIKE, 'BF16');
@@ -319,7 +321,7 @@ describe('tiny random models in the real layouts', () => {
     } finally {
       m32.dispose(); m16.dispose();
     }
-  });
+  }, HEAVY_MS);
 
   it('checks inputs against the config', async () => {
     const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
@@ -333,5 +335,5 @@ describe('tiny random models in the real layouts', () => {
       model.dispose();
     }
     expect(() => model.forward(inputs(cfg, 1, 2, 2).x, [1], inputs(cfg, 1, 2, 2).y, inputs(cfg, 1, 2, 2).mask)).toThrow(/after dispose/);
-  });
+  }, HEAVY_MS);
 });
