@@ -21,6 +21,13 @@ struct ConvCache : WeightCache {
   DType dt = DType::F32;
   std::mutex mu;
   std::vector<float> wf;  // portable: weights as f32 (Cout, Cin_g*KH*KW)
+  size_t bytes() const override {
+    size_t n = wf.size() * sizeof(float);
+#ifdef SANA_HAVE_DNNL
+    for (const auto& p : packed) n += p.first.get_size();
+#endif
+    return n;
+  }
 #ifdef SANA_HAVE_DNNL
   bool dnnl_off = false;
   struct Prim { dnnl::convolution_forward prim; dnnl::memory::desc src, dst; dnnl::memory wmem; };

@@ -17,6 +17,13 @@ struct LinearCache : WeightCache {
   DType dt = DType::F32;
   std::mutex mu;
   std::vector<float> panels;  // portable: (ceil(N/16), K, 16)
+  size_t bytes() const override {
+    size_t n = panels.size() * sizeof(float);
+#ifdef SANA_HAVE_DNNL
+    for (const auto& p : packed) n += p.first.get_size();
+#endif
+    return n;
+  }
 #ifdef SANA_HAVE_DNNL
   bool dnnl_off = false;
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;

@@ -26,7 +26,11 @@ using Status = const char*;
 
 // Per-weight-tensor cache that a backend may fill on first use (pre-packed GEMM/conv weights)
 // and that is destroyed with the weight's storage. Backends subclass it.
-struct WeightCache { virtual ~WeightCache() = default; };
+// `bytes()` is what the memory tracker counts for it (packed copies of weights are real memory).
+struct WeightCache {
+  virtual ~WeightCache() = default;
+  virtual size_t bytes() const { return 0; }
+};
 using WeightCacheSlot = std::unique_ptr<WeightCache>;
 
 // Broadcast description for element-wise ops: `out` is contiguous over `shape[0..ndim)`;

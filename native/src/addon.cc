@@ -29,6 +29,14 @@ MemCounter& mem_counter(const BackendOps* be) {
   return counters[7];
 }
 
+// Adds delta bytes to the backend's counter and raises its peak.
+static void count_alloc(const BackendOps* be, int64_t delta) {
+  auto& mc = mem_counter(be);
+  const int64_t now = mc.allocated.fetch_add(delta) + delta;
+  int64_t peak = mc.peak.load();
+  while (now > peak && !mc.peak.compare_exchange_weak(peak, now)) {}
+}
+
 // --- Storage -----------------------------------------------------------------------------------
 
 Napi::Function Storage::Define(Napi::Env env) {
@@ -54,16 +62,21 @@ Napi::Object Storage::Create(Napi::Env env, const BackendOps* be, size_t nbytes)
     return Napi::Object();
   }
   s->nbytes = nbytes;
-  auto& mc = mem_counter(be);
-  const int64_t now = mc.allocated.fetch_add(int64_t(nbytes)) + int64_t(nbytes);
-  int64_t peak = mc.peak.load();
-  while (now > peak && !mc.peak.compare_exchange_weak(peak, now)) {}
+  count_alloc(be, int64_t(nbytes));
   return obj;
+}
+
+void Storage::sync_cache_bytes() {
+  const size_t now = wcache ? wcache->bytes() : 0;
+  if (now != wcache_bytes) count_alloc(be, int64_t(now) - int64_t(wcache_bytes));
+  wcache_bytes = now;
 }
 
 void Storage::release() {
   if (!ptr) return;
   wcache.reset();
+  if (wcache_bytes) count_alloc(be, -int64_t(wcache_bytes));
+  wcache_bytes = 0;
   be->free(ptr);
   mem_counter(be).allocated.fetch_sub(int64_t(nbytes));
   ptr = nullptr;

@@ -33,6 +33,9 @@ class Storage : public Napi::ObjectWrap<Storage> {
   size_t nbytes = 0;
   bool freed = false;
   WeightCacheSlot wcache;
+  size_t wcache_bytes = 0;  // bytes of wcache already added to the backend's counter
+  // Re-counts the weight cache after an op that may have filled it.
+  void sync_cache_bytes();
 
  private:
   Napi::Value Free(const Napi::CallbackInfo& info);

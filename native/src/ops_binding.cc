@@ -233,9 +233,11 @@ OP(Linear) {
   const int64_t M = a.i64("M"), N = a.i64("N"), K = a.i64("K");
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
   a.need(out, M * N, odt, "out"); a.need(x, M * K, dt, "x"); a.need(w, N * K, dt, "w"); a.need(bias, N, DType::F32, "bias");
-  return a.finish(a.be() ? a.be()->linear : nullptr, [&](auto fn) {
+  Napi::Value r = a.finish(a.be() ? a.be()->linear : nullptr, [&](auto fn) {
     return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), M, N, K, odt, dt, &w.s->wcache);
   });
+  if (w) w.s->sync_cache_bytes();
+  return r;
 }
 OP(Matmul) {
   Args a(info, "matmul");
@@ -258,9 +260,11 @@ OP(Conv2d) {
   if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
   a.need(out, B * Cout * Ho * Wo, odt, "out"); a.need(x, B * Cin * H * W, dt, "x");
   a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w"); a.need(bias, Cout, DType::F32, "bias");
-  return a.finish(a.be() ? a.be()->conv2d : nullptr, [&](auto fn) {
+  Napi::Value r = a.finish(a.be() ? a.be()->conv2d : nullptr, [&](auto fn) {
     return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo, odt, dt, &w.s->wcache);
   });
+  if (w) w.s->sync_cache_bytes();
+  return r;
 }
 OP(Rmsnorm) {
   Args a(info, "rmsnorm");

@@ -72,6 +72,19 @@ for (const b of backendsUnderTest()) {
       b.resetPeak();
       expect(b.memory().peak).toBe(b.memory().allocated);
     });
+    it('pre-packed weight copies are counted and freed with the weight', () => {
+      const base = b.memory().allocated;
+      const x = b.zeros([4, 64], 'bf16'), w = b.zeros([48, 64], 'bf16');
+      const withTensors = b.memory().allocated;
+      b.linear(x, w).dispose();
+      const packed = b.memory().allocated - withTensors;
+      expect(packed).toBeGreaterThanOrEqual(0);
+      if (b.name === 'cpu') expect(packed).toBeGreaterThan(0); // oneDNN blocked copy or f32 panels
+      b.linear(x, w).dispose(); // reuses the cache: no growth
+      expect(b.memory().allocated - withTensors).toBe(packed);
+      x.dispose(); w.dispose();
+      expect(b.memory().allocated).toBe(base);
+    });
     it('shape and dtype errors are exceptions naming op and argument', () => {
       const x = b.zeros([2, 3]), w = b.zeros([4, 5]);
       expect(() => b.linear(x, w)).toThrow(/linear: x \[2, 3\].*K=5/);
