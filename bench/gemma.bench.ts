@@ -95,6 +95,7 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
         rows.push({
           name: `gemma2-2b.${label}.L${L}.${dtype}`,
           metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, tokens: L, layers_run: layers, weights_mb: (model.bytes / 1e6) * (full.numLayers / layers), load1: loadavg()[0] },
+          notes: `random weights, vocab ${BENCH_VOCAB}, batch 1, median of ${REPS}, ${layers}/${full.numLayers} layers run (time scaled to ${full.numLayers})`,
         });
       }
     } finally {
