@@ -69,6 +69,17 @@ function sibling(jsonPath: string): string | undefined {
 // One instance per distinct file content: the 256k vocabulary costs ~1 s and ~240 MB of heap to
 // build, and the shipped tiny models carry a byte-identical copy of the bundled file.
 const cache = new Map<string, GemmaTokenizer>();
+// Path + size + mtime -> content key, so a repeated load skips reading and hashing 17.5 MB.
+const pathKeys = new Map<string, string>();
+
+function statKey(files: TokenizerFiles): string {
+  const part = (f: string | undefined): string => {
+    if (!f) return '-';
+    const st = statSync(f);
+    return `${f}:${st.size}:${st.mtimeMs}`;
+  };
+  return `${part(files.json)}|${part(files.config)}`;
+}
 
 /**
  * The tokenizer for a model folder (its own tokenizer.json wins), or the bundled Gemma
@@ -76,9 +87,13 @@ const cache = new Map<string, GemmaTokenizer>();
  */
 export function loadGemmaTokenizer(dir?: string): GemmaTokenizer {
   const files = (dir !== undefined ? findTokenizerFiles(dir) : undefined) ?? bundledGemmaTokenizerFiles();
+  const sk = statKey(files);
+  const known = pathKeys.get(sk);
+  if (known && cache.has(known)) return cache.get(known)!;
   const jsonText = readFileSync(files.json, 'utf8');
   const configText = files.config ? readFileSync(files.config, 'utf8') : '{}';
   const key = createHash('sha1').update(jsonText).update('\0').update(configText).digest('hex');
+  pathKeys.set(sk, key);
   const hit = cache.get(key);
   if (hit) return hit;
   const tok = buildTokenizer(files.json, jsonText, configText);
