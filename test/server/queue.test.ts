@@ -96,7 +96,8 @@ describe('execution', () => {
     expect((await historyOf(ok))!.status.status_str).toBe('success');
   });
 
-  test('a worker that dies mid-job is restarted; the job is an error in history', async () => {
+  test('a worker thread that dies mid-job is restarted inside the execution process; the job is an error in history', async () => {
+    const pid = s.state.runner.pid;
     const p = imagePrompt({ seed: 105 });
     p['4'] = { class_type: 'TestExit', inputs: { images: ['1', 0], code: 7 } };
     (p['9'] as { inputs: Record<string, unknown> }).inputs.images = ['4', 0];
@@ -109,7 +110,8 @@ describe('execution', () => {
     expect((await historyOf(id))!.status.status_str).toBe('error');
     await ws.waitFor(doneMarker(next));
     expect((await historyOf(next))!.status.status_str).toBe('success');
-    expect(s.state.runner.restarts).toBeGreaterThanOrEqual(1);
+    // A worker-thread death is handled inside the child process, which survives it.
+    expect(s.state.runner.pid).toBe(pid);
   });
 });
 

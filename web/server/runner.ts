@@ -14,17 +14,58 @@ export interface JobHandlers {
   preview(p: { node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array }): void;
 }
 
-interface Running {
+interface Running extends LostJob {
   seq: number;
+}
+
+export const HISTORY_TYPES = new Set(['execution_start', 'execution_cached', 'execution_success', 'execution_error', 'execution_interrupted']);
+
+/** What a runner tracks of the job in flight, enough to report it when its executor dies. */
+export interface LostJob {
   job: Job;
   handlers: JobHandlers;
   resolve(r: JobResult): void;
   messages: HistoryEntry['status']['messages'];
+  /** Node ids in `executing` order; the last one is the node that was running. */
   executed: string[];
   currentNode: string | undefined;
 }
 
-const HISTORY_TYPES = new Set(['execution_start', 'execution_cached', 'execution_success', 'execution_error', 'execution_interrupted']);
+/** Notes a job event for history and crash reports, then hands it to the job's handlers. */
+export function recordEvent(r: LostJob, event: { type: string; data: Record<string, unknown> }): void {
+  if (HISTORY_TYPES.has(event.type)) r.messages.push([event.type, event.data]);
+  if (event.type === 'executing') {
+    const node = event.data.node;
+    if (typeof node === 'string') {
+      r.currentNode = node;
+      r.executed.push(node);
+    }
+  }
+  r.handlers.event(event);
+}
+
+/**
+ * Ends a job whose executor died under it (or never started): an `execution_error` naming the
+ * node that was running goes to the client and into the job's history messages.
+ */
+export function failLostJob(r: LostJob, reason: string, exceptionType = 'WorkerCrashed'): void {
+  const node = r.currentNode;
+  const data = {
+    prompt_id: r.job.promptId,
+    node_id: node ?? '',
+    node_type: node ? String((r.job.prompt[node] as { class_type?: unknown } | undefined)?.class_type ?? '') : '',
+    executed: r.executed.slice(0, -1),
+    exception_message: reason,
+    exception_type: exceptionType,
+    traceback: [],
+    current_inputs: {},
+    current_outputs: [],
+    timestamp: Date.now(),
+  };
+  r.messages.push(['execution_error', data]);
+  r.handlers.event({ type: 'execution_error', data });
+  r.resolve({ outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: r.messages } });
+}
 
 export class WorkerRunner {
   private worker: Worker | undefined;
@@ -79,16 +120,7 @@ export class WorkerRunner {
     const r = this.running;
     if (!r || !('seq' in m) || m.seq !== r.seq) return;
     if (m.type === 'event') {
-      const { event } = m;
-      if (HISTORY_TYPES.has(event.type)) r.messages.push([event.type, event.data]);
-      if (event.type === 'executing') {
-        const node = event.data.node;
-        if (typeof node === 'string') {
-          r.currentNode = node;
-          r.executed.push(node);
-        }
-      }
-      r.handlers.event(event);
+      recordEvent(r, m.event);
     } else if (m.type === 'preview') {
       r.handlers.preview(m);
     } else if (m.type === 'done') {
@@ -104,23 +136,7 @@ export class WorkerRunner {
     this.ready = undefined;
     const r = this.running;
     this.running = undefined;
-    if (r) {
-      const data = {
-        prompt_id: r.job.promptId,
-        node_id: r.currentNode ?? '',
-        node_type: r.currentNode ? String((r.job.prompt[r.currentNode] as { class_type?: unknown } | undefined)?.class_type ?? '') : '',
-        executed: r.executed.slice(0, -1),
-        exception_message: reason,
-        exception_type: 'WorkerCrashed',
-        traceback: [],
-        current_inputs: {},
-        current_outputs: [],
-        timestamp: Date.now(),
-      };
-      r.messages.push(['execution_error', data]);
-      r.handlers.event({ type: 'execution_error', data });
-      r.resolve({ outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: r.messages } });
-    }
+    if (r) failLostJob(r, reason);
     if (this.closed) return;
     this.restarts++;
     this.failures++;
@@ -157,10 +173,7 @@ export class WorkerRunner {
       const r = this.current();
       if (r?.seq === seq) {
         this.running = undefined;
-        const data = { prompt_id: job.promptId, node_id: '', node_type: '', executed: [], exception_message: (e as Error).message, exception_type: 'WorkerStartError', traceback: [], current_inputs: {}, current_outputs: [], timestamp: Date.now() };
-        r.messages.push(['execution_error', data]);
-        handlers.event({ type: 'execution_error', data });
-        r.resolve({ outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: r.messages } });
+        failLostJob(r, (e as Error).message, 'WorkerStartError');
       }
       return result;
     }

@@ -1,5 +1,5 @@
 // Everything the routes share: options, queue, history, the WebSocket hub, the main-thread
-// engine (registry, validation, object_info) and the execution worker, plus the scheduler loop
+// engine (registry, validation, object_info) and the execution process, plus the scheduler loop
 // that moves jobs from the queue through the worker into history.
 import os from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
@@ -7,7 +7,7 @@ import { HistoryStore, type HistoryEntry } from './history.ts';
 import type { MainEngine } from './engine_host.ts';
 import type { ResolvedOptions } from './options.ts';
 import { PromptQueue, toQueueItem, type Job } from './queue.ts';
-import { WorkerRunner } from './runner.ts';
+import { ProcessRunner } from './process_runner.ts';
 import { WsHub } from './ws.ts';
 import { featureFlags } from './routes/info.ts';
 
@@ -20,7 +20,7 @@ export class ServerState {
   readonly queue = new PromptQueue();
   readonly history: HistoryStore;
   readonly hub: WsHub;
-  readonly runner: WorkerRunner;
+  readonly runner: ProcessRunner;
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private closed = false;
@@ -41,7 +41,7 @@ export class ServerState {
         return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
       },
     });
-    this.runner = new WorkerRunner(
+    this.runner = new ProcessRunner(
       {
         folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
         cache: options.cache,
@@ -81,7 +81,7 @@ export class ServerState {
       if (this.queue.current) this.hub.keepAlive(this.options.keepAliveMs);
     }, Math.max(250, Math.floor(this.options.keepAliveMs / 4)));
     this.keepAliveTimer.unref();
-    // Start the worker now so the first prompt does not pay for loading the nodes.
+    // Start the execution process now so the first prompt does not pay for loading the nodes.
     this.runner.start().catch((e: Error) => this.log.error(e.message));
   }
 

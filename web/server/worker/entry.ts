@@ -2,6 +2,7 @@
 // survives from job to job), runs the jobs the server sends, and streams the engine's events
 // back. Interrupts arrive through shared memory because a node may keep this thread's event
 // loop busy; the flag is checked on every engine event and every 50 ms.
+import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Executor } from '../../../engine/index.ts';
 import { setImageFolders } from '../../../nodes/image/folders.ts';
@@ -14,6 +15,15 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 const interruptFlag = new Int32Array(init.interrupt);
+
+/** Tells the server, before the node runs, which node that is (see WorkerInit.traceFd). */
+function traceNode(promptId: string, node: string): void {
+  try {
+    fs.writeSync(init.traceFd!, `${promptId}\t${node}\n`);
+  } catch {
+    // The server is gone (EPIPE) or the pipe is full: the crash report loses its node name, the job nothing.
+  }
+}
 
 async function main(): Promise<void> {
   setImageFolders(init.folders);
@@ -34,6 +44,7 @@ async function main(): Promise<void> {
     checkInterrupt();
     if (!current) return;
     const seq = current.seq;
+    if (ev.type === 'executing' && typeof ev.data.node === 'string' && init.traceFd !== undefined) traceNode(ev.data.prompt_id, ev.data.node);
     if (ev.type === 'binary_preview') {
       const { image, node, display_node } = ev.data;
       const data = new Uint8Array(image.data); // a copy we can transfer

@@ -1,0 +1,56 @@
+// The execution child process: its main thread is a relay that hosts the worker-thread executor
+// (WorkerRunner, so a node that blocks the worker can still be interrupted through shared
+// memory; this thread's event loop stays free to receive the server's interrupt) and forwards
+// jobs, events and previews to and from the server over IPC. A native crash in a node kills
+// this process only; the server sees the exit and reports the job (see ../process_runner.ts).
+import { WorkerRunner } from '../runner.ts';
+import type { FromChild, ToChild } from './protocol.ts';
+
+const send = (m: FromChild) => {
+  // The server may be gone (it closed the channel); there is nobody left to tell.
+  if (process.connected) process.send!(m);
+};
+
+let runner: WorkerRunner | undefined;
+let current: { seq: number; promptId: string } | undefined;
+
+async function init(m: Extract<ToChild, { type: 'init' }>): Promise<void> {
+  runner = new WorkerRunner(m.init, (message) => send({ type: 'log', message }));
+  let workerError: string | undefined;
+  try {
+    await runner.start();
+  } catch (e) {
+    // The runner retries on the next job and reports WorkerStartError there; the relay stays up.
+    workerError = (e as Error).message;
+  }
+  send({ type: 'ready', workerError });
+}
+
+async function run(m: Extract<ToChild, { type: 'run' }>): Promise<void> {
+  if (!runner) throw new Error(`execution child: job ${m.job.promptId} arrived before init`);
+  current = { seq: m.seq, promptId: m.job.promptId };
+  try {
+    const result = await runner.run(m.job, {
+      event: (event) => send({ type: 'event', seq: m.seq, event }),
+      preview: (p) => send({ type: 'preview', seq: m.seq, ...p }),
+    });
+    send({ type: 'done', seq: m.seq, result });
+  } finally {
+    current = undefined;
+  }
+}
+
+process.on('message', (m: ToChild) => {
+  if (m.type === 'init') void init(m);
+  else if (m.type === 'run') {
+    run(m).catch((e: Error) => {
+      send({ type: 'log', message: `execution child: ${e.stack ?? e.message}` });
+      process.exit(1);
+    });
+  } else if (m.type === 'interrupt') {
+    if (current?.seq === m.seq) runner?.interrupt(current.promptId);
+  } else if (m.type === 'free') runner?.free(m.unloadModels, m.freeMemory);
+});
+
+// The server closed the channel (close() or its own death): nothing may outlive it.
+process.on('disconnect', () => process.exit(0));
