@@ -1,27 +1,52 @@
-// layernorm over the last dim: biased variance, two-pass in f32 for stability.
-#include "common.h"
+// layernorm over the last dim: biased variance, two-pass in f32 for stability. Each pass reads
+// the row in kChunk-element f32 chunks (vec.h) so bf16 rows convert with vector shifts; the
+// clones (per ISA) take a block of rows, OpenMP splits the rows.
+#include "vec.h"
 
 namespace sana {
 namespace {
 
 template <typename T>
-void layernorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64_t C, float eps) {
-#pragma omp parallel for if (rows * C > cpu::kParallelMin) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+SANA_INLINE void layernorm_body(T* out, const T* x, const T* w, const T* b, int64_t r0, int64_t r1, int64_t C, float eps) {
+  alignas(64) float buf[cpu::kChunk], wb[cpu::kChunk], bb[cpu::kChunk];
+  for (int64_t r = r0; r < r1; r++) {
     const T* px = x + r * C;
-    float mean = 0.f;
-    for (int64_t j = 0; j < C; j++) mean += to_f32(px[j]);
-    mean /= float(C);
+    float sum = 0.f;
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < m; i++) sum += buf[i];
+    }
+    const float mean = sum / float(C);
     float var = 0.f;
-    for (int64_t j = 0; j < C; j++) { const float d = to_f32(px[j]) - mean; var += d * d; }
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : var)
+      for (int64_t i = 0; i < m; i++) { const float d = buf[i] - mean; var += d * d; }
+    }
     const float inv = 1.0f / std::sqrt(var / float(C) + eps);
-    for (int64_t j = 0; j < C; j++) {
-      float v = (to_f32(px[j]) - mean) * inv;
-      if (w) v *= to_f32(w[j]);
-      if (b) v += to_f32(b[j]);
-      out[r * C + j] = from_f32<T>(v);
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+      for (int64_t i = 0; i < m; i++) buf[i] = (buf[i] - mean) * inv;
+      if (w) { cpu::load_f32(wb, w + c, m); for (int64_t i = 0; i < m; i++) buf[i] *= wb[i]; }
+      if (b) { cpu::load_f32(bb, b + c, m); for (int64_t i = 0; i < m; i++) buf[i] += bb[i]; }
+      cpu::store_f32(out + r * C + c, buf, m);
     }
   }
+}
+SANA_ISA_CLONES(layernorm_k, (T * out, const T* x, const T* w, const T* b, int64_t r0, int64_t r1, int64_t C, float eps),
+                layernorm_body<T>(out, x, w, b, r0, r1, C, eps))
+
+template <typename T>
+void layernorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64_t C, float eps) {
+  const auto k = layernorm_k_pick<T>();
+  const int64_t per = std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(C, 1));  // rows per item
+  const int64_t items = (rows + per - 1) / per;
+#pragma omp parallel for if (items > 1) schedule(static)
+  for (int64_t i = 0; i < items; i++) k(out, x, w, b, i * per, std::min(rows, (i + 1) * per), C, eps);
 }
 
 }  // namespace

@@ -1,26 +1,35 @@
 // ternary: modulate x*(1+scale)+shift and gated residual h + gate*y, operands broadcast.
+// Each row segment goes through kChunk-element f32 chunks (vec.h), compiled per ISA.
 #include "elementwise.h"
 
 namespace sana {
 namespace {
 
-template <typename T, typename F>
-void run(T* out, const T* a, const T* b, const T* c, const Broadcast& bc, F f) {
-  cpu::for_each_row<3>(bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) {
-    const T* pa = a + off[0];
-    const T* pb = b + off[1];
-    const T* pc = c + off[2];
-    for (int64_t j = 0; j < n; j++)
-      out[o + j] = from_f32<T>(f(to_f32(pa[j * is[0]]), to_f32(pb[j * is[1]]), to_f32(pc[j * is[2]])));
-  });
+template <typename T>
+SANA_INLINE void ternary_body(T* out, const T* a, int64_t sa, const T* b, int64_t sb, const T* c, int64_t sc, int64_t n, TernaryOp op) {
+  alignas(64) float x[cpu::kChunk], y[cpu::kChunk], z[cpu::kChunk];
+  for (int64_t j = 0; j < n; j += cpu::kChunk) {
+    const int64_t m = std::min(cpu::kChunk, n - j);
+    cpu::gather_f32(x, a + j * sa, sa, m);
+    cpu::gather_f32(y, b + j * sb, sb, m);
+    cpu::gather_f32(z, c + j * sc, sc, m);
+    if (op == TernaryOp::Modulate) {
+      for (int64_t i = 0; i < m; i++) x[i] = x[i] * (1.0f + z[i]) + y[i];  // a = x, b = shift, c = scale
+    } else {
+      for (int64_t i = 0; i < m; i++) x[i] = x[i] + y[i] * z[i];           // a = h, b = gate, c = y
+    }
+    cpu::store_f32(out + j, x, m);
+  }
 }
+SANA_ISA_CLONES(ternary_k, (T * out, const T* a, int64_t sa, const T* b, int64_t sb, const T* c, int64_t sc, int64_t n, TernaryOp op),
+                ternary_body<T>(out, a, sa, b, sb, c, sc, n, op))
 
 template <typename T>
 void ternary_t(T* out, const T* a, const T* b, const T* c, const Broadcast& bc, TernaryOp op) {
-  switch (op) {
-    case TernaryOp::Modulate: run(out, a, b, c, bc, [](float x, float shift, float scale) { return x * (1.0f + scale) + shift; }); break;
-    case TernaryOp::AddGated: run(out, a, b, c, bc, [](float h, float gate, float y) { return h + gate * y; }); break;
-  }
+  const auto k = ternary_k_pick<T>();
+  cpu::for_each_row<3>(bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) {
+    k(out + o, a + off[0], is[0], b + off[1], is[1], c + off[2], is[2], n, op);
+  });
 }
 
 }  // namespace

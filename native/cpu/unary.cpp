@@ -1,24 +1,38 @@
-// unary: affine, gelu_tanh, silu, relu, tanh, clamp on contiguous data.
-#include "common.h"
+// unary: affine, gelu_tanh, silu, relu, tanh, clamp on contiguous data. Work items of kGrain
+// elements across threads; inside one, kChunk-element f32 chunks through vec.h's branch-free
+// conversions and polynomial exp/tanh, compiled per ISA.
+#include "vec.h"
 
 namespace sana {
 namespace {
 
-template <typename T, typename F>
-void map(T* out, const T* in, int64_t n, F f) {
-#pragma omp parallel for if (n > cpu::kParallelMin) schedule(static)
-  for (int64_t i = 0; i < n; i++) out[i] = from_f32<T>(f(to_f32(in[i])));
+template <typename T>
+SANA_INLINE void unary_body(T* out, const T* in, int64_t n, UnaryOp op, float p0, float p1) {
+  alignas(64) float buf[cpu::kChunk];
+  for (int64_t c = 0; c < n; c += cpu::kChunk) {
+    const int64_t m = std::min(cpu::kChunk, n - c);
+    cpu::load_f32(buf, in + c, m);
+    switch (op) {
+      case UnaryOp::Affine: for (int64_t i = 0; i < m; i++) buf[i] = buf[i] * p0 + p1; break;
+      case UnaryOp::GeluTanh: for (int64_t i = 0; i < m; i++) buf[i] = cpu::gelu_tanh_v(buf[i]); break;
+      case UnaryOp::Silu: for (int64_t i = 0; i < m; i++) buf[i] = cpu::silu_v(buf[i]); break;
+      case UnaryOp::Relu: for (int64_t i = 0; i < m; i++) buf[i] = buf[i] > 0.f ? buf[i] : 0.f; break;
+      case UnaryOp::Tanh: for (int64_t i = 0; i < m; i++) buf[i] = cpu::tanh_f(buf[i]); break;
+      case UnaryOp::Clamp: for (int64_t i = 0; i < m; i++) buf[i] = std::min(std::max(buf[i], p0), p1); break;
+    }
+    cpu::store_f32(out + c, buf, m);
+  }
 }
+SANA_ISA_CLONES(unary_k, (T * out, const T* in, int64_t n, UnaryOp op, float p0, float p1), unary_body<T>(out, in, n, op, p0, p1))
 
 template <typename T>
 void unary_t(T* out, const T* in, int64_t n, UnaryOp op, float p0, float p1) {
-  switch (op) {
-    case UnaryOp::Affine: map(out, in, n, [=](float x) { return x * p0 + p1; }); break;
-    case UnaryOp::GeluTanh: map(out, in, n, cpu::gelu_tanh_f); break;
-    case UnaryOp::Silu: map(out, in, n, cpu::silu_f); break;
-    case UnaryOp::Relu: map(out, in, n, [](float x) { return x > 0.f ? x : 0.f; }); break;
-    case UnaryOp::Tanh: map(out, in, n, [](float x) { return std::tanh(x); }); break;
-    case UnaryOp::Clamp: map(out, in, n, [=](float x) { return std::min(std::max(x, p0), p1); }); break;
+  const auto k = unary_k_pick<T>();
+  const int64_t g = cpu::grains(n);
+#pragma omp parallel for if (g > 1) schedule(static)
+  for (int64_t i = 0; i < g; i++) {
+    const int64_t b = i * cpu::kGrain;
+    k(out + b, in + b, std::min(cpu::kGrain, n - b), op, p0, p1);
   }
 }
 
