@@ -8,7 +8,7 @@ import { imageFolders, isFolderType, setImageFolders } from '../nodes/image/fold
 import { readPngText } from '../nodes/image/png.ts';
 import { modelsDir, setModelsDir } from '../nodes/models_dir.ts';
 import { buildRegistry } from '../web/server/engine_host.ts';
-import { WorkerRunner } from '../web/server/runner.ts';
+import { ProcessRunner } from '../web/server/process_runner.ts';
 import { WorkflowInputError } from './args.ts';
 import { ProgressView, type ProgressSink } from './progress.ts';
 
@@ -111,9 +111,10 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
     return 2;
   }
 
-  // The job runs in the server's worker thread: this thread stays free to draw progress and to
-  // turn Ctrl+C into an interrupt even while a node keeps the worker busy.
-  const runner = new WorkerRunner(
+  // The job runs in the server's execution process (a worker thread in a child process): this
+  // thread stays free to draw progress and to turn Ctrl+C into an interrupt even while a node
+  // keeps the worker busy, and a native crash in a node becomes an error report, not a core dump.
+  const runner = new ProcessRunner(
     { folders: { ...imageFolders(), models: modelsDir() }, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules },
     (m) => o.stderr.write(`${m}\n`),
   );

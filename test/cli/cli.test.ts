@@ -114,6 +114,15 @@ describe('sana-graph run', SLOW, () => {
     expect((await cli(['run', 'notjson.json'])).stderr).toMatch(/not valid JSON/);
     expect((await cli(['frobnicate'])).code).toBe(2);
   });
+
+  test('a native crash in a node (SIGSEGV in the execution process) is a clear error and exit code 1', async () => {
+    const crashing = { ...structuredClone(apiPrompt), '5': { class_type: 'TestCrash', inputs: { images: ['1', 0], how: 'SIGSEGV' } } };
+    fs.writeFileSync(path.join(tmp, 'crash.json'), JSON.stringify(crashing));
+    const r = await cli(['run', 'crash.json', '--output-dir', 'out', '--json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error in node 5 \(TestCrash\): WorkerCrashed: the execution process was killed by signal SIGSEGV/);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'error', error: { exception_type: 'WorkerCrashed', node_id: '5' } });
+  });
 });
 
 describe('run: interrupt and progress view', SLOW, () => {

@@ -134,7 +134,8 @@ export class ProcessRunner {
       failLostJob(r, reason);
     }
     if (this.closed) return;
-    this.log(reason);
+    // A running job's client already hears the reason through its execution_error.
+    if (!r) this.log(reason);
     this.restarts++;
     this.failures++;
     const delay = Math.min(30_000, 100 * 2 ** Math.min(this.failures - 1, 8));

@@ -1,7 +1,9 @@
-// The execution worker, seen from the main thread: starts web/server/worker/entry.ts in a
-// worker_thread, runs one job at a time there, relays its events, interrupts it through shared
-// memory (a node blocking the worker's event loop cannot receive messages), and restarts it
-// when it dies, turning the lost job into an `execution_error`.
+// The execution worker, seen from the execution process's main thread (the relay,
+// worker/child.ts; the server reaches that process through process_runner.ts): starts
+// web/server/worker/entry.ts in a worker_thread, runs one job at a time there, relays its
+// events, interrupts it through shared memory (a node blocking the worker's event loop cannot
+// receive messages), and restarts it when it dies, turning the lost job into an
+// `execution_error`.
 import { Worker } from 'node:worker_threads';
 import type { HistoryEntry } from './history.ts';
 import type { Job } from './queue.ts';

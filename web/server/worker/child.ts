@@ -52,5 +52,14 @@ process.on('message', (m: ToChild) => {
   } else if (m.type === 'free') runner?.free(m.unloadModels, m.freeMemory);
 });
 
-// The server closed the channel (close() or its own death): nothing may outlive it.
-process.on('disconnect', () => process.exit(0));
+// The server closed the channel (close() or its own death): nothing may outlive it. A worker
+// stuck in native code cannot be terminated, and process.exit() would wait for it, so after a
+// grace period the process kills itself.
+process.on('disconnect', () => {
+  setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000);
+  void (runner?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+});
+
+// Ctrl+C in a terminal signals the whole process group; the server (or CLI) decides what it
+// means (an interrupt, a shutdown), so this process must not die of it first.
+process.on('SIGINT', () => undefined);
