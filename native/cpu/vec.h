@@ -108,8 +108,8 @@ SANA_INLINE float tanh_f(float x) {
   p = p * x2 + 2.0f / 15.0f;
   p = p * x2 - 1.0f / 3.0f;
   const float small = x + x * x2 * p;
-  const float signed_big = bitsf(fbits(big) | (fbits(x) & 0x80000000u));
-  return a < 0.3f ? small : signed_big;
+  const float mag = a < 0.3f ? __builtin_fabsf(small) : big;
+  return bitsf(fbits(mag) | (fbits(x) & 0x80000000u));  // odd, and tanh(-0) = -0
 }
 SANA_INLINE float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 SANA_INLINE float silu_v(float x) { return x * sigmoid_f(x); }

@@ -1,0 +1,125 @@
+// The CPU element-wise/norm/cast kernels come in AVX-512, AVX2 and baseline clones picked per
+// call (native/cpu/vec.h); SANA_CPU_ISA lowers the choice, so each clone is checked here on the
+// same machine. Covers what the random-shape suite does not reach: rows longer than one chunk
+// and one work item, chunk tails, the polynomial exp/tanh accuracy, bf16 rounding ties and NaN.
+import { afterAll, describe, expect, it } from 'vitest';
+import { getBackend } from '../../native/index.ts';
+import { expectClose, rand } from './harness.ts';
+
+const b = getBackend('cpu');
+const ISAS = ['avx512', 'avx2', 'base'] as const;
+const saved = process.env.SANA_CPU_ISA;
+afterAll(() => {
+  if (saved === undefined) delete process.env.SANA_CPU_ISA;
+  else process.env.SANA_CPU_ISA = saved;
+});
+
+/** Largest |got - want| / max(|want|, floor) over the inputs. */
+function maxRelErr(got: Float32Array, want: (i: number) => number, floor: number): number {
+  let m = 0;
+  for (let i = 0; i < got.length; i++) {
+    const w = want(i);
+    m = Math.max(m, Math.abs(got[i]! - w) / Math.max(Math.abs(w), floor));
+  }
+  return m;
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+// 0.5·x·(1 + tanh(u)) written as x·sigmoid(2u): the float64 reference must not cancel either.
+const geluTanh = (x: number): number => x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+
+for (const isa of ISAS) {
+  describe(`cpu SIMD kernels, SANA_CPU_ISA=${isa}`, () => {
+    const use = (): void => { process.env.SANA_CPU_ISA = isa; };
+
+    it('tanh, silu and gelu_tanh (f32) match float64 to a few ulp on [-30, 30]', () => {
+      use();
+      // 200001 points: every region of the approximations (tiny |x|, the 0.3 switch, saturation).
+      const n = 200001;
+      const xs = Float32Array.from({ length: n }, (_, i) => -30 + (60 * i) / (n - 1));
+      const x = b.fromArray(xs, [n], 'f32');
+      const eps = 2 ** -23;
+      const tanhErr = maxRelErr(b.tanh(x).toFloat32(), (i) => Math.tanh(xs[i]!), 1e-30);
+      const siluErr = maxRelErr(b.silu(x).toFloat32(), (i) => xs[i]! * sigmoid(xs[i]!), 1e-30);
+      const gelu = b.gelu_tanh(x).toFloat32();
+      // For x << 0 gelu's relative error grows with |u| (u itself is rounded to float before the
+      // exp, as in any f32 implementation), so: relative on |x| <= 3, absolute elsewhere.
+      let geluRel = 0, geluAbs = 0;
+      for (let i = 0; i < n; i++) {
+        const v = xs[i]!, w = geluTanh(v), e = Math.abs(gelu[i]! - w);
+        if (Math.abs(v) <= 3) geluRel = Math.max(geluRel, e / Math.max(Math.abs(w), 1e-30));
+        geluAbs = Math.max(geluAbs, e / Math.max(1, Math.abs(v)));
+      }
+      // Measured (all three ISAs, this grid, vs float64): tanh 1.26 ulp, silu 1.37-1.41 ulp,
+      // gelu_tanh 6.9-7.0 ulp relative on |x| <= 3 and 0.97 ulp·max(1,|x|) absolute.
+      expect(tanhErr / eps).toBeLessThan(2);
+      expect(siluErr / eps).toBeLessThan(2);
+      expect(geluRel / eps).toBeLessThan(8);
+      expect(geluAbs / eps).toBeLessThan(2);
+      // exact values at the ends of the range
+      const ends = b.tanh(b.fromArray([0, -0, 1e-30, 100, -100, Infinity, -Infinity], [7], 'f32')).toFloat32();
+      expect(Array.from(ends)).toEqual([0, -0, Math.fround(1e-30), 1, -1, 1, -1]);
+      const sl = b.silu(b.fromArray([-200, 200, -Infinity], [3], 'f32')).toFloat32();
+      expect(Math.abs(sl[0]!)).toBeLessThan(1e-30);
+      expect(sl[1]).toBe(200);
+      expect(Number.isNaN(b.silu(b.fromArray([NaN], [1], 'f32')).toFloat32()[0])).toBe(true);
+    });
+
+    it('bf16 stores round to nearest even and keep NaN', () => {
+      use();
+      // f32 bit patterns: exactly halfway between two bf16 values (ties to even both ways),
+      // just above halfway, the largest finite that rounds to inf, NaN.
+      const bits = new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0x7fc00001, 0xff800000]);
+      const f = new Float32Array(bits.buffer);
+      const want = new Uint32Array([0x3f800000, 0x3f820000, 0x3f810000, 0x7f800000, 0, 0xff800000]);
+      // The f32 -> bf16 cast kernel does the rounding (the input tensor is f32).
+      const got = new Uint32Array(b.cast(b.fromArray(f, [f.length], 'f32'), 'bf16').toFloat32().buffer);
+      for (let i = 0; i < want.length; i++) {
+        if (i === 4) expect(Number.isNaN(new Float32Array(got.buffer)[i])).toBe(true);
+        else expect(got[i]!.toString(16)).toBe(want[i]!.toString(16));
+      }
+    });
+
+    for (const dt of ['f32', 'bf16'] as const) {
+      it(`long rows across chunks and work items (${dt})`, () => {
+        use();
+        b.scope(() => {
+          // 1-D: one row of 70001 elements (several kGrain items, a chunk tail).
+          const n = 70001;
+          const a = rand(b, [n], dt, 1), c = rand(b, [n], dt, 2);
+          expectClose('gluMul gelu 1-D', b.gluMul(a.t, c.t, 'gelu_tanh').toFloat32(), Float64Array.from(a.v, (v, i) => v * geluTanh(c.v[i]!)), dt);
+          expectClose('silu 1-D', b.silu(a.t).toFloat32(), Float64Array.from(a.v, (v) => v * sigmoid(v)), dt);
+          expectClose('cast', b.cast(a.t, dt === 'f32' ? 'bf16' : 'f32').toFloat32(), a.v, 'bf16');
+          // (3, 20000) with a (3, 1) operand: inner stride 0, rows of more than one item.
+          const r = rand(b, [3, 1], dt, 3), m = rand(b, [3, 20000], dt, 4);
+          expectClose('mul by a per-row scalar', b.mul(m.t, r.t).toFloat32(), Float64Array.from(m.v, (v, i) => v * r.v[Math.floor(i / 20000)]!), dt);
+          // modulate/addGated at (2, 5, 2500) with (2, 1, 2500) rows: chunk tails inside a row.
+          const C = 2500;
+          const x = rand(b, [2, 5, C], dt, 5), sh = rand(b, [2, 1, C], dt, 6), sc = rand(b, [2, 1, C], dt, 7);
+          const bi = (i: number): number => Math.floor(i / (5 * C)) * C + (i % C);
+          expectClose('modulate', b.modulate(x.t, sh.t, sc.t).toFloat32(), Float64Array.from(x.v, (v, i) => v * (1 + sc.v[bi(i)]!) + sh.v[bi(i)]!), dt);
+          expectClose('addGated', b.addGated(x.t, sh.t, sc.t).toFloat32(), Float64Array.from(x.v, (v, i) => v + sh.v[bi(i)]! * sc.v[bi(i)]!), dt);
+          // norms with C = 2500 (> one chunk, with a tail), offset and bias.
+          const w = rand(b, [C], dt, 8), bias = rand(b, [C], dt, 9);
+          const rows = 10;
+          const xn = rand(b, [rows, C], dt, 10, 3);
+          const ln = new Float64Array(rows * C), rms = new Float64Array(rows * C);
+          for (let rr = 0; rr < rows; rr++) {
+            let mean = 0, ss = 0;
+            for (let j = 0; j < C; j++) { mean += xn.v[rr * C + j]!; ss += xn.v[rr * C + j]! ** 2; }
+            mean /= C;
+            let v = 0;
+            for (let j = 0; j < C; j++) v += (xn.v[rr * C + j]! - mean) ** 2;
+            const inv = 1 / Math.sqrt(v / C + 1e-6), rinv = 1 / Math.sqrt(ss / C + 1e-6);
+            for (let j = 0; j < C; j++) {
+              ln[rr * C + j] = (xn.v[rr * C + j]! - mean) * inv * w.v[j]! + bias.v[j]!;
+              rms[rr * C + j] = xn.v[rr * C + j]! * rinv * (w.v[j]! + 1) + bias.v[j]!;
+            }
+          }
+          expectClose('layernorm', b.layernorm(xn.t, 1e-6, w.t, bias.t).toFloat32(), ln, dt);
+          expectClose('rmsnorm', b.rmsnorm(xn.t, w.t, 1e-6, 1, bias.t).toFloat32(), rms, dt);
+        });
+      });
+    }
+  });
+}
