@@ -1,7 +1,7 @@
 // attention: blocked softmax attention with an online softmax (flash-style). Each thread holds
 // one (kBq × kBk) score tile and a (kBq × Dv) accumulator; the full Lq × Lk matrix never exists.
 // Per score: s = scale·q·k; soft-cap s = cap·tanh(s/cap); s += bias; masked keys are skipped.
-#include "common.h"
+#include "vec.h"
 #include <vector>
 
 namespace sana {
@@ -9,29 +9,87 @@ namespace {
 
 constexpr int64_t kBq = 32, kBk = 64;
 
-// One (kBq × kBk) tile: s[i][j] = Σ_d qf[i][d] · kT[d][j], vectorised over the 64 keys (kT is
-// the key chunk transposed), compiled for AVX-512, AVX2+FMA and baseline, picked by cpuid.
-#define SANA_QK_BODY                                                   \
-  for (int64_t i = 0; i < nq; i++) {                                   \
-    float* __restrict srow = s + i * kBk;                              \
-    for (int64_t j = 0; j < kBk; j++) srow[j] = 0.f;                   \
-    for (int64_t d = 0; d < D; d++) {                                  \
-      const float qv = qf[i * D + d];                                  \
-      const float* __restrict kr = kT + d * kBk;                       \
-      for (int64_t j = 0; j < kBk; j++) srow[j] += qv * kr[j];         \
-    }                                                                  \
+// Register blocking with GCC vector types: a v16 is one zmm under AVX-512, two ymm under AVX2,
+// four xmm on baseline, so one body serves the three clones below.
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned loads/stores
+#define ldu(p) (*reinterpret_cast<const v16u*>(p))
+#define stu(p, v) (*reinterpret_cast<v16u*>(p) = (v))
+
+// One (kBq × kBk) tile: s[i][:] = Σ_d qf[i][d] · kT[d][:] (kT = the key chunk transposed,
+// kBk = 64 keys = 4 v16). Two query rows per pass: 8 accumulators, 4 key loads feed 8 FMAs.
+#define SANA_QK_BODY                                                                    \
+  int64_t i = 0;                                                                        \
+  for (; i + 2 <= nq; i += 2) {                                                         \
+    v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};         \
+    const float* q0 = qf + i * D;                                                       \
+    const float* q1 = q0 + D;                                                           \
+    for (int64_t d = 0; d < D; d++) {                                                   \
+      const float* kr = kT + d * kBk;                                                   \
+      const v16 k0 = ldu(kr), k1 = ldu(kr + 16), k2 = ldu(kr + 32), k3 = ldu(kr + 48);  \
+      const float x = q0[d], y = q1[d];                                                 \
+      a0 += x * k0; a1 += x * k1; a2 += x * k2; a3 += x * k3;                           \
+      b0 += y * k0; b1 += y * k1; b2 += y * k2; b3 += y * k3;                           \
+    }                                                                                   \
+    float* s0 = s + i * kBk;                                                            \
+    stu(s0, a0); stu(s0 + 16, a1); stu(s0 + 32, a2); stu(s0 + 48, a3);                  \
+    stu(s0 + kBk, b0); stu(s0 + kBk + 16, b1); stu(s0 + kBk + 32, b2); stu(s0 + kBk + 48, b3); \
+  }                                                                                     \
+  for (; i < nq; i++) {                                                                 \
+    v16 a0 = {}, a1 = {}, a2 = {}, a3 = {};                                             \
+    for (int64_t d = 0; d < D; d++) {                                                   \
+      const float* kr = kT + d * kBk;                                                   \
+      const float x = qf[i * D + d];                                                    \
+      a0 += x * ldu(kr); a1 += x * ldu(kr + 16); a2 += x * ldu(kr + 32); a3 += x * ldu(kr + 48); \
+    }                                                                                   \
+    float* s0 = s + i * kBk;                                                            \
+    stu(s0, a0); stu(s0 + 16, a1); stu(s0 + 32, a2); stu(s0 + 48, a3);                  \
   }
-// acc[i][:] += Σ_j p[i][j] · v[j][:], vectorised over Dv.
-#define SANA_PV_BODY                                                   \
-  for (int64_t i = 0; i < nq; i++) {                                   \
-    float* __restrict a = acc + i * Dv;                                \
-    const float* p = s + i * kBk;                                      \
-    for (int64_t j = 0; j < nk; j++) {                                 \
-      const float pj = p[j];                                           \
-      if (pj == 0.f) continue;                                         \
-      const float* __restrict vr = vf + j * Dv;                        \
-      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];             \
-    }                                                                  \
+// acc[i][:] += Σ_j p[i][j] · v[j][:]. Two rows × 64 output dims in 8 accumulators held over the
+// whole key loop; the Dv % 64 remainder in 16-wide blocks, then a scalar tail.
+#define SANA_PV_BODY                                                                    \
+  int64_t i = 0;                                                                        \
+  for (; i + 2 <= nq; i += 2) {                                                         \
+    const float* p0 = s + i * kBk;                                                      \
+    const float* p1 = p0 + kBk;                                                         \
+    float* c0 = acc + i * Dv;                                                           \
+    float* c1 = c0 + Dv;                                                                \
+    int64_t d0 = 0;                                                                     \
+    for (; d0 + 64 <= Dv; d0 += 64) {                                                   \
+      v16 a0 = ldu(c0 + d0), a1 = ldu(c0 + d0 + 16), a2 = ldu(c0 + d0 + 32), a3 = ldu(c0 + d0 + 48); \
+      v16 b0 = ldu(c1 + d0), b1 = ldu(c1 + d0 + 16), b2 = ldu(c1 + d0 + 32), b3 = ldu(c1 + d0 + 48); \
+      for (int64_t j = 0; j < nk; j++) {                                                \
+        const float* vr = vf + j * Dv + d0;                                             \
+        const v16 v0 = ldu(vr), v1 = ldu(vr + 16), v2 = ldu(vr + 32), v3 = ldu(vr + 48); \
+        const float x = p0[j], y = p1[j];                                               \
+        a0 += x * v0; a1 += x * v1; a2 += x * v2; a3 += x * v3;                         \
+        b0 += y * v0; b1 += y * v1; b2 += y * v2; b3 += y * v3;                         \
+      }                                                                                 \
+      stu(c0 + d0, a0); stu(c0 + d0 + 16, a1); stu(c0 + d0 + 32, a2); stu(c0 + d0 + 48, a3); \
+      stu(c1 + d0, b0); stu(c1 + d0 + 16, b1); stu(c1 + d0 + 32, b2); stu(c1 + d0 + 48, b3); \
+    }                                                                                   \
+    for (; d0 + 16 <= Dv; d0 += 16) {                                                   \
+      v16 a0 = ldu(c0 + d0), b0 = ldu(c1 + d0);                                         \
+      for (int64_t j = 0; j < nk; j++) {                                                \
+        const v16 v0 = ldu(vf + j * Dv + d0);                                           \
+        a0 += p0[j] * v0; b0 += p1[j] * v0;                                             \
+      }                                                                                 \
+      stu(c0 + d0, a0); stu(c1 + d0, b0);                                               \
+    }                                                                                   \
+    for (; d0 < Dv; d0++) {                                                             \
+      float a0 = c0[d0], b0 = c1[d0];                                                   \
+      for (int64_t j = 0; j < nk; j++) { a0 += p0[j] * vf[j * Dv + d0]; b0 += p1[j] * vf[j * Dv + d0]; } \
+      c0[d0] = a0; c1[d0] = b0;                                                         \
+    }                                                                                   \
+  }                                                                                     \
+  for (; i < nq; i++) {                                                                 \
+    float* __restrict a = acc + i * Dv;                                                 \
+    const float* p = s + i * kBk;                                                       \
+    for (int64_t j = 0; j < nk; j++) {                                                  \
+      const float pj = p[j];                                                            \
+      const float* __restrict vr = vf + j * Dv;                                         \
+      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];                              \
+    }                                                                                   \
   }
 
 // Online-softmax update of a tile: for each row with a finite max, p = exp(s - max) (0 where
@@ -78,18 +136,51 @@ __attribute__((target("avx512f,avx512vl,fma"))) void pv_avx512(float* acc, const
 __attribute__((target("avx2,fma"))) void pv_avx2(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
 void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
 
-struct Kernels { QkFn qk; PvFn pv; SmFn sm; };
-const Kernels kKernels = [] {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Kernels{qk_avx512, pv_avx512, sm_avx512};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Kernels{qk_avx2, pv_avx2, sm_avx2};
-  return Kernels{qk_base, pv_base, sm_base};
-}();
+// Scores of a tile after QK: soft-cap (vec.h's polynomial tanh), + bias, -inf outside the
+// causal/window band (a contiguous key range per query, so no per-key branch), running max.
+#define SANA_SCORE_BODY                                                                 \
+  for (int64_t i = 0; i < nq; i++) {                                                    \
+    const int64_t qi = i0 + i;                                                          \
+    float* __restrict srow = s + i * kBk;                                               \
+    int64_t lo = 0, hi = nk;                                                            \
+    if (causal) hi = std::min(hi, qi - j0 + 1);                                         \
+    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);                   \
+    const float* brow = bias ? bias + qi * sq + j0 : nullptr;                           \
+    float mx = m[i];                                                                    \
+    if (softcap > 0.f) {                                                                \
+      const float ic = 1.0f / softcap;                                                  \
+      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic);   \
+    }                                                                                   \
+    if (brow) for (int64_t j = 0; j < nk; j++) srow[j] += brow[j];                      \
+    _Pragma("omp simd reduction(max : mx)")                                             \
+    for (int64_t j = 0; j < nk; j++) {                                                  \
+      const float x = (j >= lo && j < hi) ? srow[j] : -INFINITY;                        \
+      srow[j] = x;                                                                      \
+      mx = mx > x ? mx : x;                                                             \
+    }                                                                                   \
+    mn[i] = mx;                                                                         \
+  }
+using ScFn = void (*)(float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, float);
+#define SANA_SC_PARAMS (float* s, const float* bias, const float* m, float* mn, int64_t nq, int64_t nk, int64_t i0, int64_t j0, int64_t sq, bool causal, int64_t window, float softcap)
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))) void sc_avx512 SANA_SC_PARAMS { SANA_SCORE_BODY }
+__attribute__((target("avx2,fma"))) void sc_avx2 SANA_SC_PARAMS { SANA_SCORE_BODY }
+void sc_base SANA_SC_PARAMS { SANA_SCORE_BODY }
+
+struct Kernels { QkFn qk; PvFn pv; SmFn sm; ScFn sc; };
+// Per call, by vec.h's simd_isa() (cpuid, lowered by SANA_CPU_ISA for the tests).
+Kernels pick_kernels() {
+  switch (cpu::simd_isa()) {
+    case cpu::SimdIsa::Avx512: return Kernels{qk_avx512, pv_avx512, sm_avx512, sc_avx512};
+    case cpu::SimdIsa::Avx2: return Kernels{qk_avx2, pv_avx2, sm_avx2, sc_avx2};
+    default: return Kernels{qk_base, pv_base, sm_base, sc_base};
+  }
+}
 
 template <typename T>
 void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv,
                  int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale,
                  float softcap, bool causal, int64_t window) {
+  const Kernels kKernels = pick_kernels();
   const int64_t group = Hq / Hkv, qblocks = (Lq + kBq - 1) / kBq, chunks = (Lk + kBk - 1) / kBk;
   // K converted once to f32 chunks of kBk keys, each transposed to (D, kBk) and zero-padded;
   // V converted once to f32 (B, Hkv, Lk, Dv). Shared read-only by all query blocks.
@@ -135,24 +226,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           for (int64_t j0 = j_begin - (j_begin % kBk); j0 < j_end; j0 += kBk) {
             const int64_t nk = std::min(kBk, j_end - j0);
             kKernels.qk(sc.data(), qf.data(), kTb + (j0 / kBk) * D * kBk, nq, D);
-            // scores -> soft-cap, bias, mask (-inf); running max per row
-            for (int64_t i = 0; i < nq; i++) {
-              const int64_t qi = i0 + i;
-              float* srow = &sc[i * kBk];
-              float mx = m[i];
-              const float* brow = bias ? bias + b * sb + h * sh + qi * sq + j0 : nullptr;
-              for (int64_t j = 0; j < nk; j++) {
-                const int64_t kj = j0 + j;
-                const bool visible = (!causal || kj <= qi) && (window <= 0 || qi - kj < window);
-                if (!visible) { srow[j] = -INFINITY; continue; }
-                float x = srow[j];
-                if (softcap > 0.f) x = softcap * std::tanh(x / softcap);
-                if (brow) x += brow[j];
-                srow[j] = x;
-                mx = std::max(mx, x);
-              }
-              mn[i] = mx;
-            }
+            kKernels.sc(sc.data(), bias ? bias + b * sb + h * sh : nullptr, m.data(), mn.data(), nq, nk, i0, j0, sq, causal, window, softcap);
             kKernels.sm(sc.data(), acc.data(), l.data(), m.data(), mn.data(), nq, nk, Dv);
             std::copy(mn.begin(), mn.begin() + nq, m.begin());
             kKernels.pv(acc.data(), sc.data(), vb + j0 * Dv, nq, nk, Dv);

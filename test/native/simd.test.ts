@@ -1,9 +1,11 @@
 // The CPU element-wise/norm/cast kernels come in AVX-512, AVX2 and baseline clones picked per
 // call (native/cpu/vec.h); SANA_CPU_ISA lowers the choice, so each clone is checked here on the
 // same machine. Covers what the random-shape suite does not reach: rows longer than one chunk
-// and one work item, chunk tails, the polynomial exp/tanh accuracy, bf16 rounding ties and NaN.
+// and one work item, chunk tails, the polynomial exp/tanh accuracy, bf16 rounding ties and NaN,
+// attention's register-blocked QK/PV paths (two query rows at a time, Dv in 64/16/1 blocks).
 import { afterAll, describe, expect, it } from 'vitest';
 import { getBackend } from '../../native/index.ts';
+import * as R from './reference.ts';
 import { expectClose, rand } from './harness.ts';
 
 const b = getBackend('cpu');
@@ -118,6 +120,29 @@ for (const isa of ISAS) {
           }
           expectClose('layernorm', b.layernorm(xn.t, 1e-6, w.t, bias.t).toFloat32(), ln, dt);
           expectClose('rmsnorm', b.rmsnorm(xn.t, w.t, 1e-6, 1, bias.t).toFloat32(), rms, dt);
+        });
+      });
+    }
+
+    for (const dt of ['f32', 'bf16'] as const) {
+      it(`attention with wide heads: Dv = 64 + 16 + 8, odd query count (${dt})`, () => {
+        use();
+        b.scope(() => {
+          const cases = [
+            // Gemma-like: causal, window, soft-cap, (B, 1, Lq, Lk) bias; Lq = Lk = 37 (odd).
+            { B: 1, Hq: 4, Hkv: 2, Lq: 37, Lk: 37, D: 88, Dv: 88, causal: true, window: 20, softcap: 5, bshape: [1, 1, 37, 37] },
+            // Sana cross-attention-like: (B, Lk) bias, 150 keys (three 64-key chunks with a tail).
+            { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lk: 150, D: 72, Dv: 72, causal: false, window: 0, softcap: 0, bshape: [2, 150] },
+          ];
+          for (const c of cases) {
+            const q = rand(b, [c.B, c.Hq, c.Lq, c.D], dt, 41), k = rand(b, [c.B, c.Hkv, c.Lk, c.D], dt, 42), v = rand(b, [c.B, c.Hkv, c.Lk, c.Dv], dt, 43);
+            const bias = rand(b, c.bshape, 'f32', 44);
+            const scale = 1 / Math.sqrt(c.D);
+            const got = b.attention(q.t, k.t, v.t, { scale, bias: bias.t, causal: c.causal, window: c.window || undefined, softcap: c.softcap || undefined });
+            const want = R.attention(q.v, k.v, v.v, [c.B, c.Hq, c.Lq, c.D], c.Hkv, c.Lk, c.Dv,
+              { scale, softcap: c.softcap, causal: c.causal, window: c.window, bias: bias.v, biasShape: c.bshape });
+            expectClose(`attention ${c.causal ? 'causal' : 'cross'}`, got.toFloat32(), want, dt);
+          }
         });
       });
     }
