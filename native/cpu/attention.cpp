@@ -62,6 +62,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
         const float* vr = vf + j * Dv + d0;                                             \
         const v16 v0 = ldu(vr), v1 = ldu(vr + 16), v2 = ldu(vr + 32), v3 = ldu(vr + 48); \
         const float x = p0[j], y = p1[j];                                               \
+        if (x == 0.f && y == 0.f) continue; /* masked key for both rows */              \
         a0 += x * v0; a1 += x * v1; a2 += x * v2; a3 += x * v3;                         \
         b0 += y * v0; b1 += y * v1; b2 += y * v2; b3 += y * v3;                         \
       }                                                                                 \
@@ -76,10 +77,15 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
       }                                                                                 \
       stu(c0 + d0, a0); stu(c1 + d0, b0);                                               \
     }                                                                                   \
-    for (; d0 < Dv; d0++) {                                                             \
-      float a0 = c0[d0], b0 = c1[d0];                                                   \
-      for (int64_t j = 0; j < nk; j++) { a0 += p0[j] * vf[j * Dv + d0]; b0 += p1[j] * vf[j * Dv + d0]; } \
-      c0[d0] = a0; c1[d0] = b0;                                                         \
+    if (d0 < Dv) {  /* < 16 dims left: contiguous (vectorised) over d, keys outer */    \
+      float* __restrict t0 = c0 + d0;                                                   \
+      float* __restrict t1 = c1 + d0;                                                   \
+      const int64_t nd = Dv - d0;                                                       \
+      for (int64_t j = 0; j < nk; j++) {                                                \
+        const float* __restrict vr = vf + j * Dv + d0;                                  \
+        const float x = p0[j], y = p1[j];                                               \
+        for (int64_t d = 0; d < nd; d++) { t0[d] += x * vr[d]; t1[d] += y * vr[d]; }    \
+      }                                                                                 \
     }                                                                                   \
   }                                                                                     \
   for (; i < nq; i++) {                                                                 \
@@ -104,15 +110,16 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
     float sum = 0.f;                                                                   \
     for (int64_t j = 0; j < kBk; j++) {                                                \
       const float x = row[j];                                                          \
-      float t = x - mx;                                                                \
-      t = t < -87.0f ? -87.0f : t;                                                     \
+      const float t0 = x - mx;                                                         \
+      const float t = t0 < -87.0f ? -87.0f : t0;                                       \
       const float n = (t * 1.44269504f + 12582912.0f) - 12582912.0f;                  \
       const float r = (t - n * 0.693145752f) - n * 1.42860677e-6f;                     \
       float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f))))); \
       const int32_t bits = (int32_t(n) + 127) << 23;                                   \
       float sc2;                                                                       \
       __builtin_memcpy(&sc2, &bits, 4);                                                \
-      p = (x == -INFINITY || j >= nk) ? 0.f : p * sc2;                                 \
+      /* masked (-inf) and e^-87-negligible keys are exactly 0: no denormal p in P·V */ \
+      p = (t0 < -87.0f || j >= nk) ? 0.f : p * sc2;                                    \
       row[j] = p;                                                                      \
       sum += p;                                                                        \
     }                                                                                  \
@@ -200,6 +207,17 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
       float* vd = &v_all[(bh * Lk + c * kBk) * Dv];
       for (int64_t t = 0; t < n * Dv; t++) vd[t] = to_f32(vs[t]);
     }
+  // A key-padding bias (one row per batch: sh = sq = 0) whose trailing keys are -inf or
+  // <= -1e30 (the usual "masked" fill) gives those keys a probability of exactly 0 once any key
+  // is visible, so the tiles past the last visible key are skipped. A batch whose keys are all
+  // masked keeps every key (its softmax is then uniform, as in the reference).
+  std::vector<int64_t> key_end(static_cast<size_t>(B), Lk);
+  if (bias && sh == 0 && sq == 0)
+    for (int64_t b = 0; b < B; b++) {
+      int64_t e = Lk;
+      while (e > 0 && bias[b * sb + e - 1] <= -1e30f) e--;
+      if (e > 0) key_end[b] = e;
+    }
 #pragma omp parallel
   {
     // Per-thread tiles: queries (kBq, D), scores (kBq, kBk), output accumulator (kBq, Dv),
@@ -220,8 +238,8 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           std::fill(m.begin(), m.end(), -INFINITY);
           std::fill(l.begin(), l.end(), 0.f);
           // Keys any query of this block can see.
-          int64_t j_end = Lk, j_begin = 0;
-          if (causal) j_end = std::min(Lk, i0 + nq);
+          int64_t j_end = key_end[b], j_begin = 0;
+          if (causal) j_end = std::min(j_end, i0 + nq);
           if (window > 0) j_begin = std::max<int64_t>(0, i0 - window + 1);
           for (int64_t j0 = j_begin - (j_begin % kBk); j0 < j_end; j0 += kBk) {
             const int64_t nk = std::min(kBk, j_end - j0);

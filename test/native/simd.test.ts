@@ -143,6 +143,14 @@ for (const isa of ISAS) {
               { scale, softcap: c.softcap, causal: c.causal, window: c.window, bias: bias.v, biasShape: c.bshape });
             expectClose(`attention ${c.causal ? 'causal' : 'cross'}`, got.toFloat32(), want, dt);
           }
+          // Key padding: batch 0 masks its last 100 of 150 keys with -1e30 (those tiles are
+          // skipped), batch 1 masks every key (softmax uniform over all keys, none skipped).
+          const q = rand(b, [2, 2, 9, 40], dt, 51), k = rand(b, [2, 2, 150, 40], dt, 52), v = rand(b, [2, 2, 150, 40], dt, 53);
+          const bv = Float32Array.from({ length: 300 }, (_, i) => (i < 50 ? 0.1 * (i % 7) : -1e30));
+          const bias = b.fromArray(bv, [2, 150], 'f32');
+          const got = b.attention(q.t, k.t, v.t, { scale: 0.2, bias });
+          const want = R.attention(q.v, k.v, v.v, [2, 2, 9, 40], 2, 150, 40, { scale: 0.2, bias: Float64Array.from(bv), biasShape: [2, 150] });
+          expectClose('attention with key padding', got.toFloat32(), want, dt);
         });
       });
     }
