@@ -9,8 +9,7 @@ namespace {
 
 constexpr int64_t kBq = 32, kBk = 64;
 
-// Register blocking with GCC vector types: a v16 is one zmm under AVX-512, two ymm under AVX2,
-// four xmm on baseline, so one body serves the three clones below.
+// Register blocking with GCC vector types for the AVX-512 clones (a v16 is one zmm).
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned loads/stores
 #define ldu(p) (*reinterpret_cast<const v16u*>(p))
@@ -18,7 +17,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
 
 // One (kBq × kBk) tile: s[i][:] = Σ_d qf[i][d] · kT[d][:] (kT = the key chunk transposed,
 // kBk = 64 keys = 4 v16). Two query rows per pass: 8 accumulators, 4 key loads feed 8 FMAs.
-#define SANA_QK_BODY                                                                    \
+#define SANA_QK_BODY                                                                       \
   int64_t i = 0;                                                                        \
   for (; i + 2 <= nq; i += 2) {                                                         \
     v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};         \
@@ -47,7 +46,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
   }
 // acc[i][:] += Σ_j p[i][j] · v[j][:]. Two rows × 64 output dims in 8 accumulators held over the
 // whole key loop; the Dv % 64 remainder in 16-wide blocks, then a scalar tail.
-#define SANA_PV_BODY                                                                    \
+#define SANA_PV_BODY      \
   int64_t i = 0;                                                                        \
   for (; i + 2 <= nq; i += 2) {                                                         \
     const float* p0 = s + i * kBk;                                                      \
@@ -98,6 +97,31 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
     }                                                                                   \
   }
 
+// Portable tile bodies for AVX2 and baseline: loops the compiler vectorises over the 64 keys (QK)
+// and over Dv (PV). GCC lowers the 64-byte vector type of the tiles above through the stack
+// when the ISA has no 64-byte registers, so those clones must not use it.
+#define SANA_QK_SIMPLE                                                 \
+  for (int64_t i = 0; i < nq; i++) {                                   \
+    float* __restrict srow = s + i * kBk;                              \
+    for (int64_t j = 0; j < kBk; j++) srow[j] = 0.f;                   \
+    for (int64_t d = 0; d < D; d++) {                                  \
+      const float qv = qf[i * D + d];                                  \
+      const float* __restrict kr = kT + d * kBk;                       \
+      for (int64_t j = 0; j < kBk; j++) srow[j] += qv * kr[j];         \
+    }                                                                  \
+  }
+#define SANA_PV_SIMPLE                                                 \
+  for (int64_t i = 0; i < nq; i++) {                                   \
+    float* __restrict a = acc + i * Dv;                                \
+    const float* p = s + i * kBk;                                      \
+    for (int64_t j = 0; j < nk; j++) {                                 \
+      const float pj = p[j];                                           \
+      if (pj == 0.f) continue;                                         \
+      const float* __restrict vr = vf + j * Dv;                        \
+      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];             \
+    }                                                                  \
+  }
+
 // Online-softmax update of a tile: for each row with a finite max, p = exp(s - max) (0 where
 // the score is -inf, i.e. masked), rescale the accumulator row by exp(old max - new max), add
 // the row sum to l. exp is a branch-free polynomial (range reduction by ln 2, degree-6
@@ -137,11 +161,11 @@ void sm_base(float* s, float* acc, float* l, const float* mold, const float* mne
 using QkFn = void (*)(float*, const float*, const float*, int64_t, int64_t);
 using PvFn = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t);
 __attribute__((target("avx512f,avx512vl,fma"))) void qk_avx512(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_BODY }
-__attribute__((target("avx2,fma"))) void qk_avx2(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_BODY }
-void qk_base(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_BODY }
+__attribute__((target("avx2,fma"))) void qk_avx2(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_SIMPLE }
+void qk_base(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_SIMPLE }
 __attribute__((target("avx512f,avx512vl,fma"))) void pv_avx512(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
-__attribute__((target("avx2,fma"))) void pv_avx2(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
-void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
+__attribute__((target("avx2,fma"))) void pv_avx2(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_SIMPLE }
+void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_SIMPLE }
 
 // Scores of a tile after QK: soft-cap (vec.h's polynomial tanh), + bias, -inf outside the
 // causal/window band (a contiguous key range per query, so no per-key branch), running max.
