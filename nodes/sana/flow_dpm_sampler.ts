@@ -2,6 +2,7 @@
 // scheduler.ts), guidance (CFG and the PAG patch the model reference carries, combined by
 // nodes/models/sana_dit.ts) and the network are separate pieces wired together here.
 import { defineNode, type NodeContext } from '../../engine/index.ts';
+import type { Backend } from '../../native/api.ts';
 import type { Conditioning, Latent, SanaModelRef } from './types.ts';
 import { previewerFor } from './preview.ts';
 import { withTransformer } from './runtime.ts';
@@ -46,30 +47,45 @@ function concat(parts: Float32Array[]): Float32Array {
 
 export type StepCallback = (step: number, total: number, x0: Float32Array, x: Float32Array) => void;
 
-/** Runs the whole loop; returns the final latents with the input latent's shape. */
-export async function sample(
-  model: SanaModelRef,
-  positive: Conditioning,
-  negative: Conditioning,
-  latent: Latent,
-  o: SampleOptions,
-  onStep: StepCallback,
-  who = 'FlowDPMSampler',
-): Promise<Latent> {
-  const [B, C, h, w] = latent.shape;
-  if (C !== model.latentChannels) throw new Error(`${who}: the latent has ${C} channels but ${model.name} expects ${model.latentChannels}`);
+/** What the loop needs to know about the transformer besides its weights (a SanaModelRef has it). */
+export type SamplingModel = Pick<SanaModelRef, 'dtype' | 'flowShift' | 'schedulerConfig' | 'pag'>;
+
+type Transformer = import('../models/sana_dit.ts').SanaTransformer;
+
+/** Everything fixed before the first step: schedule, guidance batch layout, text rows, start latent. */
+interface SamplingPlan {
+  sampler: import('../models/scheduler.ts').Sampler;
+  mode: import('../models/sana_dit.ts').GuidanceMode;
+  layout: ReturnType<typeof import('../models/sana_dit.ts').guidanceLayout>;
+  /** (rows, L, D) text rows in the layout's order, and their (rows, L) mask. */
+  embeds: Float32Array;
+  mask: Float32Array;
+  rows: number;
+  L: number;
+  D: number;
+  /** (B, C, h, w) start of the loop. */
+  x: Float32Array;
+}
+
+function checkInputs(name: string, latentChannels: number, captionChannels: number, positive: Conditioning, negative: Conditioning, latent: Latent, who: string): void {
+  const C = latent.shape[1];
+  if (C !== latentChannels) throw new Error(`${who}: the latent has ${C} channels but ${name} expects ${latentChannels}`);
   for (const [what, c] of [['positive', positive], ['negative', negative]] as const) {
-    if (c.shape[2] !== model.captionChannels) {
+    if (c.shape[2] !== captionChannels) {
       throw new Error(
-        `${who}: ${what} conditioning is ${c.shape[2]} wide but ${model.name} takes text embeddings of width ${model.captionChannels}; encode with the text encoder that belongs to this checkpoint`,
+        `${who}: ${what} conditioning is ${c.shape[2]} wide but ${name} takes text embeddings of width ${captionChannels}; encode with the text encoder that belongs to this checkpoint`,
       );
     }
   }
   if (positive.shape[1] !== negative.shape[1]) {
     throw new Error(`${who}: positive has ${positive.shape[1]} tokens but negative ${negative.shape[1]}; encode both with the same max_sequence_length`);
   }
+}
+
+async function planSampling(model: SamplingModel, positive: Conditioning, negative: Conditioning, latent: Latent, o: SampleOptions, who: string): Promise<SamplingPlan> {
+  const B = latent.shape[0];
   const { createSampler, noiseLatent, readSchedulerConfig, SANA_SCHEDULER_DEFAULTS } = await import('../models/scheduler.ts');
-  const { combineGuidance, guidanceLayout, pagScaleAt } = await import('../models/sana_dit.ts');
+  const { guidanceLayout } = await import('../models/sana_dit.ts');
   const { randn } = await import('../models/noise.ts');
 
   const base = model.schedulerConfig ? readSchedulerConfig(model.schedulerConfig) : SANA_SCHEDULER_DEFAULTS;
@@ -82,53 +98,92 @@ export async function sample(
   const layout = guidanceLayout(mode, B);
   const pos = rowsFor(positive, B, who, 'positive');
   const neg = rowsFor(negative, B, who, 'negative');
-  const L = positive.shape[1];
-  const D = positive.shape[2];
   // Batch layout per guidance mode, e.g. cfg+pag: [uncond | cond | cond(perturbed)] rows.
   const embeds = concat(layout.text.map((t) => (t === 'cond' ? pos.embeds : neg.embeds))); // (rows, L, D)
   const mask = concat(layout.text.map((t) => (t === 'cond' ? pos.mask : neg.mask))); // (rows, L)
-  const rows = layout.copies * B;
 
   // diffusers starts text-to-image from pure noise (x = ε, not σ0·ε); a partial denoise starts
   // from the input latent pushed to the first sigma of the shortened schedule.
   const noise = randn(BigInt(o.seed), latent.shape); // (B, C, h, w)
-  let x = o.denoise >= 1 ? noise : noiseLatent(latent.samples, noise, sampler.sigmas[0]);
+  const x = o.denoise >= 1 ? noise : noiseLatent(latent.samples, noise, sampler.sigmas[0]);
+  return { sampler, mode, layout, embeds, mask, rows: layout.copies * B, L: positive.shape[1], D: positive.shape[2], x };
+}
 
+async function runPlan(net: Transformer, backend: Backend, model: SamplingModel, plan: SamplingPlan, latent: Latent, o: SampleOptions, onStep: StepCallback): Promise<Latent> {
+  const [B, C, h, w] = latent.shape;
+  const { combineGuidance, pagScaleAt } = await import('../models/sana_dit.ts');
+  const { sampler, mode, layout, rows, L, D } = plan;
+  const pag = model.pag;
+  let x = plan.x;
   const total = sampler.timesteps.length;
-  await withTransformer(model, async (net, backend) => {
-    // The text side is the same at every step: upload it once, in the model's dtype (the
-    // rounding diffusers' `.to(dtype)` applies).
-    const text = backend.fromArray(embeds, [rows, L, D], model.dtype); // (rows, L, D)
-    try {
-      for (let i = 0; i < total; i++) {
-        // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
-        await new Promise<void>((r) => setImmediate(r));
-        const t = sampler.timesteps[i];
-        const xIn = concat(Array.from({ length: layout.copies }, () => x)); // (rows, C, h, w)
-        const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], text, mask, {
-          pagLayers: pag ? new Set(pag.layers) : undefined,
-          pagSlice: pag ? layout.pagSlice : undefined,
-        }); // (rows, C, h, w) f32
-        let raw: Float32Array;
-        try {
-          raw = out.toFloat32();
-        } finally {
-          out.dispose();
-        }
-        const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 }); // (B, C, h, w)
-        const sigma = sampler.sigmas[i];
-        const xBefore = x;
-        x = sampler.step(v, x);
-        // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
-        const x0 = new Float32Array(v.length);
-        for (let k = 0; k < v.length; k++) x0[k] = xBefore[k] - sigma * v[k];
-        onStep(i + 1, total, x0, x);
+  // The text side is the same at every step: upload it once, in the model's dtype (the
+  // rounding diffusers' `.to(dtype)` applies).
+  const text = backend.fromArray(plan.embeds, [rows, L, D], model.dtype); // (rows, L, D)
+  try {
+    for (let i = 0; i < total; i++) {
+      // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
+      await new Promise<void>((r) => setImmediate(r));
+      const t = sampler.timesteps[i];
+      const xIn = concat(Array.from({ length: layout.copies }, () => x)); // (rows, C, h, w)
+      const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], text, plan.mask, {
+        pagLayers: pag ? new Set(pag.layers) : undefined,
+        pagSlice: pag ? layout.pagSlice : undefined,
+      }); // (rows, C, h, w) f32
+      let raw: Float32Array;
+      try {
+        raw = out.toFloat32();
+      } finally {
+        out.dispose();
       }
-    } finally {
-      text.dispose();
+      const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 }); // (B, C, h, w)
+      const sigma = sampler.sigmas[i];
+      const xBefore = x;
+      x = sampler.step(v, x);
+      // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
+      const x0 = new Float32Array(v.length);
+      for (let k = 0; k < v.length; k++) x0[k] = xBefore[k] - sigma * v[k];
+      onStep(i + 1, total, x0, x);
     }
-  });
+  } finally {
+    text.dispose();
+  }
   return { samples: x, shape: [B, C, h, w], ...(latent.targetSize ? { targetSize: latent.targetSize } : {}) };
+}
+
+/**
+ * The whole loop on a transformer already built (what `sample` runs inside the model cache):
+ * for callers that hold a model themselves, e.g. bench/pipeline.bench.ts with random weights.
+ */
+export async function sampleWithTransformer(
+  net: Transformer,
+  backend: Backend,
+  model: SamplingModel,
+  positive: Conditioning,
+  negative: Conditioning,
+  latent: Latent,
+  o: SampleOptions,
+  onStep: StepCallback,
+  who = 'FlowDPMSampler',
+): Promise<Latent> {
+  checkInputs(`the transformer (${net.config.numLayers} blocks)`, net.config.inChannels, net.config.captionChannels, positive, negative, latent, who);
+  const plan = await planSampling(model, positive, negative, latent, o, who);
+  return runPlan(net, backend, model, plan, latent, o, onStep);
+}
+
+/** Runs the whole loop; returns the final latents with the input latent's shape. */
+export async function sample(
+  model: SanaModelRef,
+  positive: Conditioning,
+  negative: Conditioning,
+  latent: Latent,
+  o: SampleOptions,
+  onStep: StepCallback,
+  who = 'FlowDPMSampler',
+): Promise<Latent> {
+  checkInputs(model.name, model.latentChannels, model.captionChannels, positive, negative, latent, who);
+  // Planned before the weights are fetched: a bad scheduler config or option fails without a load.
+  const plan = await planSampling(model, positive, negative, latent, o, who);
+  return withTransformer(model, (net, backend) => runPlan(net, backend, model, plan, latent, o, onStep));
 }
 
 /** ctx.progress per step, with a preview of the denoised estimate when one can be made. */
