@@ -22,7 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then command -v sudo >/dev/null && SUDO="sudo -n" || SUDO="none"; fi
   if [ "$SUDO" = none ] || [ "${SANA_SKIP_APT:-0}" = 1 ]; then
-    log "missing Debian packages: ${missing[*]} (not root: install them with apt-get for the fast path / browser tests)"
+    why="not root"; [ "${SANA_SKIP_APT:-0}" = 1 ] && why="SANA_SKIP_APT=1"
+    log "missing Debian packages: ${missing[*]} ($why: install them with apt-get for the fast path / browser tests)"
   else
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
