@@ -17,7 +17,10 @@ if [ "${SANA_SETUP_TEST:-0}" = 1 ] || [ "${CI:-}" = true ]; then
   want+=(python3-websocket chromium)
 fi
 missing=()
-for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# dpkg -s also succeeds for a removed package whose config files remain: ask for the status itself.
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then command -v sudo >/dev/null && SUDO="sudo -n" || SUDO="none"; fi
