@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
 import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
-import { pickSafetensors, readJsonConfig } from './weights.ts';
+import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -155,17 +155,8 @@ export function expectedDecoderTensors(cfg: DcaeDecoderConfig): Map<string, numb
 }
 
 export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string): void {
-  const want = expectedDecoderTensors(cfg);
-  const have = new Set(src.keys());
-  const problems: string[] = [];
-  for (const [name, shape] of want) {
-    if (!have.has(name)) { problems.push(`missing ${name} ${JSON.stringify(shape)}`); continue; }
-    const e = src.entry(name);
-    if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
-      problems.push(`${name} has shape ${JSON.stringify(e.shape)} (file ${e.file}), config implies ${JSON.stringify(shape)}`);
-    }
-  }
-  const extra = [...have].filter((k) => k.startsWith('decoder.') && !want.has(k));
+  const { problems, extra: unexpected } = tensorShapeProblems(expectedDecoderTensors(cfg), src);
+  const extra = unexpected.filter((k) => k.startsWith('decoder.'));
   if (extra.length > 0) problems.push(`${extra.length} unexpected decoder tensor(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`);
   if (problems.length > 0) {
     throw new Error(`DC-AE decoder weights in ${where} do not match its config (${problems.length} problem(s)):\n  ${problems.slice(0, 12).join('\n  ')}`);

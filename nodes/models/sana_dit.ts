@@ -9,7 +9,7 @@
 // H self-attention heads of d = D/H, Hc·dc cross-attention heads, L text tokens, F FFN hidden.
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule, SafetensorsCheckpoint, Tensor } from '../../native/api.ts';
-import { pickSafetensors, readJsonConfig } from './weights.ts';
+import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -154,17 +154,12 @@ export type WeightSource = Pick<SafetensorsCheckpoint, 'keys' | 'has' | 'entry' 
  */
 export function validateTransformerTensors(cfg: SanaTransformerConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string): void {
   const want = expectedTransformerTensors(cfg);
+  const { problems, extra } = tensorShapeProblems(want, src);
   const have = new Set(src.keys());
-  const problems: string[] = [];
-  for (const [name, shape] of want) {
-    if (!have.has(name)) { problems.push(`missing ${name} ${JSON.stringify(shape)}`); continue; }
-    const e = src.entry(name);
-    if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
-      problems.push(`${name} has shape ${JSON.stringify(e.shape)} (file ${e.file}), config implies ${JSON.stringify(shape)}`);
-    }
-    if (!['F32', 'F16', 'BF16'].includes(e.dtype)) problems.push(`${name} has dtype ${e.dtype}; only F32/F16/BF16 weights are supported`);
+  for (const name of want.keys()) {
+    const dtype = have.has(name) ? src.entry(name).dtype : undefined;
+    if (dtype !== undefined && !['F32', 'F16', 'BF16'].includes(dtype)) problems.push(`${name} has dtype ${dtype}; only F32/F16/BF16 weights are supported`);
   }
-  const extra = [...have].filter((k) => !want.has(k));
   if (extra.some((k) => /\.norm_[qk]\./.test(k))) {
     problems.push(`q/k norm tensors present (${extra.filter((k) => /\.norm_[qk]\./.test(k)).slice(0, 2).join(', ')}…): a SANA-1.5 checkpoint, not supported`);
   } else if (extra.length > 0) {

@@ -165,3 +165,24 @@ export function chooseComputeDType(backend: Backend, requested?: ComputeDType | 
 export function weightBytes(numel: number, dtype: DType): number {
   return numel * (dtype === 'f32' || dtype === 'i32' ? 4 : dtype === 'i64' ? 8 : 2);
 }
+
+/**
+ * Compares a checkpoint's names and shapes with the ones its config implies, before anything is
+ * loaded. Returns one line per missing or mis-shaped tensor, and the names the config does not
+ * expect (the caller decides which of those matter and how to describe them).
+ */
+export function tensorShapeProblems(
+  want: ReadonlyMap<string, readonly number[]>,
+  src: { keys(): string[]; entry(name: string): { shape: readonly number[]; file: string } },
+): { problems: string[]; extra: string[] } {
+  const have = new Set(src.keys());
+  const problems: string[] = [];
+  for (const [name, shape] of want) {
+    if (!have.has(name)) { problems.push(`missing ${name} ${JSON.stringify(shape)}`); continue; }
+    const e = src.entry(name);
+    if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
+      problems.push(`${name} has shape ${JSON.stringify(e.shape)} (file ${e.file}), config implies ${JSON.stringify(shape)}`);
+    }
+  }
+  return { problems, extra: [...have].filter((k) => !want.has(k)) };
+}
