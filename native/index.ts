@@ -1,5 +1,7 @@
 // The native module (native/api.ts `NativeModule`): backends, safetensors, build facts.
 import type { Backend, DeviceName, NativeModule } from './api.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { raw } from './binding.ts';
 import { NativeBackend } from './backend.ts';
 import { openSafetensors, writeSafetensors } from './safetensors.ts';
@@ -9,6 +11,16 @@ export { openSafetensors, writeSafetensors };
 export type { OpenOptions } from './safetensors.ts';
 
 const backends = new Map<DeviceName, NativeBackend>();
+
+/** Why scripts/setup.sh fell back to the portable build, when it did (it leaves this file). */
+function fallbackReason(): string {
+  const f = fileURLToPath(new URL('./build-portable.reason', import.meta.url));
+  try {
+    return existsSync(f) ? ` (set-up: ${readFileSync(f, 'utf8').trim()}; full log in native/build-fast.log)` : '';
+  } catch {
+    return '';
+  }
+}
 let hintShown = false;
 
 export function getBackend(device: DeviceName): Backend {
@@ -20,7 +32,7 @@ export function getBackend(device: DeviceName): Backend {
   if (device === 'cpu' && !hintShown) {
     hintShown = true;
     const hint = raw().buildInfo().hint;
-    if (hint) process.emitWarning(hint, { code: 'SANA_NATIVE_SLOW_PATH' });
+    if (hint) process.emitWarning(hint + fallbackReason(), { code: 'SANA_NATIVE_SLOW_PATH' });
   }
   const b = new NativeBackend(device);
   backends.set(device, b);

@@ -53,7 +53,35 @@ run_if_defined() {
     npm run --silent "$script"
   fi
 }
-run_if_defined build:native
+# The native addon: the fast build (oneDNN, CUDA when nvcc is present) first; if it fails for any
+# reason, say why and build the portable kernels instead of stopping, so a machine missing a
+# package still gets a working (slower) addon. The failed build's log is kept for the reason.
+build_native() {
+  local logf="$ROOT/native/build-fast.log"
+  mkdir -p "$ROOT/native"
+  log "npm run build:native"
+  # SANA_FAST_BUILD_ARGS: extra cmake-js arguments for the fast build only (check-fresh.sh
+  # passes a broken one to prove the fallback).
+  # shellcheck disable=SC2086
+  if npm run --silent build:native -- ${SANA_FAST_BUILD_ARGS:-} >"$logf" 2>&1; then
+    rm -f "$ROOT/native/build-portable.reason"
+    return 0
+  fi
+  local why
+  why=$(grep -E 'CMake Error|error:|Could NOT|fatal|undefined reference' "$logf" | head -n 3 | tr -s ' ' | cut -c1-300)
+  [ -n "$why" ] || why=$(tail -n 3 "$logf" | cut -c1-300)
+  log "the fast native build failed; building the portable kernels instead (slower, same results)."
+  log "why (full log: native/build-fast.log):"
+  printf '%s\n' "$why" | sed 's/^/[setup]   /' >&2
+  rm -rf "$ROOT/native/build"
+  if ! npx cmake-js compile -d native -O native/build --log-level warn --CDSANA_NO_DNNL=ON >"$ROOT/native/build-portable.log" 2>&1; then
+    log "the portable build with the CUDA backend failed too; building the CPU kernels alone (log: native/build-portable.log)"
+    rm -rf "$ROOT/native/build"
+    npx cmake-js compile -d native -O native/build --log-level warn --CDSANA_NO_DNNL=ON --CDSANA_NO_CUDA=ON
+  fi
+  printf 'fast build failed: %s\n' "$why" > "$ROOT/native/build-portable.reason"
+}
+build_native
 run_if_defined build:editor
 run_if_defined models:tiny
 log "ready"
