@@ -68,11 +68,14 @@ build_native() {
     return 0
   fi
   local why
-  why=$(grep -E 'CMake Error|error:|Could NOT|fatal|undefined reference' "$logf" | head -n 3 | tr -s ' ' | cut -c1-300)
-  [ -n "$why" ] || why=$(tail -n 3 "$logf" | cut -c1-300)
+  # The first error and the lines that explain it, on one line (cmake-js configures twice, so
+  # only the first occurrence).
+  why=$(grep -m1 -A8 -E 'CMake Error|error:|Could NOT|fatal|undefined reference' "$logf" | grep -v '^[[:space:]]*$' \
+        | head -n 5 | tr '\n' ' ' | tr -s ' ' | cut -c1-300)
+  [ -n "$why" ] || why=$(tail -n 3 "$logf" | tr '\n' ' ' | cut -c1-300)
   log "the fast native build failed; building the portable kernels instead (slower, same results)."
   log "why (full log: native/build-fast.log):"
-  printf '%s\n' "$why" | sed 's/^/[setup]   /' >&2
+  log "  $why"
   rm -rf "$ROOT/native/build"
   if ! npx cmake-js compile -d native -O native/build --log-level warn --CDSANA_NO_DNNL=ON >"$ROOT/native/build-portable.log" 2>&1; then
     log "the portable build with the CUDA backend failed too; building the CPU kernels alone (log: native/build-portable.log)"
