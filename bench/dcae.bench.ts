@@ -68,6 +68,7 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
         const h = side / 32;
         const z = { data: noise(32 * h * h, 2, 17), shape: [1, 32, h, h] };
         if (side === 512) dec.decode(z).dispose(); // warm-up: packs the conv weights
+        native.profiler.stage(`dcae.decode.${side}.${dtype}`);
         const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
         const flops = dcaeFlops(cfg, h, h);
         rows.push({ name: `dcae.decode.${side}.${dtype}`, metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB } });
@@ -81,6 +82,7 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
           const h = side / 32;
           const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
           let tiles = 0;
+          native.profiler.stage(`dcae.decode_tiled.${side}.tile${tile * 32}.bf16`);
           const { seconds, peakMb } = peakOf(() => dec.decodeTiled(z, { tile, overlap, onTile: (d) => { tiles = d; } }).dispose());
           rows.push({
             name: `dcae.decode_tiled.${side}.tile${tile * 32}.bf16`,

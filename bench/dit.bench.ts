@@ -125,12 +125,14 @@ export default async function ditBench(): Promise<BenchRow[]> {
         const N = (side / 32) ** 2;
         backend.resetPeak();
         const base = backend.memory().allocated;
+        native.profiler.stage(`dit600m.cfg.${side}.${dtype}`);
         const t = timeIt(forward(model, side), 1) * scale;
         const peak = backend.memory().peak - base;
         const flops = ditFlops(full, B, N, L);
         rows.push({ name: `dit600m.cfg.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: peak * MB, weights_mb: model.bytes * scale * MB, layers_run: cfg.numLayers } });
         if (dtype === 'bf16') {
           // the matmul floor: the same linears, alone, at the rate the backend reaches for them
+          native.profiler.stage(`dit600m.cfg.${side}.bf16.matmul_floor`);
           let mm = 0, mmFlops = 0;
           for (const [, M, K, Nn, count] of ditGemms(full, B, N, L)) {
             const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
@@ -146,6 +148,7 @@ export default async function ditBench(): Promise<BenchRow[]> {
       if (dtype === 'bf16') {
         for (const side of [256, 512, 1024, 2048]) {
           const N = (side / 32) ** 2;
+          native.profiler.stage(`dit600m.cfg.res${side}.bf16`);
           const t = timeIt(forward(model, side), 1, side === 256 ? 1 : 0) * scale;
           rows.push({ name: `dit600m.cfg.res${side}.bf16`, metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers } });
         }

@@ -84,6 +84,7 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
         const mask = [Array.from({ length: L }, (_, j) => (j < real ? 1 : 0))];
         const run = (): void => model.encode(ids, mask).dispose();
         const ts: number[] = [];
+        native.profiler.stage(`gemma2-2b.${label}.L${L}.${dtype}`);
         for (let r = 0; r < REPS; r++) {
           const t0 = process.hrtime.bigint();
           run();

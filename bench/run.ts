@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BenchMeasurement, BenchRow } from './types.ts';
+import { formatProfile, type ProfileStage } from '../native/profile.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const resultsDir = path.join(benchDir, 'results');
@@ -53,6 +54,12 @@ async function runOne(file: string, out: string): Promise<void> {
     throw new Error(`${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? } or { name, metrics, units?, notes? })`);
   }
   fs.writeFileSync(out, JSON.stringify(expandRows(rows)));
+  // SANA_PROFILE=1: the op profile of each case the bench named (profiler.stage), beside the rows.
+  const { profiler } = await import('../native/profile.ts');
+  if (profiler.enabled) {
+    profiler.endStage();
+    fs.writeFileSync(`${out}.profile`, JSON.stringify(profiler.report()));
+  }
 }
 
 function machine() {
@@ -108,10 +115,13 @@ async function main(): Promise<number> {
     console.error(`[bench] ${name} ...`);
     const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--one', file, tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
     let rows: BenchMeasurement[] | undefined;
+    let profile: ProfileStage[] | undefined;
     try {
       if (child.status === 0) rows = JSON.parse(fs.readFileSync(tmp, 'utf8')) as BenchMeasurement[];
+      if (child.status === 0 && fs.existsSync(`${tmp}.profile`)) profile = JSON.parse(fs.readFileSync(`${tmp}.profile`, 'utf8')) as ProfileStage[];
     } finally {
       fs.rmSync(tmp, { force: true });
+      fs.rmSync(`${tmp}.profile`, { force: true });
     }
     const seconds = (Date.now() - started.getTime()) / 1000;
     if (!rows) {
@@ -123,6 +133,11 @@ async function main(): Promise<number> {
     }
     const record = { name, timestamp: started.toISOString(), seconds, machine: machine(), rows };
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    if (profile) {
+      // Beside the rows, not in them: the profile is per op kind and per case, the rows per case.
+      fs.writeFileSync(path.join(resultsDir, `${name}.profile.json`), `${JSON.stringify({ name, timestamp: started.toISOString(), machine: machine(), stages: profile }, null, 2)}\n`);
+      console.log(formatProfile(profile, { maxRows: 25 }));
+    }
     for (const r of rows) table.push({ bench: name, ...r });
   }
   printTable(table);

@@ -12,8 +12,9 @@ const USAGE = `usage:
   sana-graph serve [--listen [ADDR]] [--port N] [--output-dir D] [--input-dir D] [--temp-dir D]
                    [--models-dir D] [--user-dir D] [--cache classic|lru|none] [--cache-size N]
                    [--enable-cors-header [ORIGIN]] [--max-upload-size MB] [--max-history N] [--verbose]
+                   [--front-end-root DIR] [--multi-user]
   sana-graph run <workflow.json|image.png> [--output-dir D] [--input-dir D] [--temp-dir D]
-                   [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet]
+                   [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
   sana-graph convert <ui-workflow.json|image.png>
 
   run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
@@ -34,6 +35,8 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
   'max-upload-size': { kind: 'number' },
   'max-history': { kind: 'number' },
   verbose: { kind: 'boolean' },
+  'front-end-root': { kind: 'string' },
+  'multi-user': { kind: 'boolean' },
 };
 
 const RUN_FLAGS: Record<string, FlagSpec> = {
@@ -44,6 +47,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   set: { kind: 'list' },
   json: { kind: 'boolean' },
   quiet: { kind: 'boolean' },
+  profile: { kind: 'boolean' },
 };
 
 /** Test hook shared with the server: extra node modules from SANA_GRAPH_EXTRA_NODES. */
@@ -77,6 +81,8 @@ async function serve(argv: string[]): Promise<number> {
     maxUploadBytes: num(flags['max-upload-size']) !== undefined ? Math.round(num(flags['max-upload-size'])! * 1024 * 1024) : undefined,
     maxHistory: num(flags['max-history']),
     logger: flags.verbose === true,
+    frontEndRoot: str(flags['front-end-root']),
+    multiUser: flags['multi-user'] === true,
   });
   process.stderr.write(`sana-graph: serving on ${server.url} (editor at ${server.url}/)\n`);
   await new Promise<void>((resolve) => {
@@ -93,6 +99,8 @@ async function run(argv: string[]): Promise<number> {
   const { positional, flags } = parseArgs(argv, RUN_FLAGS);
   if (positional.length !== 1) throw new UsageError('run needs exactly one workflow file');
   const sets = Array.isArray(flags.set) ? flags.set.map(parseSet) : [];
+  // The execution child inherits the environment: its worker prints the op profile per node.
+  if (flags.profile === true) process.env.SANA_PROFILE = '1';
   const { runWorkflow } = await import('./run.ts');
   return runWorkflow({
     file: positional[0],

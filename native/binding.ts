@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { DType } from './api.ts';
+import { profiler } from './profile.ts';
 
 export interface RawStorage {
   readonly nbytes: number;
@@ -77,5 +78,6 @@ export function raw(): RawAddon {
   }
   const require = createRequire(import.meta.url);
   cached = require(addonPath) as RawAddon;
+  profiler.attach(cached);
   return cached;
 }

@@ -8,6 +8,7 @@ import { openSafetensors, writeSafetensors } from './safetensors.ts';
 
 export type * from './api.ts';
 export { openSafetensors, writeSafetensors };
+export { profiler, formatProfile, type ProfileStage, type ProfileRow } from './profile.ts';
 export type { OpenOptions } from './safetensors.ts';
 
 const backends = new Map<DeviceName, NativeBackend>();
