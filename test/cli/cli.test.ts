@@ -125,6 +125,24 @@ describe('sana-graph run', SLOW, () => {
   });
 });
 
+describe('run --profile', SLOW, () => {
+  test('prints one op table per node that ran native ops, with the linears of the text encoder and the sampler', async () => {
+    const repo = fileURLToPath(new URL('../..', import.meta.url));
+    const models = path.join(repo, 'models');
+    if (!fs.existsSync(path.join(models, 'sana', 'Sana_Tiny_diffusers'))) throw new Error('tiny models missing: run npm run models:tiny');
+    const r = await cli([
+      'run', path.join(repo, 'workflows', 'sana_default.api.json'), '--profile', '--quiet', '--output-dir', 'prof', '--models-dir', models,
+      '--set', 'FlowDPMSampler.steps=2', '--set', 'EmptySanaLatent.width=64', '--set', 'EmptySanaLatent.height=64',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const node of ['TextEncoderGemma', 'FlowDPMSampler', 'DCAEDecode']) expect(r.stderr).toMatch(new RegExp(`profile: node \\d+ \\(${node}\\) — wall [\\d.]+ ms`));
+    const sampler = r.stderr.slice(r.stderr.indexOf('(FlowDPMSampler)'));
+    expect(sampler).toMatch(/\n  linear\.f32 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ /);
+    expect(sampler).toMatch(/linearAttention/);
+    expect(r.stdout.trim()).toMatch(/prof[/\\]sana_\d+_\.png$/);
+  });
+});
+
 describe('run: interrupt and progress view', SLOW, () => {
   test('Ctrl+C (SIGINT) interrupts the running node and exits with 130', async () => {
     const slow = { ...structuredClone(apiPrompt), '5': { class_type: 'TestSlow', inputs: { images: ['1', 0], ms: 60_000, steps: 600, preview: false } } };
