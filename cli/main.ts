@@ -12,9 +12,10 @@ const USAGE = `usage:
   sana-graph serve [--listen [ADDR]] [--port N] [--output-dir D] [--input-dir D] [--temp-dir D]
                    [--models-dir D] [--user-dir D] [--cache classic|lru|none] [--cache-size N]
                    [--enable-cors-header [ORIGIN]] [--max-upload-size MB] [--max-history N] [--verbose]
-                   [--front-end-root DIR] [--multi-user]
+                   [--front-end-root DIR] [--multi-user] [--threads N]
   sana-graph run <workflow.json|image.png> [--output-dir D] [--input-dir D] [--temp-dir D]
                    [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
+                   [--threads N]
   sana-graph convert <ui-workflow.json|image.png>
 
   run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
@@ -35,6 +36,7 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
   'max-upload-size': { kind: 'number' },
   'max-history': { kind: 'number' },
   verbose: { kind: 'boolean' },
+  threads: { kind: 'number' },
   'front-end-root': { kind: 'string' },
   'multi-user': { kind: 'boolean' },
 };
@@ -48,6 +50,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   json: { kind: 'boolean' },
   quiet: { kind: 'boolean' },
   profile: { kind: 'boolean' },
+  threads: { kind: 'number' },
 };
 
 /** Test hook shared with the server: extra node modules from SANA_GRAPH_EXTRA_NODES. */
@@ -58,6 +61,14 @@ function extraNodeModules(): string[] {
     .map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href));
 }
 
+/** --threads N: the CPU thread count of every native op (oneDNN and our kernels), through the
+ *  execution child's environment (SANA_THREADS, read when the addon loads). */
+function applyThreadsFlag(v: unknown): void {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 4096) throw new UsageError('--threads needs a whole number from 1 to 4096');
+  process.env.SANA_THREADS = String(v);
+}
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
@@ -66,6 +77,7 @@ async function serve(argv: string[]): Promise<number> {
   if (positional.length) throw new UsageError(`serve takes no positional arguments (got ${positional.join(' ')})`);
   const port = num(flags.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`--port must be 0-65535, got ${port}`);
+  applyThreadsFlag(flags.threads);
   const { startServer } = await import('../web/server/index.ts');
   const server = await startServer({
     listen: str(flags.listen),
@@ -101,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
   const sets = Array.isArray(flags.set) ? flags.set.map(parseSet) : [];
   // The execution child inherits the environment: its worker prints the op profile per node.
   if (flags.profile === true) process.env.SANA_PROFILE = '1';
+  applyThreadsFlag(flags.threads);
   const { runWorkflow } = await import('./run.ts');
   return runWorkflow({
     file: positional[0],

@@ -256,12 +256,14 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 
 static Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   const double ms = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 200.0;
+  apply_thread_setting();
   return Napi::Number::New(info.Env(), fma_peak_gflops(std::max(10.0, std::min(ms, 5000.0))));
 }
 
 static Napi::Value Threads(const Napi::CallbackInfo& info) {
 #ifdef _OPENMP
-  if (info[0].IsNumber()) omp_set_num_threads(std::max(1, info[0].As<Napi::Number>().Int32Value()));
+  if (info[0].IsNumber()) set_thread_setting(std::max(1, info[0].As<Napi::Number>().Int32Value()));
+  apply_thread_setting();
   return Napi::Number::New(info.Env(), omp_get_max_threads());
 #else
   return Napi::Number::New(info.Env(), 1);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 #include "backend.h"
+#include "cpuinfo.h"
 
 namespace sana {
 
@@ -80,6 +81,7 @@ class Args {
     if (!ok()) { Napi::Error::New(env, err_).ThrowAsJavaScriptException(); return env.Undefined(); }
     Status st = nullptr;
     std::string ex;
+    apply_thread_setting();
     try { st = call(fn); } catch (const std::exception& e) { ex = e.what(); }
     if (!ex.empty()) { Napi::Error::New(env, std::string(op_) + ": " + ex).ThrowAsJavaScriptException(); return env.Undefined(); }
     if (st) { Napi::Error::New(env, std::string(op_) + ": " + st).ThrowAsJavaScriptException(); return env.Undefined(); }

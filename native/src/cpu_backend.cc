@@ -20,16 +20,16 @@ Status host_copy(void* dst, const void* src, size_t n) { if (n) std::memcpy(dst,
 const char* always_available() { return ""; }
 
 const char* cpu_info_json() {
-  static const std::string json = [] {
-    int threads = 1;
+  // Rebuilt per call: the thread count follows the current setting (SANA_THREADS / threads(n)).
+  static const std::string fixed = "{\"isa\":\"" + cpu_isa_name() + "\",\"onednn\":" + (onednn_linked() ? "true" : "false") +
+                                   ",\"gemm\":\"" + gemm_path_name() + "\",\"cpu\":\"" + cpu_model_name() + "\"";
+  int threads = 1;
 #ifdef _OPENMP
-    threads = omp_get_max_threads();
+  apply_thread_setting();
+  threads = omp_get_max_threads();
 #endif
-    std::string s = "{\"isa\":\"" + cpu_isa_name() + "\",\"onednn\":" + (onednn_linked() ? "true" : "false");
-    s += ",\"gemm\":\"" + gemm_path_name() + "\",\"threads\":" + std::to_string(threads);
-    s += ",\"cpu\":\"" + cpu_model_name() + "\"}";
-    return s;
-  }();
+  thread_local std::string json;
+  json = fixed + ",\"threads\":" + std::to_string(threads) + "}";
   return json.c_str();
 }
 

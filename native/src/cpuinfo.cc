@@ -1,7 +1,9 @@
 // Run-time CPU feature detection (cpuid through GCC builtins, oneDNN's ISA when linked) and the
 // FMA peak kernel used by the benchmark to express GEMM speed as a fraction of the machine.
 #include "cpuinfo.h"
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -13,6 +15,29 @@
 #endif
 
 namespace sana {
+
+static int initial_thread_setting() {
+  const char* s = std::getenv("SANA_THREADS");
+  if (!s || !*s) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(s, &end, 10);
+  return (end && *end == '\0' && n > 0 && n <= 4096) ? int(n) : 0;
+}
+static std::atomic<int> g_threads{initial_thread_setting()};
+
+void set_thread_setting(int n) { g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+int thread_setting() { return g_threads.load(std::memory_order_relaxed); }
+void apply_thread_setting() {
+#ifdef _OPENMP
+  // The value this thread last applied: omp_set_num_threads only when the setting changed.
+  thread_local int applied = 0;
+  const int n = g_threads.load(std::memory_order_relaxed);
+  if (n > 0 && n != applied) {
+    omp_set_num_threads(n);
+    applied = n;
+  }
+#endif
+}
 
 bool onednn_linked() {
 #ifdef SANA_HAVE_DNNL

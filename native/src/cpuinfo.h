@@ -10,4 +10,10 @@ bool onednn_linked();
 bool cpu_has_bf16_fast();       // AMX-BF16 or AVX512-BF16 usable now
 // Measured fp32 FMA throughput of all threads over about `ms` milliseconds, in GFLOP/s.
 double fma_peak_gflops(double ms);
+// The CPU thread setting (SANA_THREADS at load, or threads(n) from JS; 0 = OpenMP's default, all
+// cores). OpenMP keeps the thread count per calling thread, and ops run on whichever Node thread
+// calls them (main or worker), so every op applies the setting to its own thread first.
+void set_thread_setting(int n);
+int thread_setting();
+void apply_thread_setting();
 }  // namespace sana

@@ -197,7 +197,7 @@ describe('sana-graph convert', SLOW, () => {
 
 describe('sana-graph serve', SLOW, () => {
   test('starts on the requested port with the given folders and shuts down cleanly on SIGINT', async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--output-dir', 'sout', '--user-dir', 'suser', '--temp-dir', 'stemp', '--input-dir', 'sin', '--cache', 'lru'], {
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--output-dir', 'sout', '--user-dir', 'suser', '--temp-dir', 'stemp', '--input-dir', 'sin', '--cache', 'lru', '--threads', '1'], {
       cwd: tmp,
       env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES },
     });
@@ -214,6 +214,9 @@ describe('sana-graph serve', SLOW, () => {
       });
     });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // --threads reaches the native addon (SANA_THREADS, inherited by the execution child too).
+    const stats = (await (await fetch(`${url}/system_stats`)).json()) as { devices: Array<{ type: string; info?: { threads?: number } }> };
+    expect(stats.devices.find((d) => d.type === 'cpu')?.info?.threads).toBe(1);
     const r = await fetch(`${url}/api/prompt`, { method: 'POST', body: JSON.stringify({ prompt: { ...apiPrompt, '5': { ...apiPrompt['5'], inputs: { ...apiPrompt['5'].inputs, ms: 0 } } } }) });
     expect(r.status).toBe(200);
     const { prompt_id } = (await r.json()) as { prompt_id: string };
