@@ -97,6 +97,13 @@ export interface Backend {
   /** Bytes currently allocated by this backend, and the peak since `resetPeak()`. */
   memory(): { allocated: number; peak: number };
   resetPeak(): void;
+  /**
+   * Frees a linear weight's own data once the backend has packed it (after its first `linear`),
+   * halving what a model keeps resident; the tensor then serves only as that linear's weight
+   * (any other use is an error). False, with nothing changed, when there is no packed copy, the
+   * tensor is a view or shares its storage, or the backend does not pack (CUDA).
+   */
+  releasePackedSource(w: Tensor): boolean;
 
   // --- shape ------------------------------------------------------------------------------
   /** View with a new shape (one dim may be -1); shares storage; input must be contiguous. */

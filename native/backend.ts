@@ -100,6 +100,11 @@ export class NativeBackend implements Backend {
   keep<T extends Tensor>(t: T): T { return keepTensor(t); }
   memory(): { allocated: number; peak: number } { return this.r.memory(this.name); }
   resetPeak(): void { this.r.memory(this.name, true); }
+  releasePackedSource(w: Tensor): boolean {
+    const t = this.t('releasePackedSource', 'w', w);
+    if (t.offset !== 0 || t.storage.shared || t.storage.raw.released || t.nbytes === 0) return false;
+    return t.storage.raw.releaseSource();
+  }
 
   // --- shape ----------------------------------------------------------------------------------
   reshape(t: Tensor, shape: readonly number[]): Tensor {

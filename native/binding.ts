@@ -11,7 +11,11 @@ export interface RawStorage {
   readonly nbytes: number;
   readonly device: string;
   readonly freed: boolean;
+  /** True once releaseSource() freed the data (the storage then only serves linear as a weight). */
+  readonly released: boolean;
   free(): void;
+  /** Frees the data when the weight cache holds a packed copy that serves every later call. */
+  releaseSource(): boolean;
 }
 export interface RawMapped {
   readonly size: number;

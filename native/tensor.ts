@@ -8,6 +8,8 @@ export class StorageRef {
   private refs = 1;
   constructor(readonly raw: RawStorage) {}
   retain(): this { this.refs++; return this; }
+  /** Whether another tensor (a view) shares this storage. */
+  get shared(): boolean { return this.refs > 1; }
   release(): void {
     if (--this.refs === 0) this.raw.free();
   }

@@ -17,6 +17,17 @@ struct LinearCache : WeightCache {
   DType dt = DType::F32;
   std::mutex mu;
   std::vector<float> panels;  // portable: (ceil(N/16), K, 16)
+  // The weight's own data was freed (Storage::releaseSource): new layouts come from a packed copy.
+  bool source_gone = false;
+  bool drop_source() override {
+    std::lock_guard<std::mutex> lock(mu);
+#ifdef SANA_HAVE_DNNL
+    // oneDNN's path for this dtype: any packed copy can be reordered into another layout.
+    if (!dnnl_off && cpu::dnnl_fast_dtype(dt)) return source_gone = !packed.empty();
+#endif
+    // The portable path: the panels serve every M.
+    return source_gone = !panels.empty();
+  }
   size_t bytes() const override {
     size_t n = panels.size() * sizeof(float);
 #ifdef SANA_HAVE_DNNL
@@ -37,6 +48,7 @@ LinearCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t N, int64_t 
   std::lock_guard<std::mutex> lock(g_slot_mu);
   auto* c = dynamic_cast<LinearCache*>(slot->get());
   if (!c || c->w != w || c->N != N || c->K != K || c->dt != dt) {
+    if (c && c->source_gone) return nullptr;  // its data is gone: nothing to pack from
     auto fresh = std::make_unique<LinearCache>();
     fresh->w = w; fresh->N = N; fresh->K = K; fresh->dt = dt;
     c = fresh.get();
@@ -70,8 +82,10 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
       for (auto& p : c->packed)
         if (p.first == want) wmem = p.second;
       if (!wmem) {
-        // w (N, K) row-major is the (K, N) matrix in "ba" order.
-        memory user(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
+        // w (N, K) row-major is the (K, N) matrix in "ba" order; once the weight's data is
+        // released, another packed copy is the source (a reorder between two layouts).
+        memory user = c->source_gone ? c->packed.front().second
+                                     : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
         memory packed(want, cpu::dnnl_engine());
         reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
         cpu::dnnl_stream().wait();
@@ -79,6 +93,7 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
         wmem = packed;
       }
     } catch (const dnnl::error&) {
+      if (c->source_gone) throw;  // the portable path would need the released data
       c->dnnl_off = true;  // no kernel for this dtype/ISA: portable path from now on
       return false;
     }
@@ -100,6 +115,7 @@ Status linear_cpu(void* out, const void* x, const void* w, const float* bias, in
   if (M == 0 || N == 0) return nullptr;
   WeightCacheSlot local;
   LinearCache* c = cache_for(wcache ? wcache : &local, w, N, K, dt);
+  if (!c) return "linear: the weight's data was released after packing for another shape or dtype";
 #ifdef SANA_HAVE_DNNL
   if (cpu::dnnl_fast_dtype(dt)) {
     try {
@@ -113,6 +129,7 @@ Status linear_cpu(void* out, const void* x, const void* w, const float* bias, in
 #endif
   {
     std::lock_guard<std::mutex> lock(c->mu);
+    if (c->panels.empty() && c->source_gone) return "linear: the weight's data was released after packing; the portable path needs it";
     if (c->panels.empty()) {
       c->panels.resize(size_t(cpu::packed_b_floats(K, N)));
       cpu::pack_b_nk(c->panels.data(), w, N, K, dt);

@@ -30,6 +30,9 @@ using Status = const char*;
 struct WeightCache {
   virtual ~WeightCache() = default;
   virtual size_t bytes() const { return 0; }
+  // True when the cache can serve every later call without the weight's own data (it holds a
+  // packed copy to re-derive other layouts from), after which the owner may free that data.
+  virtual bool drop_source() { return false; }
 };
 using WeightCacheSlot = std::unique_ptr<WeightCache>;
 

@@ -42,6 +42,8 @@ static void count_alloc(const BackendOps* be, int64_t delta) {
 Napi::Function Storage::Define(Napi::Env env) {
   return DefineClass(env, "Storage", {
       InstanceMethod("free", &Storage::Free),
+      InstanceMethod("releaseSource", &Storage::ReleaseSource),
+      InstanceAccessor("released", &Storage::GetReleased, nullptr),
       InstanceAccessor("nbytes", &Storage::GetNbytes, nullptr),
       InstanceAccessor("device", &Storage::GetDevice, nullptr),
       InstanceAccessor("freed", &Storage::GetFreed, nullptr),
@@ -77,10 +79,21 @@ void Storage::release() {
   wcache.reset();
   if (wcache_bytes) count_alloc(be, -int64_t(wcache_bytes));
   wcache_bytes = 0;
-  be->free(ptr);
-  mem_counter(be).allocated.fetch_sub(int64_t(nbytes));
+  if (!source_released) {
+    be->free(ptr);
+    mem_counter(be).allocated.fetch_sub(int64_t(nbytes));
+  }
   ptr = nullptr;
   freed = true;
+}
+
+Napi::Value Storage::ReleaseSource(const Napi::CallbackInfo& info) {
+  // Only when the weight cache holds a packed copy that serves every later call.
+  if (!ptr || freed || source_released || !wcache || !wcache->drop_source()) return Napi::Boolean::New(info.Env(), false);
+  be->free(ptr);
+  mem_counter(be).allocated.fetch_sub(int64_t(nbytes));
+  source_released = true;
+  return Napi::Boolean::New(info.Env(), true);
 }
 
 Napi::Value Storage::Free(const Napi::CallbackInfo& info) {
@@ -126,6 +139,7 @@ static Storage* storage_arg(const Napi::CallbackInfo& info, size_t i, const char
   }
   Storage* s = Storage::Unwrap(info[i].As<Napi::Object>());
   if (s->freed) { err = std::string(what) + " was disposed"; return nullptr; }
+  if (s->source_released) { err = std::string(what) + " had its data released after packing (it can only be a linear weight now)"; return nullptr; }
   return s;
 }
 

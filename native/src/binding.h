@@ -33,6 +33,9 @@ class Storage : public Napi::ObjectWrap<Storage> {
   void* ptr = nullptr;
   size_t nbytes = 0;
   bool freed = false;
+  // The data was freed after a packed copy took its place (releaseSource): `ptr` is kept only as
+  // the weight's identity for its cache and is never read; only linear may still take it.
+  bool source_released = false;
   WeightCacheSlot wcache;
   size_t wcache_bytes = 0;  // bytes of wcache already added to the backend's counter
   // Re-counts the weight cache after an op that may have filled it.
@@ -40,6 +43,8 @@ class Storage : public Napi::ObjectWrap<Storage> {
 
  private:
   Napi::Value Free(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseSource(const Napi::CallbackInfo& info);
+  Napi::Value GetReleased(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), source_released); }
   Napi::Value GetNbytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(nbytes)); }
   Napi::Value GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), be ? be->name : "?"); }
   Napi::Value GetFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), freed); }
@@ -57,7 +62,8 @@ struct TRef {
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {}
-  TRef tensor(const char* name, bool optional = false);
+  // `packed_ok`: the op accepts a weight whose data was released after packing (linear's w).
+  TRef tensor(const char* name, bool optional = false, bool packed_ok = false);
   int64_t i64(const char* name);
   double f64(const char* name);
   bool flag(const char* name);

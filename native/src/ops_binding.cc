@@ -9,7 +9,7 @@ namespace sana {
 
 // --- Args ------------------------------------------------------------------------------------
 
-TRef Args::tensor(const char* name, bool optional) {
+TRef Args::tensor(const char* name, bool optional, bool packed_ok) {
   TRef t;
   Napi::Value sv = info_[i_++], ov = info_[i_++];
   if (sv.IsNull() || sv.IsUndefined()) {
@@ -20,6 +20,7 @@ TRef Args::tensor(const char* name, bool optional) {
   if (!sv.IsObject() || !sv.As<Napi::Object>().InstanceOf(data->storage_ctor.Value())) { fail(std::string(name) + " is not a tensor storage"); return t; }
   Storage* s = Storage::Unwrap(sv.As<Napi::Object>());
   if (s->freed) { fail(std::string(name) + " was disposed"); return t; }
+  if (s->source_released && !packed_ok) { fail(std::string(name) + " had its data released after packing (it can only be a linear weight now)"); return t; }
   if (!ov.IsNumber() || ov.As<Napi::Number>().DoubleValue() < 0) { fail(std::string(name) + ": bad byte offset"); return t; }
   if (!be_) be_ = s->be;
   else if (be_ != s->be) { fail(std::string(name) + " is on '" + s->be->name + "' but the output is on '" + be_->name + "'"); return t; }
@@ -229,7 +230,7 @@ OP(Softmax) {
 }
 OP(Linear) {
   Args a(info, "linear");
-  auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w"), bias = a.tensor("bias", true);
+  auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", false, true), bias = a.tensor("bias", true);
   const int64_t M = a.i64("M"), N = a.i64("N"), K = a.i64("K");
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
   a.need(out, M * N, odt, "out"); a.need(x, M * K, dt, "x"); a.need(w, N * K, dt, "w"); a.need(bias, N, DType::F32, "bias");

@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as native from '../../native/index.ts';
+import type { Tensor } from '../../native/api.ts';
 import { gemma2Flops, gemma2ParamCount, loadGemma2, parseGemma2Config, roundToDType } from '../../nodes/models/gemma2.ts';
 import { encodePrompts, tokenizePrompts } from '../../nodes/models/prompt.ts';
 import { loadGemmaTokenizer } from '../../nodes/models/tokenizer.ts';
@@ -131,6 +132,48 @@ describe.skipIf(!HAVE)('Gemma-2 loading layouts', () => {
     const other = folder((d) => native.writeSafetensors(join(d, 'model.safetensors'), { 'x.weight': { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
     await expect(loadGemma2(other, backend, 'f32', { native })).rejects.toThrow(/embed_tokens\.weight/);
     await expect(loadGemma2(FIX, backend, 'f16', { native })).rejects.toThrow(/f16/);
+  });
+
+  it('frees each linear weight once packed (CPU): exactly the originals go, later encodes of other lengths still match', async () => {
+    const probe = await loadGemma2(FIX, backend, 'f32', { native });
+    const c = probe.config;
+    probe.dispose();
+    // Bytes of one f32 copy of every linear weight: q, k, v, o, gate, up, down per layer.
+    const linearBytes = 4 * c.numLayers * c.hiddenSize * (2 * c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim + 3 * c.intermediateSize);
+    /** Growth of the backend's allocation over the first encode (output disposed), and releases made. */
+    const growth = async (allowRelease: boolean) => {
+      let released = 0;
+      const spy = new Proxy(backend, {
+        get(t, k) {
+          if (k === 'releasePackedSource') return (w: Tensor) => { if (!allowRelease) return false; const ok = t.releasePackedSource(w); if (ok) released++; return ok; };
+          const v = Reflect.get(t, k, t) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+      const m = await loadGemma2(FIX, spy, 'f32', { native });
+      try {
+        const before = backend.memory().allocated;
+        const h = m.encode(ids, mask);
+        expect(maxAbsDiff(h.toFloat32(), want)).toBeLessThan(1e-4);
+        h.dispose();
+        const grew = backend.memory().allocated - before;
+        const afterFirst = released;
+        for (const q of [ids.map((r) => r.slice(0, 3)), ids]) {
+          const h2 = m.encode(q, mask.map((r) => r.slice(0, q[0]!.length)));
+          if (q === ids) expect(maxAbsDiff(h2.toFloat32(), want)).toBeLessThan(1e-4);
+          h2.dispose();
+        }
+        expect(released).toBe(afterFirst); // once per weight
+        return { grew, released };
+      } finally {
+        m.dispose();
+      }
+    };
+    const kept = await growth(false);
+    const freed = await growth(true);
+    expect(kept.released).toBe(0);
+    expect(freed.released).toBe(7 * c.numLayers);
+    expect(kept.grew - freed.grew).toBe(linearBytes);
   });
 
   it('validates encode() inputs and reports its weight bytes', async () => {
