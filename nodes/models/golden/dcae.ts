@@ -1,11 +1,12 @@
-// Golden stage "dcae": the AutoencoderDC decoder on shared/fixtures/golden/dcae, io_linear (linear
-// attention in every EfficientViT stage) and io_quadratic (the deepest stage has H·W ≤ head dim,
-// where diffusers takes its quadratic path), with the per-stage intermediates compared.
+// Golden stage "dcae": the AutoencoderDC decoder on shared/fixtures/golden/dcae, every
+// io*.safetensors (the shared set: io_linear, linear attention in every EfficientViT stage, and
+// io_quadratic, whose deepest stage has H·W ≤ head dim where diffusers takes its quadratic path),
+// with the per-stage intermediates compared. `decode` has no scaling inside, so no setting is read.
 import { resolve } from 'node:path';
 import type { DType } from '../../../native/api.ts';
 import { loadDcaeDecoder } from '../dcae.ts';
 import { readFixture } from './fixture.ts';
-import { captureInto, compareArrays, F32_TOL, goldenDir, stageOk, type GoldenCheck, type GoldenStageResult, type StageDeps, type Tolerance } from './transformer.ts';
+import { captureInto, compareArrays, F32_TOL, goldenDir, ioFiles, stageOk, type GoldenCheck, type GoldenStageResult, type StageDeps, type Tolerance } from './transformer.ts';
 
 /**
  * bf16 bound for the tiny DC-AE, on the relative RMS error of every tensor. Measured: 0.3% after
@@ -21,11 +22,14 @@ export async function runDcaeGolden(deps: StageDeps): Promise<GoldenStageResult>
   const dtype: DType = deps.dtype ?? 'f32';
   const tol = dtype === 'f32' ? F32_TOL : DCAE_BF16_TOL;
   const dir = resolve(deps.dir ?? goldenDir(), 'dcae');
+  const files = ioFiles(dir);
+  if (files.length === 0) throw new Error(`${dir}: no io*.safetensors`);
   const dec = await loadDcaeDecoder(dir, deps.backend, dtype, { native: deps.native });
   const checks: GoldenCheck[] = [];
   try {
-    for (const file of ['io_linear', 'io_quadratic']) {
-      const fx = readFixture(resolve(dir, `${file}.safetensors`));
+    for (const name of files) {
+      const fx = readFixture(resolve(dir, name));
+      const file = name.replace(/\.safetensors$/, '');
       const z = fx.get('latent');
       const sub: GoldenCheck[] = [];
       const img = dec.decode({ data: z.data, shape: z.shape }, { capture: captureInto(fx, '', sub, tol) });
