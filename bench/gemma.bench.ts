@@ -78,12 +78,15 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
     try {
       // Warm-up on a short sequence: packs every weight and settles the allocator cheaply.
       model.encode([Array.from({ length: 16 }, (_, j) => (j === 0 ? 2 : j))], [Array(16).fill(1)]).dispose();
+      // What stays allocated once every weight is packed (the originals of packed linears freed).
+      const residentMb = backend.memory().allocated / 1e6;
       for (const [label, L] of [['uncond', 300], ['cond_chi', lengthAll]] as const) {
         const ids = [Array.from({ length: L }, (_, j) => (j === 0 ? 2 : (j * 7919) % BENCH_VOCAB))];
         const real = label === 'uncond' ? 1 : lengthAll - 300 + 40; // BOS only / CHI + a 40-token prompt
         const mask = [Array.from({ length: L }, (_, j) => (j < real ? 1 : 0))];
         const run = (): void => model.encode(ids, mask).dispose();
         const ts: number[] = [];
+        backend.resetPeak();
         native.profiler.stage(`gemma2-2b.${label}.L${L}.${dtype}`);
         for (let r = 0; r < REPS; r++) {
           const t0 = process.hrtime.bigint();
@@ -95,7 +98,10 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
         const flops = gemma2Flops(full, 1, L);
         rows.push({
           name: `gemma2-2b.${label}.L${L}.${dtype}`,
-          metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, tokens: L, layers_run: layers, weights_mb: (model.bytes / 1e6) * (full.numLayers / layers), load1: loadavg()[0] },
+          metrics: {
+            seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, tokens: L, layers_run: layers, weights_mb: (model.bytes / 1e6) * (full.numLayers / layers),
+            resident_mb: residentMb * (full.numLayers / layers), peak_backend_mb: (backend.memory().peak / 1e6) * (full.numLayers / layers), load1: loadavg()[0],
+          },
           notes: `random weights, vocab ${BENCH_VOCAB}, batch 1, median of ${REPS}, ${layers}/${full.numLayers} layers run (time scaled to ${full.numLayers})`,
         });
       }

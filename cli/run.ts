@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { convertUiToApi, parseWorkflowFile, validatePrompt, type ApiPrompt, type EngineEvent, type ExecutionErrorData, type NodeRegistry } from '../engine/index.ts';
+import { stringifyJson } from '../engine/json.ts';
 import { imageFolders, isFolderType, setImageFolders } from '../nodes/image/folders.ts';
 import { readPngText } from '../nodes/image/png.ts';
 import { modelsDir, setModelsDir } from '../nodes/models_dir.ts';
@@ -107,7 +108,7 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
     for (const [id, ne] of Object.entries(v.node_errors)) {
       for (const err of ne.errors) o.stderr.write(`  node ${id} (${ne.class_type}): ${err.message}: ${err.details}\n`);
     }
-    if (o.json) o.stdout(JSON.stringify({ status: 'invalid', error: v.error, node_errors: v.node_errors }) + '\n');
+    if (o.json) o.stdout(stringifyJson({ status: 'invalid', error: v.error, node_errors: v.node_errors }) + '\n');
     return 2;
   }
 

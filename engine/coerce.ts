@@ -16,23 +16,39 @@ function show(v: unknown): string {
   return typeof v === 'object' ? 'dict' : String(v);
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * An exact integer as a number when a double holds it exactly, else as a BigInt: a seed of
+ * 2^53 + 1 or 2^64 - 1 must reach the node, and the range check, unrounded.
+ */
+export function exactInt(v: bigint): number | bigint {
+  return v <= MAX_SAFE && v >= -MAX_SAFE ? Number(v) : v;
+}
+
 export function coerceInt(v: unknown): Coerced {
   if (typeof v === 'boolean') return { ok: true, value: v ? 1 : 0 };
+  if (typeof v === 'bigint') return { ok: true, value: exactInt(v) };
   if (typeof v === 'number') {
     if (Number.isNaN(v)) return { ok: false, reason: 'cannot convert float NaN to integer' };
     if (!Number.isFinite(v)) return { ok: false, reason: 'cannot convert float infinity to integer' };
-    return { ok: true, value: Math.trunc(v) };
+    const t = Math.trunc(v);
+    // Python's int(1.8446744073709552e19) is that double's exact value, 2^64.
+    return { ok: true, value: Number.isSafeInteger(t) ? t : exactInt(BigInt(t)) };
   }
   if (typeof v === 'string') {
     const s = v.trim();
     if (!INT_RE.test(s)) return { ok: false, reason: `invalid literal for int() with base 10: ${show(v)}` };
-    return { ok: true, value: Number(s.replaceAll('_', '')) };
+    // Python's own bound on int(str); it also keeps BigInt parsing cheap.
+    if (s.length > 4300) return { ok: false, reason: 'Exceeds the limit (4300 digits) for integer string conversion' };
+    return { ok: true, value: exactInt(BigInt(s.replaceAll('_', ''))) };
   }
   return { ok: false, reason: `int() argument must be a string or a number, not ${show(v)}` };
 }
 
 export function coerceFloat(v: unknown): Coerced {
   if (typeof v === 'boolean') return { ok: true, value: v ? 1 : 0 };
+  if (typeof v === 'bigint') return { ok: true, value: Number(v) };
   if (typeof v === 'number') {
     if (Number.isNaN(v)) return { ok: false, reason: 'NaN is not accepted' };
     return { ok: true, value: v };
@@ -48,13 +64,14 @@ export function coerceFloat(v: unknown): Coerced {
 
 export function coerceString(v: unknown): Coerced {
   if (typeof v === 'string') return { ok: true, value: v };
-  if (typeof v === 'number' || typeof v === 'boolean') return { ok: true, value: String(v) };
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return { ok: true, value: String(v) };
   return { ok: false, reason: `expected a string, got ${show(v)}` };
 }
 
 export function coerceBoolean(v: unknown): Coerced {
   if (typeof v === 'boolean') return { ok: true, value: v };
   if (typeof v === 'number') return { ok: true, value: v !== 0 };
+  if (typeof v === 'bigint') return { ok: true, value: v !== 0n };
   if (typeof v === 'string') {
     const s = v.trim().toLowerCase();
     if (s === 'true' || s === '1') return { ok: true, value: true };

@@ -42,7 +42,10 @@ export interface EngineEventMap {
   /** `node: null` is the end-of-job marker every script client waits for. */
   executing: { node: string | null; display_node?: string; prompt_id: string };
   progress: { value: number; max: number; prompt_id: string; node: string };
-  /** `nodes` is the executor's live state map: serialize or copy it inside the listener. */
+  /**
+   * `nodes`: every non-pending node for jobs of up to `progressStateFullMax` nodes (ComfyUI),
+   * else only the node whose state changed (keeps a job's traffic linear). A fresh object per event.
+   */
   progress_state: { prompt_id: string; nodes: Record<string, NodeProgressState> };
   executed: { node: string; display_node: string; output: UiOutput | null; prompt_id: string };
   execution_success: { prompt_id: string; timestamp: number };

@@ -18,7 +18,21 @@ export interface ExecutorOptions {
   services?: Record<string, unknown>;
   /** Limits applied when `execute` validates. */
   validation?: Pick<ValidateOptions, 'maxNodes' | 'maxValueDepth'>;
+  /**
+   * Jobs running at most this many nodes get ComfyUI's `progress_state`: every node that is
+   * not pending, in every message. Larger jobs get only the node whose state changed, so that a
+   * job's events stay linear in its node count (default 64).
+   */
+  progressStateFullMax?: number;
+  /**
+   * Called by `ctx.throwIfInterrupted()` and `ctx.progress()` before they read the job's signal.
+   * A host whose interrupts arrive out of band (shared memory, while a synchronous node keeps
+   * the event loop busy) aborts the signal here, so a node polling between blocks sees it.
+   */
+  pollInterrupt?: () => void;
 }
+
+export const DEFAULT_PROGRESS_STATE_FULL_MAX = 64;
 
 export interface ExecuteOptions {
   promptId: string;
@@ -64,6 +78,11 @@ export class InterruptedError extends Error {
   constructor() {
     super('Processing interrupted');
   }
+}
+
+/** A node input given an empty list (e.g. from a list output that produced nothing). */
+export class EmptyInputListError extends Error {
+  override name = 'EmptyInputListError';
 }
 
 export class ExecutorBusyError extends Error {
@@ -179,24 +198,44 @@ export class Executor {
     const { order } = topoSort(Object.keys(prompt).filter((id) => nodes.has(id)), (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
     for (const id of order) {
       const n = nodes.get(id)!;
-      const hidden = n.entry.inputs.hidden ?? {};
-      let fp: unknown;
-      if (n.entry.def.fingerprint) {
-        try {
-          fp = n.entry.def.fingerprint({ ...n.constants });
-        } catch {
-          fp = Number.NaN;
-        }
-      }
-      n.key = signature({
-        classType: n.entry.classType,
-        fingerprint: fp,
-        nodeId: n.entry.def.notIdempotent || Object.values(hidden).includes('UNIQUE_ID') ? id : undefined,
-        constants: n.constants,
-        links: n.links.map((l) => ({ input: l.input, sourceSignature: nodes.get(l.source)!.key, slot: l.slot })),
-      });
+      n.key = nodeSignature(n, (src) => nodes.get(src)!.key);
     }
     return { order, nodes };
+  }
+
+  /**
+   * Signatures of the prompt's nodes that this job does not run (outside the partial execution
+   * targets, or feeding no output). The classic cache keeps their entries too, as ComfyUI's
+   * keeps every entry the current prompt names, so a node left out of one job keeps its result
+   * for the next. These nodes were not validated: one whose links do not resolve has no key.
+   */
+  #outsideKeys(prompt: ApiPrompt, planned: Map<string, PlannedNode>): string[] {
+    const rest = new Map<string, PlannedNode>();
+    for (const [id, node] of Object.entries(prompt)) {
+      if (planned.has(id)) continue;
+      const entry = this.registry.get(node.class_type);
+      if (!entry) continue;
+      const links: LinkEdge[] = [];
+      const constants: Record<string, unknown> = {};
+      for (const [name] of inputDecls(entry)) {
+        const value = node.inputs?.[name];
+        if (value === undefined) continue;
+        const link = Array.isArray(value) ? parseLink(value) : undefined;
+        if (link) links.push({ input: name, source: link.source, slot: link.slot });
+        else constants[name] = value;
+      }
+      rest.set(id, { id, entry, links, constants, key: '' });
+    }
+    const keyOf = (src: string): string | undefined => planned.get(src)?.key ?? (rest.get(src)?.key || undefined);
+    const { order } = topoSort([...rest.keys()], (id) => rest.get(id)!.links.map((l) => l.source));
+    const keys: string[] = [];
+    for (const id of order) {
+      const n = rest.get(id)!;
+      if (n.links.some((l) => keyOf(l.source) === undefined)) continue;
+      n.key = nodeSignature(n, (src) => keyOf(src)!);
+      keys.push(n.key);
+    }
+    return keys;
   }
 
   async #run(prompt: ApiPrompt, outputNodes: string[], opts: ExecuteOptions, signal: AbortSignal): Promise<ExecutionResult> {
@@ -208,15 +247,20 @@ export class Executor {
       this.#hub.emit(type, data);
     };
     const progressNodes: Record<string, NodeProgressState> = {};
+    // Decided once the plan is known (see ExecutorOptions.progressStateFullMax).
+    let fullProgressState = true;
     const setProgress = (id: string, state: NodeProgressState['state'], value: number, max: number) => {
-      progressNodes[id] = { value, max, state, node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id };
-      // The live map, not a copy: copying per event would make a run O(nodes²).
-      emit('progress_state', { prompt_id: promptId, nodes: progressNodes });
+      const entry: NodeProgressState = { value, max, state, node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id };
+      progressNodes[id] = entry;
+      // A whole-graph snapshot per event is O(nodes²) per job (a 5,000-node chain sent GBs);
+      // past the limit only the changed node goes out. One node runs at a time, so that is also
+      // every running node. A fresh object each time: listeners may keep or post it.
+      emit('progress_state', { prompt_id: promptId, nodes: fullProgressState ? { ...progressNodes } : { [id]: entry } });
     };
 
     emit('execution_start', { prompt_id: promptId, timestamp: now() });
     const { order, nodes } = this.#plan(prompt, outputNodes);
-    this.cache.beginPrompt(new Set([...nodes.values()].map((n) => n.key)));
+    this.cache.beginPrompt(new Set([...[...nodes.values()].map((n) => n.key), ...this.#outsideKeys(prompt, nodes)]));
 
     // Snapshot the hits now, so that entries this job inserts cannot evict what it relies on.
     const results = new Map<string, CacheEntry>();
@@ -227,6 +271,7 @@ export class Executor {
         result.cached.push(id);
       }
     }
+    fullProgressState = order.length - result.cached.length <= (this.options.progressStateFullMax ?? DEFAULT_PROGRESS_STATE_FULL_MAX);
     emit('execution_cached', { nodes: [...result.cached], prompt_id: promptId, timestamp: now() });
 
     const executed: string[] = [];
@@ -239,21 +284,26 @@ export class Executor {
     // inputs and upstream) is served from the first one's result, as ComfyUI's cache would.
     const byKey = new Map<string, CacheEntry>();
     const dedupe = this.cache.strategy !== 'none';
+    const outputSet = new Set(outputNodes);
     for (const id of order) {
       const node = nodes.get(id)!;
       let cachedEntry = results.get(id);
+      let dedupedHit = false;
       if (!cachedEntry && dedupe && byKey.has(node.key)) {
         cachedEntry = byKey.get(node.key)!;
+        dedupedHit = true;
         results.set(id, cachedEntry);
         result.cached.push(id);
       }
       if (cachedEntry) {
         byKey.set(node.key, cachedEntry);
         executed.push(id);
-        if (cachedEntry.ui) {
-          // ComfyUI replays the cached UI of every node that had one (output nodes in practice).
-          recordUi(id, cachedEntry.ui);
-          emit('executed', { node: id, display_node: id, output: cachedEntry.ui, prompt_id: promptId });
+        // ComfyUI reaches a cached node only when it is a scheduled output (cached producers are
+        // never queued) or when an identical node ran earlier in this job; it then sends
+        // `executed` with the cached UI, null when there was none.
+        if (outputSet.has(id) || dedupedHit) {
+          if (cachedEntry.ui) recordUi(id, cachedEntry.ui);
+          emit('executed', { node: id, display_node: id, output: cachedEntry.ui ?? null, prompt_id: promptId });
         }
         continue;
       }
@@ -274,9 +324,11 @@ export class Executor {
           services: this.#services,
           extraData,
           throwIfInterrupted: () => {
+            this.options.pollInterrupt?.();
             if (signal.aborted) throw new InterruptedError();
           },
           progress: (value, max, preview) => {
+            this.options.pollInterrupt?.();
             if (signal.aborted) throw new InterruptedError();
             emit('progress', { value, max, prompt_id: promptId, node: id });
             setProgress(id, 'running', value, max);
@@ -291,6 +343,7 @@ export class Executor {
         result.ran.push(id);
         const max = progressNodes[id]?.max ?? 1;
         setProgress(id, 'finished', max, max);
+        // ComfyUI: `executed` (and a history output) only for a run that produced UI output.
         if (entry.ui) {
           recordUi(id, entry.ui);
           emit('executed', { node: id, display_node: id, output: entry.ui, prompt_id: promptId });
@@ -346,8 +399,16 @@ export class Executor {
       calls.push({ ...lists });
     } else {
       // ComfyUI's rule: run once per index of the longest list, shorter lists repeat their last item.
+      // An empty list has no item to repeat: ComfyUI fails the node there (an IndexError), and
+      // running it zero times would end the job "successfully" with nothing produced.
+      const empty = names.find((n) => lists[n].length === 0);
+      if (empty !== undefined) {
+        const link = node.links.find((l) => l.input === empty);
+        const from = link ? ` (node ${link.source} output ${link.slot} produced no items)` : '';
+        throw new EmptyInputListError(`node ${node.id} (${node.entry.classType}): input '${empty}' received an empty list${from}; there is nothing to run it on`);
+      }
       const lengths = names.map((n) => lists[n].length);
-      const count = names.length === 0 ? 1 : Math.min(...lengths) === 0 ? 0 : Math.max(...lengths);
+      const count = names.length === 0 ? 1 : Math.max(...lengths);
       for (let i = 0; i < count; i++) {
         const args: Record<string, unknown> = {};
         for (const n of names) args[n] = lists[n][Math.min(i, lists[n].length - 1)];
@@ -373,8 +434,29 @@ export class Executor {
         for (const [k, v] of Object.entries(callUi)) (ui[k] ??= []).push(...(Array.isArray(v) ? v : [v]));
       }
     }
-    return ui ? { outputs, ui } : { outputs };
+    // An empty UI dict is no UI output (ComfyUI: no `executed`, nothing in history).
+    return ui && Object.keys(ui).length > 0 ? { outputs, ui } : { outputs };
   }
+}
+
+/** A node's cache key: class, fingerprint, node id where it matters, constants, producers' keys. */
+function nodeSignature(n: PlannedNode, sourceKey: (id: string) => string): string {
+  const hidden = n.entry.inputs.hidden ?? {};
+  let fp: unknown;
+  if (n.entry.def.fingerprint) {
+    try {
+      fp = n.entry.def.fingerprint({ ...n.constants });
+    } catch {
+      fp = Number.NaN;
+    }
+  }
+  return signature({
+    classType: n.entry.classType,
+    fingerprint: fp,
+    nodeId: n.entry.def.notIdempotent || Object.values(hidden).includes('UNIQUE_ID') ? n.id : undefined,
+    constants: n.constants,
+    links: n.links.map((l) => ({ input: l.input, sourceSignature: sourceKey(l.source), slot: l.slot })),
+  });
 }
 
 function hiddenValue(kind: HiddenKind, nodeId: string, prompt: ApiPrompt, extraData: Record<string, unknown>): unknown {

@@ -76,6 +76,7 @@ export {
   Executor,
   InterruptedError,
   ExecutorBusyError,
+  EmptyInputListError,
   type ExecutorOptions,
   type ExecuteOptions,
   type ExecutionResult,

@@ -27,8 +27,13 @@ interface CommonOptions {
 export interface IntInput extends CommonOptions {
   type: 'INT';
   default?: number;
-  min?: number;
-  max?: number;
+  /**
+   * Bounds beyond 2^53 are written as bigint (`max: 0xffffffffffffffffn`): as a number that
+   * maximum would round up to 2^64 and let 2^64 through. Values a double cannot hold reach
+   * `run()` as bigint (only possible when a bound lies beyond 2^53).
+   */
+  min?: number | bigint;
+  max?: number | bigint;
   step?: number;
   display?: 'number' | 'slider' | 'knob';
   /** Adds the frontend's fixed/increment/decrement/randomize widget after this one (seeds). */
@@ -221,6 +226,13 @@ export interface NodeDefinition<
    * inputs are absent). Return NaN to re-run every time; a throw counts as NaN.
    */
   fingerprint?: (inputs: Record<string, unknown>) => unknown;
+  /**
+   * ComfyUI VALIDATE_INPUTS: checks the constant inputs (coerced; linked inputs are absent) at
+   * submit time. Returns undefined when they are fine, else input name -> reason; each becomes a
+   * `custom_validation_failed` node error with `extra_info.input_name`. A throw is
+   * `exception_during_validation`.
+   */
+  validateInputs?: (inputs: Record<string, unknown>) => Record<string, string> | undefined;
   run(inputs: InferInputs<I, L>, ctx: NodeContext): NodeResult<NoInfer<O>> | Promise<NodeResult<NoInfer<O>>>;
 }
 
@@ -239,5 +251,6 @@ export interface AnyNodeDefinition {
   deprecated?: boolean;
   experimental?: boolean;
   fingerprint?: (inputs: Record<string, unknown>) => unknown;
+  validateInputs?: (inputs: Record<string, unknown>) => Record<string, string> | undefined;
   run(inputs: Record<string, unknown>, ctx: NodeContext): unknown;
 }

@@ -101,12 +101,25 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
     if (node === null || typeof node !== 'object' || Array.isArray(node)) {
       return promptError('invalid_prompt', 'Cannot execute because a node is not an object.', `Node ID '#${id}'`, { node_id: id });
     }
+    // ComfyUI's `missing_node_type` (the frontend's "missing nodes" dialog reads extra_info).
+    const meta = (node as { _meta?: unknown })._meta;
+    const rawTitle = meta !== null && typeof meta === 'object' ? (meta as { title?: unknown }).title : undefined;
+    const title = typeof rawTitle === 'string' ? rawTitle : undefined;
     if (typeof node.class_type !== 'string' || node.class_type === '') {
-      return promptError('invalid_prompt', 'Cannot execute because a node is missing the class_type property.', `Node ID '#${id}'`, { node_id: id });
+      return promptError(
+        'missing_node_type',
+        `Node '${title ?? `ID #${id}`}' has no class_type. The workflow may be corrupted or a custom node may have been removed.`,
+        `Node ID '#${id}'`,
+        { node_id: id, class_type: null, node_title: title ?? null },
+      );
     }
     const entry = registry.get(node.class_type);
     if (!entry) {
-      return promptError('invalid_prompt', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`, { node_id: id, class_type: node.class_type });
+      return promptError('missing_node_type', `Node '${title ?? node.class_type}' not found. The custom node may not be installed.`, `Node ID '#${id}'`, {
+        node_id: id,
+        class_type: node.class_type,
+        node_title: title ?? node.class_type,
+      });
     }
     if (node.inputs !== undefined && (node.inputs === null || typeof node.inputs !== 'object' || Array.isArray(node.inputs))) {
       return promptError('invalid_prompt', `Cannot execute because node ${node.class_type} has an inputs field that is not an object.`, `Node ID '#${id}'`, { node_id: id, class_type: node.class_type });
@@ -231,6 +244,24 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
     if ('error' in r) errors.push(r.error);
     else inputs[name] = r.value;
   }
+  const hook = entry.def.validateInputs;
+  if (hook && errors.length === 0) {
+    // ComfyUI's VALIDATE_INPUTS: the node's own rules on its constant inputs (linked values do
+    // not exist yet), so a value every type check accepts but run() would refuse is a 400 now.
+    const linked = new Set(links.map((l) => l.input));
+    const constants: Record<string, unknown> = {};
+    for (const [name] of inputDecls(entry)) if (name in inputs && !linked.has(name)) constants[name] = inputs[name];
+    const problems = hook(entry.mapInputs ? entry.mapInputs(constants) : constants);
+    for (const [name, reason] of Object.entries(problems ?? {})) {
+      const decl = inputDecls(entry).find(([n]) => n === name)?.[1];
+      errors.push({
+        type: 'custom_validation_failed',
+        message: 'Custom validation failed for node',
+        details: `${name} - ${reason}`,
+        extra_info: { input_name: name, ...(decl !== undefined ? { input_config: inputConfig(decl) } : {}), received_value: constants[name] ?? null },
+      });
+    }
+  }
   return { errors, links, inputs };
 }
 
@@ -304,9 +335,10 @@ function checkConstant(name: string, decl: InputDecl, spec: InputSpec, value: un
       },
     };
   }
-  const v = r.value as number;
+  // A bigint (an INT beyond 2^53) compares exactly with number or bigint bounds.
+  const v = r.value as number | bigint;
   if (spec.type === 'INT' || spec.type === 'FLOAT') {
-    const { min, max } = spec as { min?: number; max?: number };
+    const { min, max } = spec as { min?: number | bigint; max?: number | bigint };
     if (min !== undefined && v < min) {
       return { error: { type: 'value_smaller_than_min', message: `Value ${v} smaller than min of ${min}`, details: name, extra_info: { input_name: name, input_config: cfg(), received_value: v } } };
     }

@@ -42,6 +42,30 @@ export function expandPrefix(prefix: string, vars: { width: number; height: numb
     .replace(/%height%/g, String(vars.height));
 }
 
+/** Longest filename_prefix accepted: with "_00001_.png" and token growth a name stays under 255 bytes. */
+export const MAX_PREFIX_LENGTH = 200;
+
+/**
+ * Why a filename_prefix cannot name a file inside the output folder, or undefined when it can:
+ * checked at submit time (SaveImage's validateInputs) with the same rules `planSave` applies at
+ * run time, on a sample expansion of its tokens (a %date:..% format could produce "..").
+ */
+export function filenamePrefixProblem(prefix: string): string | undefined {
+  if (prefix.trim() === '') return 'is empty';
+  if (prefix.length > MAX_PREFIX_LENGTH) return `is ${prefix.length} characters long (at most ${MAX_PREFIX_LENGTH})`;
+  const expanded = expandPrefix(prefix, { width: 16384, height: 16384, date: new Date(2000, 0, 1) });
+  let segments: string[];
+  try {
+    segments = relativeSegments(expanded);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (segments.length === 0) return 'names no file';
+  const long = segments.find((seg) => Buffer.byteLength(seg) > MAX_PREFIX_LENGTH);
+  if (long !== undefined) return `has a path segment of ${Buffer.byteLength(long)} bytes (at most ${MAX_PREFIX_LENGTH})`;
+  return undefined;
+}
+
 export interface SavePlan {
   /** Folder relative to the root, "/"-separated ("" for the root itself). */
   subfolder: string;

@@ -4,6 +4,7 @@
 // Reading: every colour type and bit depth of non-interlaced PNGs plus Adam7, and tEXt / zTXt /
 // iTXt text chunks, which is what the ComfyUI frontend reads to restore a workflow.
 import { deflateSync, inflateSync } from 'node:zlib';
+import { stringifyJson } from '../../engine/json.ts';
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -34,10 +35,11 @@ function chunk(type: string, data: Uint8Array): Buffer {
 
 /**
  * JSON with every non-ASCII character escaped as \uXXXX (what Python's json.dumps does), so the
- * text fits a Latin-1 tEXt chunk and JSON.parse restores it exactly.
+ * text fits a Latin-1 tEXt chunk and JSON.parse restores it exactly. A bigint (a seed beyond
+ * 2^53) is written as its exact digits, as Python would.
  */
 export function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  return stringifyJson(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
 export interface RawImage {

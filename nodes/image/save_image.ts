@@ -3,6 +3,7 @@
 import { randomInt } from 'node:crypto';
 import { defineNode } from '../../engine/index.ts';
 import { imageFolders } from './folders.ts';
+import { filenamePrefixProblem } from './filenames.ts';
 import { encodePng } from './png.ts';
 import { saveImageBatch } from './save.ts';
 import { imageToRgb8 } from './types.ts';
@@ -27,6 +28,10 @@ export const SaveImage = defineNode({
   },
   outputs: [],
   outputNode: true,
+  validateInputs: ({ filename_prefix }) => {
+    const problem = typeof filename_prefix === 'string' ? filenamePrefixProblem(filename_prefix) : undefined;
+    return problem === undefined ? undefined : { filename_prefix: `filename_prefix ${problem}` };
+  },
   run({ images, filename_prefix, prompt, extra_pnginfo }, ctx) {
     ctx.throwIfInterrupted();
     const saved = saveImageBatch(images, {

@@ -185,6 +185,17 @@ export interface TiledDecodeOptions {
   overlap?: number;
   /** Called after each tile with (done, total). */
   onTile?: (done: number, total: number) => void;
+  /** Called between decoder blocks of every tile (see `DecodeOptions.onBlock`). */
+  onBlock?: () => void;
+}
+
+export interface DecodeOptions {
+  capture?: (name: string, t: Tensor) => void;
+  /**
+   * Called between decoder blocks: a throw from it (an interrupt) abandons the decode with its
+   * tensors freed, so a stop request need not wait for a whole 4K decode.
+   */
+  onBlock?: () => void;
 }
 
 export interface DcaeDecoder {
@@ -192,7 +203,7 @@ export interface DcaeDecoder {
   readonly dtype: DType;
   readonly bytes: number;
   /** z (B, latent, h, w), already divided by scaling_factor by the caller → image (B, 3, 32h, 32w), f32. */
-  decode(z: TensorInput, opts?: { capture?: (name: string, t: Tensor) => void }): Tensor;
+  decode(z: TensorInput, opts?: DecodeOptions): Tensor;
   /** The same decode over overlapping latent tiles; device memory is bounded by one tile. */
   decodeTiled(z: TensorInput, opts?: TiledDecodeOptions): Tensor;
   dispose(): void;
@@ -337,7 +348,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       return bk.add(main, short);
     };
 
-    const decodeDevice = (z: Tensor, capture?: (name: string, t: Tensor) => void): Tensor => bk.scope(() => {
+    const decodeDevice = (z: Tensor, capture?: (name: string, t: Tensor) => void, onBlock?: () => void): Tensor => bk.scope(() => {
       const [, Cz] = z.shape as [number, number, number, number];
       if (z.shape.length !== 4 || Cz !== cfg.latentChannels) throw new Error(`DC-AE decoder: latent has shape ${JSON.stringify(z.shape)}, expected (B, ${cfg.latentChannels}, h, w)`);
       const zz = z.dtype === dtype ? z : bk.cast(z, dtype);
@@ -347,6 +358,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       // Each step runs in its own scope and frees its input at once: stage-0 maps of a 1024² image
       // are 256 MB apiece in bf16, so holding a whole stage's intermediates would multiply the peak.
       const step = (f: (x: Tensor) => Tensor): void => {
+        onBlock?.();
         const Y = bk.scope(() => f(X));
         X.dispose();
         X = Y;
@@ -371,7 +383,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       decode: (z, opts = {}) => {
         alive();
         const dz = toDev(z);
-        try { return decodeDevice(dz, opts.capture); } finally { if (dz !== z) dz.dispose(); }
+        try { return decodeDevice(dz, opts.capture, opts.onBlock); } finally { if (dz !== z) dz.dispose(); }
       },
       decodeTiled: (z, opts = {}) => {
         alive();
@@ -379,7 +391,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
         const out = tiledDecode(host, cfg.spatialCompression, (tile) => {
           const dz = bk.fromArray(tile.data, tile.shape, 'f32');
           try {
-            const img = decodeDevice(dz);
+            const img = decodeDevice(dz, undefined, opts.onBlock);
             try { return img.toFloat32(); } finally { img.dispose(); }
           } finally { dz.dispose(); }
         }, opts);

@@ -20,6 +20,9 @@ export class MT19937 {
   private readonly state = new Uint32Array(N);
   private next = 0;
   private left = 1;
+  /** The second value of the scalar normal sampler's last pair: torch keeps it in the generator
+   *  (next_double_normal_sample), so it carries over to the next small randn on the same one. */
+  normalCache: number | undefined;
 
   constructor(seed: bigint | number) {
     let s = BigInt(seed);
@@ -204,9 +207,17 @@ export function randn(seed: bigint | number, shape: readonly number[]): Float32A
   if (typeof seed === 'number' && (!Number.isSafeInteger(seed))) {
     throw new Error(`randn: seed ${seed} is not a safe integer; pass seeds above 2^53 as bigint`);
   }
+  return randnFrom(new MT19937(seed), shape);
+}
+
+/**
+ * torch.randn(shape, generator=gen) on a generator that may already have been used: successive
+ * calls continue its stream exactly as successive torch.randn calls on one torch.Generator
+ * (e.g. a scheduler drawing fresh noise at every step).
+ */
+export function randnFrom(gen: MT19937, shape: readonly number[]): Float32Array {
   const n = numelOf(shape);
   const out = new Float32Array(n);
-  const gen = new MT19937(seed);
   if (n >= 16) {
     for (let i = 0; i < n; i++) out[i] = gen.nextFloat24();
     for (let i = 0; i + 16 <= n; i += 16) boxMuller16(out, i);
@@ -219,18 +230,17 @@ export function randn(seed: bigint | number, shape: readonly number[]): Float32A
     return out;
   }
   // Scalar path: double-precision Box-Muller, one pair per two outputs (sin kept for the next).
-  let cached: number | undefined;
   for (let i = 0; i < n; i++) {
-    if (cached !== undefined) {
-      out[i] = cached;
-      cached = undefined;
+    if (gen.normalCache !== undefined) {
+      out[i] = gen.normalCache;
+      gen.normalCache = undefined;
       continue;
     }
     const u1 = gen.nextDouble53();
     const u2 = gen.nextDouble53();
     const r = Math.sqrt(-2 * Math.log(1 - u2));
     const theta = 2 * Math.PI * u1;
-    cached = r * Math.sin(theta);
+    gen.normalCache = r * Math.sin(theta);
     out[i] = r * Math.cos(theta);
   }
   return out;

@@ -1,5 +1,6 @@
-// SanaTransformer2DModel (Sana 1.0: 600M / 1600M, 512 px … 4K) on the Backend interface, with the
-// PAG "identity attention" patch and the CFG/PAG guidance combination (spec §2, §3, §7).
+// SanaTransformer2DModel (Sana 1.0: 600M / 1600M, 512 px … 4K; SANA 1.5 and Sana-Sprint through
+// their `qk_norm` / `guidance_embeds` options) on the Backend interface, with the PAG "identity
+// attention" patch and the CFG/PAG guidance combination (spec §2, §3, §7).
 //
 // Module paths equal the diffusers checkpoint keys, so loading is a lookup. All tensor math goes
 // through `Backend`; only the 256-wide timestep sinusoid and the 2K/4K sin-cos table are computed
@@ -37,6 +38,13 @@ export interface SanaTransformerConfig {
   sampleSize: number;
   /** SanaPipeline multiplies timesteps by it before the call (1.0 for every Sana 1.0 config). */
   timestepScale: number;
+  /** SANA 1.5 / Sprint: RMSNorm (eps 1e-5, weight) over the whole q and k projections, all heads
+   *  together, in self- and cross-attention; null for Sana 1.0. */
+  qkNorm: 'rms_norm_across_heads' | null;
+  /** Sana-Sprint: the time embedding also embeds a guidance value (`forward`'s `guidance` option). */
+  guidanceEmbeds: boolean;
+  /** The factor SanaSprintPipeline multiplies guidance_scale by before the call (0.1). */
+  guidanceEmbedsScale: number;
 }
 
 const num = (raw: Record<string, unknown>, key: string, file: string, dflt?: number): number => {
@@ -45,18 +53,20 @@ const num = (raw: Record<string, unknown>, key: string, file: string, dflt?: num
   return v;
 };
 
-/** Parses a diffusers SanaTransformer2DModel config.json, refusing models this code does not implement. */
+/** Parses a diffusers SanaTransformer2DModel config.json (Sana 1.0, SANA 1.5, Sana-Sprint), refusing
+ *  options this code does not implement. */
 export function parseSanaTransformerConfig(raw: unknown, file = 'transformer/config.json'): SanaTransformerConfig {
   if (typeof raw !== 'object' || raw === null) throw new Error(`${file}: not a JSON object`);
   const r = raw as Record<string, unknown>;
   if (r._class_name !== undefined && r._class_name !== 'SanaTransformer2DModel') {
     throw new Error(`${file}: _class_name is ${JSON.stringify(r._class_name)}, expected "SanaTransformer2DModel"`);
   }
-  if (r.qk_norm !== undefined && r.qk_norm !== null) {
-    throw new Error(`${file}: qk_norm ${JSON.stringify(r.qk_norm)} is a SANA-1.5 feature and is not supported (Sana 1.0 only)`);
+  // diffusers' Attention knows other qk_norm kinds, but no Sana checkpoint uses them.
+  if (r.qk_norm !== undefined && r.qk_norm !== null && r.qk_norm !== 'rms_norm_across_heads') {
+    throw new Error(`${file}: qk_norm ${JSON.stringify(r.qk_norm)} is not supported (null, or "rms_norm_across_heads" as SANA 1.5 / Sprint use)`);
   }
-  if (r.guidance_embeds === true) {
-    throw new Error(`${file}: guidance_embeds = true (SANA-Sprint guidance embedding) is not supported (Sana 1.0 only)`);
+  if (r.guidance_embeds !== undefined && r.guidance_embeds !== null && typeof r.guidance_embeds !== 'boolean') {
+    throw new Error(`${file}: guidance_embeds must be true or false (got ${JSON.stringify(r.guidance_embeds)})`);
   }
   if (r.norm_elementwise_affine === true) {
     throw new Error(`${file}: norm_elementwise_affine = true is not supported (Sana 1.0 norms carry no weights)`);
@@ -90,6 +100,9 @@ export function parseSanaTransformerConfig(raw: unknown, file = 'transformer/con
     interpolationScale: typeof interp === 'number' ? interp : null,
     sampleSize: num(r, 'sample_size', file, 32),
     timestepScale: num(r, 'timestep_scale', file, 1.0),
+    qkNorm: r.qk_norm === 'rms_norm_across_heads' ? 'rms_norm_across_heads' : null,
+    guidanceEmbeds: r.guidance_embeds === true,
+    guidanceEmbedsScale: num(r, 'guidance_embeds_scale', file, 0.1),
   };
   if (cfg.crossAttentionDim !== innerDim) {
     throw new Error(`${file}: cross_attention_dim ${cfg.crossAttentionDim} differs from the model width ${innerDim}; Sana feeds the projected caption (width ${innerDim}) to cross-attention`);
@@ -104,10 +117,14 @@ export function expectedTransformerTensors(cfg: SanaTransformerConfig): Map<stri
   const m = new Map<string, number[]>([
     ['patch_embed.proj.weight', [D, cfg.inChannels, p, p]],
     ['patch_embed.proj.bias', [D]],
-    ['time_embed.emb.timestep_embedder.linear_1.weight', [D, 256]],
-    ['time_embed.emb.timestep_embedder.linear_1.bias', [D]],
-    ['time_embed.emb.timestep_embedder.linear_2.weight', [D, D]],
-    ['time_embed.emb.timestep_embedder.linear_2.bias', [D]],
+  ]);
+  for (const e of timeEmbedders(cfg)) {
+    m.set(`${e}.linear_1.weight`, [D, 256]);
+    m.set(`${e}.linear_1.bias`, [D]);
+    m.set(`${e}.linear_2.weight`, [D, D]);
+    m.set(`${e}.linear_2.bias`, [D]);
+  }
+  for (const [k, s] of [
     ['time_embed.linear.weight', [6 * D, D]],
     ['time_embed.linear.bias', [6 * D]],
     ['caption_projection.linear_1.weight', [D, cfg.captionChannels]],
@@ -118,7 +135,7 @@ export function expectedTransformerTensors(cfg: SanaTransformerConfig): Map<stri
     ['scale_shift_table', [2, D]],
     ['proj_out.weight', [p * p * cfg.outChannels, D]],
     ['proj_out.bias', [p * p * cfg.outChannels]],
-  ]);
+  ] as Array<[string, number[]]>) m.set(k, s);
   for (let i = 0; i < cfg.numLayers; i++) {
     const b = `transformer_blocks.${i}.`;
     m.set(`${b}scale_shift_table`, [6, D]);
@@ -134,6 +151,13 @@ export function expectedTransformerTensors(cfg: SanaTransformerConfig): Map<stri
     }
     m.set(`${b}attn2.to_out.0.weight`, [D, X]);
     m.set(`${b}attn2.to_out.0.bias`, [D]);
+    if (cfg.qkNorm !== null) {
+      // kv_heads = heads in both attentions, so k has q's width
+      m.set(`${b}attn1.norm_q.weight`, [D]);
+      m.set(`${b}attn1.norm_k.weight`, [D]);
+      m.set(`${b}attn2.norm_q.weight`, [X]);
+      m.set(`${b}attn2.norm_k.weight`, [X]);
+    }
     m.set(`${b}ff.conv_inverted.weight`, [2 * F, D, 1, 1]);
     m.set(`${b}ff.conv_inverted.bias`, [2 * F]);
     m.set(`${b}ff.conv_depth.weight`, [2 * F, 1, 3, 3]);
@@ -141,6 +165,14 @@ export function expectedTransformerTensors(cfg: SanaTransformerConfig): Map<stri
     m.set(`${b}ff.conv_point.weight`, [D, F, 1, 1]);
   }
   return m;
+}
+
+/** The MLPs of the time embedding: AdaLayerNormSingle nests its one under `emb.`; Sprint's
+ *  SanaCombinedTimestepGuidanceEmbeddings holds a timestep and a guidance embedder directly. */
+function timeEmbedders(cfg: SanaTransformerConfig): string[] {
+  return cfg.guidanceEmbeds
+    ? ['time_embed.timestep_embedder', 'time_embed.guidance_embedder']
+    : ['time_embed.emb.timestep_embedder'];
 }
 
 /** The part of a checkpoint the loader reads (a SafetensorsCheckpoint fits; tests and benches
@@ -161,7 +193,9 @@ export function validateTransformerTensors(cfg: SanaTransformerConfig, src: Pick
     if (dtype !== undefined && !['F32', 'F16', 'BF16'].includes(dtype)) problems.push(`${name} has dtype ${dtype}; only F32/F16/BF16 weights are supported`);
   }
   if (extra.some((k) => /\.norm_[qk]\./.test(k))) {
-    problems.push(`q/k norm tensors present (${extra.filter((k) => /\.norm_[qk]\./.test(k)).slice(0, 2).join(', ')}…): a SANA-1.5 checkpoint, not supported`);
+    problems.push(`q/k norm tensors present (${extra.filter((k) => /\.norm_[qk]\./.test(k)).slice(0, 2).join(', ')}…): a SANA-1.5 checkpoint, but config.json has no qk_norm "rms_norm_across_heads"`);
+  } else if (extra.some((k) => k.startsWith('time_embed.guidance_embedder.'))) {
+    problems.push('time_embed.guidance_embedder.* present: a Sana-Sprint checkpoint, but config.json has no guidance_embeds = true');
   } else if (extra.length > 0) {
     problems.push(`${extra.length} unexpected tensor(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`);
   }
@@ -286,6 +320,10 @@ export interface SanaForwardOptions {
   /** Called with module outputs named like diffusers' modules (golden comparisons). The tensor is
    *  disposed after the call returns: copy what you need. */
   capture?: (name: string, t: Tensor) => void;
+  /** Sana-Sprint (`guidanceEmbeds`): the guidance per row, or one value for all rows, already
+   *  multiplied by `guidanceEmbedsScale` (diffusers' `guidance` argument). Required there,
+   *  refused elsewhere. */
+  guidance?: readonly number[];
 }
 
 export interface SanaTransformer {
@@ -311,6 +349,8 @@ interface Block {
   invW: Tensor; invB: Tensor; // (2F, D) (1×1 conv as a linear)
   dwW: Tensor; dwB: Tensor; // (2F, 1, 3, 3)
   ptW: Tensor; // (D, F)
+  /** qk_norm weights: (D) for attn1, (X) for attn2. */
+  qk?: { q1: Tensor; k1: Tensor; q2: Tensor; k2: Tensor };
 }
 
 const SUPPORTED_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
@@ -342,10 +382,14 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
       // 1×1 patches are a per-pixel linear over channels: (D, C).
       patchLin: p === 1 ? keepT(backend.reshape(patchW, [D, cfg.inChannels])) : undefined,
       patchB: keepT(ld('patch_embed.proj.bias')),
-      t1W: keepT(ld('time_embed.emb.timestep_embedder.linear_1.weight')),
-      t1B: keepT(ld('time_embed.emb.timestep_embedder.linear_1.bias')),
-      t2W: keepT(ld('time_embed.emb.timestep_embedder.linear_2.weight')),
-      t2B: keepT(ld('time_embed.emb.timestep_embedder.linear_2.bias')),
+      ...(() => {
+        const [te, ge] = timeEmbedders(cfg) as [string, string | undefined];
+        const mlp = (e: string): Mlp => ({
+          w1: keepT(ld(`${e}.linear_1.weight`)), b1: keepT(ld(`${e}.linear_1.bias`)),
+          w2: keepT(ld(`${e}.linear_2.weight`)), b2: keepT(ld(`${e}.linear_2.bias`)),
+        });
+        return { tMlp: mlp(te), gMlp: ge !== undefined ? mlp(ge) : undefined };
+      })(),
       tlW: keepT(ld('time_embed.linear.weight')),
       tlB: keepT(ld('time_embed.linear.bias')),
       c1W: keepT(ld('caption_projection.linear_1.weight')),
@@ -377,6 +421,10 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
         dwW: keepT(ld(`${b}ff.conv_depth.weight`)),
         dwB: keepT(ld(`${b}ff.conv_depth.bias`)),
         ptW: ldAs(`${b}ff.conv_point.weight`, [D, F]),
+        qk: cfg.qkNorm === null ? undefined : {
+          q1: keepT(ld(`${b}attn1.norm_q.weight`)), k1: keepT(ld(`${b}attn1.norm_k.weight`)),
+          q2: keepT(ld(`${b}attn2.norm_q.weight`)), k2: keepT(ld(`${b}attn2.norm_k.weight`)),
+        },
       });
     }
     const bytes = owned.reduce((s, t) => s + t.nbytes, 0);
@@ -402,9 +450,12 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
   }
 }
 
+/** linear_1 → SiLU → linear_2 (diffusers TimestepEmbedding). */
+type Mlp = { w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor };
+
 type Top = {
   patchW: Tensor; patchLin?: Tensor; patchB: Tensor;
-  t1W: Tensor; t1B: Tensor; t2W: Tensor; t2B: Tensor; tlW: Tensor; tlB: Tensor;
+  tMlp: Mlp; gMlp?: Mlp; tlW: Tensor; tlB: Tensor;
   c1W: Tensor; c1B: Tensor; c2W: Tensor; c2B: Tensor; capNorm: Tensor;
   sstOut: Tensor; projW: Tensor; projB: Tensor;
 };
@@ -446,6 +497,16 @@ function runForward(
     }
   }
   const cap = opts.capture;
+  let guid: number[] | undefined;
+  if (cfg.guidanceEmbeds) {
+    const g = opts.guidance;
+    if (!g || (g.length !== 1 && g.length !== B)) {
+      throw new Error(`Sana transformer: this model embeds guidance (guidance_embeds = true, Sana-Sprint); pass opts.guidance with 1 or ${B} values (got ${g ? g.length : 'none'})`);
+    }
+    guid = g.length === 1 ? new Array<number>(B).fill(g[0]!) : [...g];
+  } else if (opts.guidance !== undefined) {
+    throw new Error('Sana transformer: opts.guidance given, but this model has no guidance embedding (guidance_embeds is not true)');
+  }
 
   return bk.scope(() => {
     // --- inputs --------------------------------------------------------------------------------
@@ -476,10 +537,13 @@ function runForward(
     }
     cap?.('patch_embed', X);
 
-    // --- timestep: adaLN-single --------------------------------------------------------------------
-    const tsin = bk.fromArray(timestepSinusoid(t), [B, 256], 'f32');
-    const tsinM = bk.cast(tsin, dtype);
-    const temb = bk.linear(bk.silu(bk.linear(tsinM, top.t1W, top.t1B)), top.t2W, top.t2B); // (B, D)
+    // --- timestep: adaLN-single (Sprint: plus the guidance embedding) -------------------------------
+    const embedScalar = (vals: readonly number[], e: Mlp): Tensor => {
+      const sin = bk.cast(bk.fromArray(timestepSinusoid(vals), [B, 256], 'f32'), dtype); // (B, 256)
+      return bk.linear(bk.silu(bk.linear(sin, e.w1, e.b1)), e.w2, e.b2); // (B, D)
+    };
+    let temb = embedScalar(t, top.tMlp); // (B, D)
+    if (guid) temb = bk.add(temb, embedScalar(guid, top.gMlp!)); // the sum is also embedded_timestep
     const tmod = bk.linear(bk.silu(temb), top.tlW, top.tlB); // (B, 6D)
     cap?.('time_embed.timestep', tmod);
     cap?.('time_embed.embedded_timestep', temb);
@@ -534,7 +598,15 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
 
   // 1. self-attention: ReLU linear attention (identity attention on the PAG slice)
   const A = bk.modulate(bk.layernorm(X, g.eps), shiftMsa, scaleMsa); // (B, N, D)
-  const qkv = bk.linear(A, blk.qkvW, blk.qkvB); // (B, N, 3D)
+  let qkv = bk.linear(A, blk.qkvW, blk.qkvB); // (B, N, 3D)
+  if (blk.qk) {
+    // Before the head split and the ReLU kernel, over all D channels of q and of k.
+    qkv = bk.concat([
+      bk.rmsnorm(bk.slice(qkv, 2, 0, D), blk.qk.q1, 1e-5),
+      bk.rmsnorm(bk.slice(qkv, 2, D, 2 * D), blk.qk.k1, 1e-5),
+      bk.slice(qkv, 2, 2 * D, 3 * D),
+    ], 2); // (B, N, 3D)
+  }
   const linAttn = (seg: Tensor): Tensor => {
     const b = seg.shape[0]!;
     const s5 = bk.permute(bk.reshape(seg, [b, N, 3, H, d]), [2, 0, 3, 1, 4]); // (3, b, H, N, d)
@@ -558,8 +630,15 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
   X = bk.addGated(X, gateMsa, a1);
 
   // 2. cross-attention: no norm, no modulation, no gate
-  const q = bk.permute(bk.reshape(bk.linear(X, blk.q2W, blk.q2B), [B, N, Hc, dc]), [0, 2, 1, 3]); // (B, Hc, N, dc)
-  const kv = bk.permute(bk.reshape(bk.linear(Y, blk.kv2W, blk.kv2B), [B, L, 2, Hc, dc]), [2, 0, 3, 1, 4]); // (2, B, Hc, L, dc)
+  let qLin = bk.linear(X, blk.q2W, blk.q2B); // (B, N, X)
+  let kvLin = bk.linear(Y, blk.kv2W, blk.kv2B); // (B, L, 2X)
+  if (blk.qk) {
+    const Xw = Hc * dc;
+    qLin = bk.rmsnorm(qLin, blk.qk.q2, 1e-5);
+    kvLin = bk.concat([bk.rmsnorm(bk.slice(kvLin, 2, 0, Xw), blk.qk.k2, 1e-5), bk.slice(kvLin, 2, Xw, 2 * Xw)], 2); // (B, L, 2X)
+  }
+  const q = bk.permute(bk.reshape(qLin, [B, N, Hc, dc]), [0, 2, 1, 3]); // (B, Hc, N, dc)
+  const kv = bk.permute(bk.reshape(kvLin, [B, L, 2, Hc, dc]), [2, 0, 3, 1, 4]); // (2, B, Hc, L, dc)
   const k = bk.reshape(bk.slice(kv, 0, 0, 1), [B, Hc, L, dc]);
   const v = bk.reshape(bk.slice(kv, 0, 1, 2), [B, Hc, L, dc]);
   const o2 = bk.attention(q, k, v, { scale: 1 / Math.sqrt(dc), bias }); // (B, Hc, N, dc)

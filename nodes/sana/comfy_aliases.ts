@@ -30,10 +30,10 @@ function mapDtype(v: unknown, who: string, allowF16 = true): string {
   return out;
 }
 
-/** ExtraModels' device names -> ours; 'auto' and 'cuda:N' go to cuda (with CPU fallback). */
+/** ExtraModels' device names -> ours; 'cuda:N' asks for the GPU (CPU fallback, logged). */
 function mapDevice(v: unknown): string {
   const s = String(v ?? 'cpu');
-  return s === 'cpu' ? 'cpu' : 'cuda';
+  return s === 'cpu' || s === 'auto' ? s : 'cuda';
 }
 
 const LATENT_SIZE = { type: 'INT', default: 512, min: 16, max: 16384, step: 8 } as const;
@@ -57,7 +57,8 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       mapInputs: (i) => ({
         ckpt_name: mapModelName('sana', String(i.ckpt_name), 'SanaCheckpointLoader input ckpt_name'),
         dtype: mapDtype(i.dtype ?? 'auto', 'SanaCheckpointLoader input dtype'),
-        device: 'cuda',
+        // The pack loads on ComfyUI's main device without asking: the GPU when there is one.
+        device: 'auto',
       }),
     },
   },
@@ -122,7 +123,7 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       inputs: {
         required: {
           model: { type: 'SANA_MODEL' },
-          seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffff, controlAfterGenerate: true },
+          seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffffn, controlAfterGenerate: true },
           steps: { type: 'INT', default: 20, min: 1, max: 10000 },
           cfg: { type: 'FLOAT', default: 8.0, min: 0, max: 100, step: 0.1, round: 0.01 },
           sampler_name: { type: 'COMBO', values: Object.keys(KSAMPLER_SAMPLERS), tooltip: 'euler = flow Euler, dpmpp_2m = DPM-Solver++ 2M on the flow schedule.' },
@@ -177,7 +178,8 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           vae_name: mapModelName('vae', String(i.vae_name), 'ExtraVAELoader input vae_name'),
           // The DC-AE overflows in fp16 (spec §8): FP16 runs in bf16.
           dtype: mapDtype(i.dtype ?? 'BF16', 'ExtraVAELoader input dtype', false),
-          device: 'cuda',
+          // The pack loads on ComfyUI's main device without asking: the GPU when there is one.
+          device: 'auto',
         };
       },
     },

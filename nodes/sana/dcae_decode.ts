@@ -1,7 +1,7 @@
 // DCAEDecode: latents -> IMAGE. Divides by the VAE scaling factor, decodes (whole or tiled), undoes
 // resolution binning (bilinear cover resize + centre crop to the requested size, spec §1.7) and
 // maps [-1, 1] to ComfyUI's IMAGE layout (B, H, W, 3) in [0, 1].
-import { defineNode } from '../../engine/index.ts';
+import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Image } from '../image/types.ts';
 import { withDcae } from './runtime.ts';
 import type { DcaeRef, Latent } from './types.ts';
@@ -23,7 +23,11 @@ export function toImage(chw: Float32Array, B: number, H: number, W: number): Ima
   return { data, batch: B, height: H, width: W, channels: 3 };
 }
 
-export async function decodeLatent(vae: DcaeRef, latent: Latent, tiled: boolean, who = 'DCAEDecode'): Promise<Image> {
+/**
+ * `ctx` (the node's) is polled between decoder blocks, so an interrupt stops a long decode at the
+ * next block; a tiled decode also reports per-tile progress, as ComfyUI's tiled VAE decode does.
+ */
+export async function decodeLatent(vae: DcaeRef, latent: Latent, tiled: boolean, who = 'DCAEDecode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Image> {
   const [B, C, h, w] = latent.shape;
   if (C !== vae.latentChannels) throw new Error(`${who}: the latent has ${C} channels but the DC-AE ${vae.name} decodes ${vae.latentChannels}`);
   const z = new Float32Array(latent.samples.length);
@@ -33,7 +37,9 @@ export async function decodeLatent(vae: DcaeRef, latent: Latent, tiled: boolean,
   return withDcae(vae, (dec, backend) =>
     backend.scope(() => {
       const input = { data: z, shape: [B, C, h, w] };
-      let img = tiled ? dec.decodeTiled(input) : dec.decode(input); // (B, 3, 32h, 32w) f32
+      const onBlock = ctx ? () => ctx.throwIfInterrupted() : undefined;
+      const onTile = ctx ? (done: number, total: number) => ctx.progress(done, total) : undefined;
+      let img = tiled ? dec.decodeTiled(input, { onBlock, onTile }) : dec.decode(input, { onBlock }); // (B, 3, 32h, 32w) f32
       if (latent.targetSize) img = resizeAndCrop(backend, img, latent.targetSize.height, latent.targetSize.width); // (B, 3, H, W)
       const [, , H, W] = img.shape as [number, number, number, number];
       return toImage(img.toFloat32(), B, H, W);
@@ -56,6 +62,6 @@ export const DCAEDecode = defineNode({
   outputs: [{ name: 'IMAGE', type: 'IMAGE' }],
   async run({ vae, latent, tiled }, ctx) {
     ctx.throwIfInterrupted();
-    return [await decodeLatent(vae, latent, tiled)];
+    return [await decodeLatent(vae, latent, tiled, 'DCAEDecode', ctx)];
   },
 });

@@ -3,7 +3,7 @@
 import { defineNode } from '../../engine/index.ts';
 import { listVaes, resolveVae } from '../models_dir.ts';
 import { folderFingerprint } from './fingerprint.ts';
-import { DEVICE_CHOICES, backendFor, resolveDevice, resolveDtype, withDcae } from './runtime.ts';
+import { DEVICE_INPUT, logDeviceNote, backendFor, resolveDevice, resolveDtype, withDcae } from './runtime.ts';
 import type { DcaeRef } from './types.ts';
 
 export const DCAE_DTYPES = ['auto', 'bf16', 'f32'] as const;
@@ -43,7 +43,7 @@ export const DCAELoader = defineNode({
         tooltip: 'A DC-AE under models/vae/, or a Sana pipeline under models/sana/ (its vae/ folder).',
       },
       dtype: { type: 'COMBO', values: DCAE_DTYPES, default: 'auto' },
-      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+      device: DEVICE_INPUT,
     },
   },
   outputs: [{ name: 'vae', type: 'DCAE' }],
@@ -56,7 +56,7 @@ export const DCAELoader = defineNode({
   },
   async run({ vae_name, dtype, device }) {
     const { ref, note } = await dcaeRef(vae_name, dtype, device, 'DCAELoader');
-    if (note) console.warn(note);
-    return { result: [ref], ui: note ? { text: [note] } : undefined };
+    logDeviceNote(note);
+    return [ref];
   },
 });

@@ -11,7 +11,8 @@ export const SAMPLERS = ['dpmpp_2m', 'flow_euler'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
 export interface SampleOptions {
-  seed: number;
+  /** Up to 2^64 - 1; beyond 2^53 validation hands it over as an exact bigint (torch's manual_seed takes a uint64). */
+  seed: number | bigint;
   steps: number;
   cfg: number;
   /** <= 0: the checkpoint's flow_shift. */
@@ -207,7 +208,7 @@ export const FlowDPMSampler = defineNode({
       positive: { type: 'CONDITIONING' },
       negative: { type: 'CONDITIONING' },
       latent: { type: 'LATENT' },
-      seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffff, controlAfterGenerate: true, tooltip: 'torch.randn-compatible CPU noise seed.' },
+      seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffffn, controlAfterGenerate: true, tooltip: 'torch.randn-compatible CPU noise seed.' },
       steps: { type: 'INT', default: 20, min: 1, max: 1000 },
       cfg: { type: 'FLOAT', default: 4.5, min: 0, max: 100, step: 0.1, round: 0.01, tooltip: 'Classifier-free guidance scale; <= 1 turns CFG off.' },
       flow_shift: {

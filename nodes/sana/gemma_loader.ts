@@ -3,7 +3,7 @@
 import { defineNode } from '../../engine/index.ts';
 import { resolveTextEncoder } from '../models_dir.ts';
 import { folderFingerprint } from './fingerprint.ts';
-import { DEVICE_CHOICES, withGemma } from './runtime.ts';
+import { DEVICE_INPUT, logDeviceNote, withGemma } from './runtime.ts';
 import { GEMMA_DTYPES, gemmaRef, textEncoderChoices } from './text_encode.ts';
 
 export const LoadGemma2 = defineNode({
@@ -15,7 +15,7 @@ export const LoadGemma2 = defineNode({
     required: {
       text_encoder: { type: 'COMBO', values: textEncoderChoices },
       dtype: { type: 'COMBO', values: GEMMA_DTYPES, default: 'auto' },
-      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+      device: DEVICE_INPUT,
     },
   },
   outputs: [{ name: 'GEMMA', type: 'GEMMA' }],
@@ -29,9 +29,9 @@ export const LoadGemma2 = defineNode({
   },
   async run({ text_encoder, dtype, device }) {
     const { ref, note } = await gemmaRef(text_encoder, dtype, device, 'LoadGemma2');
-    if (note) console.warn(note);
+    logDeviceNote(note);
     // Load now so a bad checkpoint fails on this node.
     await withGemma(ref, () => undefined);
-    return { result: [ref], ui: note ? { text: [note] } : undefined };
+    return [ref];
   },
 });

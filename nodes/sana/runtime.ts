@@ -10,7 +10,8 @@ import type { DcaeRef, GemmaRef, SanaModelRef } from './types.ts';
 /** What the dtype widgets offer; 'auto' = bf16 where the backend has a native bf16 matmul, else f32. */
 export const DTYPE_CHOICES = ['auto', 'bf16', 'f16', 'f32'] as const;
 export type DTypeChoice = (typeof DTYPE_CHOICES)[number];
-export const DEVICE_CHOICES = ['cpu', 'cuda'] as const;
+/** 'auto' = the GPU when one is usable, else the CPU; 'cuda' asks for the GPU (CPU fallback, logged). */
+export const DEVICE_CHOICES = ['auto', 'cpu', 'cuda'] as const;
 export type DeviceChoice = (typeof DEVICE_CHOICES)[number];
 
 type Native = typeof import('../../native/index.ts');
@@ -26,18 +27,35 @@ export async function backendFor(device: DeviceName): Promise<Backend> {
 }
 
 /**
- * The device to load on: the request when it is usable, else the CPU with a message saying
- * why (no GPU, no CUDA build) — a workflow saved on a GPU machine still runs here.
+ * The device to load on. 'auto' takes the GPU when one is usable and the CPU otherwise, silently
+ * (ComfyUI's own device choice). An explicit 'cuda' that cannot be honoured (no GPU, no CUDA
+ * build) also runs on the CPU, so a workflow saved on a GPU machine still runs here, and `note`
+ * says why: callers log it (`logDeviceNote`), never return it as UI output, because ComfyUI
+ * clients take any `executed` message for a node's result.
  */
 export async function resolveDevice(requested: string, who: string): Promise<{ device: DeviceName; note?: string }> {
   if (requested === 'cpu') return { device: 'cpu' };
-  if (requested !== 'cuda') throw new Error(`${who}: device "${requested}" is not one of ${DEVICE_CHOICES.join(', ')}`);
+  if (requested !== 'cuda' && requested !== 'auto') throw new Error(`${who}: device "${requested}" is not one of ${DEVICE_CHOICES.join(', ')}`);
   const n = await native();
   const cuda = n.devices().find((d) => d.name === 'cuda');
   if (cuda?.available) return { device: 'cuda' };
+  if (requested === 'auto') return { device: 'cpu' };
   const why = cuda?.reason ?? 'no CUDA backend in this build';
   return { device: 'cpu', note: `${who}: CUDA is not available (${why}); running on the CPU instead` };
 }
+
+/** Where a device fallback note goes: the log (the server's stderr, via the execution process). */
+export function logDeviceNote(note: string | undefined): void {
+  if (note) console.warn(note);
+}
+
+/** Shared by every node with a device widget. */
+export const DEVICE_INPUT = {
+  type: 'COMBO',
+  values: DEVICE_CHOICES,
+  default: 'auto',
+  tooltip: 'auto: the GPU when one is usable, else the CPU. cuda: the GPU; where none is usable it runs on the CPU and says so in the server log.',
+} as const;
 
 /** Resolves a dtype widget value on a backend. `allowF16` is false for models that overflow in fp16. */
 export function resolveDtype(choice: string, backend: Backend, who: string, allowF16 = true): DType {

@@ -4,7 +4,7 @@
 import { defineNode } from '../../engine/index.ts';
 import { listSanaCheckpoints, resolveSanaCheckpoint } from '../models_dir.ts';
 import { folderFingerprint } from './fingerprint.ts';
-import { DEVICE_CHOICES, DTYPE_CHOICES, backendFor, resolveDevice, resolveDtype, withTransformer } from './runtime.ts';
+import { DEVICE_INPUT, logDeviceNote, DTYPE_CHOICES, backendFor, resolveDevice, resolveDtype, withTransformer } from './runtime.ts';
 import type { SanaModelRef } from './types.ts';
 
 /** Builds the reference for a checkpoint entry (shared with the ExtraModels loader alias). */
@@ -48,7 +48,7 @@ export const SanaDiT = defineNode({
         tooltip: 'A Sana pipeline folder under models/sana/ (with transformer/ and scheduler/).',
       },
       dtype: { type: 'COMBO', values: DTYPE_CHOICES, default: 'auto' },
-      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+      device: DEVICE_INPUT,
     },
   },
   outputs: [{ name: 'model', type: 'SANA_MODEL' }],
@@ -62,7 +62,7 @@ export const SanaDiT = defineNode({
   },
   async run({ ckpt_name, dtype, device }) {
     const { ref, note } = await sanaModelRef(ckpt_name, dtype, device, 'SanaDiT');
-    if (note) console.warn(note);
-    return { result: [ref], ui: note ? { text: [note] } : undefined };
+    logDeviceNote(note);
+    return [ref];
   },
 });

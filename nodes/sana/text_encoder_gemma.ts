@@ -5,7 +5,7 @@ import { defineNode } from '../../engine/index.ts';
 import { CHI_DIFFUSERS } from '../models/prompt.ts';
 import { resolveTextEncoder } from '../models_dir.ts';
 import { folderFingerprint } from './fingerprint.ts';
-import { DEVICE_CHOICES } from './runtime.ts';
+import { DEVICE_INPUT, logDeviceNote } from './runtime.ts';
 import { GEMMA_DTYPES, encodeText, gemmaRef, textEncoderChoices } from './text_encode.ts';
 
 export const TextEncoderGemma = defineNode({
@@ -27,7 +27,7 @@ export const TextEncoderGemma = defineNode({
       instruction: { type: 'STRING', multiline: true, default: CHI_DIFFUSERS.join('\n'), tooltip: "The instruction text (diffusers' by default). Must end with the line it is followed by." },
       max_sequence_length: { type: 'INT', default: 300, min: 2, max: 4096 },
       dtype: { type: 'COMBO', values: GEMMA_DTYPES, default: 'auto' },
-      device: { type: 'COMBO', values: DEVICE_CHOICES, default: 'cuda', tooltip: 'cuda falls back to the CPU, with a message, where no GPU is usable.' },
+      device: DEVICE_INPUT,
     },
   },
   outputs: [
@@ -45,10 +45,10 @@ export const TextEncoderGemma = defineNode({
   async run({ text_encoder, positive, negative, complex_human_instruction, instruction, max_sequence_length, dtype, device }, ctx) {
     ctx.throwIfInterrupted();
     const { ref, note } = await gemmaRef(text_encoder, dtype, device, 'TextEncoderGemma');
-    if (note) console.warn(note);
+    logDeviceNote(note);
     const lines = instruction.split('\n');
     const chi = complex_human_instruction && instruction.trim() !== '' ? lines : 'none';
     const enc = await encodeText(ref, [positive], [negative], { chi, lowercase: true, maxLength: max_sequence_length });
-    return { result: [enc.positive, enc.negative!], ui: note ? { text: [note] } : undefined };
+    return [enc.positive, enc.negative!];
   },
 });

@@ -256,3 +256,125 @@ describe('executor', () => {
     expect(r.error).toMatchObject({ node_id: '7', exception_type: 'TypeError', exception_message: 'node 7 (Bad): run() returned 0 result(s), expected 1' });
   });
 });
+
+describe('executor: ComfyUI rules for executed, the classic cache and empty lists', () => {
+  /** A node with UI text, a UI-less output node and an output node with images, in one world. */
+  function uiWorld() {
+    const runs: string[] = [];
+    const reg = new NodeRegistry().registerAll([
+      defineNode({ name: 'Src', inputs: { required: { v: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ v }, ctx) => (runs.push(ctx.nodeId), [v]) }),
+      // A non-output node may return UI: ComfyUI sends `executed` for it too.
+      defineNode({ name: 'Talk', inputs: { required: { x: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: { text: [`got ${x}`] } }) }),
+      defineNode({ name: 'EmptyUi', inputs: { required: { x: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: {} }) }),
+      defineNode({ name: 'Sink', outputNode: true, inputs: { required: { x: 'INT' } }, outputs: [], run: (_i, ctx) => (runs.push(ctx.nodeId), []) }),
+      defineNode({ name: 'Img', outputNode: true, inputs: { required: { x: 'INT' } }, outputs: [], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { ui: { images: [{ filename: `${x}.png` }] } }) }),
+      defineNode({ name: 'None', inputs: {}, outputs: [{ name: 'INT', type: 'INT', isList: true }], run: (_i, ctx) => (runs.push(ctx.nodeId), [[]]) }),
+      defineNode({ name: 'Count', inputIsList: true, outputNode: true, inputs: { required: { xs: 'INT' } }, outputs: [], run: ({ xs }, ctx) => (runs.push(ctx.nodeId), { ui: { n: [xs.length] } }) }),
+    ]);
+    return { reg, runs };
+  }
+  const executedOf = (events: ReturnType<typeof recordEvents>) => events.filter((e) => e.type === 'executed').map((e) => e.data as unknown as { node: string; output: unknown });
+
+  it('executed: only for a run that returned a non-empty ui; cached output nodes replay theirs (null when none)', async () => {
+    const { reg, runs } = uiWorld();
+    const prompt = {
+      '1': { class_type: 'Src', inputs: { v: 3 } },
+      '2': { class_type: 'Talk', inputs: { x: ['1', 0] } },
+      '3': { class_type: 'EmptyUi', inputs: { x: ['2', 0] } },
+      '4': { class_type: 'Sink', inputs: { x: ['3', 0] } },
+      '5': { class_type: 'Img', inputs: { x: ['3', 0] } },
+    };
+    const ex = new Executor(reg);
+    const events = recordEvents(ex);
+    const first = await ex.execute(prompt, { promptId: 'a' });
+    expect(executedOf(events)).toEqual([
+      { node: '2', display_node: '2', output: { text: ['got 3'] }, prompt_id: 'a' },
+      { node: '5', display_node: '5', output: { images: [{ filename: '3.png' }] }, prompt_id: 'a' },
+    ]);
+    expect(Object.keys(first.outputs).sort()).toEqual(['2', '5']);
+
+    // Re-run, all cached: only the scheduled output nodes are reached, each with its cached UI.
+    runs.length = 0;
+    events.length = 0;
+    const again = await ex.execute(prompt, { promptId: 'b' });
+    expect(runs).toEqual([]);
+    expect(executedOf(events).sort((x, y) => x.node.localeCompare(y.node))).toEqual([
+      { node: '4', display_node: '4', output: null, prompt_id: 'b' },
+      { node: '5', display_node: '5', output: { images: [{ filename: '3.png' }] }, prompt_id: 'b' },
+    ]);
+    expect(again.outputs).toEqual({ '5': { images: [{ filename: '3.png' }] } });
+  });
+
+  it('classic cache keeps the results of nodes outside the partial execution targets', async () => {
+    const { reg, runs } = uiWorld();
+    const prompt = {
+      '1': { class_type: 'Src', inputs: { v: 1 } },
+      '2': { class_type: 'Img', inputs: { x: ['1', 0] } },
+      '3': { class_type: 'Src', inputs: { v: 2 } },
+      '4': { class_type: 'Img', inputs: { x: ['3', 0] } },
+    };
+    for (const strategy of ['classic', 'lru'] as const) {
+      const ex = new Executor(reg, { cache: strategy });
+      await ex.execute(prompt, { promptId: 'all' });
+      runs.length = 0;
+      // Only output 4 runs now; 1 and 2 are not part of this job but still of its prompt.
+      await ex.execute(prompt, { promptId: 'four', outputs: ['4'] });
+      runs.length = 0;
+      const r = await ex.execute(prompt, { promptId: 'two', outputs: ['2'] });
+      expect(runs).toEqual([]);
+      expect(r.cached.sort()).toEqual(['1', '2']);
+      // A node removed from the prompt loses its entries (classic).
+      const { '3': _3, '4': _4, ...onlyTwo } = prompt;
+      await ex.execute(onlyTwo, { promptId: 'drop' });
+      runs.length = 0;
+      await ex.execute(prompt, { promptId: 'back', outputs: ['4'] });
+      expect(runs.sort()).toEqual(strategy === 'classic' ? ['3', '4'] : []);
+    }
+  });
+
+  it('an empty list on an input fails the node with an execution_error naming node and input', async () => {
+    const { reg, runs } = uiWorld();
+    const r = await new Executor(reg).execute(
+      { '1': { class_type: 'None', inputs: {} }, '2': { class_type: 'Talk', inputs: { x: ['1', 0] } }, '3': { class_type: 'Img', inputs: { x: ['2', 0] } } },
+      { promptId: 'p' },
+    );
+    expect(r.status).toBe('error');
+    expect(runs).toEqual(['1']);
+    expect(r.error).toMatchObject({
+      node_id: '2',
+      node_type: 'Talk',
+      exception_type: 'EmptyInputListError',
+      exception_message: "node 2 (Talk): input 'x' received an empty list (node 1 output 0 produced no items); there is nothing to run it on",
+      current_inputs: { x: [] },
+    });
+    // A node that takes whole lists gets the empty list, as in ComfyUI, and decides.
+    const whole = await new Executor(reg).execute({ '1': { class_type: 'None', inputs: {} }, '2': { class_type: 'Count', inputs: { xs: ['1', 0] } } }, { promptId: 'q' });
+    expect(whole.status).toBe('success');
+    expect(whole.outputs['2']).toEqual({ n: [0] });
+  });
+});
+
+describe('executor: out-of-band interrupts', () => {
+  it('pollInterrupt lets a synchronous node polling ctx.throwIfInterrupted() stop mid-run', async () => {
+    // Stands for the worker's shared-memory flag: written while the node blocks the event loop.
+    let flag = false;
+    let iterations = 0;
+    const reg = new NodeRegistry().register(
+      defineNode({
+        name: 'Busy', outputNode: true, inputs: {}, outputs: [],
+        run: (_i, ctx) => {
+          for (let i = 0; i < 1000; i++) {
+            ctx.throwIfInterrupted();
+            iterations++;
+            if (i === 3) flag = true;
+          }
+          return [];
+        },
+      }),
+    );
+    const ex: Executor = new Executor(reg, { pollInterrupt: () => flag && ex.interrupt() });
+    const r = await ex.execute({ '1': { class_type: 'Busy', inputs: {} } }, { promptId: 'p' });
+    expect(r.status).toBe('interrupted');
+    expect(iterations).toBe(4);
+  });
+});

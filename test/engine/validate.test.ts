@@ -38,19 +38,36 @@ function expectNodeError(prompt: Record<string, unknown>, nodeId: string, classT
 }
 
 describe('validatePrompt: whole-prompt errors', () => {
-  it('invalid_prompt: node without class_type', () => {
+  it('missing_node_type: node without class_type', () => {
     expect(validatePrompt({ '7': { inputs: {} } }, reg)).toEqual({
       ok: false,
-      error: { type: 'invalid_prompt', message: 'Cannot execute because a node is missing the class_type property.', details: "Node ID '#7'", extra_info: { node_id: '7' } },
+      error: {
+        type: 'missing_node_type',
+        message: "Node 'ID #7' has no class_type. The workflow may be corrupted or a custom node may have been removed.",
+        details: "Node ID '#7'",
+        extra_info: { node_id: '7', class_type: null, node_title: null },
+      },
       node_errors: {},
     });
   });
 
-  it('invalid_prompt: unknown class (missing node type)', () => {
+  it('missing_node_type: unknown class, named by its _meta title when it has one', () => {
     expect(validatePrompt({ '1': gen(), '3': { class_type: 'NoSuchNode', inputs: {} } }, reg)).toEqual({
       ok: false,
-      error: { type: 'invalid_prompt', message: 'Cannot execute because node NoSuchNode does not exist.', details: "Node ID '#3'", extra_info: { node_id: '3', class_type: 'NoSuchNode' } },
+      error: {
+        type: 'missing_node_type',
+        message: "Node 'NoSuchNode' not found. The custom node may not be installed.",
+        details: "Node ID '#3'",
+        extra_info: { node_id: '3', class_type: 'NoSuchNode', node_title: 'NoSuchNode' },
+      },
       node_errors: {},
+    });
+    const r = validatePrompt({ '1': gen(), '3': { class_type: 'NoSuchNode', inputs: {}, _meta: { title: 'My upscaler' } } }, reg);
+    expect(!r.ok && r.error).toEqual({
+      type: 'missing_node_type',
+      message: "Node 'My upscaler' not found. The custom node may not be installed.",
+      details: "Node ID '#3'",
+      extra_info: { node_id: '3', class_type: 'NoSuchNode', node_title: 'My upscaler' },
     });
   });
 

@@ -95,6 +95,22 @@ describe('tiled decoding', () => {
     expect(d).toBeLessThan(1e-5);
   });
 
+  it('stops between tiles when onTile throws (an interrupt), decoding no further tile', () => {
+    const z: HostArray = { data: new Float32Array(1 * 2 * 12 * 12), shape: [1, 2, 12, 12] };
+    let decoded = 0;
+    const stop = new Error('interrupted');
+    expect(() =>
+      tiledDecode(z, 2, (t) => (decoded++, new Float32Array(t.shape[0]! * 3 * t.shape[2]! * 2 * t.shape[3]! * 2)), {
+        tile: 4,
+        overlap: 1,
+        onTile: (done) => {
+          if (done === 2) throw stop;
+        },
+      }),
+    ).toThrow(stop);
+    expect(decoded).toBe(2);
+  });
+
   /** Max |Δ| between horizontal neighbours over the given columns (x → x+1), all rows and channels. */
   const maxStep = (img: Float32Array, C: number, IH: number, IW: number, cols: number[]): number => {
     let m = 0;

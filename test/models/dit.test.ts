@@ -56,10 +56,10 @@ describe('config', () => {
     expect(cfg4k.interpolationScale).toBe(2);
   });
 
-  it('refuses SANA-1.5, Sprint and foreign classes, naming the file', () => {
-    expect(() => parseSanaTransformerConfig({ ...REAL_600M, qk_norm: 'rms_norm_across_heads' }, '/m/transformer/config.json'))
-      .toThrow(/\/m\/transformer\/config\.json: qk_norm "rms_norm_across_heads" is a SANA-1.5 feature/);
-    expect(() => parseSanaTransformerConfig({ ...REAL_600M, guidance_embeds: true }, 'x/config.json')).toThrow(/x\/config\.json: guidance_embeds = true \(SANA-Sprint/);
+  it('refuses unknown q/k norms and foreign classes, naming the file (SANA 1.5 / Sprint: test/models/sana15.test.ts)', () => {
+    expect(() => parseSanaTransformerConfig({ ...REAL_600M, qk_norm: 'layer_norm' }, '/m/transformer/config.json'))
+      .toThrow(/\/m\/transformer\/config\.json: qk_norm "layer_norm" is not supported/);
+    expect(() => parseSanaTransformerConfig({ ...REAL_600M, guidance_embeds: 'yes' }, 'x/config.json')).toThrow(/x\/config\.json: guidance_embeds must be true or false/);
     expect(() => parseSanaTransformerConfig({ ...REAL_600M, _class_name: 'FluxTransformer2DModel' }, 'c.json')).toThrow(/c\.json: _class_name/);
     expect(() => parseSanaTransformerConfig({ ...REAL_600M, cross_attention_dim: 2304 }, 'c.json')).toThrow(/cross_attention_dim 2304/);
   });

@@ -14,8 +14,8 @@ describe('pipeline golden', () => {
   it('f32: text encoder, selection, 4 guided steps, decode and image within 1e-3', async () => {
     const r = await runPipelineGolden({ backend, native, dtype: 'f32', dir: GOLDEN });
     expect(r.checks.filter((c) => !c.ok)).toEqual([]);
-    // 2 text + 2 batch + 2 schedule + 4 steps × 4 + 3 decode
-    expect(r.checks.length).toBe(25);
+    // 2 text + 2 batch + 2 schedule + 4 steps × 5 (timestep, input, output, guided, latents) + 3 decode
+    expect(r.checks.length).toBe(29);
   }, HEAVY_MS);
 
   it('bf16 models: within the stated bf16 bound', async () => {

@@ -1,21 +1,24 @@
-// Three real ComfyUI clients against the real server, each queueing a workflow, following its
+// Real ComfyUI clients against the real server, each queueing a workflow, following its
 // progress and downloading the PNG, whose text chunks must hold the prompt (and the workflow
 // when the client sends one): @saintno/comfyui-sdk, @stable-canvas/comfyui-client (with `ws`),
-// and a Python websocket-client script like ComfyUI's websockets_api_example.py.
+// comfy-ui-client, and a Python websocket-client script like ComfyUI's websockets_api_example.py.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CallWrapper, ComfyApi, PromptBuilder, type NodeData } from '@saintno/comfyui-sdk';
 import { Client } from '@stable-canvas/comfyui-client';
+import { ComfyUIClient } from 'comfy-ui-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
-import { readPngText } from '../../nodes/image/png.ts';
+import { decodePng, readPngText } from '../../nodes/image/png.ts';
+import { REPO, readJson, repoModelsDir } from '../nodes/helpers.ts';
 import { imagePrompt, startTestServer, type TestServer } from './helpers.ts';
 
 let s: TestServer;
 beforeAll(async () => {
-  s = await startTestServer();
+  // The shipped tiny models, for the default workflow; the other tests use the stub nodes.
+  s = await startTestServer({ modelsDir: repoModelsDir() });
 });
 afterAll(async () => {
   await s?.close();
@@ -79,6 +82,48 @@ describe('real clients', () => {
       expect(polled.images).toHaveLength(1);
     } finally {
       client.close();
+    }
+  });
+
+  test('@stable-canvas/comfyui-client: enqueue gets the images of the default workflow (loaders send no executed)', { timeout: 300_000 }, async () => {
+    // The shipped workflow, smaller and shorter, with the loaders on 'cuda' as older saved
+    // workflows have them: on a machine without a GPU they fall back to the CPU, and that note
+    // must not reach the client as an `executed` message, which enqueue takes for the result.
+    const prompt = readJson<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(path.join(REPO, 'workflows/sana_default.api.json'));
+    for (const n of Object.values(prompt)) if ('device' in n.inputs) n.inputs.device = 'cuda';
+    Object.assign(prompt['4'].inputs, { width: 64, height: 64 });
+    Object.assign(prompt['5'].inputs, { steps: 2, seed: 5 });
+    const host = s.url.replace(/^http:\/\//, '');
+    const client = new Client({ api_host: host, clientId: 'stable-canvas-default', WebSocket });
+    client.connect();
+    const executed: string[] = [];
+    client.on('executed', (d) => executed.push(d.node));
+    try {
+      const out = await client.enqueue(prompt, { disable_random_seed: true, timeout_ms: 280_000 });
+      // The sampler's step previews come along as 'buff' images; the saved PNG is the 'url' one.
+      const saved = out.images.filter((i) => i.type === 'url');
+      expect(saved).toHaveLength(1);
+      const png = Buffer.from(await (await fetch(saved[0].data as string)).arrayBuffer());
+      expect([decodePng(png).width, decodePng(png).height]).toEqual([64, 64]);
+      expect(JSON.parse(readPngText(png).prompt)['5'].inputs.seed).toBe(5);
+      expect(executed).toEqual(['8']);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('comfy-ui-client: getImages runs a workflow unchanged and returns its PNG', async () => {
+    const client = new ComfyUIClient(s.url.replace(/^http:\/\//, ''), 'comfy-ui-client-test');
+    await client.connect();
+    try {
+      const images = await client.getImages(imagePrompt({ seed: 6, slowMs: 200, steps: 2 }) as Parameters<ComfyUIClient['getImages']>[0]);
+      expect(Object.keys(images)).toEqual(['9']);
+      expect(images['9']).toHaveLength(1);
+      expect(images['9'][0].image).toMatchObject({ type: 'output', subfolder: '' });
+      const png = Buffer.from(await images['9'][0].blob.arrayBuffer());
+      expect(JSON.parse(readPngText(png).prompt)['1'].inputs.seed).toBe(6);
+    } finally {
+      await client.disconnect();
     }
   });
 

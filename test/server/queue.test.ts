@@ -1,8 +1,13 @@
 // Queue and execution behaviour against a real server: ordering (front / number), delete and
 // clear of pending jobs, interrupts, responsiveness while a node blocks the worker, keep-alive,
 // preview frames, node errors, worker crashes, cache reuse, and history after a restart.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { HistoryStore } from '../../web/server/history.ts';
+import { QueueStore, type Job } from '../../web/server/queue.ts';
 import { connectWs, imagePrompt, postJson, startTestServer, TEST_NODES, until, type TestServer, type WsRecorder } from './helpers.ts';
 
 let s: TestServer;
@@ -318,6 +323,121 @@ describe('restart', () => {
       expect(fs.existsSync(`${s.dirs.temp}/keep-me.txt`)).toBe(true);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('the queue across restarts', { timeout: 180_000 }, () => {
+  const BIN = new URL('../../bin/sana-graph.js', import.meta.url).pathname;
+  const queueDir = (root: string) => path.join(root, 'user', 'queue');
+  const post = async (url: string, prompt: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
+    const r = await postJson(`${url}/prompt`, { prompt, client_id: 'restart-client', ...extra });
+    expect(r.status).toBe(200);
+    return ((await r.json()) as { prompt_id: string }).prompt_id;
+  };
+  const queueAt = async (url: string) => (await (await fetch(`${url}/queue`)).json()) as { queue_running: [number, string][]; queue_pending: [number, string][] };
+  const historyAt = async (url: string) => (await (await fetch(`${url}/history`)).json()) as Record<string, Entry>;
+  const stoppedMessage = (e: Entry) => String(e.status.messages.find(([t]) => t === 'execution_error')?.[1].exception_message);
+
+  /** After a restart: the stopped job is a failed entry, the pending ones ran in queue order, nothing is left on disk. */
+  async function expectRecovered(url: string, root: string, stopped: string, inOrder: string[]) {
+    const h = await until(async () => {
+      const all = await historyAt(url);
+      return inOrder.every((id) => all[id]) ? all : undefined;
+    }, 60_000, 'the restored jobs to finish');
+    expect(h[stopped].status).toMatchObject({ status_str: 'error', completed: false });
+    expect(stoppedMessage(h[stopped])).toMatch(/server stopped during execution/);
+    for (const id of inOrder) expect(h[id].status.status_str).toBe('success');
+    const ids = Object.keys(h);
+    expect(ids.filter((id) => id === stopped || inOrder.includes(id))).toEqual([stopped, ...inOrder]);
+    await until(async () => (await queueAt(url)).queue_running.length === 0, 10_000, 'the queue to drain');
+    expect(fs.readdirSync(queueDir(root)).filter((f) => f.endsWith('.json'))).toEqual([]);
+  }
+
+  test('pending jobs survive a shutdown and are re-queued in order; the job cut short becomes a failed entry', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-requeue-'));
+    const a = await startTestServer({}, root);
+    let stopped: string, p1: string, p2: string, front: string;
+    try {
+      stopped = await post(a.url, imagePrompt({ seed: 801, slowMs: 5000, steps: 50 }));
+      await until(async () => (await queueAt(a.url)).queue_running[0]?.[1] === stopped, 10_000, 'the first job to run');
+      p1 = await post(a.url, imagePrompt({ seed: 802 }));
+      p2 = await post(a.url, imagePrompt({ seed: 803 }));
+      front = await post(a.url, imagePrompt({ seed: 804 }), { front: true });
+      const gone = await post(a.url, imagePrompt({ seed: 805 }));
+      expect((await postJson(`${a.url}/queue`, { delete: [gone] })).status).toBe(200);
+      expect(fs.readdirSync(queueDir(root)).sort()).toEqual(expect.arrayContaining(['running.json']));
+      expect(fs.readdirSync(queueDir(root)).filter((f) => /^\d+\.json$/.test(f))).toHaveLength(3);
+    } finally {
+      await a.close();
+    }
+    const b = await startTestServer({}, root);
+    try {
+      await expectRecovered(b.url, root, stopped, [front, p1, p2]);
+      // New jobs queue behind the restored ones' numbers, and no longer persist once done.
+      const next = await post(b.url, imagePrompt({ seed: 806 }));
+      await until(async () => (await historyAt(b.url))[next], 30_000, 'a new job');
+    } finally {
+      await b.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('a job whose history entry was written before the server died keeps its success entry', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-finished-'));
+    const a = await startTestServer({}, root);
+    let id: string;
+    try {
+      id = await post(a.url, imagePrompt({ seed: 851 }));
+      await until(async () => (await historyAt(a.url))[id], 30_000, 'the job');
+    } finally {
+      await a.close();
+    }
+    // As if killed between writing history and dropping running.json.
+    const item = new HistoryStore(path.join(root, 'user'), 10).get(id)!.prompt;
+    const store = new QueueStore(path.join(root, 'user'));
+    const job: Job = { number: item[0], promptId: item[1], prompt: item[2], extraData: item[3], outputs: item[4], sensitive: {}, clientId: undefined };
+    store.add(job);
+    store.started(job);
+    const b = await startTestServer({}, root);
+    try {
+      expect((await historyAt(b.url))[id].status.status_str).toBe('success');
+      expect(fs.readdirSync(queueDir(root)).filter((f) => f.endsWith('.json'))).toEqual([]);
+    } finally {
+      await b.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('after kill -9 of the server process, the running job is a failed entry and the pending ones run in order', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-kill9-'));
+    const dir = (n: string) => path.join(root, n);
+    fs.mkdirSync(dir('models'), { recursive: true });
+    const child = spawn(
+      process.execPath,
+      [BIN, 'serve', '--port', '0', '--output-dir', dir('output'), '--input-dir', dir('input'), '--temp-dir', dir('temp'), '--user-dir', dir('user'), '--models-dir', dir('models')],
+      { env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    let stopped: string, p1: string, p2: string;
+    try {
+      const url = await until(() => /serving on (http:\/\/\S+)/.exec(stderr)?.[1], 120_000, 'the server to start');
+      stopped = await post(url, imagePrompt({ seed: 901, slowMs: 60_000, steps: 600 }));
+      p1 = await post(url, imagePrompt({ seed: 902 }));
+      p2 = await post(url, imagePrompt({ seed: 903 }));
+      await until(async () => (await queueAt(url)).queue_running[0]?.[1] === stopped, 30_000, 'the first job to run');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const b = await startTestServer({}, root);
+    try {
+      await expectRecovered(b.url, root, stopped, [p1, p2]);
+    } finally {
+      await b.close();
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -103,14 +103,40 @@ describe('POST /prompt and GET /prompt', () => {
     expect((await r.json()).error.type).toBe('invalid_prompt');
   });
 
-  test('unknown class and missing output -> invalid_prompt / prompt_no_outputs', async () => {
-    const r1 = await postJson(`${s.url}/prompt`, { prompt: { '3': { class_type: 'NoSuchNode', inputs: {} } } });
+  test('unknown class and missing output -> missing_node_type / prompt_no_outputs', async () => {
+    const r1 = await postJson(`${s.url}/prompt`, { prompt: { '3': { class_type: 'NoSuchNode', inputs: {}, _meta: { title: 'Upscale' } } } });
     expect(r1.status).toBe(400);
-    const b1 = await r1.json();
-    expect(b1.error.type).toBe('invalid_prompt');
-    expect(b1.error.details).toContain('#3');
+    expect(await r1.json()).toEqual({
+      error: {
+        type: 'missing_node_type',
+        message: "Node 'Upscale' not found. The custom node may not be installed.",
+        details: "Node ID '#3'",
+        extra_info: { node_id: '3', class_type: 'NoSuchNode', node_title: 'Upscale' },
+      },
+      node_errors: {},
+    });
     const r2 = await postJson(`${s.url}/prompt`, { prompt: { '1': { class_type: 'TestImage', inputs: { width: 8, height: 8, seed: 0 } } } });
     expect((await r2.json()).error.type).toBe('prompt_no_outputs');
+  });
+
+  test('partial_execution_targets: absent or null runs every output, a list only the outputs in it', async () => {
+    const twoOutputs = () => ({ ...imagePrompt({ seed: 31 }), '10': { class_type: 'PreviewImage', inputs: { images: ['1', 0] } } });
+    for (const extra of [{}, { partial_execution_targets: null }]) {
+      const { entry } = await runToHistory(twoOutputs(), extra);
+      expect(Object.keys(entry.outputs).sort()).toEqual(['10', '9']);
+    }
+    // Ids of non-output nodes (and of nodes not in the prompt) are ignored, as in ComfyUI.
+    const only = await runToHistory(twoOutputs(), { partial_execution_targets: ['10', '1', '77'] });
+    expect(Object.keys(only.entry.outputs)).toEqual(['10']);
+    expect((only.entry as unknown as { prompt: unknown[] }).prompt[4]).toEqual(['10']);
+    for (const targets of [[], ['1']]) {
+      const r = await postJson(`${s.url}/prompt`, { prompt: twoOutputs(), partial_execution_targets: targets });
+      expect(r.status).toBe(400);
+      expect((await r.json()).error.type).toBe('prompt_no_outputs');
+    }
+    const bad = await postJson(`${s.url}/prompt`, { prompt: twoOutputs(), partial_execution_targets: '10' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.type).toBe('invalid_prompt');
   });
 
   test('bad values -> prompt_outputs_failed_validation with per-node errors, nothing queued', async () => {
@@ -277,11 +303,22 @@ describe('/view', () => {
     expect((await get('/view?filename=page.html')).headers.get('content-type')).toBe('application/octet-stream');
   });
 
-  test('channel=rgb drops alpha, channel=a keeps only alpha', async () => {
-    const rgb = decodePng(Buffer.from(await (await get('/view?filename=a.png&subfolder=sub&channel=rgb')).arrayBuffer()));
-    expect([rgb.channels, rgb.data[0]]).toEqual([3, 200]);
-    const a = decodePng(Buffer.from(await (await get('/view?filename=a.png&subfolder=sub&channel=a')).arrayBuffer()));
-    expect([a.channels, a.data[0]]).toEqual([1, 200]);
+  test('channel=rgb drops alpha; channel=a is black RGBA carrying the source alpha (opaque without one); rgba as is', async () => {
+    const px = [10, 20, 30, 128, 40, 50, 60, 0];
+    fs.writeFileSync(path.join(s.dirs.output, 'sub', 'alpha.png'), encodePng({ width: 2, height: 1, channels: 4, data: Uint8Array.from(px) }));
+    fs.writeFileSync(path.join(s.dirs.output, 'sub', 'opaque.png'), encodePng({ width: 2, height: 1, channels: 3, data: Uint8Array.from([1, 2, 3, 4, 5, 6]) }));
+    const view = async (q: string) => {
+      const r = await get(`/view?subfolder=sub&${q}`);
+      expect([r.status, r.headers.get('content-type')]).toEqual([200, 'image/png']);
+      return decodePng(Buffer.from(await r.arrayBuffer()));
+    };
+    const rgb = await view('filename=alpha.png&channel=rgb');
+    expect([rgb.channels, [...rgb.data]]).toEqual([3, [10, 20, 30, 40, 50, 60]]);
+    const a = await view('filename=alpha.png&channel=a');
+    expect([a.channels, [...a.data]]).toEqual([4, [0, 0, 0, 128, 0, 0, 0, 0]]);
+    const aOpaque = await view('filename=opaque.png&channel=a');
+    expect([aOpaque.channels, [...aOpaque.data]]).toEqual([4, [0, 0, 0, 255, 0, 0, 0, 255]]);
+    for (const q of ['filename=alpha.png&channel=rgba', 'filename=alpha.png']) expect([...(await view(q)).data]).toEqual(px);
   });
 
   test('preview=jpeg;Q re-encodes as JPEG', async () => {
@@ -418,14 +455,15 @@ describe('origin check', () => {
     ok.close();
   });
 
-  test('a full queue answers 503 instead of growing without bound', async () => {
+  test('a full queue answers 429 with Retry-After instead of growing without bound', async () => {
     const c = await startTestServer({ maxQueue: 2 });
     try {
       const slow = (seed: number) => postJson(`${c.url}/prompt`, { prompt: imagePrompt({ seed, slowMs: 3000, steps: 30 }) });
       expect((await slow(1)).status).toBe(200);
       expect((await slow(2)).status).toBe(200);
       const full = await slow(3);
-      expect(full.status).toBe(503);
+      expect(full.status).toBe(429);
+      expect(Number(full.headers.get('retry-after'))).toBeGreaterThan(0);
       expect((await full.json()).error.type).toBe('queue_full');
       await postJson(`${c.url}/queue`, { clear: true });
       await postJson(`${c.url}/interrupt`, {});

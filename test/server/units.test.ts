@@ -12,7 +12,7 @@ import { saveImageBatch } from '../../nodes/image/save.ts';
 import { checkJsonDepth, parseJsonBody } from '../../web/server/body.ts';
 import { HistoryStore, type HistoryEntry } from '../../web/server/history.ts';
 import { parseMultipart } from '../../web/server/multipart.ts';
-import { PromptQueue, type Job } from '../../web/server/queue.ts';
+import { PromptQueue, QueueStore, type Job } from '../../web/server/queue.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-units-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -116,6 +116,35 @@ describe('queue', () => {
     q.finish('f2');
     expect(q.clear()).toBe(3);
     expect(q.remaining()).toBe(0);
+  });
+});
+
+describe('queue store', () => {
+  test('restores pending jobs in order, hands back the stopped running job once, never writes secrets, sets damaged files aside', () => {
+    const dir = path.join(tmp, 'qstore');
+    const q1 = new PromptQueue(new QueueStore(dir));
+    const secret = { ...job('s', q1.nextNumber(undefined, false)), sensitive: { api_key_comfy_org: 'SECRET' }, clientId: 'c1' };
+    for (const j of [secret, job('a', q1.nextNumber(undefined, false)), job('f', q1.nextNumber(undefined, true)), job('gone', q1.nextNumber(undefined, false))]) q1.put(j);
+    expect(q1.take()?.promptId).toBe('f');
+    q1.delete(['gone']);
+    const files = fs.readdirSync(path.join(dir, 'queue'));
+    expect(files.sort()).toEqual(['000000000000.json', '000000000001.json', 'running.json']);
+    for (const f of files) expect(fs.readFileSync(path.join(dir, 'queue', f), 'utf8')).not.toContain('SECRET');
+    fs.writeFileSync(path.join(dir, 'queue', '000000000099.json'), '{not json');
+
+    const store = new QueueStore(dir);
+    const left = store.load();
+    expect(left.interrupted?.promptId).toBe('f');
+    expect(left.pending.map((j) => [j.promptId, j.clientId, j.sensitive])).toEqual([['s', 'c1', {}], ['a', undefined, {}]]);
+    expect(fs.existsSync(path.join(dir, 'queue', '000000000099.json.corrupt'))).toBe(true);
+    const q2 = new PromptQueue(store, left.pending);
+    // A new job numbers after the restored ones (0 and 1).
+    expect(q2.nextNumber(undefined, false)).toBe(2);
+    expect(q2.take()?.promptId).toBe('s');
+    q2.finish('s');
+    expect(q2.clear()).toBe(1);
+    expect(fs.readdirSync(path.join(dir, 'queue')).filter((f) => f.endsWith('.json'))).toEqual([]);
+    expect(new QueueStore(dir).load()).toEqual({ pending: [], interrupted: undefined });
   });
 });
 

@@ -2,12 +2,17 @@
 // loopback origin check (or CORS headers), one error shape, and every route registered at both
 // `/x` and `/api/x`. Routes live in routes/*.ts; state (queue, history, hub, engine) in ServerState.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+import { stringifyJson } from '../../engine/json.ts';
 import { BodyError, parseJsonBody } from './body.ts';
 import type { ServerState } from './state.ts';
 import { registerFileRoutes } from './routes/files.ts';
 import { registerInfoRoutes } from './routes/info.ts';
+import { registerInternalRoutes } from './routes/internal.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
 import { registerPromptRoutes } from './routes/prompt.ts';
 import { registerStaticRoutes } from './routes/static.ts';
+import { registerTemplateRoutes } from './routes/templates.ts';
+import { registerUserRoutes } from './routes/users.ts';
 import { registerWorkflowRoutes } from './routes/workflows.ts';
 
 export type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
@@ -51,7 +56,19 @@ export function buildApp(state: ServerState): FastifyInstance {
     // Query strings and paths are attacker-controlled; keep them bounded.
     routerOptions: { maxParamLength: 1000 },
     forceCloseConnections: true,
+    // The router's own refusals (a malformed %-escape, an over-long parameter) would otherwise
+    // answer in fastify's shape ({statusCode, code: FST_ERR_BAD_URL, ...}).
+    frameworkErrors: (err, _req, rawReply) => {
+      const reply = rawReply as FastifyReply;
+      const e = err as Error & { code?: string };
+      const status = e.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      const type = e.code === 'FST_ERR_BAD_URL' ? 'invalid_url' : e.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'url_too_long' : 'bad_request';
+      void reply.code(status).send({ error: { type, message: e.message, details: '', extra_info: {} }, node_errors: {} });
+    },
   });
+  // Prompts, history and object_info may hold integers beyond 2^53 as BigInt (seeds up to
+  // 2^64 - 1), which JSON.stringify refuses; they go out as exact digits.
+  app.setReplySerializer((payload) => stringifyJson(payload));
 
   // --- body parsers -------------------------------------------------------------------
   app.removeAllContentTypeParsers();
@@ -85,7 +102,7 @@ export function buildApp(state: ServerState): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err instanceof BodyError ? 400 : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) req.log.error(err);
-    const type = err instanceof BodyError ? err.code : (err.code ?? 'server_error');
+    const type = err instanceof BodyError ? err.code : (err.code ?? (status >= 500 ? 'server_error' : 'bad_request'));
     const message = status >= 500 ? 'Internal server error' : err.message;
     void reply.code(status).send({ error: { type, message, details: message, extra_info: {} }, node_errors: {} });
   });
@@ -100,6 +117,11 @@ export function buildApp(state: ServerState): FastifyInstance {
   registerInfoRoutes(add, state);
   registerFileRoutes(add, state);
   registerWorkflowRoutes(add, state);
+  // What ComfyUI's own frontend needs besides the API above (--front-end-root).
+  registerUserRoutes(app, add, state);
+  registerJobRoutes(add, state);
+  registerTemplateRoutes(app, add, state);
+  registerInternalRoutes(app, add, state);
   registerStaticRoutes(app, state);
   return app;
 }

@@ -1,6 +1,7 @@
 // Request-body parsing for the ComfyUI routes: real clients send JSON as application/json,
 // text/plain (@saintno/comfyui-sdk) and application/x-www-form-urlencoded (Python urllib), and
 // sometimes an empty body. Malformed or hostile JSON is a 400, never a 500.
+import { JsonTextError, parseJsonExact } from '../../engine/json.ts';
 
 export class BodyError extends Error {
   readonly statusCode = 400;
@@ -31,14 +32,17 @@ export function checkJsonDepth(text: string, maxDepth = MAX_JSON_DEPTH): void {
   }
 }
 
-/** Parses a JSON body; an empty (or whitespace) body is `{}`. */
+/**
+ * Parses a JSON body; an empty (or whitespace) body is `{}`. Integers beyond 2^53 - 1 (seeds up
+ * to 0xffffffffffffffff) arrive as BigInt, exact, instead of rounded doubles.
+ */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') return {};
-  checkJsonDepth(text);
   try {
-    return JSON.parse(text);
+    return parseJsonExact(text, MAX_JSON_DEPTH);
   } catch (e) {
-    throw new BodyError(`invalid JSON body: ${(e as Error).message}`, 'invalid_json');
+    if (e instanceof JsonTextError) throw new BodyError(e.code === 'invalid_json' ? `invalid JSON body: ${e.message.replace(/^invalid JSON: /, '')}` : e.message, e.code);
+    throw e;
   }
 }
 

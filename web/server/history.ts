@@ -3,6 +3,7 @@
 // sequence number (completion order), never the client-chosen prompt id.
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseJsonExact, stringifyJson } from '../../engine/json.ts';
 import { writeFileAtomic } from '../../nodes/image/paths.ts';
 import type { QueueItem } from './queue.ts';
 
@@ -45,7 +46,7 @@ export class HistoryStore {
       const seq = Number(FILE_RE.exec(f)![1]);
       this.seq = Math.max(this.seq, seq + 1);
       try {
-        const parsed = JSON.parse(fs.readFileSync(path.join(this.dir, f), 'utf8')) as { promptId?: unknown; entry?: HistoryEntry };
+        const parsed = parseJsonExact(fs.readFileSync(path.join(this.dir, f), 'utf8')) as { promptId?: unknown; entry?: HistoryEntry };
         if (typeof parsed.promptId !== 'string' || typeof parsed.entry !== 'object' || parsed.entry === null) throw new Error('missing promptId/entry');
         const old = this.entries.get(parsed.promptId);
         if (old) this.removeFile(old.seq);
@@ -84,7 +85,7 @@ export class HistoryStore {
       this.removeFile(old.seq);
     }
     const seq = this.seq++;
-    writeFileAtomic(this.file(seq), JSON.stringify({ promptId, entry }));
+    writeFileAtomic(this.file(seq), stringifyJson({ promptId, entry }));
     this.entries.set(promptId, { seq, promptId, entry });
     this.prune();
   }

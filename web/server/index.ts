@@ -7,6 +7,7 @@ import { setImageFolders } from '../../nodes/image/folders.ts';
 import { setModelsDir } from '../../nodes/models_dir.ts';
 import { buildApp, isCrossOriginOnLoopback } from './app.ts';
 import { loadMainEngine } from './engine_host.ts';
+import { logRingFor, teeLogger } from './logs.ts';
 import { resolveOptions, type ServerOptions } from './options.ts';
 import { ServerState } from './state.ts';
 
@@ -62,6 +63,9 @@ function cleanTemp(dir: string): void {
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const options = resolveOptions(opts);
+  if (options.frontEndRoot && !fs.existsSync(path.join(options.frontEndRoot, 'index.html'))) {
+    throw new Error(`--front-end-root ${options.frontEndRoot} has no index.html (point it at a built frontend, e.g. ComfyUI_frontend's dist/)`);
+  }
   for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
   cleanTemp(options.tempDir);
   // The main thread lists input images and models for /object_info and validation.
@@ -70,7 +74,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const engine = await loadMainEngine(options);
   const state = new ServerState(options, engine, nativeDevices);
   const app = buildApp(state);
-  state.log = app.log;
+  // Recorded for ComfyUI's /internal/logs and its frontend's terminal panel.
+  state.log = teeLogger(app.log, logRingFor(state));
 
   app.server.on('upgrade', (req, socket, head) => {
     const url = (req.url ?? '').split('?')[0];

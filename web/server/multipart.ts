@@ -10,6 +10,7 @@ export interface Part {
 
 export class MultipartError extends Error {
   readonly statusCode = 400;
+  readonly code = 'invalid_multipart';
 }
 
 export function boundaryOf(contentType: string): string {

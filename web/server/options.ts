@@ -34,12 +34,25 @@ export interface ServerOptions {
   /** Static files served at / (default web/editor/dist). */
   staticDir?: string;
   /**
+   * Another frontend's built files (e.g. ComfyUI_frontend's dist) served at / instead of
+   * `staticDir`; '' (the default) keeps our editor. ComfyUI's --front-end-root.
+   */
+  frontEndRoot?: string;
+  /** ComfyUI's --multi-user: the Comfy-User header picks the user whose settings and files are used. */
+  multiUser?: boolean;
+  /**
    * Extra node modules (paths or file URLs) loaded next to the product nodes, in the server and
    * in the worker. Each exports `registerNodes(registry)`. For tests; also SANA_GRAPH_EXTRA_NODES.
    */
   extraNodeModules?: string[];
   /** Keep-alive period while a job runs, ms (default 3000; a silent client hears from us within 1.25x that). */
   keepAliveMs?: number;
+  /**
+   * Bytes a WebSocket client may leave unread before it is closed (1008; default 64 MiB). Past
+   * a sixteenth of it (at most 4 MiB) the client counts as slow: previews are dropped for it
+   * and progress messages merged.
+   */
+  wsMaxBufferedBytes?: number;
   /** Log requests (default false). */
   logger?: boolean;
 }
@@ -70,8 +83,11 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxPromptNodes: o.maxPromptNodes ?? 5000,
     maxQueue: o.maxQueue ?? 1000,
     staticDir: path.resolve(o.staticDir ?? path.join(REPO_ROOT, 'web', 'editor', 'dist')),
+    frontEndRoot: o.frontEndRoot ? path.resolve(o.frontEndRoot) : '',
+    multiUser: o.multiUser ?? false,
     extraNodeModules: [...new Set([...(o.extraNodeModules ?? []), ...envExtra].map((m) => (m.startsWith('file:') ? m : pathToFileURL(path.resolve(m)).href)))],
     keepAliveMs: o.keepAliveMs ?? 3000,
+    wsMaxBufferedBytes: o.wsMaxBufferedBytes ?? 64 * 1024 * 1024,
     logger: o.logger ?? false,
   };
 }

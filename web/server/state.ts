@@ -6,18 +6,19 @@ import type { FastifyBaseLogger } from 'fastify';
 import { HistoryStore, type HistoryEntry } from './history.ts';
 import type { MainEngine } from './engine_host.ts';
 import type { ResolvedOptions } from './options.ts';
-import { PromptQueue, toQueueItem, type Job } from './queue.ts';
+import { PromptQueue, QueueStore, toQueueItem, type Job } from './queue.ts';
 import { ProcessRunner } from './process_runner.ts';
-import { WsHub } from './ws.ts';
+import { WsHub, wsLimits } from './ws.ts';
 import { featureFlags } from './routes/info.ts';
 
 /** Events ComfyUI sends to the job's client, or to everyone when the job has no client. */
-const BROADCAST_IF_NO_CLIENT = new Set(['progress', 'execution_interrupted']);
-/** Events always sent to everyone. */
-const ALWAYS_BROADCAST = new Set(['progress_state']);
+// Current ComfyUI (comfy_execution/progress.py) sends progress_state with the job's client_id
+// like `progress`; only `status` goes to every socket regardless. Broadcasting it made a client
+// that queued nothing receive every job's progress (GBs for one 5,000-node prompt).
+const BROADCAST_IF_NO_CLIENT = new Set(['progress', 'progress_state', 'execution_interrupted']);
 
 export class ServerState {
-  readonly queue = new PromptQueue();
+  readonly queue: PromptQueue;
   readonly history: HistoryStore;
   readonly hub: WsHub;
   readonly runner: ProcessRunner;
@@ -32,6 +33,10 @@ export class ServerState {
     private readonly nativeDevices: () => Promise<unknown[] | undefined>,
   ) {
     this.history = new HistoryStore(options.userDir, options.maxHistory);
+    const store = new QueueStore(options.userDir);
+    const left = store.load();
+    if (left.interrupted) this.recordStopped(left.interrupted);
+    this.queue = new PromptQueue(store, left.pending);
     this.hub = new WsHub({
       status: () => this.statusPayload(),
       featureFlags: () => featureFlags(this),
@@ -40,7 +45,7 @@ export class ServerState {
         const at = this.runner.currentNode;
         return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
       },
-    });
+    }, wsLimits(options.wsMaxBufferedBytes));
     this.runner = new ProcessRunner(
       {
         folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
@@ -50,6 +55,30 @@ export class ServerState {
       },
       (m) => this.log.warn(m),
     );
+  }
+
+  /** The job a previous server was running when it stopped (killed, crashed): a failed entry. */
+  private recordStopped(job: Job): void {
+    // Killed after the job's history entry was written but before its marker went: it finished.
+    const done = this.history.get(job.promptId);
+    if (done && done.prompt[0] === job.number && done.prompt[3].create_time === job.extraData.create_time) return;
+    const data = {
+      prompt_id: job.promptId,
+      node_id: '',
+      node_type: '',
+      executed: [],
+      exception_message: 'The server stopped during execution of this prompt (it was killed, crashed or shut down); it did not finish.',
+      exception_type: 'ServerStopped',
+      traceback: [],
+      current_inputs: {},
+      current_outputs: [],
+      timestamp: Date.now(),
+    };
+    try {
+      this.history.add(job.promptId, { prompt: toQueueItem(job), outputs: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, meta: {} });
+    } catch (e) {
+      console.error(`history: cannot record the stopped job ${job.promptId}: ${(e as Error).message}`);
+    }
   }
 
   statusPayload(): { status: { exec_info: { queue_remaining: number } } } {
@@ -83,6 +112,8 @@ export class ServerState {
     this.keepAliveTimer.unref();
     // Start the execution process now so the first prompt does not pay for loading the nodes.
     this.runner.start().catch((e: Error) => this.log.error(e.message));
+    // Jobs restored from the previous run's queue.
+    if (this.queue.remaining() > 0) this.queueChanged();
   }
 
   /** Runs queued jobs one after another until the queue is empty. */
@@ -91,6 +122,8 @@ export class ServerState {
     this.pumping = true;
     try {
       for (;;) {
+        // After close() the pending jobs stay queued (on disk) for the next start.
+        if (this.closed) break;
         const job = this.queue.take();
         if (!job) break;
         this.hub.broadcast({ type: 'status', data: this.statusPayload() });
@@ -113,8 +146,7 @@ export class ServerState {
       event: (e) => {
         if (e.type === 'executing' && e.data.node === null) return; // sent below, after history
         const msg = { type: e.type, data: e.data };
-        if (ALWAYS_BROADCAST.has(e.type)) this.hub.broadcast(msg);
-        else if (BROADCAST_IF_NO_CLIENT.has(e.type)) this.hub.sendOrBroadcast(sid, msg);
+        if (BROADCAST_IF_NO_CLIENT.has(e.type)) this.hub.sendOrBroadcast(sid, msg);
         else this.hub.send(sid, msg);
       },
       preview: (p) =>

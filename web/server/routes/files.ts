@@ -41,17 +41,22 @@ function fail(reply: FastifyReply, status: number, message: string) {
   return reply.code(status).send({ error: { type: status === 404 ? 'not_found' : 'bad_request', message, details: '', extra_info: {} } });
 }
 
-/** Keeps RGB (channel=rgb) or the alpha as gray (channel=a) of a decoded PNG. */
-function selectChannels(img: RawImage, channel: 'rgb' | 'a'): RawImage {
+/**
+ * ComfyUI's /view channels: 'rgb' drops the alpha; 'a' is an RGBA image, black, whose alpha is
+ * the source's (opaque where the source has none) — the mask editor reads it as a mask layer.
+ * `alphaAsGray` gives the alpha as a gray image instead, for JPEG previews, which have no alpha.
+ */
+function selectChannels(img: RawImage, channel: 'rgb' | 'a', alphaAsGray = false): RawImage {
   const px = img.width * img.height;
-  const out = new Uint8Array(px * (channel === 'rgb' ? 3 : 1));
+  const outChannels: 1 | 3 | 4 = channel === 'rgb' ? 3 : alphaAsGray ? 1 : 4;
+  const out = new Uint8Array(px * outChannels);
   const hasAlpha = img.channels === 2 || img.channels === 4;
   for (let p = 0; p < px; p++) {
     const s = p * img.channels;
-    if (channel === 'a') out[p] = hasAlpha ? img.data[s + img.channels - 1] : 255;
+    if (channel === 'a') out[p * outChannels + outChannels - 1] = hasAlpha ? img.data[s + img.channels - 1] : 255;
     else for (let c = 0; c < 3; c++) out[p * 3 + c] = img.data[s + (img.channels <= 2 ? 0 : c)];
   }
-  return { width: img.width, height: img.height, channels: channel === 'rgb' ? 3 : 1, data: out };
+  return { width: img.width, height: img.height, channels: outChannels, data: out };
 }
 
 /**
@@ -175,7 +180,7 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
         } catch (e) {
           return fail(reply, 400, `cannot decode ${name}: ${(e as Error).message}`);
         }
-        if (channel === 'rgb' || channel === 'a') img = selectChannels(img, channel);
+        if (channel === 'rgb' || channel === 'a') img = selectChannels(img, channel, preview !== '');
         if (preview !== '') {
           // "jpeg;80" or "webp;90": WebP has no encoder here, so every preview is a JPEG.
           const quality = Number(preview.split(';')[1] ?? 90);

@@ -7,6 +7,7 @@ import { emptyOk, type AddRoute } from '../app.ts';
 import { asObject } from '../body.ts';
 import type { ServerState } from '../state.ts';
 import { relativeSegments, resolveInside } from '../../../nodes/image/paths.ts';
+import { webRoot } from './static.ts';
 
 const VERSION = '0.1.0';
 const MAX_MODEL_FILES = 10_000;
@@ -36,6 +37,26 @@ function listModelFiles(dir: string): string[] {
   return out;
 }
 
+/** "/extensions/…/x.js" URLs of the scripts under <root>/extensions (none for our editor). */
+function listExtensionScripts(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string, depth: number) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory() && depth < 8) walk(path.join(d, e.name), r, depth + 1);
+      else if (e.isFile() && e.name.endsWith('.js') && out.length < 1000) out.push(r);
+    }
+  };
+  walk(path.join(root, 'extensions'), '/extensions', 0);
+  return out;
+}
+
 export function registerInfoRoutes(add: AddRoute, state: ServerState): void {
   add('GET', '/object_info', async () => state.engine.objectInfo());
 
@@ -61,7 +82,8 @@ export function registerInfoRoutes(add: AddRoute, state: ServerState): void {
   }));
 
   add('GET', '/embeddings', async () => []);
-  add('GET', '/extensions', async () => []);
+  // ComfyUI lists the web root's extensions/**/*.js, which a frontend then imports as plugins.
+  add('GET', '/extensions', async () => listExtensionScripts(webRoot(state)));
   add('GET', '/features', async () => featureFlags(state));
 
   add('GET', '/models', async () => {

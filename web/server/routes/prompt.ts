@@ -8,6 +8,10 @@ import type { Job } from '../queue.ts';
 import type { ServerState } from '../state.ts';
 
 const SENSITIVE_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
+/** Longest client-chosen prompt_id kept (longer ones are replaced by a fresh UUID). */
+const MAX_PROMPT_ID = 200;
+/** Retry-After (seconds) when the queue is full. */
+const QUEUE_FULL_RETRY_S = 5;
 
 function promptError(reply: FastifyReply, type: string, message: string, details: string, nodeErrors: Record<string, unknown> = {}) {
   return reply.code(400).send({ error: { type, message, details, extra_info: {} }, node_errors: nodeErrors });
@@ -43,9 +47,32 @@ export function registerPromptRoutes(add: AddRoute, state: ServerState): void {
       return promptError(reply, 'invalid_prompt', `Prompt has too many nodes (${nodeCount} > ${options.maxPromptNodes})`, `${nodeCount} nodes`);
     }
     if (queue.remaining() >= options.maxQueue) {
-      return reply.code(503).send({ error: { type: 'queue_full', message: `The queue is full (${options.maxQueue} jobs)`, details: '', extra_info: {} }, node_errors: {} });
+      // 429, not 503: the server is healthy, this client should come back later.
+      return reply
+        .code(429)
+        .header('Retry-After', String(QUEUE_FULL_RETRY_S))
+        .send({ error: { type: 'queue_full', message: `The queue is full (${options.maxQueue} jobs)`, details: 'Retry later', extra_info: { max_queue: options.maxQueue } }, node_errors: {} });
     }
-    const targets = body.partial_execution_targets === undefined ? undefined : stringList(body.partial_execution_targets);
+    const requestedId = typeof body.prompt_id === 'string' && body.prompt_id !== '' && body.prompt_id.length <= MAX_PROMPT_ID ? body.prompt_id : undefined;
+    if (requestedId !== undefined) {
+      // A reused id would make /history/{id} and the client's events ambiguous, and replace the
+      // earlier job's history entry.
+      const where =
+        queue.current?.promptId === requestedId ? 'running' : queue.snapshot().queue_pending.some((item) => item[1] === requestedId) ? 'queued' : history.has(requestedId) ? 'in history' : undefined;
+      if (where !== undefined) {
+        return reply.code(400).send({
+          error: { type: 'prompt_id_in_use', message: `prompt_id '${requestedId}' is already ${where}`, details: 'Use a new prompt_id, or leave it out to get a fresh one.', extra_info: { prompt_id: requestedId, state: where } },
+          node_errors: {},
+        });
+      }
+    }
+    // ComfyUI: absent or null runs every output; a list keeps the output nodes named in it
+    // (ids that are not output nodes are ignored; none left is prompt_no_outputs).
+    const rawTargets = body.partial_execution_targets;
+    if (rawTargets !== undefined && rawTargets !== null && !Array.isArray(rawTargets)) {
+      return promptError(reply, 'invalid_prompt', 'partial_execution_targets must be a list of node ids or null', `received ${typeof rawTargets}`);
+    }
+    const targets = Array.isArray(rawTargets) ? stringList(rawTargets) : undefined;
     const v = state.engine.validate(prompt, targets);
     if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
 
@@ -60,7 +87,7 @@ export function registerPromptRoutes(add: AddRoute, state: ServerState): void {
     if (typeof body.client_id === 'string' && body.client_id !== '') extra.client_id = body.client_id;
     extra.create_time = Date.now();
     const explicit = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : typeof body.number === 'string' && body.number.trim() !== '' && Number.isFinite(Number(body.number)) ? Number(body.number) : undefined;
-    const promptId = typeof body.prompt_id === 'string' && body.prompt_id !== '' && body.prompt_id.length <= 200 ? body.prompt_id : randomUUID();
+    const promptId = requestedId ?? randomUUID();
     const job: Job = {
       number: queue.nextNumber(explicit, body.front === true || body.front === 'true'),
       promptId,
@@ -103,9 +130,11 @@ export function registerPromptRoutes(add: AddRoute, state: ServerState): void {
     return history.list(maxItems, offset);
   });
 
-  add('GET', '/history/:promptId', async (req) => {
-    const { promptId } = req.params as { promptId: string };
-    const entry = history.get(promptId);
+  // A wildcard, not a :param: a parameter over the router's maxParamLength would fall through
+  // to the static handler; any id is answered here ({} when unknown, as ComfyUI does).
+  add('GET', '/history/*', async (req) => {
+    const promptId = (req.params as { '*': string })['*'] ?? '';
+    const entry = promptId.length <= MAX_PROMPT_ID ? history.get(promptId) : undefined;
     return entry ? { [promptId]: entry } : {};
   });
 

@@ -1,5 +1,6 @@
-// The editor bundle (web/editor/dist, built by `npm run build:editor`) at `/`. Not prefixed
-// with /api. Missing bundle: `/` explains how to build it instead of failing silently.
+// The editor bundle (web/editor/dist, built by `npm run build:editor`) at `/`, or another
+// frontend's built files with --front-end-root (ComfyUI's own frontend). Not prefixed with /api.
+// Missing bundle: `/` explains how to build it instead of failing silently.
 import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { ServerState } from '../state.ts';
@@ -15,12 +16,23 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.ico': 'image/x-icon',
   '.woff2': 'font/woff2',
+  '.woff': 'font/woff',
+  '.ttf': 'font/ttf',
+  '.webp': 'image/webp',
+  '.jpg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.txt': 'text/plain; charset=utf-8',
   '.map': 'application/json',
   '.wasm': 'application/wasm',
 };
 
+/** The folder served at `/`: --front-end-root when given, else our editor bundle. */
+export function webRoot(state: ServerState): string {
+  return state.options.frontEndRoot || state.options.staticDir;
+}
+
 export function registerStaticRoutes(app: FastifyInstance, state: ServerState): void {
-  const root = state.options.staticDir;
+  const root = webRoot(state);
   const serve = (rel: string, reply: import('fastify').FastifyReply) => {
     let file: string;
     try {

@@ -1,7 +1,8 @@
 // The execution worker thread: builds the node registry and ONE Executor (so its output cache
 // survives from job to job), runs the jobs the server sends, and streams the engine's events
 // back. Interrupts arrive through shared memory because a node may keep this thread's event
-// loop busy; the flag is checked on every engine event and every 50 ms.
+// loop busy; the flag is checked on every engine event, every 50 ms, and whenever a node polls
+// (ctx.throwIfInterrupted / ctx.progress).
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Executor } from '../../../engine/index.ts';
@@ -9,6 +10,7 @@ import { setImageFolders } from '../../../nodes/image/folders.ts';
 import { freeModels } from '../../../nodes/model_cache.ts';
 import { setModelsDir } from '../../../nodes/models_dir.ts';
 import { buildRegistry } from '../engine_host.ts';
+import { formatProfile, profiler } from '../../../native/profile.ts';
 import type { FromWorker, RunJob, ToWorker, WorkerInit } from './protocol.ts';
 
 const init = workerData as WorkerInit;
@@ -29,22 +31,27 @@ async function main(): Promise<void> {
   setImageFolders(init.folders);
   setModelsDir(init.folders.models);
   const registry = await buildRegistry(init.extraNodeModules);
-  const executor = new Executor(registry, {
-    cache: init.cache === 'lru' ? { strategy: 'lru', maxEntries: init.cacheSize } : init.cache,
-    services: { folders: init.folders },
-  });
-
-  let current: { seq: number; controller: AbortController } | undefined;
+  let current: { seq: number; controller: AbortController; classOf: (id: string) => string } | undefined;
   const checkInterrupt = () => {
     if (current && Atomics.load(interruptFlag, 0) === current.seq) current.controller.abort();
   };
   setInterval(checkInterrupt, 50).unref();
+
+  const executor = new Executor(registry, {
+    cache: init.cache === 'lru' ? { strategy: 'lru', maxEntries: init.cacheSize } : init.cache,
+    services: { folders: init.folders },
+    pollInterrupt: checkInterrupt,
+  });
 
   executor.onEvent((ev) => {
     checkInterrupt();
     if (!current) return;
     const seq = current.seq;
     if (ev.type === 'executing' && typeof ev.data.node === 'string' && init.traceFd !== undefined) traceNode(ev.data.prompt_id, ev.data.node);
+    if (profiler.enabled && ev.type === 'executing' && typeof ev.data.node === 'string') {
+      const id = ev.data.node;
+      profiler.stage(`node ${id} (${current.classOf(id)})`);
+    }
     if (ev.type === 'binary_preview') {
       const { image, node, display_node } = ev.data;
       const data = new Uint8Array(image.data); // a copy we can transfer
@@ -64,7 +71,9 @@ async function main(): Promise<void> {
 
   const run = async (job: RunJob) => {
     const controller = new AbortController();
-    current = { seq: job.seq, controller };
+    const prompt = job.prompt as Record<string, { class_type?: string } | undefined>;
+    current = { seq: job.seq, controller, classOf: (id) => prompt[id]?.class_type ?? '?' };
+    if (profiler.enabled) profiler.reset();
     checkInterrupt();
     try {
       const r = await executor.execute(job.prompt, {
@@ -84,6 +93,12 @@ async function main(): Promise<void> {
       post({ type: 'event', seq: job.seq, event: { type: 'execution_error', data } });
       post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] } } });
     } finally {
+      if (profiler.enabled) {
+        // SANA_PROFILE=1: one table per node that ran native ops, on the execution process's stderr.
+        profiler.endStage();
+        const text = formatProfile(profiler.report());
+        if (text) process.stderr.write(`${text}\n`);
+      }
       current = undefined;
       applyFree();
     }
