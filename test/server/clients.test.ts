@@ -112,6 +112,67 @@ describe('real clients', () => {
     }
   });
 
+  test('every client runs the shipped default workflow unchanged and gets its 256² PNG', { timeout: 600_000 }, async () => {
+    // workflows/sana_default.api.json as shipped (tiny models, auto device): the first client pays
+    // for the models and the 10 steps; the same prompt from the next clients is served from the
+    // cache, which must still hand each of them the saved image (ComfyUI re-sends a cached output
+    // node's `executed`, and history lists it).
+    const workflow = readJson<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(path.join(REPO, 'workflows/sana_default.api.json'));
+    const checkPng = (png: Buffer, who: string): void => {
+      const img = decodePng(png);
+      expect([img.width, img.height], who).toEqual([256, 256]);
+      expect(JSON.parse(readPngText(png).prompt), who).toEqual(JSON.parse(JSON.stringify(workflow)));
+    };
+    const host = s.url.replace(/^http:\/\//, '');
+
+    if (hasPythonWebsocket) {
+      const promptFile = path.join(s.dirs.root, 'py_default.json');
+      const outDir = path.join(s.dirs.root, 'py_default_out');
+      fs.mkdirSync(outDir, { recursive: true });
+      fs.writeFileSync(promptFile, JSON.stringify(workflow));
+      const script = new URL('./clients/ws_api_client.py', import.meta.url).pathname;
+      const { stdout } = await promisify(execFile)(PYTHON, [script, `127.0.0.1:${s.port}`, promptFile, outDir], { timeout: 400_000 });
+      const res = JSON.parse(stdout.trim().split('\n').at(-1)!) as { images: string[]; status: string };
+      expect(res.status).toBe('success');
+      expect(res.images).toHaveLength(1);
+      checkPng(fs.readFileSync(res.images[0]), 'python websocket-client');
+    }
+
+    const canvas = new Client({ api_host: host, clientId: 'stable-canvas-default-unchanged', WebSocket });
+    canvas.connect();
+    try {
+      const out = await canvas.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000 });
+      const saved = out.images.filter((i) => i.type === 'url');
+      expect(saved).toHaveLength(1);
+      checkPng(Buffer.from(await (await fetch(saved[0].data as string)).arrayBuffer()), '@stable-canvas/comfyui-client');
+    } finally {
+      canvas.close();
+    }
+
+    const api = new ComfyApi(s.url, 'saintno-default', { wsTimeout: 60_000 }).init(3, 500);
+    try {
+      await api.waitForReady();
+      const builder = new PromptBuilder(workflow as unknown as NodeData, [], ['images']).setRawOutputNode('images', '8');
+      const result = (await new CallWrapper(api, builder).run()) as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } } | false;
+      expect(result).toBeTruthy();
+      const images = (result as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } }).images.images;
+      expect(images).toHaveLength(1);
+      checkPng(Buffer.from(await (await api.getImage(images[0])).arrayBuffer()), '@saintno/comfyui-sdk');
+    } finally {
+      api.destroy();
+    }
+
+    const plain = new ComfyUIClient(host, 'comfy-ui-client-default');
+    await plain.connect();
+    try {
+      const images = await plain.getImages(workflow as unknown as Parameters<ComfyUIClient['getImages']>[0]);
+      expect(images['8']).toHaveLength(1);
+      checkPng(Buffer.from(await images['8'][0].blob.arrayBuffer()), 'comfy-ui-client');
+    } finally {
+      await plain.disconnect();
+    }
+  });
+
   test('comfy-ui-client: getImages runs a workflow unchanged and returns its PNG', async () => {
     const client = new ComfyUIClient(s.url.replace(/^http:\/\//, ''), 'comfy-ui-client-test');
     await client.connect();
