@@ -8,6 +8,7 @@ import { asObject } from '../body.ts';
 import type { ServerState } from '../state.ts';
 import { relativeSegments, resolveInside } from '../../../nodes/image/paths.ts';
 import { webRoot } from './static.ts';
+import { walkSorted } from '../walk.ts';
 
 const VERSION = '0.1.0';
 const MAX_MODEL_FILES = 10_000;
@@ -19,41 +20,26 @@ export function featureFlags(state: ServerState): Record<string, unknown> {
 /** Files under a models folder, relative "/"-paths, depth-limited; hidden entries skipped. */
 function listModelFiles(dir: string): string[] {
   const out: string[] = [];
-  const walk = (d: string, rel: string, depth: number) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (e.name.startsWith('.') || out.length >= MAX_MODEL_FILES) continue;
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory() && depth < 6) walk(path.join(d, e.name), r, depth + 1);
-      else if (e.isFile()) out.push(r);
-    }
-  };
-  walk(dir, '', 0);
+  walkSorted(dir, (e, full, depth) => {
+    if (out.length >= MAX_MODEL_FILES) return 'stop';
+    if (e.name.startsWith('.')) return 'next';
+    if (e.isDirectory()) return depth < 6 ? 'descend' : 'next';
+    if (e.isFile()) out.push(path.relative(dir, full).split(path.sep).join('/'));
+    return 'next';
+  });
   return out;
 }
 
 /** "/extensions/…/x.js" URLs of the scripts under <root>/extensions (none for our editor). */
 function listExtensionScripts(root: string): string[] {
+  const base = path.join(root, 'extensions');
   const out: string[] = [];
-  const walk = (d: string, rel: string, depth: number) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const r = `${rel}/${e.name}`;
-      if (e.isDirectory() && depth < 8) walk(path.join(d, e.name), r, depth + 1);
-      else if (e.isFile() && e.name.endsWith('.js') && out.length < 1000) out.push(r);
-    }
-  };
-  walk(path.join(root, 'extensions'), '/extensions', 0);
+  walkSorted(base, (e, full, depth) => {
+    if (out.length >= 1000) return 'stop';
+    if (e.isDirectory()) return depth < 8 ? 'descend' : 'next';
+    if (e.isFile() && e.name.endsWith('.js')) out.push(`/extensions/${path.relative(base, full).split(path.sep).join('/')}`);
+    return 'next';
+  });
   return out;
 }
 

@@ -11,6 +11,7 @@ import { asObject } from '../body.ts';
 import { logRingFor } from '../logs.ts';
 import type { ServerState } from '../state.ts';
 import { relativeSegments, resolveInside } from '../../../nodes/image/paths.ts';
+import { walkSorted } from '../walk.ts';
 
 /** ComfyUI's folder_paths.supported_pt_extensions: what the model library lists. */
 const MODEL_EXTENSIONS = new Set(['.ckpt', '.pt', '.pt2', '.bin', '.pth', '.safetensors', '.pkl', '.sft']);
@@ -45,32 +46,24 @@ function modelFolder(modelsDir: string, name: string): string | undefined {
 /** ComfyUI's recursive_search_models_: model files below `dir`, times in float seconds. */
 function modelFiles(root: string, dir: string): Array<{ name: string; pathIndex: number; modified: number; created: number; size: number }> {
   const out: Array<{ name: string; pathIndex: number; modified: number; created: number; size: number }> = [];
-  const walk = (d: string, depth: number) => {
-    let entries: fs.Dirent[];
+  walkSorted(dir, (e, full, depth) => {
+    if (out.length >= MAX_MODEL_FILES) return 'stop';
+    if (e.name.startsWith('.')) return 'next';
+    const rel = path.relative(dir, full).split(path.sep).join('/');
+    let st: fs.Stats;
     try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
+      // Symlinked model folders are common; ones that lead out of --models-dir are not listed.
+      resolveInside(root, [path.relative(root, full).split(path.sep).join('/')]);
+      st = fs.statSync(full);
     } catch {
-      return;
+      return 'next';
     }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (e.name.startsWith('.') || e.name === '.git' || out.length >= MAX_MODEL_FILES) continue;
-      const full = path.join(d, e.name);
-      const rel = path.relative(dir, full).split(path.sep).join('/');
-      let st: fs.Stats;
-      try {
-        // Symlinked model folders are common; ones that lead out of --models-dir are not listed.
-        resolveInside(root, [path.relative(root, full).split(path.sep).join('/')]);
-        st = fs.statSync(full);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory() && depth < 8) walk(full, depth + 1);
-      else if (st.isFile() && MODEL_EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
-        out.push({ name: rel, pathIndex: 0, modified: st.mtimeMs / 1000, created: st.ctimeMs / 1000, size: st.size });
-      }
+    if (st.isDirectory()) return depth < 8 ? 'descend' : 'next';
+    if (st.isFile() && MODEL_EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
+      out.push({ name: rel, pathIndex: 0, modified: st.mtimeMs / 1000, created: st.ctimeMs / 1000, size: st.size });
     }
-  };
-  walk(dir, 0);
+    return 'next';
+  });
   return out;
 }
 

@@ -13,6 +13,7 @@ import { asObject } from '../body.ts';
 import type { ServerState } from '../state.ts';
 import { contentTypeFor } from './files.ts';
 import { createFileAtomic, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
+import { walkSorted } from '../walk.ts';
 
 const DEFAULT_USER = 'default';
 /** ComfyUI's folder_paths.SYSTEM_USER_PREFIX: users that no request may act as. */
@@ -142,34 +143,25 @@ function resolveUserPath(users: UserStore, req: FastifyRequest, rel: string | un
  */
 function listFiles(root: string, dir: string, recurse: boolean): string[] {
   const out: string[] = [];
-  const walk = (d: string) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (e.name.startsWith('.') || out.length >= MAX_LISTED) continue;
-      const full = path.join(d, e.name);
-      if (e.isSymbolicLink()) {
-        try {
-          resolveInside(root, [path.relative(root, full).split(path.sep).join('/')]);
-        } catch {
-          continue;
-        }
-      }
-      let st: fs.Stats;
+  walkSorted(dir, (e, full) => {
+    if (out.length >= MAX_LISTED) return 'stop';
+    if (e.name.startsWith('.')) return 'next';
+    if (e.isSymbolicLink()) {
       try {
-        st = fs.statSync(full);
+        resolveInside(root, [path.relative(root, full).split(path.sep).join('/')]);
       } catch {
-        continue;
+        return 'next';
       }
-      if (st.isFile()) out.push(full);
-      else if (st.isDirectory() && recurse && !e.isSymbolicLink()) walk(full);
     }
-  };
-  walk(dir);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(full);
+    } catch {
+      return 'next';
+    }
+    if (st.isFile()) out.push(full);
+    return st.isDirectory() && recurse && !e.isSymbolicLink() ? 'descend' : 'next';
+  });
   return out;
 }
 
