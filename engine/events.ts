@@ -51,7 +51,9 @@ export interface EngineEventMap {
   execution_success: { prompt_id: string; timestamp: number };
   execution_error: ExecutionErrorData;
   execution_interrupted: ExecutionInterruptedData;
-  binary_preview: { prompt_id: string; node: string; display_node: string; image: PreviewImage };
+  /** `result`: the image is a node's output (SaveImageWebsocket), not a step preview, so a slow
+   *  client must get it (or be disconnected), never silently miss it. */
+  binary_preview: { prompt_id: string; node: string; display_node: string; image: PreviewImage; result?: boolean };
 }
 
 export type EngineEventType = keyof EngineEventMap;

@@ -334,7 +334,7 @@ export class Executor {
             setProgress(id, 'running', value, max);
             if (preview) emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image: preview });
           },
-          sendBinaryPreview: (image: PreviewImage) => emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image }),
+          sendBinaryPreview: (image: PreviewImage) => emit('binary_preview', { prompt_id: promptId, node: id, display_node: id, image, result: true }),
         });
         results.set(id, entry);
         byKey.set(node.key, entry);

@@ -83,6 +83,36 @@ describe('a 5,000-node prompt', () => {
 });
 
 describe('WebSocket back-pressure', () => {
+  test('output images (SaveImageWebsocket) are never dropped for a slow client: it is closed instead', async () => {
+    const LIMIT = 1024 * 1024;
+    const c = await startTestServer({ wsMaxBufferedBytes: LIMIT });
+    try {
+      const frames = async (sid: string, result: boolean): Promise<{ dropped: number; closed: number }> => {
+        const ws = await connectWs(c.url, sid);
+        (ws.ws as unknown as { _socket: net.Socket })._socket.pause();
+        const dropped0 = c.state.hub.droppedPreviews, closed0 = c.state.hub.slowClosed;
+        const meta = { node_id: '9', prompt_id: 'p', display_node_id: '9', parent_node_id: null, real_node_id: '9' };
+        // 64 MB offered: far past what the OS buffers for a socket nobody reads.
+        for (let i = 0; i < 128 && c.state.hub.slowClosed === closed0; i++) {
+          c.state.hub.sendPreview(sid, new Uint8Array(512 * 1024).fill(i), 'png', meta, result);
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        const out = { dropped: c.state.hub.droppedPreviews - dropped0, closed: c.state.hub.slowClosed - closed0 };
+        ws.ws.terminate();
+        return out;
+      };
+      const previews = await frames('slow-previews', false);
+      expect(previews.dropped).toBeGreaterThan(0);
+      expect(previews.closed).toBe(0);
+      const results = await frames('slow-results', true);
+      expect(results.dropped).toBe(0);
+      expect(results.closed).toBe(1);
+    } finally {
+      await c.close();
+      fs.rmSync(c.dirs.root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   test('a client that stops reading loses previews, is closed past the limit, and the server buffer stays bounded', async () => {
     const LIMIT = 1024 * 1024;
     const c = await startTestServer({ wsMaxBufferedBytes: LIMIT });

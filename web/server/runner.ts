@@ -13,7 +13,7 @@ export type JobResult = Pick<HistoryEntry, 'outputs' | 'status' | 'meta'>;
 
 export interface JobHandlers {
   event(e: { type: string; data: Record<string, unknown> }): void;
-  preview(p: { node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array }): void;
+  preview(p: { node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array; result?: boolean }): void;
 }
 
 interface Running extends LostJob {

@@ -156,7 +156,7 @@ export class ServerState {
           display_node_id: p.displayNode,
           parent_node_id: null,
           real_node_id: p.node,
-        }),
+        }, p.result === true),
     });
     const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: result.outputs, status: result.status, meta: result.meta };
     try {

@@ -127,12 +127,13 @@ export class WsHub {
    * mark previews are dropped and progress messages merged (latest per node); past the limit
    * the socket is closed. A client that keeps up sees every message, in order.
    */
-  private sendTo(session: Session, msg: WsMessage | Buffer): void {
+  private sendTo(session: Session, msg: WsMessage | Buffer, droppable = true): void {
     const ws = session.socket;
     if (ws.readyState !== WebSocket.OPEN || session.closing) return;
     const slow = ws.bufferedAmount > this.limits.slowBufferedBytes;
     if (Buffer.isBuffer(msg)) {
-      if (slow) {
+      // Step previews may go; an output image (SaveImageWebsocket) is queued like any message.
+      if (slow && droppable) {
         session.dropped++;
         return;
       }
@@ -223,7 +224,7 @@ export class WsHub {
    * A preview image: type 4 (with JSON metadata) for sessions that negotiated
    * supports_preview_metadata, else the legacy type 1 `[u32 1][u32 format][bytes]`.
    */
-  sendPreview(sid: string | undefined, image: Uint8Array, format: 'png' | 'jpeg', meta: PreviewMeta): void {
+  sendPreview(sid: string | undefined, image: Uint8Array, format: 'png' | 'jpeg', meta: PreviewMeta, result = false): void {
     const targets = sid === undefined ? [...this.sockets] : [this.sessions.get(sid)].filter((s): s is Session => !!s);
     for (const s of targets) {
       if (s.flags?.supports_preview_metadata === true) {
@@ -231,12 +232,12 @@ export class WsHub {
         const head = Buffer.alloc(8);
         head.writeUInt32BE(4, 0);
         head.writeUInt32BE(json.length, 4);
-        this.sendTo(s, Buffer.concat([head, json, image]));
+        this.sendTo(s, Buffer.concat([head, json, image]), !result);
       } else {
         const head = Buffer.alloc(8);
         head.writeUInt32BE(1, 0);
         head.writeUInt32BE(format === 'png' ? 2 : 1, 4);
-        this.sendTo(s, Buffer.concat([head, image]));
+        this.sendTo(s, Buffer.concat([head, image]), !result);
       }
     }
   }

@@ -53,9 +53,9 @@ async function main(): Promise<void> {
       profiler.stage(`node ${id} (${current.classOf(id)})`);
     }
     if (ev.type === 'binary_preview') {
-      const { image, node, display_node } = ev.data;
+      const { image, node, display_node, result } = ev.data;
       const data = new Uint8Array(image.data); // a copy we can transfer
-      post({ type: 'preview', seq, node, displayNode: display_node, format: image.format === 'PNG' ? 'png' : 'jpeg', data }, [data.buffer as ArrayBuffer]);
+      post({ type: 'preview', seq, node, displayNode: display_node, format: image.format === 'PNG' ? 'png' : 'jpeg', data, ...(result ? { result } : {}) }, [data.buffer as ArrayBuffer]);
       return;
     }
     post({ type: 'event', seq, event: { type: ev.type, data: ev.data as unknown as Record<string, unknown> } });

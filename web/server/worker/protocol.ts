@@ -41,7 +41,7 @@ export type FromWorker =
   | { type: 'init_error'; message: string }
   /** A JSON job event (executing, progress, executed, execution_*...) for the job `seq`. */
   | { type: 'event'; seq: number; event: { type: string; data: Record<string, unknown> } }
-  | { type: 'preview'; seq: number; node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array }
+  | { type: 'preview'; seq: number; node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array; result?: boolean }
   | { type: 'done'; seq: number; result: Pick<HistoryEntry, 'outputs' | 'status' | 'meta'> };
 
 /** What the server gives the execution process: the worker's settings, less what it makes itself. */
