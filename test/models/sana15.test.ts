@@ -6,8 +6,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { DType } from '../../native/api.ts';
-import { readFixture } from '../../nodes/models/golden/fixture.ts';
-import { captureInto, compareArrays, F32_TOL, type GoldenCheck, type Tolerance } from '../../nodes/models/golden/transformer.ts';
+import { F32_TOL, runTransformerGolden, TRANSFORMER_BF16_TOL, type GoldenCheck, type Tolerance } from '../../nodes/models/golden/transformer.ts';
 import {
   expectedTransformerTensors, loadSanaTransformer, parseSanaTransformerConfig, readTransformerConfig, validateTransformerTensors,
 } from '../../nodes/models/sana_dit.ts';
@@ -21,7 +20,7 @@ const backend = native.getBackend('cpu');
  * Measured on the CPU backend (printed by the tests): sana15 worst |Δ| 0.051, worst ratio 0.38;
  * sprint worst |Δ| 0.092, worst ratio 0.59 (f32: |Δ| ≤ 7.9e-6 and 3.8e-6).
  */
-const BF16_TOL: Tolerance = { atol: 6e-2, rtol: 3e-2 };
+const BF16_TOL: Tolerance = TRANSFORMER_BF16_TOL;
 
 // diffusers scripts/convert_sana_to_diffusers.py: transformer_kwargs + model_kwargs per model type.
 const BASE = {
@@ -89,24 +88,11 @@ describe('SANA 1.5 / Sprint config and tensors', () => {
   });
 });
 
-/** One forward per fixture io file, with every `intermediate.*` compared. */
+/** The golden runner's transformer stage on a family folder: every io file, every `intermediate.*`. */
 async function runGolden(sub: string, dtype: DType, tol: Tolerance): Promise<GoldenCheck[]> {
-  const dir = resolve(GOLDEN, sub);
-  const fx = readFixture(resolve(dir, 'io.safetensors'));
-  const model = await loadSanaTransformer(dir, backend, dtype, { native });
-  const checks: GoldenCheck[] = [];
-  try {
-    const x = fx.get('hidden_states'), y = fx.get('encoder_hidden_states');
-    const out = model.forward({ data: x.data, shape: x.shape }, Array.from(fx.get('timestep').data), { data: y.data, shape: y.shape },
-      fx.get('encoder_attention_mask').data, {
-        capture: captureInto(fx, '', checks, tol),
-        ...(fx.tensors.has('guidance') ? { guidance: Array.from(fx.get('guidance').data) } : {}),
-      });
-    try { checks.push(compareArrays('output', out.toFloat32(), fx.get('output'), tol)); } finally { out.dispose(); }
-  } finally {
-    model.dispose();
-  }
-  return checks;
+  const r = await runTransformerGolden({ backend, native, dtype, dir: resolve(GOLDEN, sub.split('/')[0]!) });
+  expect(r.tolerance).toEqual(tol);
+  return r.checks;
 }
 
 const summary = (label: string, checks: GoldenCheck[]): string =>

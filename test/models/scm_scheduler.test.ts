@@ -4,7 +4,8 @@
 import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readFixture, type FixtureFile } from '../../nodes/models/golden/fixture.ts';
+import { readFixture } from '../../nodes/models/golden/fixture.ts';
+import { runScmSchedulerGolden } from '../../nodes/models/golden/sprint.ts';
 import { MT19937, randn, randnFrom } from '../../nodes/models/noise.ts';
 import {
   parseScmSchedulerConfig, readScmSchedulerConfig, scmFlowTime, scmModelInput, scmModelOutput, SCMScheduler, scmTimesteps, sprintGuidance,
@@ -20,22 +21,6 @@ const maxAbs = (a: Float32Array, b: Float32Array): number => {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 };
-
-/** set_timesteps arguments from a file's metadata ("None" = not given). */
-function scheduleOf(fx: FixtureFile): { steps: number; maxTimesteps: number; intermediateTimesteps: number | null; seed: bigint } {
-  const md = fx.metadata;
-  const num = (k: string): number => {
-    const v = Number(md[k]);
-    if (md[k] === undefined || !Number.isFinite(v)) throw new Error(`${fx.path}: metadata ${k} = ${JSON.stringify(md[k])}`);
-    return v;
-  };
-  return {
-    steps: num('num_inference_steps'),
-    maxTimesteps: num('max_timesteps'),
-    intermediateTimesteps: md.intermediate_timesteps === 'None' ? null : num('intermediate_timesteps'),
-    seed: BigInt(md.generator_seed!),
-  };
-}
 
 describe('SCMScheduler config', () => {
   it('reads the fixture config and refuses other parameterisations', () => {
@@ -56,43 +41,30 @@ describe('SCMScheduler config', () => {
   });
 });
 
-describe('golden: sprint/scheduler', () => {
-  it('finds the step files', () => expect(FILES.length).toBeGreaterThanOrEqual(3));
+describe('golden: sprint/scheduler (the golden runner stage)', () => {
+  it('every steps file: schedule and fed steps exact, the synthetic closed loop within 1e-6', async () => {
+    const r = await runScmSchedulerGolden({ dir: resolve(DIR, '../..') });
+    expect(FILES.length).toBeGreaterThanOrEqual(3);
+    expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+    // per file: timesteps + steps × (denoised, latents) fed + steps × (model output, latents) closed
+    const steps = FILES.map((f) => Number(readFixture(resolve(DIR, f)).metadata.num_inference_steps));
+    expect(r.checks.length).toBe(steps.reduce((a, n) => a + 1 + 4 * n, 0));
+  });
 
-  for (const file of FILES) {
-    it(`${file}: timesteps exact, every step's sample and x0 exact (fed the fixture's model outputs)`, () => {
-      const fx = readFixture(resolve(DIR, file));
-      const sc = scheduleOf(fx);
-      const sched = new SCMScheduler(readScmSchedulerConfig(DIR));
-      sched.setTimesteps(sc.steps, { maxTimesteps: sc.maxTimesteps, intermediateTimesteps: sc.intermediateTimesteps });
-      expect(Array.from(sched.timesteps)).toEqual(Array.from(fx.get('timesteps').data));
-      const gen = new MT19937(sc.seed);
-      let x = fx.get('latents_0').data;
-      for (let i = 0; i < sc.steps; i++) {
-        const r = sched.step(fx.get(`model_output_${i}`).data, x, gen);
-        expect(maxAbs(r.denoised, fx.get(`denoised_${i}`).data), `${file} denoised_${i}`).toBe(0);
-        expect(maxAbs(r.prevSample, fx.get(`latents_${i + 1}`).data), `${file} latents_${i + 1}`).toBe(0);
-        x = r.prevSample;
-      }
-      expect(() => sched.step(x, x, gen)).toThrow(/already taken/);
-    });
-
-    it(`${file}: the closed loop with the file's synthetic model v = 0.3·x − 0.7·sin(t)`, () => {
-      const fx = readFixture(resolve(DIR, file));
-      const sc = scheduleOf(fx);
-      const sched = new SCMScheduler(readScmSchedulerConfig(DIR));
-      sched.setTimesteps(sc.steps, { maxTimesteps: sc.maxTimesteps, intermediateTimesteps: sc.intermediateTimesteps });
-      const gen = new MT19937(sc.seed);
-      let x = fx.get('latents_0').data;
-      for (let i = 0; i < sc.steps; i++) {
-        const st = f32(Math.sin(sched.timesteps[i]!)), b = f32(0.7 * st);
-        const v = x.map((xi) => f32(f32(0.3 * xi) - b));
-        expect(maxAbs(v, fx.get(`model_output_${i}`).data), `${file} model_output_${i}`).toBeLessThanOrEqual(1e-6);
-        x = sched.step(v, x, gen).prevSample;
-        expect(maxAbs(x, fx.get(`latents_${i + 1}`).data), `${file} latents_${i + 1}`).toBeLessThanOrEqual(1e-6);
-      }
-    });
-  }
+  it('the seeded generator matters: another seed fails the fed steps', async () => {
+    const fx = readFixture(resolve(DIR, FILES.at(-1)!));
+    const sched = new SCMScheduler(readScmSchedulerConfig(DIR));
+    const n = Number(fx.metadata.num_inference_steps);
+    sched.setTimesteps(n, { maxTimesteps: Number(fx.metadata.max_timesteps), intermediateTimesteps: fx.metadata.intermediate_timesteps === 'None' ? null : Number(fx.metadata.intermediate_timesteps) });
+    const gen = new MT19937(BigInt(fx.metadata.generator_seed!) + 1n);
+    let x = fx.get('latents_0').data;
+    let differs = false;
+    for (let i = 0; i < n; i++) {
+      x = sched.step(fx.get(`model_output_${i}`).data, x, gen).prevSample;
+      if (i < n - 1) differs ||= maxAbs(x, fx.get(`latents_${i + 1}`).data) > 0;
+    }
+    expect(n > 1 ? differs : true).toBe(true);
+  });
 });
 
 describe('noise continuation and Sprint scaling', () => {

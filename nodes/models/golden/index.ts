@@ -9,6 +9,7 @@ import { gemma2Stage } from './gemma2.ts';
 import { noiseStage } from './noise.ts';
 import { runPipelineGolden } from './pipeline.ts';
 import { schedulerStage } from './scheduler.ts';
+import { runScmSchedulerGolden, runSprintPipelineGolden } from './sprint.ts';
 import { runTransformerGolden } from './transformer.ts';
 import type { Comparison, GoldenStage, Tolerance } from './types.ts';
 
@@ -45,6 +46,11 @@ export const STAGES: readonly GoldenStage[] = [
   schedulerStage,
   gemma2Stage,
   stageFromRunner('transformer', ['transformer/config.json', 'transformer/io*'], runTransformerGolden),
+  // SANA 1.5 (qk_norm) and Sprint (qk_norm + guidance embedding) transformers, FAMILY.md.
+  stageFromRunner('sana15/transformer', ['sana15/transformer/config.json', 'sana15/transformer/io*'], (d) => runTransformerGolden({ ...d, dir: join(d.dir!, 'sana15') })),
+  stageFromRunner('sprint/transformer', ['sprint/transformer/config.json', 'sprint/transformer/io*'], (d) => runTransformerGolden({ ...d, dir: join(d.dir!, 'sprint') })),
+  stageFromRunner('sprint/scheduler', ['sprint/scheduler/scheduler_config.json'], runScmSchedulerGolden),
+  stageFromRunner('sprint/pipeline', ['sprint/pipeline/io.safetensors', 'sprint/pipeline/pipeline.json'], runSprintPipelineGolden),
   stageFromRunner('dcae', ['dcae/config.json', 'dcae/io*'], runDcaeGolden),
   // The model folders come from pipeline.json's `models`; a missing one is an error, not a skip.
   stageFromRunner('pipeline', ['pipeline/io.safetensors'], runPipelineGolden),

@@ -160,6 +160,8 @@ export async function runTransformerGolden(deps: StageDeps): Promise<GoldenStage
         fx.get('encoder_attention_mask').data, {
           ...(pag ? { pagLayers: pag.layers, pagSlice: pag.slice } : {}),
           ...(label !== undefined ? { capture: captureInto(fx, '', sub, tol) } : {}),
+          // Sprint: the guidance embedding's input, already times guidance_embeds_scale.
+          ...(fx.tensors.has('guidance') ? { guidance: Array.from(fx.get('guidance').data) } : {}),
         });
       checks.push(...sub.map((c) => ({ ...c, name: `${label}${c.name}` })));
       try { return out.toFloat32(); } finally { out.dispose(); }
