@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest';
 import {
   H100, SANA_1600M, SANA_600M, floorSeconds, perOpFloorSeconds, sanaDimsFromConfig, sanaParamCount, sanaStepCosts, summarize,
 } from '../../native/cuda/flops.ts';
+import { golden } from '../fixtures.ts';
 
-const GOLDEN = new URL('../../../shared/fixtures/golden/transformer/', import.meta.url);
 
-function safetensorsNumel(path: URL): number {
+function safetensorsNumel(path: string): number {
   const buf = readFileSync(path);
   const n = Number(buf.readBigUInt64LE(0));
   const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { shape?: number[] }>;
@@ -25,8 +25,8 @@ describe('Sana cost model', () => {
   });
 
   it('reads dims from a diffusers config and matches the tiny golden checkpoint', () => {
-    const cfg = JSON.parse(readFileSync(new URL('config.json', GOLDEN), 'utf8')) as Record<string, unknown>;
-    expect(sanaParamCount(sanaDimsFromConfig(cfg))).toBe(safetensorsNumel(new URL('model.safetensors', GOLDEN)));
+    const cfg = JSON.parse(readFileSync(golden('transformer', 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(sanaParamCount(sanaDimsFromConfig(cfg))).toBe(safetensorsNumel(golden('transformer', 'model.safetensors')));
     expect(() => sanaDimsFromConfig({ ...cfg, num_layers: undefined })).toThrow(/num_layers/);
   });
 

@@ -14,8 +14,8 @@ import { runTransformerGolden } from '../../nodes/models/golden/transformer.ts';
 import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../../nodes/models/sana_dit.ts';
 import { noise, randomWeights, SANA_600M_CONFIG } from '../../bench/dit.bench.ts';
 import { deviceUnderTest } from './device.ts';
+import { GOLDEN } from '../fixtures.ts';
 
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const { device, backend: dev, cpu, skipReason } = deviceUnderTest();
 
 describe.skipIf(!dev)(`models on '${device}'${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {

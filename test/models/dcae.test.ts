@@ -11,10 +11,10 @@ import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
 import { expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
 import { deriveLatentPreview, fitLatentPreview, latentPreviewRgb } from '../../nodes/models/latent_preview.ts';
 import type { HostArray } from '../../nodes/models/sana_dit.ts';
+import { GOLDEN } from '../fixtures.ts';
 
 // Model runs on the shared 2-core machine can take minutes under load.
 const HEAVY_MS = 300_000;
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
 const REAL_VAE = {

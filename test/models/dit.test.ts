@@ -13,10 +13,10 @@ import {
   combineGuidance, expectedTransformerTensors, guidanceLayout, loadSanaTransformer, pagScaleAt, parseSanaTransformerConfig,
   sincosPosEmbed, timestepSinusoid, validateTransformerTensors, type SanaTransformerConfig,
 } from '../../nodes/models/sana_dit.ts';
+import { GOLDEN } from '../fixtures.ts';
 
 // Model runs on the shared 2-core machine can take minutes under load.
 const HEAVY_MS = 300_000;
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
 const REAL_600M = {

@@ -1,15 +1,16 @@
 // The golden runner on the shared fixtures (f32 and bf16), and its CLI's exit codes.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { formatReport, runGolden } from '../../nodes/models/golden/run.ts';
 import { STAGES } from '../../nodes/models/golden/index.ts';
+import { GOLDEN, haveGolden } from '../fixtures.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
-const ROOT = resolve(REPO, '../shared/fixtures/golden');
-const HAVE = existsSync(ROOT);
+const ROOT = GOLDEN;
+const HAVE = haveGolden();
 
 describe.skipIf(!HAVE)('golden fixtures', () => {
   it('every stage finds its fixture files', async () => {

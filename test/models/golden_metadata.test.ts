@@ -4,7 +4,7 @@
 // other settings (scheduler: steps / shift / sampler / dummy model; pipeline: a 2-prompt batch,
 // other scales, PAG layer, steps, size, seed, flow shift) must pass.
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getBackend } from '../../native/index.ts';
@@ -18,10 +18,11 @@ import { randn } from '../../nodes/models/noise.ts';
 import { loadSanaTransformer } from '../../nodes/models/sana_dit.ts';
 import { createSampler, schedulerConfigFromJson } from '../../nodes/models/scheduler.ts';
 import { parseLenientJson } from '../../nodes/models/weights.ts';
+import { GOLDEN, haveGolden } from '../fixtures.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
-const ROOT = resolve(REPO, '../shared/fixtures/golden');
-const HAVE = existsSync(join(ROOT, 'pipeline/io.safetensors'));
+const ROOT = GOLDEN;
+const HAVE = haveGolden('pipeline', 'io.safetensors');
 const fr = Math.fround;
 
 const temps: string[] = [];

@@ -4,8 +4,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fmaf, MT19937, randn } from '../../nodes/models/noise.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
+import { golden } from '../fixtures.ts';
 
-const FIXTURE = resolve(import.meta.dirname, '../../../shared/fixtures/golden/noise/randn.safetensors');
+const FIXTURE = golden('noise', 'randn.safetensors');
 
 describe('MT19937', () => {
   it('produces the reference MT19937 sequence for seed 5489 (std::mt19937 default)', () => {

@@ -4,10 +4,10 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import { runPipelineGolden } from '../../nodes/models/golden/pipeline.ts';
+import { GOLDEN } from '../fixtures.ts';
 
 // Model runs on the shared 2-core machine can take minutes under load.
 const HEAVY_MS = 300_000;
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
 describe('pipeline golden', () => {

@@ -10,9 +10,9 @@ import { F32_TOL, runTransformerGolden, TRANSFORMER_BF16_TOL, type GoldenCheck, 
 import {
   expectedTransformerTensors, loadSanaTransformer, parseSanaTransformerConfig, readTransformerConfig, validateTransformerTensors,
 } from '../../nodes/models/sana_dit.ts';
+import { GOLDEN } from '../fixtures.ts';
 
 const HEAVY_MS = 300_000;
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
 /**

@@ -8,8 +8,9 @@ import {
 } from '../../nodes/models/scheduler.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { parseLenientJson } from '../../nodes/models/weights.ts';
+import { golden } from '../fixtures.ts';
 
-const DIR = resolve(import.meta.dirname, '../../../shared/fixtures/golden/scheduler');
+const DIR = golden('scheduler');
 const cfg = (shift: number) => ({ ...SANA_SCHEDULER_DEFAULTS, flowShift: shift });
 
 describe('schedules (spec §6.2, §6.7 tables)', () => {

@@ -10,8 +10,9 @@ import { MT19937, randn, randnFrom } from '../../nodes/models/noise.ts';
 import {
   parseScmSchedulerConfig, readScmSchedulerConfig, scmFlowTime, scmModelInput, scmModelOutput, SCMScheduler, scmTimesteps, sprintGuidance,
 } from '../../nodes/models/scm_scheduler.ts';
+import { golden } from '../fixtures.ts';
 
-const DIR = resolve(import.meta.dirname, '../../../shared/fixtures/golden/sprint/scheduler');
+const DIR = golden('sprint', 'scheduler');
 const FILES = readdirSync(DIR).filter((f) => /^steps\d+\.safetensors$/.test(f)).sort();
 const f32 = Math.fround;
 

@@ -9,9 +9,9 @@ import * as native from '../../native/index.ts';
 import type { DType } from '../../native/api.ts';
 import { runSprintPipelineGolden } from '../../nodes/models/golden/sprint.ts';
 import type { GoldenCheck } from '../../nodes/models/golden/transformer.ts';
+import { GOLDEN } from '../fixtures.ts';
 
 const HEAVY_MS = 300_000;
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/fixtures/golden');
 const backend = native.getBackend('cpu');
 
 async function runSprint(dtype: DType, replayNoise: boolean): Promise<GoldenCheck[]> {

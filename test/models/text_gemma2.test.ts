@@ -2,7 +2,7 @@
 // entry encodePrompts on a real backend, and input validation. The numeric match itself is the
 // golden gemma2 stage (test/models/golden.test.ts).
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as native from '../../native/index.ts';
@@ -13,9 +13,10 @@ import { loadGemmaTokenizer } from '../../nodes/models/tokenizer.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { rowsOf } from '../../nodes/models/golden/gemma2.ts';
 import { chooseComputeDType, pickSafetensors, readJsonConfig } from '../../nodes/models/weights.ts';
+import { golden, haveGolden } from '../fixtures.ts';
 
-const FIX = resolve(import.meta.dirname, '../../../shared/fixtures/golden/gemma2');
-const HAVE = existsSync(FIX);
+const FIX = golden('gemma2');
+const HAVE = haveGolden('gemma2');
 const backend = native.getBackend('cpu');
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {

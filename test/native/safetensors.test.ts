@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { getBackend, openSafetensors, writeSafetensors } from '../../native/index.ts';
+import { golden } from '../fixtures.ts';
 
 let dir: string;
 beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-st-')); });
@@ -87,7 +88,7 @@ describe('safetensors', () => {
   });
 
   it('reads the golden fixtures', () => {
-    const p = path.join(import.meta.dirname, '../../../shared/fixtures/golden/gemma2/model.safetensors');
+    const p = golden('gemma2', 'model.safetensors');
     if (!fs.existsSync(p)) return;
     const ck = openSafetensors(p);
     expect(ck.entry('embed_tokens.weight').shape).toEqual([64, 24]);

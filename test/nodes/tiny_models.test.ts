@@ -18,7 +18,7 @@ import {
   type TensorSpec,
 } from '../../scripts/make-tiny-models.ts';
 
-const GOLDEN = path.resolve(import.meta.dirname, '../../../shared/fixtures/golden');
+import { GOLDEN } from '../fixtures.ts';
 
 interface HeaderEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
 
