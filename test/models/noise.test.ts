@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fmaf, MT19937, randn } from '../../nodes/models/noise.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
-import { golden } from '../fixtures.ts';
+import { golden, haveGolden } from '../fixtures.ts';
 
 const FIXTURE = golden('noise', 'randn.safetensors');
 
@@ -47,7 +47,7 @@ describe('fmaf', () => {
   });
 });
 
-describe.skipIf(!existsSync(FIXTURE))('randn vs torch (golden fixture)', () => {
+describe.skipIf(!haveGolden('noise', 'randn.safetensors'))('randn vs torch (golden fixture)', () => {
   const fx = existsSync(FIXTURE) ? readFixture(FIXTURE) : undefined;
   const cases = fx ? Object.entries(fx.metadata).filter(([k]) => /^case\d+$/.test(k)) : [];
 

@@ -1,6 +1,5 @@
 // Flow DPM-Solver++ 2M and Flow Euler against the diffusers fixtures and the spec's tables.
 import { describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   createSampler, dpmFlowSchedule, eulerFlowSchedule, noiseLatent, partialSchedule, readSchedulerConfig,
@@ -8,7 +7,7 @@ import {
 } from '../../nodes/models/scheduler.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { parseLenientJson } from '../../nodes/models/weights.ts';
-import { golden } from '../fixtures.ts';
+import { golden, haveGolden } from '../fixtures.ts';
 
 const DIR = golden('scheduler');
 const cfg = (shift: number) => ({ ...SANA_SCHEDULER_DEFAULTS, flowShift: shift });
@@ -80,7 +79,7 @@ describe('scheduler config', () => {
   });
 });
 
-describe.skipIf(!existsSync(DIR))('DPM-Solver++ 2M vs diffusers trajectories', () => {
+describe.skipIf(!haveGolden('scheduler'))('DPM-Solver++ 2M vs diffusers trajectories', () => {
   for (const file of ['steps20.safetensors', 'steps7.safetensors']) {
     it(file, () => {
       const fx = readFixture(resolve(DIR, file));
