@@ -47,7 +47,7 @@ const MB = 1 / (1024 * 1024);
  * is a prefix of one noise buffer as large as the biggest projection; the embedding is uploaded
  * in row blocks of that buffer and joined, so no 2.4 GB f32 host copy of it ever exists.
  */
-function randomGemmaWeights(cfg: Gemma2Config): Gemma2WeightSource {
+export function randomGemmaWeights(cfg: Gemma2Config): Gemma2WeightSource {
   const D = cfg.hiddenSize;
   const buf = noise(cfg.intermediateSize * D, Math.sqrt(3), 17);
   const scaled = (n: number, scale: number): Float32Array => buf.subarray(0, n).map((v) => v * scale);
@@ -96,7 +96,7 @@ function resetPeakRss(): boolean {
   }
 }
 
-interface StageResult<T> {
+export interface StageResult<T> {
   value: T;
   seconds: number;
   /** Backend bytes at the stage's peak (everything allocated, weights included). */
@@ -110,7 +110,7 @@ interface StageResult<T> {
 let lifetimePeakRssMb = 0;
 
 /** Times `fn` with the backend peak and the process RSS peak reset at its start. */
-async function stage<T>(backend: Backend, name: string, fn: () => Promise<T> | T): Promise<StageResult<T>> {
+export async function stage<T>(backend: Backend, name: string, fn: () => Promise<T> | T): Promise<StageResult<T>> {
   backend.resetPeak();
   const rssReset = resetPeakRss();
   const t0 = process.hrtime.bigint();
@@ -126,7 +126,7 @@ async function stage<T>(backend: Backend, name: string, fn: () => Promise<T> | T
 }
 
 /** A cond/uncond tensor pair -> host CONDITIONING, as nodes/sana/text_encode.ts hands it on. */
-function toConditioning(t: EncodedText, text: string): Conditioning {
+export function toConditioning(t: EncodedText, text: string): Conditioning {
   try {
     const [B, L, D] = t.embeds.shape as [number, number, number];
     return { embeds: t.embeds.toFloat32(), mask: t.mask, shape: [B, L, D], text: [preprocessPrompt(text)] };

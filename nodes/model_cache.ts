@@ -158,10 +158,24 @@ export class ModelCache {
       .sort((a, b) => a.lastUsed - b.lastUsed);
     for (const e of candidates) {
       if (used + extra <= this.budget) break;
-      used -= e.loaded!.bytes;
+      // Already gone: a model that depended on one dropped before it (see `forget`).
+      if (!e.loaded) continue;
       this.drop(e);
       this.counters.evictions++;
+      used = this.usedBytes;
     }
+  }
+
+  /**
+   * Drops one entry now unless it is in use; true when it was dropped. For models built on top
+   * of another entry (a LoRA-patched transformer borrows its base's weights): when the base goes,
+   * its dependants go with it instead of lingering until evicted.
+   */
+  forget(key: ModelKey): boolean {
+    const e = this.entries.get(modelKeyId(key));
+    if (!e?.loaded || e.pins > 0) return false;
+    this.drop(e);
+    return true;
   }
 
   private drop(e: Entry): void {

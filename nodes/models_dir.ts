@@ -216,3 +216,41 @@ export function weightBytes(dir: string): number {
   }
   return n;
 }
+
+/** LoRA files: `models/loras/**.safetensors` (two folder levels below it), as paths relative to
+ *  `loras/`, the way ComfyUI's LoRA loaders list them. */
+export function listLoras(base = modelsDir()): string[] {
+  const top = path.join(base, 'loras');
+  const out: string[] = [];
+  const walk = (dir: string, rel: string, depth: number): void => {
+    let items: fs.Dirent[];
+    try {
+      items = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const d of items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (d.name.startsWith('.')) continue;
+      const p = path.join(dir, d.name);
+      const r = rel ? `${rel}/${d.name}` : d.name;
+      if (d.name.endsWith('.safetensors') && isFile(p)) out.push(r);
+      else if (depth < 2 && isDir(p)) walk(p, r, depth + 1);
+    }
+  };
+  walk(top, '', 0);
+  return out;
+}
+
+/** The file behind a LoRA combo value (`sana_tiny_lora.safetensors`, `org/x.safetensors`). */
+export function resolveLora(name: string, base = modelsDir()): string {
+  const norm = name.replace(/\\/g, '/');
+  const top = path.join(base, 'loras');
+  if (path.isAbsolute(norm) || norm.split('/').includes('..')) {
+    throw new Error(`LoRA "${name}": must be a path inside ${top}, like "my_lora.safetensors"`);
+  }
+  const file = path.join(top, norm);
+  if (!norm.endsWith('.safetensors') || !isFile(file)) {
+    throw new Error(`LoRA "${name}" was not found: expected the file ${file} (a .safetensors under models/loras/)`);
+  }
+  return file;
+}

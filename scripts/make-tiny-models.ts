@@ -520,6 +520,193 @@ export function makeTinyModels(modelsDirPath: string, opts: { force?: boolean; s
   return { dir, generated: true, ms: performance.now() - t0 };
 }
 
+// --- the Sana-Sprint pipeline ------------------------------------------------------------------
+// `models/sana/Sana_Sprint_Tiny_diffusers/`: a SanaSprintPipeline in the layout diffusers'
+// convert script writes for SanaSprint_600M_P1_D28 / SanaSprint_1600M_P1_D20 (qk-norm across
+// heads, a guidance embedder beside the timestep embedder, SCMScheduler), at the tiny Sana widths.
+// The text encoder, tokenizer and DC-AE are copied from the tiny Sana pipeline, so whatever that
+// generator adds (e.g. encoder weights) appears here too, and its stamp is part of ours.
+
+export const TINY_SPRINT_VERSION = 1;
+export const TINY_SPRINT_PIPELINE = 'Sana_Sprint_Tiny_diffusers';
+
+export const TINY_SPRINT_TRANSFORMER_CONFIG: SanaTransformerConfig = {
+  ...TINY_TRANSFORMER_CONFIG,
+  _diffusers_version: '0.33.0.dev0',
+  guidance_embeds: true,
+  guidance_embeds_scale: 0.1,
+  qk_norm: 'rms_norm_across_heads',
+  // The real Sprint checkpoints are 1024px (sample_size = 1024 / 32); binning then uses the 1024 table.
+  sample_size: 32,
+  timestep_scale: 1.0,
+};
+
+/** What diffusers' convert script gives SCMScheduler for Sprint (the rest are its defaults). */
+export const SPRINT_SCHEDULER_CONFIG = {
+  _class_name: 'SCMScheduler',
+  _diffusers_version: '0.33.0.dev0',
+  num_train_timesteps: 1000,
+  prediction_type: 'trigflow',
+  sigma_data: 0.5,
+};
+
+export const SPRINT_MODEL_INDEX = {
+  ...MODEL_INDEX,
+  _class_name: 'SanaSprintPipeline',
+  _diffusers_version: '0.33.0.dev0',
+  scheduler: ['diffusers', 'SCMScheduler'],
+};
+
+/** The Sprint state_dict: Sana's, with SanaCombinedTimestepGuidanceEmbeddings' names and the
+ *  q/k RMSNorm weights of both attentions. */
+export function sprintTransformerTensors(c: SanaTransformerConfig): TensorSpec[] {
+  const D = c.num_attention_heads * c.attention_head_dim;
+  const Dc = c.num_cross_attention_heads * c.cross_attention_head_dim;
+  const out: TensorSpec[] = [];
+  for (const t of transformerTensors(c)) {
+    if (t.name.startsWith('time_embed.emb.timestep_embedder.')) {
+      out.push({ ...t, name: t.name.replace('time_embed.emb.', 'time_embed.') });
+      continue;
+    }
+    out.push(t);
+    if (t.name === 'time_embed.linear.bias') {
+      linear(out, 'time_embed.guidance_embedder.linear_1', D, 256, true);
+      linear(out, 'time_embed.guidance_embedder.linear_2', D, D, true);
+    }
+    const m = /^(transformer_blocks\.\d+)\.attn([12])\.to_out\.0\.bias$/.exec(t.name);
+    if (m) {
+      const w = m[2] === '1' ? D : Dc;
+      // Near 1 rather than exactly 1, so a wrong norm wiring shows in the output.
+      for (const n of ['norm_q', 'norm_k']) out.push({ name: `${m[1]}.attn${m[2]}.${n}.weight`, shape: [w], init: { kind: 'normal', mean: 1, std: 0.05 } });
+    }
+  }
+  return out;
+}
+
+/** Writes `<modelsDir>/sana/Sana_Sprint_Tiny_diffusers` (after the tiny Sana pipeline it copies
+ *  from) unless an identical one is already there. */
+export function makeTinySprintModel(modelsDirPath: string, opts: { force?: boolean; seed?: number } = {}): MakeResult {
+  const t0 = performance.now();
+  const seed = opts.seed ?? 20250312;
+  makeTinyModels(modelsDirPath, { force: opts.force });
+  const src = path.join(modelsDirPath, 'sana', TINY_PIPELINE);
+  const dir = path.join(modelsDirPath, 'sana', TINY_SPRINT_PIPELINE);
+  const stamp = JSON.stringify({
+    version: TINY_SPRINT_VERSION, seed, transformer: TINY_SPRINT_TRANSFORMER_CONFIG, scheduler: SPRINT_SCHEDULER_CONFIG,
+    from: fs.readFileSync(path.join(src, STAMP), 'utf8'),
+  });
+  try {
+    if (!opts.force && fs.readFileSync(path.join(dir, STAMP), 'utf8') === stamp) return { dir, generated: false, ms: performance.now() - t0 };
+  } catch {
+    // No stamp: generate.
+  }
+  const tmp = path.join(path.dirname(dir), `.${TINY_SPRINT_PIPELINE}.tmp-${process.pid}`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  try {
+    for (const sub of ['transformer', 'scheduler']) fs.mkdirSync(path.join(tmp, sub), { recursive: true });
+    writeJson(path.join(tmp, 'model_index.json'), SPRINT_MODEL_INDEX);
+    writeJson(path.join(tmp, 'scheduler', 'scheduler_config.json'), SPRINT_SCHEDULER_CONFIG);
+    writeJson(path.join(tmp, 'transformer', 'config.json'), TINY_SPRINT_TRANSFORMER_CONFIG);
+    writeComponent(path.join(tmp, 'transformer', 'diffusion_pytorch_model.safetensors'), sprintTransformerTensors(TINY_SPRINT_TRANSFORMER_CONFIG), 'F32', seed);
+    for (const sub of ['text_encoder', 'tokenizer', 'vae']) fs.cpSync(path.join(src, sub), path.join(tmp, sub), { recursive: true });
+    fs.writeFileSync(path.join(tmp, STAMP), stamp);
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  const old = path.join(path.dirname(dir), `.${TINY_SPRINT_PIPELINE}.old-${process.pid}`);
+  if (fs.existsSync(dir)) fs.renameSync(dir, old);
+  fs.renameSync(tmp, dir);
+  fs.rmSync(old, { recursive: true, force: true });
+  return { dir, generated: true, ms: performance.now() - t0 };
+}
+
+// --- tiny LoRAs ------------------------------------------------------------------------------
+
+export const TINY_LORAS: ReadonlyArray<{ file: string; pipeline: string }> = [
+  { file: 'sana_tiny_lora.safetensors', pipeline: TINY_PIPELINE },
+  { file: 'sana_sprint_tiny_lora.safetensors', pipeline: 'Sana_Sprint_Tiny_diffusers' },
+];
+const TINY_LORA_RANK = 4;
+
+/** The tensor names and shapes in a safetensors header (no addon needed). */
+function safetensorsShapes(file: string): Map<string, number[]> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE());
+    const head = Buffer.alloc(n);
+    fs.readSync(fd, head, 0, n, 8);
+    const h = JSON.parse(head.toString('utf8')) as Record<string, { shape?: number[] }>;
+    return new Map(Object.entries(h).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.shape ?? []]));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes `models/loras/<file>` for each shipped tiny pipeline whose transformer exists: a rank-4
+ * LoRA in diffusers/PEFT keys (`transformer.<module>.lora_A/B.weight`, with the PEFT config in
+ * `lora_adapter_metadata` as diffusers saves it) on every block's attention and FFN weights. The
+ * shapes come from the transformer's own header, so the LoRA always fits it; a file is rewritten
+ * only when those shapes (or the seed/version) change. B is small, so images change but stay sane.
+ */
+export function makeTinyLoras(modelsDirPath: string, opts: { force?: boolean; seed?: number } = {}): string[] {
+  const seed = opts.seed ?? 20241122;
+  const written: string[] = [];
+  for (const { file, pipeline } of TINY_LORAS) {
+    const tr = path.join(modelsDirPath, 'sana', pipeline, 'transformer', 'diffusion_pytorch_model.safetensors');
+    if (!fs.existsSync(tr)) continue;
+    const shapes = safetensorsShapes(tr);
+    const targets = [...shapes.keys()]
+      .filter((k) => /^transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.(conv_inverted|conv_point))\.weight$/.test(k))
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const fits = JSON.stringify({ v: TINY_VERSION, seed, rank: TINY_LORA_RANK, t: targets.map((k) => [k, shapes.get(k)]) });
+    const out = path.join(modelsDirPath, 'loras', file);
+    try {
+      if (!opts.force && safetensorsMetadata(out).sana_graph_fits === fits) continue;
+    } catch {
+      // Missing or unreadable: write it.
+    }
+    const r = TINY_LORA_RANK;
+    const tensors = targets.flatMap((k) => {
+      const W = shapes.get(k)!;
+      const mod = `transformer.${k.slice(0, -'.weight'.length)}`;
+      const aShape = [r, ...W.slice(1)];
+      const bShape = [W[0]!, r, ...W.slice(2).map(() => 1)];
+      const fanIn = aShape.slice(1).reduce((x, y) => x * y, 1);
+      const A = fillTensor({ name: `${mod}.lora_A.weight`, shape: aShape, init: { kind: 'fanin', fanIn } }, seed);
+      const B = fillTensor({ name: `${mod}.lora_B.weight`, shape: bShape, init: { kind: 'normal', std: 0.5 / Math.sqrt(r) } }, seed);
+      return [
+        { name: `${mod}.lora_A.weight`, shape: aShape, dtype: 'F32' as const, data: A },
+        { name: `${mod}.lora_B.weight`, shape: bShape, dtype: 'F32' as const, data: B },
+      ];
+    });
+    const peft = { r, lora_alpha: r, target_modules: ['to_q', 'to_k', 'to_v', 'to_out.0', 'conv_inverted', 'conv_point'], use_dora: false, use_rslora: false };
+    const meta = Object.fromEntries(Object.entries(peft).map(([k, v]) => [`transformer.${k}`, v]));
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    const tmp = `${out}.tmp-${process.pid}`;
+    writeSafetensorsFile(tmp, tensors, { format: 'pt', lora_adapter_metadata: JSON.stringify(meta), generator: `sana-graph make-tiny-models v${TINY_VERSION}`, sana_graph_fits: fits });
+    fs.renameSync(tmp, out);
+    written.push(out);
+  }
+  return written;
+}
+
+function safetensorsMetadata(file: string): Record<string, string> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const head = Buffer.alloc(Number(len.readBigUInt64LE()));
+    fs.readSync(fd, head, 0, head.length, 8);
+    return (JSON.parse(head.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function main(argv: string[]): void {
   let dir = process.env.SANA_MODELS_DIR ?? path.join(REPO_ROOT, 'models');
   let force = false;
@@ -531,6 +718,9 @@ function main(argv: string[]): void {
   if (!dir) throw new Error('make-tiny-models: --models-dir needs a folder');
   const r = makeTinyModels(path.resolve(dir), { force });
   console.error(r.generated ? `[models:tiny] wrote ${r.dir} in ${(r.ms / 1000).toFixed(1)} s` : `[models:tiny] ${r.dir} is up to date`);
+  const rs = makeTinySprintModel(path.resolve(dir), { force: false });
+  console.error(rs.generated ? `[models:tiny] wrote ${rs.dir} in ${(rs.ms / 1000).toFixed(1)} s` : `[models:tiny] ${rs.dir} is up to date`);
+  for (const f of makeTinyLoras(path.resolve(dir), { force })) console.error(`[models:tiny] wrote ${f}`);
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main(process.argv.slice(2));

@@ -6,13 +6,14 @@
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
+import { blockTensorShapes, free, loadBlock, perStage, runBlock, tiledMap, weightLoader, type BlockW, type DcaeBlockType, type TileOptions } from './dcae_blocks.ts';
 import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
 import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
 
+export { tileStarts, type DcaeBlockType } from './dcae_blocks.ts';
+
 // ------------------------------------------------------------------------------------------------
 // Config
-
-export type DcaeBlockType = 'ResBlock' | 'EfficientViTBlock';
 
 export interface DcaeDecoderConfig {
   /** Image channels produced (3). */
@@ -29,12 +30,6 @@ export interface DcaeDecoderConfig {
   scalingFactor: number;
   /** 2^(stages − 1): pixels per latent pixel along each axis. */
   spatialCompression: number;
-}
-
-function perStage<T>(v: unknown, n: number, key: string, file: string, check: (x: unknown) => x is T): T[] {
-  if (check(v)) return new Array<T>(n).fill(v);
-  if (Array.isArray(v) && v.length === n && v.every(check)) return v as T[];
-  throw new Error(`${file}: "${key}" must be one value or a list of ${n} (got ${JSON.stringify(v)})`);
 }
 
 /** Parses a diffusers AutoencoderDC config.json (decoder part), refusing variants not implemented. */
@@ -119,33 +114,7 @@ export function expectedDecoderTensors(cfg: DcaeDecoderConfig): Map<string, numb
       m.set(`${pre(0)}conv.bias`, [outC]);
       j = 1;
     }
-    for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) {
-      const b = pre(j);
-      if (cfg.blockTypes[i] === 'ResBlock') {
-        m.set(`${b}conv1.weight`, [C, C, 3, 3]);
-        m.set(`${b}conv1.bias`, [C]);
-        m.set(`${b}conv2.weight`, [C, C, 3, 3]);
-        m.set(`${b}norm.weight`, [C]);
-        m.set(`${b}norm.bias`, [C]);
-      } else {
-        const I = C; // heads = C / hd (mult 1), inner = heads · hd
-        for (const n of ['to_q', 'to_k', 'to_v']) m.set(`${b}attn.${n}.weight`, [I, C]);
-        cfg.qkvMultiscales[i]!.forEach((k, s) => {
-          m.set(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`, [3 * I, 1, k, k]);
-          m.set(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`, [3 * I, hd, 1, 1]);
-        });
-        m.set(`${b}attn.to_out.weight`, [C, I * (1 + cfg.qkvMultiscales[i]!.length)]);
-        m.set(`${b}attn.norm_out.weight`, [C]);
-        m.set(`${b}attn.norm_out.bias`, [C]);
-        m.set(`${b}conv_out.conv_inverted.weight`, [8 * C, C, 1, 1]);
-        m.set(`${b}conv_out.conv_inverted.bias`, [8 * C]);
-        m.set(`${b}conv_out.conv_depth.weight`, [8 * C, 1, 3, 3]);
-        m.set(`${b}conv_out.conv_depth.bias`, [8 * C]);
-        m.set(`${b}conv_out.conv_point.weight`, [C, 4 * C, 1, 1]);
-        m.set(`${b}conv_out.norm.weight`, [C]);
-        m.set(`${b}conv_out.norm.bias`, [C]);
-      }
-    }
+    for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) blockTensorShapes(m, pre(j), cfg.blockTypes[i]!, C, hd, cfg.qkvMultiscales[i]!);
   }
   m.set('decoder.norm_out.weight', [Cs[0]!]);
   m.set('decoder.norm_out.bias', [Cs[0]!]);
@@ -166,28 +135,10 @@ export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightS
 // ------------------------------------------------------------------------------------------------
 // Model
 
-interface ResBlockW { kind: 'res'; c1W: Tensor; c1B: Tensor; c2W: Tensor; nW: Tensor; nB: Tensor; act: 'silu' | 'relu' }
-interface EvitBlockW {
-  kind: 'evit';
-  qkvW: Tensor; // (3I, C, 1, 1) fused to_q|to_k|to_v
-  scales: Array<{ k: number; inW: Tensor; outW: Tensor }>;
-  outW: Tensor; // (C, I·(1+S), 1, 1)
-  anW: Tensor; anB: Tensor;
-  invW: Tensor; invB: Tensor; dwW: Tensor; dwB: Tensor; ptW: Tensor; gnW: Tensor; gnB: Tensor;
-}
 interface UpW { convW: Tensor; convB: Tensor; repeats: number; interpolate: boolean }
-interface Stage { up?: UpW; blocks: Array<ResBlockW | EvitBlockW> }
+interface Stage { up?: UpW; blocks: BlockW[] }
 
-export interface TiledDecodeOptions {
-  /** Latent tile side (default 32 = 1024 px). */
-  tile?: number;
-  /** Latent overlap between neighbouring tiles, blended linearly (default 4 = 128 px). */
-  overlap?: number;
-  /** Called after each tile with (done, total). */
-  onTile?: (done: number, total: number) => void;
-  /** Called between decoder blocks of every tile (see `DecodeOptions.onBlock`). */
-  onBlock?: () => void;
-}
+export type TiledDecodeOptions = TileOptions;
 
 export interface DecodeOptions {
   capture?: (name: string, t: Tensor) => void;
@@ -215,16 +166,8 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE decoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
   validateDecoderTensors(cfg, src, where);
   const bk = backend;
-  const owned: Tensor[] = [];
-  const keepT = (t: Tensor): Tensor => { owned.push(t); return t; };
-  const ld = (name: string): Tensor => keepT(src.load(name, bk, dtype));
-  const ldCat = (names: string[], shape: number[]): Tensor => {
-    const parts = names.map((n) => src.load(n, bk, dtype));
-    const cat = keepT(bk.concat(parts, 0));
-    parts.forEach((p) => p.dispose());
-    return keepT(bk.reshape(cat, shape));
-  };
-  const ldAs = (name: string, shape: number[]): Tensor => keepT(bk.reshape(ld(name), shape));
+  const wl = weightLoader(src, bk, dtype);
+  const ld = wl.ld;
   const Cs = cfg.blockOutChannels, S = Cs.length;
   try {
     const convInW = ld('decoder.conv_in.weight'), convInB = ld('decoder.conv_in.bias');
@@ -238,99 +181,14 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
         stage.up = { convW: ld(`${pre(0)}conv.weight`), convB: ld(`${pre(0)}conv.bias`), repeats: (4 * C) / Cs[i + 1]!, interpolate: cfg.upsampleBlockType === 'interpolate' };
         j = 1;
       }
-      for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) {
-        const b = pre(j);
-        if (cfg.blockTypes[i] === 'ResBlock') {
-          stage.blocks.push({ kind: 'res', c1W: ld(`${b}conv1.weight`), c1B: ld(`${b}conv1.bias`), c2W: ld(`${b}conv2.weight`), nW: ld(`${b}norm.weight`), nB: ld(`${b}norm.bias`), act: cfg.actFns[i]! });
-        } else {
-          const I = C, nS = cfg.qkvMultiscales[i]!.length;
-          stage.blocks.push({
-            kind: 'evit',
-            qkvW: ldCat([`${b}attn.to_q.weight`, `${b}attn.to_k.weight`, `${b}attn.to_v.weight`], [3 * I, C, 1, 1]),
-            scales: cfg.qkvMultiscales[i]!.map((k, s) => ({ k, inW: ld(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`), outW: ld(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`) })),
-            outW: ldAs(`${b}attn.to_out.weight`, [C, I * (1 + nS), 1, 1]),
-            anW: ld(`${b}attn.norm_out.weight`), anB: ld(`${b}attn.norm_out.bias`),
-            invW: ld(`${b}conv_out.conv_inverted.weight`), invB: ld(`${b}conv_out.conv_inverted.bias`),
-            dwW: ld(`${b}conv_out.conv_depth.weight`), dwB: ld(`${b}conv_out.conv_depth.bias`),
-            ptW: ld(`${b}conv_out.conv_point.weight`),
-            gnW: ld(`${b}conv_out.norm.weight`), gnB: ld(`${b}conv_out.norm.bias`),
-          });
-        }
-      }
+      for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) stage.blocks.push(loadBlock(wl, pre(j), cfg.blockTypes[i]!, C, cfg.qkvMultiscales[i]!, cfg.actFns[i]!));
       stages.push(stage);
     }
     const normW = ld('decoder.norm_out.weight'), normB = ld('decoder.norm_out.bias');
     const outW = ld('decoder.conv_out.weight'), outB = ld('decoder.conv_out.bias');
-    const bytes = owned.reduce((s, t) => s + t.nbytes, 0);
+    const bytes = wl.bytes();
     const hd = cfg.attentionHeadDim;
 
-    // Intermediates are freed as soon as they are consumed (the enclosing scope would free them
-    // too, but only at the end of the block): at 1024² a stage-0 map is 256–512 MB.
-    const free = (...ts: Tensor[]): void => ts.forEach((t) => t.dispose());
-    // reshape that hands the storage over to the view (storage is refcounted: the base must go too)
-    const view = (t: Tensor, shape: number[]): Tensor => {
-      const v = bk.reshape(t, shape);
-      t.dispose();
-      return v;
-    };
-    const evit = (X: Tensor, w: EvitBlockW): Tensor => {
-      const [B, C, H, W] = X.shape as [number, number, number, number];
-      const N = H * W;
-      // LiteMLA: multi-scale q/k/v, ReLU linear attention per 3·hd-channel group, projection, norm, residual
-      const qkv = bk.conv2d(X, w.qkvW, undefined); // (B, 3I, H, W)
-      const branches = [qkv];
-      for (const s of w.scales) {
-        const dw = bk.conv2d(qkv, s.inW, undefined, { padding: (s.k - 1) / 2, groups: 3 * C }); // (B, 3I, H, W)
-        branches.push(bk.conv2d(dw, s.outW, undefined, { groups: (3 * C) / hd })); // (B, 3I, H, W)
-        free(dw);
-      }
-      const T = branches.length === 1 ? qkv : bk.concat(branches, 1); // (B, 3I·(1+S), H, W)
-      if (T !== qkv) free(...branches);
-      const G = T.shape[1]! / (3 * hd);
-      // Groups of 3·hd consecutive channels hold [query | key | value] of one head (fixture README).
-      const T5 = view(T, [B, G, 3, hd, N]);
-      const t5 = bk.permute(T5, [2, 0, 1, 4, 3]); // (3, B, G, N, hd)
-      free(T5);
-      const [q, k, v] = [0, 1, 2].map((i) => view(bk.slice(t5, 0, i, i + 1), [B, G, N, hd])) as [Tensor, Tensor, Tensor];
-      free(t5);
-      // The quadratic path diffusers takes when N ≤ hd is the same normalised ReLU-kernel
-      // attention evaluated in another order, so one op serves both.
-      const o = bk.linearAttention(q, k, v, 1e-15, true); // (B, G, N, hd)
-      free(q, k, v);
-      const oImg = view(bk.permute(o, [0, 1, 3, 2]), [B, G * hd, H, W]); // (B, I·(1+S), H, W)
-      free(o);
-      const proj = bk.conv2d(oImg, w.outW, undefined); // (B, C, H, W)
-      free(oImg);
-      const att = bk.rmsnorm2d(proj, w.anW, w.anB, 1e-5);
-      free(proj);
-      const X1 = bk.add(att, X);
-      free(att);
-      // GLUMBConv (expand 4): 1×1 → SiLU → depthwise 3×3 → value·SiLU(gate) → 1×1 → RMSNorm → residual
-      const u0 = bk.conv2d(X1, w.invW, w.invB); // (B, 8C, H, W)
-      const u = bk.silu(u0);
-      free(u0);
-      const d = bk.conv2d(u, w.dwW, w.dwB, { padding: 1, groups: 8 * C }); // (B, 8C, H, W)
-      free(u);
-      const val = bk.slice(d, 1, 0, 4 * C), gate = bk.slice(d, 1, 4 * C, 8 * C); // (B, 4C, H, W) each
-      free(d);
-      const glu = bk.gluMul(val, gate, 'silu'); // (B, 4C, H, W)
-      free(val, gate);
-      const pt = bk.conv2d(glu, w.ptW, undefined); // (B, C, H, W)
-      free(glu);
-      const g = bk.rmsnorm2d(pt, w.gnW, w.gnB, 1e-5);
-      free(pt);
-      return bk.add(g, X1);
-    };
-    const res = (X: Tensor, w: ResBlockW): Tensor => {
-      const h1 = bk.conv2d(X, w.c1W, w.c1B, { padding: 1 }); // (B, C, H, W)
-      const a = w.act === 'silu' ? bk.silu(h1) : bk.relu(h1);
-      free(h1);
-      const c2 = bk.conv2d(a, w.c2W, undefined, { padding: 1 });
-      free(a);
-      const h2 = bk.rmsnorm2d(c2, w.nW, w.nB, 1e-5);
-      free(c2);
-      return bk.add(h2, X);
-    };
     const upsample = (X: Tensor, w: UpW): Tensor => {
       let main: Tensor;
       if (w.interpolate) {
@@ -366,7 +224,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       for (let i = S - 1; i >= 0; i--) {
         const st = stages[i]!;
         if (st.up) step((x) => upsample(x, st.up!));
-        for (const b of st.blocks) step((x) => (b.kind === 'res' ? res(x, b) : evit(x, b)));
+        for (const b of st.blocks) step((x) => runBlock(bk, x, b, hd));
         capture?.(`decoder.up_blocks.${i}`, X);
       }
       const img = bk.conv2d(bk.relu(bk.rmsnorm2d(X, normW, normB, 1e-5)), outW, outB, { padding: 1 }); // (B, 3, H, W)
@@ -400,11 +258,11 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       dispose: () => {
         if (disposed) return;
         disposed = true;
-        for (const t of [...owned].reverse()) if (!t.disposed) t.dispose();
+        wl.disposeAll();
       },
     };
   } catch (e) {
-    for (const t of [...owned].reverse()) if (!t.disposed) t.dispose();
+    wl.disposeAll();
     throw e;
   }
 }
@@ -412,90 +270,14 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
 // ------------------------------------------------------------------------------------------------
 // Tiled decoding
 
-/** Tile starts along one axis: evenly spread so that consecutive tiles overlap by ≥ `overlap`
- *  and the last tile ends at the edge. */
-export function tileStarts(size: number, tile: number, overlap: number): number[] {
-  if (size <= tile) return [0];
-  const n = Math.ceil((size - overlap) / (tile - overlap));
-  const starts: number[] = [];
-  for (let k = 0; k < n; k++) starts.push(Math.round((k * (size - tile)) / (n - 1)));
-  return starts;
-}
-
-/** Per-pixel blend weight along one axis of a tile of `len` pixels: a linear ramp over the part
- *  shared with the previous / next tile, 1 elsewhere. Never 0, so every pixel is covered. */
-function rampWeights(len: number, overlapPrev: number, overlapNext: number): Float32Array {
-  const w = new Float32Array(len).fill(1);
-  for (let j = 0; j < overlapPrev; j++) w[j] = Math.min(w[j]!, (j + 0.5) / overlapPrev);
-  for (let j = 0; j < overlapNext; j++) w[len - 1 - j] = Math.min(w[len - 1 - j]!, (j + 0.5) / overlapNext);
-  return w;
-}
-
 /**
- * Decodes a latent (B, c, h, w) as overlapping tiles and blends them: each output pixel is the
- * weighted mean of the tiles covering it, with separable linear ramps across every overlap, so
- * seams are continuous. `decodeTile` maps a latent tile to its image (B, 3, f·th, f·tw) on the host.
- * When a tile decode is the exact restriction of a global decode (e.g. a per-pixel map), the result
- * equals the untiled decode.
+ * Decodes a latent (B, c, h, w) as overlapping tiles and blends them (`tiledMap`): `decodeTile`
+ * maps a latent tile to its image (B, 3, f·th, f·tw) on the host.
  */
 export function tiledDecode(
   z: HostArray, factor: number, decodeTile: (tile: HostArray) => Float32Array, opts: TiledDecodeOptions = {},
 ): HostArray {
-  const tile = opts.tile ?? 32, overlap = opts.overlap ?? 4;
-  if (!(Number.isInteger(tile) && Number.isInteger(overlap) && tile >= 1 && overlap >= 0 && overlap < tile)) {
-    throw new Error(`DC-AE tiled decode: tile ${tile} / overlap ${overlap} must be integers with 0 ≤ overlap < tile`);
-  }
-  const [B, c, h, w] = z.shape as [number, number, number, number];
-  const ys = tileStarts(h, tile, overlap), xs = tileStarts(w, tile, overlap);
-  const H = h * factor, W = w * factor;
-  let outC = 0;
-  let acc: Float32Array | undefined;
-  const wsum = new Float32Array(H * W);
-  const total = ys.length * xs.length;
-  let done = 0;
-  for (let iy = 0; iy < ys.length; iy++) {
-    const y0 = ys[iy]!, th = Math.min(tile, h - y0);
-    for (let ix = 0; ix < xs.length; ix++) {
-      const x0 = xs[ix]!, tw = Math.min(tile, w - x0);
-      // (B, c, th, tw) latent tile
-      const t = new Float32Array(B * c * th * tw);
-      for (let bc = 0; bc < B * c; bc++) {
-        for (let r = 0; r < th; r++) {
-          const src = (bc * h + y0 + r) * w + x0;
-          t.set(z.data.subarray(src, src + tw), (bc * th + r) * tw);
-        }
-      }
-      const img = decodeTile({ data: t, shape: [B, c, th, tw] });
-      const TH = th * factor, TW = tw * factor;
-      if (img.length % (B * TH * TW) !== 0) throw new Error(`DC-AE tiled decode: tile decode returned ${img.length} values, not a multiple of B·${TH}·${TW}`);
-      const C = img.length / (B * TH * TW);
-      if (!acc) { outC = C; acc = new Float32Array(B * C * H * W); }
-      const prevY = iy > 0 ? (ys[iy - 1]! + tile - y0) * factor : 0;
-      const nextY = iy < ys.length - 1 ? (y0 + th - ys[iy + 1]!) * factor : 0;
-      const prevX = ix > 0 ? (xs[ix - 1]! + tile - x0) * factor : 0;
-      const nextX = ix < xs.length - 1 ? (x0 + tw - xs[ix + 1]!) * factor : 0;
-      const wy = rampWeights(TH, Math.max(0, prevY), Math.max(0, nextY));
-      const wx = rampWeights(TW, Math.max(0, prevX), Math.max(0, nextX));
-      const Y0 = y0 * factor, X0 = x0 * factor;
-      for (let r = 0; r < TH; r++) {
-        for (let q = 0; q < TW; q++) wsum[(Y0 + r) * W + X0 + q]! += wy[r]! * wx[q]!;
-      }
-      for (let bc = 0; bc < B * C; bc++) {
-        for (let r = 0; r < TH; r++) {
-          const wr = wy[r]!;
-          const src = (bc * TH + r) * TW, dst = (bc * H + Y0 + r) * W + X0;
-          for (let q = 0; q < TW; q++) acc[dst + q]! += img[src + q]! * wr * wx[q]!;
-        }
-      }
-      opts.onTile?.(++done, total);
-    }
-  }
-  const out = acc!;
-  for (let bc = 0; bc < B * outC; bc++) {
-    const o = bc * H * W;
-    for (let i = 0; i < H * W; i++) out[o + i]! /= wsum[i]!;
-  }
-  return { data: out, shape: [B, outC, H, W] };
+  return tiledMap(z, 1, factor, decodeTile, opts, 'DC-AE tiled decode');
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -336,6 +336,15 @@ export interface SanaTransformer {
    * mask (B, L) of 1 keep / 0 drop → velocity (B, C, h, w) as a float32 tensor owned by the caller.
    */
   forward(x: TensorInput, t: readonly number[], embeds: TensorInput, mask: TensorInput | Float32Array, opts?: SanaForwardOptions): Tensor;
+  /**
+   * A model patch (LoRA): a model that shares every weight of this one except the tensors named
+   * in `changed`, which it loads from `src` (names and shapes as the checkpoint's). Its `bytes`
+   * and `dispose()` cover only what it loaded; it must not outlive this model (its forward
+   * refuses once this one is disposed). Shared weights are used only as they are here (as linear
+   * weights), so they may have had their source released after packing; the changed tensors
+   * come from `src`, never from this model's packed copies.
+   */
+  withWeights(src: WeightSource, changed: ReadonlySet<string>, where?: string): SanaTransformer;
   dispose(): void;
 }
 
@@ -355,75 +364,95 @@ interface Block {
 
 const SUPPORTED_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
 
+/** What a patched model borrows from the model it patches (see `SanaTransformer.withWeights`). */
+interface ShareFrom {
+  /** The base model's tensors as forward uses them, by slot key (checkpoint names, `+`-joined
+   *  for fused tensors, `@shape` for reshaped views). */
+  slots: ReadonlyMap<string, Tensor>;
+  /** Checkpoint tensors this model loads itself; every slot touching one of them is rebuilt. */
+  changed: ReadonlySet<string>;
+  baseDisposed: () => boolean;
+}
+
 /** Builds the model from any weight source (names/shapes validated first). */
-export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): SanaTransformer {
+export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights', share?: ShareFrom): SanaTransformer {
   if (!SUPPORTED_DTYPES.includes(dtype)) throw new Error(`Sana transformer: compute dtype ${dtype} is not one of ${SUPPORTED_DTYPES.join(', ')}`);
   validateTransformerTensors(cfg, src, where);
   const owned: Tensor[] = [];
+  const slots = new Map<string, Tensor>();
   const keepT = (t: Tensor): Tensor => { owned.push(t); return t; };
   const ld = (name: string): Tensor => src.load(name, backend, dtype);
+  // Every weight forward uses is a slot: built once here, or borrowed from the base model when
+  // none of its checkpoint tensors changed (so a LoRA-patched model holds only what it merged).
+  const slot = (key: string, names: readonly string[], make: () => Tensor): Tensor => {
+    let t = slots.get(key);
+    if (t) return t;
+    const borrowed = share && !names.some((n) => share.changed.has(n)) ? share.slots.get(key) : undefined;
+    t = borrowed ?? make();
+    slots.set(key, t);
+    return t;
+  };
+  const ldOne = (name: string): Tensor => slot(name, [name], () => keepT(ld(name)));
   // Loads then reshapes outside any scope: the loaded tensor and its view are both kept, so the
   // backend's packed-weight cache (attached to the view passed to `linear`) lives as long as the model.
-  const ldAs = (name: string, shape: number[]): Tensor => {
-    const t = keepT(ld(name));
-    return keepT(backend.reshape(t, shape));
-  };
-  const ldCat = (names: string[]): Tensor => {
+  const ldAs = (name: string, shape: number[]): Tensor =>
+    slot(`${name}@${shape.join('x')}`, [name], () => keepT(backend.reshape(ldOne(name), shape)));
+  const ldCat = (names: string[]): Tensor => slot(names.join('+'), names, () => {
     const parts = names.map(ld);
     const cat = backend.concat(parts, 0);
     parts.forEach((p) => p.dispose());
     return keepT(cat);
-  };
+  });
   const D = cfg.innerDim, F = cfg.ffnHidden, p = cfg.patchSize;
   try {
-    const patchW = keepT(ld('patch_embed.proj.weight'));
+    const patchW = ldOne('patch_embed.proj.weight');
     const top = {
       patchW,
       // 1×1 patches are a per-pixel linear over channels: (D, C).
-      patchLin: p === 1 ? keepT(backend.reshape(patchW, [D, cfg.inChannels])) : undefined,
-      patchB: keepT(ld('patch_embed.proj.bias')),
+      patchLin: p === 1 ? ldAs('patch_embed.proj.weight', [D, cfg.inChannels]) : undefined,
+      patchB: ldOne('patch_embed.proj.bias'),
       ...(() => {
         const [te, ge] = timeEmbedders(cfg) as [string, string | undefined];
         const mlp = (e: string): Mlp => ({
-          w1: keepT(ld(`${e}.linear_1.weight`)), b1: keepT(ld(`${e}.linear_1.bias`)),
-          w2: keepT(ld(`${e}.linear_2.weight`)), b2: keepT(ld(`${e}.linear_2.bias`)),
+          w1: ldOne(`${e}.linear_1.weight`), b1: ldOne(`${e}.linear_1.bias`),
+          w2: ldOne(`${e}.linear_2.weight`), b2: ldOne(`${e}.linear_2.bias`),
         });
         return { tMlp: mlp(te), gMlp: ge !== undefined ? mlp(ge) : undefined };
       })(),
-      tlW: keepT(ld('time_embed.linear.weight')),
-      tlB: keepT(ld('time_embed.linear.bias')),
-      c1W: keepT(ld('caption_projection.linear_1.weight')),
-      c1B: keepT(ld('caption_projection.linear_1.bias')),
-      c2W: keepT(ld('caption_projection.linear_2.weight')),
-      c2B: keepT(ld('caption_projection.linear_2.bias')),
-      capNorm: keepT(ld('caption_norm.weight')),
-      sstOut: keepT(ld('scale_shift_table')),
-      projW: keepT(ld('proj_out.weight')),
-      projB: keepT(ld('proj_out.bias')),
+      tlW: ldOne('time_embed.linear.weight'),
+      tlB: ldOne('time_embed.linear.bias'),
+      c1W: ldOne('caption_projection.linear_1.weight'),
+      c1B: ldOne('caption_projection.linear_1.bias'),
+      c2W: ldOne('caption_projection.linear_2.weight'),
+      c2B: ldOne('caption_projection.linear_2.bias'),
+      capNorm: ldOne('caption_norm.weight'),
+      sstOut: ldOne('scale_shift_table'),
+      projW: ldOne('proj_out.weight'),
+      projB: ldOne('proj_out.bias'),
     };
     const blocks: Block[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const b = `transformer_blocks.${i}.`;
       blocks.push({
-        sst: keepT(ld(`${b}scale_shift_table`)),
+        sst: ldOne(`${b}scale_shift_table`),
         qkvW: ldCat([`${b}attn1.to_q.weight`, `${b}attn1.to_k.weight`, `${b}attn1.to_v.weight`]),
         qkvB: cfg.attentionBias ? ldCat([`${b}attn1.to_q.bias`, `${b}attn1.to_k.bias`, `${b}attn1.to_v.bias`]) : undefined,
-        o1W: keepT(ld(`${b}attn1.to_out.0.weight`)),
-        o1B: keepT(ld(`${b}attn1.to_out.0.bias`)),
-        q2W: keepT(ld(`${b}attn2.to_q.weight`)),
-        q2B: keepT(ld(`${b}attn2.to_q.bias`)),
+        o1W: ldOne(`${b}attn1.to_out.0.weight`),
+        o1B: ldOne(`${b}attn1.to_out.0.bias`),
+        q2W: ldOne(`${b}attn2.to_q.weight`),
+        q2B: ldOne(`${b}attn2.to_q.bias`),
         kv2W: ldCat([`${b}attn2.to_k.weight`, `${b}attn2.to_v.weight`]),
         kv2B: ldCat([`${b}attn2.to_k.bias`, `${b}attn2.to_v.bias`]),
-        o2W: keepT(ld(`${b}attn2.to_out.0.weight`)),
-        o2B: keepT(ld(`${b}attn2.to_out.0.bias`)),
+        o2W: ldOne(`${b}attn2.to_out.0.weight`),
+        o2B: ldOne(`${b}attn2.to_out.0.bias`),
         invW: ldAs(`${b}ff.conv_inverted.weight`, [2 * F, D]),
-        invB: keepT(ld(`${b}ff.conv_inverted.bias`)),
-        dwW: keepT(ld(`${b}ff.conv_depth.weight`)),
-        dwB: keepT(ld(`${b}ff.conv_depth.bias`)),
+        invB: ldOne(`${b}ff.conv_inverted.bias`),
+        dwW: ldOne(`${b}ff.conv_depth.weight`),
+        dwB: ldOne(`${b}ff.conv_depth.bias`),
         ptW: ldAs(`${b}ff.conv_point.weight`, [D, F]),
         qk: cfg.qkNorm === null ? undefined : {
-          q1: keepT(ld(`${b}attn1.norm_q.weight`)), k1: keepT(ld(`${b}attn1.norm_k.weight`)),
-          q2: keepT(ld(`${b}attn2.norm_q.weight`)), k2: keepT(ld(`${b}attn2.norm_k.weight`)),
+          q1: ldOne(`${b}attn1.norm_q.weight`), k1: ldOne(`${b}attn1.norm_k.weight`),
+          q2: ldOne(`${b}attn2.norm_q.weight`), k2: ldOne(`${b}attn2.norm_k.weight`),
         },
       });
     }
@@ -435,7 +464,13 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
       bytes,
       forward: (x, t, embeds, mask, opts = {}) => {
         if (disposed) throw new Error('Sana transformer: forward() after dispose()');
+        if (share?.baseDisposed()) throw new Error('Sana transformer: forward() on a patched model whose base model was disposed');
         return runForward(backend, cfg, dtype, top, blocks, x, t, embeds, mask, opts);
+      },
+      withWeights: (patchSrc, changed, patchWhere = 'patched weights') => {
+        if (disposed) throw new Error('Sana transformer: withWeights() after dispose()');
+        const isGone = (): boolean => disposed || (share?.baseDisposed() ?? false);
+        return buildSanaTransformer(cfg, patchSrc, backend, dtype, patchWhere, { slots, changed, baseDisposed: isGone });
       },
       dispose: () => {
         if (disposed) return;

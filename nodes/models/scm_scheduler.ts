@@ -117,6 +117,13 @@ export class SCMScheduler {
 
   get stepIndex(): number { return this.index; }
 
+  /** Starts the next step() at timesteps[i] (diffusers' set_begin_index: image-to-image). */
+  setBeginIndex(i: number): void {
+    const n = this.timesteps.length - 1;
+    if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`SCMScheduler: begin index ${i} outside the ${n} steps`);
+    this.index = i;
+  }
+
   /** `noise`: the seeded CPU generator to draw from, or the unit-variance noise itself. */
   step(modelOutput: Float32Array, sample: Float32Array, noise: MT19937 | Float32Array): ScmStepResult {
     const n = this.timesteps.length - 1;
@@ -178,6 +185,18 @@ export function scmModelOutput(out: Float32Array, input: Float32Array, s: number
   return v;
 }
 
+/**
+ * SanaSprintImg2ImgPipeline.get_timesteps: with strength in (0, 1], the index of the first of the
+ * `steps` to run, int(max(steps − min(steps·strength, steps), 0)). At least one step must remain.
+ */
+export function scmStartStep(steps: number, strength: number): number {
+  if (!(strength > 0 && strength <= 1)) throw new Error(`SCM image-to-image: strength must be in (0, 1] (got ${strength})`);
+  const init = Math.min(steps * strength, steps);
+  const start = Math.trunc(Math.max(steps - init, 0));
+  if (steps - start < 1) throw new Error(`SCM image-to-image: strength ${strength} leaves no step of ${steps}; raise the strength or the steps`);
+  return start;
+}
+
 /** SanaSprintPipeline's guidance argument: float32(guidance_scale) · guidance_embeds_scale. */
 export function sprintGuidance(guidanceScale: number, guidanceEmbedsScale: number): number {
   return f32(f32(guidanceScale) * f32(guidanceEmbedsScale));
@@ -201,6 +220,14 @@ export interface ScmSampleOptions {
   guidanceEmbedsScale: number;
   maxTimesteps?: number;
   intermediateTimesteps?: number | null;
+  /**
+   * Image-to-image (SanaSprintImg2ImgPipeline): the diffusion latent of the image (VAE latent ×
+   * scaling factor, before σ_d). The start is then cos t·(image·σ_d) + sin t·(noise·σ_d) at
+   * t = timesteps[startStep], with the noise the first draw of the generator.
+   */
+  imageLatents?: Float32Array;
+  /** The first step to run (the img2img pipeline's t_start; see `scmStartStep`). Default 0. */
+  startStep?: number;
   /** Replaces the generator's noise at step i when it returns an array (unit variance): for
    *  replaying a recorded run whose noise did not come from `seed`. */
   noiseAt?: (step: number) => Float32Array | undefined;
@@ -241,11 +268,21 @@ export async function sampleScm(
     ...(o.maxTimesteps !== undefined ? { maxTimesteps: o.maxTimesteps } : {}),
     ...(o.intermediateTimesteps !== undefined ? { intermediateTimesteps: o.intermediateTimesteps } : {}),
   });
+  const start = o.startStep ?? 0;
+  if (start !== 0) sched.setBeginIndex(start);
   const sd = f32(cfg.sigmaData);
   const guidance = sprintGuidance(o.guidanceScale, o.guidanceEmbedsScale);
-  let x: Float32Array = init.map((v) => f32(v * sd));
+  let x: Float32Array;
+  if (o.imageLatents) {
+    if (o.imageLatents.length !== n) throw new Error(`sampleScm: image latent has ${o.imageLatents.length} values, shape ${JSON.stringify(o.shape)} needs ${n}`);
+    const t0 = f32(sched.timesteps[start]!), c = f32(Math.cos(t0)), s = f32(Math.sin(t0));
+    const img = o.imageLatents;
+    x = init.map((z, i) => f32(f32(c * f32(img[i]! * sd)) + f32(s * f32(z * sd))));
+  } else {
+    x = init.map((v) => f32(v * sd));
+  }
   let denoised: Float32Array = x;
-  for (let i = 0; i < o.steps; i++) {
+  for (let i = start; i < o.steps; i++) {
     const t = sched.timesteps[i]!;
     const { input, s } = scmModelInput(x, t, cfg.sigmaData);
     const out = await velocity(input, s, guidance);

@@ -4,10 +4,13 @@
 // model names (nodes/sana/model_names.ts). Socket types stay ours (SANA_MODEL, DCAE, GEMMA), so the
 // aliases connect to each other and to our nodes.
 //
-// What does not map is refused with a message naming the node and input: Sana-Sprint / SANA 1.5
-// checkpoints, the `scm` sampler, non-DC-AE VAE types, 4-bit Gemma, and classes we do not have
-// (ScmModelSampling, CogVideoX, ...) fail validation as unknown node classes.
+// KSampler's `scm` sampler (Sana-Sprint, after ScmModelSampling) runs the Sprint sampler: the alias
+// passes it on as sampler 'scm', which FlowDPMSampler hands to nodes/sana/scm_sampler.ts.
+//
+// What does not map is refused with a message naming the node and input: non-DC-AE VAE types,
+// 4-bit Gemma, and classes we do not have (CogVideoX, ...) fail validation as unknown node classes.
 import type { NodeAlias, NodeRegistry } from '../../engine/index.ts';
+import { listLoras } from '../models_dir.ts';
 import { EXTRAMODELS_GEMMA_IDS, EXTRAMODELS_SANA_IDS, EXTRAMODELS_VAE_IDS, foreignChoices, mapModelName } from './model_names.ts';
 
 const SANA_ARCHS = [
@@ -38,6 +41,8 @@ function mapDevice(v: unknown): string {
 
 const LATENT_SIZE = { type: 'INT', default: 512, min: 16, max: 16384, step: 8 } as const;
 const KSAMPLER_SAMPLERS: Record<string, string> = { euler: 'flow_euler', dpmpp_2m: 'dpmpp_2m' };
+/** Sana-Sprint's SCM sampler (the Sana repo registers it into ComfyUI's KSampler list). */
+const KSAMPLER_SCM = 'scm';
 
 export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
   {
@@ -51,7 +56,7 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           ckpt_name: { type: 'COMBO', values: () => foreignChoices('sana', EXTRAMODELS_SANA_IDS) },
           model: { type: 'COMBO', values: SANA_ARCHS, default: 'SanaMS_1600M_P1_D20', tooltip: 'Ignored: the architecture is read from the checkpoint config.' },
           dtype: { type: 'COMBO', values: ['auto', 'FP32', 'FP16', 'BF16'], default: 'auto' },
-          enable_cfg_passthrough: { type: 'BOOLEAN', default: true, tooltip: 'Only meaningful for Sana-Sprint, which is not supported; ignored.' },
+          enable_cfg_passthrough: { type: 'BOOLEAN', default: true, tooltip: 'Ignored: Sana-Sprint guidance is embedded in the model (ScmModelSampling sets its scale).' },
         },
       },
       mapInputs: (i) => ({
@@ -126,8 +131,8 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffffn, controlAfterGenerate: true },
           steps: { type: 'INT', default: 20, min: 1, max: 10000 },
           cfg: { type: 'FLOAT', default: 8.0, min: 0, max: 100, step: 0.1, round: 0.01 },
-          sampler_name: { type: 'COMBO', values: Object.keys(KSAMPLER_SAMPLERS), tooltip: 'euler = flow Euler, dpmpp_2m = DPM-Solver++ 2M on the flow schedule.' },
-          scheduler: { type: 'COMBO', values: ['normal', 'simple'], tooltip: "Both give the checkpoint's shifted flow schedule." },
+          sampler_name: { type: 'COMBO', values: [...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM], tooltip: 'euler = flow Euler, dpmpp_2m = DPM-Solver++ 2M on the flow schedule, scm = Sana-Sprint (SCM).' },
+          scheduler: { type: 'COMBO', values: ['normal', 'simple', 'sgm_uniform'], tooltip: "normal / simple: the checkpoint's shifted flow schedule; scm makes its own schedule whatever is chosen here." },
           positive: { type: 'CONDITIONING' },
           negative: { type: 'CONDITIONING' },
           latent_image: { type: 'LATENT' },
@@ -135,9 +140,18 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
         },
       },
       mapInputs: (i) => {
+        if (String(i.sampler_name) === KSAMPLER_SCM) {
+          // The Sana repo's sample_scm ignores the sigmas (so the scheduler) and the CFG batch only
+          // stays out of the way at cfg 1; its guidance is ScmModelSampling's cfg_scale.
+          if (Number(i.cfg) !== 1) throw new Error(`KSampler input cfg: the scm sampler takes its guidance from ScmModelSampling's cfg_scale (embedded in the model); set cfg to 1 (got ${String(i.cfg)})`);
+          if (!(Number(i.denoise) > 0)) throw new Error('KSampler input denoise: 0 leaves nothing to sample; use a value in (0, 1]');
+          return { model: i.model, positive: i.positive, negative: i.negative, latent: i.latent_image, seed: i.seed, steps: i.steps, cfg: 1, flow_shift: 0, sampler: KSAMPLER_SCM, denoise: i.denoise };
+        }
+        if (String(i.scheduler) === 'sgm_uniform') throw new Error(`KSampler input scheduler: sgm_uniform is only supported with sampler_name scm here; use normal or simple with ${String(i.sampler_name)}`);
         const sampler = KSAMPLER_SAMPLERS[String(i.sampler_name)];
-        if (!sampler) throw new Error(`KSampler input sampler_name: "${String(i.sampler_name)}" is not available for Sana (${Object.keys(KSAMPLER_SAMPLERS).join(', ')})`);
-        if (!(Number(i.denoise) > 0)) throw new Error('KSampler input denoise: 0 leaves nothing to sample; use a value in (0, 1]');
+        if (!sampler) throw new Error(`KSampler input sampler_name: "${String(i.sampler_name)}" is not available for Sana (${[...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM].join(', ')})`);
+        // denoise 0 returns latent_image unchanged (ComfyUI's empty schedule); a noise_mask on it
+        // makes this an inpainting run, handled by FlowDPMSampler as ComfyUI's KSampler does.
         return {
           model: i.model,
           positive: i.positive,
@@ -192,6 +206,33 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       category: 'latent',
       inputs: { required: { samples: { type: 'LATENT' }, vae: { type: 'DCAE' } } },
       mapInputs: (i) => ({ vae: i.vae, latent: i.samples, tiled: false }),
+    },
+  },
+  {
+    target: 'DCAEEncode',
+    alias: {
+      name: 'VAEEncode',
+      displayName: 'VAE Encode',
+      category: 'latent',
+      inputs: { required: { pixels: { type: 'IMAGE' }, vae: { type: 'DCAE' } } },
+      mapInputs: (i) => ({ vae: i.vae, pixels: i.pixels, tiled: false }),
+    },
+  },
+  {
+    // Core ComfyUI's model-only LoRA loader; its MODEL socket is our SANA_MODEL here.
+    target: 'SanaLoraLoader',
+    alias: {
+      name: 'LoraLoaderModelOnly',
+      displayName: 'LoraLoaderModelOnly',
+      category: 'loaders',
+      inputs: {
+        required: {
+          model: { type: 'SANA_MODEL' },
+          lora_name: { type: 'COMBO', values: () => listLoras() },
+          strength_model: { type: 'FLOAT', default: 1.0, min: -10, max: 10, step: 0.01 },
+        },
+      },
+      mapInputs: (i) => ({ model: i.model, lora_name: i.lora_name, strength: i.strength_model }),
     },
   },
 ];

@@ -22,7 +22,7 @@ export interface SampleOptions {
 }
 
 /** (Bc, L, D) conditioning -> rows for a latent batch of B (one prompt is shared by all rows). */
-function rowsFor(c: Conditioning, B: number, who: string, what: string): { embeds: Float32Array; mask: Float32Array } {
+export function rowsFor(c: Conditioning, B: number, who: string, what: string): { embeds: Float32Array; mask: Float32Array } {
   const [Bc, L, D] = c.shape;
   if (Bc === B) return { embeds: c.embeds, mask: c.mask };
   if (Bc !== 1) throw new Error(`${who}: ${what} has a batch of ${Bc} prompts but the latent a batch of ${B}; use 1 prompt or ${B}`);
@@ -66,6 +66,8 @@ interface SamplingPlan {
   D: number;
   /** (B, C, h, w) start of the loop. */
   x: Float32Array;
+  /** (B, C, h, w) the seed's noise (inpainting re-noises the kept region with it). */
+  noise: Float32Array;
 }
 
 function checkInputs(name: string, latentChannels: number, captionChannels: number, positive: Conditioning, negative: Conditioning, latent: Latent, who: string): void {
@@ -107,7 +109,7 @@ async function planSampling(model: SamplingModel, positive: Conditioning, negati
   // from the input latent pushed to the first sigma of the shortened schedule.
   const noise = randn(BigInt(o.seed), latent.shape); // (B, C, h, w)
   const x = o.denoise >= 1 ? noise : noiseLatent(latent.samples, noise, sampler.sigmas[0]);
-  return { sampler, mode, layout, embeds, mask, rows: layout.copies * B, L: positive.shape[1], D: positive.shape[2], x };
+  return { sampler, mode, layout, embeds, mask, rows: layout.copies * B, L: positive.shape[1], D: positive.shape[2], x, noise };
 }
 
 async function runPlan(net: Transformer, backend: Backend, model: SamplingModel, plan: SamplingPlan, latent: Latent, o: SampleOptions, onStep: StepCallback): Promise<Latent> {
@@ -117,6 +119,10 @@ async function runPlan(net: Transformer, backend: Backend, model: SamplingModel,
   const pag = model.pag;
   let x = plan.x;
   const total = sampler.timesteps.length;
+  // Inpainting (a LATENT with a noise mask): nodes/models/inpaint.ts.
+  const inpaint = latent.noiseMask ? await import('../models/inpaint.ts') : undefined;
+  const keepMask = inpaint && latent.noiseMask ? inpaint.expandNoiseMask(latent.noiseMask, latent.shape, 'FlowDPMSampler') : undefined; // (B, C, h, w)
+  const { noiseLatent } = await import('../models/scheduler.ts');
   // The text side is the same at every step: upload it once, in the model's dtype (the
   // rounding diffusers' `.to(dtype)` applies).
   const text = backend.fromArray(plan.embeds, [rows, L, D], model.dtype); // (rows, L, D)
@@ -125,6 +131,8 @@ async function runPlan(net: Transformer, backend: Backend, model: SamplingModel,
       // Let the event loop deliver an interrupt (or a WebSocket frame) between steps.
       await new Promise<void>((r) => setImmediate(r));
       const t = sampler.timesteps[i];
+      const sigma = sampler.sigmas[i];
+      if (inpaint && keepMask) x = inpaint.blendMasked(x, noiseLatent(latent.samples, plan.noise, sigma), keepMask);
       const xIn = concat(Array.from({ length: layout.copies }, () => x)); // (rows, C, h, w)
       const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], text, plan.mask, {
         pagLayers: pag ? new Set(pag.layers) : undefined,
@@ -136,8 +144,8 @@ async function runPlan(net: Transformer, backend: Backend, model: SamplingModel,
       } finally {
         out.dispose();
       }
-      const v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 }); // (B, C, h, w)
-      const sigma = sampler.sigmas[i];
+      let v = combineGuidance(raw, mode, { cfg: o.cfg, pag: pag ? pagScaleAt(pag.scale, 0, t) : 0 }); // (B, C, h, w)
+      if (inpaint && keepMask) v = inpaint.maskedVelocity(v, x, latent.samples, sigma, keepMask);
       const xBefore = x;
       x = sampler.step(v, x);
       // The denoised estimate x0 = x_σ − σ·v drives the preview (it looks like the final image early).
@@ -148,7 +156,23 @@ async function runPlan(net: Transformer, backend: Backend, model: SamplingModel,
   } finally {
     text.dispose();
   }
-  return { samples: x, shape: [B, C, h, w], ...(latent.targetSize ? { targetSize: latent.targetSize } : {}) };
+  // The last step lands on σ = 0, where the kept part is the input latent itself; restoring it
+  // makes that exact rather than up to the solver's float32 rounding.
+  if (inpaint && keepMask) x = inpaint.blendMasked(x, latent.samples, keepMask);
+  return passOn(latent, x);
+}
+
+/** The sampler's output LATENT: new samples, the input's other fields (as ComfyUI's KSampler copies them). */
+function passOn(latent: Latent, samples: Float32Array): Latent {
+  return { ...latent, samples, shape: [...latent.shape] };
+}
+
+/** A guidance-embedding (Sprint) transformer was distilled for SCM sampling: the flow schedules
+ *  and a CFG batch would run without error and give noise. */
+function refuseSprint(guidanceEmbeds: boolean, name: string, who: string): void {
+  if (guidanceEmbeds) {
+    throw new Error(`${who} input model: ${name} is a Sana-Sprint checkpoint (guidance-embedding transformer), which needs SCM sampling; use the SanaSprintSampler node (or KSampler with sampler_name "scm")`);
+  }
 }
 
 /**
@@ -166,7 +190,9 @@ export async function sampleWithTransformer(
   onStep: StepCallback,
   who = 'FlowDPMSampler',
 ): Promise<Latent> {
+  refuseSprint(net.config.guidanceEmbeds, 'the transformer', who);
   checkInputs(`the transformer (${net.config.numLayers} blocks)`, net.config.inChannels, net.config.captionChannels, positive, negative, latent, who);
+  if (o.denoise <= 0) return passOn(latent, latent.samples.slice());
   const plan = await planSampling(model, positive, negative, latent, o, who);
   return runPlan(net, backend, model, plan, latent, o, onStep);
 }
@@ -181,7 +207,10 @@ export async function sample(
   onStep: StepCallback,
   who = 'FlowDPMSampler',
 ): Promise<Latent> {
+  refuseSprint(model.guidanceEmbeds === true, model.name, who);
   checkInputs(model.name, model.latentChannels, model.captionChannels, positive, negative, latent, who);
+  // denoise 0 (ComfyUI: an empty schedule) returns the input latent untouched, without a load.
+  if (o.denoise <= 0) return passOn(latent, latent.samples.slice());
   // Planned before the weights are fetched: a bad scheduler config or option fails without a load.
   const plan = await planSampling(model, positive, negative, latent, o, who);
   return withTransformer(model, (net, backend) => runPlan(net, backend, model, plan, latent, o, onStep));
@@ -221,12 +250,21 @@ export const FlowDPMSampler = defineNode({
         tooltip: "Flow-matching schedule shift; 0 = the checkpoint's scheduler_config.json (3.0 for 512/1024/2K, 6.0 for 4K).",
       },
       sampler: { type: 'COMBO', values: SAMPLERS, default: 'dpmpp_2m' },
-      denoise: { type: 'FLOAT', default: 1.0, min: 0.01, max: 1.0, step: 0.01 },
+      denoise: {
+        type: 'FLOAT',
+        default: 1.0,
+        min: 0,
+        max: 1.0,
+        step: 0.01,
+        tooltip: 'Image-to-image: < 1 starts from the input latent noised part-way (0.6 keeps its layout); 0 returns it unchanged. A noise mask on the latent limits sampling to the masked region (inpainting).',
+      },
     },
   },
   outputs: [{ name: 'LATENT', type: 'LATENT' }],
   async run({ model, positive, negative, latent, seed, steps, cfg, flow_shift, sampler, denoise }, ctx) {
     ctx.throwIfInterrupted();
+    // Only the KSampler alias passes 'scm' (its sampler_name; not in this node's combo).
+    if ((sampler as string) === 'scm') return (await import('./scm_sampler.ts')).runKSamplerScm({ model, positive, latent, seed, steps, denoise }, ctx);
     const out = await sample(model, positive, negative, latent, { seed, steps, cfg, flowShift: flow_shift, sampler, denoise }, await progressReporter(ctx, model, latent.shape));
     return [out];
   },

@@ -6,7 +6,8 @@
 //   1. models/model_map.json, a user file: { "N": "sana/Some_Local_Folder", ... };
 //   2. N itself when it is already an entry ("sana/Sana_600M_1024px_diffusers");
 //   3. the standard download locations for N (see `candidatesFor`), first one present wins.
-// A name that names something we cannot run (Sana-Sprint, SANA 1.5, 4-bit Gemma, non-DC-AE VAEs)
+// Sana-Sprint and SANA 1.5 ids map like Sana 1.0 ones ("Efficient-Large-Model/Sana_Sprint_0.6B_1024px"
+// -> "sana/Sana_Sprint_0.6B_1024px_diffusers"). A name that names something we cannot run (4-bit Gemma)
 // fails with a message saying so; a name that maps nowhere lists the folders that were tried.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,10 +41,6 @@ export const EXTRAMODELS_VAE_IDS = [
 /** Why a known name cannot run here, or undefined when it can. */
 export function unsupportedReason(kind: ModelKind, name: string): string | undefined {
   const base = name.split('/').pop() ?? name;
-  if (kind === 'sana') {
-    if (/sprint/i.test(base)) return 'SANA-Sprint checkpoints need sCM sampling and a guidance-embedding transformer, which this engine does not implement (Sana 1.0 only)';
-    if (/^SANA1\.5/i.test(base) || /sana_?1\.5/i.test(base)) return 'SANA 1.5 checkpoints (qk-norm, 4.8B) are not implemented; use a Sana 1.0 checkpoint';
-  }
   if (kind === 'text_encoders' && /bnb|4bit/i.test(base)) return 'bitsandbytes 4-bit Gemma checkpoints are not supported; use gemma-2-2b-it in bf16/fp32';
   return undefined;
 }

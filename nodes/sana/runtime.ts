@@ -3,7 +3,7 @@
 // shared cache from a socket reference. The addon and the model code are imported lazily, so
 // registering the nodes (and /object_info) works before the addon is built.
 import type { Backend, DeviceName, DType } from '../../native/api.ts';
-import { modelCache } from '../model_cache.ts';
+import { modelCache, type ModelKey } from '../model_cache.ts';
 import { weightBytes } from '../models_dir.ts';
 import type { DcaeRef, GemmaRef, SanaModelRef } from './types.ts';
 
@@ -76,18 +76,58 @@ export function resolveDtype(choice: string, backend: Backend, who: string, allo
 type SanaTransformer = import('../models/sana_dit.ts').SanaTransformer;
 type DcaeDecoder = import('../models/dcae.ts').DcaeDecoder;
 
-/** Runs `fn` with the transformer behind `ref`, loading it into the model cache when needed. */
+/** LoRA-patched models built on each loaded base, so they leave the cache with it. */
+const loraDependants = new WeakMap<SanaTransformer, Map<string, ModelKey>>();
+let baseInstances = 0;
+const baseIds = new WeakMap<SanaTransformer, number>();
+
+/**
+ * Runs `fn` with the transformer behind `ref`, loading it into the model cache when needed. With
+ * LoRAs on the reference, `fn` gets a patched model: its own cache entry (keyed by the base
+ * instance and the LoRA set) holding only the merged weights and borrowing the rest from the
+ * base, which stays cached unpatched for other jobs. Both are pinned while `fn` runs.
+ */
 export async function withTransformer<R>(ref: SanaModelRef, fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R): Promise<R> {
   const backend = await backendFor(ref.device);
   const { loadSanaTransformer } = await import('../models/sana_dit.ts');
+  const loras = (ref.loras ?? []).filter((l) => l.strength !== 0);
   return modelCache().use(
     { kind: 'sana_transformer', path: ref.path, dtype: ref.dtype, device: ref.device },
     async () => {
       const m = await loadSanaTransformer(ref.path, backend, ref.dtype);
+      baseIds.set(m, ++baseInstances);
+      return {
+        value: m,
+        bytes: m.bytes,
+        dispose: () => {
+          for (const k of loraDependants.get(m)?.values() ?? []) modelCache().forget(k);
+          m.dispose();
+        },
+      };
+    },
+    (base) => (loras.length === 0 ? fn(base, backend) : withLoraPatched(ref, base, loras, backend, fn)),
+    weightBytes(ref.path),
+  );
+}
+
+async function withLoraPatched<R>(
+  ref: SanaModelRef, base: SanaTransformer, loras: NonNullable<SanaModelRef['loras']>, backend: Backend,
+  fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R,
+): Promise<R> {
+  const { loadLoraPatched } = await import('../models/lora.ts');
+  const set = JSON.stringify(loras.map((l) => [l.path, l.strength, l.stamp]));
+  const key: ModelKey = { kind: 'sana_transformer_lora', path: `${ref.path}#${baseIds.get(base) ?? 0}#${set}`, dtype: ref.dtype, device: ref.device };
+  const deps = loraDependants.get(base) ?? new Map<string, ModelKey>();
+  loraDependants.set(base, deps);
+  deps.set(key.path, key);
+  const n = await native();
+  return modelCache().use(
+    key,
+    () => {
+      const m = loadLoraPatched(base, ref.path, loras, backend, n);
       return { value: m, bytes: m.bytes, dispose: () => m.dispose() };
     },
     (m) => fn(m, backend),
-    weightBytes(ref.path),
   );
 }
 
@@ -103,6 +143,27 @@ export async function withDcae<R>(ref: DcaeRef, fn: (model: DcaeDecoder, backend
     },
     (m) => fn(m, backend),
     // Only the decoder half of the file is loaded.
+    weightBytes(ref.path) / 2,
+  );
+}
+
+type DcaeEncoder = import('../models/dcae_encoder.ts').DcaeEncoder;
+
+/**
+ * Runs `fn` with the DC-AE encoder behind `ref` (the same vae/ folder as the decoder). Loaded
+ * only when something encodes, so a decoder-only checkpoint fails here, naming the missing key,
+ * and nowhere else.
+ */
+export async function withDcaeEncoder<R>(ref: DcaeRef, fn: (model: DcaeEncoder, backend: Backend) => Promise<R> | R): Promise<R> {
+  const backend = await backendFor(ref.device);
+  const { loadDcaeEncoder } = await import('../models/dcae_encoder.ts');
+  return modelCache().use(
+    { kind: 'dcae_encoder', path: ref.path, dtype: ref.dtype, device: ref.device },
+    async () => {
+      const m = await loadDcaeEncoder(ref.path, backend, ref.dtype);
+      return { value: m, bytes: m.bytes, dispose: () => m.dispose() };
+    },
+    (m) => fn(m, backend),
     weightBytes(ref.path) / 2,
   );
 }

@@ -1,6 +1,7 @@
 // SanaDiT: picks a Sana transformer from the models folder and hands on a SANA_MODEL reference.
 // The weights are loaded into the model cache here (so a bad checkpoint fails on this node), and
 // the sampler fetches them through the reference, from the cache, when it runs.
+import { dirname } from 'node:path';
 import { defineNode } from '../../engine/index.ts';
 import { listSanaCheckpoints, resolveSanaCheckpoint } from '../models_dir.ts';
 import { folderFingerprint } from './fingerprint.ts';
@@ -16,7 +17,10 @@ export async function sanaModelRef(ckptName: string, dtypeChoice: string, device
   const { readTransformerConfig } = await import('../models/sana_dit.ts');
   const { readSchedulerConfig, SANA_SCHEDULER_DEFAULTS } = await import('../models/scheduler.ts');
   const cfg = readTransformerConfig(dirs.transformer);
-  const flowShift = dirs.schedulerConfig ? readSchedulerConfig(dirs.schedulerConfig).flowShift : SANA_SCHEDULER_DEFAULTS.flowShift;
+  // A Sprint folder's scheduler is SCMScheduler: checked here so a bad one fails on the loader,
+  // and no flow shift applies to it.
+  if (cfg.guidanceEmbeds && dirs.schedulerConfig) (await import('../models/scm_scheduler.ts')).readScmSchedulerConfig(dirname(dirs.schedulerConfig));
+  const flowShift = dirs.schedulerConfig && !cfg.guidanceEmbeds ? readSchedulerConfig(dirs.schedulerConfig).flowShift : SANA_SCHEDULER_DEFAULTS.flowShift;
   const ref: SanaModelRef = {
     kind: 'sana_transformer',
     name: dirs.name,
@@ -29,6 +33,7 @@ export async function sanaModelRef(ckptName: string, dtypeChoice: string, device
     captionChannels: cfg.captionChannels,
     schedulerConfig: dirs.schedulerConfig,
     flowShift,
+    ...(cfg.guidanceEmbeds ? { guidanceEmbeds: true, guidanceEmbedsScale: cfg.guidanceEmbedsScale } : {}),
   };
   // Load now: errors (missing tensors, wrong shapes, out of memory) belong to the loader node.
   await withTransformer(ref, () => undefined);

@@ -18,6 +18,12 @@ export interface Latent {
    * the decoder resizes (bilinear, cover) and centre-crops back to it (spec §1.7).
    */
   targetSize?: { height: number; width: number };
+  /**
+   * ComfyUI's `noise_mask` (inpainting), kept at latent resolution: (Bm, h, w) with Bm = 1 (shared
+   * by the batch) or B; 1 = re-noise and denoise, 0 = keep the input latent. The samplers keep the
+   * unmasked part equal to `samples`; they pass the mask on, as ComfyUI's KSampler does.
+   */
+  noiseMask?: { data: Float32Array; shape: [batch: number, height: number, width: number] };
 }
 
 /** One prompt encoded by Gemma-2: what the DiT's cross-attention consumes. */
@@ -36,6 +42,17 @@ export interface PagPatch {
   scale: number;
   /** Transformer block indices whose self-attention is replaced by identity attention. */
   layers: number[];
+}
+
+/** A LoRA applied as a model patch (SanaLoraLoader); merged into the weights in the sampler. */
+export interface LoraPatch {
+  /** Combo value: the path under models/loras/. */
+  name: string;
+  /** The .safetensors file (absolute). */
+  path: string;
+  strength: number;
+  /** The file's size and mtime, so a replaced file is merged anew rather than served from cache. */
+  stamp: string;
 }
 
 /** What the SanaDiT loader hands on: where the transformer is and how to load it. */
@@ -59,6 +76,15 @@ export interface SanaModelRef {
   flowShift: number;
   /** Model patches, applied in the sampler; PAG clones the reference and sets this. */
   pag?: PagPatch;
+  /** Sana-Sprint: the transformer embeds a guidance value instead of taking a CFG batch, and
+   *  samples with SCM (SanaSprintSampler), never with the flow samplers. */
+  guidanceEmbeds?: boolean;
+  /** Its guidance_embeds_scale (the factor on guidance_scale before the call; 0.1). */
+  guidanceEmbedsScale?: number;
+  /** Set by ScmModelSampling: the guidance scale KSampler's `scm` sampler passes. */
+  scm?: { guidanceScale: number };
+  /** LoRAs in the order applied (each SanaLoraLoader clones the reference and appends one). */
+  loras?: LoraPatch[];
 }
 
 /** What the DC-AE loader hands on. */

@@ -29,12 +29,13 @@ describe("ComfyUI users' Sana workflows run on the tiny models", () => {
   const registry = productRegistry();
   const executor = new Executor(registry);
 
-  for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json']) {
+  // The Sprint ones (ScmModelSampling + KSampler scm, 2 steps) run the tiny Sprint pipeline.
+  for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json', 'SANA-Sprint.json', 'SANA-Sprint-0.6B.json']) {
     it(`${file}`, { timeout: 600_000 }, async () => {
       const { prompt } = convertUiToApi(readJson(path.join(REFERENCE_WORKFLOWS, file)), registry.objectInfo());
       for (const node of Object.values(prompt)) {
         if (node.class_type === 'EmptyDCAELatentImage' || node.class_type === 'EmptySanaLatentImage') Object.assign(node.inputs, { width: 256, height: 192 });
-        if (node.class_type === 'KSampler') node.inputs.steps = 3;
+        if (node.class_type === 'KSampler' && node.inputs.sampler_name !== 'scm') node.inputs.steps = 3;
       }
       const r = await executor.execute(prompt, { promptId: file });
       if (r.status !== 'success') throw new Error(JSON.stringify(r.error, null, 2));

@@ -3,18 +3,19 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeTinyModels, TINY_PIPELINE } from '../../scripts/make-tiny-models.ts';
+import { makeTinySprintModel, TINY_PIPELINE, TINY_SPRINT_PIPELINE } from '../../scripts/make-tiny-models.ts';
 import { NodeRegistry } from '../../engine/index.ts';
 import { registerProductNodes } from '../../nodes/index.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const REFERENCE_WORKFLOWS = path.resolve(REPO, '../shared/reference/comfyui-workflows');
 export const TINY = `sana/${TINY_PIPELINE}`;
+export const TINY_SPRINT = `sana/${TINY_SPRINT_PIPELINE}`;
 
-/** The repo's models folder with the tiny pipeline in it. */
+/** The repo's models folder with the tiny pipelines (Sana and Sana-Sprint) in it. */
 export function repoModelsDir(): string {
   const dir = path.join(REPO, 'models');
-  makeTinyModels(dir);
+  makeTinySprintModel(dir);
   return dir;
 }
 
@@ -29,13 +30,19 @@ export const FOREIGN_NAMES = [
   'mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers',
 ];
 
-/** A temporary models folder: the tiny pipeline (symlinked) + a model_map.json for FOREIGN_NAMES. */
+/** The Sana-Sprint names of the reference Sprint workflows, mapped onto the tiny Sprint pipeline. */
+export const FOREIGN_SPRINT_NAMES = ['Efficient-Large-Model/Sana_Sprint_1.6B_1024px', 'Efficient-Large-Model/Sana_Sprint_0.6B_1024px'];
+
+/** A temporary models folder: the tiny pipelines (symlinked) + a model_map.json for FOREIGN_NAMES
+ *  and FOREIGN_SPRINT_NAMES. */
 export function mappedModelsDir(): string {
   const src = path.join(repoModelsDir(), 'sana', TINY_PIPELINE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-models-'));
   fs.mkdirSync(path.join(dir, 'sana'));
   fs.symlinkSync(src, path.join(dir, 'sana', TINY_PIPELINE), 'dir');
-  fs.writeFileSync(path.join(dir, 'model_map.json'), JSON.stringify(Object.fromEntries(FOREIGN_NAMES.map((n) => [n, TINY])), null, 2));
+  fs.symlinkSync(path.join(repoModelsDir(), 'sana', TINY_SPRINT_PIPELINE), path.join(dir, 'sana', TINY_SPRINT_PIPELINE), 'dir');
+  const map = { ...Object.fromEntries(FOREIGN_NAMES.map((n) => [n, TINY])), ...Object.fromEntries(FOREIGN_SPRINT_NAMES.map((n) => [n, TINY_SPRINT])) };
+  fs.writeFileSync(path.join(dir, 'model_map.json'), JSON.stringify(map, null, 2));
   return dir;
 }
 

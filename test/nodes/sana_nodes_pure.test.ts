@@ -11,7 +11,7 @@ import { candidatesFor, mapModelName } from '../../nodes/sana/model_names.ts';
 import { applyPag, parsePagLayers } from '../../nodes/sana/pag.ts';
 import { selectResolution } from '../../nodes/sana/resolution_select.ts';
 import type { SanaModelRef } from '../../nodes/sana/types.ts';
-import { TINY, mappedModelsDir, repoModelsDir } from './helpers.ts';
+import { TINY, TINY_SPRINT, mappedModelsDir, repoModelsDir } from './helpers.ts';
 
 describe('EmptySanaLatent', () => {
   it('makes a zero (B, 32, H/32, W/32) latent', () => {
@@ -133,8 +133,13 @@ describe('foreign model names', () => {
     try {
       expect(mapModelName('sana', 'Efficient-Large-Model/Sana_1600M_1024px_MultiLing', 'N input x', base)).toBe(TINY);
       expect(mapModelName('sana', TINY, 'N input x', base)).toBe(TINY);
-      expect(() => mapModelName('sana', 'Efficient-Large-Model/Sana_Sprint_1.6B_1024px', 'SanaCheckpointLoader input ckpt_name', base)).toThrow(
-        /^SanaCheckpointLoader input ckpt_name: .*SANA-Sprint/,
+      // Sprint and SANA 1.5 ids run now: model_map.json, else their diffusers folder.
+      expect(mapModelName('sana', 'Efficient-Large-Model/Sana_Sprint_1.6B_1024px', 'N input x', base)).toBe(TINY_SPRINT);
+      fs.symlinkSync(path.join(base, TINY_SPRINT), path.join(base, 'sana', 'Sana_Sprint_0.6B_1024px_diffusers'), 'dir');
+      fs.writeFileSync(path.join(base, 'model_map.json'), '{}');
+      expect(mapModelName('sana', 'Efficient-Large-Model/Sana_Sprint_0.6B_1024px', 'N input x', base)).toBe('sana/Sana_Sprint_0.6B_1024px_diffusers');
+      expect(() => mapModelName('sana', 'Efficient-Large-Model/SANA1.5_4.8B_1024px', 'SanaCheckpointLoader input ckpt_name', base)).toThrow(
+        /SanaCheckpointLoader input ckpt_name: "Efficient-Large-Model\/SANA1\.5_4\.8B_1024px" is not in the models folder.*sana\/SANA1\.5_4\.8B_1024px_diffusers/,
       );
       expect(() => mapModelName('text_encoders', 'unsloth/gemma-2-2b-it-bnb-4bit', 'GemmaLoader input model_name', base)).toThrow(/4-bit/);
       expect(() => mapModelName('sana', 'Efficient-Large-Model/Sana_600M_512px', 'SanaCheckpointLoader input ckpt_name', base)).toThrow(

@@ -9,12 +9,13 @@ import { setModelsDir } from '../../nodes/models_dir.ts';
 import { apiToUi } from '../../workflows/api_to_ui.ts';
 import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, readJson, repoModelsDir } from './helpers.ts';
 
+const registryAlias = (name: string) => productRegistry().get(name)!.mapInputs!;
 const strip = (p: ApiPrompt) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]));
 
-describe('workflows/sana_default', () => {
+for (const [name, output] of [['sana_default', '8'], ['sana_sprint', '7']] as const) describe(`workflows/${name}`, () => {
   beforeAll(() => setModelsDir(repoModelsDir()));
-  const api = readJson<ApiPrompt>(path.join(REPO, 'workflows/sana_default.api.json'));
-  const ui = readJson(path.join(REPO, 'workflows/sana_default.ui.json'));
+  const api = readJson<ApiPrompt>(path.join(REPO, `workflows/${name}.api.json`));
+  const ui = readJson(path.join(REPO, `workflows/${name}.ui.json`));
 
   it('the UI file converts to exactly the API file', () => {
     const registry = productRegistry();
@@ -30,7 +31,7 @@ describe('workflows/sana_default', () => {
   it('validates against the registry with the tiny models', () => {
     const v = validatePrompt(api, productRegistry());
     if (!v.ok) throw new Error(JSON.stringify(v, null, 2));
-    expect(v.outputs).toEqual(['8']);
+    expect(v.outputs).toEqual([output]);
   });
 });
 
@@ -65,22 +66,25 @@ describe("ComfyUI users' Sana workflows", () => {
   });
 
   for (const file of ['SANA-Sprint.json', 'SANA-Sprint-0.6B.json']) {
-    it(`${file} is refused, naming what cannot map`, () => {
+    it(`${file} converts and validates (ScmModelSampling, KSampler scm / sgm_uniform, Sprint model names)`, () => {
       const registry = productRegistry();
       const { prompt } = convertUiToApi(readJson(path.join(REFERENCE_WORKFLOWS, file)), registry.objectInfo());
       const v = validatePrompt(prompt, registry);
-      expect(v.ok).toBe(false);
-      expect(JSON.stringify(v)).toContain('ScmModelSampling');
-      // Without the unknown class, the sampler input is what does not map.
-      const { '17': _scm, ...rest } = prompt;
-      rest['19'] = { ...rest['19'], inputs: { ...rest['19'].inputs, model: ['9', 0] } };
-      const v2 = validatePrompt(rest, registry);
-      expect(v2.ok).toBe(false);
-      const errs = JSON.stringify(v2);
-      expect(errs).toContain('sampler_name');
-      expect(errs).toContain('scm');
+      if (!v.ok) throw new Error(JSON.stringify(v, null, 2));
+      expect(prompt['17'].inputs).toEqual({ model: ['9', 0], cfg_scale: 4.5, zsnr: false });
+      expect(prompt['19'].inputs).toMatchObject({ steps: 2, cfg: 1, sampler_name: 'scm', scheduler: 'sgm_uniform', denoise: 1, model: ['17', 0] });
+      expect(v.outputs.length).toBe(1);
     });
   }
+
+  it('KSampler: scm needs cfg 1, sgm_uniform only goes with scm', () => {
+    const ks = registryAlias('KSampler');
+    const base = { seed: 1, steps: 2, cfg: 1, sampler_name: 'scm', scheduler: 'sgm_uniform', denoise: 1 };
+    expect(ks(base)).toMatchObject({ sampler: 'scm', steps: 2, denoise: 1 });
+    expect(() => ks({ ...base, cfg: 4.5 })).toThrow(/^KSampler input cfg: .*ScmModelSampling/);
+    expect(() => ks({ ...base, sampler_name: 'euler' })).toThrow(/^KSampler input scheduler: sgm_uniform/);
+    expect(ks({ ...base, sampler_name: 'euler', scheduler: 'normal', cfg: 4.5 })).toMatchObject({ sampler: 'flow_euler' });
+  });
 
   it('Sana_CogVideoX.json is refused, naming the node classes that do not exist here', () => {
     const registry = productRegistry();

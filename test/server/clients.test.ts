@@ -173,6 +173,29 @@ describe('real clients', () => {
     }
   });
 
+  test('the shipped Sana-Sprint workflow, listed by GET /workflows, runs unchanged with progress per SCM step and gives its 256² PNG', { timeout: 600_000 }, async () => {
+    const listed = (await (await fetch(`${s.url}/workflows`)).json()) as string[];
+    expect(listed).toEqual(expect.arrayContaining(['sana_sprint.api.json', 'sana_sprint.ui.json']));
+    const workflow = (await (await fetch(`${s.url}/workflows/sana_sprint.api.json`)).json()) as Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+    expect(workflow).toEqual(readJson(path.join(REPO, 'workflows/sana_sprint.api.json')));
+    const client = new Client({ api_host: s.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-sprint', WebSocket });
+    client.connect();
+    try {
+      const progress: Array<[number, number]> = [];
+      const out = await client.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000, progress: (p) => progress.push([p.value, p.max]) });
+      // The sampler's two SCM steps (other nodes may report progress of their own).
+      expect(progress).toEqual(expect.arrayContaining([[1, 2], [2, 2]]));
+      const saved = out.images.filter((i) => i.type === 'url');
+      expect(saved).toHaveLength(1);
+      const png = Buffer.from(await (await fetch(saved[0].data as string)).arrayBuffer());
+      const img = decodePng(png);
+      expect([img.width, img.height]).toEqual([256, 256]);
+      expect(JSON.parse(readPngText(png).prompt)['4'].class_type).toBe('SanaSprintSampler');
+    } finally {
+      client.close();
+    }
+  });
+
   test('comfy-ui-client: getImages runs a workflow unchanged and returns its PNG', async () => {
     const client = new ComfyUIClient(s.url.replace(/^http:\/\//, ''), 'comfy-ui-client-test');
     await client.connect();

@@ -73,12 +73,15 @@ describe('start-up sequence of ComfyUI_frontend', () => {
     expect(await (await get('/api/global_subgraphs')).json()).toEqual({});
 
     // Templates: custom packs, then the core index as a file next to the frontend's own.
-    expect(await (await get('/api/workflow_templates')).json()).toEqual({ 'sana-graph': ['sana_default'] });
+    // Every shipped UI workflow is a template (other files in workflows/ may join these).
+    const pack = (await (await get('/api/workflow_templates')).json()) as Record<string, string[]>;
+    expect(Object.keys(pack)).toEqual(['sana-graph']);
+    expect(pack['sana-graph']).toEqual(expect.arrayContaining(['sana_default', 'sana_sprint']));
     const index = await get('/templates/index.json');
     expect(index.headers.get('content-type')).toMatch(/application\/json/);
     const cats = (await index.json()) as Array<{ moduleName: string; title: string; templates: Array<{ name: string; mediaType: string; mediaSubtype: string; description: string }> }>;
     expect(cats[0].moduleName).toBe('default');
-    expect(cats[0].templates.map((t) => t.name)).toEqual(['sana_default']);
+    expect(cats[0].templates.map((t) => t.name)).toEqual(pack['sana-graph']);
     expect(cats[0].templates[0]).toEqual(expect.objectContaining({ mediaType: 'image', mediaSubtype: 'png', description: expect.any(String) }));
     // A localized index or the fuse options are optional: the frontend falls back on an error.
     expect((await get('/templates/index.fr.json')).status).toBe(404);

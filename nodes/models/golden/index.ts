@@ -5,6 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule } from '../../../native/api.ts';
 import { runDcaeGolden } from './dcae.ts';
+import { runDcaeEncodeGolden } from './dcae_encode.ts';
 import { gemma2Stage } from './gemma2.ts';
 import { noiseStage } from './noise.ts';
 import { runPipelineGolden } from './pipeline.ts';
@@ -52,6 +53,8 @@ export const STAGES: readonly GoldenStage[] = [
   stageFromRunner('sprint/scheduler', ['sprint/scheduler/scheduler_config.json'], runScmSchedulerGolden),
   stageFromRunner('sprint/pipeline', ['sprint/pipeline/io.safetensors', 'sprint/pipeline/pipeline.json'], runSprintPipelineGolden),
   stageFromRunner('dcae', ['dcae/config.json', 'dcae/io*'], runDcaeGolden),
+  // The encoder's model folder is each fixture's `model` metadata (FAMILY.md: ../dcae).
+  stageFromRunner('dcae_encode', ['dcae_encode/io*'], runDcaeEncodeGolden),
   // The model folders come from pipeline.json's `models`; a missing one is an error, not a skip.
   stageFromRunner('pipeline', ['pipeline/io.safetensors'], runPipelineGolden),
 ];

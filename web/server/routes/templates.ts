@@ -14,6 +14,7 @@ export const TEMPLATE_PACK = 'sana-graph';
 
 const DESCRIPTIONS: Record<string, string> = {
   sana_default: 'Sana text-to-image with CFG and PAG (Gemma-2 text encoder, Sana DiT, flow DPM-Solver, DC-AE decoder).',
+  sana_sprint: 'Sana-Sprint text-to-image in 2 SCM steps (guidance embedded in the model, no negative prompt).',
 };
 
 /** Template names: the shipped UI workflows without their `.ui.json`. */

@@ -1,0 +1,284 @@
+// What the DC-AE encoder and decoder share (spec §4): the config helpers, the two block kinds
+// (ResBlock and EfficientViTBlock = LiteMLA + GLUMBConv) with their weight lists, loaders and
+// forward passes, and the tiling plan with linear seam blending. Each half (dcae.ts,
+// dcae_encoder.ts) adds only its own stems and resamplers.
+// Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
+import type { Backend, DType, Tensor } from '../../native/api.ts';
+import type { HostArray, WeightSource } from './sana_dit.ts';
+
+export type DcaeBlockType = 'ResBlock' | 'EfficientViTBlock';
+
+/** A per-stage config value given once (applies to every stage) or as a list of `n`. */
+export function perStage<T>(v: unknown, n: number, key: string, file: string, check: (x: unknown) => x is T): T[] {
+  if (check(v)) return new Array<T>(n).fill(v);
+  if (Array.isArray(v) && v.length === n && v.every(check)) return v as T[];
+  throw new Error(`${file}: "${key}" must be one value or a list of ${n} (got ${JSON.stringify(v)})`);
+}
+
+/** Adds the tensors of one block at `b` (ending in '.') to `m`. */
+export function blockTensorShapes(m: Map<string, number[]>, b: string, type: DcaeBlockType, C: number, hd: number, scales: readonly number[]): void {
+  if (type === 'ResBlock') {
+    m.set(`${b}conv1.weight`, [C, C, 3, 3]);
+    m.set(`${b}conv1.bias`, [C]);
+    m.set(`${b}conv2.weight`, [C, C, 3, 3]);
+    m.set(`${b}norm.weight`, [C]);
+    m.set(`${b}norm.bias`, [C]);
+    return;
+  }
+  const I = C; // heads = C / hd (mult 1), inner = heads · hd
+  for (const n of ['to_q', 'to_k', 'to_v']) m.set(`${b}attn.${n}.weight`, [I, C]);
+  scales.forEach((k, s) => {
+    m.set(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`, [3 * I, 1, k, k]);
+    m.set(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`, [3 * I, hd, 1, 1]);
+  });
+  m.set(`${b}attn.to_out.weight`, [C, I * (1 + scales.length)]);
+  m.set(`${b}attn.norm_out.weight`, [C]);
+  m.set(`${b}attn.norm_out.bias`, [C]);
+  m.set(`${b}conv_out.conv_inverted.weight`, [8 * C, C, 1, 1]);
+  m.set(`${b}conv_out.conv_inverted.bias`, [8 * C]);
+  m.set(`${b}conv_out.conv_depth.weight`, [8 * C, 1, 3, 3]);
+  m.set(`${b}conv_out.conv_depth.bias`, [8 * C]);
+  m.set(`${b}conv_out.conv_point.weight`, [C, 4 * C, 1, 1]);
+  m.set(`${b}conv_out.norm.weight`, [C]);
+  m.set(`${b}conv_out.norm.bias`, [C]);
+}
+
+export interface ResBlockW { kind: 'res'; c1W: Tensor; c1B: Tensor; c2W: Tensor; nW: Tensor; nB: Tensor; act: 'silu' | 'relu' }
+export interface EvitBlockW {
+  kind: 'evit';
+  qkvW: Tensor; // (3I, C, 1, 1) fused to_q|to_k|to_v
+  scales: Array<{ k: number; inW: Tensor; outW: Tensor }>;
+  outW: Tensor; // (C, I·(1+S), 1, 1)
+  anW: Tensor; anB: Tensor;
+  invW: Tensor; invB: Tensor; dwW: Tensor; dwB: Tensor; ptW: Tensor; gnW: Tensor; gnB: Tensor;
+}
+export type BlockW = ResBlockW | EvitBlockW;
+
+/** Loads tensors onto the backend in the compute dtype and remembers them for disposal. */
+export interface WeightLoader {
+  ld(name: string): Tensor;
+  /** Concatenation along dim 0, reshaped. */
+  ldCat(names: string[], shape: number[]): Tensor;
+  ldAs(name: string, shape: number[]): Tensor;
+  /** A tensor made here (not from the checkpoint) that the model owns. */
+  keep(t: Tensor): Tensor;
+  bytes(): number;
+  disposeAll(): void;
+}
+
+export function weightLoader(src: WeightSource, bk: Backend, dtype: DType): WeightLoader {
+  const owned: Tensor[] = [];
+  const keep = (t: Tensor): Tensor => { owned.push(t); return t; };
+  const ld = (name: string): Tensor => keep(src.load(name, bk, dtype));
+  return {
+    ld,
+    ldCat: (names, shape) => {
+      const parts = names.map((n) => src.load(n, bk, dtype));
+      const cat = keep(bk.concat(parts, 0));
+      parts.forEach((p) => p.dispose());
+      return keep(bk.reshape(cat, shape));
+    },
+    ldAs: (name, shape) => keep(bk.reshape(ld(name), shape)),
+    keep,
+    bytes: () => owned.reduce((s, t) => s + t.nbytes, 0),
+    disposeAll: () => { for (const t of [...owned].reverse()) if (!t.disposed) t.dispose(); },
+  };
+}
+
+export function loadBlock(w: WeightLoader, b: string, type: DcaeBlockType, C: number, scales: readonly number[], act: 'silu' | 'relu'): BlockW {
+  if (type === 'ResBlock') {
+    return { kind: 'res', c1W: w.ld(`${b}conv1.weight`), c1B: w.ld(`${b}conv1.bias`), c2W: w.ld(`${b}conv2.weight`), nW: w.ld(`${b}norm.weight`), nB: w.ld(`${b}norm.bias`), act };
+  }
+  const I = C;
+  return {
+    kind: 'evit',
+    qkvW: w.ldCat([`${b}attn.to_q.weight`, `${b}attn.to_k.weight`, `${b}attn.to_v.weight`], [3 * I, C, 1, 1]),
+    scales: scales.map((k, s) => ({ k, inW: w.ld(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`), outW: w.ld(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`) })),
+    outW: w.ldAs(`${b}attn.to_out.weight`, [C, I * (1 + scales.length), 1, 1]),
+    anW: w.ld(`${b}attn.norm_out.weight`), anB: w.ld(`${b}attn.norm_out.bias`),
+    invW: w.ld(`${b}conv_out.conv_inverted.weight`), invB: w.ld(`${b}conv_out.conv_inverted.bias`),
+    dwW: w.ld(`${b}conv_out.conv_depth.weight`), dwB: w.ld(`${b}conv_out.conv_depth.bias`),
+    ptW: w.ld(`${b}conv_out.conv_point.weight`),
+    gnW: w.ld(`${b}conv_out.norm.weight`), gnB: w.ld(`${b}conv_out.norm.bias`),
+  };
+}
+
+// Intermediates are freed as soon as they are consumed (the enclosing scope would free them
+// too, but only at the end of the block): at 1024² a stage-0 map is 256–512 MB.
+export const free = (...ts: Tensor[]): void => ts.forEach((t) => t.dispose());
+
+/** reshape that hands the storage over to the view (storage is refcounted: the base must go too). */
+export function view(bk: Backend, t: Tensor, shape: number[]): Tensor {
+  const v = bk.reshape(t, shape);
+  t.dispose();
+  return v;
+}
+
+/** One block's forward pass; X is left to the caller. */
+export function runBlock(bk: Backend, X: Tensor, w: BlockW, hd: number): Tensor {
+  return w.kind === 'res' ? resBlock(bk, X, w) : evitBlock(bk, X, w, hd);
+}
+
+function evitBlock(bk: Backend, X: Tensor, w: EvitBlockW, hd: number): Tensor {
+  const [B, C, H, W] = X.shape as [number, number, number, number];
+  const N = H * W;
+  // LiteMLA: multi-scale q/k/v, ReLU linear attention per 3·hd-channel group, projection, norm, residual
+  const qkv = bk.conv2d(X, w.qkvW, undefined); // (B, 3I, H, W)
+  const branches = [qkv];
+  for (const s of w.scales) {
+    const dw = bk.conv2d(qkv, s.inW, undefined, { padding: (s.k - 1) / 2, groups: 3 * C }); // (B, 3I, H, W)
+    branches.push(bk.conv2d(dw, s.outW, undefined, { groups: (3 * C) / hd })); // (B, 3I, H, W)
+    free(dw);
+  }
+  const T = branches.length === 1 ? qkv : bk.concat(branches, 1); // (B, 3I·(1+S), H, W)
+  if (T !== qkv) free(...branches);
+  const G = T.shape[1]! / (3 * hd);
+  // Groups of 3·hd consecutive channels hold [query | key | value] of one head (fixture README).
+  const T5 = view(bk, T, [B, G, 3, hd, N]);
+  const t5 = bk.permute(T5, [2, 0, 1, 4, 3]); // (3, B, G, N, hd)
+  free(T5);
+  const [q, k, v] = [0, 1, 2].map((i) => view(bk, bk.slice(t5, 0, i, i + 1), [B, G, N, hd])) as [Tensor, Tensor, Tensor];
+  free(t5);
+  // The quadratic path diffusers takes when N ≤ hd is the same normalised ReLU-kernel
+  // attention evaluated in another order, so one op serves both.
+  const o = bk.linearAttention(q, k, v, 1e-15, true); // (B, G, N, hd)
+  free(q, k, v);
+  const oImg = view(bk, bk.permute(o, [0, 1, 3, 2]), [B, G * hd, H, W]); // (B, I·(1+S), H, W)
+  free(o);
+  const proj = bk.conv2d(oImg, w.outW, undefined); // (B, C, H, W)
+  free(oImg);
+  const att = bk.rmsnorm2d(proj, w.anW, w.anB, 1e-5);
+  free(proj);
+  const X1 = bk.add(att, X);
+  free(att);
+  // GLUMBConv (expand 4): 1×1 → SiLU → depthwise 3×3 → value·SiLU(gate) → 1×1 → RMSNorm → residual
+  const u0 = bk.conv2d(X1, w.invW, w.invB); // (B, 8C, H, W)
+  const u = bk.silu(u0);
+  free(u0);
+  const d = bk.conv2d(u, w.dwW, w.dwB, { padding: 1, groups: 8 * C }); // (B, 8C, H, W)
+  free(u);
+  const val = bk.slice(d, 1, 0, 4 * C), gate = bk.slice(d, 1, 4 * C, 8 * C); // (B, 4C, H, W) each
+  free(d);
+  const glu = bk.gluMul(val, gate, 'silu'); // (B, 4C, H, W)
+  free(val, gate);
+  const pt = bk.conv2d(glu, w.ptW, undefined); // (B, C, H, W)
+  free(glu);
+  const g = bk.rmsnorm2d(pt, w.gnW, w.gnB, 1e-5);
+  free(pt);
+  return bk.add(g, X1);
+}
+
+function resBlock(bk: Backend, X: Tensor, w: ResBlockW): Tensor {
+  const h1 = bk.conv2d(X, w.c1W, w.c1B, { padding: 1 }); // (B, C, H, W)
+  const a = w.act === 'silu' ? bk.silu(h1) : bk.relu(h1);
+  free(h1);
+  const c2 = bk.conv2d(a, w.c2W, undefined, { padding: 1 });
+  free(a);
+  const h2 = bk.rmsnorm2d(c2, w.nW, w.nB, 1e-5);
+  free(c2);
+  return bk.add(h2, X);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tiling
+
+/** Options of a tiled encode / decode; sizes are in latent pixels. */
+export interface TileOptions {
+  /** Latent tile side (default 32 = 1024 px). */
+  tile?: number;
+  /** Latent overlap between neighbouring tiles, blended linearly (default 4 = 128 px). */
+  overlap?: number;
+  /** Called after each tile with (done, total). */
+  onTile?: (done: number, total: number) => void;
+  /** Called between the blocks of every tile (an interrupt thrown there abandons the run). */
+  onBlock?: () => void;
+}
+
+/** Tile starts along one axis: evenly spread so that consecutive tiles overlap by ≥ `overlap`
+ *  and the last tile ends at the edge. */
+export function tileStarts(size: number, tile: number, overlap: number): number[] {
+  if (size <= tile) return [0];
+  const n = Math.ceil((size - overlap) / (tile - overlap));
+  const starts: number[] = [];
+  for (let k = 0; k < n; k++) starts.push(Math.round((k * (size - tile)) / (n - 1)));
+  return starts;
+}
+
+/** Per-pixel blend weight along one axis of a tile of `len` pixels: a linear ramp over the part
+ *  shared with the previous / next tile, 1 elsewhere. Never 0, so every pixel is covered. */
+function rampWeights(len: number, overlapPrev: number, overlapNext: number): Float32Array {
+  const w = new Float32Array(len).fill(1);
+  for (let j = 0; j < overlapPrev; j++) w[j] = Math.min(w[j]!, (j + 0.5) / overlapPrev);
+  for (let j = 0; j < overlapNext; j++) w[len - 1 - j] = Math.min(w[len - 1 - j]!, (j + 0.5) / overlapNext);
+  return w;
+}
+
+/**
+ * Runs `fn` on overlapping tiles of `x` (B, c, u·inScale, v·inScale) laid out on the unit grid
+ * (u, v) and blends the outputs (B, C, th·outScale, tw·outScale): each output pixel is the weighted
+ * mean of the tiles covering it, with separable linear ramps across every overlap, so seams are
+ * continuous. Decoding uses (1, f), encoding (f, 1). When a tile's output is the exact restriction
+ * of the global map (e.g. a per-pixel map), the result equals the untiled one.
+ */
+export function tiledMap(
+  x: HostArray, inScale: number, outScale: number, fn: (tile: HostArray) => Float32Array, opts: TileOptions = {}, who = 'DC-AE tiled decode',
+): HostArray {
+  const tile = opts.tile ?? 32, overlap = opts.overlap ?? 4;
+  if (!(Number.isInteger(tile) && Number.isInteger(overlap) && tile >= 1 && overlap >= 0 && overlap < tile)) {
+    throw new Error(`${who}: tile ${tile} / overlap ${overlap} must be integers with 0 ≤ overlap < tile`);
+  }
+  const [B, c, hIn, wIn] = x.shape as [number, number, number, number];
+  if (hIn % inScale !== 0 || wIn % inScale !== 0) throw new Error(`${who}: input ${hIn}x${wIn} is not a multiple of ${inScale}`);
+  const h = hIn / inScale, w = wIn / inScale; // unit grid
+  const ys = tileStarts(h, tile, overlap), xs = tileStarts(w, tile, overlap);
+  const f = outScale, s = inScale;
+  const H = h * f, W = w * f;
+  let outC = 0;
+  let acc: Float32Array | undefined;
+  const wsum = new Float32Array(H * W);
+  const total = ys.length * xs.length;
+  let done = 0;
+  for (let iy = 0; iy < ys.length; iy++) {
+    const y0 = ys[iy]!, th = Math.min(tile, h - y0);
+    for (let ix = 0; ix < xs.length; ix++) {
+      const x0 = xs[ix]!, tw = Math.min(tile, w - x0);
+      const TIH = th * s, TIW = tw * s;
+      const t = new Float32Array(B * c * TIH * TIW); // (B, c, th·s, tw·s) input tile
+      for (let bc = 0; bc < B * c; bc++) {
+        for (let r = 0; r < TIH; r++) {
+          const src = (bc * hIn + y0 * s + r) * wIn + x0 * s;
+          t.set(x.data.subarray(src, src + TIW), (bc * TIH + r) * TIW);
+        }
+      }
+      const out = fn({ data: t, shape: [B, c, TIH, TIW] });
+      const TH = th * f, TW = tw * f;
+      if (out.length % (B * TH * TW) !== 0) throw new Error(`${who}: a tile returned ${out.length} values, not a multiple of B·${TH}·${TW}`);
+      const C = out.length / (B * TH * TW);
+      if (!acc) { outC = C; acc = new Float32Array(B * C * H * W); }
+      const prevY = iy > 0 ? (ys[iy - 1]! + tile - y0) * f : 0;
+      const nextY = iy < ys.length - 1 ? (y0 + th - ys[iy + 1]!) * f : 0;
+      const prevX = ix > 0 ? (xs[ix - 1]! + tile - x0) * f : 0;
+      const nextX = ix < xs.length - 1 ? (x0 + tw - xs[ix + 1]!) * f : 0;
+      const wy = rampWeights(TH, Math.max(0, prevY), Math.max(0, nextY));
+      const wx = rampWeights(TW, Math.max(0, prevX), Math.max(0, nextX));
+      const Y0 = y0 * f, X0 = x0 * f;
+      for (let r = 0; r < TH; r++) {
+        for (let q = 0; q < TW; q++) wsum[(Y0 + r) * W + X0 + q]! += wy[r]! * wx[q]!;
+      }
+      for (let bc = 0; bc < B * C; bc++) {
+        for (let r = 0; r < TH; r++) {
+          const wr = wy[r]!;
+          const src = (bc * TH + r) * TW, dst = (bc * H + Y0 + r) * W + X0;
+          for (let q = 0; q < TW; q++) acc[dst + q]! += out[src + q]! * wr * wx[q]!;
+        }
+      }
+      opts.onTile?.(++done, total);
+    }
+  }
+  const out = acc!;
+  for (let bc = 0; bc < B * outC; bc++) {
+    const o = bc * H * W;
+    for (let i = 0; i < H * W; i++) out[o + i]! /= wsum[i]!;
+  }
+  return { data: out, shape: [B, outC, H, W] };
+}

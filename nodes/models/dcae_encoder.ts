@@ -1,0 +1,292 @@
+// The encoder of AutoencoderDC (DC-AE f32c32; spec §4.5) on the Backend interface, with tiled
+// encoding for large images: `AutoencoderDC.encode(image)[0]`, no scaling inside (the diffusion
+// latent is `encode(x) · scaling_factor`, which the DCAEEncode node applies).
+//
+// conv_in 3×3 → stages 0…S−1, each = `layers` blocks then (but the last) a DCDownBlock2d to the
+// next width → conv_out 3×3 (+ the channel-averaging out-shortcut). The blocks are the decoder's
+// (dcae_blocks.ts); module paths equal the diffusers keys under `encoder.`.
+// Letters: B batch, C stage width, H·W grid, g channels averaged by a shortcut.
+import { join } from 'node:path';
+import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
+import { blockTensorShapes, free, loadBlock, perStage, runBlock, tiledMap, view, weightLoader, type BlockW, type DcaeBlockType, type TileOptions } from './dcae_blocks.ts';
+import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
+import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
+
+export interface DcaeEncoderConfig {
+  /** Image channels taken (3). */
+  inChannels: number;
+  latentChannels: number;
+  attentionHeadDim: number;
+  blockTypes: DcaeBlockType[];
+  blockOutChannels: number[];
+  layersPerBlock: number[];
+  qkvMultiscales: number[][];
+  /** diffusers: 'pixel_unshuffle' = conv then pixel-unshuffle; anything else a stride-2 conv. */
+  downsample: 'conv' | 'pixel_unshuffle';
+  outShortcut: boolean;
+  scalingFactor: number;
+  /** 2^(stages − 1): image pixels per latent pixel along each axis. */
+  spatialCompression: number;
+}
+
+/** Parses the encoder part of a diffusers AutoencoderDC config.json (defaults = diffusers'). */
+export function parseDcaeEncoderConfig(raw: Record<string, unknown>, file = 'vae/config.json'): DcaeEncoderConfig {
+  if (raw._class_name !== undefined && raw._class_name !== 'AutoencoderDC') {
+    throw new Error(`${file}: _class_name is ${JSON.stringify(raw._class_name)}, expected "AutoencoderDC"`);
+  }
+  const nums = (key: string, v: unknown): number[] => {
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw new Error(`${file}: "${key}" must be a list of non-negative integers (got ${JSON.stringify(v)})`);
+    }
+    return v as number[];
+  };
+  const blockOutChannels = nums('encoder_block_out_channels', raw.encoder_block_out_channels ?? raw.block_out_channels ?? [128, 256, 512, 512, 1024, 1024]);
+  const S = blockOutChannels.length;
+  const layersPerBlock = nums('encoder_layers_per_block', raw.encoder_layers_per_block ?? [2, 2, 2, 3, 3, 3]);
+  if (layersPerBlock.length !== S) throw new Error(`${file}: encoder_layers_per_block has ${layersPerBlock.length} entries for ${S} stages`);
+  const zero = layersPerBlock.indexOf(0);
+  if (zero >= 0) throw new Error(`${file}: encoder_layers_per_block[${zero}] = 0 is not supported (Sana's DC-AE has blocks in every encoder stage)`);
+  const isStr = (x: unknown): x is string => typeof x === 'string';
+  const blockTypes = perStage(raw.encoder_block_types ?? 'ResBlock', S, 'encoder_block_types', file, isStr);
+  for (const t of blockTypes) if (t !== 'ResBlock' && t !== 'EfficientViTBlock') throw new Error(`${file}: encoder block type ${t} is not supported (ResBlock, EfficientViTBlock)`);
+  const ms = raw.encoder_qkv_multiscales ?? [[], [], [], [5], [5], [5]];
+  if (!Array.isArray(ms) || ms.length !== S || !ms.every((l) => Array.isArray(l) && l.every((k) => typeof k === 'number' && k % 2 === 1))) {
+    throw new Error(`${file}: encoder_qkv_multiscales must be ${S} lists of odd kernel sizes (got ${JSON.stringify(ms)})`);
+  }
+  const down = raw.downsample_block_type ?? 'pixel_unshuffle';
+  if (typeof down !== 'string') throw new Error(`${file}: downsample_block_type must be a string (got ${JSON.stringify(down)})`);
+  const num = (key: string, d: number): number => {
+    const v = raw[key] ?? d;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
+    return v;
+  };
+  const cfg: DcaeEncoderConfig = {
+    inChannels: num('in_channels', 3),
+    latentChannels: num('latent_channels', 32),
+    attentionHeadDim: num('attention_head_dim', 32),
+    blockTypes: blockTypes as DcaeBlockType[],
+    blockOutChannels,
+    layersPerBlock,
+    qkvMultiscales: ms as number[][],
+    // diffusers compares with == "pixel_unshuffle" only, so "Conv" / "conv" both mean the strided conv.
+    downsample: down === 'pixel_unshuffle' ? 'pixel_unshuffle' : 'conv',
+    outShortcut: raw.encoder_out_shortcut === undefined ? true : raw.encoder_out_shortcut === true,
+    scalingFactor: num('scaling_factor', 1.0),
+    spatialCompression: 2 ** (S - 1),
+  };
+  for (let i = 0; i < S; i++) {
+    const C = blockOutChannels[i]!;
+    if (blockTypes[i] === 'EfficientViTBlock' && C % cfg.attentionHeadDim !== 0) {
+      throw new Error(`${file}: encoder stage ${i} width ${C} is not a multiple of attention_head_dim ${cfg.attentionHeadDim}`);
+    }
+    if (i < S - 1) {
+      const next = blockOutChannels[i + 1]!;
+      if ((4 * C) % next !== 0) throw new Error(`${file}: encoder stage ${i} downsampler ${C} → ${next} channels: 4·${C} is not a multiple of ${next}`);
+      if (cfg.downsample === 'pixel_unshuffle' && next % 4 !== 0) throw new Error(`${file}: pixel_unshuffle downsampler to ${next} channels needs a multiple of 4`);
+    }
+  }
+  if (cfg.outShortcut && blockOutChannels[S - 1]! % cfg.latentChannels !== 0) {
+    throw new Error(`${file}: encoder_out_shortcut needs the last width ${blockOutChannels[S - 1]} to be a multiple of latent_channels ${cfg.latentChannels}`);
+  }
+  return cfg;
+}
+
+/** Every `encoder.*` tensor of this config with its shape. */
+export function expectedEncoderTensors(cfg: DcaeEncoderConfig): Map<string, number[]> {
+  const Cs = cfg.blockOutChannels, S = Cs.length, hd = cfg.attentionHeadDim;
+  const m = new Map<string, number[]>();
+  m.set('encoder.conv_in.weight', [Cs[0]!, cfg.inChannels, 3, 3]);
+  m.set('encoder.conv_in.bias', [Cs[0]!]);
+  for (let i = 0; i < S; i++) {
+    const n = cfg.layersPerBlock[i]!;
+    for (let j = 0; j < n; j++) blockTensorShapes(m, `encoder.down_blocks.${i}.${j}.`, cfg.blockTypes[i]!, Cs[i]!, hd, cfg.qkvMultiscales[i]!);
+    if (i < S - 1) {
+      const outC = cfg.downsample === 'pixel_unshuffle' ? Cs[i + 1]! / 4 : Cs[i + 1]!;
+      m.set(`encoder.down_blocks.${i}.${n}.conv.weight`, [outC, Cs[i]!, 3, 3]);
+      m.set(`encoder.down_blocks.${i}.${n}.conv.bias`, [outC]);
+    }
+  }
+  m.set('encoder.conv_out.weight', [cfg.latentChannels, Cs[S - 1]!, 3, 3]);
+  m.set('encoder.conv_out.bias', [cfg.latentChannels]);
+  return m;
+}
+
+export function validateEncoderTensors(cfg: DcaeEncoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string): void {
+  const want = expectedEncoderTensors(cfg);
+  const keys = src.keys();
+  if (!keys.some((k) => k.startsWith('encoder.'))) {
+    throw new Error(`DC-AE encoder: ${where} has no encoder weights (missing encoder.conv_in.weight and every other encoder.* tensor); this VAE can decode but not encode — use a complete AutoencoderDC checkpoint (encoder + decoder) to encode images`);
+  }
+  const { problems, extra: unexpected } = tensorShapeProblems(want, src);
+  const extra = unexpected.filter((k) => k.startsWith('encoder.'));
+  if (extra.length > 0) problems.push(`${extra.length} unexpected encoder tensor(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`);
+  if (problems.length > 0) {
+    throw new Error(`DC-AE encoder weights in ${where} do not match its config (${problems.length} problem(s)):\n  ${problems.slice(0, 12).join('\n  ')}`);
+  }
+}
+
+export interface EncodeOptions {
+  capture?: (name: string, t: Tensor) => void;
+  /** Called between encoder blocks: a throw (an interrupt) abandons the encode, tensors freed. */
+  onBlock?: () => void;
+}
+
+export interface DcaeEncoder {
+  readonly config: DcaeEncoderConfig;
+  readonly dtype: DType;
+  readonly bytes: number;
+  /** image (B, 3, H, W) in [−1, 1], H and W multiples of spatialCompression → latent (B, c, H/f, W/f), f32, unscaled. */
+  encode(x: TensorInput, opts?: EncodeOptions): Tensor;
+  /** The same over overlapping image tiles (sizes in latent pixels); memory is bounded by one tile. */
+  encodeTiled(x: TensorInput, opts?: TileOptions): Tensor;
+  dispose(): void;
+}
+
+interface DownW { convW: Tensor; convB: Tensor; unshuffle: boolean; mean: Tensor }
+interface Stage { blocks: BlockW[]; down?: DownW }
+
+const isHost = (x: TensorInput): x is HostArray => (x as HostArray).data instanceof Float32Array;
+
+export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeEncoder {
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE encoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
+  validateEncoderTensors(cfg, src, where);
+  const bk = backend;
+  const wl = weightLoader(src, bk, dtype);
+  const ld = wl.ld;
+  const Cs = cfg.blockOutChannels, S = Cs.length, hd = cfg.attentionHeadDim;
+  // Averaging K channels in consecutive groups of g is a grouped 1×1 convolution with weights 1/g
+  // (exact in bf16 too for the power-of-two g of every DC-AE): (K/g, g, 1, 1), groups K/g.
+  const meanWeights = (K: number, g: number): Tensor => wl.keep(bk.full([K / g, g, 1, 1], 1 / g, dtype));
+  try {
+    const convInW = ld('encoder.conv_in.weight'), convInB = ld('encoder.conv_in.bias');
+    const stages: Stage[] = [];
+    for (let i = 0; i < S; i++) {
+      const C = Cs[i]!, n = cfg.layersPerBlock[i]!;
+      const pre = (k: number): string => `encoder.down_blocks.${i}.${k}.`;
+      // diffusers builds every encoder block with rms_norm and silu, whatever the decoder's settings.
+      const stage: Stage = { blocks: Array.from({ length: n }, (_, j) => loadBlock(wl, pre(j), cfg.blockTypes[i]!, C, cfg.qkvMultiscales[i]!, 'silu')) };
+      if (i < S - 1) {
+        stage.down = { convW: ld(`${pre(n)}conv.weight`), convB: ld(`${pre(n)}conv.bias`), unshuffle: cfg.downsample === 'pixel_unshuffle', mean: meanWeights(4 * C, (4 * C) / Cs[i + 1]!) };
+      }
+      stages.push(stage);
+    }
+    const outW = ld('encoder.conv_out.weight'), outB = ld('encoder.conv_out.bias');
+    const outMean = cfg.outShortcut ? meanWeights(Cs[S - 1]!, Cs[S - 1]! / cfg.latentChannels) : undefined;
+    const bytes = wl.bytes();
+
+    // pixel_unshuffle(X, 2) as a view and one permuted copy: out channel 4c + 2i + j = X[c, 2r+i, 2s+j].
+    const pixelUnshuffle = (X: Tensor): Tensor => {
+      const [B, C, H, W] = X.shape as [number, number, number, number];
+      const x6 = bk.reshape(X, [B, C, H / 2, 2, W / 2, 2]);
+      const p = bk.permute(x6, [0, 1, 3, 5, 2, 4]); // (B, C, 2, 2, H/2, W/2)
+      free(x6);
+      return view(bk, p, [B, 4 * C, H / 2, W / 2]);
+    };
+    const downsample = (X: Tensor, w: DownW): Tensor => {
+      let main: Tensor;
+      if (w.unshuffle) {
+        const c = bk.conv2d(X, w.convW, w.convB, { padding: 1 }); // (B, Cout/4, H, W)
+        main = pixelUnshuffle(c); // (B, Cout, H/2, W/2)
+        free(c);
+      } else {
+        main = bk.conv2d(X, w.convW, w.convB, { padding: 1, stride: 2 }); // (B, Cout, H/2, W/2)
+      }
+      const un = pixelUnshuffle(X); // (B, 4C, H/2, W/2)
+      const groups = w.mean.shape[0]!;
+      const short = bk.conv2d(un, w.mean, undefined, { groups }); // (B, Cout, H/2, W/2)
+      free(un);
+      const out = bk.add(main, short);
+      free(main, short);
+      return out;
+    };
+
+    const encodeDevice = (x: Tensor, capture?: (name: string, t: Tensor) => void, onBlock?: () => void): Tensor => bk.scope(() => {
+      const [, Cx, H, W] = x.shape as [number, number, number, number];
+      const f = cfg.spatialCompression;
+      if (x.shape.length !== 4 || Cx !== cfg.inChannels) throw new Error(`DC-AE encoder: image has shape ${JSON.stringify(x.shape)}, expected (B, ${cfg.inChannels}, H, W)`);
+      if (H % f !== 0 || W % f !== 0 || H === 0 || W === 0) throw new Error(`DC-AE encoder: image ${H}x${W} is not a positive multiple of ${f} on each side`);
+      const xx = x.dtype === dtype ? x : bk.cast(x, dtype);
+      let X = bk.conv2d(xx, convInW, convInB, { padding: 1 }); // (B, C0, H, W)
+      // Each step runs in its own scope and frees its input at once (as in the decoder: stage-0
+      // maps of a 1024² image are 256 MB apiece in bf16).
+      const step = (fn: (t: Tensor) => Tensor): void => {
+        onBlock?.();
+        const Y = bk.scope(() => fn(X));
+        X.dispose();
+        X = Y;
+      };
+      for (let i = 0; i < S; i++) {
+        const st = stages[i]!;
+        for (const b of st.blocks) step((t) => runBlock(bk, t, b, hd));
+        if (st.down) step((t) => downsample(t, st.down!));
+        capture?.(`encoder.down_blocks.${i}`, X);
+      }
+      onBlock?.();
+      let z = bk.conv2d(X, outW, outB, { padding: 1 }); // (B, c, h, w)
+      if (outMean) z = bk.add(z, bk.conv2d(X, outMean, undefined, { groups: cfg.latentChannels }));
+      return z.dtype === 'f32' ? z : bk.cast(z, 'f32');
+    });
+
+    const toDev = (x: TensorInput): Tensor => (isHost(x) ? bk.fromArray(x.data, x.shape, 'f32') : x.device === bk.name ? x : bk.upload(x));
+    let disposed = false;
+    const alive = (): void => { if (disposed) throw new Error('DC-AE encoder: used after dispose()'); };
+    return {
+      config: cfg,
+      dtype,
+      bytes,
+      encode: (x, opts = {}) => {
+        alive();
+        const dx = toDev(x);
+        try { return encodeDevice(dx, opts.capture, opts.onBlock); } finally { if (dx !== x) dx.dispose(); }
+      },
+      encodeTiled: (x, opts = {}) => {
+        alive();
+        const host: HostArray = isHost(x) ? x : { data: x.toFloat32(), shape: x.shape };
+        const out = tiledEncode(host, cfg.spatialCompression, (tile) => {
+          const dx = bk.fromArray(tile.data, tile.shape, 'f32');
+          try {
+            const z = encodeDevice(dx, undefined, opts.onBlock);
+            try { return z.toFloat32(); } finally { z.dispose(); }
+          } finally { dx.dispose(); }
+        }, opts);
+        return bk.fromArray(out.data, out.shape, 'f32');
+      },
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        wl.disposeAll();
+      },
+    };
+  } catch (e) {
+    wl.disposeAll();
+    throw e;
+  }
+}
+
+/**
+ * Encodes an image (B, 3, f·h, f·w) as overlapping tiles of `tile` latent pixels and blends the
+ * latent tiles linearly over `overlap` latent pixels (`tiledMap`). The encoder's attention is
+ * global per tile, so this is an approximation of the untiled encode (bounded in the tests).
+ */
+export function tiledEncode(x: HostArray, factor: number, encodeTile: (tile: HostArray) => Float32Array, opts: TileOptions = {}): HostArray {
+  return tiledMap(x, factor, 1, encodeTile, opts, 'DC-AE tiled encode');
+}
+
+export function readDcaeEncoderConfig(dir: string): DcaeEncoderConfig {
+  return parseDcaeEncoderConfig(readJsonConfig(dir), join(dir, 'config.json'));
+}
+
+/** Loads the DC-AE encoder from a diffusers `vae/` folder (decoder tensors are left on disk). */
+export async function loadDcaeEncoder(
+  dir: string, backend: Backend, dtype: DType,
+  opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string } = {},
+): Promise<DcaeEncoder> {
+  const cfg = readDcaeEncoderConfig(dir);
+  const native = opts.native ?? (await importNative());
+  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['diffusion_pytorch_model', 'model'] }));
+  try {
+    return buildDcaeEncoder(cfg, ckpt, backend, dtype, ckpt.files.join(', '));
+  } finally {
+    ckpt.close();
+  }
+}
