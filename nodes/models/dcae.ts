@@ -6,9 +6,9 @@
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
-import { blockTensorShapes, free, loadBlock, perStage, runBlock, tiledMap, weightLoader, type BlockW, type DcaeBlockType, type TileOptions } from './dcae_blocks.ts';
-import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
-import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
+import { blockTensorShapes, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, runBlock, tiledMap, weightLoader, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import type { HostArray, TensorInput, WeightSource } from './sana_dit.ts';
+import { readJsonConfig, tensorShapeProblems } from './weights.ts';
 
 export { tileStarts, type DcaeBlockType } from './dcae_blocks.ts';
 
@@ -140,14 +140,7 @@ interface Stage { up?: UpW; blocks: BlockW[] }
 
 export type TiledDecodeOptions = TileOptions;
 
-export interface DecodeOptions {
-  capture?: (name: string, t: Tensor) => void;
-  /**
-   * Called between decoder blocks: a throw from it (an interrupt) abandons the decode with its
-   * tensors freed, so a stop request need not wait for a whole 4K decode.
-   */
-  onBlock?: () => void;
-}
+export type DecodeOptions = HalfRunOptions;
 
 export interface DcaeDecoder {
   readonly config: DcaeDecoderConfig;
@@ -159,8 +152,6 @@ export interface DcaeDecoder {
   decodeTiled(z: TensorInput, opts?: TiledDecodeOptions): Tensor;
   dispose(): void;
 }
-
-const isHost = (x: TensorInput): x is HostArray => (x as HostArray).data instanceof Float32Array;
 
 export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeDecoder {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE decoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
@@ -231,36 +222,8 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       return img.dtype === 'f32' ? img : bk.cast(img, 'f32');
     });
 
-    const toDev = (z: TensorInput): Tensor => (isHost(z) ? bk.fromArray(z.data, z.shape, 'f32') : z.device === bk.name ? z : bk.upload(z));
-    let disposed = false;
-    const alive = (): void => { if (disposed) throw new Error('DC-AE decoder: used after dispose()'); };
-    return {
-      config: cfg,
-      dtype,
-      bytes,
-      decode: (z, opts = {}) => {
-        alive();
-        const dz = toDev(z);
-        try { return decodeDevice(dz, opts.capture, opts.onBlock); } finally { if (dz !== z) dz.dispose(); }
-      },
-      decodeTiled: (z, opts = {}) => {
-        alive();
-        const host: HostArray = isHost(z) ? z : { data: z.toFloat32(), shape: z.shape };
-        const out = tiledDecode(host, cfg.spatialCompression, (tile) => {
-          const dz = bk.fromArray(tile.data, tile.shape, 'f32');
-          try {
-            const img = decodeDevice(dz, undefined, opts.onBlock);
-            try { return img.toFloat32(); } finally { img.dispose(); }
-          } finally { dz.dispose(); }
-        }, opts);
-        return bk.fromArray(out.data, out.shape, 'f32');
-      },
-      dispose: () => {
-        if (disposed) return;
-        disposed = true;
-        wl.disposeAll();
-      },
-    };
+    const entry = halfEntryPoints(bk, 'DC-AE decoder', decodeDevice, (z, fn, opts) => tiledDecode(z, cfg.spatialCompression, fn, opts), () => wl.disposeAll());
+    return { config: cfg, dtype, bytes, decode: entry.whole, decodeTiled: entry.tiled, dispose: entry.dispose };
   } catch (e) {
     wl.disposeAll();
     throw e;
@@ -292,12 +255,5 @@ export async function loadDcaeDecoder(
   dir: string, backend: Backend, dtype: DType,
   opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string } = {},
 ): Promise<DcaeDecoder> {
-  const cfg = readDcaeConfig(dir);
-  const native = opts.native ?? (await importNative());
-  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['diffusion_pytorch_model', 'model'] }));
-  try {
-    return buildDcaeDecoder(cfg, ckpt, backend, dtype, ckpt.files.join(', '));
-  } finally {
-    ckpt.close();
-  }
+  return loadHalfFromFolder(dir, backend, dtype, opts, parseDcaeConfig, buildDcaeDecoder);
 }

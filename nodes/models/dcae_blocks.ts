@@ -3,8 +3,10 @@
 // forward passes, and the tiling plan with linear seam blending. Each half (dcae.ts,
 // dcae_encoder.ts) adds only its own stems and resamplers.
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
-import type { Backend, DType, Tensor } from '../../native/api.ts';
-import type { HostArray, WeightSource } from './sana_dit.ts';
+import { join } from 'node:path';
+import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
+import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
+import { pickSafetensors, readJsonConfig } from './weights.ts';
 
 export type DcaeBlockType = 'ResBlock' | 'EfficientViTBlock';
 
@@ -281,4 +283,76 @@ export function tiledMap(
     for (let i = 0; i < H * W; i++) out[o + i]! /= wsum[i]!;
   }
   return { data: out, shape: [B, outC, H, W] };
+}
+
+// Entry points
+
+export const isHost = (x: TensorInput): x is HostArray => (x as HostArray).data instanceof Float32Array;
+
+/** Options of a whole-image run of either half. */
+export interface HalfRunOptions {
+  capture?: (name: string, t: Tensor) => void;
+  /** Called between blocks: a throw from it (an interrupt) abandons the run, its tensors freed. */
+  onBlock?: () => void;
+}
+
+/**
+ * What both halves offer around their device function `run`: the whole-image call (host arrays
+ * uploaded, tensors of another backend copied over), the tiled call (`tiledFn` plans the tiles;
+ * one tile is on the device at a time) and disposal, after which every call is an error.
+ */
+export function halfEntryPoints(
+  bk: Backend,
+  what: string,
+  run: (x: Tensor, capture?: HalfRunOptions['capture'], onBlock?: () => void) => Tensor,
+  tiledFn: (x: HostArray, runTile: (tile: HostArray) => Float32Array, opts: TileOptions) => HostArray,
+  disposeAll: () => void,
+): { whole(x: TensorInput, opts?: HalfRunOptions): Tensor; tiled(x: TensorInput, opts?: TileOptions): Tensor; dispose(): void } {
+  let disposed = false;
+  const alive = (): void => {
+    if (disposed) throw new Error(`${what}: used after dispose()`);
+  };
+  const toDev = (x: TensorInput): Tensor => (isHost(x) ? bk.fromArray(x.data, x.shape, 'f32') : x.device === bk.name ? x : bk.upload(x));
+  return {
+    whole: (x, opts = {}) => {
+      alive();
+      const dx = toDev(x);
+      try { return run(dx, opts.capture, opts.onBlock); } finally { if (dx !== x) dx.dispose(); }
+    },
+    tiled: (x, opts = {}) => {
+      alive();
+      const host: HostArray = isHost(x) ? x : { data: x.toFloat32(), shape: x.shape };
+      const out = tiledFn(host, (tile) => {
+        const dt = bk.fromArray(tile.data, tile.shape, 'f32');
+        try {
+          const y = run(dt, undefined, opts.onBlock);
+          try { return y.toFloat32(); } finally { y.dispose(); }
+        } finally { dt.dispose(); }
+      }, opts);
+      return bk.fromArray(out.data, out.shape, 'f32');
+    },
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      disposeAll();
+    },
+  };
+}
+
+/** Builds one half from a diffusers `vae/` folder (config.json + checkpoint); the other half's
+ *  tensors are never read. */
+export async function loadHalfFromFolder<C, M>(
+  dir: string, backend: Backend, dtype: DType,
+  opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string },
+  parse: (raw: Record<string, unknown>, file: string) => C,
+  build: (cfg: C, src: WeightSource, backend: Backend, dtype: DType, where: string) => M,
+): Promise<M> {
+  const cfg = parse(readJsonConfig(dir), join(dir, 'config.json'));
+  const native = opts.native ?? (await importNative());
+  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['diffusion_pytorch_model', 'model'] }));
+  try {
+    return build(cfg, ckpt, backend, dtype, ckpt.files.join(', '));
+  } finally {
+    ckpt.close();
+  }
 }

@@ -8,9 +8,9 @@
 // Letters: B batch, C stage width, H·W grid, g channels averaged by a shortcut.
 import { join } from 'node:path';
 import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
-import { blockTensorShapes, free, loadBlock, perStage, runBlock, tiledMap, view, weightLoader, type BlockW, type DcaeBlockType, type TileOptions } from './dcae_blocks.ts';
-import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
-import { pickSafetensors, readJsonConfig, tensorShapeProblems } from './weights.ts';
+import { blockTensorShapes, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, runBlock, tiledMap, view, weightLoader, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import type { HostArray, TensorInput, WeightSource } from './sana_dit.ts';
+import { readJsonConfig, tensorShapeProblems } from './weights.ts';
 
 export interface DcaeEncoderConfig {
   /** Image channels taken (3). */
@@ -125,11 +125,7 @@ export function validateEncoderTensors(cfg: DcaeEncoderConfig, src: Pick<WeightS
   }
 }
 
-export interface EncodeOptions {
-  capture?: (name: string, t: Tensor) => void;
-  /** Called between encoder blocks: a throw (an interrupt) abandons the encode, tensors freed. */
-  onBlock?: () => void;
-}
+export type EncodeOptions = HalfRunOptions;
 
 export interface DcaeEncoder {
   readonly config: DcaeEncoderConfig;
@@ -144,8 +140,6 @@ export interface DcaeEncoder {
 
 interface DownW { convW: Tensor; convB: Tensor; unshuffle: boolean; mean: Tensor }
 interface Stage { blocks: BlockW[]; down?: DownW }
-
-const isHost = (x: TensorInput): x is HostArray => (x as HostArray).data instanceof Float32Array;
 
 export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeEncoder {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE encoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
@@ -227,36 +221,8 @@ export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, back
       return z.dtype === 'f32' ? z : bk.cast(z, 'f32');
     });
 
-    const toDev = (x: TensorInput): Tensor => (isHost(x) ? bk.fromArray(x.data, x.shape, 'f32') : x.device === bk.name ? x : bk.upload(x));
-    let disposed = false;
-    const alive = (): void => { if (disposed) throw new Error('DC-AE encoder: used after dispose()'); };
-    return {
-      config: cfg,
-      dtype,
-      bytes,
-      encode: (x, opts = {}) => {
-        alive();
-        const dx = toDev(x);
-        try { return encodeDevice(dx, opts.capture, opts.onBlock); } finally { if (dx !== x) dx.dispose(); }
-      },
-      encodeTiled: (x, opts = {}) => {
-        alive();
-        const host: HostArray = isHost(x) ? x : { data: x.toFloat32(), shape: x.shape };
-        const out = tiledEncode(host, cfg.spatialCompression, (tile) => {
-          const dx = bk.fromArray(tile.data, tile.shape, 'f32');
-          try {
-            const z = encodeDevice(dx, undefined, opts.onBlock);
-            try { return z.toFloat32(); } finally { z.dispose(); }
-          } finally { dx.dispose(); }
-        }, opts);
-        return bk.fromArray(out.data, out.shape, 'f32');
-      },
-      dispose: () => {
-        if (disposed) return;
-        disposed = true;
-        wl.disposeAll();
-      },
-    };
+    const entry = halfEntryPoints(bk, 'DC-AE encoder', encodeDevice, (x, fn, opts) => tiledEncode(x, cfg.spatialCompression, fn, opts), () => wl.disposeAll());
+    return { config: cfg, dtype, bytes, encode: entry.whole, encodeTiled: entry.tiled, dispose: entry.dispose };
   } catch (e) {
     wl.disposeAll();
     throw e;
@@ -281,12 +247,5 @@ export async function loadDcaeEncoder(
   dir: string, backend: Backend, dtype: DType,
   opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string } = {},
 ): Promise<DcaeEncoder> {
-  const cfg = readDcaeEncoderConfig(dir);
-  const native = opts.native ?? (await importNative());
-  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['diffusion_pytorch_model', 'model'] }));
-  try {
-    return buildDcaeEncoder(cfg, ckpt, backend, dtype, ckpt.files.join(', '));
-  } finally {
-    ckpt.close();
-  }
+  return loadHalfFromFolder(dir, backend, dtype, opts, parseDcaeEncoderConfig, buildDcaeEncoder);
 }
