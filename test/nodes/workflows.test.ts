@@ -1,10 +1,13 @@
-// The shipped default workflow and ComfyUI users' Sana workflows: conversion (UI -> API) and
+// The shipped workflows and ComfyUI users' Sana workflows: conversion (UI -> API) and
 // validation against the product registry. Running them is in test/e2e.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertUiToApi } from '../../engine/convert.ts';
 import { validatePrompt, type ApiPrompt } from '../../engine/index.ts';
+import { imageFolders, setImageFolders } from '../../nodes/image/folders.ts';
+import { encodePng } from '../../nodes/image/png.ts';
 import { setModelsDir } from '../../nodes/models_dir.ts';
 import { apiToUi } from '../../workflows/api_to_ui.ts';
 import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, readJson, repoModelsDir } from './helpers.ts';
@@ -12,7 +15,18 @@ import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, readJson, 
 const registryAlias = (name: string) => productRegistry().get(name)!.mapInputs!;
 const strip = (p: ApiPrompt) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]));
 
-for (const [name, output] of [['sana_default', '8'], ['sana_sprint', '7']] as const) describe(`workflows/${name}`, () => {
+// The img2img / inpaint workflows' LoadImage validates against the input folder: give it their
+// example.png (any picture will do for validation).
+const inputDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-wf-input-'));
+fs.writeFileSync(path.join(inputDir, 'example.png'), encodePng({ width: 32, height: 32, channels: 4, data: new Uint8Array(32 * 32 * 4).fill(200) }));
+const savedFolders = imageFolders();
+beforeAll(() => setImageFolders({ input: inputDir }));
+afterAll(() => {
+  setImageFolders(savedFolders);
+  fs.rmSync(inputDir, { recursive: true, force: true });
+});
+
+for (const [name, output] of [['sana_default', '8'], ['sana_sprint', '7'], ['sana_lora', '8'], ['sana_img2img', '8'], ['sana_inpaint', '8']] as const) describe(`workflows/${name}`, () => {
   beforeAll(() => setModelsDir(repoModelsDir()));
   const api = readJson<ApiPrompt>(path.join(REPO, `workflows/${name}.api.json`));
   const ui = readJson(path.join(REPO, `workflows/${name}.ui.json`));

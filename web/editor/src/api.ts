@@ -128,6 +128,26 @@ export class ComfyApi {
     }
   }
 
+  /** GET /workflows: the shipped workflow file names (both formats). Throws when unreachable. */
+  listWorkflows(): Promise<unknown> {
+    return this.json<unknown>('/workflows');
+  }
+
+  /** One shipped workflow by file name. Throws on a missing file or a failed request. */
+  workflow(file: string): Promise<unknown> {
+    return this.json<unknown>(`/workflows/${encodeURIComponent(file)}`);
+  }
+
+  /** The template index (titles, descriptions); null when the server has none, as titles are optional. */
+  async templateIndex(): Promise<unknown | null> {
+    try {
+      const res = await fetch(this.base + '/templates/index.json');
+      return res.ok ? await res.json() : null;
+    } catch {
+      return null;
+    }
+  }
+
   on(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -15,6 +15,7 @@ import { registerNodeDefs } from './register.ts';
 import { applyControlAfterGenerate } from './seed-control.ts';
 import { EditorUi } from './ui.ts';
 import { setUploader } from './widgets.ts';
+import { workflowChoices } from './workflow-list.ts';
 import {
   downloadJson,
   isUiWorkflow,
@@ -24,7 +25,6 @@ import {
   readWorkflowFile,
   saveToStorage,
   type LoadedFile,
-  type UiWorkflow,
 } from './workflow-io.ts';
 
 async function main(): Promise<void> {
@@ -83,6 +83,7 @@ async function main(): Promise<void> {
       }
     },
     loadDefault: () => void loadDefault(),
+    loadWorkflow: (file, label) => void loadWorkflow(file, label),
     clear: () => {
       graph.clear();
       resetRunState();
@@ -149,16 +150,42 @@ async function main(): Promise<void> {
     }
   }
 
+  /** Replaces the graph with a shipped workflow (Default and the picker); false when `wf` is not a UI workflow. */
+  function applyShipped(wf: unknown, label: string): boolean {
+    if (!isUiWorkflow(wf)) return false;
+    applyLoaded({ kind: 'ui', workflow: wf }, label);
+    return true;
+  }
+
   async function loadDefault(): Promise<void> {
-    const wf = await api.defaultWorkflow();
-    if (isUiWorkflow(wf)) {
-      applyLoaded({ kind: 'ui', workflow: wf as UiWorkflow }, 'the default workflow');
-    } else {
+    if (!applyShipped(await api.defaultWorkflow(), 'the default workflow')) {
       resetRunState();
       if (!buildFallbackGraph(graph, objectInfo)) ui.message('the server offers no output node to build a graph from', 'error');
       else ui.message('the server has no default workflow; built a graph from its node list', 'info');
       fitView();
       saveToStorage(graph);
+    }
+  }
+
+  /** A shipped workflow from the picker: the same replacement as Default, minus its fallback graph. */
+  async function loadWorkflow(file: string, label = file): Promise<void> {
+    let wf: unknown;
+    try {
+      wf = await api.workflow(file);
+    } catch (err) {
+      ui.message(`could not load ${label}: ${(err as Error).message}`, 'error');
+      return;
+    }
+    if (!applyShipped(wf, label)) ui.message(`${label} is not a UI workflow`, 'error');
+  }
+
+  async function refreshWorkflowList(): Promise<void> {
+    try {
+      const [files, index] = await Promise.all([api.listWorkflows(), api.templateIndex()]);
+      ui.setWorkflows(workflowChoices(files, index));
+    } catch (err) {
+      ui.setWorkflows([]);
+      ui.message(`could not list the shipped workflows: ${(err as Error).message}`, 'error');
     }
   }
 
@@ -244,6 +271,9 @@ async function main(): Promise<void> {
   const kept = readFromStorage();
   if (kept) applyLoaded({ kind: 'ui', workflow: kept }, 'the last session');
   else await loadDefault();
+  // After the first graph, so a failure stays on the status line instead of being overwritten
+  // by its "loaded ..." message.
+  void refreshWorkflowList();
 
   // Persist on change. Serializing once a second is cheap next to drawing and catches every
   // kind of edit (widgets, links, moves) without hooking each of them.
@@ -271,6 +301,8 @@ async function main(): Promise<void> {
     queue,
     loadFile: openFile,
     loadDefault,
+    loadWorkflow,
+    refreshWorkflowList,
     fitView,
     toApiPrompt: () => toApiPrompt(graph.serialize(), objectInfo),
     nodeErrors: () => states.allErrors(),

@@ -1,6 +1,7 @@
 // The DOM around the canvas: toolbar (queue, interrupt, files), the overall progress bar, a
 // status line and the queue/history panel.
 import type { ComfyApi, HistoryEntry, QueueItem } from './api.ts';
+import type { WorkflowChoice } from './workflow-list.ts';
 
 export type UiActions = {
   queue: () => void;
@@ -9,6 +10,8 @@ export type UiActions = {
   open: (file: File) => void;
   exportApi: () => void;
   loadDefault: () => void;
+  /** A shipped workflow picked in the toolbar, by file name. */
+  loadWorkflow: (file: string, label: string) => void;
   clear: () => void;
   openHistory: (entry: HistoryEntry) => void;
 };
@@ -29,6 +32,7 @@ export class EditorUi {
   private pendingList: HTMLElement;
   private historyList: HTMLElement;
   private queueCount: HTMLElement;
+  private workflowSelect: HTMLSelectElement;
 
   constructor(private readonly api: ComfyApi, private readonly actions: UiActions) {
     this.root = document.getElementById('toolbar') ?? document.body;
@@ -47,6 +51,14 @@ export class EditorUi {
     this.queueCount = el('span', { id: 'queue-count' }, '0');
     const queueBtn = button('queue-button', 'Queue', 'Queue the graph (Ctrl+Enter)', actions.queue);
     queueBtn.append(' ', this.queueCount);
+    this.workflowSelect = el('select', { id: 'workflow-select', title: 'Load a shipped workflow' });
+    this.setWorkflows([]);
+    this.workflowSelect.addEventListener('change', () => {
+      const opt = this.workflowSelect.selectedOptions[0];
+      // Back to the placeholder, so picking the same workflow again (after edits) reloads it.
+      this.workflowSelect.value = '';
+      if (opt?.value) actions.loadWorkflow(opt.value, opt.textContent ?? opt.value);
+    });
     this.root.append(
       queueBtn,
       button('interrupt-button', 'Interrupt', 'Stop the running job', actions.interrupt),
@@ -55,6 +67,7 @@ export class EditorUi {
       button('load-button', 'Load', 'Open a workflow JSON or a PNG made by this tool', () => fileInput.click()),
       button('export-api-button', 'Export API', 'Download the API-format prompt', actions.exportApi),
       button('default-button', 'Default', 'Load the default workflow', actions.loadDefault),
+      this.workflowSelect,
       button('clear-button', 'Clear', 'Remove every node', actions.clear),
       fileInput,
     );
@@ -70,6 +83,20 @@ export class EditorUi {
     this.pendingList = el('ul', { id: 'queue-pending' });
     this.historyList = el('ul', { id: 'history-list' });
     panel.append(el('h3', {}, 'Running'), this.runningList, el('h3', {}, 'Pending'), this.pendingList, el('h3', {}, 'History'), this.historyList);
+  }
+
+  /** Fills the workflow picker; the first entry is a placeholder naming the picker. */
+  setWorkflows(choices: WorkflowChoice[]): void {
+    const placeholder = el('option', { value: '' }, 'Workflows…');
+    placeholder.disabled = true;
+    const options = choices.map((c) => {
+      const o = el('option', { value: c.file }, c.label);
+      if (c.description) o.title = c.description;
+      return o;
+    });
+    this.workflowSelect.replaceChildren(placeholder, ...options);
+    this.workflowSelect.value = '';
+    this.workflowSelect.disabled = choices.length === 0;
   }
 
   setOverall(fraction: number | null, label: string): void {
