@@ -153,6 +153,7 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
     if (!o.quiet) view.finish();
     await runner.close();
   }
+  if (result.profile) o.stderr.write(`${result.profile}\n`);
 
   const images: string[] = [];
   for (const ui of Object.values(result.outputs)) {

@@ -9,7 +9,9 @@ import type { HistoryEntry } from './history.ts';
 import type { Job } from './queue.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './worker/protocol.ts';
 
-export type JobResult = Pick<HistoryEntry, 'outputs' | 'status' | 'meta'>;
+/** `profile`: the op profile tables (SANA_PROFILE=1), carried back with the result because a
+ *  worker thread's stderr may not be flushed before its process exits. */
+export type JobResult = Pick<HistoryEntry, 'outputs' | 'status' | 'meta'> & { profile?: string };
 
 export interface JobHandlers {
   event(e: { type: string; data: Record<string, unknown> }): void;

@@ -158,6 +158,7 @@ export class ServerState {
           real_node_id: p.node,
         }, p.result === true),
     });
+    if (result.profile) this.log.info(`job ${job.promptId} op profile:\n${result.profile}`);
     const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: result.outputs, status: result.status, meta: result.meta };
     try {
       this.history.add(job.promptId, entry);

@@ -69,6 +69,15 @@ async function main(): Promise<void> {
     pendingFree = undefined;
   };
 
+  /** SANA_PROFILE=1: one op table per node that ran native ops, returned with the job's result
+   *  (the CLI prints it, the server logs it). */
+  const profileOfJob = (): { profile?: string } => {
+    if (!profiler.enabled) return {};
+    profiler.endStage();
+    const text = formatProfile(profiler.report());
+    return text ? { profile: text } : {};
+  };
+
   const run = async (job: RunJob) => {
     const controller = new AbortController();
     const prompt = job.prompt as Record<string, { class_type?: string } | undefined>;
@@ -84,21 +93,15 @@ async function main(): Promise<void> {
         sendFinalExecuting: false,
       });
       const ok = r.status === 'success';
-      post({ type: 'done', seq: job.seq, result: { outputs: r.outputs, meta: r.meta, status: { status_str: ok ? 'success' : 'error', completed: ok, messages: r.messages } } });
+      post({ type: 'done', seq: job.seq, result: { outputs: r.outputs, meta: r.meta, status: { status_str: ok ? 'success' : 'error', completed: ok, messages: r.messages }, ...profileOfJob() } });
     } catch (e) {
       // Validation already passed on the main thread, so this is a registry mismatch or an
       // engine bug; it is still reported as the job's error instead of killing the worker.
       const err = e as Error;
       const data = { prompt_id: job.promptId, node_id: '', node_type: '', executed: [], exception_message: err.message, exception_type: err.name, traceback: (err.stack ?? '').split('\n'), current_inputs: {}, current_outputs: [], timestamp: Date.now() };
       post({ type: 'event', seq: job.seq, event: { type: 'execution_error', data } });
-      post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] } } });
+      post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, ...profileOfJob() } });
     } finally {
-      if (profiler.enabled) {
-        // SANA_PROFILE=1: one table per node that ran native ops, on the execution process's stderr.
-        profiler.endStage();
-        const text = formatProfile(profiler.report());
-        if (text) process.stderr.write(`${text}\n`);
-      }
       current = undefined;
       applyFree();
     }

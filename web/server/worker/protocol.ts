@@ -42,7 +42,7 @@ export type FromWorker =
   /** A JSON job event (executing, progress, executed, execution_*...) for the job `seq`. */
   | { type: 'event'; seq: number; event: { type: string; data: Record<string, unknown> } }
   | { type: 'preview'; seq: number; node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array; result?: boolean }
-  | { type: 'done'; seq: number; result: Pick<HistoryEntry, 'outputs' | 'status' | 'meta'> };
+  | { type: 'done'; seq: number; result: Pick<HistoryEntry, 'outputs' | 'status' | 'meta'> & { profile?: string } };
 
 /** What the server gives the execution process: the worker's settings, less what it makes itself. */
 export type ChildInit = Omit<WorkerInit, 'entry' | 'interrupt'>;
