@@ -56,7 +56,8 @@ export interface RawAddon {
   write(s: RawStorage, byteOffset: number, data: ArrayBufferView, srcDtype: number, dstDtype: number, count: number): void;
   read(s: RawStorage, byteOffset: number, count: number, srcDtype: number, dstDtype: number): ArrayBuffer;
   copy(dst: RawStorage, dstOffset: number, src: RawStorage, srcOffset: number, nbytes: number): void;
-  memory(device: string, resetPeak?: boolean): { allocated: number; peak: number };
+  memory(device: string, resetPeak?: boolean): { allocated: number; peak: number; cached?: number };
+  trimHostCache(): number;
   backends(): Array<{ name: string; available: boolean; reason?: string; info: string }>;
   supportsOp(device: string, op: string, dtype: number): boolean;
   buildInfo(): { onednn: boolean; cuda: boolean; isa: string; gemm: string; hint?: string };

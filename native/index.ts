@@ -55,6 +55,10 @@ export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: str
 
 /** Measured fp32 FMA throughput of all CPU threads (GFLOP/s), for benchmarks. */
 export function fmaPeakGflops(ms = 200): number { return raw().fmaPeak(ms); }
+/** Gives the CPU backend's cached free blocks back to the system (src/host_cache.cc); bytes released. */
+export function trimHostCache(): number { return raw().trimHostCache(); }
+/** Bytes of freed CPU blocks kept for reuse (resident, not tensors). */
+export function hostCacheBytes(): number { return raw().memory('cpu').cached ?? 0; }
 /** Sets (when given) and returns the CPU thread count of the native kernels. */
 export function cpuThreads(n?: number): number { return raw().threads(n); }
 

@@ -2,6 +2,7 @@
 // backend listing and build facts. The addon is context-aware: per-environment state lives in
 // AddonData (instance data), process-wide state (backends, counters) is thread-safe.
 #include "binding.h"
+#include "host_cache.h"
 #include "cpuinfo.h"
 #include <cerrno>
 #include <cmath>
@@ -230,8 +231,13 @@ static Napi::Value Memory(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(env);
   o.Set("allocated", double(mc.allocated.load()));
   o.Set("peak", double(mc.peak.load()));
+  // Freed CPU blocks kept for reuse (host_cache.cc): resident, but not tensors.
+  if (std::string(be->name) == "cpu") o.Set("cached", double(host_cache_bytes()));
   return o;
 }
+
+// trimHostCache() -> bytes given back to the system (POST /free, model unloads).
+static Napi::Value TrimHostCache(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(host_cache_trim())); }
 
 static Napi::Value Backends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -378,6 +384,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("memory", Napi::Function::New(env, Memory));
+  exports.Set("trimHostCache", Napi::Function::New(env, TrimHostCache));
   exports.Set("backends", Napi::Function::New(env, Backends));
   exports.Set("supportsOp", Napi::Function::New(env, SupportsOp));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));

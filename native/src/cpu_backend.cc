@@ -1,6 +1,7 @@
 // The CPU backend's dispatch table: host memory and the functions of native/cpu/ops.h.
 #include "backend.h"
 #include "cpuinfo.h"
+#include "host_cache.h"
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -11,11 +12,8 @@
 namespace sana {
 namespace {
 
-void* host_alloc(size_t n) {
-  const size_t rounded = ((n ? n : 1) + 63) & ~size_t(63);
-  return std::aligned_alloc(64, rounded);
-}
-void host_free(void* p) { std::free(p); }
+void* host_alloc(size_t n) { return host_cache_alloc(n); }
+void host_free(void* p) { host_cache_free(p); }
 Status host_copy(void* dst, const void* src, size_t n) { if (n) std::memcpy(dst, src, n); return nullptr; }
 const char* always_available() { return ""; }
 

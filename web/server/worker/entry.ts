@@ -11,6 +11,7 @@ import { freeModels } from '../../../nodes/model_cache.ts';
 import { setModelsDir } from '../../../nodes/models_dir.ts';
 import { buildRegistry } from '../engine_host.ts';
 import { formatProfile, profiler } from '../../../native/profile.ts';
+import { trimHostCache } from '../../../native/index.ts';
 import type { FromWorker, RunJob, ToWorker, WorkerInit } from './protocol.ts';
 
 const init = workerData as WorkerInit;
@@ -66,6 +67,13 @@ async function main(): Promise<void> {
     if (!pendingFree) return;
     if (pendingFree.freeMemory) executor.clearCache();
     freeModels();
+    // The unloaded weights' blocks went to the CPU allocator's reuse cache: give them back too
+    // (nothing to do when no node ever loaded the addon).
+    try {
+      trimHostCache();
+    } catch {
+      /* addon not built or not loadable: no cache either */
+    }
     pendingFree = undefined;
   };
 
