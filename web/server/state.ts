@@ -8,6 +8,7 @@ import type { MainEngine } from './engine_host.ts';
 import type { ResolvedOptions } from './options.ts';
 import { PromptQueue, QueueStore, toQueueItem, type Job } from './queue.ts';
 import { ProcessRunner } from './process_runner.ts';
+import type { ExecutionHost } from '../../host/types.ts';
 import { WsHub, wsLimits } from './ws.ts';
 import { featureFlags } from './routes/info.ts';
 
@@ -21,7 +22,7 @@ export class ServerState {
   readonly queue: PromptQueue;
   readonly history: HistoryStore;
   readonly hub: WsHub;
-  readonly runner: ProcessRunner;
+  readonly runner: ExecutionHost;
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private closed = false;
@@ -31,6 +32,8 @@ export class ServerState {
     readonly options: ResolvedOptions,
     readonly engine: MainEngine,
     private readonly nativeDevices: () => Promise<unknown[] | undefined>,
+    /** The execution host; by default a child process (tests pass a stub). */
+    host?: ExecutionHost,
   ) {
     this.history = new HistoryStore(options.userDir, options.maxHistory);
     const store = new QueueStore(options.userDir);
@@ -46,7 +49,7 @@ export class ServerState {
         return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
       },
     }, wsLimits(options.wsMaxBufferedBytes));
-    this.runner = new ProcessRunner(
+    this.runner = host ?? new ProcessRunner(
       {
         folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
         cache: options.cache,
