@@ -6,7 +6,7 @@
 // decode is one tile's plus the f32 output.
 import * as native from '../native/index.ts';
 import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tileStarts, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
-import { noise, randomWeights, timeIt } from './dit.bench.ts';
+import { noise, randomWeights } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
 
 export const SANA_VAE_CONFIG = {

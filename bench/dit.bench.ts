@@ -7,7 +7,10 @@
 // depth instead of scaling 4 blocks (see LAYERS_RUN).
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
-import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig, type SanaTransformerConfig, type WeightSource } from '../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig, type SanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
+import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
+import { buildSanaTransformer } from '../nodes/models/sana_dit/model.ts';
+import type { WeightSource } from '../nodes/models/weight_set.ts';
 import type { BenchRow } from './types.ts';
 
 export const SANA_600M_CONFIG = {

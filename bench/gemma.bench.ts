@@ -10,7 +10,9 @@
 import { freemem, loadavg } from 'node:os';
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
-import { buildGemma2, gemma2Flops, gemma2ParamCount, parseGemma2Config, type Gemma2Config, type Gemma2WeightSource } from '../nodes/models/gemma2.ts';
+import { buildGemma2, gemma2Flops, gemma2ParamCount, parseGemma2Config, type Gemma2Config, gemma2Layout } from '../nodes/models/gemma2.ts';
+import { layoutShapes } from '../nodes/models/layout.ts';
+import type { WeightSource } from '../nodes/models/weight_set.ts';
 import { tokenizePrompts } from '../nodes/models/prompt.ts';
 import { loadGemmaTokenizer } from '../nodes/models/tokenizer.ts';
 import type { BenchRow } from './types.ts';
@@ -40,14 +42,17 @@ function noise(n: number, amp: number, seed: number): Float32Array {
 }
 
 /** Random weights of the config's shapes: prefixes of one noise buffer, scaled to 1/√fan-in. */
-function randomGemmaWeights(cfg: Gemma2Config): Gemma2WeightSource {
+function randomGemmaWeights(cfg: Gemma2Config): WeightSource {
+  const shapes = layoutShapes(gemma2Layout(cfg));
   const biggest = Math.max(cfg.intermediateSize * cfg.hiddenSize, cfg.vocabSize * cfg.hiddenSize);
   const buf = noise(biggest, Math.sqrt(3), 17);
   return {
-    has: () => true,
-    shape: () => { throw new Error('random weights: shape() is not used by buildGemma2'); },
-    load(key: string, backend: Backend, dtype?: DType, shape?: readonly number[]): Tensor {
-      if (!shape) throw new Error(`random weights: ${key} needs its shape`);
+    keys: () => [...shapes.keys()],
+    has: (key) => shapes.has(key),
+    entry: (key) => ({ name: key, dtype: 'F32', shape: shapes.get(key)!, file: '<random>' }),
+    load(key: string, backend: Backend, dtype?: DType): Tensor {
+      const shape = shapes.get(key);
+      if (!shape) throw new Error(`random weights: no Gemma weight ${key}`);
       const n = shape.reduce((a, b) => a * b, 1);
       // RMSNorm offsets near 0 (Gemma's 1 + w), projections ~ 1/√fan-in, embedding rows ~ 1.
       const scale = key.includes('norm') ? 0.05 : key.startsWith('embed') ? 0.02 : 1 / Math.sqrt(shape[shape.length - 1]);

@@ -7,7 +7,9 @@
 import * as native from '../native/index.ts';
 import type { Backend, Tensor } from '../native/api.ts';
 import { H100, SANA_600M, perOpFloorSeconds, sanaStepCosts } from '../native/cuda/flops.ts';
-import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
+import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
+import { buildSanaTransformer } from '../nodes/models/sana_dit/model.ts';
 import { median, noise, randomWeights, SANA_600M_CONFIG } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
 
@@ -81,7 +83,7 @@ function opCases(): OpCase[] {
       name: 'layernorm bf16 (2048, 1152)', flops: 7 * T * D, bytes: 2 * 2 * T * D,
       make: (b) => {
         const x = b.fromArray(noise(T * D, 2, 8), [T, D], 'bf16');
-        return { run: () => b.layernorm(x, 1e-6), inputs: [x] };
+        return { run: () => b.layernorm(x, undefined, undefined, 1e-6), inputs: [x] };
       },
     },
     {

@@ -59,9 +59,9 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
     mem('mul.2x1024x1152', dt, 3 * xb, () => b.mul(x, y));
     mem('modulate.2x1024x1152', dt, 2 * xb, () => b.modulate(x, sh, sc));
     mem('addGated.2x1024x1152', dt, 3 * xb, () => b.addGated(x, sh, y));
-    mem('layernorm.2x1024x1152', dt, 2 * xb, () => b.layernorm(x, 1e-6));
+    mem('layernorm.2x1024x1152', dt, 2 * xb, () => b.layernorm(x, undefined, undefined, 1e-6));
     const w = randomTensor(b, [1152], dt, 5);
-    mem('rmsnorm.2x1024x1152', dt, 2 * xb, () => b.rmsnorm(x, w, 1e-6));
+    mem('rmsnorm.2x1024x1152', dt, 2 * xb, () => b.rmsnorm(x, w, undefined, 1e-6));
     mem('gelu_tanh.2x1024x1152', dt, 2 * xb, () => b.gelu_tanh(x));
     [x, y, sh, sc, w].forEach((t) => t.dispose());
 
@@ -81,7 +81,7 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
       a.dispose(); c.dispose();
     }
     const r = randomTensor(b, [506, 2304], dt, 11), rw = randomTensor(b, [2304], dt, 12);
-    mem('rmsnorm.506x2304', dt, 2 * bytesOf([506, 2304], dt), () => b.rmsnorm(r, rw, 1e-6, 1));
+    mem('rmsnorm.506x2304', dt, 2 * bytesOf([506, 2304], dt), () => b.rmsnorm(r, rw, undefined, 1e-6, 1));
     r.dispose(); rw.dispose();
   }
   // cast both ways at the Sana token shape.

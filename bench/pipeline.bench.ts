@@ -16,13 +16,17 @@ import os from 'node:os';
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
 import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig } from '../nodes/models/dcae.ts';
-import { buildGemma2, gemma2Flops, parseGemma2Config, type Gemma2Config, type Gemma2WeightSource } from '../nodes/models/gemma2.ts';
+import { buildGemma2, gemma2Flops, parseGemma2Config, type Gemma2Config, gemma2Layout } from '../nodes/models/gemma2.ts';
+import { layoutShapes } from '../nodes/models/layout.ts';
+import type { WeightSource } from '../nodes/models/weight_set.ts';
 import { encodePrompts, preprocessPrompt, type EncodedText } from '../nodes/models/prompt.ts';
-import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
+import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
+import { buildSanaTransformer } from '../nodes/models/sana_dit/model.ts';
 import { loadGemmaTokenizer } from '../nodes/models/tokenizer.ts';
 import { imageToRgb8 } from '../nodes/image/types.ts';
 import { toImage } from '../nodes/sana/dcae_decode.ts';
-import { sampleWithTransformer } from '../nodes/sana/flow_dpm_sampler.ts';
+import { sampleWithTransformer } from '../nodes/models/sample.ts';
 import type { Conditioning, Latent } from '../nodes/sana/types.ts';
 import { SANA_VAE_CONFIG, dcaeFlops } from './dcae.bench.ts';
 import { SANA_600M_CONFIG, ditFlops, median, noise, randomWeights } from './dit.bench.ts';
@@ -47,15 +51,18 @@ const MB = 1 / (1024 * 1024);
  * is a prefix of one noise buffer as large as the biggest projection; the embedding is uploaded
  * in row blocks of that buffer and joined, so no 2.4 GB f32 host copy of it ever exists.
  */
-export function randomGemmaWeights(cfg: Gemma2Config): Gemma2WeightSource {
+export function randomGemmaWeights(cfg: Gemma2Config): WeightSource {
+  const shapes = layoutShapes(gemma2Layout(cfg));
   const D = cfg.hiddenSize;
   const buf = noise(cfg.intermediateSize * D, Math.sqrt(3), 17);
   const scaled = (n: number, scale: number): Float32Array => buf.subarray(0, n).map((v) => v * scale);
   return {
-    has: () => true,
-    shape: () => { throw new Error('pipeline bench: shape() is not used by buildGemma2'); },
-    load(key: string, backend: Backend, dtype?: DType, shape?: readonly number[]): Tensor {
-      if (!shape) throw new Error(`pipeline bench: random Gemma weight ${key} needs its shape`);
+    keys: () => [...shapes.keys()],
+    has: (key) => shapes.has(key),
+    entry: (key) => ({ name: key, dtype: 'F32', shape: shapes.get(key)!, file: '<random>' }),
+    load(key: string, backend: Backend, dtype?: DType): Tensor {
+      const shape = shapes.get(key);
+      if (!shape) throw new Error(`pipeline bench: no Gemma weight ${key}`);
       const dt = dtype ?? 'f32';
       if (key === 'embed_tokens.weight') {
         const [V, width] = shape as [number, number];

@@ -134,7 +134,7 @@ async function convert(argv: string[]): Promise<number> {
   const { positional } = parseArgs(argv, {});
   if (positional.length !== 1) throw new UsageError('convert needs exactly one workflow file');
   const { loadWorkflowFile } = await import('./run.ts');
-  const { buildRegistry } = await import('../web/server/engine_host.ts');
+  const { buildRegistry } = await import('../host/registry.ts');
   const registry = await buildRegistry(extraNodeModules());
   const loaded = loadWorkflowFile(positional[0], registry);
   for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);

@@ -5,11 +5,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { convertUiToApi, parseWorkflowFile, validatePrompt, type ApiPrompt, type EngineEvent, type ExecutionErrorData, type NodeRegistry } from '../engine/index.ts';
 import { stringifyJson } from '../engine/json.ts';
-import { imageFolders, isFolderType, setImageFolders } from '../nodes/image/folders.ts';
+import { processHost } from '../host/process.ts';
+import { buildRegistry } from '../host/registry.ts';
+import { isFolderType } from '../nodes/image/folders.ts';
 import { readPngText } from '../nodes/image/png.ts';
-import { modelsDir, setModelsDir } from '../nodes/models_dir.ts';
-import { buildRegistry } from '../web/server/engine_host.ts';
-import { ProcessRunner } from '../web/server/process_runner.ts';
+import { nodeServices } from '../nodes/services.ts';
 import { WorkflowInputError } from './args.ts';
 import { ProgressView, type ProgressSink } from './progress.ts';
 
@@ -94,10 +94,10 @@ export interface RunOptions {
 
 /** Runs the workflow; returns the process exit code (0 ok, 1 execution error, 2 invalid, 130 interrupted). */
 export async function runWorkflow(o: RunOptions): Promise<number> {
-  setImageFolders({ output: o.outputDir ?? 'output', input: o.inputDir ?? 'input', temp: o.tempDir ?? 'temp' });
-  if (o.modelsDir) setModelsDir(o.modelsDir);
-  for (const d of Object.values(imageFolders())) fs.mkdirSync(d, { recursive: true });
-  const registry = await buildRegistry(o.extraNodeModules);
+  const registry = await buildRegistry(o.extraNodeModules, { output: o.outputDir, input: o.inputDir, temp: o.tempDir, models: o.modelsDir });
+  // The folders as resolved (defaults filled in): the executor gets the same ones.
+  const { folders } = nodeServices(registry.services, 'sana-graph run');
+  for (const d of [folders.output, folders.input, folders.temp]) fs.mkdirSync(d, { recursive: true });
   const loaded = loadWorkflowFile(o.file, registry);
   for (const w of loaded.warnings) o.stderr.write(`warning: ${w}\n`);
   for (const s of o.sets) applySet(loaded.prompt, s);
@@ -112,11 +112,11 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
     return 2;
   }
 
-  // The job runs in the server's execution process (a worker thread in a child process): this
+  // The job runs in the server's execution host (a worker thread in a child process): this
   // thread stays free to draw progress and to turn Ctrl+C into an interrupt even while a node
   // keeps the worker busy, and a native crash in a node becomes an error report, not a core dump.
-  const runner = new ProcessRunner(
-    { folders: { ...imageFolders(), models: modelsDir() }, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules },
+  const runner = processHost(
+    { folders, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules },
     (m) => o.stderr.write(`${m}\n`),
   );
   const view = new ProgressView(o.stderr, (id) => v.prompt[id]?.class_type ?? '?', countNodes(v.prompt, v.outputs));
@@ -158,7 +158,7 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
   const images: string[] = [];
   for (const ui of Object.values(result.outputs)) {
     for (const img of (ui as { images?: Array<{ filename: string; subfolder: string; type: string }> }).images ?? []) {
-      if (isFolderType(img.type)) images.push(path.join(imageFolders()[img.type], img.subfolder, img.filename));
+      if (isFolderType(img.type)) images.push(path.join(folders[img.type], img.subfolder, img.filename));
     }
   }
   const last = result.status.messages.at(-1);

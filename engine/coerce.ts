@@ -1,4 +1,4 @@
-// Constant input coercion as ComfyUI's validation does it (spec §5.1 step 3): INT like
+// Constant input coercion as ComfyUI's validation does it (shared/spec/comfyui-api.md §5.1 step 3): INT like
 // Python's int(), FLOAT like float(), STRING like str(). BOOLEAN deliberately differs: the
 // reference server turns the string "false" into true; here "false"/"0" are false and other
 // strings are rejected. Returns the coerced value or a reason naming what is wrong.

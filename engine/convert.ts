@@ -1,5 +1,5 @@
 // UI (litegraph) workflow -> API prompt, doing what the ComfyUI frontend's graphToPrompt does
-// (spec §3.4), driven only by /object_info JSON so the editor can bundle it. Browser-safe: no
+// (shared/spec/comfyui-api.md §3.4), driven only by /object_info JSON so the editor can bundle it. Browser-safe: no
 // node: imports.
 
 import type { ObjectInfo, ObjectInfoInputSpec, ObjectInfoNode } from './registry.ts';

@@ -1,6 +1,6 @@
-// Execution events with ComfyUI's message types and payloads (spec §2.3). The server forwards
+// Execution events with ComfyUI's message types and payloads (shared/spec/comfyui-api.md §2.3). The server forwards
 // them as `{ type, data }` WebSocket frames; `binary_preview` is the one event that is not a
-// JSON message: it becomes a binary frame (type 1 or 4, spec §2.4).
+// JSON message: it becomes a binary frame (type 1 or 4, shared/spec/comfyui-api.md §2.4).
 
 import type { PreviewImage, UiOutput } from './types.ts';
 

@@ -1,5 +1,5 @@
 // The executor: validates a prompt, orders the needed sub-graph topologically, serves nodes
-// from the signature cache or runs them, and reports ComfyUI's events (spec §2.3, §5.2-5.8).
+// from the signature cache or runs them, and reports ComfyUI's events (shared/spec/comfyui-api.md §2.3, §5.2-5.8).
 // One job at a time per executor; the cache outlives jobs (and failed jobs).
 
 import { createCache, signature, type CacheEntry, type CacheOptions, type CacheStrategy, type OutputCache } from './cache.ts';
@@ -14,7 +14,7 @@ import { parseLink } from './graph.ts';
 export interface ExecutorOptions {
   /** 'classic' (default), 'lru' (with maxEntries) or 'none'. */
   cache?: CacheStrategy | CacheOptions;
-  /** Handed to every node as `ctx.services` (output dir, model cache, ...). */
+  /** Handed to every node as `ctx.services` (folders, model cache, ...); default: the registry's. */
   services?: Record<string, unknown>;
   /** Limits applied when `execute` validates. */
   validation?: Pick<ValidateOptions, 'maxNodes' | 'maxValueDepth'>;
@@ -126,7 +126,7 @@ export class Executor {
     readonly options: ExecutorOptions = {},
   ) {
     this.cache = createCache(options.cache ?? 'classic');
-    this.#services = options.services ?? {};
+    this.#services = options.services ?? registry.services;
   }
 
   /** Subscribes to every event; returns the unsubscribe function. */
@@ -198,7 +198,7 @@ export class Executor {
     const { order } = topoSort(Object.keys(prompt).filter((id) => nodes.has(id)), (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
     for (const id of order) {
       const n = nodes.get(id)!;
-      n.key = nodeSignature(n, (src) => nodes.get(src)!.key);
+      n.key = nodeSignature(n, (src) => nodes.get(src)!.key, this.#services);
     }
     return { order, nodes };
   }
@@ -232,7 +232,7 @@ export class Executor {
     for (const id of order) {
       const n = rest.get(id)!;
       if (n.links.some((l) => keyOf(l.source) === undefined)) continue;
-      n.key = nodeSignature(n, (src) => keyOf(src)!);
+      n.key = nodeSignature(n, (src) => keyOf(src)!, this.#services);
       keys.push(n.key);
     }
     return keys;
@@ -392,7 +392,8 @@ export class Executor {
 
   async #runNode(node: PlannedNode, lists: Record<string, unknown[]>, ctx: NodeContext): Promise<CacheEntry> {
     const { def } = node.entry;
-    const map = node.entry.mapInputs ?? ((x: Record<string, unknown>) => x);
+    const mapInputs = node.entry.mapInputs;
+    const map = mapInputs ? (x: Record<string, unknown>) => mapInputs(x, ctx.services) : (x: Record<string, unknown>) => x;
     const names = Object.keys(lists);
     const calls: Record<string, unknown>[] = [];
     if (def.inputIsList) {
@@ -440,12 +441,12 @@ export class Executor {
 }
 
 /** A node's cache key: class, fingerprint, node id where it matters, constants, producers' keys. */
-function nodeSignature(n: PlannedNode, sourceKey: (id: string) => string): string {
+function nodeSignature(n: PlannedNode, sourceKey: (id: string) => string, services: Record<string, unknown>): string {
   const hidden = n.entry.inputs.hidden ?? {};
   let fp: unknown;
   if (n.entry.def.fingerprint) {
     try {
-      fp = n.entry.def.fingerprint({ ...n.constants });
+      fp = n.entry.def.fingerprint({ ...n.constants }, services);
     } catch {
       fp = Number.NaN;
     }

@@ -10,6 +10,7 @@ export type {
   BooleanInput,
   ComboInput,
   ComboValues,
+  Services,
   SocketInput,
   InputSpec,
   InputDecl,
@@ -42,6 +43,7 @@ export {
   type NodeAlias,
   type RegisteredNode,
   type RegisterOptions,
+  type RegistryOptions,
 } from './registry.ts';
 export {
   zApiPrompt,

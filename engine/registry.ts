@@ -1,13 +1,13 @@
 // The node registry: class name -> definition, aliases for the class names other ComfyUI
-// packs use, and /object_info generation in exactly ComfyUI's shape (spec §4.1, §4.2).
+// packs use, and /object_info generation in exactly ComfyUI's shape (shared/spec/comfyui-api.md §4.1, §4.2).
 
 import { checkDefinition, inputSpec } from './define.ts';
-import type { AnyNodeDefinition, ComboInput, InputDecl, InputsDecl, InputSpec } from './types.ts';
+import type { AnyNodeDefinition, ComboInput, InputDecl, InputsDecl, InputSpec, Services } from './types.ts';
 
 /** One input spec as /object_info lists it: `[type, options?]` or `[[choices], options?]`. */
 export type ObjectInfoInputSpec = [string | string[], Record<string, unknown>?];
 
-/** One entry of /object_info (spec §4.1). */
+/** One entry of /object_info (shared/spec/comfyui-api.md §4.1). */
 export interface ObjectInfoNode {
   input: {
     required?: Record<string, ObjectInfoInputSpec>;
@@ -46,7 +46,7 @@ export interface NodeAlias {
   category?: string;
   description?: string;
   inputs?: InputsDecl;
-  mapInputs?: (inputs: Record<string, unknown>) => Record<string, unknown>;
+  mapInputs?: (inputs: Record<string, unknown>, services: Services) => Record<string, unknown>;
 }
 
 export interface RegisteredNode {
@@ -60,9 +60,17 @@ export interface RegisteredNode {
   /** Inputs as declared for this class name (an alias may declare its own). */
   inputs: InputsDecl;
   /** Set for aliases with their own inputs: alias inputs -> target inputs. */
-  mapInputs?: (inputs: Record<string, unknown>) => Record<string, unknown>;
+  mapInputs?: (inputs: Record<string, unknown>, services: Services) => Record<string, unknown>;
   /** The target's class name when this entry is an alias. */
   aliasOf?: string;
+}
+
+export interface RegistryOptions {
+  /**
+   * What the host gives its nodes (folders, model cache...): passed to COMBO value functions,
+   * `fingerprint`, `validateInputs` and `mapInputs`, and the executor's default `ctx.services`.
+   */
+  services?: Services;
 }
 
 export interface RegisterOptions {
@@ -78,6 +86,11 @@ export const DEFAULT_CATEGORY = 'sd';
 
 export class NodeRegistry {
   readonly #nodes = new Map<string, RegisteredNode>();
+  readonly services: Services;
+
+  constructor(options: RegistryOptions = {}) {
+    this.services = options.services ?? {};
+  }
 
   register(def: AnyNodeDefinition, opts: RegisterOptions = {}): this {
     checkDefinition(def);
@@ -143,7 +156,7 @@ export class NodeRegistry {
   /** /object_info for one class, or undefined when unknown. Throws if a combo list throws. */
   objectInfoFor(classType: string): ObjectInfoNode | undefined {
     const n = this.#nodes.get(classType);
-    return n ? nodeObjectInfo(n) : undefined;
+    return n ? nodeObjectInfo(n, this.services) : undefined;
   }
 
   /**
@@ -154,7 +167,7 @@ export class NodeRegistry {
     const out: ObjectInfo = {};
     for (const n of this.#nodes.values()) {
       try {
-        out[n.classType] = nodeObjectInfo(n);
+        out[n.classType] = nodeObjectInfo(n, this.services);
       } catch (err) {
         onError?.(n.classType, err);
       }
@@ -164,8 +177,8 @@ export class NodeRegistry {
 }
 
 /** Evaluates a COMBO's choices (a fixed list or a function listing e.g. model files). */
-export function comboValues(spec: ComboInput): readonly string[] {
-  const v = typeof spec.values === 'function' ? spec.values() : spec.values;
+export function comboValues(spec: ComboInput, services: Services = {}): readonly string[] {
+  const v = typeof spec.values === 'function' ? spec.values(services) : spec.values;
   if (!Array.isArray(v)) throw new RegistryError('COMBO values function did not return an array');
   return v;
 }
@@ -177,7 +190,7 @@ function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** Our spec -> ComfyUI's `[type, options]` (legacy list form for COMBO). */
-export function toObjectInfoSpec(decl: InputDecl): ObjectInfoInputSpec {
+export function toObjectInfoSpec(decl: InputDecl, services: Services = {}): ObjectInfoInputSpec {
   const spec: InputSpec = inputSpec(decl);
   const common = { tooltip: spec.tooltip, forceInput: spec.forceInput || undefined, advanced: spec.advanced || undefined };
   let opts: Record<string, unknown>;
@@ -204,7 +217,7 @@ export function toObjectInfoSpec(decl: InputDecl): ObjectInfoInputSpec {
     }
     case 'COMBO': {
       const s = spec as ComboInput;
-      const values = [...comboValues(s)];
+      const values = [...comboValues(s, services)];
       opts = dropUndefined({ default: s.default, control_after_generate: s.controlAfterGenerate || undefined, image_upload: s.imageUpload || undefined, ...common });
       return Object.keys(opts).length ? [values, opts] : [values];
     }
@@ -215,19 +228,19 @@ export function toObjectInfoSpec(decl: InputDecl): ObjectInfoInputSpec {
   return Object.keys(opts).length ? [spec.type, opts] : [spec.type];
 }
 
-function section(decls: Record<string, InputDecl> | undefined): Record<string, ObjectInfoInputSpec> | undefined {
+function section(decls: Record<string, InputDecl> | undefined, services: Services): Record<string, ObjectInfoInputSpec> | undefined {
   if (!decls) return undefined;
   const out: Record<string, ObjectInfoInputSpec> = {};
-  for (const [name, d] of Object.entries(decls)) out[name] = toObjectInfoSpec(d);
+  for (const [name, d] of Object.entries(decls)) out[name] = toObjectInfoSpec(d, services);
   return out;
 }
 
-function nodeObjectInfo(n: RegisteredNode): ObjectInfoNode {
+function nodeObjectInfo(n: RegisteredNode, services: Services): ObjectInfoNode {
   const { def } = n;
   const input: ObjectInfoNode['input'] = {};
   const order: ObjectInfoNode['input_order'] = {};
-  const req = section(n.inputs.required);
-  const opt = section(n.inputs.optional);
+  const req = section(n.inputs.required, services);
+  const opt = section(n.inputs.optional, services);
   if (req) {
     input.required = req;
     order.required = Object.keys(req);

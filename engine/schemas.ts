@@ -4,7 +4,7 @@
 
 import { z } from 'zod';
 
-// ---- API format (spec §3.1) -------------------------------------------------------------
+// ---- API format (shared/spec/comfyui-api.md §3.1) -------------------------------------------------------------
 
 /** A link input: `[source node id, output index]`. */
 export type LinkRef = [string, number];
@@ -29,7 +29,7 @@ export function isLinkLike(v: unknown): v is [unknown, unknown] {
   return Array.isArray(v) && v.length === 2;
 }
 
-// ---- UI format (spec §3.2, §3.3) --------------------------------------------------------
+// ---- UI format (shared/spec/comfyui-api.md §3.2, §3.3) --------------------------------------------------------
 
 const zNodeId = z.union([z.number(), z.string()]);
 const zPoint = z.union([z.array(z.number()), z.record(z.string(), z.number())]);

@@ -10,7 +10,7 @@ import type { ApiPrompt } from './schemas.ts';
  *
  * A socket type that is not listed here is `unknown` in `run()`.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled by declaration merging
 export interface SocketTypes {}
 
 /** Widget types: the frontend draws a widget for these and workflows store their values. */
@@ -66,8 +66,16 @@ export interface BooleanInput extends CommonOptions {
   labelOff?: string;
 }
 
-/** Choices: a fixed list, or a function evaluated whenever object_info / validation needs it. */
-export type ComboValues = readonly string[] | (() => readonly string[]);
+/**
+ * Choices: a fixed list, or a function evaluated whenever object_info / validation needs it. The
+ * function gets the registry's services (`NodeRegistry` options: the host's folders...), so a
+ * list of files on disk needs no process-wide setting.
+ */
+export type ComboValues = readonly string[] | ((services: Services) => readonly string[]);
+
+/** Host-provided objects (folders, model cache...), opaque to the engine: each node package
+ *  narrows them to what it needs. */
+export type Services = Record<string, unknown>;
 
 export interface ComboInput<V extends ComboValues = ComboValues> extends CommonOptions {
   type: 'COMBO';
@@ -87,7 +95,7 @@ export type InputSpec = IntInput | FloatInput | StringInput | BooleanInput | Com
 /** An input is a spec object, or a bare custom type name as shorthand: `samples: 'LATENT'`. */
 export type InputDecl = InputSpec | string;
 
-/** Values the executor injects for hidden inputs (ComfyUI §4.4). */
+/** Values the executor injects for hidden inputs (shared/spec/comfyui-api.md §4.4). */
 export interface HiddenTypes {
   PROMPT: ApiPrompt;
   EXTRA_PNGINFO: Record<string, unknown> | undefined;
@@ -189,8 +197,8 @@ export interface NodeContext {
   progress(value: number, max: number, preview?: PreviewImage): void;
   /** Streams an image to the client without a progress update (SaveImageWebsocket). */
   sendBinaryPreview(image: PreviewImage): void;
-  /** Host-provided objects: output dir, model cache, ... (see `ExecutorOptions.services`). */
-  services: Record<string, unknown>;
+  /** Host-provided objects: folders, model cache, ... (see `ExecutorOptions.services`). */
+  services: Services;
   /** `extra_data` of the job (client_id, extra_pnginfo, ...). */
   extraData: Record<string, unknown>;
   throwIfInterrupted(): void;
@@ -225,14 +233,14 @@ export interface NodeDefinition<
    * outside its inputs (file contents, time). Called with the constant inputs only (linked
    * inputs are absent). Return NaN to re-run every time; a throw counts as NaN.
    */
-  fingerprint?: (inputs: Record<string, unknown>) => unknown;
+  fingerprint?: (inputs: Record<string, unknown>, services: Services) => unknown;
   /**
    * ComfyUI VALIDATE_INPUTS: checks the constant inputs (coerced; linked inputs are absent) at
    * submit time. Returns undefined when they are fine, else input name -> reason; each becomes a
    * `custom_validation_failed` node error with `extra_info.input_name`. A throw is
    * `exception_during_validation`.
    */
-  validateInputs?: (inputs: Record<string, unknown>) => Record<string, string> | undefined;
+  validateInputs?: (inputs: Record<string, unknown>, services: Services) => Record<string, string> | undefined;
   run(inputs: InferInputs<I, L>, ctx: NodeContext): NodeResult<NoInfer<O>> | Promise<NodeResult<NoInfer<O>>>;
 }
 
@@ -250,7 +258,7 @@ export interface AnyNodeDefinition {
   notIdempotent?: boolean;
   deprecated?: boolean;
   experimental?: boolean;
-  fingerprint?: (inputs: Record<string, unknown>) => unknown;
-  validateInputs?: (inputs: Record<string, unknown>) => Record<string, string> | undefined;
+  fingerprint?: (inputs: Record<string, unknown>, services: Services) => unknown;
+  validateInputs?: (inputs: Record<string, unknown>, services: Services) => Record<string, string> | undefined;
   run(inputs: Record<string, unknown>, ctx: NodeContext): unknown;
 }

@@ -1,4 +1,4 @@
-// Prompt validation before queueing (spec §5.1), producing ComfyUI's `{ error, node_errors }`.
+// Prompt validation before queueing (shared/spec/comfyui-api.md §5.1), producing ComfyUI's `{ error, node_errors }`.
 // Only output nodes and their ancestors are validated. Constant inputs are coerced and the
 // coerced prompt is returned (what the executor runs and history stores).
 
@@ -7,7 +7,7 @@ import { inputSpec } from './define.ts';
 import { collectUpstream, parseLink, topoSort, type LinkEdge } from './graph.ts';
 import { comboValues, toObjectInfoSpec, type NodeRegistry, type RegisteredNode } from './registry.ts';
 import type { ApiNode, ApiPrompt } from './schemas.ts';
-import type { ComboInput, InputDecl, InputSpec } from './types.ts';
+import type { ComboInput, InputDecl, InputSpec, Services } from './types.ts';
 
 export interface ErrorObject {
   type: string;
@@ -137,7 +137,7 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
     let c = checks.get(id);
     if (!c) {
       try {
-        c = checkNode(prompt[id] as ApiNode, entries.get(id)!, prompt, entries, maxDepth);
+        c = checkNode(prompt[id] as ApiNode, entries.get(id)!, prompt, entries, maxDepth, registry.services);
       } catch (err) {
         // e.g. a COMBO list function failing; the node is reported, the process is not.
         const e = err instanceof Error ? err : new Error(String(err));
@@ -207,12 +207,12 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
   return { ok: true, prompt: coerced, outputs: good, node_errors: nodeErrors };
 }
 
-function inputConfig(decl: InputDecl): unknown {
-  const cfg = toObjectInfoSpec(decl);
+function inputConfig(decl: InputDecl, services: Services): unknown {
+  const cfg = toObjectInfoSpec(decl, services);
   return Array.isArray(cfg[0]) && cfg[0].length > LONG_LIST ? null : cfg;
 }
 
-function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>, maxDepth: number): NodeCheck {
+function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>, maxDepth: number, services: Services): NodeCheck {
   const given = node.inputs ?? {};
   const inputs: Record<string, unknown> = { ...given };
   const errors: ErrorObject[] = [];
@@ -225,7 +225,7 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
       continue;
     }
     if (Array.isArray(value)) {
-      const err = checkLink(name, decl, spec, value, prompt, entries);
+      const err = checkLink(name, decl, spec, value, prompt, entries, services);
       if ('error' in err) errors.push(err.error);
       else links.push(err.link);
       continue;
@@ -236,11 +236,11 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
         type: 'invalid_input_type',
         message: `Failed to convert an input value to a ${spec.type} value`,
         details: `${name}, <value nested deeper than ${maxDepth} levels>, value is nested too deeply`,
-        extra_info: { input_name: name, input_config: inputConfig(decl), received_value: null, exception_message: `value is nested deeper than ${maxDepth} levels` },
+        extra_info: { input_name: name, input_config: inputConfig(decl, services), received_value: null, exception_message: `value is nested deeper than ${maxDepth} levels` },
       });
       continue;
     }
-    const r = checkConstant(name, decl, spec, value);
+    const r = checkConstant(name, decl, spec, value, services);
     if ('error' in r) errors.push(r.error);
     else inputs[name] = r.value;
   }
@@ -251,23 +251,25 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
     const linked = new Set(links.map((l) => l.input));
     const constants: Record<string, unknown> = {};
     for (const [name] of inputDecls(entry)) if (name in inputs && !linked.has(name)) constants[name] = inputs[name];
-    const problems = hook(entry.mapInputs ? entry.mapInputs(constants) : constants);
+    const problems = hook(entry.mapInputs ? entry.mapInputs(constants, services) : constants, services);
     for (const [name, reason] of Object.entries(problems ?? {})) {
       const decl = inputDecls(entry).find(([n]) => n === name)?.[1];
       errors.push({
         type: 'custom_validation_failed',
         message: 'Custom validation failed for node',
         details: `${name} - ${reason}`,
-        extra_info: { input_name: name, ...(decl !== undefined ? { input_config: inputConfig(decl) } : {}), received_value: constants[name] ?? null },
+        extra_info: { input_name: name, ...(decl !== undefined ? { input_config: inputConfig(decl, services) } : {}), received_value: constants[name] ?? null },
       });
     }
   }
   return { errors, links, inputs };
 }
 
-function checkLink(name: string, decl: InputDecl, spec: InputSpec, value: unknown[], prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>): { link: LinkEdge } | { error: ErrorObject } {
+function checkLink(
+  name: string, decl: InputDecl, spec: InputSpec, value: unknown[], prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>, services: Services,
+): { link: LinkEdge } | { error: ErrorObject } {
   const bad = (details: string) => ({
-    error: { type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details, extra_info: { input_name: name, input_config: inputConfig(decl), received_value: value } },
+    error: { type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details, extra_info: { input_name: name, input_config: inputConfig(decl, services), received_value: value } },
   });
   const link = parseLink(value);
   if (!link) return bad(name);
@@ -283,15 +285,15 @@ function checkLink(name: string, decl: InputDecl, spec: InputSpec, value: unknow
         type: 'return_type_mismatch',
         message: 'Return type mismatch between linked nodes',
         details: `${name}, received_type(${received}) mismatch input_type(${spec.type})`,
-        extra_info: { input_name: name, input_config: inputConfig(decl), received_type: received, linked_node: [link.source, link.slot] },
+        extra_info: { input_name: name, input_config: inputConfig(decl, services), received_type: received, linked_node: [link.source, link.slot] },
       },
     };
   }
   return { link: { input: name, source: link.source, slot: link.slot } };
 }
 
-function checkConstant(name: string, decl: InputDecl, spec: InputSpec, value: unknown): { value: unknown } | { error: ErrorObject } {
-  const cfg = () => inputConfig(decl);
+function checkConstant(name: string, decl: InputDecl, spec: InputSpec, value: unknown, services: Services): { value: unknown } | { error: ErrorObject } {
+  const cfg = () => inputConfig(decl, services);
   let r: Coerced;
   switch (spec.type) {
     case 'INT':
@@ -307,7 +309,7 @@ function checkConstant(name: string, decl: InputDecl, spec: InputSpec, value: un
       r = coerceBoolean(value);
       break;
     case 'COMBO': {
-      const values = comboValues(spec as ComboInput);
+      const values = comboValues(spec as ComboInput, services);
       if (typeof value === 'string' && values.includes(value)) return { value };
       const list = values.length > LONG_LIST ? `(list of length ${values.length})` : pyListRepr(values);
       return {

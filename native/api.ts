@@ -145,13 +145,15 @@ export interface Backend {
   matmul(a: Tensor, b: Tensor, transB?: boolean): Tensor;
   /** NCHW; w (C_out, C_in/groups, kh, kw); bias (C_out). */
   conv2d(x: Tensor, w: Tensor, bias: Tensor | undefined, opts?: Conv2dOptions): Tensor;
+  // The norms share one argument order, that of their C twins (native/cpu/ops.h):
+  // x, weight, bias (either may be undefined), eps, then op-specific parameters.
   /** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) * (w + offset) [+ bias];
    *  offset 1 is Gemma's (1 + w). Statistics in f32. */
-  rmsnorm(x: Tensor, w: Tensor | undefined, eps: number, offset?: number, bias?: Tensor): Tensor;
+  rmsnorm(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number, offset?: number): Tensor;
   /** RMSNorm over channels of NCHW (DC-AE RMSNorm2d), weight and bias per channel. */
   rmsnorm2d(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
-  /** LayerNorm over the last dim, biased variance; weight/bias optional. */
-  layernorm(x: Tensor, eps: number, w?: Tensor, bias?: Tensor): Tensor;
+  /** LayerNorm over the last dim, biased variance. */
+  layernorm(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
   /** Softmax attention. q (B, Hq, Lq, D), k/v (B, Hkv, Lk, D[v]), Hq % Hkv == 0 (GQA) ->
    *  (B, Hq, Lq, Dv). Never materialises more than one (Lq-block × Lk) score tile per thread. */
   attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor;

@@ -320,7 +320,7 @@ export class NativeBackend implements Backend {
     if (n.numel !== C) throw new Error(`${op}: ${what} ${fmtShape(n.shape)} must have ${C} values`);
     return this.as(n, dt, temps);
   }
-  rmsnorm(tx: Tensor, tw: Tensor | undefined, eps: number, offset = 0, tbias?: Tensor): Tensor {
+  rmsnorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number, offset = 0): Tensor {
     const x = this.f('rmsnorm', 'x', tx);
     const C = x.shape[x.shape.length - 1] ?? 1;
     const temps: NativeTensor[] = [];
@@ -343,7 +343,7 @@ export class NativeBackend implements Backend {
         b?.storage.raw ?? null, b?.offset ?? 0, B, C, H * W, eps, DTYPE_CODE[x.dtype]));
     } finally { for (const t of temps) t.dispose(); }
   }
-  layernorm(tx: Tensor, eps: number, tw?: Tensor, tbias?: Tensor): Tensor {
+  layernorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('layernorm', 'x', tx);
     const C = x.shape[x.shape.length - 1] ?? 1;
     const temps: NativeTensor[] = [];

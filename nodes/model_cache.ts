@@ -1,5 +1,5 @@
-// The process-wide cache of loaded model weights (DiT, DC-AE, Gemma-2, tokenizer), shared by all
-// model nodes. It is separate from the engine's output cache on purpose: node outputs hold small
+// The cache of loaded model weights (DiT, DC-AE, Gemma-2, tokenizer), shared by all model nodes
+// of one host: it reaches them as ctx.services.modelCache (services.ts), one per executor. It is separate from the engine's output cache on purpose: node outputs hold small
 // model *references* (see `ModelRef`), and the weights behind them live here under a memory budget,
 // so the engine can keep a loader's output for ever while the weights come and go.
 //
@@ -223,22 +223,4 @@ export function defaultBudgetBytes(env: NodeJS.ProcessEnv = process.env): number
     return Math.floor(mb * 1024 * 1024);
   }
   return Math.floor(os.totalmem() * 0.7);
-}
-
-let shared: ModelCache | undefined;
-
-/** The process-wide cache every model node uses. */
-export function modelCache(): ModelCache {
-  shared ??= new ModelCache(defaultBudgetBytes());
-  return shared;
-}
-
-/** Sets the budget of the shared cache (the server's/CLI's `--model-cache-mb` flag). */
-export function setModelCacheBudget(bytes: number): void {
-  modelCache().setBudget(bytes);
-}
-
-/** Unloads every model not in use right now: what `POST /free` with `unload_models` calls. */
-export function freeModels(): { models: number; bytes: number } {
-  return modelCache().clear();
 }

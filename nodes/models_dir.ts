@@ -14,24 +14,17 @@
 //     model_map.json              optional: foreign model names -> entries here (see sana/model_names.ts)
 //
 // Combo values are paths relative to the models folder ("sana/Sana_600M_1024px_diffusers"), so
-// a workflow names a model the same way on every machine. The folder is `--models-dir` (the
-// server and CLI call `setModelsDir`), else `SANA_MODELS_DIR`, else `<repo>/models`.
+// a workflow names a model the same way on every machine. Every function takes the folder: the
+// nodes read it from their services (ctx.services.folders.models, see services.ts), which the
+// host fills from `--models-dir`, else `SANA_MODELS_DIR`, else `<repo>/models` (defaultModelsDir).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-let configured: string | undefined;
-
-/** Sets the models folder for this process (`--models-dir`). */
-export function setModelsDir(dir: string): void {
-  configured = path.resolve(dir);
-}
-
-/** The models folder in effect. */
-export function modelsDir(): string {
-  if (configured) return configured;
+/** The models folder when the host names none: `SANA_MODELS_DIR`, else `<repo>/models`. */
+export function defaultModelsDir(): string {
   const env = process.env.SANA_MODELS_DIR;
   return env ? path.resolve(env) : path.join(REPO_ROOT, 'models');
 }
@@ -113,7 +106,7 @@ const isGemma2 = (n: string): boolean => n === 'Gemma2Model' || n === 'Gemma2For
 const hasTokenizer = (dir: string): boolean => isFile(path.join(dir, 'tokenizer.json'));
 
 /** Candidate entry folders under `models/<folder>`: each child, and each grandchild (org/repo). */
-function entries(folder: ModelFolder, base = modelsDir()): Array<{ name: string; dir: string }> {
+function entries(folder: ModelFolder, base: string): Array<{ name: string; dir: string }> {
   const top = path.join(base, folder);
   const out: Array<{ name: string; dir: string }> = [];
   const children = (dir: string): string[] => {
@@ -164,17 +157,17 @@ function textEncoderAt(name: string, dir: string): TextEncoderDirs | undefined {
 }
 
 /** Sana transformers present (pipelines under `sana/`). Evaluated at object_info time. */
-export function listSanaCheckpoints(base = modelsDir()): SanaCheckpointDirs[] {
+export function listSanaCheckpoints(base: string): SanaCheckpointDirs[] {
   return entries('sana', base).flatMap(({ name, dir }) => sanaAt(name, dir) ?? []);
 }
 
 /** DC-AE decoders present: standalone ones under `vae/`, then the `vae/` of each Sana pipeline. */
-export function listVaes(base = modelsDir()): VaeDirs[] {
+export function listVaes(base: string): VaeDirs[] {
   return [...entries('vae', base), ...entries('sana', base)].flatMap(({ name, dir }) => vaeAt(name, dir) ?? []);
 }
 
 /** Gemma-2 text encoders with a tokenizer: `text_encoders/` entries, then Sana pipelines. */
-export function listTextEncoders(base = modelsDir()): TextEncoderDirs[] {
+export function listTextEncoders(base: string): TextEncoderDirs[] {
   return [...entries('text_encoders', base), ...entries('sana', base)].flatMap(({ name, dir }) => textEncoderAt(name, dir) ?? []);
 }
 
@@ -194,15 +187,15 @@ function resolveEntry<T>(what: string, name: string, at: (name: string, dir: str
   return found;
 }
 
-export function resolveSanaCheckpoint(name: string, base = modelsDir()): SanaCheckpointDirs {
+export function resolveSanaCheckpoint(name: string, base: string): SanaCheckpointDirs {
   return resolveEntry('Sana checkpoint', name, sanaAt, base, 'transformer/config.json and its safetensors');
 }
 
-export function resolveVae(name: string, base = modelsDir()): VaeDirs {
+export function resolveVae(name: string, base: string): VaeDirs {
   return resolveEntry('DC-AE', name, vaeAt, base, 'vae/config.json (or config.json) of an AutoencoderDC and its safetensors');
 }
 
-export function resolveTextEncoder(name: string, base = modelsDir()): TextEncoderDirs {
+export function resolveTextEncoder(name: string, base: string): TextEncoderDirs {
   return resolveEntry('Gemma-2 text encoder', name, textEncoderAt, base, 'text_encoder/ + tokenizer/ (or config.json + tokenizer.json) of a Gemma-2');
 }
 
@@ -219,7 +212,7 @@ export function weightBytes(dir: string): number {
 
 /** LoRA files: `models/loras/**.safetensors` (two folder levels below it), as paths relative to
  *  `loras/`, the way ComfyUI's LoRA loaders list them. */
-export function listLoras(base = modelsDir()): string[] {
+export function listLoras(base: string): string[] {
   const top = path.join(base, 'loras');
   const out: string[] = [];
   const walk = (dir: string, rel: string, depth: number): void => {
@@ -242,7 +235,7 @@ export function listLoras(base = modelsDir()): string[] {
 }
 
 /** The file behind a LoRA combo value (`sana_tiny_lora.safetensors`, `org/x.safetensors`). */
-export function resolveLora(name: string, base = modelsDir()): string {
+export function resolveLora(name: string, base: string): string {
   const norm = name.replace(/\\/g, '/');
   const top = path.join(base, 'loras');
   if (path.isAbsolute(norm) || norm.split('/').includes('..')) {

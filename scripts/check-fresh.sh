@@ -5,7 +5,7 @@
 #   2. clone the committed HEAD into a new folder with ../shared beside it, as CI lays it out;
 #   3. `npm start` (the README's first command): wait for the editor page, queue the shipped
 #      default workflow over HTTP, wait for its PNG, stop the server;
-#   4. `npm test` (the README's second command, = .ci/run) with CI=true and no stdin;
+#   4. .ci/run (the README's second command `npm test`, then `npm run lint`) with CI=true and no stdin;
 #   5. with --fallback: a second clone whose fast native build is made to fail must still set up
 #      (portable kernels) and say why.
 # Exit 0 only when every step passed. Usage: scripts/check-fresh.sh [--no-purge] [--fallback] [--keep]
@@ -20,7 +20,7 @@ for a in "$@"; do
     *) echo "usage: $0 [--no-purge] [--fallback] [--keep]" >&2; exit 2 ;;
   esac
 done
-PKGS=(libdnnl-dev libdnnl2 ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers chromium python3-websocket)
+PKGS=(libdnnl-dev libdnnl2 ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers chromium python3-websocket clang-format)
 say() { printf '\n[check-fresh] %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
 
@@ -83,8 +83,8 @@ case $png in "" ) fail "no image after 600 s";; ERROR*) fail "the default workfl
 say "default workflow wrote output/$png ($(stat -c %s "$WORK/main/output/$png") bytes) after $(( $(date +%s) - t0 )) s"
 kill -- -"$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""
 
-# --- npm test (= .ci/run) --------------------------------------------------------------
-say "bash .ci/run (npm test) with CI=true, no stdin"
+# --- .ci/run (npm test, npm run lint) ---------------------------------------------------
+say "bash .ci/run (npm test, npm run lint) with CI=true, no stdin"
 t0=$(date +%s)
 CI=true bash .ci/run </dev/null >"$WORK/test.log" 2>&1
 rc=$?

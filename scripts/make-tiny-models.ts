@@ -17,6 +17,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { writeSafetensors, type WriteTensor } from '../native/safetensors.ts';
+import { decoderLayout, parseDcaeConfig } from '../nodes/models/dcae.ts';
+import { encoderLayout, parseDcaeEncoderConfig } from '../nodes/models/dcae_encoder.ts';
+import { gemma2Layout, parseGemma2Config } from '../nodes/models/gemma2.ts';
+import type { Layout, LayoutEntry } from '../nodes/models/layout.ts';
+import { parseSanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
+import { transformerLayout } from '../nodes/models/sana_dit/layout.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -26,51 +33,12 @@ export const TINY_PIPELINE = 'Sana_Tiny_diffusers';
 
 // --- configs ------------------------------------------------------------------------------
 
-export interface SanaTransformerConfig {
-  in_channels: number;
-  out_channels: number;
-  patch_size: number;
-  num_layers: number;
-  num_attention_heads: number;
-  attention_head_dim: number;
-  num_cross_attention_heads: number;
-  cross_attention_head_dim: number;
-  cross_attention_dim: number;
-  caption_channels: number;
-  mlp_ratio: number;
-  sample_size: number;
-  [k: string]: unknown;
-}
-
-export interface DcaeConfig {
-  in_channels: number;
-  latent_channels: number;
-  attention_head_dim: number;
-  encoder_block_types: string[] | string;
-  decoder_block_types: string[] | string;
-  encoder_block_out_channels: number[];
-  decoder_block_out_channels: number[];
-  encoder_layers_per_block: number[];
-  decoder_layers_per_block: number[];
-  encoder_qkv_multiscales: number[][];
-  decoder_qkv_multiscales: number[][];
-  [k: string]: unknown;
-}
-
-export interface Gemma2Config {
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  head_dim: number;
-  [k: string]: unknown;
-}
+/** A config.json as written (diffusers / transformers keys); nodes/models parses it. */
+export type RawConfig = Record<string, unknown>;
 
 const GEMMA_HIDDEN = 64;
 
-export const TINY_TRANSFORMER_CONFIG: SanaTransformerConfig = {
+export const TINY_TRANSFORMER_CONFIG: RawConfig = {
   _class_name: 'SanaTransformer2DModel',
   _diffusers_version: '0.32.0.dev0',
   attention_bias: false,
@@ -93,7 +61,7 @@ export const TINY_TRANSFORMER_CONFIG: SanaTransformerConfig = {
   sample_size: 16,
 };
 
-export const TINY_VAE_CONFIG: DcaeConfig = {
+export const TINY_VAE_CONFIG: RawConfig = {
   _class_name: 'AutoencoderDC',
   _diffusers_version: '0.32.0.dev0',
   attention_head_dim: 8,
@@ -114,7 +82,7 @@ export const TINY_VAE_CONFIG: DcaeConfig = {
   upsample_block_type: 'interpolate',
 };
 
-export const TINY_GEMMA_CONFIG: Gemma2Config = {
+export const TINY_GEMMA_CONFIG: RawConfig = {
   architectures: ['Gemma2Model'],
   attention_bias: false,
   attention_dropout: 0.0,
@@ -145,7 +113,7 @@ export const TINY_GEMMA_CONFIG: Gemma2Config = {
   vocab_size: 256000,
 };
 
-/** The published Sana scheduler_config.json (spec §6.1). */
+/** The published Sana scheduler_config.json (shared/spec/sana.md §6.1). */
 export const SCHEDULER_CONFIG = {
   _class_name: 'DPMSolverMultistepScheduler',
   _diffusers_version: '0.32.0.dev0',
@@ -188,160 +156,25 @@ export const MODEL_INDEX = {
   vae: ['diffusers', 'AutoencoderDC'],
 };
 
-// --- tensor layouts (names and shapes, as the reference constructors create them) -------
+// --- tensor layouts: the loaders' own tables (nodes/models), fed the configs written here ------
 
-/** How a tensor is initialised: fan-in scaled normal, a constant, or a normal of given std. */
-export type Init = { kind: 'fanin'; fanIn: number; gain?: number } | { kind: 'const'; value: number } | { kind: 'normal'; std: number; mean?: number };
+/** What the generator needs of a layout entry: name, shape and init. */
+export type TensorSpec = Pick<LayoutEntry, 'name' | 'shape' | 'init'>;
+export type Init = LayoutEntry['init'];
 
-export interface TensorSpec {
-  name: string;
-  shape: number[];
-  init: Init;
+/** diffusers SanaTransformer2DModel state_dict (Sana, SANA 1.5 and Sprint, by the config). */
+export function transformerTensors(c: RawConfig): Layout {
+  return transformerLayout(parseSanaTransformerConfig(c));
 }
 
-const fanin = (fanIn: number, gain = 1): Init => ({ kind: 'fanin', fanIn, gain });
-const ones: Init = { kind: 'const', value: 1 };
-const smallBias: Init = { kind: 'normal', std: 0.02 };
-
-/** A Linear: weight (out, in) [+ bias (out)]. */
-function linear(out: TensorSpec[], name: string, nOut: number, nIn: number, bias: boolean, gain = 1): void {
-  out.push({ name: `${name}.weight`, shape: [nOut, nIn], init: fanin(nIn, gain) });
-  if (bias) out.push({ name: `${name}.bias`, shape: [nOut], init: smallBias });
-}
-
-/** A Conv2d: weight (out, in/groups, k, k) [+ bias (out)]. */
-function conv(out: TensorSpec[], name: string, nOut: number, nIn: number, k: number, bias: boolean, groups = 1, gain = 1): void {
-  const perGroup = nIn / groups;
-  out.push({ name: `${name}.weight`, shape: [nOut, perGroup, k, k], init: fanin(perGroup * k * k, gain) });
-  if (bias) out.push({ name: `${name}.bias`, shape: [nOut], init: smallBias });
-}
-
-/** diffusers RMSNorm with elementwise affine (+ bias): weight 1, bias 0 at init. */
-function rmsNormAffine(out: TensorSpec[], name: string, c: number): void {
-  out.push({ name: `${name}.weight`, shape: [c], init: ones });
-  out.push({ name: `${name}.bias`, shape: [c], init: { kind: 'const', value: 0 } });
-}
-
-/** diffusers SanaTransformer2DModel state_dict (no positional-embedding buffer is stored). */
-export function transformerTensors(c: SanaTransformerConfig): TensorSpec[] {
-  const D = c.num_attention_heads * c.attention_head_dim;
-  const Dc = c.num_cross_attention_heads * c.cross_attention_head_dim;
-  const F = Math.trunc(c.mlp_ratio * D);
-  const p = c.patch_size;
-  const t: TensorSpec[] = [];
-  conv(t, 'patch_embed.proj', D, c.in_channels, p, true);
-  linear(t, 'time_embed.emb.timestep_embedder.linear_1', D, 256, true);
-  linear(t, 'time_embed.emb.timestep_embedder.linear_2', D, D, true);
-  linear(t, 'time_embed.linear', 6 * D, D, true);
-  linear(t, 'caption_projection.linear_1', D, c.caption_channels, true);
-  linear(t, 'caption_projection.linear_2', D, D, true);
-  t.push({ name: 'caption_norm.weight', shape: [D], init: ones });
-  for (let i = 0; i < c.num_layers; i++) {
-    const b = `transformer_blocks.${i}`;
-    t.push({ name: `${b}.scale_shift_table`, shape: [6, D], init: { kind: 'normal', std: D ** -0.5 } });
-    linear(t, `${b}.attn1.to_q`, D, D, false);
-    linear(t, `${b}.attn1.to_k`, D, D, false);
-    linear(t, `${b}.attn1.to_v`, D, D, false);
-    linear(t, `${b}.attn1.to_out.0`, D, D, true);
-    linear(t, `${b}.attn2.to_q`, Dc, D, true);
-    linear(t, `${b}.attn2.to_k`, Dc, c.cross_attention_dim, true);
-    linear(t, `${b}.attn2.to_v`, Dc, c.cross_attention_dim, true);
-    linear(t, `${b}.attn2.to_out.0`, D, Dc, true);
-    conv(t, `${b}.ff.conv_inverted`, 2 * F, D, 1, true);
-    conv(t, `${b}.ff.conv_depth`, 2 * F, 2 * F, 3, true, 2 * F);
-    conv(t, `${b}.ff.conv_point`, D, F, 1, false);
-  }
-  t.push({ name: 'scale_shift_table', shape: [2, D], init: { kind: 'normal', std: D ** -0.5 } });
-  linear(t, 'proj_out', p * p * c.out_channels, D, true);
-  return t;
-}
-
-const stageList = <T>(v: T[] | T, n: number): T[] => (Array.isArray(v) ? v : Array.from({ length: n }, () => v));
-
-/** One DC-AE block (ResBlock or EfficientViTBlock with multi-scale linear attention + GLUMBConv). */
-function dcaeBlock(t: TensorSpec[], name: string, type: string, C: number, headDim: number, scales: number[]): void {
-  if (type === 'ResBlock') {
-    conv(t, `${name}.conv1`, C, C, 3, true);
-    conv(t, `${name}.conv2`, C, C, 3, false);
-    rmsNormAffine(t, `${name}.norm`, C);
-    return;
-  }
-  if (type !== 'EfficientViTBlock') throw new Error(`DC-AE block type "${type}" is not one Sana's DC-AE uses`);
-  const heads = C / headDim;
-  if (!Number.isInteger(heads)) throw new Error(`DC-AE: ${C} channels do not split into heads of ${headDim}`);
-  linear(t, `${name}.attn.to_q`, C, C, false);
-  linear(t, `${name}.attn.to_k`, C, C, false);
-  linear(t, `${name}.attn.to_v`, C, C, false);
-  scales.forEach((k, s) => {
-    conv(t, `${name}.attn.to_qkv_multiscale.${s}.proj_in`, 3 * C, 3 * C, k, false, 3 * C);
-    conv(t, `${name}.attn.to_qkv_multiscale.${s}.proj_out`, 3 * C, 3 * C, 1, false, 3 * heads);
-  });
-  linear(t, `${name}.attn.to_out`, C, C * (1 + scales.length), false);
-  rmsNormAffine(t, `${name}.attn.norm_out`, C);
-  conv(t, `${name}.conv_out.conv_inverted`, 8 * C, C, 1, true);
-  conv(t, `${name}.conv_out.conv_depth`, 8 * C, 8 * C, 3, true, 8 * C);
-  conv(t, `${name}.conv_out.conv_point`, C, 4 * C, 1, false);
-  rmsNormAffine(t, `${name}.conv_out.norm`, C);
-}
-
-/** diffusers AutoencoderDC state_dict (encoder + decoder; conv in/out, strided-conv down, interpolate up). */
-export function dcaeTensors(c: DcaeConfig): TensorSpec[] {
-  const t: TensorSpec[] = [];
-  const enc = c.encoder_block_out_channels;
-  const nE = enc.length;
-  const encTypes = stageList(c.encoder_block_types, nE);
-  if (c.encoder_layers_per_block[0] === 0 || c.decoder_layers_per_block[0] === 0) {
-    throw new Error('DC-AE: pixel-shuffle conv_in/conv_out (layers_per_block[0] = 0) is not the Sana DC-AE layout');
-  }
-  conv(t, 'encoder.conv_in', enc[0], c.in_channels, 3, true);
-  for (let i = 0; i < nE; i++) {
-    const n = c.encoder_layers_per_block[i];
-    for (let j = 0; j < n; j++) dcaeBlock(t, `encoder.down_blocks.${i}.${j}`, encTypes[i], enc[i], c.attention_head_dim, c.encoder_qkv_multiscales[i]);
-    if (i < nE - 1 && n > 0) conv(t, `encoder.down_blocks.${i}.${n}.conv`, enc[i + 1], enc[i], 3, true);
-  }
-  conv(t, 'encoder.conv_out', c.latent_channels, enc[nE - 1], 3, true);
-
-  const dec = c.decoder_block_out_channels;
-  const nD = dec.length;
-  const decTypes = stageList(c.decoder_block_types, nD);
-  conv(t, 'decoder.conv_in', dec[nD - 1], c.latent_channels, 3, true);
-  for (let i = nD - 1; i >= 0; i--) {
-    const n = c.decoder_layers_per_block[i];
-    let j = 0;
-    if (i < nD - 1 && n > 0) conv(t, `decoder.up_blocks.${i}.${j++}.conv`, dec[i], dec[i + 1], 3, true);
-    for (let k = 0; k < n; k++, j++) dcaeBlock(t, `decoder.up_blocks.${i}.${j}`, decTypes[i], dec[i], c.attention_head_dim, c.decoder_qkv_multiscales[i]);
-  }
-  rmsNormAffine(t, 'decoder.norm_out', dec[0]);
-  // Gain 0.5 on the last conv: decoded images sit inside [-1, 1] mostly, with visible contrast.
-  conv(t, 'decoder.conv_out', c.in_channels, dec[0], 3, true, 1, 0.5);
-  return t;
+/** diffusers AutoencoderDC state_dict: encoder, then decoder. */
+export function dcaeTensors(c: RawConfig): Layout {
+  return [...encoderLayout(parseDcaeEncoderConfig(c)), ...decoderLayout(parseDcaeConfig(c))];
 }
 
 /** transformers Gemma2Model state_dict (no `model.` prefix: how Sana's text_encoder/ stores it). */
-export function gemmaTensors(c: Gemma2Config): TensorSpec[] {
-  const H = c.hidden_size;
-  const q = c.num_attention_heads * c.head_dim;
-  const kv = c.num_key_value_heads * c.head_dim;
-  // Gemma scales embeddings by sqrt(H); std H^-0.5 makes the scaled inputs ~N(0, 1).
-  const t: TensorSpec[] = [{ name: 'embed_tokens.weight', shape: [c.vocab_size, H], init: { kind: 'normal', std: H ** -0.5 } }];
-  // Gemma's RMSNorm multiplies by (1 + w): w near 0 is the identity scale.
-  const gemmaNorm: Init = { kind: 'normal', std: 0.05 };
-  for (let i = 0; i < c.num_hidden_layers; i++) {
-    const l = `layers.${i}`;
-    t.push({ name: `${l}.input_layernorm.weight`, shape: [H], init: gemmaNorm });
-    linear(t, `${l}.mlp.down_proj`, H, c.intermediate_size, false);
-    linear(t, `${l}.mlp.gate_proj`, c.intermediate_size, H, false);
-    linear(t, `${l}.mlp.up_proj`, c.intermediate_size, H, false);
-    t.push({ name: `${l}.post_attention_layernorm.weight`, shape: [H], init: gemmaNorm });
-    t.push({ name: `${l}.post_feedforward_layernorm.weight`, shape: [H], init: gemmaNorm });
-    t.push({ name: `${l}.pre_feedforward_layernorm.weight`, shape: [H], init: gemmaNorm });
-    linear(t, `${l}.self_attn.k_proj`, kv, H, false);
-    linear(t, `${l}.self_attn.o_proj`, H, q, false);
-    linear(t, `${l}.self_attn.q_proj`, q, H, false);
-    linear(t, `${l}.self_attn.v_proj`, kv, H, false);
-  }
-  t.push({ name: 'norm.weight', shape: [H], init: gemmaNorm });
-  return t;
+export function gemmaTensors(c: RawConfig): Layout {
+  return gemma2Layout(parseGemma2Config(c));
 }
 
 // --- deterministic numbers ------------------------------------------------------------------
@@ -396,45 +229,15 @@ export function toBf16(src: Float32Array): Uint16Array {
 
 // --- safetensors writing ---------------------------------------------------------------------
 
-/**
- * Writes a safetensors file (8-byte LE header length, JSON header, raw LE data, header padded with
- * spaces to 8 bytes). Kept here, with no addon dependency, so the models exist even before (or
- * without) a native build; the tests read the result back with the addon's reader.
- */
-export function writeSafetensorsFile(
-  file: string,
-  tensors: Array<{ name: string; shape: number[]; dtype: 'F32' | 'BF16'; data: Float32Array | Uint16Array }>,
-  metadata: Record<string, string>,
-): void {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let offset = 0;
-  for (const t of tensors) {
-    const bytes = t.data.byteLength;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'F32' ? 4 : 2);
-    if (bytes !== expected) throw new Error(`writeSafetensorsFile: ${t.name} has ${bytes} bytes for shape [${t.shape}] ${t.dtype}`);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, head);
-    fs.writeSync(fd, Buffer.from(json, 'utf8'));
-    for (const t of tensors) fs.writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function writeComponent(file: string, specs: TensorSpec[], dtype: 'F32' | 'BF16', seed: number): void {
-  const tensors = specs.map((s) => {
+// BF16 is converted here (toBf16), so the writer never needs the addon: the models exist even
+// before (or without) a native build.
+function writeComponent(file: string, specs: Layout, dtype: 'F32' | 'BF16', seed: number): void {
+  const tensors: Record<string, WriteTensor> = {};
+  for (const s of specs) {
     const f = fillTensor(s, seed);
-    return { name: s.name, shape: s.shape, dtype, data: dtype === 'F32' ? f : toBf16(f) };
-  });
-  writeSafetensorsFile(file, tensors, { format: 'pt', generator: `sana-graph make-tiny-models v${TINY_VERSION}`, seed: String(seed) });
+    tensors[s.name] = { shape: s.shape, dtype, data: dtype === 'F32' ? f : toBf16(f) };
+  }
+  writeSafetensors(file, tensors, { format: 'pt', generator: `sana-graph make-tiny-models v${TINY_VERSION}`, seed: String(seed) });
 }
 
 const writeJson = (file: string, v: unknown): void => fs.writeFileSync(file, JSON.stringify(v, null, 2) + '\n');
@@ -530,7 +333,7 @@ export function makeTinyModels(modelsDirPath: string, opts: { force?: boolean; s
 export const TINY_SPRINT_VERSION = 1;
 export const TINY_SPRINT_PIPELINE = 'Sana_Sprint_Tiny_diffusers';
 
-export const TINY_SPRINT_TRANSFORMER_CONFIG: SanaTransformerConfig = {
+export const TINY_SPRINT_TRANSFORMER_CONFIG: RawConfig = {
   ...TINY_TRANSFORMER_CONFIG,
   _diffusers_version: '0.33.0.dev0',
   guidance_embeds: true,
@@ -557,32 +360,6 @@ export const SPRINT_MODEL_INDEX = {
   scheduler: ['diffusers', 'SCMScheduler'],
 };
 
-/** The Sprint state_dict: Sana's, with SanaCombinedTimestepGuidanceEmbeddings' names and the
- *  q/k RMSNorm weights of both attentions. */
-export function sprintTransformerTensors(c: SanaTransformerConfig): TensorSpec[] {
-  const D = c.num_attention_heads * c.attention_head_dim;
-  const Dc = c.num_cross_attention_heads * c.cross_attention_head_dim;
-  const out: TensorSpec[] = [];
-  for (const t of transformerTensors(c)) {
-    if (t.name.startsWith('time_embed.emb.timestep_embedder.')) {
-      out.push({ ...t, name: t.name.replace('time_embed.emb.', 'time_embed.') });
-      continue;
-    }
-    out.push(t);
-    if (t.name === 'time_embed.linear.bias') {
-      linear(out, 'time_embed.guidance_embedder.linear_1', D, 256, true);
-      linear(out, 'time_embed.guidance_embedder.linear_2', D, D, true);
-    }
-    const m = /^(transformer_blocks\.\d+)\.attn([12])\.to_out\.0\.bias$/.exec(t.name);
-    if (m) {
-      const w = m[2] === '1' ? D : Dc;
-      // Near 1 rather than exactly 1, so a wrong norm wiring shows in the output.
-      for (const n of ['norm_q', 'norm_k']) out.push({ name: `${m[1]}.attn${m[2]}.${n}.weight`, shape: [w], init: { kind: 'normal', mean: 1, std: 0.05 } });
-    }
-  }
-  return out;
-}
-
 /** Writes `<modelsDir>/sana/Sana_Sprint_Tiny_diffusers` (after the tiny Sana pipeline it copies
  *  from) unless an identical one is already there. */
 export function makeTinySprintModel(modelsDirPath: string, opts: { force?: boolean; seed?: number } = {}): MakeResult {
@@ -607,7 +384,7 @@ export function makeTinySprintModel(modelsDirPath: string, opts: { force?: boole
     writeJson(path.join(tmp, 'model_index.json'), SPRINT_MODEL_INDEX);
     writeJson(path.join(tmp, 'scheduler', 'scheduler_config.json'), SPRINT_SCHEDULER_CONFIG);
     writeJson(path.join(tmp, 'transformer', 'config.json'), TINY_SPRINT_TRANSFORMER_CONFIG);
-    writeComponent(path.join(tmp, 'transformer', 'diffusion_pytorch_model.safetensors'), sprintTransformerTensors(TINY_SPRINT_TRANSFORMER_CONFIG), 'F32', seed);
+    writeComponent(path.join(tmp, 'transformer', 'diffusion_pytorch_model.safetensors'), transformerTensors(TINY_SPRINT_TRANSFORMER_CONFIG), 'F32', seed);
     for (const sub of ['text_encoder', 'tokenizer', 'vae']) fs.cpSync(path.join(src, sub), path.join(tmp, sub), { recursive: true });
     fs.writeFileSync(path.join(tmp, STAMP), stamp);
   } catch (err) {
@@ -670,7 +447,8 @@ export function makeTinyLoras(modelsDirPath: string, opts: { force?: boolean; se
       // Missing or unreadable: write it.
     }
     const r = TINY_LORA_RANK;
-    const tensors = targets.flatMap((k) => {
+    const tensors: Record<string, WriteTensor> = {};
+    for (const k of targets) {
       const W = shapes.get(k)!;
       const mod = `transformer.${k.slice(0, -'.weight'.length)}`;
       const aShape = [r, ...W.slice(1)];
@@ -678,17 +456,14 @@ export function makeTinyLoras(modelsDirPath: string, opts: { force?: boolean; se
       const fanIn = aShape.slice(1).reduce((x, y) => x * y, 1);
       const A = fillTensor({ name: `${mod}.lora_A.weight`, shape: aShape, init: { kind: 'fanin', fanIn } }, seed);
       const B = fillTensor({ name: `${mod}.lora_B.weight`, shape: bShape, init: { kind: 'normal', std: 0.5 / Math.sqrt(r) } }, seed);
-      return [
-        { name: `${mod}.lora_A.weight`, shape: aShape, dtype: 'F32' as const, data: A },
-        { name: `${mod}.lora_B.weight`, shape: bShape, dtype: 'F32' as const, data: B },
-      ];
-    });
+      tensors[`${mod}.lora_A.weight`] = { shape: aShape, dtype: 'F32', data: A };
+      tensors[`${mod}.lora_B.weight`] = { shape: bShape, dtype: 'F32', data: B };
+    }
     const peft = { r, lora_alpha: r, target_modules: ['to_q', 'to_k', 'to_v', 'to_out.0', 'conv_inverted', 'conv_point'], use_dora: false, use_rslora: false };
     const meta = Object.fromEntries(Object.entries(peft).map(([k, v]) => [`transformer.${k}`, v]));
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    const tmp = `${out}.tmp-${process.pid}`;
-    writeSafetensorsFile(tmp, tensors, { format: 'pt', lora_adapter_metadata: JSON.stringify(meta), generator: `sana-graph make-tiny-models v${TINY_VERSION}`, sana_graph_fits: fits });
-    fs.renameSync(tmp, out);
+    // The writer goes through a temporary file and a rename: a reader never sees half a file.
+    writeSafetensors(out, tensors, { format: 'pt', lora_adapter_metadata: JSON.stringify(meta), generator: `sana-graph make-tiny-models v${TINY_VERSION}`, sana_graph_fits: fits });
     written.push(out);
   }
   return written;

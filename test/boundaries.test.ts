@@ -2,9 +2,11 @@
 // `import type`, `typeof import(...)`, dynamic `import()` and `require()`):
 //   engine/      only engine/ and zod, no node: built-ins (the editor bundles it; its tests need no addon)
 //   native/      only native/ (model code and servers sit above it)
-//   nodes/       not web/, cli/ (nodes run in the execution worker and the CLI alike)
+//   nodes/       not host/, web/, cli/ (nodes get what they need from their host via ctx.services)
+//   host/        engine/, nodes/, native/; not web/, cli/ (the server and the CLI sit on top of it)
 //   web/editor/  not native/, nodes/, web/server/, cli/ (browser code: engine's converter at most)
-//   web/server/  not cli/, not web/editor's sources (it serves the built bundle as files)
+//   web/server/  not cli/, not web/editor's sources (it serves the built bundle as files), and no
+//                worker threads or child processes: execution is host/'s
 //   everything   not test/, bench/, scripts/ (those sit on top and may import anything)
 // A dynamic import whose target is not a string literal cannot be checked, so engine/, native/ and
 // web/editor/ may not have one.
@@ -50,6 +52,7 @@ function area(rel: string): string {
 }
 
 type Rule = (target: string, spec: string) => string | undefined;
+const EXECUTION_BUILTINS = new Set(['node:worker_threads', 'worker_threads', 'node:child_process', 'child_process']);
 const RULES: Record<string, { rule: Rule; noComputed: boolean }> = {
   engine: {
     noComputed: true,
@@ -59,12 +62,21 @@ const RULES: Record<string, { rule: Rule; noComputed: boolean }> = {
     noComputed: true,
     rule: (t) => (['native', 'npm', 'node'].includes(t) ? undefined : 'native/ imports nothing of the project above it'),
   },
-  nodes: { noComputed: false, rule: (t) => (['web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import web/ or cli/' : undefined) },
+  nodes: { noComputed: false, rule: (t) => (['host', 'web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import host/, web/ or cli/' : undefined) },
+  host: { noComputed: false, rule: (t) => (['web/server', 'web/editor', 'cli'].includes(t) ? 'host/ must not import web/ or cli/' : undefined) },
   'web/editor': {
     noComputed: true,
     rule: (t) => (['native', 'nodes', 'web/server', 'cli'].includes(t) ? 'the editor (browser code) must not import native/, nodes/, web/server/ or cli/' : undefined),
   },
-  'web/server': { noComputed: false, rule: (t) => (t === 'cli' || t === 'web/editor' ? 'web/server/ must not import cli/ or the editor sources' : undefined) },
+  'web/server': {
+    noComputed: false,
+    rule: (t, spec) =>
+      t === 'cli' || t === 'web/editor'
+        ? 'web/server/ must not import cli/ or the editor sources'
+        : EXECUTION_BUILTINS.has(spec)
+          ? 'web/server/ hosts no execution (threads, processes): that is host/'
+          : undefined,
+  },
 };
 const ABOVE_ALL = new Set(['test', 'bench', 'scripts']);
 
@@ -90,17 +102,18 @@ function violations(files: string[], read: (f: string) => string = (f) => fs.rea
       if (to === 'outside') out.push(`${where}: '${r.spec}' leaves the repository`);
       if (from === 'engine' && to === 'node') out.push(`${where}: '${r.spec}' — engine/ uses no node: built-ins`);
       const why = RULES[from]?.rule(to, r.spec);
-      if (why && to !== 'node') out.push(`${where}: '${r.spec}' — ${why}`);
+      // engine/'s node: built-ins are reported once, above.
+      if (why && !(from === 'engine' && to === 'node')) out.push(`${where}: '${r.spec}' — ${why}`);
     }
   }
   return out;
 }
 
-const PRODUCT = ['engine', 'native', 'nodes', 'web/editor', 'web/server', 'cli', 'workflows'].flatMap((d) => sources(d));
+const PRODUCT = ['engine', 'native', 'nodes', 'host', 'web/editor', 'web/server', 'cli', 'workflows'].flatMap((d) => sources(d));
 
 describe('architecture boundaries', () => {
   it('finds the modules it checks', () => {
-    for (const f of ['engine/executor.ts', 'native/index.ts', 'nodes/index.ts', 'web/server/app.ts', 'cli/main.ts']) expect(PRODUCT).toContain(f);
+    for (const f of ['engine/executor.ts', 'native/index.ts', 'nodes/index.ts', 'host/runner.ts', 'host/child_boot.mjs', 'web/server/app.ts', 'cli/main.ts']) expect(PRODUCT).toContain(f);
     expect(PRODUCT.some((f) => f.startsWith('web/editor/src/'))).toBe(true);
     expect(PRODUCT.length).toBeGreaterThan(100);
   });
@@ -118,6 +131,9 @@ describe('architecture boundaries', () => {
       'web/editor/src/e.ts': "import { getBackend } from '../../../native/index.ts';\nimport { convertUiToApi } from '../../../engine/convert.ts';",
       'web/server/f.ts': "import { main } from '../../cli/main.ts';\nimport { helper } from '../../test/server/helpers.ts';",
       'cli/g.ts': "import { startServer } from '../web/server/index.ts';\nimport { x } from '../nodes/index.ts';",
+      'nodes/h.ts': "import { processHost } from '../host/process.ts';",
+      'host/i.ts': "import { startServer } from '../web/server/index.ts';\nimport { Executor } from '../engine/index.ts';\nimport { x } from '../nodes/index.ts';\nimport { getBackend } from '../native/index.ts';",
+      'web/server/j.ts': "import { fork } from 'node:child_process';\nimport { Worker } from 'node:worker_threads';\nimport { processHost } from '../../host/process.ts';",
     };
     const v = violations(Object.keys(fake), (f) => fake[f]!);
     const has = (re: RegExp) => expect(v.some((s) => re.test(s)), `${re} in\n${v.join('\n')}`).toBe(true);
@@ -134,7 +150,13 @@ describe('architecture boundaries', () => {
     has(/^web\/editor\/src\/e\.ts:1: '\.\.\/\.\.\/\.\.\/native\/index\.ts'/);
     has(/^web\/server\/f\.ts:1: '\.\.\/\.\.\/cli\/main\.ts'/);
     has(/^web\/server\/f\.ts:2: .*must not import test\//);
+    has(/^nodes\/h\.ts:1: '\.\.\/host\/process\.ts'/);
+    has(/^host\/i\.ts:1: '\.\.\/web\/server\/index\.ts'/);
+    has(/^web\/server\/j\.ts:1: 'node:child_process'/);
+    has(/^web\/server\/j\.ts:2: 'node:worker_threads'/);
     // allowed: the editor's converter import, the comment, and the CLI's imports
     expect(v.filter((s) => s.startsWith('web/editor/src/e.ts:2') || s.startsWith('nodes/d.ts:2') || s.startsWith('cli/'))).toEqual([]);
+    // allowed: the host on the engine, the nodes and the addon; the server on the host
+    expect(v.filter((s) => /^host\/i\.ts:[234]:/.test(s) || s.startsWith('web/server/j.ts:3'))).toEqual([]);
   });
 });

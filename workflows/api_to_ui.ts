@@ -126,7 +126,9 @@ export function apiToUi(prompt: ApiPrompt, objectInfo: ObjectInfo, control: 'fix
 async function main(file: string): Promise<void> {
   const { NodeRegistry } = await import('../engine/index.ts');
   const { registerProductNodes } = await import('../nodes/index.ts');
-  const objectInfo = registerProductNodes(new NodeRegistry()).objectInfo();
+  const { createNodeServices } = await import('../nodes/services.ts');
+  // The default folders (./input, the models folder): model and image combos list their files.
+  const objectInfo = registerProductNodes(new NodeRegistry({ services: createNodeServices() })).objectInfo();
   const prompt = JSON.parse(fs.readFileSync(file, 'utf8')) as ApiPrompt;
   process.stdout.write(JSON.stringify(apiToUi(prompt, objectInfo), null, 2) + '\n');
 }

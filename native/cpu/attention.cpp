@@ -15,6 +15,9 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
 #define ldu(p) (*reinterpret_cast<const v16u*>(p))
 #define stu(p, v) (*reinterpret_cast<v16u*>(p) = (v))
 
+// The two register-tile bodies keep one source line per tile row (clang-format would put each
+// accumulator update on its own line).
+// clang-format off
 // One (kBq × kBk) tile: s[i][:] = Σ_d qf[i][d] · kT[d][:] (kT = the key chunk transposed,
 // kBk = 64 keys = 4 v16). Two query rows per pass: 8 accumulators, 4 key loads feed 8 FMAs.
 #define SANA_QK_BODY                                                                       \
@@ -96,6 +99,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
       for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];                              \
     }                                                                                   \
   }
+// clang-format on
 
 // Portable tile bodies for AVX2 and baseline: loops the compiler vectorises over the 64 keys (QK)
 // and over Dv (PV). GCC lowers the 64-byte vector type of the tiles above through the stack

@@ -1,6 +1,8 @@
-// The C-level op functions of the CPU backend. Every backend mirrors these signatures:
-// the CUDA twin of `rmsnorm_cpu(out, x, w, ...)` is `rmsnorm_cuda(out, x, w, ..., stream)` in
-// native/cuda/rmsnorm.cu. Argument order is always: outputs, inputs, dims, parameters, dtypes.
+// The C-level op functions of the CPU backend, one file per op (native/cpu/<op>.cpp). Every
+// backend mirrors these signatures: the CUDA twin of `rmsnorm_cpu(out, x, w, ...)` is
+// `rmsnorm_cuda(out, x, w, ..., stream)`, declared in native/cuda/ops.cuh and defined in the
+// file of its kind (norm.cu; the list is in native/cuda/README.md). Argument order is always:
+// outputs, inputs, dims, parameters, dtypes.
 //
 // Conventions shared by all of them
 // - Pointers are the backend's device pointers; every tensor is contiguous, row-major.

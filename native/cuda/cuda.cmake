@@ -32,14 +32,14 @@ target_compile_definitions(sana_cuda_emu PRIVATE SANA_CUDA_EMU=1)
 target_include_directories(sana_cuda_emu PRIVATE ${SANA_CUDA_DIR})
 set_target_properties(sana_cuda_emu PROPERTIES POSITION_INDEPENDENT_CODE ON)
 # -O2: whole models (the golden fixtures) run on the emulation in CI, so its arithmetic matters.
-target_compile_options(sana_cuda_emu PRIVATE -O2 -Wall -Wno-unused-function)
+target_compile_options(sana_cuda_emu PRIVATE -O2 -Wall -Wextra -Wno-unused-function)
 target_sources(${SANA_TARGET} PRIVATE $<TARGET_OBJECTS:sana_cuda_emu>)
 # Standalone check of the emulation and the heavy kernels (run by test/cuda/emu-selftest.test.ts).
 add_executable(sana_cuda_selftest ${SANA_CUDA_DIR}/emu/selftest.cpp ${CMAKE_CURRENT_SOURCE_DIR}/src/registry.cc
                                   $<TARGET_OBJECTS:sana_cuda_emu>)
 target_compile_definitions(sana_cuda_selftest PRIVATE SANA_CUDA_EMU=1)
 target_include_directories(sana_cuda_selftest PRIVATE ${SANA_CUDA_DIR})
-target_compile_options(sana_cuda_selftest PRIVATE -O1)
+target_compile_options(sana_cuda_selftest PRIVATE -O1 -Wall -Wextra -Wno-unused-function)
 set_target_properties(sana_cuda_selftest PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 
 # --- 2. real CUDA -----------------------------------------------------------------------------
@@ -60,7 +60,8 @@ if(NOT SANA_CUDA_EMU_ONLY)
       add_library(sana_cuda_real OBJECT ${SANA_CUDA_SOURCES})
       target_include_directories(sana_cuda_real PRIVATE ${SANA_CUDA_DIR})
       set_target_properties(sana_cuda_real PROPERTIES POSITION_INDEPENDENT_CODE ON)
-      target_compile_options(sana_cuda_real PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 --threads 2>)
+      # Host-side warnings as for the C++ build (nvcc passes -Xcompiler flags to the host compiler).
+      target_compile_options(sana_cuda_real PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 --threads 2 -Xcompiler=-Wall,-Wextra,-Wno-unused-function>)
       target_link_libraries(sana_cuda_real PRIVATE CUDA::cudart_static)
       target_sources(${SANA_TARGET} PRIVATE $<TARGET_OBJECTS:sana_cuda_real>)
       target_link_libraries(${SANA_TARGET} PRIVATE CUDA::cudart_static)

@@ -50,7 +50,7 @@ export function sanaDimsFromConfig(cfg: Record<string, unknown>): SanaDims {
   };
 }
 
-/** The published configurations of spec §2.1. */
+/** The published configurations of shared/spec/sana.md §2.1. */
 export const SANA_600M: SanaDims = {
   D: 1152, layers: 28, heads: 36, headDim: 32, crossHeads: 16, crossHeadDim: 72,
   captionChannels: 2304, inChannels: 32, outChannels: 32, F: 2880,

@@ -29,9 +29,10 @@ Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH,
   void* d_pos = scratch_alloc(size_t(L) * sizeof(int64_t));
   if (!d_pos) return "rope: out of device memory for the positions";
   cudaError_t e = cudaMemcpyAsync(d_pos, positions, size_t(L) * sizeof(int64_t), cudaMemcpyHostToDevice, s);
-  if (e == cudaSuccess)
+  if (e == cudaSuccess) {
     LAUNCH(blocks_for(BH * L * (D / 2), kThreads), kThreads, 0, s, rope_kernel)(out, x, static_cast<const int64_t*>(d_pos), BH, L, D,
                                                                               theta, int(dt));
+  }
   scratch_free(d_pos);
   if (e != cudaSuccess) return cuda_status_of(e, "rope", __FILE__, __LINE__);
   return SANA_LAUNCH_STATUS("rope");

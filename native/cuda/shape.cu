@@ -117,9 +117,10 @@ Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t 
   void* d_idx = scratch_alloc(size_t(n_idx) * sizeof(int64_t));
   if (!d_idx) return "indexSelect: out of device memory for the index list";
   cudaError_t e = cudaMemcpyAsync(d_idx, idx, size_t(n_idx) * sizeof(int64_t), cudaMemcpyHostToDevice, s);
-  if (e == cudaSuccess)
+  if (e == cudaSuccess) {
     LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, gather_axis_kernel)(out, in, static_cast<const int64_t*>(d_idx), int64_t(1),
                                                                           outer, axis_len, n_idx, inner, int(elsize));
+  }
   // The copy above is synchronous for pageable host memory, so the host array may go away now;
   // the scratch block is returned to the stream-ordered cache.
   scratch_free(d_idx);

@@ -40,7 +40,9 @@ double Args::f64(const char* name) {
   if (!v.IsNumber()) { fail(std::string(name) + " must be a number"); return 0; }
   return v.As<Napi::Number>().DoubleValue();
 }
-bool Args::flag(const char* name) { return info_[i_++].ToBoolean(); }
+// Any value converts to a boolean, so there is no error to name; the name keeps the reader
+// calls uniform.
+bool Args::flag([[maybe_unused]] const char* name) { return info_[i_++].ToBoolean(); }
 DType Args::dtype(const char* name) {
   const int64_t d = i64(name);
   if (d < 0 || d > 4) { fail(std::string(name) + " is not a dtype code"); return DType::F32; }

@@ -1,31 +1,8 @@
-// Where the image nodes read and write: ComfyUI's input / output / temp folders. The server and
-// the CLI configure them once per process (and per worker thread) before nodes run; the
-// defaults are the folders of the current directory, as for `sana-graph serve` with no flags.
-import path from 'node:path';
+// ComfyUI's image folders by the `type` of an image reference ({filename, subfolder, type}).
+// Where they are is the host's business: nodes read them from ctx.services (../services.ts).
+import type { NodeFolders } from '../services.ts';
 
-export interface ImageFolders {
-  output: string;
-  input: string;
-  temp: string;
-}
-
-let folders: ImageFolders = {
-  output: path.resolve('output'),
-  input: path.resolve('input'),
-  temp: path.resolve('temp'),
-};
-
-export function setImageFolders(f: Partial<ImageFolders>): void {
-  folders = {
-    output: path.resolve(f.output ?? folders.output),
-    input: path.resolve(f.input ?? folders.input),
-    temp: path.resolve(f.temp ?? folders.temp),
-  };
-}
-
-export function imageFolders(): ImageFolders {
-  return folders;
-}
+export type ImageFolders = Pick<NodeFolders, 'output' | 'input' | 'temp'>;
 
 export type FolderType = keyof ImageFolders;
 

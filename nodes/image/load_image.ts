@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { defineNode } from '../../engine/index.ts';
-import { imageFolders, isFolderType } from './folders.ts';
+import { isFolderType, type ImageFolders } from './folders.ts';
+import { nodeServices } from '../services.ts';
 import { resolveInside } from './paths.ts';
 import { decodeImage } from './decode.ts';
 import { rawToImageAndMask } from './types.ts';
@@ -15,7 +16,7 @@ const MAX_LIST_DEPTH = 3;
 const MAX_LIST = 5000;
 
 /** Image files of the input folder, "/"-separated relative paths, sorted; hidden files skipped. */
-export function listInputImages(root = imageFolders().input): string[] {
+export function listInputImages(root: string): string[] {
   const out: string[] = [];
   const walk = (dir: string, rel: string, depth: number) => {
     let entries: fs.Dirent[];
@@ -36,11 +37,11 @@ export function listInputImages(root = imageFolders().input): string[] {
 }
 
 /** "name.png", "sub/name.png" or ComfyUI's annotated "name.png [output]" -> absolute path. */
-export function resolveImageRef(ref: string): string {
+export function resolveImageRef(ref: string, folders: ImageFolders): string {
   const m = /^(.*) \[(input|output|temp)\]$/.exec(ref);
   const type = m && isFolderType(m[2]) ? m[2] : 'input';
   const name = m ? m[1] : ref;
-  return resolveInside(imageFolders()[type], [name]);
+  return resolveInside(folders[type], [name]);
 }
 
 export const LoadImage = defineNode({
@@ -51,18 +52,18 @@ export const LoadImage = defineNode({
   module: 'nodes',
   inputs: {
     required: {
-      image: { type: 'COMBO', values: () => listInputImages(), imageUpload: true },
+      image: { type: 'COMBO', values: (s) => listInputImages(nodeServices(s, 'LoadImage image list').folders.input), imageUpload: true },
     },
   },
   outputs: [
     { name: 'IMAGE', type: 'IMAGE' },
     { name: 'MASK', type: 'MASK' },
   ],
-  fingerprint({ image }) {
-    return createHash('sha256').update(fs.readFileSync(resolveImageRef(String(image)))).digest('hex');
+  fingerprint({ image }, services) {
+    return createHash('sha256').update(fs.readFileSync(resolveImageRef(String(image), nodeServices(services, 'LoadImage').folders))).digest('hex');
   },
-  run({ image }) {
-    const file = resolveImageRef(image);
+  run({ image }, ctx) {
+    const file = resolveImageRef(image, nodeServices(ctx.services, 'LoadImage').folders);
     let raw;
     try {
       raw = decodeImage(fs.readFileSync(file), image);

@@ -2,7 +2,7 @@
 // and the UI workflow in the PNGs and return `{ images: [{ filename, subfolder, type }] }`.
 import { randomInt } from 'node:crypto';
 import { defineNode } from '../../engine/index.ts';
-import { imageFolders } from './folders.ts';
+import { nodeServices } from '../services.ts';
 import { filenamePrefixProblem } from './filenames.ts';
 import { encodePng } from './png.ts';
 import { saveImageBatch } from './save.ts';
@@ -35,7 +35,7 @@ export const SaveImage = defineNode({
   run({ images, filename_prefix, prompt, extra_pnginfo }, ctx) {
     ctx.throwIfInterrupted();
     const saved = saveImageBatch(images, {
-      root: imageFolders().output,
+      root: nodeServices(ctx.services, 'SaveImage').folders.output,
       type: 'output',
       prefix: filename_prefix,
       prompt,
@@ -65,7 +65,7 @@ export const PreviewImage = defineNode({
     // A random suffix per run, as ComfyUI does, so the browser never shows a stale cached preview.
     const suffix = Array.from({ length: 5 }, () => LETTERS[randomInt(26)]).join('');
     const saved = saveImageBatch(images, {
-      root: imageFolders().temp,
+      root: nodeServices(ctx.services, 'PreviewImage').folders.temp,
       type: 'temp',
       prefix: `ComfyUI_temp_${suffix}`,
       prompt,

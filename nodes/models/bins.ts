@@ -1,4 +1,4 @@
-// Sana's aspect-ratio bins (spec §1.7, Appendix A) and the resize + centre-crop that maps the
+// Sana's aspect-ratio bins (shared/spec/sana.md §1.7, Appendix A) and the resize + centre-crop that maps the
 // generated bin size back to the requested size. The tables are data; `binFor` and
 // `coverCropPlan` are the two rules diffusers applies (classify_height_width_bin,
 // resize_and_crop_tensor).

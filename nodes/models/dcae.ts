@@ -1,14 +1,16 @@
-// The decoder of AutoencoderDC (DC-AE f32c32, the Sana VAE; spec §4) on the Backend interface,
+// The decoder of AutoencoderDC (DC-AE f32c32, the Sana VAE; shared/spec/sana.md §4) on the Backend interface,
 // plus tiled decoding with linear seam blending for large images in bounded memory.
 //
 // Module paths equal the diffusers keys under `decoder.`. Everything stays NCHW: the "Linear"
 // projections of the attention are applied as 1×1 convolutions over channels.
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
-import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
-import { blockTensorShapes, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, runBlock, tiledMap, weightLoader, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
-import type { HostArray, TensorInput, WeightSource } from './sana_dit.ts';
-import { readJsonConfig, tensorShapeProblems } from './weights.ts';
+import type { Backend, DType, Tensor } from '../../native/api.ts';
+import { blockLayout, configNumber, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, qkvMultiscales, runBlock, tiledMap, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import { checkLayout, conv, layoutShapes, rmsNormAffine, unexpectedLine, type Layout } from './layout.ts';
+import type { HostArray, TensorInput } from './tensor_input.ts';
+import { WeightSet, type WeightSource } from './weight_set.ts';
+import { readJsonConfig, type FolderLoadOptions } from './weights.ts';
 
 export { tileStarts, type DcaeBlockType } from './dcae_blocks.ts';
 
@@ -56,19 +58,12 @@ export function parseDcaeConfig(raw: Record<string, unknown>, file = 'vae/config
   for (const n of norms) if (n !== 'rms_norm') throw new Error(`${file}: decoder norm type ${n} is not supported (only rms_norm, as in Sana's DC-AE; the BatchNorm DC-AE releases are out of scope)`);
   const acts = perStage(raw.decoder_act_fns ?? 'silu', S, 'decoder_act_fns', file, isStr);
   for (const a of acts) if (a !== 'silu' && a !== 'relu') throw new Error(`${file}: decoder activation ${a} is not supported (silu, relu)`);
-  const ms = raw.decoder_qkv_multiscales ?? [[], [], [], [5], [5], [5]];
-  if (!Array.isArray(ms) || ms.length !== S || !ms.every((l) => Array.isArray(l) && l.every((k) => typeof k === 'number' && k % 2 === 1))) {
-    throw new Error(`${file}: decoder_qkv_multiscales must be ${S} lists of odd kernel sizes (got ${JSON.stringify(ms)})`);
-  }
+  const ms = qkvMultiscales(raw, 'decoder_qkv_multiscales', S, file);
   const up = raw.upsample_block_type ?? 'pixel_shuffle';
   if (up !== 'interpolate' && up !== 'pixel_shuffle') throw new Error(`${file}: upsample_block_type ${JSON.stringify(up)} is not supported (interpolate, pixel_shuffle)`);
   const convAct = raw.decoder_conv_act_fn ?? 'relu';
   if (convAct !== 'relu') throw new Error(`${file}: decoder_conv_act_fn ${JSON.stringify(convAct)} is not supported (relu)`);
-  const num = (key: string, d: number): number => {
-    const v = raw[key] ?? d;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
-    return v;
-  };
+  const num = (key: string, d: number): number => configNumber(raw, key, d, file);
   const cfg: DcaeDecoderConfig = {
     outChannels: num('in_channels', 3),
     latentChannels: num('latent_channels', 32),
@@ -76,7 +71,7 @@ export function parseDcaeConfig(raw: Record<string, unknown>, file = 'vae/config
     blockTypes: blockTypes as DcaeBlockType[],
     blockOutChannels,
     layersPerBlock,
-    qkvMultiscales: ms as number[][],
+    qkvMultiscales: ms,
     actFns: acts as Array<'silu' | 'relu'>,
     upsampleBlockType: up,
     inShortcut: raw.decoder_in_shortcut === undefined ? true : raw.decoder_in_shortcut === true,
@@ -98,38 +93,35 @@ export function parseDcaeConfig(raw: Record<string, unknown>, file = 'vae/config
   return cfg;
 }
 
-/** Every `decoder.*` tensor of this config with its shape (encoder tensors are not needed). */
-export function expectedDecoderTensors(cfg: DcaeDecoderConfig): Map<string, number[]> {
+/** Every `decoder.*` tensor of this config in state_dict order (encoder tensors are not needed):
+ *  the stages run from the latent side (S − 1) to the image side (0). */
+export function decoderLayout(cfg: DcaeDecoderConfig): Layout {
   const Cs = cfg.blockOutChannels, S = Cs.length, hd = cfg.attentionHeadDim;
-  const m = new Map<string, number[]>();
-  m.set('decoder.conv_in.weight', [Cs[S - 1]!, cfg.latentChannels, 3, 3]);
-  m.set('decoder.conv_in.bias', [Cs[S - 1]!]);
-  for (let i = 0; i < S; i++) {
+  const t: Layout = [];
+  conv(t, 'decoder.conv_in', Cs[S - 1]!, cfg.latentChannels, 3, true);
+  for (let i = S - 1; i >= 0; i--) {
     const C = Cs[i]!;
     let j = 0;
     const pre = (k: number): string => `decoder.up_blocks.${i}.${k}.`;
     if (i < S - 1 && cfg.layersPerBlock[i]! > 0) {
-      const outC = cfg.upsampleBlockType === 'interpolate' ? C : 4 * C;
-      m.set(`${pre(0)}conv.weight`, [outC, Cs[i + 1]!, 3, 3]);
-      m.set(`${pre(0)}conv.bias`, [outC]);
+      conv(t, `${pre(0)}conv`, cfg.upsampleBlockType === 'interpolate' ? C : 4 * C, Cs[i + 1]!, 3, true);
       j = 1;
     }
-    for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) blockTensorShapes(m, pre(j), cfg.blockTypes[i]!, C, hd, cfg.qkvMultiscales[i]!);
+    for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) blockLayout(t, pre(j), cfg.blockTypes[i]!, C, hd, cfg.qkvMultiscales[i]!);
   }
-  m.set('decoder.norm_out.weight', [Cs[0]!]);
-  m.set('decoder.norm_out.bias', [Cs[0]!]);
-  m.set('decoder.conv_out.weight', [cfg.outChannels, Cs[0]!, 3, 3]);
-  m.set('decoder.conv_out.bias', [cfg.outChannels]);
-  return m;
+  rmsNormAffine(t, 'decoder.norm_out', Cs[0]!);
+  // Gain 0.5 on the last conv: the tiny model's decoded images sit mostly inside [-1, 1].
+  conv(t, 'decoder.conv_out', cfg.outChannels, Cs[0]!, 3, true, 1, 0.5);
+  return t;
 }
 
-export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string): void {
-  const { problems, extra: unexpected } = tensorShapeProblems(expectedDecoderTensors(cfg), src);
-  const extra = unexpected.filter((k) => k.startsWith('decoder.'));
-  if (extra.length > 0) problems.push(`${extra.length} unexpected decoder tensor(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`);
-  if (problems.length > 0) {
-    throw new Error(`DC-AE decoder weights in ${where} do not match its config (${problems.length} problem(s)):\n  ${problems.slice(0, 12).join('\n  ')}`);
-  }
+/** Every `decoder.*` tensor of this config with its shape. */
+export function expectedDecoderTensors(cfg: DcaeDecoderConfig): Map<string, number[]> {
+  return layoutShapes(decoderLayout(cfg));
+}
+
+export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string, layout = decoderLayout(cfg)): void {
+  checkLayout(layout, src, { what: 'DC-AE decoder', where, extra: (extra) => unexpectedLine(extra.filter((k) => k.startsWith('decoder.')), 'decoder tensor') });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -155,12 +147,12 @@ export interface DcaeDecoder {
 
 export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeDecoder {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE decoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
-  validateDecoderTensors(cfg, src, where);
+  const layout = decoderLayout(cfg);
+  validateDecoderTensors(cfg, src, where, layout);
   const bk = backend;
-  const wl = weightLoader(src, bk, dtype);
-  const ld = wl.ld;
   const Cs = cfg.blockOutChannels, S = Cs.length;
-  try {
+  return new WeightSet(src, bk, dtype, layout).build((wl) => {
+    const ld = (name: string): Tensor => wl.get(name);
     const convInW = ld('decoder.conv_in.weight'), convInB = ld('decoder.conv_in.bias');
     const stages: Stage[] = [];
     for (let i = 0; i < S; i++) {
@@ -177,7 +169,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
     }
     const normW = ld('decoder.norm_out.weight'), normB = ld('decoder.norm_out.bias');
     const outW = ld('decoder.conv_out.weight'), outB = ld('decoder.conv_out.bias');
-    const bytes = wl.bytes();
+    const bytes = wl.bytes;
     const hd = cfg.attentionHeadDim;
 
     const upsample = (X: Tensor, w: UpW): Tensor => {
@@ -222,12 +214,9 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       return img.dtype === 'f32' ? img : bk.cast(img, 'f32');
     });
 
-    const entry = halfEntryPoints(bk, 'DC-AE decoder', decodeDevice, (z, fn, opts) => tiledDecode(z, cfg.spatialCompression, fn, opts), () => wl.disposeAll());
+    const entry = halfEntryPoints(bk, 'DC-AE decoder', decodeDevice, (z, fn, opts) => tiledDecode(z, cfg.spatialCompression, fn, opts), () => wl.dispose());
     return { config: cfg, dtype, bytes, decode: entry.whole, decodeTiled: entry.tiled, dispose: entry.dispose };
-  } catch (e) {
-    wl.disposeAll();
-    throw e;
-  }
+  });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -253,7 +242,7 @@ export function readDcaeConfig(dir: string): DcaeDecoderConfig {
 /** Loads the DC-AE decoder from a diffusers `vae/` folder (encoder tensors are left on disk). */
 export async function loadDcaeDecoder(
   dir: string, backend: Backend, dtype: DType,
-  opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string } = {},
+  opts: FolderLoadOptions = {},
 ): Promise<DcaeDecoder> {
   return loadHalfFromFolder(dir, backend, dtype, opts, parseDcaeConfig, buildDcaeDecoder);
 }

@@ -1,12 +1,14 @@
-// What the DC-AE encoder and decoder share (spec §4): the config helpers, the two block kinds
+// What the DC-AE encoder and decoder share (shared/spec/sana.md §4): the config helpers, the two block kinds
 // (ResBlock and EfficientViTBlock = LiteMLA + GLUMBConv) with their weight lists, loaders and
 // forward passes, and the tiling plan with linear seam blending. Each half (dcae.ts,
 // dcae_encoder.ts) adds only its own stems and resamplers.
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
-import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
-import { importNative, type HostArray, type TensorInput, type WeightSource } from './sana_dit.ts';
-import { pickSafetensors, readJsonConfig } from './weights.ts';
+import type { Backend, DType, Tensor } from '../../native/api.ts';
+import { conv, linear, rmsNormAffine, type Layout } from './layout.ts';
+import { isHost, type HostArray, type TensorInput } from './tensor_input.ts';
+import type { WeightSet, WeightSource } from './weight_set.ts';
+import { readJsonConfig, withCheckpoint, type FolderLoadOptions } from './weights.ts';
 
 export type DcaeBlockType = 'ResBlock' | 'EfficientViTBlock';
 
@@ -17,32 +19,42 @@ export function perStage<T>(v: unknown, n: number, key: string, file: string, ch
   throw new Error(`${file}: "${key}" must be one value or a list of ${n} (got ${JSON.stringify(v)})`);
 }
 
-/** Adds the tensors of one block at `b` (ending in '.') to `m`. */
-export function blockTensorShapes(m: Map<string, number[]>, b: string, type: DcaeBlockType, C: number, hd: number, scales: readonly number[]): void {
+/** A numeric config value (`d` when absent). */
+export function configNumber(raw: Record<string, unknown>, key: string, d: number, file: string): number {
+  const v = raw[key] ?? d;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
+  return v;
+}
+
+/** `<half>_qkv_multiscales`: per stage, the odd kernel sizes of the multi-scale q/k/v branches. */
+export function qkvMultiscales(raw: Record<string, unknown>, key: string, S: number, file: string): number[][] {
+  const ms = raw[key] ?? [[], [], [], [5], [5], [5]];
+  if (!Array.isArray(ms) || ms.length !== S || !ms.every((l) => Array.isArray(l) && l.every((k) => typeof k === 'number' && k % 2 === 1))) {
+    throw new Error(`${file}: ${key} must be ${S} lists of odd kernel sizes (got ${JSON.stringify(ms)})`);
+  }
+  return ms as number[][];
+}
+
+/** Appends the tensors of one block at `b` (ending in '.'), in state_dict order. */
+export function blockLayout(t: Layout, b: string, type: DcaeBlockType, C: number, hd: number, scales: readonly number[]): void {
   if (type === 'ResBlock') {
-    m.set(`${b}conv1.weight`, [C, C, 3, 3]);
-    m.set(`${b}conv1.bias`, [C]);
-    m.set(`${b}conv2.weight`, [C, C, 3, 3]);
-    m.set(`${b}norm.weight`, [C]);
-    m.set(`${b}norm.bias`, [C]);
+    conv(t, `${b}conv1`, C, C, 3, true);
+    conv(t, `${b}conv2`, C, C, 3, false);
+    rmsNormAffine(t, `${b}norm`, C);
     return;
   }
   const I = C; // heads = C / hd (mult 1), inner = heads · hd
-  for (const n of ['to_q', 'to_k', 'to_v']) m.set(`${b}attn.${n}.weight`, [I, C]);
+  for (const n of ['to_q', 'to_k', 'to_v']) linear(t, `${b}attn.${n}`, I, C, false);
   scales.forEach((k, s) => {
-    m.set(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`, [3 * I, 1, k, k]);
-    m.set(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`, [3 * I, hd, 1, 1]);
+    conv(t, `${b}attn.to_qkv_multiscale.${s}.proj_in`, 3 * I, 3 * I, k, false, 3 * I);
+    conv(t, `${b}attn.to_qkv_multiscale.${s}.proj_out`, 3 * I, 3 * I, 1, false, (3 * I) / hd);
   });
-  m.set(`${b}attn.to_out.weight`, [C, I * (1 + scales.length)]);
-  m.set(`${b}attn.norm_out.weight`, [C]);
-  m.set(`${b}attn.norm_out.bias`, [C]);
-  m.set(`${b}conv_out.conv_inverted.weight`, [8 * C, C, 1, 1]);
-  m.set(`${b}conv_out.conv_inverted.bias`, [8 * C]);
-  m.set(`${b}conv_out.conv_depth.weight`, [8 * C, 1, 3, 3]);
-  m.set(`${b}conv_out.conv_depth.bias`, [8 * C]);
-  m.set(`${b}conv_out.conv_point.weight`, [C, 4 * C, 1, 1]);
-  m.set(`${b}conv_out.norm.weight`, [C]);
-  m.set(`${b}conv_out.norm.bias`, [C]);
+  linear(t, `${b}attn.to_out`, C, I * (1 + scales.length), false);
+  rmsNormAffine(t, `${b}attn.norm_out`, C);
+  conv(t, `${b}conv_out.conv_inverted`, 8 * C, C, 1, true);
+  conv(t, `${b}conv_out.conv_depth`, 8 * C, 8 * C, 3, true, 8 * C);
+  conv(t, `${b}conv_out.conv_point`, C, 4 * C, 1, false);
+  rmsNormAffine(t, `${b}conv_out.norm`, C);
 }
 
 export interface ResBlockW { kind: 'res'; c1W: Tensor; c1B: Tensor; c2W: Tensor; nW: Tensor; nB: Tensor; act: 'silu' | 'relu' }
@@ -56,52 +68,21 @@ export interface EvitBlockW {
 }
 export type BlockW = ResBlockW | EvitBlockW;
 
-/** Loads tensors onto the backend in the compute dtype and remembers them for disposal. */
-export interface WeightLoader {
-  ld(name: string): Tensor;
-  /** Concatenation along dim 0, reshaped. */
-  ldCat(names: string[], shape: number[]): Tensor;
-  ldAs(name: string, shape: number[]): Tensor;
-  /** A tensor made here (not from the checkpoint) that the model owns. */
-  keep(t: Tensor): Tensor;
-  bytes(): number;
-  disposeAll(): void;
-}
-
-export function weightLoader(src: WeightSource, bk: Backend, dtype: DType): WeightLoader {
-  const owned: Tensor[] = [];
-  const keep = (t: Tensor): Tensor => { owned.push(t); return t; };
-  const ld = (name: string): Tensor => keep(src.load(name, bk, dtype));
-  return {
-    ld,
-    ldCat: (names, shape) => {
-      const parts = names.map((n) => src.load(n, bk, dtype));
-      const cat = keep(bk.concat(parts, 0));
-      parts.forEach((p) => p.dispose());
-      return keep(bk.reshape(cat, shape));
-    },
-    ldAs: (name, shape) => keep(bk.reshape(ld(name), shape)),
-    keep,
-    bytes: () => owned.reduce((s, t) => s + t.nbytes, 0),
-    disposeAll: () => { for (const t of [...owned].reverse()) if (!t.disposed) t.dispose(); },
-  };
-}
-
-export function loadBlock(w: WeightLoader, b: string, type: DcaeBlockType, C: number, scales: readonly number[], act: 'silu' | 'relu'): BlockW {
+export function loadBlock(w: WeightSet, b: string, type: DcaeBlockType, C: number, scales: readonly number[], act: 'silu' | 'relu'): BlockW {
   if (type === 'ResBlock') {
-    return { kind: 'res', c1W: w.ld(`${b}conv1.weight`), c1B: w.ld(`${b}conv1.bias`), c2W: w.ld(`${b}conv2.weight`), nW: w.ld(`${b}norm.weight`), nB: w.ld(`${b}norm.bias`), act };
+    return { kind: 'res', c1W: w.get(`${b}conv1.weight`), c1B: w.get(`${b}conv1.bias`), c2W: w.get(`${b}conv2.weight`), nW: w.get(`${b}norm.weight`), nB: w.get(`${b}norm.bias`), act };
   }
   const I = C;
   return {
     kind: 'evit',
-    qkvW: w.ldCat([`${b}attn.to_q.weight`, `${b}attn.to_k.weight`, `${b}attn.to_v.weight`], [3 * I, C, 1, 1]),
-    scales: scales.map((k, s) => ({ k, inW: w.ld(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`), outW: w.ld(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`) })),
-    outW: w.ldAs(`${b}attn.to_out.weight`, [C, I * (1 + scales.length), 1, 1]),
-    anW: w.ld(`${b}attn.norm_out.weight`), anB: w.ld(`${b}attn.norm_out.bias`),
-    invW: w.ld(`${b}conv_out.conv_inverted.weight`), invB: w.ld(`${b}conv_out.conv_inverted.bias`),
-    dwW: w.ld(`${b}conv_out.conv_depth.weight`), dwB: w.ld(`${b}conv_out.conv_depth.bias`),
-    ptW: w.ld(`${b}conv_out.conv_point.weight`),
-    gnW: w.ld(`${b}conv_out.norm.weight`), gnB: w.ld(`${b}conv_out.norm.bias`),
+    qkvW: w.cat([`${b}attn.to_q.weight`, `${b}attn.to_k.weight`, `${b}attn.to_v.weight`], [3 * I, C, 1, 1]),
+    scales: scales.map((k, s) => ({ k, inW: w.get(`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`), outW: w.get(`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`) })),
+    outW: w.as(`${b}attn.to_out.weight`, [C, I * (1 + scales.length), 1, 1]),
+    anW: w.get(`${b}attn.norm_out.weight`), anB: w.get(`${b}attn.norm_out.bias`),
+    invW: w.get(`${b}conv_out.conv_inverted.weight`), invB: w.get(`${b}conv_out.conv_inverted.bias`),
+    dwW: w.get(`${b}conv_out.conv_depth.weight`), dwB: w.get(`${b}conv_out.conv_depth.bias`),
+    ptW: w.get(`${b}conv_out.conv_point.weight`),
+    gnW: w.get(`${b}conv_out.norm.weight`), gnB: w.get(`${b}conv_out.norm.bias`),
   };
 }
 
@@ -287,8 +268,6 @@ export function tiledMap(
 
 // Entry points
 
-export const isHost = (x: TensorInput): x is HostArray => (x as HostArray).data instanceof Float32Array;
-
 /** Options of a whole-image run of either half. */
 export interface HalfRunOptions {
   capture?: (name: string, t: Tensor) => void;
@@ -342,17 +321,10 @@ export function halfEntryPoints(
 /** Builds one half from a diffusers `vae/` folder (config.json + checkpoint); the other half's
  *  tensors are never read. */
 export async function loadHalfFromFolder<C, M>(
-  dir: string, backend: Backend, dtype: DType,
-  opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string },
+  dir: string, backend: Backend, dtype: DType, opts: FolderLoadOptions,
   parse: (raw: Record<string, unknown>, file: string) => C,
   build: (cfg: C, src: WeightSource, backend: Backend, dtype: DType, where: string) => M,
 ): Promise<M> {
   const cfg = parse(readJsonConfig(dir), join(dir, 'config.json'));
-  const native = opts.native ?? (await importNative());
-  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['diffusion_pytorch_model', 'model'] }));
-  try {
-    return build(cfg, ckpt, backend, dtype, ckpt.files.join(', '));
-  } finally {
-    ckpt.close();
-  }
+  return withCheckpoint(dir, opts, ['diffusion_pytorch_model', 'model'], (ckpt) => build(cfg, ckpt, backend, dtype, ckpt.files.join(', ')));
 }

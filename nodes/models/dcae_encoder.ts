@@ -1,4 +1,4 @@
-// The encoder of AutoencoderDC (DC-AE f32c32; spec §4.5) on the Backend interface, with tiled
+// The encoder of AutoencoderDC (DC-AE f32c32; shared/spec/sana.md §4.5) on the Backend interface, with tiled
 // encoding for large images: `AutoencoderDC.encode(image)[0]`, no scaling inside (the diffusion
 // latent is `encode(x) · scaling_factor`, which the DCAEEncode node applies).
 //
@@ -7,10 +7,12 @@
 // (dcae_blocks.ts); module paths equal the diffusers keys under `encoder.`.
 // Letters: B batch, C stage width, H·W grid, g channels averaged by a shortcut.
 import { join } from 'node:path';
-import type { Backend, DType, NativeModule, Tensor } from '../../native/api.ts';
-import { blockTensorShapes, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, runBlock, tiledMap, view, weightLoader, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
-import type { HostArray, TensorInput, WeightSource } from './sana_dit.ts';
-import { readJsonConfig, tensorShapeProblems } from './weights.ts';
+import type { Backend, DType, Tensor } from '../../native/api.ts';
+import { blockLayout, configNumber, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, qkvMultiscales, runBlock, tiledMap, view, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import { checkLayout, conv, layoutShapes, unexpectedLine, type Layout } from './layout.ts';
+import type { HostArray, TensorInput } from './tensor_input.ts';
+import { WeightSet, type WeightSource } from './weight_set.ts';
+import { readJsonConfig, type FolderLoadOptions } from './weights.ts';
 
 export interface DcaeEncoderConfig {
   /** Image channels taken (3). */
@@ -49,17 +51,10 @@ export function parseDcaeEncoderConfig(raw: Record<string, unknown>, file = 'vae
   const isStr = (x: unknown): x is string => typeof x === 'string';
   const blockTypes = perStage(raw.encoder_block_types ?? 'ResBlock', S, 'encoder_block_types', file, isStr);
   for (const t of blockTypes) if (t !== 'ResBlock' && t !== 'EfficientViTBlock') throw new Error(`${file}: encoder block type ${t} is not supported (ResBlock, EfficientViTBlock)`);
-  const ms = raw.encoder_qkv_multiscales ?? [[], [], [], [5], [5], [5]];
-  if (!Array.isArray(ms) || ms.length !== S || !ms.every((l) => Array.isArray(l) && l.every((k) => typeof k === 'number' && k % 2 === 1))) {
-    throw new Error(`${file}: encoder_qkv_multiscales must be ${S} lists of odd kernel sizes (got ${JSON.stringify(ms)})`);
-  }
+  const ms = qkvMultiscales(raw, 'encoder_qkv_multiscales', S, file);
   const down = raw.downsample_block_type ?? 'pixel_unshuffle';
   if (typeof down !== 'string') throw new Error(`${file}: downsample_block_type must be a string (got ${JSON.stringify(down)})`);
-  const num = (key: string, d: number): number => {
-    const v = raw[key] ?? d;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
-    return v;
-  };
+  const num = (key: string, d: number): number => configNumber(raw, key, d, file);
   const cfg: DcaeEncoderConfig = {
     inChannels: num('in_channels', 3),
     latentChannels: num('latent_channels', 32),
@@ -67,7 +62,7 @@ export function parseDcaeEncoderConfig(raw: Record<string, unknown>, file = 'vae
     blockTypes: blockTypes as DcaeBlockType[],
     blockOutChannels,
     layersPerBlock,
-    qkvMultiscales: ms as number[][],
+    qkvMultiscales: ms,
     // diffusers compares with == "pixel_unshuffle" only, so "Conv" / "conv" both mean the strided conv.
     downsample: down === 'pixel_unshuffle' ? 'pixel_unshuffle' : 'conv',
     outShortcut: raw.encoder_out_shortcut === undefined ? true : raw.encoder_out_shortcut === true,
@@ -91,38 +86,30 @@ export function parseDcaeEncoderConfig(raw: Record<string, unknown>, file = 'vae
   return cfg;
 }
 
-/** Every `encoder.*` tensor of this config with its shape. */
-export function expectedEncoderTensors(cfg: DcaeEncoderConfig): Map<string, number[]> {
+/** Every `encoder.*` tensor of this config in state_dict order. */
+export function encoderLayout(cfg: DcaeEncoderConfig): Layout {
   const Cs = cfg.blockOutChannels, S = Cs.length, hd = cfg.attentionHeadDim;
-  const m = new Map<string, number[]>();
-  m.set('encoder.conv_in.weight', [Cs[0]!, cfg.inChannels, 3, 3]);
-  m.set('encoder.conv_in.bias', [Cs[0]!]);
+  const t: Layout = [];
+  conv(t, 'encoder.conv_in', Cs[0]!, cfg.inChannels, 3, true);
   for (let i = 0; i < S; i++) {
     const n = cfg.layersPerBlock[i]!;
-    for (let j = 0; j < n; j++) blockTensorShapes(m, `encoder.down_blocks.${i}.${j}.`, cfg.blockTypes[i]!, Cs[i]!, hd, cfg.qkvMultiscales[i]!);
-    if (i < S - 1) {
-      const outC = cfg.downsample === 'pixel_unshuffle' ? Cs[i + 1]! / 4 : Cs[i + 1]!;
-      m.set(`encoder.down_blocks.${i}.${n}.conv.weight`, [outC, Cs[i]!, 3, 3]);
-      m.set(`encoder.down_blocks.${i}.${n}.conv.bias`, [outC]);
-    }
+    for (let j = 0; j < n; j++) blockLayout(t, `encoder.down_blocks.${i}.${j}.`, cfg.blockTypes[i]!, Cs[i]!, hd, cfg.qkvMultiscales[i]!);
+    if (i < S - 1) conv(t, `encoder.down_blocks.${i}.${n}.conv`, cfg.downsample === 'pixel_unshuffle' ? Cs[i + 1]! / 4 : Cs[i + 1]!, Cs[i]!, 3, true);
   }
-  m.set('encoder.conv_out.weight', [cfg.latentChannels, Cs[S - 1]!, 3, 3]);
-  m.set('encoder.conv_out.bias', [cfg.latentChannels]);
-  return m;
+  conv(t, 'encoder.conv_out', cfg.latentChannels, Cs[S - 1]!, 3, true);
+  return t;
 }
 
-export function validateEncoderTensors(cfg: DcaeEncoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string): void {
-  const want = expectedEncoderTensors(cfg);
-  const keys = src.keys();
-  if (!keys.some((k) => k.startsWith('encoder.'))) {
+/** Every `encoder.*` tensor of this config with its shape. */
+export function expectedEncoderTensors(cfg: DcaeEncoderConfig): Map<string, number[]> {
+  return layoutShapes(encoderLayout(cfg));
+}
+
+export function validateEncoderTensors(cfg: DcaeEncoderConfig, src: Pick<WeightSource, 'keys' | 'entry'>, where: string, layout = encoderLayout(cfg)): void {
+  if (!src.keys().some((k) => k.startsWith('encoder.'))) {
     throw new Error(`DC-AE encoder: ${where} has no encoder weights (missing encoder.conv_in.weight and every other encoder.* tensor); this VAE can decode but not encode — use a complete AutoencoderDC checkpoint (encoder + decoder) to encode images`);
   }
-  const { problems, extra: unexpected } = tensorShapeProblems(want, src);
-  const extra = unexpected.filter((k) => k.startsWith('encoder.'));
-  if (extra.length > 0) problems.push(`${extra.length} unexpected encoder tensor(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`);
-  if (problems.length > 0) {
-    throw new Error(`DC-AE encoder weights in ${where} do not match its config (${problems.length} problem(s)):\n  ${problems.slice(0, 12).join('\n  ')}`);
-  }
+  checkLayout(layout, src, { what: 'DC-AE encoder', where, extra: (extra) => unexpectedLine(extra.filter((k) => k.startsWith('encoder.')), 'encoder tensor') });
 }
 
 export type EncodeOptions = HalfRunOptions;
@@ -143,15 +130,15 @@ interface Stage { blocks: BlockW[]; down?: DownW }
 
 export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeEncoder {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE encoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
-  validateEncoderTensors(cfg, src, where);
+  const layout = encoderLayout(cfg);
+  validateEncoderTensors(cfg, src, where, layout);
   const bk = backend;
-  const wl = weightLoader(src, bk, dtype);
-  const ld = wl.ld;
   const Cs = cfg.blockOutChannels, S = Cs.length, hd = cfg.attentionHeadDim;
-  // Averaging K channels in consecutive groups of g is a grouped 1×1 convolution with weights 1/g
-  // (exact in bf16 too for the power-of-two g of every DC-AE): (K/g, g, 1, 1), groups K/g.
-  const meanWeights = (K: number, g: number): Tensor => wl.keep(bk.full([K / g, g, 1, 1], 1 / g, dtype));
-  try {
+  return new WeightSet(src, bk, dtype, layout).build((wl) => {
+    const ld = (name: string): Tensor => wl.get(name);
+    // Averaging K channels in consecutive groups of g is a grouped 1×1 convolution with weights 1/g
+    // (exact in bf16 too for the power-of-two g of every DC-AE): (K/g, g, 1, 1), groups K/g.
+    const meanWeights = (K: number, g: number): Tensor => wl.keep(bk.full([K / g, g, 1, 1], 1 / g, dtype));
     const convInW = ld('encoder.conv_in.weight'), convInB = ld('encoder.conv_in.bias');
     const stages: Stage[] = [];
     for (let i = 0; i < S; i++) {
@@ -166,7 +153,7 @@ export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, back
     }
     const outW = ld('encoder.conv_out.weight'), outB = ld('encoder.conv_out.bias');
     const outMean = cfg.outShortcut ? meanWeights(Cs[S - 1]!, Cs[S - 1]! / cfg.latentChannels) : undefined;
-    const bytes = wl.bytes();
+    const bytes = wl.bytes;
 
     // pixel_unshuffle(X, 2) as a view and one permuted copy: out channel 4c + 2i + j = X[c, 2r+i, 2s+j].
     const pixelUnshuffle = (X: Tensor): Tensor => {
@@ -221,12 +208,9 @@ export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, back
       return z.dtype === 'f32' ? z : bk.cast(z, 'f32');
     });
 
-    const entry = halfEntryPoints(bk, 'DC-AE encoder', encodeDevice, (x, fn, opts) => tiledEncode(x, cfg.spatialCompression, fn, opts), () => wl.disposeAll());
+    const entry = halfEntryPoints(bk, 'DC-AE encoder', encodeDevice, (x, fn, opts) => tiledEncode(x, cfg.spatialCompression, fn, opts), () => wl.dispose());
     return { config: cfg, dtype, bytes, encode: entry.whole, encodeTiled: entry.tiled, dispose: entry.dispose };
-  } catch (e) {
-    wl.disposeAll();
-    throw e;
-  }
+  });
 }
 
 /**
@@ -245,7 +229,7 @@ export function readDcaeEncoderConfig(dir: string): DcaeEncoderConfig {
 /** Loads the DC-AE encoder from a diffusers `vae/` folder (decoder tensors are left on disk). */
 export async function loadDcaeEncoder(
   dir: string, backend: Backend, dtype: DType,
-  opts: { native?: Pick<NativeModule, 'openSafetensors'>; variant?: string } = {},
+  opts: FolderLoadOptions = {},
 ): Promise<DcaeEncoder> {
   return loadHalfFromFolder(dir, backend, dtype, opts, parseDcaeEncoderConfig, buildDcaeEncoder);
 }

@@ -1,5 +1,5 @@
 // Gemma-2 text encoder (transformers `Gemma2Model`, eager attention as in transformers 4.47):
-// returns last_hidden_state, the tensor Sana conditions on (spec §5, fixture gemma2/).
+// returns last_hidden_state, the tensor Sana conditions on (shared/spec/sana.md §5, fixture gemma2/).
 // All tensor math goes through the Backend interface of native/api.ts.
 //
 // Reference behaviour kept on purpose:
@@ -9,8 +9,10 @@
 // - the mask is one explicit additive bias per layer kind (causal + key padding [+ sliding
 //   window]) filled with finfo(f32).min rather than skipped keys: a padded query whose window
 //   holds only padding is then uniform over all L keys, exactly as the reference computes it.
-import type { Backend, DType, NativeModule, SafetensorsCheckpoint, Tensor } from '../../native/api.ts';
-import { PrefixedCheckpoint, pickSafetensors, readJsonConfig, weightBytes } from './weights.ts';
+import type { Backend, DType, Tensor } from '../../native/api.ts';
+import { checkLayout, linear, tensor, type Init, type Layout } from './layout.ts';
+import { WeightSet, type WeightSource } from './weight_set.ts';
+import { PrefixedCheckpoint, readJsonConfig, withCheckpoint, type FolderLoadOptions } from './weights.ts';
 
 export interface Gemma2Config {
   vocabSize: number;
@@ -130,7 +132,34 @@ interface LayerWeights {
   gate: Tensor; up: Tensor; down: Tensor;
 }
 
-export type Gemma2WeightSource = Pick<PrefixedCheckpoint, 'has' | 'shape' | 'load'>;
+/** transformers Gemma2Model's state_dict (names without the `model.` prefix, in the order a
+ *  torch `save_file` stores them); the norms stay f32 whatever the compute dtype. */
+export function gemma2Layout(c: Gemma2Config): Layout {
+  const H = c.hiddenSize, F = c.intermediateSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  // Gemma scales embeddings by sqrt(H); std H^-0.5 makes the scaled inputs ~N(0, 1).
+  const t: Layout = [];
+  tensor(t, 'embed_tokens.weight', [c.vocabSize, H], { kind: 'normal', std: H ** -0.5 });
+  // Gemma's RMSNorm multiplies by (1 + w): w near 0 is the identity scale.
+  const norm = (name: string): void => tensor(t, name, [H], { kind: 'normal', std: 0.05 } satisfies Init, 'f32');
+  for (let i = 0; i < c.numLayers; i++) {
+    const l = `layers.${i}`;
+    norm(`${l}.input_layernorm.weight`);
+    linear(t, `${l}.mlp.down_proj`, H, F, false);
+    linear(t, `${l}.mlp.gate_proj`, F, H, false);
+    linear(t, `${l}.mlp.up_proj`, F, H, false);
+    norm(`${l}.post_attention_layernorm.weight`);
+    norm(`${l}.post_feedforward_layernorm.weight`);
+    norm(`${l}.pre_feedforward_layernorm.weight`);
+    linear(t, `${l}.self_attn.k_proj`, kv, H, false);
+    linear(t, `${l}.self_attn.o_proj`, H, q, false);
+    linear(t, `${l}.self_attn.q_proj`, q, H, false);
+    linear(t, `${l}.self_attn.v_proj`, kv, H, false);
+  }
+  norm('norm.weight');
+  return t;
+}
 
 /** Rounds a double to what `torch.tensor(x, dtype)` stores (round to nearest even). */
 export function roundToDType(x: number, dtype: DType): number {
@@ -158,47 +187,37 @@ export function roundToDType(x: number, dtype: DType): number {
 
 const F32_MIN = -3.4028234663852886e38;
 
-/** Builds the model from a weight source; weights are converted to `dtype` (norms kept f32). */
-export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend: Backend, dtype: DType): Gemma2Model {
+/** Builds the model from a weight source (names/shapes validated first); weights are converted
+ *  to `dtype`, norms kept f32. Tensors the layout does not name (e.g. `lm_head`) are ignored. */
+export function buildGemma2(cfg: Gemma2Config, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): Gemma2Model {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`Gemma-2: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows)`);
-  const D = cfg.hiddenSize;
-  const qDim = cfg.numHeads * cfg.headDim;
-  const kvDim = cfg.numKvHeads * cfg.headDim;
-  const F = cfg.intermediateSize;
-  const owned: Tensor[] = [];
-  let bytes = 0;
-  const load = (key: string, shape: number[], dt: DType): Tensor => {
-    const t = src.load(key, backend, dt, shape);
-    owned.push(t);
-    bytes += weightBytes(t.numel, dt);
-    return t;
-  };
-  let embed: Tensor;
-  let finalNorm: Tensor;
-  const layers: LayerWeights[] = [];
-  try {
-    embed = load('embed_tokens.weight', [cfg.vocabSize, D], dtype);
-    for (let i = 0; i < cfg.numLayers; i++) {
+  const layout = gemma2Layout(cfg);
+  checkLayout(layout, src, { what: 'Gemma-2', where });
+  const ws = new WeightSet(src, backend, dtype, layout);
+  const { embed, layers, finalNorm } = ws.build((w) => ({
+    embed: w.get('embed_tokens.weight'),
+    layers: Array.from({ length: cfg.numLayers }, (_, i): LayerWeights => {
       const p = `layers.${i}.`;
-      layers.push({
-        inNorm: load(`${p}input_layernorm.weight`, [D], 'f32'),
-        postAttnNorm: load(`${p}post_attention_layernorm.weight`, [D], 'f32'),
-        preFfNorm: load(`${p}pre_feedforward_layernorm.weight`, [D], 'f32'),
-        postFfNorm: load(`${p}post_feedforward_layernorm.weight`, [D], 'f32'),
-        q: load(`${p}self_attn.q_proj.weight`, [qDim, D], dtype),
-        k: load(`${p}self_attn.k_proj.weight`, [kvDim, D], dtype),
-        v: load(`${p}self_attn.v_proj.weight`, [kvDim, D], dtype),
-        o: load(`${p}self_attn.o_proj.weight`, [D, qDim], dtype),
-        gate: load(`${p}mlp.gate_proj.weight`, [F, D], dtype),
-        up: load(`${p}mlp.up_proj.weight`, [F, D], dtype),
-        down: load(`${p}mlp.down_proj.weight`, [D, F], dtype),
-      });
-    }
-    finalNorm = load('norm.weight', [D], 'f32');
-  } catch (err) {
-    for (const t of owned) t.dispose();
-    throw err;
-  }
+      return {
+        inNorm: w.get(`${p}input_layernorm.weight`),
+        postAttnNorm: w.get(`${p}post_attention_layernorm.weight`),
+        preFfNorm: w.get(`${p}pre_feedforward_layernorm.weight`),
+        postFfNorm: w.get(`${p}post_feedforward_layernorm.weight`),
+        q: w.get(`${p}self_attn.q_proj.weight`),
+        k: w.get(`${p}self_attn.k_proj.weight`),
+        v: w.get(`${p}self_attn.v_proj.weight`),
+        o: w.get(`${p}self_attn.o_proj.weight`),
+        gate: w.get(`${p}mlp.gate_proj.weight`),
+        up: w.get(`${p}mlp.up_proj.weight`),
+        down: w.get(`${p}mlp.down_proj.weight`),
+      };
+    }),
+    finalNorm: w.get('norm.weight'),
+  }));
+  // Counted now: releasing a packed linear's source below frees storage, while the packed copy
+  // that replaces it is about the same size.
+  const bytes = ws.bytes;
+  const D = cfg.hiddenSize;
   // After a layer's first forward its linears are packed: the originals are freed (CPU), so the
   // model keeps one copy of each weight instead of two (Gemma-2-2B bf16: −3.9 GB resident).
   const packedLayers = new Set<number>();
@@ -206,7 +225,6 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
     if (packedLayers.has(i)) return;
     packedLayers.add(i);
     const w = layers[i]!;
-    // `bytes` stays: the packed copy that remains is about the size of the original.
     for (const t of [w.q, w.k, w.v, w.o, w.gate, w.up, w.down]) backend.releasePackedSource(t);
   };
   const normalizer = roundToDType(Math.sqrt(D), dtype);
@@ -233,7 +251,7 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
 
   const layerForward = (h: Tensor, w: LayerWeights, bias: Tensor, B: number, L: number, positions: number[]): Tensor => {
     // --- attention ---
-    const a = backend.rmsnorm(h, w.inNorm, eps, 1); // (B, L, D)
+    const a = backend.rmsnorm(h, w.inNorm, undefined, eps, 1); // (B, L, D)
     const heads = (x: Tensor, H: number): Tensor =>
       backend.permute(backend.reshape(x, [B, L, H, cfg.headDim]), [0, 2, 1, 3]); // (B, H, L, hd)
     const q = backend.rope(heads(backend.linear(a, w.q), cfg.numHeads), positions, cfg.ropeTheta);
@@ -241,12 +259,12 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
     const v = heads(backend.linear(a, w.v), cfg.numKvHeads);
     const o = backend.attention(q, k, v, { scale, softcap: cfg.attnLogitSoftcapping, bias }); // (B, Hq, L, hd)
     const oTok = backend.reshape(backend.permute(o, [0, 2, 1, 3]), [B, L, cfg.numHeads * cfg.headDim]); // (B, L, Hq·hd)
-    const attnOut = backend.rmsnorm(backend.linear(oTok, w.o), w.postAttnNorm, eps, 1); // (B, L, D)
+    const attnOut = backend.rmsnorm(backend.linear(oTok, w.o), w.postAttnNorm, undefined, eps, 1); // (B, L, D)
     const h1 = backend.add(h, attnOut);
     // --- GeGLU MLP ---
-    const f = backend.rmsnorm(h1, w.preFfNorm, eps, 1);
+    const f = backend.rmsnorm(h1, w.preFfNorm, undefined, eps, 1);
     const act = backend.gluMul(backend.linear(f, w.up), backend.linear(f, w.gate), 'gelu_tanh'); // (B, L, F)
-    const mlpOut = backend.rmsnorm(backend.linear(act, w.down), w.postFfNorm, eps, 1); // (B, L, D)
+    const mlpOut = backend.rmsnorm(backend.linear(act, w.down), w.postFfNorm, undefined, eps, 1); // (B, L, D)
     return backend.add(h1, mlpOut);
   };
 
@@ -254,7 +272,7 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
     config: cfg,
     dtype,
     backend,
-    get bytes() { return bytes; },
+    bytes,
     encode(ids, mask, capture) {
       if (disposed) throw new Error('Gemma-2: encode() called after dispose()');
       const B = ids.length;
@@ -291,7 +309,7 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
           h = next;
           capture?.(`layers.${i}`, h);
         }
-        const out = backend.rmsnorm(h, finalNorm, eps, 1);
+        const out = backend.rmsnorm(h, finalNorm, undefined, eps, 1);
         h.dispose();
         capture?.('norm', out);
         return out;
@@ -303,7 +321,7 @@ export function buildGemma2(cfg: Gemma2Config, src: Gemma2WeightSource, backend:
     dispose() {
       if (disposed) return;
       disposed = true;
-      for (const t of owned) t.dispose();
+      ws.dispose();
     },
   };
 }
@@ -312,12 +330,7 @@ export function readGemma2Config(dir: string): Gemma2Config {
   return parseGemma2Config(readJsonConfig(dir), `${dir}/config.json`);
 }
 
-export interface LoadGemma2Options {
-  /** The native module (default: native/index.ts, imported on first use). */
-  native?: Pick<NativeModule, 'openSafetensors'>;
-  /** Weight-file variant, e.g. 'bf16' for `model.bf16-0000k-of-0000n.safetensors`. */
-  variant?: string;
-}
+export type LoadGemma2Options = FolderLoadOptions;
 
 /**
  * Loads Gemma-2 from a transformers folder (config.json + one or sharded safetensors, keys with
@@ -325,12 +338,5 @@ export interface LoadGemma2Options {
  */
 export async function loadGemma2(dir: string, backend: Backend, dtype: DType, opts: LoadGemma2Options = {}): Promise<Gemma2Model> {
   const cfg = readGemma2Config(dir);
-  const native = opts.native ?? (await import('../../native/index.ts'));
-  const ckpt: SafetensorsCheckpoint = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems: ['model'] }));
-  try {
-    const src = new PrefixedCheckpoint(ckpt, 'embed_tokens.weight', ['', 'model.']);
-    return buildGemma2(cfg, src, backend, dtype);
-  } finally {
-    ckpt.close();
-  }
+  return withCheckpoint(dir, opts, ['model'], (ckpt) => buildGemma2(cfg, new PrefixedCheckpoint(ckpt, 'embed_tokens.weight', ['', 'model.']), backend, dtype, ckpt.files.join(', ')));
 }

@@ -10,7 +10,7 @@
 // map is fixed. Real checkpoints cannot be downloaded here, so no constant table is shipped:
 // a table fitted on some other VAE would be wrong for this one, while the fit always matches the
 // decoder actually loaded. `fitLatentPreview` is the fit alone (e.g. from real denoised latents).
-import type { HostArray } from './sana_dit.ts';
+import type { HostArray } from './tensor_input.ts';
 
 export interface LatentPreviewMap {
   /** Row-major (3, C). */

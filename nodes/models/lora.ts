@@ -23,7 +23,10 @@
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Backend, DType, NativeModule, SafetensorsCheckpoint, SafetensorsEntry, Tensor } from '../../native/api.ts';
-import { expectedTransformerTensors, type SanaTransformer, type SanaTransformerConfig, type WeightSource } from './sana_dit.ts';
+import type { SanaTransformerConfig } from './sana_dit/config.ts';
+import { expectedTransformerTensors } from './sana_dit/layout.ts';
+import type { SanaTransformer } from './sana_dit/model.ts';
+import type { WeightSource } from './weight_set.ts';
 import { pickSafetensors, readJsonConfig } from './weights.ts';
 
 /** What the parser reads from a LoRA file (a SafetensorsCheckpoint fits). */

@@ -1,4 +1,4 @@
-// Sana's prompt handling as diffusers' SanaPipeline.encode_prompt does it (spec §1.3-1.6):
+// Sana's prompt handling as diffusers' SanaPipeline.encode_prompt does it (shared/spec/sana.md §1.3-1.6):
 // lower-case + strip, the complex human instruction (CHI) prepended, tokenisation to
 // L_all = n_chi + M − 2 with right padding, Gemma on the full sequence, then the selection
 // [0] + last M−1 positions of embeddings and mask. The negative prompt gets no CHI and no

@@ -2,7 +2,7 @@
 // (dpmsolver++, order 2, midpoint, flow sigmas, lower_order_final, final sigma zero, integer
 // truncated model timesteps) and FlowMatchEulerDiscreteScheduler (with its double-shift quirk).
 // Latents are Float32Array; every per-element and scalar operation rounds to float32 the way
-// torch does on float32 tensors (spec §6, fixtures scheduler/steps*.safetensors).
+// torch does on float32 tensors (shared/spec/sana.md §6, fixtures scheduler/steps*.safetensors).
 //
 // Partial denoising (`denoise` < 1, ComfyUI's rule): the schedule is built for
 // floor(steps / denoise) steps and only its last `steps` steps are run, so the run starts at a

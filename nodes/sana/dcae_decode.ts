@@ -1,8 +1,9 @@
 // DCAEDecode: latents -> IMAGE. Divides by the VAE scaling factor, decodes (whole or tiled), undoes
-// resolution binning (bilinear cover resize + centre crop to the requested size, spec §1.7) and
+// resolution binning (bilinear cover resize + centre crop to the requested size, shared/spec/sana.md §1.7) and
 // maps [-1, 1] to ComfyUI's IMAGE layout (B, H, W, 3) in [0, 1].
 import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Image } from '../image/types.ts';
+import { nodeServices, type NodeServices } from '../services.ts';
 import { withDcae } from './runtime.ts';
 import type { DcaeRef, Latent } from './types.ts';
 
@@ -27,14 +28,14 @@ export function toImage(chw: Float32Array, B: number, H: number, W: number): Ima
  * `ctx` (the node's) is polled between decoder blocks, so an interrupt stops a long decode at the
  * next block; a tiled decode also reports per-tile progress, as ComfyUI's tiled VAE decode does.
  */
-export async function decodeLatent(vae: DcaeRef, latent: Latent, tiled: boolean, who = 'DCAEDecode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Image> {
+export async function decodeLatent(svc: NodeServices, vae: DcaeRef, latent: Latent, tiled: boolean, who = 'DCAEDecode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Image> {
   const [B, C, h, w] = latent.shape;
   if (C !== vae.latentChannels) throw new Error(`${who}: the latent has ${C} channels but the DC-AE ${vae.name} decodes ${vae.latentChannels}`);
   const z = new Float32Array(latent.samples.length);
   const inv = 1 / vae.scalingFactor;
   for (let i = 0; i < z.length; i++) z[i] = latent.samples[i] * inv;
   const { resizeAndCrop } = await import('../models/bins.ts');
-  return withDcae(vae, (dec, backend) =>
+  return withDcae(svc, vae, (dec, backend) =>
     backend.scope(() => {
       const input = { data: z, shape: [B, C, h, w] };
       const onBlock = ctx ? () => ctx.throwIfInterrupted() : undefined;
@@ -62,6 +63,6 @@ export const DCAEDecode = defineNode({
   outputs: [{ name: 'IMAGE', type: 'IMAGE' }],
   async run({ vae, latent, tiled }, ctx) {
     ctx.throwIfInterrupted();
-    return [await decodeLatent(vae, latent, tiled, 'DCAEDecode', ctx)];
+    return [await decodeLatent(nodeServices(ctx.services, 'DCAEDecode'), vae, latent, tiled, 'DCAEDecode', ctx)];
   },
 });

@@ -4,6 +4,7 @@
 // factor DCAEDecode divides by.
 import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Image } from '../image/types.ts';
+import { nodeServices, type NodeServices } from '../services.ts';
 import { withDcaeEncoder } from './runtime.ts';
 import type { DcaeRef, Latent } from './types.ts';
 
@@ -36,12 +37,12 @@ export function toEncoderInput(img: Image, crop: { y0: number; x0: number; h: nu
  * between encoder blocks (an interrupt stops at the next block); tiled runs report per-tile progress.
  */
 export async function encodeToLatent(
-  vae: DcaeRef, pixels: Float32Array, shape: [number, number, number, number], tiled: boolean,
+  svc: NodeServices, vae: DcaeRef, pixels: Float32Array, shape: [number, number, number, number], tiled: boolean,
   ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
 ): Promise<Latent> {
   const [B, , h, w] = shape;
   const f = vae.downsample;
-  return withDcaeEncoder(vae, (enc, backend) =>
+  return withDcaeEncoder(svc, vae, (enc, backend) =>
     backend.scope(() => {
       if (enc.config.latentChannels !== vae.latentChannels || enc.config.spatialCompression !== f) {
         throw new Error(`DC-AE ${vae.name}: the encoder config (latent_channels ${enc.config.latentChannels}, ×${enc.config.spatialCompression}) does not match the decoder's (${vae.latentChannels}, ×${f})`);
@@ -58,9 +59,9 @@ export async function encodeToLatent(
   );
 }
 
-export async function encodeImage(vae: DcaeRef, img: Image, tiled: boolean, who = 'DCAEEncode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Latent> {
+export async function encodeImage(svc: NodeServices, vae: DcaeRef, img: Image, tiled: boolean, who = 'DCAEEncode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Latent> {
   const crop = cropPlan(img.height, img.width, vae.downsample, who);
-  return encodeToLatent(vae, toEncoderInput(img, crop), [img.batch, 3, crop.h, crop.w], tiled, ctx);
+  return encodeToLatent(svc, vae, toEncoderInput(img, crop), [img.batch, 3, crop.h, crop.w], tiled, ctx);
 }
 
 export const DCAEEncode = defineNode({
@@ -79,6 +80,6 @@ export const DCAEEncode = defineNode({
   outputs: [{ name: 'LATENT', type: 'LATENT' }],
   async run({ vae, pixels, tiled }, ctx) {
     ctx.throwIfInterrupted();
-    return [await encodeImage(vae, pixels, tiled, 'DCAEEncode', ctx)];
+    return [await encodeImage(nodeServices(ctx.services, 'DCAEEncode'), vae, pixels, tiled, 'DCAEEncode', ctx)];
   },
 });

@@ -1,6 +1,6 @@
 // EmptySanaLatent: a zero latent batch (B, 32, H/32, W/32), optionally on Sana's aspect-ratio bins.
 // With binning, generation happens at the bin closest to height/width and the latent remembers the
-// requested size, so DCAEDecode resizes and centre-crops back to it (diffusers' pipeline, spec §1.7).
+// requested size, so DCAEDecode resizes and centre-crops back to it (diffusers' pipeline, shared/spec/sana.md §1.7).
 import { defineNode } from '../../engine/index.ts';
 import { BIN_TABLES, binFor } from '../models/bins.ts';
 import type { Latent } from './types.ts';

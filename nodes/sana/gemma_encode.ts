@@ -2,6 +2,7 @@
 // positive-prompt encoding (CHI, keep BOS + last M−1); without, the plain M-token encoding that
 // diffusers uses for the negative prompt.
 import { defineNode } from '../../engine/index.ts';
+import { nodeServices } from '../services.ts';
 import { CHI_CHOICES, encodeText } from './text_encode.ts';
 
 export const Gemma2Encode = defineNode({
@@ -21,7 +22,7 @@ export const Gemma2Encode = defineNode({
   outputs: [{ name: 'CONDITIONING', type: 'CONDITIONING' }],
   async run({ gemma, text, complex_human_instruction, lowercase, max_sequence_length }, ctx) {
     ctx.throwIfInterrupted();
-    const enc = await encodeText(gemma, [text], undefined, { chi: complex_human_instruction, lowercase, maxLength: max_sequence_length });
+    const enc = await encodeText(nodeServices(ctx.services, 'Gemma2Encode'), gemma, [text], undefined, { chi: complex_human_instruction, lowercase, maxLength: max_sequence_length });
     return [enc.positive];
   },
 });

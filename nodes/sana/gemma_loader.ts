@@ -2,6 +2,7 @@
 // one encoder (the ComfyUI_ExtraModels style: GemmaLoader -> SanaTextEncode / GemmaTextEncode).
 import { defineNode } from '../../engine/index.ts';
 import { resolveTextEncoder } from '../models_dir.ts';
+import { nodeServices } from '../services.ts';
 import { folderFingerprint } from './fingerprint.ts';
 import { DEVICE_INPUT, logDeviceNote, withGemma } from './runtime.ts';
 import { GEMMA_DTYPES, gemmaRef, textEncoderChoices } from './text_encode.ts';
@@ -19,19 +20,20 @@ export const LoadGemma2 = defineNode({
     },
   },
   outputs: [{ name: 'GEMMA', type: 'GEMMA' }],
-  fingerprint: ({ text_encoder }) => {
+  fingerprint: ({ text_encoder }, services) => {
     try {
-      const d = resolveTextEncoder(String(text_encoder));
+      const d = resolveTextEncoder(String(text_encoder), nodeServices(services, 'LoadGemma2').folders.models);
       return folderFingerprint(d.textEncoder, d.tokenizer);
     } catch {
       return 'missing';
     }
   },
-  async run({ text_encoder, dtype, device }) {
-    const { ref, note } = await gemmaRef(text_encoder, dtype, device, 'LoadGemma2');
+  async run({ text_encoder, dtype, device }, ctx) {
+    const svc = nodeServices(ctx.services, 'LoadGemma2');
+    const { ref, note } = await gemmaRef(svc, text_encoder, dtype, device, 'LoadGemma2');
     logDeviceNote(note);
     // Load now so a bad checkpoint fails on this node.
-    await withGemma(ref, () => undefined);
+    await withGemma(svc, ref, () => undefined);
     return [ref];
   },
 });

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import { defineNode } from '../../engine/index.ts';
 import { listLoras, resolveLora } from '../models_dir.ts';
+import { nodeServices, type NodeServices } from '../services.ts';
 import { backendFor, native } from './runtime.ts';
 import type { SanaModelRef } from './types.ts';
 
@@ -25,17 +26,17 @@ function fileStamp(file: string): string {
 }
 
 /** Checks `loraName` against the model and returns the patched reference (shared with the alias). */
-export async function applyLora(model: SanaModelRef, loraName: string, strength: number, who: string, inputs = { lora: 'lora_name', strength: 'strength' }): Promise<SanaModelRef> {
+export async function applyLora(svc: NodeServices, model: SanaModelRef, loraName: string, strength: number, who: string, inputs = { lora: 'lora_name', strength: 'strength' }): Promise<SanaModelRef> {
   if (!(Number.isFinite(strength) && strength >= STRENGTH_MIN && strength <= STRENGTH_MAX)) {
     throw new Error(`${who} input ${inputs.strength}: ${strength} is not a number in ${STRENGTH_MIN}..${STRENGTH_MAX}`);
   }
   let file: string;
   try {
-    file = resolveLora(loraName);
+    file = resolveLora(loraName, svc.folders.models);
   } catch (e) {
     throw new Error(`${who} input ${inputs.lora}: ${(e as Error).message}`);
   }
-  const { readTransformerConfig } = await import('../models/sana_dit.ts');
+  const { readTransformerConfig } = await import('../models/sana_dit/config.ts');
   const { checkLoraFile } = await import('../models/lora.ts');
   const cfg = readTransformerConfig(model.path);
   checkLoraFile(file, cfg, await backendFor('cpu'), await native(), `${who} input ${inputs.lora}: "${loraName}" does not fit ${model.name}`);
@@ -55,21 +56,21 @@ export const SanaLoraLoader = defineNode({
       model: { type: 'SANA_MODEL' },
       lora_name: {
         type: 'COMBO',
-        values: () => listLoras(),
+        values: (s) => listLoras(nodeServices(s, 'SanaLoraLoader lora_name list').folders.models),
         tooltip: 'A .safetensors under models/loras/ (diffusers/PEFT lora_A/lora_B or kohya lora_down/lora_up keys).',
       },
       strength: { type: 'FLOAT', default: 1.0, min: STRENGTH_MIN, max: STRENGTH_MAX, step: 0.01, tooltip: 'Multiplies the LoRA update (alpha/rank scaling included); 0 turns it off.' },
     },
   },
   outputs: [{ name: 'model', type: 'SANA_MODEL' }],
-  fingerprint: ({ lora_name }) => {
+  fingerprint: ({ lora_name }, services) => {
     try {
-      return fileStamp(resolveLora(String(lora_name)));
+      return fileStamp(resolveLora(String(lora_name), nodeServices(services, 'SanaLoraLoader').folders.models));
     } catch {
       return 'missing';
     }
   },
-  async run({ model, lora_name, strength }) {
-    return [await applyLora(model, lora_name, strength, 'SanaLoraLoader')];
+  async run({ model, lora_name, strength }, ctx) {
+    return [await applyLora(nodeServices(ctx.services, 'SanaLoraLoader'), model, lora_name, strength, 'SanaLoraLoader')];
   },
 });

@@ -11,11 +11,11 @@
 // fails with a message saying so; a name that maps nowhere lists the folders that were tried.
 import fs from 'node:fs';
 import path from 'node:path';
-import { listSanaCheckpoints, listTextEncoders, listVaes, modelsDir } from '../models_dir.ts';
+import { listSanaCheckpoints, listTextEncoders, listVaes } from '../models_dir.ts';
 
 export type ModelKind = 'sana' | 'text_encoders' | 'vae';
 
-/** The Hugging Face ids ComfyUI_ExtraModels offers (spec comfyui-api §7.1, §7.2, §7.8). */
+/** The Hugging Face ids ComfyUI_ExtraModels offers (shared/spec/comfyui-api.md §7.1, §7.2, §7.8). */
 export const EXTRAMODELS_SANA_IDS = [
   'Efficient-Large-Model/Sana_Sprint_0.6B_1024px',
   'Efficient-Large-Model/Sana_Sprint_1.6B_1024px',
@@ -100,7 +100,7 @@ function present(kind: ModelKind, base: string): Set<string> {
  * Maps a foreign model name to an entry of our models folder, or throws a message naming `who`
  * (node and input) and what to do.
  */
-export function mapModelName(kind: ModelKind, name: string, who: string, base = modelsDir()): string {
+export function mapModelName(kind: ModelKind, name: string, who: string, base: string): string {
   const have = present(kind, base);
   const user = readUserMap(base)[name];
   if (user !== undefined) {
@@ -121,8 +121,7 @@ export function mapModelName(kind: ModelKind, name: string, who: string, base = 
 }
 
 /** Combo choices for a compatibility loader: the foreign ids it knows, then the local entries. */
-export function foreignChoices(kind: ModelKind, ids: readonly string[]): string[] {
-  const base = modelsDir();
+export function foreignChoices(kind: ModelKind, ids: readonly string[], base: string): string[] {
   const user = Object.keys(readUserMapSafe(base));
   return [...new Set([...ids, ...user, ...present(kind, base)])];
 }

@@ -7,16 +7,17 @@ import type { PreviewImage } from '../../engine/index.ts';
 import { encodePng } from '../image/png.ts';
 import type { LatentPreviewMap } from '../models/latent_preview.ts';
 import { resolveVae } from '../models_dir.ts';
+import type { NodeServices } from '../services.ts';
 import { backendFor, resolveDtype, withDcae } from './runtime.ts';
 import type { DcaeRef, SanaModelRef } from './types.ts';
 
 const maps = new Map<string, Promise<LatentPreviewMap>>();
 
 /** The preview map for the DC-AE of `model`'s pipeline, fitted once per process. */
-async function previewMap(model: SanaModelRef): Promise<LatentPreviewMap | undefined> {
+async function previewMap(svc: NodeServices, model: SanaModelRef): Promise<LatentPreviewMap | undefined> {
   let vaeDir: string;
   try {
-    vaeDir = resolveVae(model.name).vae;
+    vaeDir = resolveVae(model.name, svc.folders.models).vae;
   } catch {
     return undefined;
   }
@@ -37,7 +38,7 @@ async function previewMap(model: SanaModelRef): Promise<LatentPreviewMap | undef
         scalingFactor: cfg.scalingFactor,
         downsample: cfg.spatialCompression,
       };
-      return withDcae(ref, (dec) =>
+      return withDcae(svc, ref, (dec) =>
         deriveLatentPreview(
           (z) => {
             const img = dec.decode(z); // (B, 3, f·h, f·w)
@@ -79,10 +80,10 @@ function upscale(rgb: Uint8Array, w: number, h: number, f: number): Uint8Array {
 export type Previewer = (x0: Float32Array, shape: readonly number[]) => PreviewImage;
 
 /** A function turning latents into a PNG preview, or undefined when no DC-AE is at hand. */
-export async function previewerFor(model: SanaModelRef): Promise<Previewer | undefined> {
+export async function previewerFor(svc: NodeServices, model: SanaModelRef): Promise<Previewer | undefined> {
   let map: LatentPreviewMap | undefined;
   try {
-    map = await previewMap(model);
+    map = await previewMap(svc, model);
   } catch (err) {
     // Previews are a convenience: a failing fit must not fail the sampler.
     console.warn(`FlowDPMSampler: no step previews (${(err as Error).message})`);

@@ -3,7 +3,9 @@
 // shared cache from a socket reference. The addon and the model code are imported lazily, so
 // registering the nodes (and /object_info) works before the addon is built.
 import type { Backend, DeviceName, DType } from '../../native/api.ts';
-import { modelCache, type ModelKey } from '../model_cache.ts';
+import { loadNative } from '../../native/lazy.ts';
+import type { ModelKey } from '../model_cache.ts';
+import type { NodeServices } from '../services.ts';
 import { weightBytes } from '../models_dir.ts';
 import type { DcaeRef, GemmaRef, SanaModelRef } from './types.ts';
 
@@ -14,13 +16,8 @@ export type DTypeChoice = (typeof DTYPE_CHOICES)[number];
 export const DEVICE_CHOICES = ['auto', 'cpu', 'cuda'] as const;
 export type DeviceChoice = (typeof DEVICE_CHOICES)[number];
 
-type Native = typeof import('../../native/index.ts');
-let nativeModule: Promise<Native> | undefined;
-
-export function native(): Promise<Native> {
-  nativeModule ??= import('../../native/index.ts');
-  return nativeModule;
-}
+/** The addon's module, imported on first use (native/lazy.ts). */
+export const native = loadNative;
 
 export async function backendFor(device: DeviceName): Promise<Backend> {
   return (await native()).getBackend(device);
@@ -73,7 +70,7 @@ export function resolveDtype(choice: string, backend: Backend, who: string, allo
   }
 }
 
-type SanaTransformer = import('../models/sana_dit.ts').SanaTransformer;
+type SanaTransformer = import('../models/sana_dit/model.ts').SanaTransformer;
 type DcaeDecoder = import('../models/dcae.ts').DcaeDecoder;
 
 /** LoRA-patched models built on each loaded base, so they leave the cache with it. */
@@ -87,11 +84,12 @@ const baseIds = new WeakMap<SanaTransformer, number>();
  * instance and the LoRA set) holding only the merged weights and borrowing the rest from the
  * base, which stays cached unpatched for other jobs. Both are pinned while `fn` runs.
  */
-export async function withTransformer<R>(ref: SanaModelRef, fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R): Promise<R> {
+export async function withTransformer<R>(svc: NodeServices, ref: SanaModelRef, fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R): Promise<R> {
   const backend = await backendFor(ref.device);
-  const { loadSanaTransformer } = await import('../models/sana_dit.ts');
+  const { loadSanaTransformer } = await import('../models/sana_dit/load.ts');
   const loras = (ref.loras ?? []).filter((l) => l.strength !== 0);
-  return modelCache().use(
+  const cache = svc.modelCache;
+  return cache.use(
     { kind: 'sana_transformer', path: ref.path, dtype: ref.dtype, device: ref.device },
     async () => {
       const m = await loadSanaTransformer(ref.path, backend, ref.dtype);
@@ -100,18 +98,18 @@ export async function withTransformer<R>(ref: SanaModelRef, fn: (model: SanaTran
         value: m,
         bytes: m.bytes,
         dispose: () => {
-          for (const k of loraDependants.get(m)?.values() ?? []) modelCache().forget(k);
+          for (const k of loraDependants.get(m)?.values() ?? []) cache.forget(k);
           m.dispose();
         },
       };
     },
-    (base) => (loras.length === 0 ? fn(base, backend) : withLoraPatched(ref, base, loras, backend, fn)),
+    (base) => (loras.length === 0 ? fn(base, backend) : withLoraPatched(svc, ref, base, loras, backend, fn)),
     weightBytes(ref.path),
   );
 }
 
 async function withLoraPatched<R>(
-  ref: SanaModelRef, base: SanaTransformer, loras: NonNullable<SanaModelRef['loras']>, backend: Backend,
+  svc: NodeServices, ref: SanaModelRef, base: SanaTransformer, loras: NonNullable<SanaModelRef['loras']>, backend: Backend,
   fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R,
 ): Promise<R> {
   const { loadLoraPatched } = await import('../models/lora.ts');
@@ -121,7 +119,7 @@ async function withLoraPatched<R>(
   loraDependants.set(base, deps);
   deps.set(key.path, key);
   const n = await native();
-  return modelCache().use(
+  return svc.modelCache.use(
     key,
     () => {
       const m = loadLoraPatched(base, ref.path, loras, backend, n);
@@ -132,10 +130,10 @@ async function withLoraPatched<R>(
 }
 
 /** Runs `fn` with the DC-AE decoder behind `ref`. */
-export async function withDcae<R>(ref: DcaeRef, fn: (model: DcaeDecoder, backend: Backend) => Promise<R> | R): Promise<R> {
+export async function withDcae<R>(svc: NodeServices, ref: DcaeRef, fn: (model: DcaeDecoder, backend: Backend) => Promise<R> | R): Promise<R> {
   const backend = await backendFor(ref.device);
   const { loadDcaeDecoder } = await import('../models/dcae.ts');
-  return modelCache().use(
+  return svc.modelCache.use(
     { kind: 'dcae_decoder', path: ref.path, dtype: ref.dtype, device: ref.device },
     async () => {
       const m = await loadDcaeDecoder(ref.path, backend, ref.dtype);
@@ -154,10 +152,10 @@ type DcaeEncoder = import('../models/dcae_encoder.ts').DcaeEncoder;
  * only when something encodes, so a decoder-only checkpoint fails here, naming the missing key,
  * and nowhere else.
  */
-export async function withDcaeEncoder<R>(ref: DcaeRef, fn: (model: DcaeEncoder, backend: Backend) => Promise<R> | R): Promise<R> {
+export async function withDcaeEncoder<R>(svc: NodeServices, ref: DcaeRef, fn: (model: DcaeEncoder, backend: Backend) => Promise<R> | R): Promise<R> {
   const backend = await backendFor(ref.device);
   const { loadDcaeEncoder } = await import('../models/dcae_encoder.ts');
-  return modelCache().use(
+  return svc.modelCache.use(
     { kind: 'dcae_encoder', path: ref.path, dtype: ref.dtype, device: ref.device },
     async () => {
       const m = await loadDcaeEncoder(ref.path, backend, ref.dtype);
@@ -171,10 +169,10 @@ export async function withDcaeEncoder<R>(ref: DcaeRef, fn: (model: DcaeEncoder, 
 type Gemma2Model = import('../models/gemma2.ts').Gemma2Model;
 
 /** Runs `fn` with the Gemma-2 encoder behind `ref`. */
-export async function withGemma<R>(ref: GemmaRef, fn: (model: Gemma2Model, backend: Backend) => Promise<R> | R): Promise<R> {
+export async function withGemma<R>(svc: NodeServices, ref: GemmaRef, fn: (model: Gemma2Model, backend: Backend) => Promise<R> | R): Promise<R> {
   const backend = await backendFor(ref.device);
   const { loadGemma2 } = await import('../models/gemma2.ts');
-  return modelCache().use(
+  return svc.modelCache.use(
     { kind: 'gemma2', path: ref.textEncoderPath, dtype: ref.dtype, device: ref.device },
     async () => {
       const m = await loadGemma2(ref.textEncoderPath, backend, ref.dtype);

@@ -4,17 +4,18 @@
 import { dirname } from 'node:path';
 import { defineNode } from '../../engine/index.ts';
 import { listSanaCheckpoints, resolveSanaCheckpoint } from '../models_dir.ts';
+import { nodeServices, type NodeServices } from '../services.ts';
 import { folderFingerprint } from './fingerprint.ts';
 import { DEVICE_INPUT, logDeviceNote, DTYPE_CHOICES, backendFor, resolveDevice, resolveDtype, withTransformer } from './runtime.ts';
 import type { SanaModelRef } from './types.ts';
 
 /** Builds the reference for a checkpoint entry (shared with the ExtraModels loader alias). */
-export async function sanaModelRef(ckptName: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: SanaModelRef; note?: string }> {
-  const dirs = resolveSanaCheckpoint(ckptName);
+export async function sanaModelRef(svc: NodeServices, ckptName: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: SanaModelRef; note?: string }> {
+  const dirs = resolveSanaCheckpoint(ckptName, svc.folders.models);
   const { device, note } = await resolveDevice(deviceChoice, who);
   const backend = await backendFor(device);
   const dtype = resolveDtype(dtypeChoice, backend, who);
-  const { readTransformerConfig } = await import('../models/sana_dit.ts');
+  const { readTransformerConfig } = await import('../models/sana_dit/config.ts');
   const { readSchedulerConfig, SANA_SCHEDULER_DEFAULTS } = await import('../models/scheduler.ts');
   const cfg = readTransformerConfig(dirs.transformer);
   // A Sprint folder's scheduler is SCMScheduler: checked here so a bad one fails on the loader,
@@ -36,7 +37,7 @@ export async function sanaModelRef(ckptName: string, dtypeChoice: string, device
     ...(cfg.guidanceEmbeds ? { guidanceEmbeds: true, guidanceEmbedsScale: cfg.guidanceEmbedsScale } : {}),
   };
   // Load now: errors (missing tensors, wrong shapes, out of memory) belong to the loader node.
-  await withTransformer(ref, () => undefined);
+  await withTransformer(svc, ref, () => undefined);
   return { ref, note };
 }
 
@@ -49,7 +50,7 @@ export const SanaDiT = defineNode({
     required: {
       ckpt_name: {
         type: 'COMBO',
-        values: () => listSanaCheckpoints().map((c) => c.name),
+        values: (s) => listSanaCheckpoints(nodeServices(s, 'SanaDiT ckpt_name list').folders.models).map((c) => c.name),
         tooltip: 'A Sana pipeline folder under models/sana/ (with transformer/ and scheduler/).',
       },
       dtype: { type: 'COMBO', values: DTYPE_CHOICES, default: 'auto' },
@@ -57,16 +58,16 @@ export const SanaDiT = defineNode({
     },
   },
   outputs: [{ name: 'model', type: 'SANA_MODEL' }],
-  fingerprint: ({ ckpt_name }) => {
+  fingerprint: ({ ckpt_name }, services) => {
     try {
-      const d = resolveSanaCheckpoint(String(ckpt_name));
+      const d = resolveSanaCheckpoint(String(ckpt_name), nodeServices(services, 'SanaDiT').folders.models);
       return folderFingerprint(d.transformer, d.root + '/scheduler');
     } catch {
       return 'missing';
     }
   },
-  async run({ ckpt_name, dtype, device }) {
-    const { ref, note } = await sanaModelRef(ckpt_name, dtype, device, 'SanaDiT');
+  async run({ ckpt_name, dtype, device }, ctx) {
+    const { ref, note } = await sanaModelRef(nodeServices(ctx.services, 'SanaDiT'), ckpt_name, dtype, device, 'SanaDiT');
     logDeviceNote(note);
     return [ref];
   },

@@ -1,21 +1,23 @@
 // Shared by the text-encoder nodes: GEMMA references and prompt -> CONDITIONING through
 // nodes/models/prompt.ts (diffusers' encode_prompt: CHI, L_all, keep BOS + last M−1).
+import type { Services } from '../../engine/index.ts';
 import { listTextEncoders, resolveTextEncoder } from '../models_dir.ts';
+import { nodeServices, type NodeServices } from '../services.ts';
 import { backendFor, resolveDevice, resolveDtype, withGemma } from './runtime.ts';
 import type { Conditioning, GemmaRef } from './types.ts';
 
 export const CHI_CHOICES = ['diffusers', 'nvlabs', 'none'] as const;
 export const GEMMA_DTYPES = ['auto', 'bf16', 'f32'] as const;
 
-export function textEncoderChoices(): string[] {
-  return listTextEncoders().map((t) => t.name);
+export function textEncoderChoices(services: Services): string[] {
+  return listTextEncoders(nodeServices(services, 'text_encoder list').folders.models).map((t) => t.name);
 }
 
-export async function gemmaRef(name: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: GemmaRef; note?: string }> {
-  const dirs = resolveTextEncoder(name);
+export async function gemmaRef(svc: NodeServices, name: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: GemmaRef; note?: string }> {
+  const dirs = resolveTextEncoder(name, svc.folders.models);
   const { device, note } = await resolveDevice(deviceChoice, who);
   const backend = await backendFor(device);
-  // Gemma-2 overflows in fp16 (spec §8).
+  // Gemma-2 overflows in fp16 (shared/spec/sana.md §8).
   const dtype = resolveDtype(dtypeChoice, backend, who, false);
   const ref: GemmaRef = { kind: 'gemma2', name: dirs.name, textEncoderPath: dirs.textEncoder, tokenizerPath: dirs.tokenizer, dtype, device };
   return { ref, note };
@@ -30,6 +32,7 @@ export interface EncodeOptions {
 
 /** Encodes prompts (and optionally negatives, without CHI) into host CONDITIONING values. */
 export async function encodeText(
+  svc: NodeServices,
   ref: GemmaRef,
   positive: string[],
   negative: string[] | undefined,
@@ -38,7 +41,7 @@ export async function encodeText(
   const { encodePrompts, preprocessPrompt } = await import('../models/prompt.ts');
   const { loadGemmaTokenizer } = await import('../models/tokenizer.ts');
   const tok = loadGemmaTokenizer(ref.tokenizerPath);
-  return withGemma(ref, (model) => {
+  return withGemma(svc, ref, (model) => {
     const enc = encodePrompts(model, tok, { positive, negative, chi: o.chi, lowercase: o.lowercase, maxLength: o.maxLength });
     const host = (t: { embeds: import('../../native/api.ts').Tensor; mask: Float32Array }, texts: string[]): Conditioning => {
       try {

@@ -4,6 +4,7 @@
 import { defineNode } from '../../engine/index.ts';
 import { CHI_DIFFUSERS } from '../models/prompt.ts';
 import { resolveTextEncoder } from '../models_dir.ts';
+import { nodeServices } from '../services.ts';
 import { folderFingerprint } from './fingerprint.ts';
 import { DEVICE_INPUT, logDeviceNote } from './runtime.ts';
 import { GEMMA_DTYPES, encodeText, gemmaRef, textEncoderChoices } from './text_encode.ts';
@@ -34,9 +35,9 @@ export const TextEncoderGemma = defineNode({
     { name: 'positive', type: 'CONDITIONING' },
     { name: 'negative', type: 'CONDITIONING' },
   ],
-  fingerprint: ({ text_encoder }) => {
+  fingerprint: ({ text_encoder }, services) => {
     try {
-      const d = resolveTextEncoder(String(text_encoder));
+      const d = resolveTextEncoder(String(text_encoder), nodeServices(services, 'TextEncoderGemma').folders.models);
       return folderFingerprint(d.textEncoder, d.tokenizer);
     } catch {
       return 'missing';
@@ -44,11 +45,12 @@ export const TextEncoderGemma = defineNode({
   },
   async run({ text_encoder, positive, negative, complex_human_instruction, instruction, max_sequence_length, dtype, device }, ctx) {
     ctx.throwIfInterrupted();
-    const { ref, note } = await gemmaRef(text_encoder, dtype, device, 'TextEncoderGemma');
+    const svc = nodeServices(ctx.services, 'TextEncoderGemma');
+    const { ref, note } = await gemmaRef(svc, text_encoder, dtype, device, 'TextEncoderGemma');
     logDeviceNote(note);
     const lines = instruction.split('\n');
     const chi = complex_human_instruction && instruction.trim() !== '' ? lines : 'none';
-    const enc = await encodeText(ref, [positive], [negative], { chi, lowercase: true, maxLength: max_sequence_length });
+    const enc = await encodeText(svc, ref, [positive], [negative], { chi, lowercase: true, maxLength: max_sequence_length });
     return [enc.positive, enc.negative!];
   },
 });

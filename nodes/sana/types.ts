@@ -15,7 +15,7 @@ export interface Latent {
   shape: [batch: number, channels: number, height: number, width: number];
   /**
    * The pixel size the user asked for when resolution binning generated at another size:
-   * the decoder resizes (bilinear, cover) and centre-crops back to it (spec §1.7).
+   * the decoder resizes (bilinear, cover) and centre-crops back to it (shared/spec/sana.md §1.7).
    */
   targetSize?: { height: number; width: number };
   /**
@@ -37,7 +37,7 @@ export interface Conditioning {
   text: string[];
 }
 
-/** Perturbed-attention guidance, applied as a model patch (spec §7). */
+/** Perturbed-attention guidance, applied as a model patch (shared/spec/sana.md §7). */
 export interface PagPatch {
   scale: number;
   /** Transformer block indices whose self-attention is replaced by identity attention. */

@@ -7,6 +7,7 @@
 import { defineNode } from '../../engine/index.ts';
 import { growMask, resizeMaskBilinear, roundHalfEven } from '../image/mask_ops.ts';
 import type { Image, Mask } from '../image/types.ts';
+import { nodeServices } from '../services.ts';
 import { cropPlan, encodeToLatent, toEncoderInput } from './dcae_encode.ts';
 import type { Latent } from './types.ts';
 
@@ -68,7 +69,7 @@ export const VAEEncodeForInpaint = defineNode({
   async run({ pixels, vae, mask, grow_mask_by }, ctx) {
     ctx.throwIfInterrupted();
     const { pixels: x, shape, grown, maskBatch: Bm } = inpaintInputs(pixels, mask, grow_mask_by, vae.downsample);
-    const latent = await encodeToLatent(vae, x, shape, false, ctx);
+    const latent = await encodeToLatent(nodeServices(ctx.services, 'VAEEncodeForInpaint'), vae, x, shape, false, ctx);
     const [, , h, w] = latent.shape;
     return [{ ...latent, noiseMask: latentNoiseMask(grown, Bm, shape[2], shape[3], h, w) }];
   },

@@ -71,7 +71,7 @@ describe.skipIf(skip !== null)('workflow picker in a real browser', () => {
     s = await openSession();
     await openEditor(s);
     // The list is fetched after the first graph is in place.
-    await s.page.waitForFunction(() => (document.querySelector('#workflow-select') as HTMLSelectElement | null)?.options.length! > 1, null, { timeout: 20_000 });
+    await s.page.waitForFunction(() => ((document.querySelector('#workflow-select') as HTMLSelectElement | null)?.options.length ?? 0) > 1, null, { timeout: 20_000 });
   }, 240_000);
 
   afterAll(async () => {

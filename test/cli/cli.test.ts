@@ -137,7 +137,7 @@ describe('run --profile', SLOW, () => {
     expect(r.code, r.stderr).toBe(0);
     for (const node of ['TextEncoderGemma', 'FlowDPMSampler', 'DCAEDecode']) expect(r.stderr).toMatch(new RegExp(`profile: node \\d+ \\(${node}\\) — wall [\\d.]+ ms`));
     const sampler = r.stderr.slice(r.stderr.indexOf('(FlowDPMSampler)'));
-    expect(sampler).toMatch(/\n  linear\.f32 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ /);
+    expect(sampler).toMatch(/\n {2}linear\.f32 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ /);
     expect(sampler).toMatch(/linearAttention/);
     expect(r.stdout.trim()).toMatch(/prof[/\\]sana_\d+_\.png$/);
   });

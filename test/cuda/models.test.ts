@@ -4,14 +4,15 @@
 //   test/models (the whole-pipeline fixture on a GPU only);
 // - on a real GPU only: a Sana-600M-shaped transformer (28 blocks, random weights) at 512², the
 //   device against the CPU backend (too large for the emulation).
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { Tensor } from '../../native/api.ts';
 import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
 import { runGolden } from '../../nodes/models/golden/run.ts';
 import { runTransformerGolden } from '../../nodes/models/golden/transformer.ts';
-import { buildSanaTransformer, expectedTransformerTensors, parseSanaTransformerConfig } from '../../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig } from '../../nodes/models/sana_dit/config.ts';
+import { expectedTransformerTensors } from '../../nodes/models/sana_dit/layout.ts';
+import { buildSanaTransformer } from '../../nodes/models/sana_dit/model.ts';
 import { noise, randomWeights, SANA_600M_CONFIG } from '../../bench/dit.bench.ts';
 import { deviceUnderTest } from './device.ts';
 import { GOLDEN } from '../fixtures.ts';

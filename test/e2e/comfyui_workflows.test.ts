@@ -6,28 +6,26 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertUiToApi } from '../../engine/convert.ts';
-import { Executor } from '../../engine/index.ts';
-import { setImageFolders } from '../../nodes/image/folders.ts';
+import { Executor, type NodeRegistry } from '../../engine/index.ts';
 import { decodePng } from '../../nodes/image/png.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
-import { REFERENCE_WORKFLOWS, mappedModelsDir, productRegistry, readJson } from '../nodes/helpers.ts';
+import { REFERENCE_WORKFLOWS, mappedModelsDir, productRegistry, readJson, testServices } from '../nodes/helpers.ts';
 
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-comfy-'));
 let models: string;
 
 describe("ComfyUI users' Sana workflows run on the tiny models", () => {
+  let registry: NodeRegistry;
+  let executor: Executor;
   beforeAll(() => {
     models = mappedModelsDir();
-    setModelsDir(models);
-    setImageFolders({ output: out, temp: out, input: out });
+    registry = productRegistry(testServices({ models, output: out, temp: out, input: out }));
+    executor = new Executor(registry);
   });
   afterAll(() => {
     fs.rmSync(out, { recursive: true, force: true });
     fs.rmSync(models, { recursive: true, force: true });
   });
 
-  const registry = productRegistry();
-  const executor = new Executor(registry);
 
   // The Sprint ones (ScmModelSampling + KSampler scm, 2 steps) run the tiny Sprint pipeline.
   for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json', 'SANA-Sprint.json', 'SANA-Sprint-0.6B.json']) {

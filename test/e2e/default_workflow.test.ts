@@ -7,11 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Executor, type ApiPrompt, type EngineEvent } from '../../engine/index.ts';
-import { setImageFolders } from '../../nodes/image/folders.ts';
 import { decodePng, readPngText } from '../../nodes/image/png.ts';
-import { modelCache } from '../../nodes/model_cache.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
-import { REPO, productRegistry, readJson, repoModelsDir } from '../nodes/helpers.ts';
+import { REPO, productRegistry, readJson, repoModelsDir, testServices } from '../nodes/helpers.ts';
 
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-e2e-'));
 
@@ -29,14 +26,14 @@ function pixelsStats(file: string): { width: number; height: number; std: number
 }
 
 describe('default workflow, end to end', () => {
-  beforeAll(() => {
-    setModelsDir(repoModelsDir());
-    setImageFolders({ output: out, temp: out, input: out });
-  });
+  // Generates the tiny models when missing.
+  beforeAll(() => void repoModelsDir());
   afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
   const api = readJson<ApiPrompt>(path.join(REPO, 'workflows/sana_default.api.json'));
-  const executor = new Executor(productRegistry());
+  const services = testServices({ output: out, temp: out, input: out });
+  const executor = new Executor(productRegistry(services));
+  const modelCache = () => services.modelCache;
   const events: EngineEvent[] = [];
   executor.onEvent((e) => events.push(e));
 

@@ -1,4 +1,4 @@
-// The individual graphToPrompt rules (spec §3.4) on small hand-made workflows.
+// The individual graphToPrompt rules (shared/spec/comfyui-api.md §3.4) on small hand-made workflows.
 import { describe, expect, it } from 'vitest';
 import { convertUiToApi, defineNode, NodeRegistry, parseWorkflowFile } from '../../engine/index.ts';
 

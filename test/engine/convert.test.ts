@@ -11,7 +11,7 @@ const load = (name: string) => JSON.parse(fs.readFileSync(path.join(workflowsDir
 const stripMeta = (p: ApiPrompt) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]));
 
 describe('UI -> API conversion of the reference workflows', () => {
-  it('converts Sana_FlowEuler.json exactly as spec §3.5 shows', () => {
+  it('converts Sana_FlowEuler.json exactly as shared/spec/comfyui-api.md §3.5 shows', () => {
     const wf = load('Sana_FlowEuler.json');
     const text14 = ((wf.nodes as { id: number; widgets_values: unknown[] }[]).find((n) => n.id === 14)!.widgets_values[0]) as string;
     expect(text14.startsWith('make me a logo that says "So Fast"')).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defineNode, NodeDefinitionError, NodeRegistry, RegistryError, type InferInputs, type NodeContext } from '../../engine/index.ts';
+import { defineNode, NodeRegistry, RegistryError, type InferInputs, type NodeContext } from '../../engine/index.ts';
 import { comfyRegistry } from './fixtures/comfy-doubles.ts';
 
 /** Compile-time equality check: `npm test` runs tsc over the tests, so a wrong inference fails it. */

@@ -1,4 +1,4 @@
-// One test per validation error type (spec §5.1), asserting the exact ComfyUI-shaped objects.
+// One test per validation error type (shared/spec/comfyui-api.md §5.1), asserting the exact ComfyUI-shaped objects.
 import { describe, expect, it } from 'vitest';
 import { defineNode, NodeRegistry, validatePrompt } from '../../engine/index.ts';
 

@@ -10,7 +10,7 @@ import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
 import { expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
 import { deriveLatentPreview, fitLatentPreview, latentPreviewRgb } from '../../nodes/models/latent_preview.ts';
-import type { HostArray } from '../../nodes/models/sana_dit.ts';
+import type { HostArray } from '../../nodes/models/tensor_input.ts';
 import { GOLDEN } from '../fixtures.ts';
 
 // Model runs on the shared 2-core machine can take minutes under load.

@@ -1,4 +1,4 @@
-// DC-AE encoder: config parsing and the real encoder's key list (spec §4.4: 179 tensors,
+// DC-AE encoder: config parsing and the real encoder's key list (shared/spec/sana.md §4.4: 179 tensors,
 // 153,027,104 parameters), the golden fixtures dcae_encode/io_a, io_b (f32 within 1e-4, bf16 within
 // the stated bound), the missing-encoder error, and tiled encoding (exact for a per-pixel map,
 // close to untiled on the tiny model).
@@ -11,7 +11,7 @@ import { expectedEncoderTensors, loadDcaeEncoder, parseDcaeEncoderConfig, readDc
 import { readJsonConfig } from '../../nodes/models/weights.ts';
 import { DCAE_ENCODE_BF16_TOL, runDcaeEncodeGolden } from '../../nodes/models/golden/dcae_encode.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
-import type { HostArray } from '../../nodes/models/sana_dit.ts';
+import type { HostArray } from '../../nodes/models/tensor_input.ts';
 import { GOLDEN, golden, haveGolden } from '../fixtures.ts';
 import { repoModelsDir } from '../nodes/helpers.ts';
 import { TINY_PIPELINE } from '../../scripts/make-tiny-models.ts';
@@ -28,7 +28,7 @@ const REAL_VAE = {
 };
 
 describe('encoder config and key list', () => {
-  it('the real Sana encoder: 179 tensors, 153,027,104 parameters (spec §4.4)', () => {
+  it('the real Sana encoder: 179 tensors, 153,027,104 parameters (shared/spec/sana.md §4.4)', () => {
     const cfg = parseDcaeEncoderConfig({ ...REAL_VAE });
     expect(cfg.spatialCompression).toBe(32);
     expect(cfg.downsample).toBe('conv');

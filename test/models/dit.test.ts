@@ -3,16 +3,17 @@
 // random-weight models in the real layouts (sharded, with PE, non-square grids, PAG slices).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { SafetensorsEntry } from '../../native/api.ts';
 import { runTransformerGolden } from '../../nodes/models/golden/transformer.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
-import {
-  combineGuidance, expectedTransformerTensors, guidanceLayout, loadSanaTransformer, pagScaleAt, parseSanaTransformerConfig,
-  sincosPosEmbed, timestepSinusoid, validateTransformerTensors, type SanaTransformerConfig,
-} from '../../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig, type SanaTransformerConfig } from '../../nodes/models/sana_dit/config.ts';
+import { sincosPosEmbed, timestepSinusoid } from '../../nodes/models/sana_dit/embeddings.ts';
+import { combineGuidance, guidanceLayout, pagScaleAt } from '../../nodes/models/sana_dit/guidance.ts';
+import { expectedTransformerTensors, validateTransformerTensors } from '../../nodes/models/sana_dit/layout.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
 import { GOLDEN } from '../fixtures.ts';
 
 // Model runs on the shared 2-core machine can take minutes under load.
@@ -129,7 +130,7 @@ describe('host-side embeddings', () => {
 });
 
 describe('guidance', () => {
-  it('layouts match spec §7.1', () => {
+  it('layouts match shared/spec/sana.md §7.1', () => {
     expect(guidanceLayout('cfg+pag', 2)).toEqual({ copies: 3, text: ['uncond', 'cond', 'cond'], pagSlice: [4, 6] });
     expect(guidanceLayout('pag', 1)).toEqual({ copies: 2, text: ['cond', 'cond'], pagSlice: [1, 2] });
     expect(guidanceLayout('cfg', 1).pagSlice).toBeUndefined();

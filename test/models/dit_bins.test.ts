@@ -1,4 +1,4 @@
-// Aspect-ratio bins (spec §1.7, Appendix A) and the resize + centre-crop plan. Pure TS.
+// Aspect-ratio bins (shared/spec/sana.md §1.7, Appendix A) and the resize + centre-crop plan. Pure TS.
 import { describe, expect, it } from 'vitest';
 import { BIN_TABLES, binFor, binTableForSampleSize, coverCropPlan } from '../../nodes/models/bins.ts';
 

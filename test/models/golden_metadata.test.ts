@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { getBackend } from '../../native/index.ts';
 import { writeSafetensors } from '../../native/safetensors.ts';
 import { loadDcaeDecoder } from '../../nodes/models/dcae.ts';
@@ -15,12 +15,11 @@ import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { pagLayerIndices } from '../../nodes/models/golden/meta.ts';
 import { formatReport, runGolden, type GoldenReport } from '../../nodes/models/golden/run.ts';
 import { randn } from '../../nodes/models/noise.ts';
-import { loadSanaTransformer } from '../../nodes/models/sana_dit.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
 import { createSampler, schedulerConfigFromJson } from '../../nodes/models/scheduler.ts';
 import { parseLenientJson } from '../../nodes/models/weights.ts';
 import { GOLDEN, haveGolden } from '../fixtures.ts';
 
-const REPO = resolve(import.meta.dirname, '../..');
 const ROOT = GOLDEN;
 const HAVE = haveGolden('pipeline', 'io.safetensors');
 const fr = Math.fround;

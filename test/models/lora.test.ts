@@ -12,8 +12,10 @@ import type { Backend, DType, SafetensorsEntry, Tensor } from '../../native/api.
 import {
   kohyaModuleMap, loadLoraPatched, mergedWeights, parseLora, type LoraSource,
 } from '../../nodes/models/lora.ts';
-import { expectedTransformerTensors, loadSanaTransformer, type SanaTransformer, type WeightSource } from '../../nodes/models/sana_dit.ts';
-import { writeSafetensorsFile } from '../../scripts/make-tiny-models.ts';
+import { expectedTransformerTensors } from '../../nodes/models/sana_dit/layout.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
+import type { SanaTransformer } from '../../nodes/models/sana_dit/model.ts';
+import type { WeightSource } from '../../nodes/models/weight_set.ts';
 import { randn } from '../native/harness.ts';
 import { repoModelsDir } from '../nodes/helpers.ts';
 
@@ -216,7 +218,7 @@ function makeLora(file: string, shapes: Map<string, number[]>, targets: string[]
       if (alpha !== undefined) tensors.push({ name: `${k}.alpha`, shape: [], dtype: 'F32', data: Float32Array.of(alpha) });
     }
   });
-  writeSafetensorsFile(file, tensors, { format: 'pt' });
+  native.writeSafetensors(file, Object.fromEntries(tensors.map(({ name, ...t }) => [name, t])), { format: 'pt' });
   return host;
 }
 
@@ -238,7 +240,7 @@ function writeMerged(dir: string, loras: Array<{ host: HostLora; s: number }>): 
       const data = terms.length ? Float32Array.from(refMerge(W, shape[0]!, W.length / shape[0]!, terms)) : W;
       return { name, shape, dtype: 'F32' as const, data };
     });
-    writeSafetensorsFile(path.join(dir, 'diffusion_pytorch_model.safetensors'), tensors, { format: 'pt' });
+    native.writeSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), Object.fromEntries(tensors.map(({ name, ...t }) => [name, t])), { format: 'pt' });
   } finally {
     ck.close();
   }
@@ -354,7 +356,7 @@ describe('shipped tiny LoRAs', () => {
   it('fit their transformers (Sana 1.0 and, when present, Sprint)', async () => {
     const { makeTinyLoras, TINY_LORAS } = await import('../../scripts/make-tiny-models.ts');
     const { checkLoraFile } = await import('../../nodes/models/lora.ts');
-    const { readTransformerConfig } = await import('../../nodes/models/sana_dit.ts');
+    const { readTransformerConfig } = await import('../../nodes/models/sana_dit/config.ts');
     const models = repoModelsDir();
     makeTinyLoras(models);
     let checked = 0;

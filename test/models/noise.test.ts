@@ -1,7 +1,6 @@
 // torch.randn reproduction: every case of the golden noise fixture must match bit for bit.
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { fmaf, MT19937, randn } from '../../nodes/models/noise.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { golden, haveGolden } from '../fixtures.ts';

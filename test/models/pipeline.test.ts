@@ -1,6 +1,5 @@
 // The end-to-end golden: SanaPAGPipeline (CFG 4.5 + PAG 2.0 on block 1, 4 DPM-Solver++ steps,
 // DC-AE decode) with the tiny models, every intermediate within 1e-3 in f32.
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import { runPipelineGolden } from '../../nodes/models/golden/pipeline.ts';

@@ -7,9 +7,9 @@ import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { DType } from '../../native/api.ts';
 import { F32_TOL, runTransformerGolden, TRANSFORMER_BF16_TOL, type GoldenCheck, type Tolerance } from '../../nodes/models/golden/transformer.ts';
-import {
-  expectedTransformerTensors, loadSanaTransformer, parseSanaTransformerConfig, readTransformerConfig, validateTransformerTensors,
-} from '../../nodes/models/sana_dit.ts';
+import { parseSanaTransformerConfig, readTransformerConfig } from '../../nodes/models/sana_dit/config.ts';
+import { expectedTransformerTensors, validateTransformerTensors } from '../../nodes/models/sana_dit/layout.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
 import { GOLDEN } from '../fixtures.ts';
 
 const HEAVY_MS = 300_000;

@@ -12,7 +12,7 @@ import { golden, haveGolden } from '../fixtures.ts';
 const DIR = golden('scheduler');
 const cfg = (shift: number) => ({ ...SANA_SCHEDULER_DEFAULTS, flowShift: shift });
 
-describe('schedules (spec §6.2, §6.7 tables)', () => {
+describe('schedules (shared/spec/sana.md §6.2, §6.7 tables)', () => {
   it('DPM flow sigmas and integer timesteps for shift 3, 4, 6 at 20 steps', () => {
     const tables: Record<number, { t: number[]; s0: number; s19: number }> = {
       3: { t: [999, 982, 963, 944, 922, 899, 874, 847, 817, 785, 749, 710, 666, 617, 562, 499, 428, 345, 249, 136], s0: 0.999666, s19: 0.13624 },

@@ -3,7 +3,6 @@
 // (M − 1) selection, the guidance embedding value, every SCM step and the DC-AE decode, every
 // parameter from pipeline.json and the io file's metadata. The free run shows the fixture's
 // step-0 noise is not its generator_seed's stream; the other runs replay it.
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import type { DType } from '../../native/api.ts';

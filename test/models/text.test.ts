@@ -69,7 +69,7 @@ describe('prompt handling (SanaPipeline)', () => {
     expect(CHI_NVLABS.slice(1)).toEqual(CHI_DIFFUSERS.slice(1));
     expect(chiLines('none')).toBeUndefined();
     expect(() => chiLines('bogus' as never)).toThrow(/CHI/);
-    // The two instruction texts tokenize differently (spec §1.4).
+    // The two instruction texts tokenize differently (shared/spec/sana.md §1.4).
     expect(tok.encode(CHI_NVLABS.join('\n'))).not.toEqual(tok.encode(CHI_DIFFUSERS.join('\n')));
   });
 

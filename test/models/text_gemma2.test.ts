@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as native from '../../native/index.ts';
 import type { Tensor } from '../../native/api.ts';
 import { gemma2Flops, gemma2ParamCount, loadGemma2, parseGemma2Config, roundToDType } from '../../nodes/models/gemma2.ts';

@@ -142,7 +142,8 @@ export function conv2d(x: Arr, xs: number[], w: Arr, ws: number[], bias: Arr | u
   return { out, shape: [B, Cout, Ho, Wo] };
 }
 
-export function rmsnorm(x: Arr, C: number, w: Arr | undefined, eps: number, offset: number, bias: Arr | undefined): Arr {
+// The norms take (x, dims, w, bias, eps, ...) like the Backend ops they check.
+export function rmsnorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | undefined, eps: number, offset: number): Arr {
   const out = new Float64Array(x.length);
   for (let r = 0; r < x.length / C; r++) {
     let ss = 0;
@@ -163,7 +164,7 @@ export function rmsnorm2d(x: Arr, [B, C, H, W]: number[], w: Arr | undefined, bi
     }
   return out;
 }
-export function layernorm(x: Arr, C: number, eps: number, w: Arr | undefined, bias: Arr | undefined): Arr {
+export function layernorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | undefined, eps: number): Arr {
   const out = new Float64Array(x.length);
   for (let r = 0; r < x.length / C; r++) {
     let mean = 0;

@@ -118,8 +118,8 @@ for (const isa of ISAS) {
               rms[rr * C + j] = xn.v[rr * C + j]! * rinv * (w.v[j]! + 1) + bias.v[j]!;
             }
           }
-          expectClose('layernorm', b.layernorm(xn.t, 1e-6, w.t, bias.t).toFloat32(), ln, dt);
-          expectClose('rmsnorm', b.rmsnorm(xn.t, w.t, 1e-6, 1, bias.t).toFloat32(), rms, dt);
+          expectClose('layernorm', b.layernorm(xn.t, w.t, bias.t, 1e-6).toFloat32(), ln, dt);
+          expectClose('rmsnorm', b.rmsnorm(xn.t, w.t, bias.t, 1e-6, 1).toFloat32(), rms, dt);
         });
       });
     }

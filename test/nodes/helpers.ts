@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { makeTinySprintModel, TINY_PIPELINE, TINY_SPRINT_PIPELINE } from '../../scripts/make-tiny-models.ts';
-import { NodeRegistry } from '../../engine/index.ts';
+import { NodeRegistry, type Services } from '../../engine/index.ts';
 import { registerProductNodes } from '../../nodes/index.ts';
+import { createNodeServices, type NodeFolders, type NodeServices } from '../../nodes/services.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const REFERENCE_WORKFLOWS = path.resolve(REPO, '../shared/reference/comfyui-workflows');
@@ -46,8 +47,15 @@ export function mappedModelsDir(): string {
   return dir;
 }
 
-export function productRegistry(): NodeRegistry {
-  return registerProductNodes(new NodeRegistry());
+/** Node services for a test: the repo's models folder unless `folders.models` says otherwise;
+ *  image folders default to ./output, ./input, ./temp as for the CLI. */
+export function testServices(folders: Partial<NodeFolders> = {}): NodeServices & Services {
+  return createNodeServices({ folders: { models: path.join(REPO, 'models'), ...folders } });
+}
+
+/** The product nodes bound to `services` (the executor's ctx.services default to them too). */
+export function productRegistry(services: Services = testServices()): NodeRegistry {
+  return registerProductNodes(new NodeRegistry({ services }));
 }
 
 export function readJson<T = unknown>(file: string): T {

@@ -4,7 +4,6 @@
 // SetLatentNoiseMask, and the mask helpers against plain float64 references.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeContext } from '../../engine/index.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
 import { growMask, resizeMaskBilinear, roundHalfEven } from '../../nodes/image/mask_ops.ts';
 import type { Image, Mask } from '../../nodes/image/types.ts';
 import { DCAEDecode } from '../../nodes/sana/dcae_decode.ts';
@@ -16,12 +15,14 @@ import { SetLatentNoiseMask } from '../../nodes/sana/set_latent_noise_mask.ts';
 import { TextEncoderGemma } from '../../nodes/sana/text_encoder_gemma.ts';
 import { inpaintInputs, VAEEncodeForInpaint } from '../../nodes/sana/vae_encode_inpaint.ts';
 import type { Conditioning, DcaeRef, Latent, SanaModelRef } from '../../nodes/sana/types.ts';
-import { productRegistry, repoModelsDir, TINY } from './helpers.ts';
+import { productRegistry, repoModelsDir, testServices, TINY } from './helpers.ts';
+
+const services = testServices();
 
 function ctx(): NodeContext & { steps: number[] } {
   const steps: number[] = [];
   return {
-    nodeId: '1', promptId: 'p', signal: new AbortController().signal, services: {}, extraData: {}, steps,
+    nodeId: '1', promptId: 'p', signal: new AbortController().signal, services, extraData: {}, steps,
     progress(value) { steps.push(value); },
     sendBinaryPreview() {},
     throwIfInterrupted() {},
@@ -105,7 +106,7 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
   }) as Parameters<typeof FlowDPMSampler.run>[0];
 
   beforeAll(async () => {
-    setModelsDir(repoModelsDir());
+    repoModelsDir();
     model = outputs(await SanaDiT.run({ ckpt_name: TINY, dtype: 'f32', device: 'cpu' }, ctx()))[0] as SanaModelRef;
     vae = outputs(await DCAELoader.run({ vae_name: TINY, dtype: 'f32', device: 'cpu' }, ctx()))[0] as DcaeRef;
     [pos, neg] = outputs(await TextEncoderGemma.run({
@@ -128,11 +129,11 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
     expect(a.data).toEqual(b.data);
     // the KSampler alias: denoise 0 is allowed and does the same
     const ks = productRegistry().get('KSampler')!;
-    const mapped = ks.mapInputs!({ model, seed: 3, steps: 3, cfg: 4.5, sampler_name: 'dpmpp_2m', scheduler: 'normal', positive: pos, negative: neg, latent_image: lat, denoise: 0 });
+    const mapped = ks.mapInputs!({ model, seed: 3, steps: 3, cfg: 4.5, sampler_name: 'dpmpp_2m', scheduler: 'normal', positive: pos, negative: neg, latent_image: lat, denoise: 0 }, services);
     const viaK = outputs(await FlowDPMSampler.run(mapped as never, ctx()))[0] as Latent;
     expect(viaK.samples).toEqual(lat.samples);
     // and the VAEEncode alias maps onto DCAEEncode untiled
-    expect(productRegistry().get('VAEEncode')!.mapInputs!({ pixels: 'p', vae: 'v' })).toEqual({ vae: 'v', pixels: 'p', tiled: false });
+    expect(productRegistry().get('VAEEncode')!.mapInputs!({ pixels: 'p', vae: 'v' }, services)).toEqual({ vae: 'v', pixels: 'p', tiled: false });
   });
 
   it('img2img: denoise 0.6 stays nearer the input than a fresh sample', async () => {
@@ -167,7 +168,7 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
     for (const denoise of [1, 0.5]) check(outputs(await FlowDPMSampler.run(sampleArgs(lat, { denoise }), ctx()))[0] as Latent);
     check(outputs(await FlowDPMSampler.run(sampleArgs(lat, { sampler: 'flow_euler' }), ctx()))[0] as Latent);
     const ks = productRegistry().get('KSampler')!;
-    const mapped = ks.mapInputs!({ model, seed: 3, steps: 3, cfg: 4.5, sampler_name: 'euler', scheduler: 'normal', positive: pos, negative: neg, latent_image: lat, denoise: 0.7 });
+    const mapped = ks.mapInputs!({ model, seed: 3, steps: 3, cfg: 4.5, sampler_name: 'euler', scheduler: 'normal', positive: pos, negative: neg, latent_image: lat, denoise: 0.7 }, services);
     check(outputs(await FlowDPMSampler.run(mapped as never, ctx()))[0] as Latent);
   });
 

@@ -10,12 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertUiToApi } from '../../engine/convert.ts';
 import { Executor, type ApiPrompt } from '../../engine/index.ts';
 import { apiToUi } from '../../workflows/api_to_ui.ts';
-import { setImageFolders } from '../../nodes/image/folders.ts';
 import { decodePng } from '../../nodes/image/png.ts';
-import { freeModels, modelCache } from '../../nodes/model_cache.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
-import { makeTinyLoras, writeSafetensorsFile } from '../../scripts/make-tiny-models.ts';
-import { REPO, productRegistry, readJson, repoModelsDir, TINY } from './helpers.ts';
+import { writeSafetensors } from '../../native/safetensors.ts';
+import { makeTinyLoras } from '../../scripts/make-tiny-models.ts';
+import { REPO, productRegistry, readJson, repoModelsDir, testServices, TINY } from './helpers.ts';
 
 const SLOW = 600_000;
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-lora-node-'));
@@ -23,10 +21,7 @@ const badModels = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-lora-models-'));
 
 describe('SanaLoraLoader', () => {
   beforeAll(() => {
-    const models = repoModelsDir();
-    makeTinyLoras(models);
-    setModelsDir(models);
-    setImageFolders({ output: out, temp: out, input: out });
+    makeTinyLoras(repoModelsDir());
   });
   afterAll(() => {
     fs.rmSync(out, { recursive: true, force: true });
@@ -36,7 +31,9 @@ describe('SanaLoraLoader', () => {
   const api = readJson<ApiPrompt>(path.join(REPO, 'workflows/sana_lora.api.json'));
   // Fewer steps than shipped: enough to show the LoRA's effect, cheap on the shared CPU.
   api['5']!.inputs.steps = 3;
-  const executor = new Executor(productRegistry());
+  const services = testServices({ output: out, temp: out, input: out });
+  const executor = new Executor(productRegistry(services));
+  const modelCache = () => services.modelCache;
   const pixels = (r: Awaited<ReturnType<Executor['execute']>>): Buffer => {
     if (r.status !== 'success') throw new Error(JSON.stringify(r.error, null, 2));
     const img = (r.outputs['8']!.images as Array<{ filename: string; subfolder: string }>)[0]!;
@@ -102,7 +99,7 @@ describe('SanaLoraLoader', () => {
     for (let i = 0; i < img.length; i++) maxDiff = Math.max(maxDiff, Math.abs(img[i]! - patched[i]!));
     expect(maxDiff).toBeLessThanOrEqual(1);
     expect(modelCache().stats().entries.filter((e) => e.kind === 'sana_transformer_lora').length).toBeGreaterThanOrEqual(2);
-    freeModels();
+    modelCache().clear();
     expect(modelCache().stats().entries).toEqual([]);
   });
 
@@ -111,23 +108,20 @@ describe('SanaLoraLoader', () => {
     fs.symlinkSync(path.join(repoModelsDir(), TINY), path.join(badModels, TINY), 'dir');
     fs.mkdirSync(path.join(badModels, 'loras'));
     const A = new Float32Array(4 * 65);
-    writeSafetensorsFile(path.join(badModels, 'loras', 'wrong.safetensors'), [
-      { name: 'transformer.transformer_blocks.0.attn1.to_q.lora_A.weight', shape: [4, 65], dtype: 'F32', data: A },
-      { name: 'transformer.transformer_blocks.0.attn1.to_q.lora_B.weight', shape: [64, 4], dtype: 'F32', data: new Float32Array(256) },
-    ], {});
-    setModelsDir(badModels);
-    try {
+    writeSafetensors(path.join(badModels, 'loras', 'wrong.safetensors'), {
+      'transformer.transformer_blocks.0.attn1.to_q.lora_A.weight': { shape: [4, 65], dtype: 'F32', data: A },
+      'transformer.transformer_blocks.0.attn1.to_q.lora_B.weight': { shape: [64, 4], dtype: 'F32', data: new Float32Array(256) },
+    }, {});
+    {
       const bad = structuredClone(api);
       bad['9']!.inputs.lora_name = 'wrong.safetensors';
-      const r = await executor.execute(bad, { promptId: 'l6' });
+      const r = await new Executor(productRegistry(testServices({ models: badModels, output: out, temp: out, input: out }))).execute(bad, { promptId: 'l6' });
       expect(r.status).toBe('error');
       const msg = JSON.stringify(r.error);
       expect(msg).toContain('SanaLoraLoader input lora_name');
       expect(msg).toContain('transformer.transformer_blocks.0.attn1.to_q.lora_A.weight');
       expect(msg).toContain('[4, 65]');
       expect(msg).toContain('[64, 64]');
-    } finally {
-      setModelsDir(repoModelsDir());
     }
   });
 });

@@ -2,14 +2,16 @@
 // bench/pipeline.bench.ts) against the node path through the model cache, on the tiny model.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getBackend } from '../../native/index.ts';
-import { loadSanaTransformer } from '../../nodes/models/sana_dit.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
 import { randn } from '../../nodes/models/noise.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
 import { emptyLatent } from '../../nodes/sana/empty_latent.ts';
-import { sample, sampleWithTransformer, type SampleOptions } from '../../nodes/sana/flow_dpm_sampler.ts';
+import { sampleWithTransformer, type SampleOptions } from '../../nodes/models/sample.ts';
+import { sample } from '../../nodes/sana/flow_dpm_sampler.ts';
 import { SanaDiT } from '../../nodes/sana/sana_dit.ts';
 import type { Conditioning, SanaModelRef } from '../../nodes/sana/types.ts';
-import { TINY, repoModelsDir } from './helpers.ts';
+import { TINY, repoModelsDir, testServices } from './helpers.ts';
+
+const services = testServices();
 
 /** (1, L, D) embeddings of N(0, 1) with the first `real` tokens unmasked. */
 function conditioning(seed: number, L: number, D: number, real: number): Conditioning {
@@ -23,9 +25,9 @@ const opts: SampleOptions = { seed: 5, steps: 3, cfg: 4.5, flowShift: 0, sampler
 describe('sampleWithTransformer', { timeout: 300_000 }, () => {
   let ref: SanaModelRef;
   beforeAll(async () => {
-    setModelsDir(repoModelsDir());
+    repoModelsDir();
     const r = (await SanaDiT.run({ ckpt_name: TINY, dtype: 'f32', device: 'cpu' }, {
-      nodeId: '1', promptId: 'p', signal: new AbortController().signal, services: {}, extraData: {},
+      nodeId: '1', promptId: 'p', signal: new AbortController().signal, services, extraData: {},
       progress() {}, sendBinaryPreview() {}, throwIfInterrupted() {},
     })) as unknown;
     ref = (Array.isArray(r) ? r : (r as { result: unknown[] }).result)[0] as SanaModelRef;
@@ -36,7 +38,7 @@ describe('sampleWithTransformer', { timeout: 300_000 }, () => {
     const neg = conditioning(2, 12, ref.captionChannels, 1);
     const latent = emptyLatent(256, 256, 1);
     const viaNode: number[] = [];
-    const expected = await sample(ref, pos, neg, latent, opts, (step) => viaNode.push(step));
+    const expected = await sample(services, ref, pos, neg, latent, opts, (step) => viaNode.push(step));
 
     const backend = getBackend('cpu');
     const net = await loadSanaTransformer(ref.path, backend, ref.dtype);

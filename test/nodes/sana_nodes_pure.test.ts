@@ -4,14 +4,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listSanaCheckpoints, listTextEncoders, listVaes, resolveSanaCheckpoint, resolveVae, setModelsDir } from '../../nodes/models_dir.ts';
+import { listSanaCheckpoints, listTextEncoders, listVaes, resolveSanaCheckpoint, resolveVae } from '../../nodes/models_dir.ts';
 import { emptyLatent } from '../../nodes/sana/empty_latent.ts';
 import { SANA_ALIASES } from '../../nodes/sana/comfy_aliases.ts';
 import { candidatesFor, mapModelName } from '../../nodes/sana/model_names.ts';
 import { applyPag, parsePagLayers } from '../../nodes/sana/pag.ts';
 import { selectResolution } from '../../nodes/sana/resolution_select.ts';
 import type { SanaModelRef } from '../../nodes/sana/types.ts';
-import { TINY, TINY_SPRINT, mappedModelsDir, repoModelsDir } from './helpers.ts';
+import { TINY, TINY_SPRINT, mappedModelsDir, repoModelsDir, testServices } from './helpers.ts';
+
+const services = testServices();
 
 describe('EmptySanaLatent', () => {
   it('makes a zero (B, 32, H/32, W/32) latent', () => {
@@ -153,11 +155,11 @@ describe('foreign model names', () => {
 
 describe('ExtraModels aliases: devices', () => {
   const alias = (name: string) => SANA_ALIASES.find((a) => a.alias.name === name)!.alias;
-  beforeAll(() => setModelsDir(repoModelsDir()));
+  beforeAll(() => void repoModelsDir());
   it('GemmaLoader keeps auto and cpu, asks for the GPU on cuda / cuda:N; loaders without a device input use auto', () => {
-    const dev = (device: string) => alias('GemmaLoader').mapInputs!({ model_name: TINY, device, dtype: 'default' }).device;
+    const dev = (device: string) => alias('GemmaLoader').mapInputs!({ model_name: TINY, device, dtype: 'default' }, services).device;
     expect(['auto', 'cpu', 'cuda', 'cuda:1'].map(dev)).toEqual(['auto', 'cpu', 'cuda', 'cuda']);
-    expect(alias('SanaCheckpointLoader').mapInputs!({ ckpt_name: TINY, model: 'SanaMS_600M_P1_D28', dtype: 'auto', enable_cfg_passthrough: true }).device).toBe('auto');
-    expect(alias('ExtraVAELoader').mapInputs!({ vae_name: TINY, vae_type: 'dcae-f32c32-sana-1.0-diffusers', dtype: 'BF16' }).device).toBe('auto');
+    expect(alias('SanaCheckpointLoader').mapInputs!({ ckpt_name: TINY, model: 'SanaMS_600M_P1_D28', dtype: 'auto', enable_cfg_passthrough: true }, services).device).toBe('auto');
+    expect(alias('ExtraVAELoader').mapInputs!({ vae_name: TINY, vae_type: 'dcae-f32c32-sana-1.0-diffusers', dtype: 'BF16' }, services).device).toBe('auto');
   });
 });

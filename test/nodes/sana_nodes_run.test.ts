@@ -1,8 +1,6 @@
 // Each Sana node run on the shipped tiny models, through its declared run() with a stub context.
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { InterruptedError, type NodeContext, type PreviewImage } from '../../engine/index.ts';
-import { modelCache } from '../../nodes/model_cache.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
 import { DCAEDecode } from '../../nodes/sana/dcae_decode.ts';
 import { DCAELoader } from '../../nodes/sana/dcae_loader.ts';
 import { EmptySanaLatent, emptyLatent } from '../../nodes/sana/empty_latent.ts';
@@ -15,7 +13,9 @@ import { TextEncoderGemma } from '../../nodes/sana/text_encoder_gemma.ts';
 import type { Conditioning, DcaeRef, Latent, SanaModelRef } from '../../nodes/sana/types.ts';
 import { CHI_DIFFUSERS } from '../../nodes/models/prompt.ts';
 import type { Image } from '../../nodes/image/types.ts';
-import { TINY, repoModelsDir } from './helpers.ts';
+import { TINY, repoModelsDir, testServices } from './helpers.ts';
+
+const services = testServices();
 
 interface Recorder extends NodeContext {
   steps: Array<{ value: number; max: number; preview?: PreviewImage }>;
@@ -25,7 +25,7 @@ function ctx(interruptAfter = Infinity): Recorder {
   const steps: Recorder['steps'] = [];
   const ac = new AbortController();
   return {
-    nodeId: '1', promptId: 'p', signal: ac.signal, services: {}, extraData: {}, steps,
+    nodeId: '1', promptId: 'p', signal: ac.signal, services, extraData: {}, steps,
     progress(value, max, preview) {
       steps.push({ value, max, preview });
       if (steps.length >= interruptAfter) throw new InterruptedError();
@@ -51,7 +51,7 @@ const sampleArgs = (latent: Latent, over: Record<string, unknown> = {}) => ({
 
 // Generous: the 2-core machine is shared by parallel jobs, and a loaded CPU is several times slower.
 describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
-  beforeAll(() => setModelsDir(repoModelsDir()));
+  beforeAll(() => void repoModelsDir());
 
   it('SanaDiT loads the checkpoint and describes it; cuda without a GPU falls back to the CPU, logged, no UI output', async () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
@@ -66,7 +66,7 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
         expect(model.device).toBe('cpu');
         expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([expect.stringMatching(/SanaDiT: CUDA is not available .*running on the CPU/)]);
       }
-      expect(modelCache().stats().entries.some((e) => e.kind === 'sana_transformer' && e.path === model.path)).toBe(true);
+      expect(services.modelCache.stats().entries.some((e) => e.kind === 'sana_transformer' && e.path === model.path)).toBe(true);
     } finally {
       warn.mockRestore();
     }

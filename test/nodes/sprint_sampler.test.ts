@@ -8,17 +8,19 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeContext } from '../../engine/index.ts';
 import { getBackend } from '../../native/index.ts';
 import { randn } from '../../nodes/models/noise.ts';
-import { loadSanaTransformer } from '../../nodes/models/sana_dit.ts';
+import { loadSanaTransformer } from '../../nodes/models/sana_dit/load.ts';
 import { readScmSchedulerConfig, sampleScm, scmStartStep } from '../../nodes/models/scm_scheduler.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
 import { emptyLatent } from '../../nodes/sana/empty_latent.ts';
 import { sample } from '../../nodes/sana/flow_dpm_sampler.ts';
 import { sanaModelRef } from '../../nodes/sana/sana_dit.ts';
 import { ScmModelSampling } from '../../nodes/sana/scm_model_sampling.ts';
-import { sprintSample, sprintSampleWithTransformer, SPRINT_DEFAULTS, type SprintOptions } from '../../nodes/sana/scm_sampler.ts';
+import { sprintSampleWithTransformer, SPRINT_DEFAULTS, type SprintOptions } from '../../nodes/models/sample.ts';
+import { sprintSample } from '../../nodes/sana/scm_sampler.ts';
 import type { Conditioning, Latent, SanaModelRef } from '../../nodes/sana/types.ts';
 import { makeTinySprintModel } from '../../scripts/make-tiny-models.ts';
-import { REPO, TINY, TINY_SPRINT, repoModelsDir } from './helpers.ts';
+import { REPO, TINY, TINY_SPRINT, repoModelsDir, testServices } from './helpers.ts';
+
+const services = testServices();
 
 function conditioning(seed: number, L: number, D: number, real: number): Conditioning {
   const mask = new Float32Array(L);
@@ -33,9 +35,9 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
   let flowRef: SanaModelRef;
   let pos: Conditioning;
   beforeAll(async () => {
-    setModelsDir(repoModelsDir());
-    ref = (await sanaModelRef(TINY_SPRINT, 'f32', 'cpu', 'test')).ref;
-    flowRef = (await sanaModelRef(TINY, 'f32', 'cpu', 'test')).ref;
+    repoModelsDir();
+    ref = (await sanaModelRef(services, TINY_SPRINT, 'f32', 'cpu', 'test')).ref;
+    flowRef = (await sanaModelRef(services, TINY, 'f32', 'cpu', 'test')).ref;
     pos = conditioning(1, 12, ref.captionChannels, 9);
   });
 
@@ -56,7 +58,7 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
   it('gives the model-level SCM loop its exact latents, one progress call per step', async () => {
     const latent = emptyLatent(256, 192, 1);
     const seen: Array<[number, number]> = [];
-    const got = await sprintSample(ref, pos, latent, opts, (step, total, x0) => {
+    const got = await sprintSample(services, ref, pos, latent, opts, (step, total, x0) => {
       expect(x0.length).toBe(latent.samples.length);
       seen.push([step, total]);
     });
@@ -93,7 +95,7 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
     expect(() => scmStartStep(2, 0)).toThrow(/strength/);
     const image: Latent = { samples: randn(3, [1, 32, 6, 8]), shape: [1, 32, 6, 8] };
     const steps: Array<[number, number]> = [];
-    const half = await sprintSample(ref, pos, image, { ...opts, denoise: 0.5 }, (s, t) => steps.push([s, t]));
+    const half = await sprintSample(services, ref, pos, image, { ...opts, denoise: 0.5 }, (s, t) => steps.push([s, t]));
     expect(steps).toEqual([[1, 1]]);
     // One step from t = 1.3: x = cos t·(img·σd) + sin t·(z·σd), then x0 = cos t·x − sin t·v.
     const backend = getBackend('cpu');
@@ -114,16 +116,16 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
       net.dispose();
     }
     // From the image, a low strength stays closer to it than text-to-image does.
-    const full = await sprintSample(ref, pos, image, opts, () => {});
+    const full = await sprintSample(services, ref, pos, image, opts, () => {});
     const dist = (a: Float32Array) => a.reduce((s, v, i) => s + (v - image.samples[i]!) ** 2, 0);
-    const low = await sprintSample(ref, pos, image, { ...opts, steps: 4, denoise: 0.25 }, () => {});
+    const low = await sprintSample(services, ref, pos, image, { ...opts, steps: 4, denoise: 0.25 }, () => {});
     expect(dist(low.samples)).toBeLessThan(dist(full.samples));
   });
 
   it('stops between steps when progress throws (an interrupt)', async () => {
     const latent = emptyLatent(128, 128, 1);
     let calls = 0;
-    await expect(sprintSample(ref, pos, latent, { ...opts, steps: 4, intermediateTimesteps: null }, () => {
+    await expect(sprintSample(services, ref, pos, latent, { ...opts, steps: 4, intermediateTimesteps: null }, () => {
       calls++;
       throw new Error('interrupted');
     })).rejects.toThrow('interrupted');
@@ -132,11 +134,11 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
 
   it('refuses a non-Sprint model, and FlowDPMSampler / ScmModelSampling refuse the wrong model', async () => {
     const latent = emptyLatent(128, 128, 1);
-    await expect(sprintSample(flowRef, pos, latent, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input model: .*not a Sana-Sprint checkpoint/);
-    await expect(sample(ref, pos, pos, latent, { seed: 1, steps: 2, cfg: 4.5, flowShift: 0, sampler: 'flow_euler', denoise: 1 }, () => {}))
+    await expect(sprintSample(services, flowRef, pos, latent, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input model: .*not a Sana-Sprint checkpoint/);
+    await expect(sample(services, ref, pos, pos, latent, { seed: 1, steps: 2, cfg: 4.5, flowShift: 0, sampler: 'flow_euler', denoise: 1 }, () => {}))
       .rejects.toThrow(/^FlowDPMSampler input model: .*Sana-Sprint.*SanaSprintSampler/);
     const masked: Latent = { ...latent, noiseMask: { data: new Float32Array(16).fill(1), shape: [1, 4, 4] } };
-    await expect(sprintSample(ref, pos, masked, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input latent: .*noise mask/);
+    await expect(sprintSample(services, ref, pos, masked, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input latent: .*noise mask/);
     const ctx = {} as NodeContext;
     expect(() => ScmModelSampling.run({ model: flowRef, cfg_scale: 4.5, zsnr: false }, ctx)).toThrow(/^ScmModelSampling input model: .*not a Sana-Sprint/);
     const [patched] = ScmModelSampling.run({ model: ref, cfg_scale: 3, zsnr: true }, ctx) as [SanaModelRef];

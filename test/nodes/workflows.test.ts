@@ -6,28 +6,23 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertUiToApi } from '../../engine/convert.ts';
 import { validatePrompt, type ApiPrompt } from '../../engine/index.ts';
-import { imageFolders, setImageFolders } from '../../nodes/image/folders.ts';
 import { encodePng } from '../../nodes/image/png.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
 import { apiToUi } from '../../workflows/api_to_ui.ts';
-import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, readJson, repoModelsDir } from './helpers.ts';
+import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, productRegistry as productRegistryIn, readJson, repoModelsDir, testServices } from './helpers.ts';
 
-const registryAlias = (name: string) => productRegistry().get(name)!.mapInputs!;
+const registryAlias = (name: string) => (i: Record<string, unknown>) => productRegistry().get(name)!.mapInputs!(i, testServices());
 const strip = (p: ApiPrompt) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]));
 
 // The img2img / inpaint workflows' LoadImage validates against the input folder: give it their
 // example.png (any picture will do for validation).
 const inputDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-wf-input-'));
 fs.writeFileSync(path.join(inputDir, 'example.png'), encodePng({ width: 32, height: 32, channels: 4, data: new Uint8Array(32 * 32 * 4).fill(200) }));
-const savedFolders = imageFolders();
-beforeAll(() => setImageFolders({ input: inputDir }));
-afterAll(() => {
-  setImageFolders(savedFolders);
-  fs.rmSync(inputDir, { recursive: true, force: true });
-});
+afterAll(() => fs.rmSync(inputDir, { recursive: true, force: true }));
 
 for (const [name, output] of [['sana_default', '8'], ['sana_sprint', '7'], ['sana_lora', '8'], ['sana_img2img', '8'], ['sana_inpaint', '8']] as const) describe(`workflows/${name}`, () => {
-  beforeAll(() => setModelsDir(repoModelsDir()));
+  // Generates the tiny models when missing.
+  beforeAll(() => void repoModelsDir());
+  const productRegistry = () => productRegistryIn(testServices({ input: inputDir }));
   const api = readJson<ApiPrompt>(path.join(REPO, `workflows/${name}.api.json`));
   const ui = readJson(path.join(REPO, `workflows/${name}.ui.json`));
 
@@ -53,8 +48,8 @@ describe("ComfyUI users' Sana workflows", () => {
   let models: string;
   beforeAll(() => {
     models = mappedModelsDir();
-    setModelsDir(models);
   });
+  const productRegistry = () => productRegistryIn(testServices({ input: inputDir, models }));
   afterAll(() => fs.rmSync(models, { recursive: true, force: true }));
 
   for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json']) {
@@ -70,7 +65,7 @@ describe("ComfyUI users' Sana workflows", () => {
     });
   }
 
-  it('Sana_FlowEuler.json converts to the API prompt of the spec (§3.5)', () => {
+  it('Sana_FlowEuler.json converts to the API prompt of shared/spec/comfyui-api.md §3.5', () => {
     const registry = productRegistry();
     const { prompt } = convertUiToApi(readJson(path.join(REFERENCE_WORKFLOWS, 'Sana_FlowEuler.json')), registry.objectInfo());
     expect(prompt['25'].inputs).toEqual({ ckpt_name: 'Efficient-Large-Model/Sana_1600M_1024px_MultiLing', model: 'SanaMS_1600M_P1_D20', dtype: 'auto', enable_cfg_passthrough: true });

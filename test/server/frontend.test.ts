@@ -7,7 +7,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { connectWs, imagePrompt, postJson, startTestServer, until, type TestServer } from './helpers.ts';
+import { connectWs, imagePrompt, postJson, startStubServer, startTestServer, until, type TestServer } from './helpers.ts';
 import { startServer } from '../../web/server/index.ts';
 
 let s: TestServer;
@@ -247,7 +247,7 @@ describe('workflows in userdata: save, list, load, move, delete', () => {
 describe('settings', () => {
   test('POST /settings merges, /settings/{id} reads and writes one value, and both survive a restart', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-frontend-settings-'));
-    let a = await startTestServer({}, root);
+    let a = await startStubServer({}, root);
     try {
       expect((await fetch(`${a.url}/api/settings`, { method: 'POST', body: JSON.stringify({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'en' }) })).status).toBe(200);
       expect((await fetch(`${a.url}/api/settings`, { method: 'POST', body: JSON.stringify({ 'Comfy.Locale': 'fr' }) })).status).toBe(200);
@@ -257,7 +257,7 @@ describe('settings', () => {
     } finally {
       await a.close();
     }
-    a = await startTestServer({}, root);
+    a = await startStubServer({}, root);
     try {
       expect(await (await fetch(`${a.url}/api/settings`)).json()).toEqual({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'fr', 'Comfy.Workflow.Persist': false });
       expect(await (await fetch(`${a.url}/settings/Comfy.Locale`)).json()).toBe('fr');
@@ -378,7 +378,7 @@ describe('--front-end-root', () => {
     fs.writeFileSync(path.join(front, 'assets', 'font.woff2'), 'x');
     fs.writeFileSync(path.join(front, 'extensions', 'core', 'ext.js'), '');
     fs.writeFileSync(path.join(os.tmpdir(), 'sana-front-secret.txt'), 'secret');
-    const f = await startTestServer({ frontEndRoot: front });
+    const f = await startStubServer({ frontEndRoot: front });
     try {
       const index = await fetch(`${f.url}/`);
       expect(await index.text()).toContain('<title>ComfyUI</title>');
@@ -412,7 +412,7 @@ describe('--front-end-root', () => {
 
 describe('--multi-user', () => {
   test('users are created by POST /users and picked by the Comfy-User header', async () => {
-    const m = await startTestServer({ multiUser: true });
+    const m = await startStubServer({ multiUser: true });
     try {
       const users = (url: string, init?: RequestInit) => fetch(`${m.url}${url}`, init);
       expect(await (await users('/api/users')).json()).toEqual({ storage: 'server', users: {} });

@@ -1,14 +1,14 @@
 // Hostile and random requests: whatever arrives, the server answers with a status below 500
-// (JSON for API errors) and keeps serving.
+// (JSON for API errors) and keeps serving. Jobs it queues run on the stub host: this is about HTTP.
 import fs from 'node:fs';
 import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startTestServer, type TestServer } from './helpers.ts';
+import { startStubServer, type TestServer } from './helpers.ts';
 
 let s: TestServer;
 beforeAll(async () => {
-  s = await startTestServer({ maxUploadBytes: 32 * 1024, maxJsonBytes: 64 * 1024 });
+  s = await startStubServer({ maxUploadBytes: 32 * 1024, maxJsonBytes: 64 * 1024 });
 });
 afterAll(async () => {
   await s?.close();

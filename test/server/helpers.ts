@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
-import { startServer, type RunningServer, type ServerOptions } from '../../web/server/index.ts';
+import { startServer, type RunningServer, type ServerDeps, type ServerOptions } from '../../web/server/index.ts';
+import { StubHost } from './stub_host.ts';
 
 export const TEST_NODES = new URL('./fixtures/test_nodes.ts', import.meta.url).href;
 
@@ -12,7 +13,7 @@ export interface TestServer extends RunningServer {
   dirs: { root: string; output: string; input: string; temp: string; user: string; models: string };
 }
 
-export async function startTestServer(opts: ServerOptions = {}, root?: string): Promise<TestServer> {
+export async function startTestServer(opts: ServerOptions = {}, root?: string, deps: ServerDeps = {}): Promise<TestServer> {
   const base = root ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sana-server-'));
   const dirs = {
     root: base,
@@ -33,8 +34,20 @@ export async function startTestServer(opts: ServerOptions = {}, root?: string): 
     extraNodeModules: [TEST_NODES],
     staticDir: path.join(base, 'static'),
     ...opts,
-  });
+  }, deps);
   return Object.assign(server, { dirs });
+}
+
+export interface StubServer extends TestServer {
+  host: StubHost;
+}
+
+/**
+ * A server whose jobs run on a StubHost (no execution child): for tests of HTTP and WebSocket
+ * behaviour. The main-thread registry still has the test nodes, so prompts validate as usual.
+ */
+export async function startStubServer(opts: ServerOptions = {}, root?: string, host = new StubHost()): Promise<StubServer> {
+  return Object.assign(await startTestServer(opts, root, { host }), { host });
 }
 
 export interface WsRecorder {

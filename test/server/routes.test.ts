@@ -6,7 +6,7 @@ import path from 'node:path';
 import jpeg from 'jpeg-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodePng, encodePng, readPngText } from '../../nodes/image/png.ts';
-import { connectWs, imagePrompt, postJson, startTestServer, type TestServer } from './helpers.ts';
+import { connectWs, imagePrompt, postJson, startStubServer, startTestServer, type TestServer } from './helpers.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -474,7 +474,7 @@ describe('origin check', () => {
   });
 
   test('--enable-cors-header replaces the check with CORS headers', async () => {
-    const c = await startTestServer({ enableCorsHeader: 'http://app.example' });
+    const c = await startStubServer({ enableCorsHeader: 'http://app.example' });
     try {
       const r = await fetch(`${c.url}/queue`, { headers: { origin: 'http://evil.example' } });
       expect(r.status).toBe(200);

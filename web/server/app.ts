@@ -1,24 +1,23 @@
 // The fastify application: body parsers that accept what real ComfyUI clients send, the
-// loopback origin check (or CORS headers), one error shape, and every route registered at both
-// `/x` and `/api/x`. Routes live in routes/*.ts; state (queue, history, hub, engine) in ServerState.
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+// loopback origin check (or CORS headers), zod schemas compiled for every route (schema.ts), one
+// error shape (errors.ts), and the route plugins of routes/*.ts, each registered at `/x` and at
+// `/api/x`. State (queue, history, hub, execution host) lives in ServerState.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { stringifyJson } from '../../engine/json.ts';
-import { BodyError, parseJsonBody } from './body.ts';
+import { parseJsonBody } from './body.ts';
+import { comfyError, handleError, sendNotFound } from './errors.ts';
+import { API_PREFIXES } from './http.ts';
+import { zodSerializerCompiler, zodValidatorCompiler } from './schema.ts';
 import type { ServerState } from './state.ts';
-import { registerFileRoutes } from './routes/files.ts';
-import { registerInfoRoutes } from './routes/info.ts';
-import { registerInternalRoutes } from './routes/internal.ts';
-import { registerJobRoutes } from './routes/jobs.ts';
-import { registerPromptRoutes } from './routes/prompt.ts';
-import { registerStaticRoutes } from './routes/static.ts';
-import { registerTemplateRoutes } from './routes/templates.ts';
-import { registerUserRoutes } from './routes/users.ts';
-import { registerWorkflowRoutes } from './routes/workflows.ts';
-
-export type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
-
-/** Registers a route at `path` and at `/api${path}`, as ComfyUI does for every API route. */
-export type AddRoute = (method: Method, path: string, handler: RouteHandlerMethod, opts?: { bodyLimit?: number }) => void;
+import { fileRoutes } from './routes/files.ts';
+import { infoRoutes } from './routes/info.ts';
+import { internalRoutes, internalUnprefixedRoutes } from './routes/internal.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import { promptRoutes } from './routes/prompt.ts';
+import { staticRoutes } from './routes/static.ts';
+import { templateFileRoutes, templateRoutes } from './routes/templates.ts';
+import { userRoutes } from './routes/users.ts';
+import { workflowRoutes } from './routes/workflows.ts';
 
 const LOOPBACK = /^(localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|::1)$/i;
 
@@ -63,9 +62,11 @@ export function buildApp(state: ServerState): FastifyInstance {
       const e = err as Error & { code?: string };
       const status = e.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
       const type = e.code === 'FST_ERR_BAD_URL' ? 'invalid_url' : e.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'url_too_long' : 'bad_request';
-      void reply.code(status).send({ error: { type, message: e.message, details: '', extra_info: {} }, node_errors: {} });
+      void reply.code(status).send(comfyError(type, e.message, { nodeErrors: {} }));
     },
   });
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setSerializerCompiler(zodSerializerCompiler);
   // Prompts, history and object_info may hold integers beyond 2^53 as BigInt (seeds up to
   // 2^64 - 1), which JSON.stringify refuses; they go out as exact digits.
   app.setReplySerializer((payload) => stringifyJson(payload));
@@ -99,34 +100,19 @@ export function buildApp(state: ServerState): FastifyInstance {
   });
 
   // --- errors: always JSON, never a 500 for a client mistake ---------------------------
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    const status = err instanceof BodyError ? 400 : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) req.log.error(err);
-    const type = err instanceof BodyError ? err.code : (err.code ?? (status >= 500 ? 'server_error' : 'bad_request'));
-    const message = status >= 500 ? 'Internal server error' : err.message;
-    void reply.code(status).send({ error: { type, message, details: message, extra_info: {} }, node_errors: {} });
-  });
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { type: 'not_found', message: `no route for ${req.method} ${req.url.split('?')[0]}`, details: '', extra_info: {} } });
+    void sendNotFound(reply, `no route for ${req.method} ${req.url.split('?')[0]}`);
   });
 
-  const add: AddRoute = (method, path, handler, opts) => {
-    for (const p of [path, `/api${path}`]) app.route({ method, url: p, handler, bodyLimit: opts?.bodyLimit });
-  };
-  registerPromptRoutes(add, state);
-  registerInfoRoutes(add, state);
-  registerFileRoutes(add, state);
-  registerWorkflowRoutes(add, state);
-  // What ComfyUI's own frontend needs besides the API above (--front-end-root).
-  registerUserRoutes(app, add, state);
-  registerJobRoutes(add, state);
-  registerTemplateRoutes(app, add, state);
-  registerInternalRoutes(app, add, state);
-  registerStaticRoutes(app, state);
+  for (const prefix of API_PREFIXES) {
+    for (const plugin of [promptRoutes, infoRoutes, fileRoutes, workflowRoutes, userRoutes, jobRoutes, templateRoutes, internalRoutes]) {
+      void app.register(plugin, { prefix, state });
+    }
+  }
+  // Not under /api, as in ComfyUI: template files next to the frontend's, /internal/*, and `/`.
+  void app.register(templateFileRoutes, { state });
+  void app.register(internalUnprefixedRoutes, { state });
+  void app.register(staticRoutes, { state });
   return app;
-}
-
-/** An empty 200, which ComfyUI answers for POST /queue, /history, /interrupt, /free. */
-export function emptyOk(reply: FastifyReply): FastifyReply {
-  return reply.code(200).header('content-type', 'text/plain; charset=utf-8').send('');
 }

@@ -3,13 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { setImageFolders } from '../../nodes/image/folders.ts';
-import { setModelsDir } from '../../nodes/models_dir.ts';
+import type { FastifyInstance } from 'fastify';
 import { buildApp, isCrossOriginOnLoopback } from './app.ts';
-import { loadMainEngine } from './engine_host.ts';
+import { loadMainEngine } from '../../host/registry.ts';
 import { logRingFor, teeLogger } from './logs.ts';
 import { resolveOptions, type ServerOptions } from './options.ts';
 import { ServerState } from './state.ts';
+import type { ExecutionHost } from '../../host/types.ts';
 
 export type { ServerOptions } from './options.ts';
 
@@ -18,6 +18,8 @@ export interface RunningServer {
   url: string;
   port: number;
   state: ServerState;
+  /** The fastify app (tests send requests through app.inject()). */
+  app: FastifyInstance;
   close(): Promise<void>;
 }
 
@@ -61,7 +63,12 @@ function cleanTemp(dir: string): void {
   }
 }
 
-export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+/** What startServer can be given instead of building it: the execution host (tests pass a stub). */
+export interface ServerDeps {
+  host?: ExecutionHost;
+}
+
+export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {}): Promise<RunningServer> {
   const options = resolveOptions(opts);
   if (options.frontEndRoot && !fs.existsSync(path.join(options.frontEndRoot, 'index.html'))) {
     throw new Error(`--front-end-root ${options.frontEndRoot} has no index.html (point it at a built frontend, e.g. ComfyUI_frontend's dist/)`);
@@ -69,10 +76,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
   cleanTemp(options.tempDir);
   // The main thread lists input images and models for /object_info and validation.
-  setImageFolders({ output: options.outputDir, input: options.inputDir, temp: options.tempDir });
-  setModelsDir(options.modelsDir);
-  const engine = await loadMainEngine(options);
-  const state = new ServerState(options, engine, nativeDevices);
+  const folders = { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir };
+  const engine = await loadMainEngine({ ...options, folders });
+  const state = new ServerState(options, engine, nativeDevices, deps.host);
   const app = buildApp(state);
   // Recorded for ComfyUI's /internal/logs and its frontend's terminal panel.
   state.log = teeLogger(app.log, logRingFor(state));
@@ -95,6 +101,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     url: `http://${host}:${port}`,
     port,
     state,
+    app,
     async close() {
       await state.close();
       await app.close();

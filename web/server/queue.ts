@@ -1,28 +1,17 @@
 // The prompt queue: a priority queue ordered by (number, prompt_id) like ComfyUI's heap, plus
 // the running job. A job stays listed (pending or running) until the server has written its
-// history entry, which is what polling clients rely on (see notes/environment.md §7).
+// history entry, which is what polling clients rely on (see shared/notes/environment.md §7).
 // With a QueueStore the queue also lives on disk, so it survives a restart as history does.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseJsonExact, stringifyJson } from '../../engine/json.ts';
 import { writeFileAtomic } from '../../nodes/image/paths.ts';
+import type { Job } from '../../host/types.ts';
 
 /** The wire form of a queue item: [number, prompt_id, prompt, extra_data, output node ids]. */
 export type QueueItem = [number, string, Record<string, unknown>, Record<string, unknown>, string[]];
 
-export interface Job {
-  number: number;
-  promptId: string;
-  /** The validated API prompt (constants coerced). */
-  prompt: Record<string, unknown>;
-  /** extra_data without the sensitive keys. */
-  extraData: Record<string, unknown>;
-  /** Output node ids to execute. */
-  outputs: string[];
-  /** Sensitive extra_data keys (api keys): passed to nodes, never returned by the API. */
-  sensitive: Record<string, unknown>;
-  clientId: string | undefined;
-}
+export type { Job };
 
 export function toQueueItem(job: Job): QueueItem {
   return [job.number, job.promptId, job.prompt, job.extraData, job.outputs];

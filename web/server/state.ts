@@ -4,13 +4,13 @@
 import os from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
 import { HistoryStore, type HistoryEntry } from './history.ts';
-import type { MainEngine } from './engine_host.ts';
+import type { MainEngine } from '../../host/registry.ts';
 import type { ResolvedOptions } from './options.ts';
 import { PromptQueue, QueueStore, toQueueItem, type Job } from './queue.ts';
-import { ProcessRunner } from './process_runner.ts';
+import { processHost } from '../../host/process.ts';
 import type { ExecutionHost } from '../../host/types.ts';
 import { WsHub, wsLimits } from './ws.ts';
-import { featureFlags } from './routes/info.ts';
+import { featureFlags } from './features.ts';
 
 /** Events ComfyUI sends to the job's client, or to everyone when the job has no client. */
 // Current ComfyUI (comfy_execution/progress.py) sends progress_state with the job's client_id
@@ -42,14 +42,14 @@ export class ServerState {
     this.queue = new PromptQueue(store, left.pending);
     this.hub = new WsHub({
       status: () => this.statusPayload(),
-      featureFlags: () => featureFlags(this),
+      featureFlags: () => featureFlags(options),
       executingNodeFor: (sid) => {
         const cur = this.queue.current;
         const at = this.runner.currentNode;
         return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
       },
     }, wsLimits(options.wsMaxBufferedBytes));
-    this.runner = host ?? new ProcessRunner(
+    this.runner = host ?? processHost(
       {
         folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
         cache: options.cache,

@@ -2,6 +2,7 @@
 // scripts/golden.ts and by the tests).
 import { existsSync, readdirSync } from 'node:fs';
 import type { Backend, DeviceName, NativeModule } from '../../../native/api.ts';
+import { loadNative } from '../../../native/lazy.ts';
 import { STAGES } from './index.ts';
 import { componentTolerance } from './tolerance.ts';
 import type { Comparison, GoldenContext, GoldenDType } from './types.ts';
@@ -45,13 +46,13 @@ export async function runGolden(opts: GoldenOptions): Promise<GoldenReport> {
   if (unknown.length) throw new Error(`golden: unknown stage(s) ${unknown.join(', ')} (known: ${STAGES.map((s) => s.name).join(', ')})`);
   let nativeP: Promise<NativeModule> | undefined;
   let backendP: Promise<Backend> | undefined;
-  const loadNative = opts.native ?? (async (): Promise<NativeModule> => await import('../../../native/index.ts'));
+  const getNative = opts.native ?? loadNative;
   const ctx: GoldenContext = {
     root: opts.root,
     dtype,
     device,
     tolerance: componentTolerance(dtype),
-    native: () => (nativeP ??= loadNative()),
+    native: () => (nativeP ??= getNative()),
     backend: () => (backendP ??= ctx.native().then((n) => n.getBackend(device))),
   };
   const stages: StageReport[] = [];

@@ -6,11 +6,11 @@
 // (test/models/sprint.test.ts shows it), so the stage replays it by default.
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { DType, Tensor } from '../../../native/api.ts';
+import type { Tensor } from '../../../native/api.ts';
 import { loadDcaeDecoder } from '../dcae.ts';
 import { loadGemma2 } from '../gemma2.ts';
 import { selectIndices } from '../prompt.ts';
-import { loadSanaTransformer } from '../sana_dit.ts';
+import { loadSanaTransformer } from '../sana_dit/load.ts';
 import { MT19937 } from '../noise.ts';
 import { readScmSchedulerConfig, sampleScm, SCMScheduler } from '../scm_scheduler.ts';
 import { readFixture } from './fixture.ts';

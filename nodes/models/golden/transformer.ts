@@ -7,7 +7,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Backend, DType, NativeModule, Tensor } from '../../../native/api.ts';
-import { loadSanaTransformer } from '../sana_dit.ts';
+import { loadSanaTransformer } from '../sana_dit/load.ts';
 import { readFixture, type FixtureFile, type FixtureTensor } from './fixture.ts';
 import { shortName } from './meta.ts';
 

@@ -220,7 +220,7 @@ export class ComfyApi {
 }
 
 /**
- * Decodes a binary WS frame (spec §2.4): type 1 = [u32 type][u32 format][image], type 4 =
+ * Decodes a binary WS frame (shared/spec/comfyui-api.md §2.4): type 1 = [u32 type][u32 format][image], type 4 =
  * [u32 type][u32 len][JSON metadata][image]. Other types carry no image and give null.
  */
 export function decodeBinaryFrame(buf: ArrayBuffer): { blob: Blob; nodeId: string | null } | null {

@@ -1,4 +1,4 @@
-// Follows the jobs this client queued over the WebSocket (spec §2.3) and reflects them on the
+// Follows the jobs this client queued over the WebSocket (shared/spec/comfyui-api.md §2.3) and reflects them on the
 // graph: the running node, its progress bar, step previews, the final images, runtime errors,
 // and an overall fraction for the toolbar bar.
 import type { LGraph } from '@comfyorg/litegraph';

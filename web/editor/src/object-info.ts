@@ -62,7 +62,7 @@ export type InputPlan = {
   type: string;
   optional: boolean;
   widget: WidgetPlan | null;
-  /** A control_after_generate widget follows this one (seeds, see spec §3.4 step 4). */
+  /** A control_after_generate widget follows this one (seeds, see shared/spec/comfyui-api.md §3.4 step 4). */
   control: boolean;
   /** An upload button follows this combo (`image_upload`, e.g. LoadImage). */
   upload: boolean;

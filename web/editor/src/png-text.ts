@@ -1,5 +1,5 @@
 // Reads the text chunks of a PNG (tEXt and uncompressed iTXt) into keyword -> text, the way the
-// ComfyUI frontend does before restoring a workflow from an image (spec §6).
+// ComfyUI frontend does before restoring a workflow from an image (shared/spec/comfyui-api.md §6).
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 

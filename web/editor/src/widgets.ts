@@ -57,7 +57,7 @@ export function addPlannedWidget(node: LGraphNode, plan: WidgetPlan): PlannedWid
 /** The fixed/increment/decrement/randomize selector that follows a seed widget. */
 export function addControlWidget(node: LGraphNode, target: string, initial: ControlMode = 'randomize'): PlannedWidget {
   const w = node.addWidget('combo', CONTROL_WIDGET_NAME, initial, redraw(node), { values: [...CONTROL_VALUES] }) as PlannedWidget;
-  // options.serialize=false keeps it out of the API prompt; it stays in widgets_values (spec §3.4).
+  // options.serialize=false keeps it out of the API prompt; it stays in widgets_values (shared/spec/comfyui-api.md §3.4).
   (w.options as Record<string, unknown>).serialize = false;
   w.controls = target;
   return w;

@@ -1,15 +1,16 @@
 // File routes: GET /view (output / input / temp images), POST /upload/image and /upload/mask
-// (spec §1.8-1.9).
+// (shared/spec/comfyui-api.md §1.8-1.9).
 // Every user-supplied name goes through nodes/image/paths.ts, so nothing outside the three
 // folders can be read or written.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyReply } from 'fastify';
-import type { AddRoute } from '../app.ts';
-import { asObject } from '../body.ts';
-import { boundaryOf, parseMultipart, type Part } from '../multipart.ts';
-import type { ServerState } from '../state.ts';
+import { z } from 'zod';
+import { sendComfyError } from '../errors.ts';
+import type { RoutePlugin } from '../http.ts';
+import { boundaryOf, parseMultipart } from '../multipart.ts';
+import { anyValue, invalidAs, optString } from '../schema.ts';
 import { isFolderType, type FolderType } from '../../../nodes/image/folders.ts';
 import { createFileAtomic, relativeSegments, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
 import { decodeImage, encodeJpeg, sniffImageType } from '../../../nodes/image/decode.ts';
@@ -38,8 +39,32 @@ export function contentTypeFor(name: string): string {
 }
 
 function fail(reply: FastifyReply, status: number, message: string) {
-  return reply.code(status).send({ error: { type: status === 404 ? 'not_found' : 'bad_request', message, details: '', extra_info: {} } });
+  return sendComfyError(reply, status, status === 404 ? 'not_found' : 'bad_request', message);
 }
+
+/**
+ * GET /view's query. Names are checked in the handler, against the folders; here only their
+ * types: a repeated key (a list) is no name.
+ */
+const viewQuery = z.object({
+  // Absent: 404 "no filename"; present but not a string: '' (an invalid filename, 400).
+  filename: anyValue.transform((v) => (v === undefined ? undefined : typeof v === 'string' ? v : '')),
+  type: anyValue.transform((v) => (typeof v === 'string' && v !== '' ? v : 'output')),
+  subfolder: anyValue.transform((v) => (typeof v === 'string' ? v : '')),
+  channel: anyValue.transform((v) => (typeof v === 'string' ? v : 'rgba')),
+  preview: anyValue.transform((v) => (typeof v === 'string' ? v : '')),
+});
+
+/** An upload's body: the multipart bytes (other content types are parsed as JSON, not bytes). */
+const multipartBody = z.custom<Buffer>((b) => Buffer.isBuffer(b), { error: 'expected multipart/form-data with an "image" file part' });
+
+/** The text fields of an upload, from its parts. */
+const uploadFields = z.object({
+  type: anyValue.transform((v) => (typeof v === 'string' && v !== '' ? v : 'input')),
+  subfolder: anyValue.transform((v) => (typeof v === 'string' ? v : '')),
+  overwrite: anyValue.transform((v) => typeof v === 'string' && ['true', '1'].includes(v.toLowerCase())),
+  original_ref: optString,
+});
 
 /**
  * ComfyUI's /view channels: 'rgb' drops the alpha; 'a' is an RGBA image, black, whose alpha is
@@ -88,8 +113,7 @@ function storeUpload(dir: string, filename: string, data: Uint8Array, overwrite:
  * replaced by the uploaded image's alpha, as a PNG keeping the original's text chunks. Returns
  * the PNG, or a reason for a 400.
  */
-function composeMask(parts: Part[], maskBytes: Buffer, roots: () => Record<FolderType, string>): Uint8Array | string {
-  const refText = parts.find((p) => p.name === 'original_ref' && p.filename === undefined)?.data.toString('utf8');
+function composeMask(refText: string | undefined, maskBytes: Buffer, roots: () => Record<FolderType, string>): Uint8Array | string {
   if (!refText) return 'missing "original_ref"';
   let ref: { filename?: unknown; subfolder?: unknown; type?: unknown };
   try {
@@ -130,18 +154,18 @@ function composeMask(parts: Part[], maskBytes: Buffer, roots: () => Record<Folde
   return encodePng({ width: original.width, height: original.height, channels: 4, data: rgba }, { text, level: 4 });
 }
 
-export function registerFileRoutes(add: AddRoute, state: ServerState): void {
+export const fileRoutes: RoutePlugin = async (app, { state }) => {
   const roots = (): Record<FolderType, string> => ({
     output: state.options.outputDir,
     input: state.options.inputDir,
     temp: state.options.tempDir,
   });
 
-  add('GET', '/view', async (req, reply) => {
-    const q = asObject(req.query);
-    let filename = typeof q.filename === 'string' ? q.filename : '';
-    if (!('filename' in q)) return fail(reply, 404, 'no filename');
-    let type = typeof q.type === 'string' && q.type !== '' ? q.type : 'output';
+  app.get('/view', { schema: { querystring: viewQuery } }, async (req, reply) => {
+    const q = req.query;
+    if (q.filename === undefined) return fail(reply, 404, 'no filename');
+    let filename = q.filename;
+    let type = q.type;
     const annotated = /^(.*) \[(input|output|temp)\]$/.exec(filename);
     if (annotated) {
       filename = annotated[1];
@@ -152,7 +176,7 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     }
     if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
     const name = path.posix.basename(filename);
-    const subfolder = typeof q.subfolder === 'string' ? q.subfolder : '';
+    const subfolder = q.subfolder;
     let file: string;
     try {
       resolveInside(roots()[type], [subfolder], true);
@@ -169,8 +193,7 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     if (!stat.isFile()) return fail(reply, 404, 'file not found');
     reply.header('Content-Disposition', `filename="${name.replace(/["\r\n]/g, '_')}"`);
     reply.header('Cache-Control', 'no-cache');
-    const channel = typeof q.channel === 'string' ? q.channel : 'rgba';
-    const preview = typeof q.preview === 'string' ? q.preview : '';
+    const { channel, preview } = q;
     if (channel === 'rgb' || channel === 'a' || preview !== '') {
       const bytes = fs.readFileSync(file);
       if (sniffImageType(bytes) !== undefined) {
@@ -192,19 +215,15 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     return reply.type(contentTypeFor(name)).header('content-length', stat.size).send(fs.createReadStream(file));
   });
 
-  const upload = async (req: Parameters<Parameters<AddRoute>[2]>[0], reply: FastifyReply, mask: boolean) => {
-    const ct = String(req.headers['content-type'] ?? '');
-    if (!ct.toLowerCase().startsWith('multipart/form-data') || !Buffer.isBuffer(req.body)) {
-      return fail(reply, 400, 'expected multipart/form-data with an "image" file part');
-    }
-    const parts = parseMultipart(req.body, boundaryOf(ct));
-    const field = (n: string) => parts.find((p) => p.name === n && p.filename === undefined)?.data.toString('utf8');
+  const upload = async (body: Buffer, contentType: string | undefined, reply: FastifyReply, mask: boolean) => {
+    const parts = parseMultipart(body, boundaryOf(contentType ?? ''));
     const image = parts.find((p) => p.name === 'image' && p.filename !== undefined);
     if (!image || !image.filename) return fail(reply, 400, 'missing "image" file part or its filename');
-    const type = field('type') || 'input';
+    // The first text part of each name, as ComfyUI's post.get() reads it.
+    const fields: Record<string, string> = {};
+    for (const p of parts) if (p.filename === undefined && !(p.name in fields)) fields[p.name] = p.data.toString('utf8');
+    const { type, subfolder, overwrite, original_ref } = uploadFields.parse(fields);
     if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
-    const subfolder = field('subfolder') ?? '';
-    const overwrite = ['true', '1'].includes((field('overwrite') ?? '').toLowerCase());
     let dir: string;
     try {
       const segs = relativeSegments(image.filename);
@@ -222,7 +241,7 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     }
     let data: Uint8Array = image.data;
     if (mask) {
-      const composed = composeMask(parts, image.data, roots);
+      const composed = composeMask(original_ref, image.data, roots);
       if (typeof composed === 'string') return fail(reply, 400, composed);
       data = composed;
     }
@@ -230,6 +249,11 @@ export function registerFileRoutes(add: AddRoute, state: ServerState): void {
     if (name === undefined) return fail(reply, 409, 'too many files with this name');
     return { name, subfolder, type };
   };
-  add('POST', '/upload/image', (req, reply) => upload(req, reply, false), { bodyLimit: state.options.maxUploadBytes });
-  add('POST', '/upload/mask', (req, reply) => upload(req, reply, true), { bodyLimit: state.options.maxUploadBytes });
-}
+  const uploadRoute = {
+    bodyLimit: state.options.maxUploadBytes,
+    schema: { body: multipartBody },
+    errorHandler: invalidAs((reply, issue) => fail(reply, 400, issue.message)),
+  };
+  app.post('/upload/image', uploadRoute, (req, reply) => upload(req.body, req.headers['content-type'], reply, false));
+  app.post('/upload/mask', uploadRoute, (req, reply) => upload(req.body, req.headers['content-type'], reply, true));
+};

@@ -1,21 +1,19 @@
 // Catalogue routes: /object_info[/{class}], /system_stats, /embeddings, /extensions,
-// /models[/{folder}], /features, and POST /free (spec §1.7, §1.10-1.12).
+// /models[/{folder}], /features, and POST /free (shared/spec/comfyui-api.md §1.7, §1.10-1.12).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { emptyOk, type AddRoute } from '../app.ts';
-import { asObject } from '../body.ts';
-import type { ServerState } from '../state.ts';
+import { z } from 'zod';
+import { sendNotFound } from '../errors.ts';
+import { featureFlags } from '../features.ts';
+import { emptyOk, type RoutePlugin } from '../http.ts';
+import { jsonTrue, objectBody, param } from '../schema.ts';
 import { relativeSegments, resolveInside } from '../../../nodes/image/paths.ts';
 import { webRoot } from './static.ts';
 import { walkSorted } from '../walk.ts';
 
 const VERSION = '0.1.0';
 const MAX_MODEL_FILES = 10_000;
-
-export function featureFlags(state: ServerState): Record<string, unknown> {
-  return { supports_preview_metadata: true, max_upload_size: state.options.maxUploadBytes };
-}
 
 /** Files under a models folder, relative "/"-paths, depth-limited; hidden entries skipped. */
 function listModelFiles(dir: string): string[] {
@@ -43,16 +41,18 @@ function listExtensionScripts(root: string): string[] {
   return out;
 }
 
-export function registerInfoRoutes(add: AddRoute, state: ServerState): void {
-  add('GET', '/object_info', async () => state.engine.objectInfo());
+const featuresSchema = z.object({ supports_preview_metadata: z.boolean(), max_upload_size: z.number() });
 
-  add('GET', '/object_info/:nodeClass', async (req) => {
-    const { nodeClass } = req.params as { nodeClass: string };
+export const infoRoutes: RoutePlugin = async (app, { state }) => {
+  app.get('/object_info', async () => state.engine.objectInfo());
+
+  app.get('/object_info/:nodeClass', { schema: { params: z.object({ nodeClass: param }) } }, async (req) => {
+    const { nodeClass } = req.params;
     const info = state.engine.objectInfoFor(nodeClass);
     return info ? { [nodeClass]: info } : {};
   });
 
-  add('GET', '/system_stats', async () => ({
+  app.get('/system_stats', async () => ({
     system: {
       os: process.platform,
       ram_total: os.totalmem(),
@@ -67,12 +67,12 @@ export function registerInfoRoutes(add: AddRoute, state: ServerState): void {
     devices: await state.devices(),
   }));
 
-  add('GET', '/embeddings', async () => []);
+  app.get('/embeddings', async () => []);
   // ComfyUI lists the web root's extensions/**/*.js, which a frontend then imports as plugins.
-  add('GET', '/extensions', async () => listExtensionScripts(webRoot(state)));
-  add('GET', '/features', async () => featureFlags(state));
+  app.get('/extensions', async () => listExtensionScripts(webRoot(state)));
+  app.get('/features', { schema: { response: { 200: featuresSchema } } }, async () => featureFlags(state.options) as z.input<typeof featuresSchema>);
 
-  add('GET', '/models', async () => {
+  app.get('/models', async () => {
     try {
       return fs
         .readdirSync(state.options.modelsDir, { withFileTypes: true })
@@ -84,24 +84,22 @@ export function registerInfoRoutes(add: AddRoute, state: ServerState): void {
     }
   });
 
-  add('GET', '/models/:folder', async (req, reply) => {
-    const { folder } = req.params as { folder: string };
+  app.get('/models/:folder', { schema: { params: z.object({ folder: param }) } }, async (req, reply) => {
+    const { folder } = req.params;
+    const unknown = () => sendNotFound(reply, `unknown model folder ${JSON.stringify(folder)}`);
     let dir: string;
     try {
       if (relativeSegments(folder).length !== 1) throw new Error('not a single folder name');
       dir = resolveInside(state.options.modelsDir, [folder]);
     } catch {
-      return reply.code(404).send({ error: { type: 'not_found', message: `unknown model folder ${JSON.stringify(folder)}`, details: '', extra_info: {} } });
+      return unknown();
     }
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-      return reply.code(404).send({ error: { type: 'not_found', message: `unknown model folder ${JSON.stringify(folder)}`, details: '', extra_info: {} } });
-    }
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return unknown();
     return listModelFiles(dir);
   });
 
-  add('POST', '/free', async (req, reply) => {
-    const body = asObject(req.body);
-    state.free(body.unload_models === true, body.free_memory === true);
+  app.post('/free', { schema: { body: objectBody({ unload_models: jsonTrue, free_memory: jsonTrue }) } }, async (req, reply) => {
+    state.free(req.body.unload_models, req.body.free_memory);
     return emptyOk(reply);
   });
-}
+};

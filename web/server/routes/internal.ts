@@ -5,11 +5,11 @@
 // routes of its terminal and settings panels (logs, log subscription, folder paths).
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { emptyOk, type AddRoute } from '../app.ts';
-import { asObject } from '../body.ts';
+import { z } from 'zod';
+import { sendComfyError } from '../errors.ts';
+import { emptyNotFound, emptyOk, type RoutePlugin } from '../http.ts';
 import { logRingFor } from '../logs.ts';
-import type { ServerState } from '../state.ts';
+import { anyValue, invalidAs, objectBody, param } from '../schema.ts';
 import { relativeSegments, resolveInside } from '../../../nodes/image/paths.ts';
 import { walkSorted } from '../walk.ts';
 
@@ -88,46 +88,56 @@ export function safetensorsMetadata(file: string): Record<string, unknown> | und
   }
 }
 
-// ComfyUI answers these with an empty 404, and the frontend reads a non-empty body as data
-// (viewMetadata JSON-parses whatever text comes back), so no JSON error body here.
-const emptyNotFound = (reply: FastifyReply) => reply.code(404).header('content-type', 'text/plain; charset=utf-8').send('');
+// ComfyUI answers unknown folders and files here with an empty 404, and the frontend reads a
+// non-empty body as data (viewMetadata JSON-parses whatever text comes back): no JSON error body.
+
+const SUBSCRIBE_SHAPE = 'expected {"clientId": string, "enabled": boolean}';
+const subscribeBody = objectBody({ clientId: z.string({ error: SUBSCRIBE_SHAPE }), enabled: z.boolean({ error: SUBSCRIBE_SHAPE }) });
 
 /** What the frontend's terminal sizes itself to; shutil.get_terminal_size's fallback off a TTY. */
 function terminalSize(): { cols: number; rows: number } {
   return process.stdout.isTTY ? { cols: process.stdout.columns, rows: process.stdout.rows } : { cols: 80, rows: 24 };
 }
 
-export function registerInternalRoutes(app: FastifyInstance, add: AddRoute, state: ServerState): void {
+/** The model library and the frontend's start-up extras, under both prefixes. */
+export const internalRoutes: RoutePlugin = async (app, { state }) => {
   const modelsDir = () => state.options.modelsDir;
 
-  add('GET', '/i18n', async () => ({}));
-  add('GET', '/global_subgraphs', async () => ({}));
-  add('GET', '/global_subgraphs/:id', async (_req, reply) => emptyNotFound(reply));
+  app.get('/i18n', async () => ({}));
+  app.get('/global_subgraphs', async () => ({}));
+  app.get('/global_subgraphs/:id', async (_req, reply) => emptyNotFound(reply));
 
-  add('GET', '/experiment/models', async () => modelFolders(modelsDir()).map((name) => ({ name, folders: [path.join(modelsDir(), name)] })));
-  add('GET', '/experiment/models/:folder', async (req, reply) => {
-    const dir = modelFolder(modelsDir(), (req.params as { folder: string }).folder);
+  app.get('/experiment/models', async () => modelFolders(modelsDir()).map((name) => ({ name, folders: [path.join(modelsDir(), name)] })));
+  app.get('/experiment/models/:folder', { schema: { params: z.object({ folder: param }) } }, async (req, reply) => {
+    const dir = modelFolder(modelsDir(), req.params.folder);
     return dir === undefined ? emptyNotFound(reply) : modelFiles(modelsDir(), dir);
   });
 
-  add('GET', '/view_metadata/:folder', async (req, reply) => {
-    const { folder } = req.params as { folder: string };
-    const filename = asObject(req.query).filename;
-    if (typeof filename !== 'string' || !filename.endsWith('.safetensors')) return emptyNotFound(reply);
-    const dir = modelFolder(modelsDir(), folder);
-    if (dir === undefined) return emptyNotFound(reply);
-    let file: string;
-    try {
-      relativeSegments(filename);
-      file = resolveInside(dir, [filename]);
-    } catch {
-      return emptyNotFound(reply);
-    }
-    const meta = safetensorsMetadata(file);
-    return meta === undefined ? emptyNotFound(reply) : meta;
-  });
+  app.get(
+    '/view_metadata/:folder',
+    { schema: { params: z.object({ folder: param }), querystring: z.object({ filename: anyValue }) } },
+    async (req, reply) => {
+      const { folder } = req.params;
+      const { filename } = req.query;
+      if (typeof filename !== 'string' || !filename.endsWith('.safetensors')) return emptyNotFound(reply);
+      const dir = modelFolder(modelsDir(), folder);
+      if (dir === undefined) return emptyNotFound(reply);
+      let file: string;
+      try {
+        relativeSegments(filename);
+        file = resolveInside(dir, [filename]);
+      } catch {
+        return emptyNotFound(reply);
+      }
+      const meta = safetensorsMetadata(file);
+      return meta === undefined ? emptyNotFound(reply) : meta;
+    },
+  );
+};
 
-  // --- /internal: mounted without the /api prefix, as in ComfyUI --------------------------
+/** /internal/*: mounted once, without the /api prefix, as in ComfyUI. */
+export const internalUnprefixedRoutes: RoutePlugin = async (app, { state }) => {
+  const modelsDir = () => state.options.modelsDir;
   const logs = logRingFor(state);
   const subscribers = new Set<string>();
   logs.onEntry((entry) => {
@@ -138,14 +148,15 @@ export function registerInternalRoutes(app: FastifyInstance, add: AddRoute, stat
     reply.type('application/json').send(JSON.stringify(logs.list().map((e) => `${e.t} - ${e.m}`).join(''))),
   );
   app.get('/internal/logs/raw', async () => ({ entries: logs.list(), size: terminalSize() }));
-  app.patch('/internal/logs/subscribe', async (req, reply) => {
-    const body = asObject(req.body);
-    if (typeof body.clientId !== 'string' || typeof body.enabled !== 'boolean') {
-      return reply.code(400).send({ error: { type: 'bad_request', message: 'expected {"clientId": string, "enabled": boolean}', details: '', extra_info: {} } });
-    }
-    if (!body.enabled) subscribers.delete(body.clientId);
-    else if (subscribers.size < MAX_LOG_SUBSCRIBERS) subscribers.add(body.clientId);
-    return emptyOk(reply);
-  });
+  app.patch(
+    '/internal/logs/subscribe',
+    { schema: { body: subscribeBody }, errorHandler: invalidAs((reply, issue) => sendComfyError(reply, 400, 'bad_request', issue.message)) },
+    async (req, reply) => {
+      const { clientId, enabled } = req.body;
+      if (!enabled) subscribers.delete(clientId);
+      else if (subscribers.size < MAX_LOG_SUBSCRIBERS) subscribers.add(clientId);
+      return emptyOk(reply);
+    },
+  );
   app.get('/internal/folder_paths', async () => Object.fromEntries(modelFolders(modelsDir()).map((name) => [name, [path.join(modelsDir(), name)]])));
-}
+};

@@ -2,11 +2,13 @@
 // its frontend's queue and history panels read instead of /queue and /history: one list of job
 // objects built from the running job, the pending queue and the history, filtered by status,
 // sorted by creation time or duration, paginated.
-import type { AddRoute } from '../app.ts';
+import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
 import { asObject } from '../body.ts';
 import type { HistoryEntry } from '../history.ts';
+import type { RoutePlugin } from '../http.ts';
 import type { QueueItem } from '../queue.ts';
-import type { ServerState } from '../state.ts';
+import { anyValue, fail, invalidAs, param } from '../schema.ts';
 
 export const JOB_STATUSES = ['pending', 'in_progress', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -131,41 +133,49 @@ export function historyToJob(id: string, entry: HistoryEntry, includeOutputs = f
   return job;
 }
 
-function badRequest(reply: Parameters<Parameters<AddRoute>[2]>[1], message: string) {
+// ComfyUI's jobs routes answer a bad parameter with {error: "text"}, 400.
+function badRequest(reply: FastifyReply, message: string) {
   return reply.code(400).send({ error: message });
 }
 
-export function registerJobRoutes(add: AddRoute, state: ServerState): void {
-  add('GET', '/jobs', async (req, reply) => {
-    const q = asObject(req.query);
-    let statuses: string[] = [...JOB_STATUSES];
-    if (typeof q.status === 'string' && q.status !== '') {
-      statuses = q.status
-        .split(',')
-        .map((s) => s.trim().toLowerCase())
-        .filter((s) => s !== '');
-      const invalid = statuses.filter((s) => !(JOB_STATUSES as readonly string[]).includes(s));
-      if (invalid.length) return badRequest(reply, `Invalid status value(s): ${invalid.join(', ')}. Valid values: ${JOB_STATUSES.join(', ')}`);
-    }
-    const sortBy = (typeof q.sort_by === 'string' ? q.sort_by : 'created_at').toLowerCase();
-    const sortOrder = (typeof q.sort_order === 'string' ? q.sort_order : 'desc').toLowerCase();
-    if (sortBy !== 'created_at' && sortBy !== 'execution_duration') return badRequest(reply, "sort_by must be 'created_at' or 'execution_duration'");
-    if (sortOrder !== 'asc' && sortOrder !== 'desc') return badRequest(reply, "sort_order must be 'asc' or 'desc'");
-    let limit: number | null = null;
-    if ('limit' in q) {
-      const s = String(q.limit).trim();
-      if (!/^[-+]?\d+$/.test(s)) return badRequest(reply, 'limit must be an integer');
-      limit = Number(s);
-      if (limit <= 0) return badRequest(reply, 'limit must be a positive integer');
-    }
-    let offset = 0;
-    if ('offset' in q) {
-      const s = String(q.offset).trim();
-      if (!/^[-+]?\d+$/.test(s)) return badRequest(reply, 'offset must be an integer');
-      offset = Math.max(0, Number(s));
-    }
-    const workflowId = typeof q.workflow_id === 'string' && q.workflow_id !== '' ? q.workflow_id : undefined;
+/** An integer query value ("+3", " 7 " allowed, as Python's int() reads it), or undefined when absent. */
+function intValue(name: string) {
+  return anyValue.transform((v, ctx) => {
+    if (v === undefined) return undefined;
+    const s = String(v).trim();
+    return /^[-+]?\d+$/.test(s) ? Number(s) : fail(ctx, `${name} must be an integer`);
+  });
+}
 
+// Keys in the order ComfyUI checks them: the first failing one is the answer.
+const jobsQuery = z.object({
+  status: anyValue.transform((v, ctx): string[] => {
+    if (typeof v !== 'string' || v === '') return [...JOB_STATUSES];
+    const statuses = v
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter((s) => s !== '');
+    const invalid = statuses.filter((s) => !(JOB_STATUSES as readonly string[]).includes(s));
+    return invalid.length ? fail(ctx, `Invalid status value(s): ${invalid.join(', ')}. Valid values: ${JOB_STATUSES.join(', ')}`) : statuses;
+  }),
+  sort_by: anyValue.transform((v, ctx) => {
+    const s = (typeof v === 'string' ? v : 'created_at').toLowerCase();
+    return s === 'created_at' || s === 'execution_duration' ? s : fail(ctx, "sort_by must be 'created_at' or 'execution_duration'");
+  }),
+  sort_order: anyValue.transform((v, ctx) => {
+    const s = (typeof v === 'string' ? v : 'desc').toLowerCase();
+    return s === 'asc' || s === 'desc' ? s : fail(ctx, "sort_order must be 'asc' or 'desc'");
+  }),
+  limit: intValue('limit').refine((n) => n === undefined || n > 0, 'limit must be a positive integer'),
+  offset: intValue('offset').transform((n) => Math.max(0, n ?? 0)),
+  workflow_id: anyValue.transform((v) => (typeof v === 'string' && v !== '' ? v : undefined)),
+});
+
+const invalidJobsRequest = invalidAs((reply, issue) => badRequest(reply, issue.message));
+
+export const jobRoutes: RoutePlugin = async (app, { state }) => {
+  app.get('/jobs', { schema: { querystring: jobsQuery }, errorHandler: invalidJobsRequest }, async (req) => {
+    const { status: statuses, sort_by: sortBy, sort_order: sortOrder, limit = null, offset, workflow_id: workflowId } = req.query;
     const { queue_running, queue_pending } = state.queue.snapshot();
     let jobs: Json[] = [];
     if (statuses.includes('in_progress')) jobs.push(...queue_running.map((i) => queueItemToJob(i, 'in_progress')));
@@ -194,16 +204,19 @@ export function registerJobRoutes(add: AddRoute, state: ServerState): void {
     return { jobs: page, pagination: { offset, limit, total, has_more: offset + page.length < total } };
   });
 
-  add('GET', '/jobs/:jobId', async (req, reply) => {
-    const { jobId } = req.params as { jobId: string };
-    if (!jobId) return badRequest(reply, 'job_id is required');
-    const entry = state.history.get(jobId);
-    if (entry) return historyToJob(jobId, entry, true);
-    const { queue_running, queue_pending } = state.queue.snapshot();
-    const running = queue_running.find((i) => i[1] === jobId);
-    if (running) return queueItemToJob(running, 'in_progress');
-    const pending = queue_pending.find((i) => i[1] === jobId);
-    if (pending) return queueItemToJob(pending, 'pending');
-    return reply.code(404).send({ error: 'Job not found' });
-  });
-}
+  app.get(
+    '/jobs/:jobId',
+    { schema: { params: z.object({ jobId: param.refine((id) => id !== '', 'job_id is required') }) }, errorHandler: invalidJobsRequest },
+    async (req, reply) => {
+      const { jobId } = req.params;
+      const entry = state.history.get(jobId);
+      if (entry) return historyToJob(jobId, entry, true);
+      const { queue_running, queue_pending } = state.queue.snapshot();
+      const running = queue_running.find((i) => i[1] === jobId);
+      if (running) return queueItemToJob(running, 'in_progress');
+      const pending = queue_pending.find((i) => i[1] === jobId);
+      if (pending) return queueItemToJob(pending, 'pending');
+      return reply.code(404).send({ error: 'Job not found' });
+    },
+  );
+};

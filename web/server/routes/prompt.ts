@@ -1,11 +1,12 @@
 // Job routes: POST/GET /prompt, GET/POST /queue, POST /interrupt, GET/POST /history,
-// GET /history/{id} (spec §1.1-1.6).
+// GET /history/{id} (shared/spec/comfyui-api.md §1.1-1.6).
 import { randomUUID } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { emptyOk, type AddRoute } from '../app.ts';
-import { asObject } from '../body.ts';
+import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { comfyError, sendComfyError } from '../errors.ts';
+import { emptyOk, type RoutePlugin } from '../http.ts';
 import type { Job } from '../queue.ts';
-import type { ServerState } from '../state.ts';
+import { anyValue, fail, invalidAs, jsonTrue, objectBody, objectOrEmpty, optNonEmptyString, optString, optStringList, param, paramsOf } from '../schema.ts';
 
 const SENSITIVE_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
 /** Longest client-chosen prompt_id kept (longer ones are replaced by a fresh UUID). */
@@ -13,135 +14,156 @@ const MAX_PROMPT_ID = 200;
 /** Retry-After (seconds) when the queue is full. */
 const QUEUE_FULL_RETRY_S = 5;
 
+/** /prompt's refusals: ComfyUI's error object and (empty) node_errors, 400. */
 function promptError(reply: FastifyReply, type: string, message: string, details: string, nodeErrors: Record<string, unknown> = {}) {
-  return reply.code(400).send({ error: { type, message, details, extra_info: {} }, node_errors: nodeErrors });
+  return sendComfyError(reply, 400, type, message, { details, nodeErrors });
 }
 
-function stringList(v: unknown): string[] {
-  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-}
-
-function intParam(q: Record<string, unknown>, name: string): number | undefined | 'bad' {
-  const v = q[name];
-  if (v === undefined || v === '') return undefined;
-  if (typeof v !== 'string' || !/^-?\d{1,9}$/.test(v)) return 'bad';
-  return Number(v);
-}
-
-export function registerPromptRoutes(add: AddRoute, state: ServerState): void {
-  const { queue, history, options } = state;
-
-  add('GET', '/prompt', async () => state.statusPayload().status);
-
-  add('POST', '/prompt', async (req: FastifyRequest, reply) => {
-    const body = asObject(req.body);
-    if (!('prompt' in body) || body.prompt === undefined || body.prompt === null) {
-      return promptError(reply, 'no_prompt', 'No prompt provided', 'No prompt provided');
-    }
-    const prompt = body.prompt;
-    if (typeof prompt !== 'object' || Array.isArray(prompt)) {
-      return promptError(reply, 'invalid_prompt', 'Prompt must be an object keyed by node id', `received ${Array.isArray(prompt) ? 'an array' : typeof prompt}`);
-    }
-    const nodeCount = Object.keys(prompt).length;
-    if (nodeCount > options.maxPromptNodes) {
-      return promptError(reply, 'invalid_prompt', `Prompt has too many nodes (${nodeCount} > ${options.maxPromptNodes})`, `${nodeCount} nodes`);
-    }
-    if (queue.remaining() >= options.maxQueue) {
-      // 429, not 503: the server is healthy, this client should come back later.
-      return reply
-        .code(429)
-        .header('Retry-After', String(QUEUE_FULL_RETRY_S))
-        .send({ error: { type: 'queue_full', message: `The queue is full (${options.maxQueue} jobs)`, details: 'Retry later', extra_info: { max_queue: options.maxQueue } }, node_errors: {} });
-    }
-    const requestedId = typeof body.prompt_id === 'string' && body.prompt_id !== '' && body.prompt_id.length <= MAX_PROMPT_ID ? body.prompt_id : undefined;
-    if (requestedId !== undefined) {
-      // A reused id would make /history/{id} and the client's events ambiguous, and replace the
-      // earlier job's history entry.
-      const where =
-        queue.current?.promptId === requestedId ? 'running' : queue.snapshot().queue_pending.some((item) => item[1] === requestedId) ? 'queued' : history.has(requestedId) ? 'in history' : undefined;
-      if (where !== undefined) {
-        return reply.code(400).send({
-          error: { type: 'prompt_id_in_use', message: `prompt_id '${requestedId}' is already ${where}`, details: 'Use a new prompt_id, or leave it out to get a fresh one.', extra_info: { prompt_id: requestedId, state: where } },
-          node_errors: {},
-        });
+/** POST /prompt's body. Failures carry the ComfyUI error type and details for promptError. */
+function promptBody(maxNodes: number) {
+  return objectBody({
+    prompt: anyValue.transform((p, ctx) => {
+      if (p === undefined || p === null) return fail(ctx, 'No prompt provided', { type: 'no_prompt', details: 'No prompt provided' });
+      if (typeof p !== 'object' || Array.isArray(p)) {
+        return fail(ctx, 'Prompt must be an object keyed by node id', { type: 'invalid_prompt', details: `received ${Array.isArray(p) ? 'an array' : typeof p}` });
       }
-    }
+      const nodeCount = Object.keys(p).length;
+      if (nodeCount > maxNodes) return fail(ctx, `Prompt has too many nodes (${nodeCount} > ${maxNodes})`, { type: 'invalid_prompt', details: `${nodeCount} nodes` });
+      return p as Record<string, unknown>;
+    }),
     // ComfyUI: absent or null runs every output; a list keeps the output nodes named in it
     // (ids that are not output nodes are ignored; none left is prompt_no_outputs).
-    const rawTargets = body.partial_execution_targets;
-    if (rawTargets !== undefined && rawTargets !== null && !Array.isArray(rawTargets)) {
-      return promptError(reply, 'invalid_prompt', 'partial_execution_targets must be a list of node ids or null', `received ${typeof rawTargets}`);
-    }
-    const targets = Array.isArray(rawTargets) ? stringList(rawTargets) : undefined;
-    const v = state.engine.validate(prompt, targets);
-    if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
-
-    const extra = { ...asObject(body.extra_data) };
-    const sensitive: Record<string, unknown> = {};
-    for (const k of SENSITIVE_KEYS) {
-      if (k in extra) {
-        sensitive[k] = extra[k];
-        delete extra[k];
-      }
-    }
-    if (typeof body.client_id === 'string' && body.client_id !== '') extra.client_id = body.client_id;
-    extra.create_time = Date.now();
-    const explicit = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : typeof body.number === 'string' && body.number.trim() !== '' && Number.isFinite(Number(body.number)) ? Number(body.number) : undefined;
-    const promptId = requestedId ?? randomUUID();
-    const job: Job = {
-      number: queue.nextNumber(explicit, body.front === true || body.front === 'true'),
-      promptId,
-      prompt: v.prompt,
-      extraData: extra,
-      outputs: v.outputs,
-      sensitive,
-      clientId: typeof extra.client_id === 'string' ? extra.client_id : undefined,
-    };
-    queue.put(job);
-    state.queueChanged();
-    return { prompt_id: promptId, number: job.number, node_errors: v.nodeErrors };
+    partial_execution_targets: anyValue.transform((t, ctx) => {
+      if (t === undefined || t === null) return undefined;
+      if (!Array.isArray(t)) return fail(ctx, 'partial_execution_targets must be a list of node ids or null', { type: 'invalid_prompt', details: `received ${typeof t}` });
+      return t.filter((x): x is string => typeof x === 'string');
+    }),
+    prompt_id: anyValue.transform((v) => (typeof v === 'string' && v !== '' && v.length <= MAX_PROMPT_ID ? v : undefined)),
+    client_id: optNonEmptyString,
+    extra_data: objectOrEmpty,
+    // Python clients send numbers as strings; anything else is "no number" (the next one).
+    number: anyValue.transform((n) =>
+      typeof n === 'number' && Number.isFinite(n) ? n : typeof n === 'string' && n.trim() !== '' && Number.isFinite(Number(n)) ? Number(n) : undefined,
+    ),
+    front: anyValue.transform((f) => f === true || f === 'true'),
   });
+}
 
-  add('GET', '/queue', async () => queue.snapshot());
+const queueOps = objectBody({ clear: jsonTrue, delete: optStringList });
 
-  add('POST', '/queue', async (req, reply) => {
-    const body = asObject(req.body);
+/** ?max_items / ?offset: absent or '' is none; else a signed integer of at most 9 digits. */
+const intQuery = anyValue.transform((v, ctx) => {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string' || !/^-?\d{1,9}$/.test(v)) return fail(ctx, 'max_items and offset must be integers (max_items >= 0)');
+  return Number(v);
+});
+const historyQuery = z
+  .object({ max_items: intQuery, offset: intQuery })
+  .refine((q) => q.max_items === undefined || q.max_items >= 0, 'max_items and offset must be integers (max_items >= 0)');
+
+export const promptRoutes: RoutePlugin = async (app, { state }) => {
+  const { queue, history, options } = state;
+
+  app.get('/prompt', async () => state.statusPayload().status);
+
+  app.post(
+    '/prompt',
+    {
+      schema: { body: promptBody(options.maxPromptNodes) },
+      errorHandler: invalidAs((reply, issue) => {
+        const { type, details } = paramsOf(issue);
+        return promptError(reply, String(type ?? 'invalid_prompt'), issue.message, String(details ?? ''));
+      }),
+    },
+    async (req, reply) => {
+      const body = req.body;
+      if (queue.remaining() >= options.maxQueue) {
+        // 429, not 503: the server is healthy, this client should come back later.
+        return reply
+          .code(429)
+          .header('Retry-After', String(QUEUE_FULL_RETRY_S))
+          .send(comfyError('queue_full', `The queue is full (${options.maxQueue} jobs)`, { details: 'Retry later', extraInfo: { max_queue: options.maxQueue }, nodeErrors: {} }));
+      }
+      const requestedId = body.prompt_id;
+      if (requestedId !== undefined) {
+        // A reused id would make /history/{id} and the client's events ambiguous, and replace the
+        // earlier job's history entry.
+        const where =
+          queue.current?.promptId === requestedId ? 'running' : queue.snapshot().queue_pending.some((item) => item[1] === requestedId) ? 'queued' : history.has(requestedId) ? 'in history' : undefined;
+        if (where !== undefined) {
+          return reply.code(400).send(
+            comfyError('prompt_id_in_use', `prompt_id '${requestedId}' is already ${where}`, {
+              details: 'Use a new prompt_id, or leave it out to get a fresh one.',
+              extraInfo: { prompt_id: requestedId, state: where },
+              nodeErrors: {},
+            }),
+          );
+        }
+      }
+      const v = state.engine.validate(body.prompt, body.partial_execution_targets);
+      if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
+
+      const extra = { ...body.extra_data };
+      const sensitive: Record<string, unknown> = {};
+      for (const k of SENSITIVE_KEYS) {
+        if (k in extra) {
+          sensitive[k] = extra[k];
+          delete extra[k];
+        }
+      }
+      if (body.client_id !== undefined) extra.client_id = body.client_id;
+      extra.create_time = Date.now();
+      const promptId = requestedId ?? randomUUID();
+      const job: Job = {
+        number: queue.nextNumber(body.number, body.front),
+        promptId,
+        prompt: v.prompt,
+        extraData: extra,
+        outputs: v.outputs,
+        sensitive,
+        clientId: typeof extra.client_id === 'string' ? extra.client_id : undefined,
+      };
+      queue.put(job);
+      state.queueChanged();
+      return { prompt_id: promptId, number: job.number, node_errors: v.nodeErrors };
+    },
+  );
+
+  app.get('/queue', async () => queue.snapshot());
+
+  app.post('/queue', { schema: { body: queueOps } }, async (req, reply) => {
     let changed = 0;
-    if (body.clear === true) changed += queue.clear();
-    if (body.delete !== undefined) changed += queue.delete(stringList(body.delete));
+    if (req.body.clear) changed += queue.clear();
+    if (req.body.delete !== undefined) changed += queue.delete(req.body.delete);
     if (changed > 0) state.queueChanged();
     return emptyOk(reply);
   });
 
-  add('POST', '/interrupt', async (req, reply) => {
-    const body = asObject(req.body);
-    const target = typeof body.prompt_id === 'string' ? body.prompt_id : undefined;
-    state.interrupt(target);
+  app.post('/interrupt', { schema: { body: objectBody({ prompt_id: optString }) } }, async (req, reply) => {
+    state.interrupt(req.body.prompt_id);
     return emptyOk(reply);
   });
 
-  add('GET', '/history', async (req, reply) => {
-    const q = asObject(req.query);
-    const maxItems = intParam(q, 'max_items');
-    const offset = intParam(q, 'offset');
-    if (maxItems === 'bad' || offset === 'bad' || (maxItems !== undefined && maxItems < 0)) {
-      return reply.code(400).send({ error: { type: 'invalid_parameter', message: 'max_items and offset must be integers (max_items >= 0)', details: '', extra_info: {} } });
-    }
-    return history.list(maxItems, offset);
-  });
+  app.get(
+    '/history',
+    {
+      schema: { querystring: historyQuery },
+      errorHandler: invalidAs((reply, issue) => sendComfyError(reply, 400, 'invalid_parameter', issue.message)),
+    },
+    async (req) => history.list(req.query.max_items, req.query.offset),
+  );
 
   // A wildcard, not a :param: a parameter over the router's maxParamLength would fall through
   // to the static handler; any id is answered here ({} when unknown, as ComfyUI does).
-  add('GET', '/history/*', async (req) => {
-    const promptId = (req.params as { '*': string })['*'] ?? '';
+  app.get('/history/*', { schema: { params: z.object({ '*': param }) } }, async (req) => {
+    const promptId = req.params['*'];
     const entry = promptId.length <= MAX_PROMPT_ID ? history.get(promptId) : undefined;
     return entry ? { [promptId]: entry } : {};
   });
 
-  add('POST', '/history', async (req, reply) => {
-    const body = asObject(req.body);
-    if (body.clear === true) history.clear();
-    if (body.delete !== undefined) history.delete(stringList(body.delete));
+  app.post('/history', { schema: { body: queueOps } }, async (req, reply) => {
+    if (req.body.clear) history.clear();
+    if (req.body.delete !== undefined) history.delete(req.body.delete);
     return emptyOk(reply);
   });
-}
+};

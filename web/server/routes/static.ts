@@ -2,7 +2,11 @@
 // frontend's built files with --front-end-root (ComfyUI's own frontend). Not prefixed with /api.
 // Missing bundle: `/` explains how to build it instead of failing silently.
 import fs from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { sendNotFound } from '../errors.ts';
+import type { RoutePlugin } from '../http.ts';
+import { param } from '../schema.ts';
 import type { ServerState } from '../state.ts';
 import { resolveInside } from '../../../nodes/image/paths.ts';
 
@@ -31,14 +35,14 @@ export function webRoot(state: ServerState): string {
   return state.options.frontEndRoot || state.options.staticDir;
 }
 
-export function registerStaticRoutes(app: FastifyInstance, state: ServerState): void {
+export const staticRoutes: RoutePlugin = async (app, { state }) => {
   const root = webRoot(state);
-  const serve = (rel: string, reply: import('fastify').FastifyReply) => {
+  const serve = (rel: string, reply: FastifyReply) => {
     let file: string;
     try {
       file = resolveInside(root, [rel]);
     } catch {
-      return reply.code(404).send({ error: { type: 'not_found', message: 'not found', details: '', extra_info: {} } });
+      return sendNotFound(reply, 'not found');
     }
     let stat: fs.Stats | undefined;
     try {
@@ -46,7 +50,7 @@ export function registerStaticRoutes(app: FastifyInstance, state: ServerState): 
     } catch {
       stat = undefined;
     }
-    if (!stat?.isFile()) return reply.code(404).send({ error: { type: 'not_found', message: `no file ${rel}`, details: '', extra_info: {} } });
+    if (!stat?.isFile()) return sendNotFound(reply, `no file ${rel}`);
     const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
     if (ext === '.html') reply.header('Cache-Control', 'no-store, no-cache, must-revalidate');
     else if (ext === '.js' || ext === '.css') reply.header('Cache-Control', 'no-cache');
@@ -60,8 +64,5 @@ export function registerStaticRoutes(app: FastifyInstance, state: ServerState): 
     }
     return serve('index.html', reply);
   });
-  app.get('/*', async (req, reply) => {
-    const rel = (req.params as { '*': string })['*'] ?? '';
-    return serve(rel, reply);
-  });
-}
+  app.get('/*', { schema: { params: z.object({ '*': param }) } }, async (req, reply) => serve(req.params['*'], reply));
+};

@@ -5,9 +5,9 @@
 // ({pack: [names]}) with each template at /api/workflow_templates/<pack>/<name>.json.
 // On a first start (no settings yet) the frontend opens a blank graph and its template browser,
 // which then offers these instead of its SD1.5 examples.
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { AddRoute } from '../app.ts';
-import type { ServerState } from '../state.ts';
+import { z } from 'zod';
+import { emptyNotFound, type RoutePlugin } from '../http.ts';
+import { param } from '../schema.ts';
 import { listWorkflows, readWorkflow } from '../../../workflows/index.ts';
 
 export const TEMPLATE_PACK = 'sana-graph';
@@ -59,19 +59,22 @@ function templateFile(file: string): unknown | undefined {
 
 // ComfyUI answers unknown template files from its static routes with an empty 404; the frontend
 // only looks at the status (a localized index falls back to English, a thumbnail shows none).
-const notFound = (reply: FastifyReply) => reply.code(404).header('content-type', 'text/plain; charset=utf-8').send('');
 
-export function registerTemplateRoutes(app: FastifyInstance, add: AddRoute, _state: ServerState): void {
-  add('GET', '/workflow_templates', async () => ({ [TEMPLATE_PACK]: templateNames() }));
-  add('GET', '/workflow_templates/:pack/:file', async (req, reply) => {
-    const { pack, file } = req.params as { pack: string; file: string };
+/** The template pack routes, under both prefixes. */
+export const templateRoutes: RoutePlugin = async (app) => {
+  app.get('/workflow_templates', async () => ({ [TEMPLATE_PACK]: templateNames() }));
+  app.get('/workflow_templates/:pack/:file', { schema: { params: z.object({ pack: param, file: param }) } }, async (req, reply) => {
+    const { pack, file } = req.params;
     const wf = pack === TEMPLATE_PACK ? templateFile(file) : undefined;
-    return wf === undefined ? notFound(reply) : wf;
+    return wf === undefined ? emptyNotFound(reply) : wf;
   });
-  // Not under /api: the frontend fetches these as files next to its own.
+};
+
+/** The core template index and files: not under /api, the frontend fetches them next to its own files. */
+export const templateFileRoutes: RoutePlugin = async (app) => {
   app.get('/templates/index.json', async () => templateIndex());
-  app.get('/templates/:file', async (req, reply) => {
-    const wf = templateFile((req.params as { file: string }).file);
-    return wf === undefined ? notFound(reply) : wf;
+  app.get('/templates/:file', { schema: { params: z.object({ file: param }) } }, async (req, reply) => {
+    const wf = templateFile(req.params.file);
+    return wf === undefined ? emptyNotFound(reply) : wf;
   });
-}
+};

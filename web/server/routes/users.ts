@@ -7,9 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { emptyOk, type AddRoute } from '../app.ts';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { asObject } from '../body.ts';
+import { emptyOk, textReply as text, type RoutePlugin } from '../http.ts';
+import { anyValue, invalidAs, objectBody, param, queryFlag, stringOrEmpty } from '../schema.ts';
 import type { ServerState } from '../state.ts';
 import { contentTypeFor } from './files.ts';
 import { createFileAtomic, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
@@ -98,10 +100,6 @@ export function userStoreFor(state: ServerState): UserStore {
   return s;
 }
 
-function text(reply: FastifyReply, status: number, body = ''): FastifyReply {
-  return reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(body);
-}
-
 /** ComfyUI's get_file_info: times in integer milliseconds, path relative to `relativeTo`. */
 function fileInfo(file: string, relativeTo: string, st = fs.statSync(file)) {
   return { path: path.relative(relativeTo, file).split(path.sep).join('/'), size: st.size, modified: Math.trunc(st.mtimeMs), created: Math.trunc(st.ctimeMs) };
@@ -165,20 +163,31 @@ function listFiles(root: string, dir: string, recurse: boolean): string[] {
   return out;
 }
 
-function boolQuery(q: Record<string, unknown>, name: string): boolean {
-  return typeof q[name] === 'string' && (q[name] as string).toLowerCase() === 'true';
-}
+// --- schemas ---------------------------------------------------------------------------------
 
+const newUserBody = objectBody({ username: z.string({ error: 'username not provided' }) });
+const settingsBody = z.record(z.string(), z.unknown(), { error: 'settings must be a JSON object' });
+const settingIdParams = z.object({ id: param.refine((id) => id !== '', '') });
+const listQuery = z.object({
+  dir: anyValue.refine((d) => typeof d === 'string' && d !== '', 'Directory not provided').transform((d) => d as string),
+  recurse: queryFlag,
+  full_info: queryFlag,
+  split: queryFlag,
+});
+const v2ListQuery = z.object({ path: stringOrEmpty });
 /** `overwrite` is true unless exactly "false", as in ComfyUI. */
-function overwriteQuery(q: Record<string, unknown>): boolean {
-  return q.overwrite !== 'false';
-}
+const writeQuery = z.object({ overwrite: anyValue.transform((v) => v !== 'false'), full_info: queryFlag });
+const fileParams = z.object({ file: param });
+const moveParams = z.object({ file: param, dest: param });
 
-export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: ServerState): void {
+/** ComfyUI's user routes refuse bad input with a plain-text 400 (the frontend shows the text). */
+const textInvalid = invalidAs((reply, issue) => text(reply, 400, issue.message));
+
+export const userRoutes: RoutePlugin = async (app, { state }) => {
   const users = userStoreFor(state);
 
   // --- users -----------------------------------------------------------------------------
-  add('GET', '/users', async (req, reply) => {
+  app.get('/users', async (req, reply) => {
     if (users.multiUser) return { storage: 'server', users: users.list() };
     const r = resolveUserPath(users, req, undefined);
     if (!r.ok) return text(reply, r.status, r.message);
@@ -186,9 +195,8 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
     return { storage: 'server', migrated: fs.existsSync(r.root) };
   });
 
-  add('POST', '/users', async (req, reply) => {
-    const username = asObject(req.body).username;
-    if (typeof username !== 'string') return reply.code(400).send({ error: 'username not provided' });
+  app.post('/users', { schema: { body: newUserBody }, errorHandler: invalidAs((reply, issue) => reply.code(400).send({ error: issue.message })) }, async (req, reply) => {
+    const { username } = req.body;
     if (Object.values(users.list()).includes(username)) return reply.code(400).send({ error: 'Duplicate username.' });
     try {
       return reply.type('application/json').send(JSON.stringify(users.add(username)));
@@ -215,56 +223,50 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
     writeFileAtomic(file, JSON.stringify(settings, null, 4));
   };
 
-  add('GET', '/settings', async (req, reply) => {
+  // An unknown user is a 401 before anything about the request is checked.
+  const settingsFile = (req: FastifyRequest): string => {
     const file = settingsPath(req);
-    if (!file) return text(reply, 401, 'Unauthorized');
-    return readSettings(file);
-  });
-  add('GET', '/settings/:id', async (req, reply) => {
-    const file = settingsPath(req);
-    if (!file) return text(reply, 401, 'Unauthorized');
-    const { id } = req.params as { id: string };
-    const settings = readSettings(file);
+    if (file === undefined) throw new Error('settingsFile() before the user check');
+    return file;
+  };
+  const knownUser = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!settingsPath(req)) return text(reply, 401, 'Unauthorized');
+  };
+
+  app.get('/settings', { preValidation: knownUser }, async (req) => readSettings(settingsFile(req)));
+  app.get('/settings/:id', { preValidation: knownUser, schema: { params: z.object({ id: param }) } }, async (req, reply) => {
+    const { id } = req.params;
+    const settings = readSettings(settingsFile(req));
     return reply.type('application/json').send(JSON.stringify(Object.hasOwn(settings, id) ? settings[id] : null));
   });
-  add('POST', '/settings', async (req, reply) => {
-    const file = settingsPath(req);
-    if (!file) return text(reply, 401, 'Unauthorized');
-    if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) return text(reply, 400, 'settings must be a JSON object');
-    writeSettings(file, { ...readSettings(file), ...(req.body as Record<string, unknown>) });
+  app.post('/settings', { preValidation: knownUser, schema: { body: settingsBody }, errorHandler: textInvalid }, async (req, reply) => {
+    const file = settingsFile(req);
+    writeSettings(file, { ...readSettings(file), ...req.body });
     return emptyOk(reply);
   });
-  add('POST', '/settings/:id', async (req, reply) => {
-    const file = settingsPath(req);
-    if (!file) return text(reply, 401, 'Unauthorized');
-    const { id } = req.params as { id: string };
-    if (!id) return text(reply, 400);
+  app.post('/settings/:id', { preValidation: knownUser, schema: { params: settingIdParams }, errorHandler: textInvalid }, async (req, reply) => {
+    const file = settingsFile(req);
     const settings = readSettings(file);
-    settings[id] = req.body;
+    settings[req.params.id] = req.body;
     writeSettings(file, settings);
     return emptyOk(reply);
   });
 
   // --- userdata ----------------------------------------------------------------------------
-  add('GET', '/userdata', async (req, reply) => {
-    const q = asObject(req.query);
-    const dir = typeof q.dir === 'string' ? q.dir : '';
-    if (!dir) return text(reply, 400, 'Directory not provided');
+  app.get('/userdata', { schema: { querystring: listQuery }, errorHandler: textInvalid }, async (req, reply) => {
+    const { dir, full_info: fullInfo, split, recurse } = req.query;
     const r = resolveUserPath(users, req, dir, true);
     if (!r.ok) return text(reply, 403, 'Invalid directory');
     if (!fs.existsSync(r.file)) return text(reply, 404, 'Directory not found');
-    const fullInfo = boolQuery(q, 'full_info');
-    const split = boolQuery(q, 'split');
-    return listFiles(r.root, r.file, boolQuery(q, 'recurse')).map((f) => {
+    return listFiles(r.root, r.file, recurse).map((f) => {
       if (fullInfo) return fileInfo(f, r.file);
       const rel = path.relative(r.file, f).split(path.sep).join('/');
       return split ? [rel, ...rel.split('/')] : rel;
     });
   });
 
-  add('GET', '/v2/userdata', async (req, reply) => {
-    const q = asObject(req.query);
-    const rel = typeof q.path === 'string' ? q.path : '';
+  app.get('/v2/userdata', { schema: { querystring: v2ListQuery } }, async (req, reply) => {
+    const rel = req.query.path;
     const base = resolveUserPath(users, req, undefined);
     if (!base.ok) return text(reply, 403, 'Invalid user specified in request');
     const r = rel ? resolveUserPath(users, req, rel, true) : base;
@@ -298,8 +300,8 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
     return out;
   });
 
-  const fileParam = (req: FastifyRequest, reply: FastifyReply, param: 'file' | 'dest', mustExist: boolean): Extract<Resolved, { ok: true }> | undefined => {
-    const raw = decodedParam((req.params as Record<string, string | undefined>)[param]);
+  const fileParam = (req: FastifyRequest, reply: FastifyReply, value: string, mustExist: boolean): Extract<Resolved, { ok: true }> | undefined => {
+    const raw = decodedParam(value);
     if (raw === undefined) {
       void text(reply, 400);
       return undefined;
@@ -316,8 +318,8 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
     return r;
   };
 
-  add('GET', '/userdata/:file', async (req, reply) => {
-    const r = fileParam(req, reply, 'file', true);
+  app.get('/userdata/:file', { schema: { params: fileParams } }, async (req, reply) => {
+    const r = fileParam(req, reply, req.params.file, true);
     if (!r) return reply;
     const st = fs.statSync(r.file);
     if (!st.isFile()) return text(reply, 404);
@@ -334,8 +336,8 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
       .send(fs.createReadStream(r.file));
   });
 
-  add('DELETE', '/userdata/:file', async (req, reply) => {
-    const r = fileParam(req, reply, 'file', true);
+  app.delete('/userdata/:file', { schema: { params: fileParams } }, async (req, reply) => {
+    const r = fileParam(req, reply, req.params.file, true);
     if (!r) return reply;
     if (!fs.lstatSync(r.file).isFile() && !fs.lstatSync(r.file).isSymbolicLink()) return text(reply, 400, 'Not a file');
     fs.rmSync(r.file);
@@ -347,31 +349,31 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
 
   // Written as raw bytes whatever the content type: the frontend stores JSON workflows, but also
   // user.css and other files, and a re-serialised JSON would not be the file it sent.
-  const postUserdata = async (req: FastifyRequest, reply: FastifyReply) => {
-    const r = fileParam(req, reply, 'file', false);
+  const postUserdata = async (req: FastifyRequest<{ Params: z.output<typeof fileParams>; Querystring: z.output<typeof writeQuery> }>, reply: FastifyReply) => {
+    const r = fileParam(req, reply, req.params.file, false);
     if (!r) return reply;
-    const q = asObject(req.query);
+    const q = req.query;
     const data = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     try {
       fs.mkdirSync(path.dirname(r.file), { recursive: true });
       // The folder just created may be a symlink swapped in meanwhile: check again.
       resolveInside(r.root, [path.relative(r.root, r.file).split(path.sep).join('/')]);
-      if (overwriteQuery(q)) writeFileAtomic(r.file, data);
+      if (q.overwrite) writeFileAtomic(r.file, data);
       else if (!createFileAtomic(r.file, data)) return text(reply, 409, 'File already exists');
     } catch (e) {
       if ((e as Error).name === 'UnsafePathError') return text(reply, 403, 'Invalid path');
       return text(reply, 400, `Invalid filename: ${(e as Error).message}`);
     }
-    return respondWithPath(reply, r.file, r.root, boolQuery(q, 'full_info'));
+    return respondWithPath(reply, r.file, r.root, q.full_info);
   };
 
-  const moveUserdata = async (req: FastifyRequest, reply: FastifyReply) => {
-    const src = fileParam(req, reply, 'file', true);
+  const moveUserdata = async (req: FastifyRequest<{ Params: z.output<typeof moveParams>; Querystring: z.output<typeof writeQuery> }>, reply: FastifyReply) => {
+    const src = fileParam(req, reply, req.params.file, true);
     if (!src) return reply;
-    const dest = fileParam(req, reply, 'dest', false);
+    const dest = fileParam(req, reply, req.params.dest, false);
     if (!dest) return reply;
-    const q = asObject(req.query);
-    if (!overwriteQuery(q) && fs.existsSync(dest.file)) return text(reply, 409, 'File already exists');
+    const q = req.query;
+    if (!q.overwrite && fs.existsSync(dest.file)) return text(reply, 409, 'File already exists');
     try {
       fs.mkdirSync(path.dirname(dest.file), { recursive: true });
       resolveInside(dest.root, [path.relative(dest.root, dest.file).split(path.sep).join('/')]);
@@ -381,17 +383,15 @@ export function registerUserRoutes(app: FastifyInstance, add: AddRoute, state: S
       return text(reply, 400, `Cannot move: ${(e as Error).message}`);
     }
     state.log.info(`userdata: moved ${path.relative(src.root, src.file)} -> ${path.relative(dest.root, dest.file)}`);
-    return respondWithPath(reply, dest.file, dest.root, boolQuery(q, 'full_info'));
+    return respondWithPath(reply, dest.file, dest.root, q.full_info);
   };
 
   // These two take the body as bytes, so they live in a child context with its own parser
   // (the app's parsers read every body as JSON).
-  void app.register(async (child) => {
+  await app.register(async (child) => {
     child.removeAllContentTypeParsers();
     child.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    for (const prefix of ['', '/api']) {
-      child.post(`${prefix}/userdata/:file`, { bodyLimit: state.options.maxUploadBytes }, postUserdata);
-      child.post(`${prefix}/userdata/:file/move/:dest`, moveUserdata);
-    }
+    child.post('/userdata/:file', { bodyLimit: state.options.maxUploadBytes, schema: { params: fileParams, querystring: writeQuery } }, postUserdata);
+    child.post('/userdata/:file/move/:dest', { schema: { params: moveParams, querystring: writeQuery } }, moveUserdata);
   });
-}
+};

@@ -1,21 +1,22 @@
 // The execution child process: its main thread is a relay that hosts the worker-thread executor
-// (WorkerRunner, so a node that blocks the worker can still be interrupted through shared
-// memory; this thread's event loop stays free to receive the server's interrupt) and forwards
-// jobs, events and previews to and from the server over IPC. A native crash in a node kills
-// this process only; the server sees the exit and reports the job (see ../process_runner.ts).
-import { WorkerRunner } from '../runner.ts';
+// (a thread-transport runner, so a node that blocks the worker can still be interrupted through
+// shared memory; this thread's event loop stays free to receive the parent's interrupt) and
+// forwards jobs, events and previews to and from the parent over IPC. A native crash in a node
+// kills this process only; the parent's runner sees the exit and reports the job (process.ts).
 import type { FromChild, ToChild } from './protocol.ts';
+import type { SupervisedRunner } from './runner.ts';
+import { threadHost } from './thread.ts';
 
 const send = (m: FromChild) => {
-  // The server may be gone (it closed the channel); there is nobody left to tell.
+  // The parent may be gone (it closed the channel); there is nobody left to tell.
   if (process.connected) process.send!(m);
 };
 
-let runner: WorkerRunner | undefined;
+let runner: SupervisedRunner | undefined;
 let current: { seq: number; promptId: string } | undefined;
 
 async function init(m: Extract<ToChild, { type: 'init' }>): Promise<void> {
-  runner = new WorkerRunner(m.init, (message) => send({ type: 'log', message }));
+  runner = threadHost(m.init, (message) => send({ type: 'log', message }));
   let workerError: string | undefined;
   try {
     await runner.start();
@@ -52,7 +53,7 @@ process.on('message', (m: ToChild) => {
   } else if (m.type === 'free') runner?.free(m.unloadModels, m.freeMemory);
 });
 
-// The server closed the channel (close() or its own death): nothing may outlive it. A worker
+// The parent closed the channel (close() or its own death): nothing may outlive it. A worker
 // stuck in native code cannot be terminated, and process.exit() would wait for it, so after a
 // grace period the process kills itself.
 process.on('disconnect', () => {

@@ -1,15 +1,28 @@
-// Messages between the server and the execution child process, and between that process's
-// main thread (the relay) and its execution worker thread.
-import type { HistoryEntry } from '../history.ts';
-import type { Job } from '../queue.ts';
+// Messages between the runner and its executor: over postMessage to the worker thread
+// (thread.ts <-> worker_entry.ts), and over IPC to the execution child process
+// (process.ts <-> child.ts, whose relay forwards them to its own worker thread).
+import type { HostConfig, Job, JobPreview, JobResult } from './types.ts';
 
-export interface WorkerInit {
-  /** File URL of entry.ts, imported by boot.mjs. */
+/** ComfyUI's `execution_error` data for a job that failed outside any node's own error report
+ *  (its executor died or could not start, or the engine itself threw). */
+export function jobErrorData(o: { promptId: string; node?: string; nodeType?: string; executed?: string[]; message: string; type: string; traceback?: string[] }): Record<string, unknown> {
+  return {
+    prompt_id: o.promptId,
+    node_id: o.node ?? '',
+    node_type: o.nodeType ?? '',
+    executed: o.executed ?? [],
+    exception_message: o.message,
+    exception_type: o.type,
+    traceback: o.traceback ?? [],
+    current_inputs: {},
+    current_outputs: [],
+    timestamp: Date.now(),
+  };
+}
+
+export interface WorkerInit extends HostConfig {
+  /** File URL of worker_entry.ts, imported by worker_boot.mjs. */
   entry: string;
-  folders: { output: string; input: string; temp: string; models: string };
-  cache: 'classic' | 'lru' | 'none';
-  cacheSize: number;
-  extraNodeModules: string[];
   /**
    * Int32Array view: [0] = sequence number of the job to interrupt (0 = none). Written by the
    * main thread with Atomics so a node that blocks the worker's event loop still sees it.
@@ -36,13 +49,14 @@ export interface RunJob {
 
 export type ToWorker = RunJob | { type: 'free'; unloadModels: boolean; freeMemory: boolean };
 
-export type FromWorker =
-  | { type: 'ready' }
-  | { type: 'init_error'; message: string }
-  /** A JSON job event (executing, progress, executed, execution_*...) for the job `seq`. */
+/** What an executor reports about job `seq`, whichever transport carries it. */
+export type JobMessage =
+  /** A JSON job event (executing, progress, executed, execution_*...). */
   | { type: 'event'; seq: number; event: { type: string; data: Record<string, unknown> } }
-  | { type: 'preview'; seq: number; node: string; displayNode: string; format: 'png' | 'jpeg'; data: Uint8Array; result?: boolean }
-  | { type: 'done'; seq: number; result: Pick<HistoryEntry, 'outputs' | 'status' | 'meta'> & { profile?: string } };
+  | ({ type: 'preview'; seq: number } & JobPreview)
+  | { type: 'done'; seq: number; result: JobResult };
+
+export type FromWorker = { type: 'ready' } | { type: 'init_error'; message: string } | JobMessage;
 
 /** What the server gives the execution process: the worker's settings, less what it makes itself. */
 export type ChildInit = Omit<WorkerInit, 'entry' | 'interrupt'>;
@@ -59,4 +73,4 @@ export type FromChild =
   /** The relay is up and its worker thread has loaded the nodes (`workerError`: it could not). */
   | { type: 'ready'; workerError?: string }
   | { type: 'log'; message: string }
-  | Exclude<FromWorker, { type: 'ready' } | { type: 'init_error' }>;
+  | JobMessage;

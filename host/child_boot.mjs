@@ -1,4 +1,4 @@
-// Execution child process bootstrap: the server forks this plain module (so the child needs no
+// Execution child process bootstrap: the parent forks this plain module (so the child needs no
 // loader flags of its own), which registers tsx's loader and imports the TypeScript relay.
 import { register } from 'tsx/esm/api';
 

@@ -1,25 +1,24 @@
-// The execution worker thread: builds the node registry and ONE Executor (so its output cache
-// survives from job to job), runs the jobs the server sends, and streams the engine's events
+// The execution worker thread: builds the node registry with the node services (folders and the
+// model cache, handed to every node as ctx.services) and ONE Executor (so its output cache
+// survives from job to job), runs the jobs the runner sends, and streams the engine's events
 // back. Interrupts arrive through shared memory because a node may keep this thread's event
 // loop busy; the flag is checked on every engine event, every 50 ms, and whenever a node polls
 // (ctx.throwIfInterrupted / ctx.progress).
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Executor } from '../../../engine/index.ts';
-import { setImageFolders } from '../../../nodes/image/folders.ts';
-import { freeModels } from '../../../nodes/model_cache.ts';
-import { setModelsDir } from '../../../nodes/models_dir.ts';
-import { buildRegistry } from '../engine_host.ts';
-import { formatProfile, profiler } from '../../../native/profile.ts';
-import { trimHostCache } from '../../../native/index.ts';
-import type { FromWorker, RunJob, ToWorker, WorkerInit } from './protocol.ts';
+import { Executor } from '../engine/index.ts';
+import { nodeServices } from '../nodes/services.ts';
+import { formatProfile, profiler } from '../native/profile.ts';
+import { trimHostCache } from '../native/index.ts';
+import { jobErrorData, type FromWorker, type RunJob, type ToWorker, type WorkerInit } from './protocol.ts';
+import { buildRegistry } from './registry.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 const interruptFlag = new Int32Array(init.interrupt);
 
-/** Tells the server, before the node runs, which node that is (see WorkerInit.traceFd). */
+/** Tells the parent process, before the node runs, which node that is (see WorkerInit.traceFd). */
 function traceNode(promptId: string, node: string): void {
   try {
     fs.writeSync(init.traceFd!, `${promptId}\t${node}\n`);
@@ -29,9 +28,8 @@ function traceNode(promptId: string, node: string): void {
 }
 
 async function main(): Promise<void> {
-  setImageFolders(init.folders);
-  setModelsDir(init.folders.models);
-  const registry = await buildRegistry(init.extraNodeModules);
+  const registry = await buildRegistry(init.extraNodeModules, init.folders);
+  const services = nodeServices(registry.services, 'execution worker');
   let current: { seq: number; controller: AbortController; classOf: (id: string) => string } | undefined;
   const checkInterrupt = () => {
     if (current && Atomics.load(interruptFlag, 0) === current.seq) current.controller.abort();
@@ -40,7 +38,7 @@ async function main(): Promise<void> {
 
   const executor = new Executor(registry, {
     cache: init.cache === 'lru' ? { strategy: 'lru', maxEntries: init.cacheSize } : init.cache,
-    services: { folders: init.folders },
+    services: registry.services,
     pollInterrupt: checkInterrupt,
   });
 
@@ -66,7 +64,7 @@ async function main(): Promise<void> {
   const applyFree = () => {
     if (!pendingFree) return;
     if (pendingFree.freeMemory) executor.clearCache();
-    freeModels();
+    services.modelCache.clear();
     // The unloaded weights' blocks went to the CPU allocator's reuse cache: give them back too
     // (nothing to do when no node ever loaded the addon).
     try {
@@ -106,7 +104,7 @@ async function main(): Promise<void> {
       // Validation already passed on the main thread, so this is a registry mismatch or an
       // engine bug; it is still reported as the job's error instead of killing the worker.
       const err = e as Error;
-      const data = { prompt_id: job.promptId, node_id: '', node_type: '', executed: [], exception_message: err.message, exception_type: err.name, traceback: (err.stack ?? '').split('\n'), current_inputs: {}, current_outputs: [], timestamp: Date.now() };
+      const data = jobErrorData({ promptId: job.promptId, message: err.message, type: err.name, traceback: (err.stack ?? '').split('\n') });
       post({ type: 'event', seq: job.seq, event: { type: 'execution_error', data } });
       post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, ...profileOfJob() } });
     } finally {
