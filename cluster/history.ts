@@ -21,7 +21,12 @@ export type HistoryAddResult = 'added' | 'exists' | 'lock-lost';
 // ARGV: prompt id, entry JSON, max items, lock token (or '')
 const ADD = new LuaScript(`
 if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[4] then return 'lock-lost' end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'exists' end
+local had = redis.call('HGET', KEYS[1], ARGV[1])
+if had then
+  -- The same entry again: a reply lost in a reconnect and the command resent, not a second write.
+  if had == ARGV[2] then return 'added' end
+  return 'exists'
+end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
