@@ -36,7 +36,7 @@ export default async function (): Promise<BenchRow[]> {
       if (i >= WARMUP) direct.push(performance.now() - t);
     }
 
-    fe = new FrontEnd(redis.url, 'bench');
+    fe = await FrontEnd.open(redis.url, 'bench');
     await fe.listen();
     const ended = new Map<string, () => void>();
     const onEnd = (id: string) => new Promise<void>((r) => ended.set(id, r));

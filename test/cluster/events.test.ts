@@ -16,8 +16,8 @@ const workers: WorkerProc[] = [];
 
 beforeAll(async () => {
   redis = await RedisServer.start();
-  a = new FrontEnd(redis.url, 'ev');
-  b = new FrontEnd(redis.url, 'ev');
+  a = await FrontEnd.open(redis.url, 'ev');
+  b = await FrontEnd.open(redis.url, 'ev');
   await Promise.all([a.listen(), b.listen()]);
   workers.push(spawnWorker(redis.url, 'w1', { CLUSTER_PREFIX: 'ev' }), spawnWorker(redis.url, 'w2', { CLUSTER_PREFIX: 'ev' }));
   await Promise.all(workers.map((w) => w.ready));

@@ -43,8 +43,8 @@ beforeAll(async () => {
   log = path.join(dir, 'runs.log');
   fs.writeFileSync(log, '');
   redis = await RedisServer.start();
-  a = new FrontEnd(redis.url, 'ft');
-  b = new FrontEnd(redis.url, 'ft');
+  a = await FrontEnd.open(redis.url, 'ft');
+  b = await FrontEnd.open(redis.url, 'ft');
   await Promise.all([a.listen(), b.listen()]);
   await Promise.all([spawn(), spawn(), spawn()].map((w) => w.ready));
 });

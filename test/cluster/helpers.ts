@@ -2,14 +2,9 @@
 // cluster API a server would use, on its own connections), jobs, and polling.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { connect, parseRedisUrl } from '../../cluster/connection.ts';
-import { ClusterEvents, type ClusterMessage, type QueueNotice } from '../../cluster/events.ts';
-import { RedisHistory } from '../../cluster/history.ts';
-import { ClusterJobs } from '../../cluster/jobs.ts';
-import { ClusterKeys } from '../../cluster/keys.ts';
+import { ClusterClient } from '../../cluster/client.ts';
+import type { ClusterMessage, QueueNotice } from '../../cluster/events.ts';
 import { modelKeys } from '../../cluster/models.ts';
-import { WorkerRegistry } from '../../cluster/workers.ts';
 import type { Job } from '../../web/server/queue.ts';
 
 const ENTRY = path.join(import.meta.dirname, 'worker_entry.ts');
@@ -75,32 +70,23 @@ export function makeJob(promptId: string, prompt: Record<string, unknown>, clien
   return { number, promptId, prompt, extraData: { client_id: clientId, create_time: Date.now() + seq++ }, outputs: ['1'], sensitive: {}, clientId };
 }
 
-/** The cluster API as a front end uses it. */
-export class FrontEnd {
-  readonly keys: ClusterKeys;
-  readonly redis: Redis;
-  readonly sub: Redis;
-  readonly jobs: ClusterJobs;
-  readonly history: RedisHistory;
-  readonly events: ClusterEvents;
-  readonly registry: WorkerRegistry;
+/** The cluster API as a front end uses it (cluster/client.ts), recording what it hears. */
+export class FrontEnd extends ClusterClient {
   readonly messages: ClusterMessage[] = [];
   readonly notices: QueueNotice[] = [];
-  private unsub: (() => Promise<void>) | undefined;
 
-  constructor(redisUrl: string, prefix?: string, maxHistory = 1000) {
-    const t = parseRedisUrl(redisUrl);
-    this.keys = new ClusterKeys(prefix);
-    this.redis = connect(t);
-    this.sub = connect(t);
-    this.jobs = new ClusterJobs(this.redis, this.keys);
-    this.history = new RedisHistory(this.redis, this.keys, maxHistory);
-    this.events = new ClusterEvents(this.redis, this.keys);
-    this.registry = new WorkerRegistry(this.redis, this.keys);
+  static async open(redisUrl: string, prefix?: string, maxHistory = 1000): Promise<FrontEnd> {
+    const fe = new FrontEnd({ redis: redisUrl, prefix, maxHistory });
+    await fe.start();
+    return fe;
+  }
+
+  get registry() {
+    return this.workers;
   }
 
   async listen(): Promise<void> {
-    this.unsub = await this.events.subscribe(this.sub, { message: (m) => this.messages.push(m), queue: (n) => this.notices.push(n) });
+    await this.subscribe({ message: (m) => this.messages.push(m), queue: (n) => this.notices.push(n) });
   }
 
   /** Queues a prompt as POST /prompt would: number, add, notice. */
@@ -110,12 +96,5 @@ export class FrontEnd {
     await this.jobs.add(job, { front: o.front, models: modelKeys(prompt) });
     await this.events.publishQueue({ reason: 'added', promptId });
     return job;
-  }
-
-  async close(): Promise<void> {
-    await this.unsub?.();
-    await this.jobs.close();
-    this.sub.disconnect();
-    this.redis.disconnect();
   }
 }

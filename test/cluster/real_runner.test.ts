@@ -23,7 +23,7 @@ let stderr = '';
 beforeAll(async () => {
   redis = await RedisServer.start();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cluster-real-'));
-  fe = new FrontEnd(redis.url);
+  fe = await FrontEnd.open(redis.url);
   await fe.listen();
 });
 afterAll(async () => {

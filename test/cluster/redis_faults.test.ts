@@ -55,7 +55,7 @@ describe('Redis restarted during a run', () => {
     const statuses: RedisStatus[] = [];
     const watched = connect(parseRedisUrl(redis.url), { onStatus: (s) => statuses.push(s) });
     cleanup.push(() => watched.disconnect());
-    const fe = new FrontEnd(redis.url, 'rr');
+    const fe = await FrontEnd.open(redis.url, 'rr');
     cleanup.push(() => fe.close());
     await fe.listen();
     const workers: WorkerProc[] = [1, 2].map((i) => spawnWorker(redis.url, `r${i}`, { CLUSTER_PREFIX: 'rr', STUB_LOG: log }));
