@@ -139,6 +139,26 @@ describe('history', () => {
   });
 });
 
+describe('front ends', () => {
+  it('hold no state: one that goes away loses nothing, another sees the same queue and history', async () => {
+    const gone = await FrontEnd.open(redis.url, 'jt');
+    await gone.submit('kept1', stubPrompt());
+    await gone.submit('kept2', stubPrompt(), { front: true });
+    await gone.history.add('hist1', entry('hist1'));
+    gone.redis.disconnect(); // as if killed: nothing flushed, nothing said
+    const fresh = await FrontEnd.open(redis.url, 'jt');
+    try {
+      expect(ids((await fresh.jobs.snapshot()).queue_pending)).toEqual(['kept2', 'kept1']);
+      expect(await fresh.history.get('hist1')).toEqual(entry('hist1'));
+      expect(await fresh.jobs.clear()).toBe(2);
+      await fresh.history.clear();
+    } finally {
+      await fresh.close();
+      await gone.close();
+    }
+  });
+});
+
 describe('a worker', () => {
   it('runs the queue in order, front jobs first, deleted ones never', async () => {
     const order: string[] = [];
