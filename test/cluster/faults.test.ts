@@ -143,4 +143,21 @@ describe('3 worker processes', () => {
       expect(runsOf(`aff${i}`)[0][1]).toBe(holder);
     }
   });
+
+  it('a worker whose lock was taken away stops, records nothing, and the job still ends once', async () => {
+    await a.submit('stolen', stubPrompt({ ms: 3000, steps: 30 }), { clientId: 'cs' });
+    const r = await waitFor('stolen running', async () => (await a.jobs.running()).find((x) => x.job.promptId === 'stolen' && x.node === '1'));
+    // As if this worker had frozen past its lock: the lock is gone, the stalled check re-queues it.
+    await a.redis.del(a.keys.lock('stolen'));
+    const e = await waitFor('stolen in history', () => a.history.get('stolen'), 30_000, 100);
+    expect(e.status.status_str).toBe('success');
+    const runs = runsOf('stolen').map((x) => x[0]);
+    expect(runs.filter((x) => x === 'start')).toHaveLength(2);
+    expect(runs.filter((x) => x === 'done')).toHaveLength(1);
+    expect(runs).toContain('interrupted');
+    const w = workers.find((x) => x.id === r.workerId)!;
+    await waitFor('the lost-lock log', () => w.stderr().includes('job stolen: lock lost'));
+    const ends = a.messages.filter((m) => m.promptId === 'stolen' && m.kind === 'event' && m.type === 'executing' && m.data.node === null);
+    expect(ends).toHaveLength(1);
+  });
 });
