@@ -2,7 +2,8 @@
 // front ends through 3 workers complete exactly once, in queue order per front end; a worker
 // killed with SIGKILL mid-job loses the job to another worker, which completes it (one history
 // entry); a job that kills every worker that takes it fails after maxStalledCount with the
-// reason; model affinity sends a job to the idle worker that holds its models.
+// reason; model affinity sends a job to the idle worker that holds its models; a worker whose
+// lock was taken away (frozen past it) stops and records nothing.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
