@@ -17,10 +17,15 @@ const USAGE = `usage:
                    [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
                    [--threads N]
   sana-graph convert <ui-workflow.json|image.png>
+  sana-graph worker --redis redis://HOST:PORT[/DB] [--worker-id ID] [--prefix P] [--output-dir D]
+                   [--input-dir D] [--temp-dir D] [--models-dir D] [--cache classic|lru|none]
+                   [--cache-size N] [--max-history N] [--threads N]
 
   run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
        parses (42, true, "text") and a plain string otherwise. Prints the saved image paths;
-       exit code 0 ok, 1 node error, 2 invalid workflow, 130 interrupted.`;
+       exit code 0 ok, 1 node error, 2 invalid workflow, 130 interrupted.
+  worker: runs prompts queued through Redis (cluster/README.md); exit code 3 when Redis is
+       unreachable at start.`;
 
 const SERVE_FLAGS: Record<string, FlagSpec> = {
   listen: { kind: 'optional-string', implicit: '0.0.0.0' },
@@ -50,6 +55,20 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   json: { kind: 'boolean' },
   quiet: { kind: 'boolean' },
   profile: { kind: 'boolean' },
+  threads: { kind: 'number' },
+};
+
+const WORKER_FLAGS: Record<string, FlagSpec> = {
+  redis: { kind: 'string' },
+  'worker-id': { kind: 'string' },
+  prefix: { kind: 'string' },
+  'output-dir': { kind: 'string' },
+  'input-dir': { kind: 'string' },
+  'temp-dir': { kind: 'string' },
+  'models-dir': { kind: 'string' },
+  cache: { kind: 'string', choices: ['classic', 'lru', 'none'] },
+  'cache-size': { kind: 'number' },
+  'max-history': { kind: 'number' },
   threads: { kind: 'number' },
 };
 
@@ -142,6 +161,39 @@ async function convert(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function worker(argv: string[]): Promise<number> {
+  const { positional, flags } = parseArgs(argv, WORKER_FLAGS);
+  if (positional.length) throw new UsageError(`worker takes no positional arguments (got ${positional.join(' ')})`);
+  const redis = str(flags.redis);
+  if (!redis) throw new UsageError('worker needs --redis redis://HOST:PORT[/DB]');
+  applyThreadsFlag(flags.threads);
+  const { runWorker, EXIT_REDIS_UNAVAILABLE } = await import('./worker.ts');
+  const { RedisUnavailableError, RedisUrlError } = await import('../cluster/connection.ts');
+  try {
+    return await runWorker({
+      redis,
+      workerId: str(flags['worker-id']),
+      prefix: str(flags.prefix),
+      outputDir: str(flags['output-dir']),
+      inputDir: str(flags['input-dir']),
+      tempDir: str(flags['temp-dir']),
+      modelsDir: str(flags['models-dir']),
+      cache: str(flags.cache) as CacheMode | undefined,
+      cacheSize: num(flags['cache-size']),
+      maxHistory: num(flags['max-history']),
+      extraNodeModules: extraNodeModules(),
+      stderr: (s) => process.stderr.write(s),
+    });
+  } catch (e) {
+    if (e instanceof RedisUrlError) throw new UsageError(e.message);
+    if (e instanceof RedisUnavailableError) {
+      process.stderr.write(`sana-graph: ${e.message}\n`);
+      return EXIT_REDIS_UNAVAILABLE;
+    }
+    throw e;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -152,6 +204,8 @@ export async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'convert':
         return await convert(rest);
+      case 'worker':
+        return await worker(rest);
       case undefined:
       case 'help':
       case '--help':

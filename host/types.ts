@@ -32,6 +32,21 @@ export interface JobResult {
   profile?: string;
 }
 
+/** The wire form of a queue item: [number, prompt_id, prompt, extra_data, output node ids]. */
+export type QueueItem = [number, string, Record<string, unknown>, Record<string, unknown>, string[]];
+
+export function toQueueItem(job: Job): QueueItem {
+  return [job.number, job.promptId, job.prompt, job.extraData, job.outputs];
+}
+
+/** A history entry in ComfyUI's shape (GET /history), whichever store keeps it. */
+export interface HistoryEntry {
+  prompt: QueueItem;
+  outputs: Record<string, unknown>;
+  status: JobResult['status'];
+  meta: Record<string, unknown>;
+}
+
 export interface JobPreview {
   node: string;
   displayNode: string;

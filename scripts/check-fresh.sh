@@ -20,7 +20,7 @@ for a in "$@"; do
     *) echo "usage: $0 [--no-purge] [--fallback] [--keep]" >&2; exit 2 ;;
   esac
 done
-PKGS=(libdnnl-dev libdnnl2 ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers chromium python3-websocket clang-format)
+PKGS=(libdnnl-dev libdnnl2 ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers chromium python3-websocket clang-format redis-server redis-tools)
 say() { printf '\n[check-fresh] %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
 

@@ -12,10 +12,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- 1. Debian packages -------------------------------------------------------------------
 # libdnnl-dev: oneDNN for the fast CPU path (the build works without it, slower).
 # python3-websocket + chromium: only the tests need them (a Python client and the browser tests);
-# clang-format: `npm run lint`, which CI (.ci/run) runs after the tests.
+# clang-format: `npm run lint`, which CI (.ci/run) runs after the tests;
+# redis-server: the cluster tests start their own Redis (the embedded mode needs none).
 want=(libdnnl-dev)
 if [ "${SANA_SETUP_TEST:-0}" = 1 ] || [ "${CI:-}" = true ]; then
-  want+=(python3-websocket chromium clang-format)
+  want+=(python3-websocket chromium clang-format redis-server)
 fi
 missing=()
 # dpkg -s also succeeds for a removed package whose config files remain: ask for the status itself.

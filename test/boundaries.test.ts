@@ -4,6 +4,8 @@
 //   native/      only native/ (model code and servers sit above it)
 //   nodes/       not host/, web/, cli/ (nodes get what they need from their host via ctx.services)
 //   host/        engine/, nodes/, native/; not web/, cli/ (the server and the CLI sit on top of it)
+//   cluster/     engine/, host/ (its types), nodes/ (file helpers); not web/, cli/ (the Redis
+//                queue, history and events that a front end and a worker share)
 //   web/editor/  not native/, nodes/, web/server/, cli/ (browser code: engine's converter at most)
 //   web/server/  not cli/, not web/editor's sources (it serves the built bundle as files), and no
 //                worker threads or child processes: execution is host/'s
@@ -62,8 +64,9 @@ const RULES: Record<string, { rule: Rule; noComputed: boolean }> = {
     noComputed: true,
     rule: (t) => (['native', 'npm', 'node'].includes(t) ? undefined : 'native/ imports nothing of the project above it'),
   },
-  nodes: { noComputed: false, rule: (t) => (['host', 'web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import host/, web/ or cli/' : undefined) },
-  host: { noComputed: false, rule: (t) => (['web/server', 'web/editor', 'cli'].includes(t) ? 'host/ must not import web/ or cli/' : undefined) },
+  nodes: { noComputed: false, rule: (t) => (['host', 'cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import host/, cluster/, web/ or cli/' : undefined) },
+  host: { noComputed: false, rule: (t) => (['cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'host/ must not import cluster/, web/ or cli/' : undefined) },
+  cluster: { noComputed: false, rule: (t) => (['web/server', 'web/editor', 'cli'].includes(t) ? 'cluster/ must not import web/ or cli/' : undefined) },
   'web/editor': {
     noComputed: true,
     rule: (t) => (['native', 'nodes', 'web/server', 'cli'].includes(t) ? 'the editor (browser code) must not import native/, nodes/, web/server/ or cli/' : undefined),
@@ -109,11 +112,11 @@ function violations(files: string[], read: (f: string) => string = (f) => fs.rea
   return out;
 }
 
-const PRODUCT = ['engine', 'native', 'nodes', 'host', 'web/editor', 'web/server', 'cli', 'workflows'].flatMap((d) => sources(d));
+const PRODUCT = ['engine', 'native', 'nodes', 'host', 'cluster', 'web/editor', 'web/server', 'cli', 'workflows'].flatMap((d) => sources(d));
 
 describe('architecture boundaries', () => {
   it('finds the modules it checks', () => {
-    for (const f of ['engine/executor.ts', 'native/index.ts', 'nodes/index.ts', 'host/runner.ts', 'host/child_boot.mjs', 'web/server/app.ts', 'cli/main.ts']) expect(PRODUCT).toContain(f);
+    for (const f of ['engine/executor.ts', 'native/index.ts', 'nodes/index.ts', 'host/runner.ts', 'host/child_boot.mjs', 'cluster/worker.ts', 'web/server/app.ts', 'cli/main.ts']) expect(PRODUCT).toContain(f);
     expect(PRODUCT.some((f) => f.startsWith('web/editor/src/'))).toBe(true);
     expect(PRODUCT.length).toBeGreaterThan(100);
   });

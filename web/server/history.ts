@@ -5,16 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseJsonExact, stringifyJson } from '../../engine/json.ts';
 import { writeFileAtomic } from '../../nodes/image/paths.ts';
-import type { QueueItem } from './queue.ts';
+import type { HistoryEntry, StatusMessage } from '../../host/types.ts';
 
-export type StatusMessage = [string, Record<string, unknown>];
-
-export interface HistoryEntry {
-  prompt: QueueItem;
-  outputs: Record<string, unknown>;
-  status: { status_str: 'success' | 'error'; completed: boolean; messages: StatusMessage[] };
-  meta: Record<string, unknown>;
-}
+export type { HistoryEntry, StatusMessage };
 
 interface Stored {
   seq: number;

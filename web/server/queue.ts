@@ -6,16 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseJsonExact, stringifyJson } from '../../engine/json.ts';
 import { writeFileAtomic } from '../../nodes/image/paths.ts';
-import type { Job } from '../../host/types.ts';
+import { toQueueItem, type Job, type QueueItem } from '../../host/types.ts';
 
-/** The wire form of a queue item: [number, prompt_id, prompt, extra_data, output node ids]. */
-export type QueueItem = [number, string, Record<string, unknown>, Record<string, unknown>, string[]];
-
-export type { Job };
-
-export function toQueueItem(job: Job): QueueItem {
-  return [job.number, job.promptId, job.prompt, job.extraData, job.outputs];
-}
+export { toQueueItem };
+export type { Job, QueueItem };
 
 function before(a: Job, b: Job): boolean {
   return a.number < b.number || (a.number === b.number && a.promptId < b.promptId);
