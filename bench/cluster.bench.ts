@@ -32,7 +32,10 @@ export default async function (): Promise<BenchRow[]> {
     const noop = { '1': { class_type: 'Stub', inputs: {} } };
     for (let i = 0; i < OVERHEAD_JOBS + WARMUP; i++) {
       const t = performance.now();
-      await host.run({ number: i, promptId: `d${i}`, prompt: noop, extraData: {}, outputs: ['1'], sensitive: {}, clientId: 'c' }, { event: () => undefined, preview: () => undefined });
+      await host.run(
+        { number: i, promptId: `d${i}`, prompt: noop, extraData: {}, outputs: ['1'], sensitive: {}, clientId: 'c' },
+        { event: () => undefined, preview: () => undefined },
+      );
       if (i >= WARMUP) direct.push(performance.now() - t);
     }
 

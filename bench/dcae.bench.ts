@@ -10,23 +10,34 @@ import { noise, randomWeights } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
 
 export const SANA_VAE_CONFIG = {
-  _class_name: 'AutoencoderDC', attention_head_dim: 32, decoder_act_fns: 'silu',
+  _class_name: 'AutoencoderDC',
+  attention_head_dim: 32,
+  decoder_act_fns: 'silu',
   decoder_block_out_channels: [128, 256, 512, 512, 1024, 1024],
   decoder_block_types: ['ResBlock', 'ResBlock', 'ResBlock', 'EfficientViTBlock', 'EfficientViTBlock', 'EfficientViTBlock'],
-  decoder_layers_per_block: [3, 3, 3, 3, 3, 3], decoder_norm_types: 'rms_norm',
-  decoder_qkv_multiscales: [[], [], [], [5], [5], [5]], in_channels: 3, latent_channels: 32, scaling_factor: 0.41407,
+  decoder_layers_per_block: [3, 3, 3, 3, 3, 3],
+  decoder_norm_types: 'rms_norm',
+  decoder_qkv_multiscales: [[], [], [], [5], [5], [5]],
+  in_channels: 3,
+  latent_channels: 32,
+  scaling_factor: 0.41407,
   upsample_block_type: 'interpolate',
 };
 
 /** FLOPs of one decode of a latent h×w (convolutions and the linear attention; norms omitted). */
 export function dcaeFlops(c: DcaeDecoderConfig, h: number, w: number): number {
   const conv = (cout: number, cinPerGroup: number, k: number, px: number): number => 2 * cout * cinPerGroup * k * k * px;
-  const Cs = c.blockOutChannels, S = Cs.length, hd = c.attentionHeadDim;
+  const Cs = c.blockOutChannels,
+    S = Cs.length,
+    hd = c.attentionHeadDim;
   let f = conv(Cs[S - 1]!, c.latentChannels, 3, h * w);
   let px = h * w;
   for (let i = S - 1; i >= 0; i--) {
     const C = Cs[i]!;
-    if (i < S - 1) { px *= 4; f += conv(c.upsampleBlockType === 'interpolate' ? C : 4 * C, Cs[i + 1]!, 3, px); }
+    if (i < S - 1) {
+      px *= 4;
+      f += conv(c.upsampleBlockType === 'interpolate' ? C : 4 * C, Cs[i + 1]!, 3, px);
+    }
     for (let l = 0; l < c.layersPerBlock[i]!; l++) {
       if (c.blockTypes[i] === 'ResBlock') {
         f += 2 * conv(C, C, 3, px);
@@ -71,7 +82,10 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
         native.profiler.stage(`dcae.decode.${side}.${dtype}`);
         const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
         const flops = dcaeFlops(cfg, h, h);
-        rows.push({ name: `dcae.decode.${side}.${dtype}`, metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB } });
+        rows.push({
+          name: `dcae.decode.${side}.${dtype}`,
+          metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB },
+        });
       }
       if (dtype === 'bf16') {
         // Tiles are decoded one after another and each is freed before the next: the peak is one
@@ -83,7 +97,17 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
           const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
           let tiles = 0;
           native.profiler.stage(`dcae.decode_tiled.${side}.tile${tile * 32}.bf16`);
-          const { seconds, peakMb } = peakOf(() => dec.decodeTiled(z, { tile, overlap, onTile: (d) => { tiles = d; } }).dispose());
+          const { seconds, peakMb } = peakOf(() =>
+            dec
+              .decodeTiled(z, {
+                tile,
+                overlap,
+                onTile: (d) => {
+                  tiles = d;
+                },
+              })
+              .dispose(),
+          );
           rows.push({
             name: `dcae.decode_tiled.${side}.tile${tile * 32}.bf16`,
             metrics: { seconds, tiles, tiles_per_axis: tileStarts(h, tile, overlap).length, peak_act_mb: peakMb, output_mb: 3 * side * side * 4 * MB },

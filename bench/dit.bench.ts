@@ -14,10 +14,23 @@ import type { WeightSource } from '../nodes/models/weight_set.ts';
 import type { BenchRow } from './types.ts';
 
 export const SANA_600M_CONFIG = {
-  _class_name: 'SanaTransformer2DModel', attention_bias: false, attention_head_dim: 32, caption_channels: 2304,
-  cross_attention_dim: 1152, cross_attention_head_dim: 72, in_channels: 32, interpolation_scale: null, mlp_ratio: 2.5,
-  norm_elementwise_affine: false, norm_eps: 1e-6, num_attention_heads: 36, num_cross_attention_heads: 16, num_layers: 28,
-  out_channels: 32, patch_size: 1, sample_size: 32,
+  _class_name: 'SanaTransformer2DModel',
+  attention_bias: false,
+  attention_head_dim: 32,
+  caption_channels: 2304,
+  cross_attention_dim: 1152,
+  cross_attention_head_dim: 72,
+  in_channels: 32,
+  interpolation_scale: null,
+  mlp_ratio: 2.5,
+  norm_elementwise_affine: false,
+  norm_eps: 1e-6,
+  num_attention_heads: 36,
+  num_cross_attention_heads: 16,
+  num_layers: 28,
+  out_channels: 32,
+  patch_size: 1,
+  sample_size: 32,
 };
 
 /** Uniform noise from xorshift32, scaled by `amp`. */
@@ -25,8 +38,12 @@ export function noise(n: number, amp: number, seed = 7): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    a[i] = (s / 4294967296 * 2 - 1) * amp;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = ((s / 4294967296) * 2 - 1) * amp;
   }
   return a;
 }
@@ -51,7 +68,11 @@ export function randomWeights(shapes: Map<string, number[]>): WeightSource {
       const shape = shapes.get(n)!;
       const fanIn = shape.length > 1 ? numel(shape) / shape[0]! : 1;
       const scale = /norm|scale_shift|bias/.test(n) ? 0.1 : 1 / Math.sqrt(fanIn);
-      return backend.fromArray(buf.subarray(0, numel(shape)).map((v) => v * scale), shape, dtype ?? 'f32');
+      return backend.fromArray(
+        buf.subarray(0, numel(shape)).map((v) => v * scale),
+        shape,
+        dtype ?? 'f32',
+      );
     },
   };
 }
@@ -75,18 +96,33 @@ export function timeIt(fn: () => void, reps: number, warmup = 1): number {
 
 /** The linear layers of one forward as (M, K, N, count): x (M, K) · Wᵀ (N, K). */
 export function ditGemms(c: SanaTransformerConfig, B: number, N: number, L: number): Array<[string, number, number, number, number]> {
-  const D = c.innerDim, F = c.ffnHidden, X = c.numCrossHeads * c.crossHeadDim, T = B * N, nl = c.numLayers;
+  const D = c.innerDim,
+    F = c.ffnHidden,
+    X = c.numCrossHeads * c.crossHeadDim,
+    T = B * N,
+    nl = c.numLayers;
   return [
-    ['attn1.qkv', T, D, 3 * D, nl], ['attn1.out', T, D, D, nl], ['attn2.q', T, D, X, nl], ['attn2.kv', B * L, D, 2 * X, nl],
-    ['attn2.out', T, X, D, nl], ['ff.inverted', T, D, 2 * F, nl], ['ff.point', T, F, D, nl],
-    ['caption.1', B * L, c.captionChannels, D, 1], ['caption.2', B * L, D, D, 1], ['patch', T, c.inChannels, D, 1], ['proj_out', T, D, c.outChannels, 1],
+    ['attn1.qkv', T, D, 3 * D, nl],
+    ['attn1.out', T, D, D, nl],
+    ['attn2.q', T, D, X, nl],
+    ['attn2.kv', B * L, D, 2 * X, nl],
+    ['attn2.out', T, X, D, nl],
+    ['ff.inverted', T, D, 2 * F, nl],
+    ['ff.point', T, F, D, nl],
+    ['caption.1', B * L, c.captionChannels, D, 1],
+    ['caption.2', B * L, D, D, 1],
+    ['patch', T, c.inChannels, D, 1],
+    ['proj_out', T, D, c.outChannels, 1],
   ];
 }
 
 /** FLOPs of one forward (multiply-add = 2): linears, both attentions, the depthwise conv. */
 export function ditFlops(c: SanaTransformerConfig, B: number, N: number, L: number): number {
   const gemm = ditGemms(c, B, N, L).reduce((s, [, M, K, Nn, k]) => s + 2 * M * K * Nn * k, 0);
-  const D = c.innerDim, d = c.headDim, X = c.numCrossHeads * c.crossHeadDim, F = c.ffnHidden;
+  const D = c.innerDim,
+    d = c.headDim,
+    X = c.numCrossHeads * c.crossHeadDim,
+    F = c.ffnHidden;
   const linAttn = 2 * 2 * B * N * D * (d + 1); // Σ v kᵀ and its product with q, per head (d+1 with the ones row)
   const cross = 2 * 2 * B * N * L * X; // q·kᵀ and P·v
   const dw = 2 * B * N * 2 * F * 9;
@@ -109,7 +145,8 @@ export default async function ditBench(): Promise<BenchRow[]> {
   const scale = full.numLayers / cfg.numLayers;
   const src = randomWeights(expectedTransformerTensors(cfg));
   const rows: BenchRow[] = [];
-  const B = 2, L = 300;
+  const B = 2,
+    L = 300;
   const text = noise(B * L * cfg.captionChannels, 1, 11);
   const mask = new Float32Array(B * L).fill(0);
   for (let b = 0; b < B; b++) for (let j = 0; j < (b === 0 ? 1 : 40); j++) mask[b * L + j] = 1; // uncond: BOS only
@@ -132,18 +169,32 @@ export default async function ditBench(): Promise<BenchRow[]> {
         const t = timeIt(forward(model, side), 1) * scale;
         const peak = backend.memory().peak - base;
         const flops = ditFlops(full, B, N, L);
-        rows.push({ name: `dit600m.cfg.${side}.${dtype}`, metrics: { seconds: t, tflop: flops / 1e12, tflops: flops / t / 1e12, peak_act_mb: peak * MB, weights_mb: model.bytes * scale * MB, layers_run: cfg.numLayers } });
+        rows.push({
+          name: `dit600m.cfg.${side}.${dtype}`,
+          metrics: {
+            seconds: t,
+            tflop: flops / 1e12,
+            tflops: flops / t / 1e12,
+            peak_act_mb: peak * MB,
+            weights_mb: model.bytes * scale * MB,
+            layers_run: cfg.numLayers,
+          },
+        });
         if (dtype === 'bf16') {
           // the matmul floor: the same linears, alone, at the rate the backend reaches for them
           native.profiler.stage(`dit600m.cfg.${side}.bf16.matmul_floor`);
-          let mm = 0, mmFlops = 0;
+          let mm = 0,
+            mmFlops = 0;
           for (const [, M, K, Nn, count] of ditGemms(full, B, N, L)) {
             const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
             const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
             try {
               mm += count * timeIt(() => backend.linear(xs, w).dispose(), 2);
               mmFlops += 2 * M * K * Nn * count;
-            } finally { xs.dispose(); w.dispose(); }
+            } finally {
+              xs.dispose();
+              w.dispose();
+            }
           }
           rows.push({ name: `dit600m.cfg.${side}.bf16.matmul_floor`, metrics: { seconds: mm, tflops: mmFlops / mm / 1e12, forward_over_floor: t / mm } });
         }
@@ -153,7 +204,10 @@ export default async function ditBench(): Promise<BenchRow[]> {
           const N = (side / 32) ** 2;
           native.profiler.stage(`dit600m.cfg.res${side}.bf16`);
           const t = timeIt(forward(model, side), 1, side === 256 ? 1 : 0) * scale;
-          rows.push({ name: `dit600m.cfg.res${side}.bf16`, metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers } });
+          rows.push({
+            name: `dit600m.cfg.res${side}.bf16`,
+            metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers },
+          });
         }
       }
     } finally {

@@ -12,8 +12,18 @@ const REPS = 9;
 const WARMUP = 3;
 
 const registry = new NodeRegistry().registerAll([
-  defineNode({ name: 'Seed', inputs: { required: { v: { type: 'INT', default: 0, min: 0, max: 1e9 } } }, outputs: [{ name: 'N', type: 'NUM' }], run: ({ v }) => [v] as never }),
-  defineNode({ name: 'Mix', inputs: { required: { a: 'NUM', k: { type: 'FLOAT', default: 1 } }, optional: { b: 'NUM' } }, outputs: [{ name: 'N', type: 'NUM' }], run: ({ a, b, k }) => [(a as number) + ((b as number | undefined) ?? 0) * k] as never }),
+  defineNode({
+    name: 'Seed',
+    inputs: { required: { v: { type: 'INT', default: 0, min: 0, max: 1e9 } } },
+    outputs: [{ name: 'N', type: 'NUM' }],
+    run: ({ v }) => [v] as never,
+  }),
+  defineNode({
+    name: 'Mix',
+    inputs: { required: { a: 'NUM', k: { type: 'FLOAT', default: 1 } }, optional: { b: 'NUM' } },
+    outputs: [{ name: 'N', type: 'NUM' }],
+    run: ({ a, b, k }) => [(a as number) + ((b as number | undefined) ?? 0) * k] as never,
+  }),
   defineNode({ name: 'Sink', outputNode: true, inputs: { required: { x: 'NUM' } }, outputs: [], run: ({ x }) => ({ ui: { values: [x] } }) }),
 ]);
 
@@ -45,7 +55,18 @@ function uiWorkflow(prompt: ApiPrompt) {
         widgets.push(v);
       }
     }
-    nodes.push({ id: Number(id), type: n.class_type, pos: [0, 0], size: [100, 50], mode: 0, order: Number(id), inputs, outputs: [{ name: 'N', type: 'NUM', links: [] }], properties: {}, widgets_values: widgets });
+    nodes.push({
+      id: Number(id),
+      type: n.class_type,
+      pos: [0, 0],
+      size: [100, 50],
+      mode: 0,
+      order: Number(id),
+      inputs,
+      outputs: [{ name: 'N', type: 'NUM', links: [] }],
+      properties: {},
+      widgets_values: widgets,
+    });
   }
   return { last_node_id: NODES, last_link_id: linkId, nodes, links, groups: [], config: {}, extra: {}, version: 0.4 };
 }
@@ -96,7 +117,13 @@ export default async function engineBench(): Promise<BenchRow[]> {
   }
   return [
     { name: 'executor, all nodes run (cache none)', metric: 'overhead per node', value: tNone / NODES, unit: 'ms/node', notes: `${notes}; target < 0.2` },
-    { name: 'executor, all nodes run (cache none)', metric: 'CPU time per node', value: cpuNone.ms / NODES, unit: 'ms/node', notes: `${base}, process CPU time (less sensitive to load on a shared machine)` },
+    {
+      name: 'executor, all nodes run (cache none)',
+      metric: 'CPU time per node',
+      value: cpuNone.ms / NODES,
+      unit: 'ms/node',
+      notes: `${base}, process CPU time (less sensitive to load on a shared machine)`,
+    },
     { name: 'executor, first run (cache classic)', metric: 'overhead per node', value: tFill / NODES, unit: 'ms/node', notes },
     { name: 'executor, identical re-run (all cached)', metric: 'time per node', value: tCached / NODES, unit: 'ms/node', notes },
     { name: 'validatePrompt', metric: 'time', value: tValidate, unit: 'ms', notes },

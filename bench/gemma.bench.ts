@@ -18,9 +18,20 @@ import { loadGemmaTokenizer } from '../nodes/models/tokenizer.ts';
 import type { BenchRow } from './types.ts';
 
 export const GEMMA2_2B_CONFIG = {
-  model_type: 'gemma2', hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
-  num_key_value_heads: 4, head_dim: 256, query_pre_attn_scalar: 256, rope_theta: 10000.0, rms_norm_eps: 1e-6,
-  sliding_window: 4096, attn_logit_softcapping: 50.0, final_logit_softcapping: 30.0, hidden_activation: 'gelu_pytorch_tanh',
+  model_type: 'gemma2',
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 26,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  query_pre_attn_scalar: 256,
+  rope_theta: 10000.0,
+  rms_norm_eps: 1e-6,
+  sliding_window: 4096,
+  attn_logit_softcapping: 50.0,
+  final_logit_softcapping: 30.0,
+  hidden_activation: 'gelu_pytorch_tanh',
   vocab_size: 256000,
 };
 const BENCH_VOCAB = 4096;
@@ -35,8 +46,12 @@ function noise(n: number, amp: number, seed: number): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    a[i] = (s / 4294967296 * 2 - 1) * amp;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = ((s / 4294967296) * 2 - 1) * amp;
   }
   return a;
 }
@@ -56,7 +71,11 @@ function randomGemmaWeights(cfg: Gemma2Config): WeightSource {
       const n = shape.reduce((a, b) => a * b, 1);
       // RMSNorm offsets near 0 (Gemma's 1 + w), projections ~ 1/√fan-in, embedding rows ~ 1.
       const scale = key.includes('norm') ? 0.05 : key.startsWith('embed') ? 0.02 : 1 / Math.sqrt(shape[shape.length - 1]);
-      return backend.fromArray(buf.subarray(0, n).map((v) => v * scale), shape, dtype ?? 'f32');
+      return backend.fromArray(
+        buf.subarray(0, n).map((v) => v * scale),
+        shape,
+        dtype ?? 'f32',
+      );
     },
   };
 }
@@ -85,7 +104,10 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
       model.encode([Array.from({ length: 16 }, (_, j) => (j === 0 ? 2 : j))], [Array(16).fill(1)]).dispose();
       // What stays allocated once every weight is packed (the originals of packed linears freed).
       const residentMb = backend.memory().allocated / 1e6;
-      for (const [label, L] of [['uncond', 300], ['cond_chi', lengthAll]] as const) {
+      for (const [label, L] of [
+        ['uncond', 300],
+        ['cond_chi', lengthAll],
+      ] as const) {
         const ids = [Array.from({ length: L }, (_, j) => (j === 0 ? 2 : (j * 7919) % BENCH_VOCAB))];
         const real = label === 'uncond' ? 1 : lengthAll - 300 + 40; // BOS only / CHI + a 40-token prompt
         const mask = [Array.from({ length: L }, (_, j) => (j < real ? 1 : 0))];
@@ -104,8 +126,15 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
         rows.push({
           name: `gemma2-2b.${label}.L${L}.${dtype}`,
           metrics: {
-            seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, tokens: L, layers_run: layers, weights_mb: (model.bytes / 1e6) * (full.numLayers / layers),
-            resident_mb: residentMb * (full.numLayers / layers), peak_backend_mb: (backend.memory().peak / 1e6) * (full.numLayers / layers), load1: loadavg()[0],
+            seconds,
+            tflop: flops / 1e12,
+            tflops: flops / seconds / 1e12,
+            tokens: L,
+            layers_run: layers,
+            weights_mb: (model.bytes / 1e6) * (full.numLayers / layers),
+            resident_mb: residentMb * (full.numLayers / layers),
+            peak_backend_mb: (backend.memory().peak / 1e6) * (full.numLayers / layers),
+            load1: loadavg()[0],
           },
           notes: `random weights, vocab ${BENCH_VOCAB}, batch 1, median of ${REPS}, ${layers}/${full.numLayers} layers run (time scaled to ${full.numLayers})`,
         });

@@ -34,14 +34,25 @@ function timeDevice(b: Backend, fn: () => Tensor, reps: number): number {
   }
 }
 
-interface OpCase { name: string; flops: number; bytes: number; make: (b: Backend) => { run: () => Tensor; inputs: Tensor[] } }
+interface OpCase {
+  name: string;
+  flops: number;
+  bytes: number;
+  make: (b: Backend) => { run: () => Tensor; inputs: Tensor[] };
+}
 
 function opCases(): OpCase[] {
-  const T = 2048, D = 1152, F = 2880, L = 300;
+  const T = 2048,
+    D = 1152,
+    F = 2880,
+    L = 300;
   const lin = (name: string, M: number, K: number, N: number): OpCase => ({
-    name, flops: 2 * M * K * N, bytes: 2 * (M * K + K * N + M * N),
+    name,
+    flops: 2 * M * K * N,
+    bytes: 2 * (M * K + K * N + M * N),
     make: (b) => {
-      const x = b.fromArray(noise(M * K, 1, 5), [M, K], 'bf16'), w = b.fromArray(noise(N * K, 0.05, 9), [N, K], 'bf16');
+      const x = b.fromArray(noise(M * K, 1, 5), [M, K], 'bf16'),
+        w = b.fromArray(noise(N * K, 0.05, 9), [N, K], 'bf16');
       const bias = b.fromArray(noise(N, 0.1, 3), [N], 'f32');
       return { run: () => b.linear(x, w, bias), inputs: [x, w, bias] };
     },
@@ -52,7 +63,8 @@ function opCases(): OpCase[] {
     lin('linear ff.point bf16 (2048x2880 · 1152x2880ᵀ)', T, F, D),
     lin('linear attn1.qkv bf16 at 4096² (32768 tokens)', 16 * T, D, 3 * D),
     {
-      name: 'attention cross bf16 (2x16 heads, 1024 x 300, d 72, key bias)', flops: 4 * 2 * 16 * 1024 * L * 72,
+      name: 'attention cross bf16 (2x16 heads, 1024 x 300, d 72, key bias)',
+      flops: 4 * 2 * 16 * 1024 * L * 72,
       bytes: 2 * (2 * 2 * 16 * 1024 * 72 + 2 * 2 * 16 * L * 72),
       make: (b) => {
         const q = b.fromArray(noise(2 * 16 * 1024 * 72, 1, 1), [2, 16, 1024, 72], 'bf16');
@@ -63,15 +75,21 @@ function opCases(): OpCase[] {
       },
     },
     ...[1024, 16384].map((N): OpCase => ({
-      name: `linearAttention f32 (2x36 heads, ${N} tokens, d 32)`, flops: 2 * 2 * 2 * 36 * N * 32 * 33, bytes: 4 * 4 * 2 * 36 * N * 32,
+      name: `linearAttention f32 (2x36 heads, ${N} tokens, d 32)`,
+      flops: 2 * 2 * 2 * 36 * N * 32 * 33,
+      bytes: 4 * 4 * 2 * 36 * N * 32,
       make: (b) => {
         const mk = (s: number): Tensor => b.fromArray(noise(2 * 36 * N * 32, 1, s), [2, 36, N, 32], 'f32');
-        const q = mk(1), k = mk(2), v = mk(3);
+        const q = mk(1),
+          k = mk(2),
+          v = mk(3);
         return { run: () => b.linearAttention(q, k, v, 1e-15), inputs: [q, k, v] };
       },
     })),
     {
-      name: 'conv2d depthwise 3x3 bf16 (2, 5760, 32, 32)', flops: 2 * 2 * 5760 * 1024 * 9, bytes: 2 * 2 * 2 * 5760 * 1024,
+      name: 'conv2d depthwise 3x3 bf16 (2, 5760, 32, 32)',
+      flops: 2 * 2 * 5760 * 1024 * 9,
+      bytes: 2 * 2 * 2 * 5760 * 1024,
       make: (b) => {
         const x = b.fromArray(noise(2 * 5760 * 1024, 1, 4), [2, 5760, 32, 32], 'bf16');
         const w = b.fromArray(noise(5760 * 9, 0.3, 6), [5760, 1, 3, 3], 'bf16');
@@ -80,17 +98,22 @@ function opCases(): OpCase[] {
       },
     },
     {
-      name: 'layernorm bf16 (2048, 1152)', flops: 7 * T * D, bytes: 2 * 2 * T * D,
+      name: 'layernorm bf16 (2048, 1152)',
+      flops: 7 * T * D,
+      bytes: 2 * 2 * T * D,
       make: (b) => {
         const x = b.fromArray(noise(T * D, 2, 8), [T, D], 'bf16');
         return { run: () => b.layernorm(x, undefined, undefined, 1e-6), inputs: [x] };
       },
     },
     {
-      name: 'modulate bf16 (2, 1024, 1152)', flops: 2 * T * D, bytes: 2 * 2 * T * D,
+      name: 'modulate bf16 (2, 1024, 1152)',
+      flops: 2 * T * D,
+      bytes: 2 * 2 * T * D,
       make: (b) => {
         const x = b.fromArray(noise(T * D, 1, 8), [2, 1024, D], 'bf16');
-        const sh = b.fromArray(noise(2 * D, 1, 9), [2, 1, D], 'bf16'), sc = b.fromArray(noise(2 * D, 1, 10), [2, 1, D], 'bf16');
+        const sh = b.fromArray(noise(2 * D, 1, 9), [2, 1, D], 'bf16'),
+          sc = b.fromArray(noise(2 * D, 1, 10), [2, 1, D], 'bf16');
         return { run: () => b.modulate(x, sh, sc), inputs: [x, sh, sc] };
       },
     },
@@ -127,8 +150,11 @@ export default async function gpuBench(): Promise<BenchRow[]> {
   const cfg = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench:gpu)');
   const model = buildSanaTransformer(cfg, randomWeights(expectedTransformerTensors(cfg)), b, 'bf16', 'random weights');
   try {
-    const B = 2, L = 300, h = 32;
-    const x = noise(B * 32 * h * h, 1, 3), text = noise(B * L * cfg.captionChannels, 1, 11);
+    const B = 2,
+      L = 300,
+      h = 32;
+    const x = noise(B * 32 * h * h, 1, 3),
+      text = noise(B * L * cfg.captionChannels, 1, 11);
     const mask = new Float32Array(B * L);
     for (let i = 0; i < B; i++) for (let j = 0; j < (i === 0 ? 1 : 40); j++) mask[i * L + j] = 1;
     const t = timeDevice(b, () => model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask), 5);

@@ -31,7 +31,14 @@ function randomTensor(b: Backend, shape: number[], dt: DType, seed: number, scal
   const n = shape.reduce((a, c) => a * c, 1);
   const a = new Float32Array(n);
   let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; a[i] = (s / 4294967296 - 0.5) * 4 * scale; }
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = (s / 4294967296 - 0.5) * 4 * scale;
+  }
   return b.fromArray(a, shape, dt);
 }
 
@@ -45,15 +52,20 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
   const rows: BenchMultiRow[] = [];
 
   const mem = (name: string, dt: DType, bytes: number, fn: () => Tensor): void => {
-    const { ms, best_ms } = median(() => { fn().dispose(); });
+    const { ms, best_ms } = median(() => {
+      fn().dispose();
+    });
     rows.push({ name: `${name}.${dt}`, metrics: { ms, best_ms, gbps: bytes / best_ms / 1e6 }, units: { gbps: 'GB/s' }, notes: env });
   };
 
   for (const dt of ['f32', 'bf16'] as const) {
     // Sana-600M block: tokens (2, 1024, 1152), adaLN rows (2, 1, 1152).
-    const X = [2, 1024, 1152], R = [2, 1, 1152];
-    const x = randomTensor(b, X, dt, 1), y = randomTensor(b, X, dt, 2);
-    const sh = randomTensor(b, R, dt, 3), sc = randomTensor(b, R, dt, 4);
+    const X = [2, 1024, 1152],
+      R = [2, 1, 1152];
+    const x = randomTensor(b, X, dt, 1),
+      y = randomTensor(b, X, dt, 2);
+    const sh = randomTensor(b, R, dt, 3),
+      sc = randomTensor(b, R, dt, 4);
     const xb = bytesOf(X, dt);
     mem('add.2x1024x1152', dt, 3 * xb, () => b.add(x, y));
     mem('mul.2x1024x1152', dt, 3 * xb, () => b.mul(x, y));
@@ -70,33 +82,56 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
     const g = randomTensor(b, [2, 5760, 32, 32], dt, 6);
     mem('silu.2x5760x32x32', dt, 2 * bytesOf([2, 5760, 32, 32], dt), () => b.silu(g));
     g.dispose();
-    const ga = randomTensor(b, G, dt, 7), gb = randomTensor(b, G, dt, 8);
+    const ga = randomTensor(b, G, dt, 7),
+      gb = randomTensor(b, G, dt, 8);
     mem('gluMul_silu.2x2880x32x32', dt, 3 * bytesOf(G, dt), () => b.gluMul(ga, gb, 'silu'));
-    ga.dispose(); gb.dispose();
+    ga.dispose();
+    gb.dispose();
 
     // Gemma-2-2B GeGLU gate: (tokens, 9216).
     for (const T of [300, 506]) {
-      const a = randomTensor(b, [T, 9216], dt, 9), c = randomTensor(b, [T, 9216], dt, 10);
+      const a = randomTensor(b, [T, 9216], dt, 9),
+        c = randomTensor(b, [T, 9216], dt, 10);
       mem(`gluMul_gelu.${T}x9216`, dt, 3 * bytesOf([T, 9216], dt), () => b.gluMul(a, c, 'gelu_tanh'));
-      a.dispose(); c.dispose();
+      a.dispose();
+      c.dispose();
     }
-    const r = randomTensor(b, [506, 2304], dt, 11), rw = randomTensor(b, [2304], dt, 12);
+    const r = randomTensor(b, [506, 2304], dt, 11),
+      rw = randomTensor(b, [2304], dt, 12);
     mem('rmsnorm.506x2304', dt, 2 * bytesOf([506, 2304], dt), () => b.rmsnorm(r, rw, undefined, 1e-6, 1));
-    r.dispose(); rw.dispose();
+    r.dispose();
+    rw.dispose();
   }
   // cast both ways at the Sana token shape.
   {
     const X = [2, 1024, 1152];
-    const f = randomTensor(b, X, 'f32', 13), h = randomTensor(b, X, 'bf16', 14);
+    const f = randomTensor(b, X, 'f32', 13),
+      h = randomTensor(b, X, 'bf16', 14);
     mem('cast_to_bf16.2x1024x1152', 'f32', bytesOf(X, 'f32') + bytesOf(X, 'bf16'), () => b.cast(f, 'bf16'));
     mem('cast_to_f32.2x1024x1152', 'bf16', bytesOf(X, 'f32') + bytesOf(X, 'bf16'), () => b.cast(h, 'f32'));
-    f.dispose(); h.dispose();
+    f.dispose();
+    h.dispose();
   }
 
-  const att = (name: string, dt: DType, Bn: number, Hq: number, Hkv: number, Lq: number, Lk: number, D: number, mk: () => Tensor, extra: { softcap?: number; causal?: boolean; window?: number; biasShape: number[] }): void => {
-    const q = randomTensor(b, [Bn, Hq, Lq, D], dt, 20, 0.5), k = randomTensor(b, [Bn, Hkv, Lk, D], dt, 21, 0.5), v = randomTensor(b, [Bn, Hkv, Lk, D], dt, 22);
+  const att = (
+    name: string,
+    dt: DType,
+    Bn: number,
+    Hq: number,
+    Hkv: number,
+    Lq: number,
+    Lk: number,
+    D: number,
+    mk: () => Tensor,
+    extra: { softcap?: number; causal?: boolean; window?: number; biasShape: number[] },
+  ): void => {
+    const q = randomTensor(b, [Bn, Hq, Lq, D], dt, 20, 0.5),
+      k = randomTensor(b, [Bn, Hkv, Lk, D], dt, 21, 0.5),
+      v = randomTensor(b, [Bn, Hkv, Lk, D], dt, 22);
     const bias = mk();
-    const { ms, best_ms } = median(() => { b.attention(q, k, v, { scale: 1 / Math.sqrt(D), bias, softcap: extra.softcap, causal: extra.causal, window: extra.window }).dispose(); });
+    const { ms, best_ms } = median(() => {
+      b.attention(q, k, v, { scale: 1 / Math.sqrt(D), bias, softcap: extra.softcap, causal: extra.causal, window: extra.window }).dispose();
+    });
     const flops = 2 * Bn * Hq * Lq * Lk * 2 * D;
     rows.push({ name: `${name}.${dt}`, metrics: { ms, best_ms, gflops: flops / best_ms / 1e6 }, notes: `${env}; bias ${extra.biasShape.join('x')}` });
     [q, k, v, bias].forEach((t) => t.dispose());
@@ -117,14 +152,18 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
       const biasShape = [2, 300];
       const mk = (): Tensor => {
         const m = new Float32Array(600);
-        for (let i = 0; i < 600; i++) m[i] = (i % 300) < 120 ? 0 : -1e30;
+        for (let i = 0; i < 600; i++) m[i] = i % 300 < 120 ? 0 : -1e30;
         return b.fromArray(m, biasShape, dt);
       };
       att(`attention.sana_cross.${Lq}q`, dt, 2, 16, 16, Lq, 300, 72, mk, { biasShape });
     }
     // Sana linear attention: (2, 36 heads, 1024 tokens, 32 dims).
-    const q = randomTensor(b, [2, 36, 1024, 32], dt, 30), k = randomTensor(b, [2, 36, 1024, 32], dt, 31), v = randomTensor(b, [2, 36, 1024, 32], dt, 32);
-    const { ms, best_ms } = median(() => { b.linearAttention(q, k, v, 1e-15, true).dispose(); });
+    const q = randomTensor(b, [2, 36, 1024, 32], dt, 30),
+      k = randomTensor(b, [2, 36, 1024, 32], dt, 31),
+      v = randomTensor(b, [2, 36, 1024, 32], dt, 32);
+    const { ms, best_ms } = median(() => {
+      b.linearAttention(q, k, v, 1e-15, true).dispose();
+    });
     rows.push({ name: `linearAttention.2x36x1024x32.${dt}`, metrics: { ms, best_ms, gflops: (2 * 72 * 1024 * 32 * 32 * 2 * 2) / best_ms / 1e6 }, notes: env });
     [q, k, v].forEach((t) => t.dispose());
   }
@@ -132,5 +171,11 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  for (const r of await opsBench()) console.log(r.name.padEnd(40), Object.entries(r.metrics).map(([k, v]) => `${k}=${v.toFixed(2)}`).join(' '));
+  for (const r of await opsBench())
+    console.log(
+      r.name.padEnd(40),
+      Object.entries(r.metrics)
+        .map(([k, v]) => `${k}=${v.toFixed(2)}`)
+        .join(' '),
+    );
 }

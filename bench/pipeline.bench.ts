@@ -127,7 +127,10 @@ export async function stage<T>(backend: Backend, name: string, fn: () => Promise
   const peakRssMb = (hwmKb ?? process.resourceUsage().maxRSS) / 1024;
   lifetimePeakRssMb = Math.max(lifetimePeakRssMb, peakRssMb);
   const peakBackendMb = backend.memory().peak * MB;
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   console.error(`[pipeline] ${name}: ${seconds.toFixed(2)} s, peak backend ${peakBackendMb.toFixed(0)} MB, peak RSS ${peakRssMb.toFixed(0)} MB (load ${load})`);
   return { value, seconds, peakBackendMb, peakRssMb };
 }
@@ -174,9 +177,16 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   rows.push({
     name: `${tag}.text_encode`,
     metrics: {
-      seconds: text.seconds, tflop: textFlops / 1e12, tflops: textFlops / text.seconds / 1e12,
-      peak_backend_mb: text.peakBackendMb, weights_mb: gemmaModel.bytes * MB, peak_rss_mb: text.peakRssMb,
-      cond_tokens: text.value.lengthAll, cond_real_tokens: text.value.promptTokens, uncond_tokens: MAX_SEQUENCE_LENGTH, build_s: gemmaBuild,
+      seconds: text.seconds,
+      tflop: textFlops / 1e12,
+      tflops: textFlops / text.seconds / 1e12,
+      peak_backend_mb: text.peakBackendMb,
+      weights_mb: gemmaModel.bytes * MB,
+      peak_rss_mb: text.peakRssMb,
+      cond_tokens: text.value.lengthAll,
+      cond_real_tokens: text.value.promptTokens,
+      uncond_tokens: MAX_SEQUENCE_LENGTH,
+      build_s: gemmaBuild,
     },
     notes: `Gemma-2-2B ${gemmaCfg.numLayers} layers, full vocabulary, real tokenizer, diffusers CHI; ${common}`,
   });
@@ -185,7 +195,8 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   const ditFull = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench)');
   const ditCfg = LAYERS ? parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: LAYERS }, `Sana_600M, ${LAYERS} blocks (bench)`) : ditFull;
   const ditBuilt = await stage(backend, 'build Sana DiT (random weights)', () =>
-    buildSanaTransformer(ditCfg, randomWeights(expectedTransformerTensors(ditCfg)), backend, DTYPE, 'random weights'));
+    buildSanaTransformer(ditCfg, randomWeights(expectedTransformerTensors(ditCfg)), backend, DTYPE, 'random weights'),
+  );
   const net = ditBuilt.value;
   const ditBuild = ditBuilt.seconds;
   const h = SIDE / 32;
@@ -196,16 +207,23 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
     let last = process.hrtime.bigint();
     denoise = await stage(backend, `denoise (${STEPS} steps)`, () =>
       sampleWithTransformer(
-        net, backend, { dtype: DTYPE, flowShift: 3 }, text.value.positive, text.value.negative, empty,
+        net,
+        backend,
+        { dtype: DTYPE, flowShift: 3 },
+        text.value.positive,
+        text.value.negative,
+        empty,
         { seed: SEED, steps: STEPS, cfg: CFG, flowShift: 0, sampler: 'dpmpp_2m', denoise: 1 },
         (step, total) => {
           const now = process.hrtime.bigint();
           stepTimes.push(Number(now - last) / 1e9);
           last = now;
-          if (step === 1 || step === total || step % 5 === 0) console.error(`[pipeline]   step ${step}/${total}: ${stepTimes[stepTimes.length - 1]!.toFixed(2)} s`);
+          if (step === 1 || step === total || step % 5 === 0)
+            console.error(`[pipeline]   step ${step}/${total}: ${stepTimes[stepTimes.length - 1]!.toFixed(2)} s`);
         },
         'pipeline bench',
-      ));
+      ),
+    );
   } finally {
     net.dispose();
   }
@@ -216,9 +234,16 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   rows.push({
     name: `${tag}.denoise`,
     metrics: {
-      seconds: denoise.seconds, steps: STEPS, s_per_step: median(stepTimes), first_step_s: stepTimes[0]!,
-      tflop: denoiseFlops / 1e12, tflops: denoiseFlops / denoise.seconds / 1e12,
-      peak_backend_mb: denoise.peakBackendMb, weights_mb: net.bytes * MB, peak_rss_mb: denoise.peakRssMb, build_s: ditBuild,
+      seconds: denoise.seconds,
+      steps: STEPS,
+      s_per_step: median(stepTimes),
+      first_step_s: stepTimes[0]!,
+      tflop: denoiseFlops / 1e12,
+      tflops: denoiseFlops / denoise.seconds / 1e12,
+      peak_backend_mb: denoise.peakBackendMb,
+      weights_mb: net.bytes * MB,
+      peak_rss_mb: denoise.peakRssMb,
+      build_s: ditBuild,
     },
     units: { steps: '', s_per_step: 's', first_step_s: 's' },
     notes: `Sana_600M ${ditCfg.numLayers} blocks, dpmpp_2m, CFG ${CFG}, seed ${SEED}, latent ${h}²; s_per_step = median; the first step packs the weights; ${common}`,
@@ -227,7 +252,8 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   // --- decode: DC-AE f32c32, untiled ------------------------------------------------------------
   const vaeCfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
   const vaeBuilt = await stage(backend, 'build DC-AE decoder (random weights)', () =>
-    buildDcaeDecoder(vaeCfg, randomWeights(expectedDecoderTensors(vaeCfg)), backend, DTYPE, 'random weights'));
+    buildDcaeDecoder(vaeCfg, randomWeights(expectedDecoderTensors(vaeCfg)), backend, DTYPE, 'random weights'),
+  );
   const decoder = vaeBuilt.value;
   const vaeBuild = vaeBuilt.seconds;
   let decoded: StageResult<Float32Array>;
@@ -249,8 +275,13 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   rows.push({
     name: `${tag}.decode`,
     metrics: {
-      seconds: decoded.seconds, tflop: decodeFlops / 1e12, tflops: decodeFlops / decoded.seconds / 1e12,
-      peak_backend_mb: decoded.peakBackendMb, weights_mb: decoder.bytes * MB, peak_rss_mb: decoded.peakRssMb, build_s: vaeBuild,
+      seconds: decoded.seconds,
+      tflop: decodeFlops / 1e12,
+      tflops: decodeFlops / decoded.seconds / 1e12,
+      peak_backend_mb: decoded.peakBackendMb,
+      weights_mb: decoder.bytes * MB,
+      peak_rss_mb: decoded.peakRssMb,
+      build_s: vaeBuild,
     },
     notes: `DC-AE f32c32 decoder, untiled, first call (weights packed inside); ${common}`,
   });
@@ -259,7 +290,11 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   const convert = await stage(backend, 'to uint8', () => imageToRgb8(toImage(decoded.value, 1, SIDE, SIDE), 0));
   const rgb = convert.value;
   if (rgb.data.length !== SIDE * SIDE * 3) throw new Error(`pipeline bench: the image has ${rgb.data.length} bytes, expected ${SIDE * SIDE * 3}`);
-  rows.push({ name: `${tag}.to_uint8`, metrics: { seconds: convert.seconds, peak_rss_mb: convert.peakRssMb }, notes: 'toImage (DCAEDecode) + imageToRgb8 (SaveImage), host JS' });
+  rows.push({
+    name: `${tag}.to_uint8`,
+    metrics: { seconds: convert.seconds, peak_rss_mb: convert.peakRssMb },
+    notes: 'toImage (DCAEDecode) + imageToRgb8 (SaveImage), host JS',
+  });
 
   const stages = [text, denoise, decoded, convert];
   const load = os.loadavg();
@@ -274,7 +309,10 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
       build_peak_rss_mb: Math.max(gemmaBuilt.peakRssMb, ditBuilt.peakRssMb, vaeBuilt.peakRssMb),
       lifetime_max_rss_mb: lifetimePeakRssMb,
       build_s: gemmaBuild + ditBuild + vaeBuild,
-      load1_start: loadStart[0]!, load1_end: load[0]!, load5_end: load[1]!, load15_end: load[2]!,
+      load1_start: loadStart[0]!,
+      load1_end: load[0]!,
+      load5_end: load[1]!,
+      load15_end: load[2]!,
     },
     units: { load1_start: '', load1_end: '', load5_end: '', load15_end: '' },
     notes: `${mode}; stage seconds summed (model builds excluded, build_s); peaks = the largest stage's; lifetime_max_rss_mb includes the random-weight builds`,

@@ -41,7 +41,15 @@ function unitOf(key: string): string {
 /** One row per measurement. */
 function expandRows(rows: BenchRow[]): BenchMeasurement[] {
   return rows.flatMap((r) =>
-    'metrics' in r ? Object.entries(r.metrics).map(([metric, value]) => ({ name: r.name, metric, value, unit: r.units?.[metric] ?? unitOf(metric), ...(r.notes ? { notes: r.notes } : {}) })) : [r],
+    'metrics' in r
+      ? Object.entries(r.metrics).map(([metric, value]) => ({
+          name: r.name,
+          metric,
+          value,
+          unit: r.units?.[metric] ?? unitOf(metric),
+          ...(r.notes ? { notes: r.notes } : {}),
+        }))
+      : [r],
   );
 }
 
@@ -51,7 +59,9 @@ async function runOne(file: string, out: string): Promise<void> {
   if (typeof mod.default !== 'function') throw new Error(`${path.basename(file)}: the default export must be an async function returning BenchRow[]`);
   const rows = (await (mod.default as () => Promise<unknown>)()) as unknown;
   if (!Array.isArray(rows) || !rows.every(isBenchRow)) {
-    throw new Error(`${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? } or { name, metrics, units?, notes? })`);
+    throw new Error(
+      `${path.basename(file)}: the default export did not return BenchRow[] ({ name, metric, value, unit, notes? } or { name, metrics, units?, notes? })`,
+    );
   }
   fs.writeFileSync(out, JSON.stringify(expandRows(rows)));
   // SANA_PROFILE=1: the op profile of each case the bench named (profiler.stage), beside the rows.
@@ -85,7 +95,11 @@ function printTable(rows: (BenchMeasurement & { bench: string })[]): void {
   const head = ['bench', 'name', 'metric', 'value', 'unit', 'notes'];
   const cells = rows.map((r) => [r.bench, r.name, r.metric, fmt(r.value), r.unit, r.notes ?? '']);
   const widths = head.map((h, i) => Math.min(60, Math.max(h.length, ...cells.map((c) => c[i].length))));
-  const line = (c: string[]) => c.map((x, i) => (i === 3 ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => (i === 3 ? x.padStart(widths[i]) : x.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const c of cells) console.log(line(c));
@@ -97,7 +111,10 @@ async function main(): Promise<number> {
     await runOne(args[1], args[2]);
     return 0;
   }
-  const all = fs.readdirSync(benchDir).filter((f) => f.endsWith(SUFFIX)).sort();
+  const all = fs
+    .readdirSync(benchDir)
+    .filter((f) => f.endsWith(SUFFIX))
+    .sort();
   const names = all.map((f) => f.slice(0, -SUFFIX.length));
   const wanted = args.length ? args : names;
   const unknown = wanted.filter((n) => !names.includes(n));
@@ -113,7 +130,9 @@ async function main(): Promise<number> {
     const tmp = path.join(resultsDir, `${name}.${process.pid}.tmp`);
     const started = new Date();
     console.error(`[bench] ${name} ...`);
-    const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--one', file, tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--one', file, tmp], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     let rows: BenchMeasurement[] | undefined;
     let profile: ProfileStage[] | undefined;
     try {
@@ -135,7 +154,10 @@ async function main(): Promise<number> {
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(record, null, 2)}\n`);
     if (profile) {
       // Beside the rows, not in them: the profile is per op kind and per case, the rows per case.
-      fs.writeFileSync(path.join(resultsDir, `${name}.profile.json`), `${JSON.stringify({ name, timestamp: started.toISOString(), machine: machine(), stages: profile }, null, 2)}\n`);
+      fs.writeFileSync(
+        path.join(resultsDir, `${name}.profile.json`),
+        `${JSON.stringify({ name, timestamp: started.toISOString(), machine: machine(), stages: profile }, null, 2)}\n`,
+      );
       console.log(formatProfile(profile, { maxRows: 25 }));
     }
     for (const r of rows) table.push({ bench: name, ...r });

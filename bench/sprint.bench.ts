@@ -67,14 +67,23 @@ export default async function sprintBench(): Promise<BenchRow[]> {
   const textFlops = gemma2Flops(gemmaCfg, 1, text.value.lengthAll);
   rows.push({
     name: `${tag}.text_encode`,
-    metrics: { seconds: text.seconds, tflop: textFlops / 1e12, tflops: textFlops / text.seconds / 1e12, peak_backend_mb: text.peakBackendMb, peak_rss_mb: text.peakRssMb, cond_tokens: text.value.lengthAll, build_s: gemmaBuilt.seconds },
+    metrics: {
+      seconds: text.seconds,
+      tflop: textFlops / 1e12,
+      tflops: textFlops / text.seconds / 1e12,
+      peak_backend_mb: text.peakBackendMb,
+      peak_rss_mb: text.peakRssMb,
+      cond_tokens: text.value.lengthAll,
+      build_s: gemmaBuilt.seconds,
+    },
     notes: `Gemma-2-2B ${gemmaCfg.numLayers} layers, full vocabulary, real tokenizer, diffusers CHI, no negative; ${common}`,
   });
 
   // --- denoise: 2 SCM steps, batch 1 -------------------------------------------------------------
   const ditCfg = parseSanaTransformerConfig(LAYERS ? { ...SANA_SPRINT_600M_CONFIG, num_layers: LAYERS } : SANA_SPRINT_600M_CONFIG, 'Sana_Sprint_0.6B (bench)');
   const ditBuilt = await stage(backend, 'build Sprint DiT (random weights)', () =>
-    buildSanaTransformer(ditCfg, randomWeights(expectedTransformerTensors(ditCfg)), backend, DTYPE, 'random weights'));
+    buildSanaTransformer(ditCfg, randomWeights(expectedTransformerTensors(ditCfg)), backend, DTYPE, 'random weights'),
+  );
   const net = ditBuilt.value;
   const h = SIDE / 32;
   const empty: Latent = { samples: new Float32Array(32 * h * h), shape: [1, 32, h, h] };
@@ -84,8 +93,19 @@ export default async function sprintBench(): Promise<BenchRow[]> {
     let last = process.hrtime.bigint();
     denoise = await stage(backend, `denoise (${STEPS} SCM steps)`, () =>
       sprintSampleWithTransformer(
-        net, backend, { dtype: DTYPE }, text.value.positive, empty,
-        { seed: SEED, steps: STEPS, guidance: SPRINT_DEFAULTS.guidance, maxTimesteps: SPRINT_DEFAULTS.maxTimesteps, intermediateTimesteps: SPRINT_DEFAULTS.intermediateTimesteps, denoise: 1 },
+        net,
+        backend,
+        { dtype: DTYPE },
+        text.value.positive,
+        empty,
+        {
+          seed: SEED,
+          steps: STEPS,
+          guidance: SPRINT_DEFAULTS.guidance,
+          maxTimesteps: SPRINT_DEFAULTS.maxTimesteps,
+          intermediateTimesteps: SPRINT_DEFAULTS.intermediateTimesteps,
+          denoise: 1,
+        },
         (step, total) => {
           const now = process.hrtime.bigint();
           stepTimes.push(Number(now - last) / 1e9);
@@ -93,7 +113,8 @@ export default async function sprintBench(): Promise<BenchRow[]> {
           console.error(`[sprint]   step ${step}/${total}: ${stepTimes[stepTimes.length - 1]!.toFixed(2)} s`);
         },
         'sprint bench',
-      ));
+      ),
+    );
   } finally {
     net.dispose();
   }
@@ -103,9 +124,16 @@ export default async function sprintBench(): Promise<BenchRow[]> {
   rows.push({
     name: `${tag}.denoise`,
     metrics: {
-      seconds: denoise.seconds, steps: STEPS, s_per_step: median(stepTimes), first_step_s: stepTimes[0]!,
-      tflop: denoiseFlops / 1e12, tflops: denoiseFlops / denoise.seconds / 1e12,
-      peak_backend_mb: denoise.peakBackendMb, weights_mb: net.bytes * MB, peak_rss_mb: denoise.peakRssMb, build_s: ditBuilt.seconds,
+      seconds: denoise.seconds,
+      steps: STEPS,
+      s_per_step: median(stepTimes),
+      first_step_s: stepTimes[0]!,
+      tflop: denoiseFlops / 1e12,
+      tflops: denoiseFlops / denoise.seconds / 1e12,
+      peak_backend_mb: denoise.peakBackendMb,
+      weights_mb: net.bytes * MB,
+      peak_rss_mb: denoise.peakRssMb,
+      build_s: ditBuilt.seconds,
     },
     units: { steps: '', s_per_step: 's', first_step_s: 's' },
     notes: `Sana-Sprint 600M ${ditCfg.numLayers} blocks, SCM [1.5708, 1.3, 0], guidance ${SPRINT_DEFAULTS.guidance} × 0.1, batch 1, latent ${h}²; the first step packs the weights; tflop leaves out q/k norms and the guidance MLP; ${common}`,
@@ -114,7 +142,8 @@ export default async function sprintBench(): Promise<BenchRow[]> {
   // --- decode ------------------------------------------------------------------------------------
   const vaeCfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
   const vaeBuilt = await stage(backend, 'build DC-AE decoder (random weights)', () =>
-    buildDcaeDecoder(vaeCfg, randomWeights(expectedDecoderTensors(vaeCfg)), backend, DTYPE, 'random weights'));
+    buildDcaeDecoder(vaeCfg, randomWeights(expectedDecoderTensors(vaeCfg)), backend, DTYPE, 'random weights'),
+  );
   const decoder = vaeBuilt.value;
   let decoded: StageResult<Float32Array>;
   try {
@@ -133,12 +162,20 @@ export default async function sprintBench(): Promise<BenchRow[]> {
   const decodeFlops = dcaeFlops(vaeCfg, h, h);
   rows.push({
     name: `${tag}.decode`,
-    metrics: { seconds: decoded.seconds, tflop: decodeFlops / 1e12, tflops: decodeFlops / decoded.seconds / 1e12, peak_backend_mb: decoded.peakBackendMb, peak_rss_mb: decoded.peakRssMb, build_s: vaeBuilt.seconds },
+    metrics: {
+      seconds: decoded.seconds,
+      tflop: decodeFlops / 1e12,
+      tflops: decodeFlops / decoded.seconds / 1e12,
+      peak_backend_mb: decoded.peakBackendMb,
+      peak_rss_mb: decoded.peakRssMb,
+      build_s: vaeBuilt.seconds,
+    },
     notes: `DC-AE f32c32 decoder, untiled, first call; ${common}`,
   });
 
   const convert = await stage(backend, 'to uint8', () => imageToRgb8(toImage(decoded.value, 1, SIDE, SIDE), 0));
-  if (convert.value.data.length !== SIDE * SIDE * 3) throw new Error(`sprint bench: the image has ${convert.value.data.length} bytes, expected ${SIDE * SIDE * 3}`);
+  if (convert.value.data.length !== SIDE * SIDE * 3)
+    throw new Error(`sprint bench: the image has ${convert.value.data.length} bytes, expected ${SIDE * SIDE * 3}`);
   rows.push({ name: `${tag}.to_uint8`, metrics: { seconds: convert.seconds, peak_rss_mb: convert.peakRssMb }, notes: 'toImage + imageToRgb8, host JS' });
 
   const stages = [text, denoise, decoded, convert];
@@ -147,9 +184,13 @@ export default async function sprintBench(): Promise<BenchRow[]> {
   rows.push({
     name: `${tag}.total`,
     metrics: {
-      seconds: total, tflop: (textFlops + denoiseFlops + decodeFlops) / 1e12,
-      peak_backend_mb: Math.max(...stages.map((st) => st.peakBackendMb)), peak_rss_mb: Math.max(...stages.map((st) => st.peakRssMb)),
-      build_s: gemmaBuilt.seconds + ditBuilt.seconds + vaeBuilt.seconds, load1_start: loadStart[0]!, load1_end: load[0]!,
+      seconds: total,
+      tflop: (textFlops + denoiseFlops + decodeFlops) / 1e12,
+      peak_backend_mb: Math.max(...stages.map((st) => st.peakBackendMb)),
+      peak_rss_mb: Math.max(...stages.map((st) => st.peakRssMb)),
+      build_s: gemmaBuilt.seconds + ditBuilt.seconds + vaeBuilt.seconds,
+      load1_start: loadStart[0]!,
+      load1_end: load[0]!,
     },
     units: { load1_start: '', load1_end: '' },
     notes: `${mode}; stage seconds summed (model builds excluded, build_s)`,

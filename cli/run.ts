@@ -3,7 +3,15 @@
 // PNG written by this tool (its `prompt` chunk, else its `workflow` chunk).
 import fs from 'node:fs';
 import path from 'node:path';
-import { convertUiToApi, parseWorkflowFile, validatePrompt, type ApiPrompt, type EngineEvent, type ExecutionErrorData, type NodeRegistry } from '../engine/index.ts';
+import {
+  convertUiToApi,
+  parseWorkflowFile,
+  validatePrompt,
+  type ApiPrompt,
+  type EngineEvent,
+  type ExecutionErrorData,
+  type NodeRegistry,
+} from '../engine/index.ts';
 import { stringifyJson } from '../engine/json.ts';
 import { processHost } from '../host/process.ts';
 import { buildRegistry } from '../host/registry.ts';
@@ -71,8 +79,10 @@ export function applySet(prompt: ApiPrompt, set: { node: string; input: string; 
   let matches = ids.filter((id) => id === set.node);
   if (matches.length === 0) matches = ids.filter((id) => (prompt[id] as { _meta?: { title?: unknown } })._meta?.title === set.node);
   if (matches.length === 0) matches = ids.filter((id) => prompt[id].class_type === set.node);
-  if (matches.length === 0) throw new WorkflowInputError(`--set ${set.node}.${set.input}: no node with id, title or class "${set.node}" (ids: ${ids.join(', ')})`);
-  if (matches.length > 1) throw new WorkflowInputError(`--set ${set.node}.${set.input}: "${set.node}" matches several nodes (${matches.join(', ')}); use a node id`);
+  if (matches.length === 0)
+    throw new WorkflowInputError(`--set ${set.node}.${set.input}: no node with id, title or class "${set.node}" (ids: ${ids.join(', ')})`);
+  if (matches.length > 1)
+    throw new WorkflowInputError(`--set ${set.node}.${set.input}: "${set.node}" matches several nodes (${matches.join(', ')}); use a node id`);
   const node = prompt[matches[0]];
   node.inputs = { ...(node.inputs ?? {}), [set.input]: set.value };
   return matches[0];
@@ -115,10 +125,7 @@ export async function runWorkflow(o: RunOptions): Promise<number> {
   // The job runs in the server's execution host (a worker thread in a child process): this
   // thread stays free to draw progress and to turn Ctrl+C into an interrupt even while a node
   // keeps the worker busy, and a native crash in a node becomes an error report, not a core dump.
-  const runner = processHost(
-    { folders, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules },
-    (m) => o.stderr.write(`${m}\n`),
-  );
+  const runner = processHost({ folders, cache: 'none', cacheSize: 0, extraNodeModules: o.extraNodeModules }, (m) => o.stderr.write(`${m}\n`));
   const view = new ProgressView(o.stderr, (id) => v.prompt[id]?.class_type ?? '?', countNodes(v.prompt, v.outputs));
   let sigints = 0;
   const onSigint = () => {

@@ -46,7 +46,15 @@ async function devices(): Promise<unknown[]> {
 /** Runs until SIGINT/SIGTERM (the running job is finished first; a second signal stops at once). */
 export async function runWorker(o: WorkerCliOptions): Promise<number> {
   // The same folder defaults as `serve`, so a worker beside a front end shares its folders.
-  const opts = resolveOptions({ outputDir: o.outputDir, inputDir: o.inputDir, tempDir: o.tempDir, modelsDir: o.modelsDir, cache: o.cache, cacheSize: o.cacheSize, extraNodeModules: o.extraNodeModules });
+  const opts = resolveOptions({
+    outputDir: o.outputDir,
+    inputDir: o.inputDir,
+    tempDir: o.tempDir,
+    modelsDir: o.modelsDir,
+    cache: o.cache,
+    cacheSize: o.cacheSize,
+    extraNodeModules: o.extraNodeModules,
+  });
   for (const d of [opts.outputDir, opts.inputDir, opts.tempDir]) fs.mkdirSync(d, { recursive: true });
   const target = parseRedisUrl(o.redis).display;
   let last = '';
@@ -58,7 +66,12 @@ export async function runWorker(o: WorkerCliOptions): Promise<number> {
     devices,
     createHost: () =>
       processHost(
-        { folders: { output: opts.outputDir, input: opts.inputDir, temp: opts.tempDir, models: opts.modelsDir }, cache: opts.cache, cacheSize: opts.cacheSize, extraNodeModules: opts.extraNodeModules },
+        {
+          folders: { output: opts.outputDir, input: opts.inputDir, temp: opts.tempDir, models: opts.modelsDir },
+          cache: opts.cache,
+          cacheSize: opts.cacheSize,
+          extraNodeModules: opts.extraNodeModules,
+        },
         (m: string) => o.stderr(`sana-graph worker: ${m}\n`),
       ),
     log: (m) => o.stderr(`sana-graph worker: ${m}\n`),

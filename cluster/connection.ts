@@ -37,7 +37,8 @@ export function parseRedisUrl(raw: string): RedisTarget {
   } catch {
     throw new RedisUrlError(`not a Redis URL: ${JSON.stringify(raw)} (expected redis://HOST:PORT[/DB])`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new RedisUrlError(`Redis URL must start with redis:// or rediss://, got ${JSON.stringify(raw)}`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new RedisUrlError(`Redis URL must start with redis:// or rediss://, got ${JSON.stringify(raw)}`);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   if (host === '') throw new RedisUrlError(`Redis URL has no host: ${JSON.stringify(raw)}`);
   const port = u.port === '' ? 6379 : Number(u.port);
@@ -52,10 +53,7 @@ export function parseRedisUrl(raw: string): RedisTarget {
 }
 
 export type RedisStatus =
-  | { state: 'connected' }
-  | { state: 'ready' }
-  | { state: 'reconnecting'; attempt: number; delayMs: number; error?: string }
-  | { state: 'closed' };
+  { state: 'connected' } | { state: 'ready' } | { state: 'reconnecting'; attempt: number; delayMs: number; error?: string } | { state: 'closed' };
 
 /** Back-off between reconnect attempts: 100 ms doubling to 5 s. */
 export function reconnectDelay(attempt: number): number {

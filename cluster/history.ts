@@ -67,7 +67,11 @@ export class RedisHistory {
    */
   async add(promptId: string, entry: HistoryEntry, guard?: { token: string }): Promise<HistoryAddResult> {
     const k = this.keys;
-    const r = await ADD.run(this.redis, [k.history, k.historyOrder, k.historySeq, k.ids, guard ? k.lock(promptId) : k.lock('')], [promptId, stringifyJson(entry), this.maxItems, guard?.token ?? '']);
+    const r = await ADD.run(
+      this.redis,
+      [k.history, k.historyOrder, k.historySeq, k.ids, guard ? k.lock(promptId) : k.lock('')],
+      [promptId, stringifyJson(entry), this.maxItems, guard?.token ?? ''],
+    );
     return r as HistoryAddResult;
   }
 

@@ -121,7 +121,10 @@ export class ClusterJobs {
   async snapshot(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> {
     const [running, pending] = await Promise.all([this.running(), this.pending()]);
     return {
-      queue_running: running.map((r) => r.job).sort((a, b) => a.number - b.number).map(toQueueItem),
+      queue_running: running
+        .map((r) => r.job)
+        .sort((a, b) => a.number - b.number)
+        .map(toQueueItem),
       queue_pending: pending.map(toQueueItem),
     };
   }

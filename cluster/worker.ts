@@ -109,7 +109,8 @@ export class ClusterWorker {
     this.target = typeof options.redis === 'string' ? parseRedisUrl(options.redis) : options.redis;
     this.keys = new ClusterKeys(options.prefix);
     this.id = options.workerId ?? `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(this.id)) throw new Error(`worker id must be 1-128 letters, digits, "_", ".", ":" or "-", got ${JSON.stringify(this.id)}`);
+    if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(this.id))
+      throw new Error(`worker id must be 1-128 letters, digits, "_", ".", ":" or "-", got ${JSON.stringify(this.id)}`);
     this.o = {
       maxHistory: options.maxHistory ?? 1000,
       lockDurationMs: options.lockDurationMs ?? 5000,
@@ -159,7 +160,9 @@ export class ClusterWorker {
     // by the host as each job's error.
     await this.host.start().catch((e: Error) => log(`execution host failed to start: ${e.message}`));
     this.devices = (await this.options.devices?.().catch(() => undefined)) ?? [];
-    this.unsubscribe = await this.events.subscribe(this.sub, { queue: () => this.poke(), control: (c) => this.onControl(c) }, (e) => log(`bad message: ${e.message}`));
+    this.unsubscribe = await this.events.subscribe(this.sub, { queue: () => this.poke(), control: (c) => this.onControl(c) }, (e) =>
+      log(`bad message: ${e.message}`),
+    );
     this.state = 'idle';
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.o.heartbeatMs);
@@ -206,13 +209,12 @@ export class ClusterWorker {
   private idle(ms: number): Promise<void> {
     if (this.poked || this.closing) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(t);
-        self.wake = undefined;
+        this.wake = undefined;
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.wake = done;
     });
   }
@@ -296,7 +298,14 @@ export class ClusterWorker {
       await this.finish(cur);
       this.counters.completed++;
       // Last, as the single-process server does: the client's "done" comes after history.
-      if (written === 'added') await this.events.publish({ kind: 'event', promptId: job.promptId, clientId: job.clientId, type: 'executing', data: { node: null, prompt_id: job.promptId } });
+      if (written === 'added')
+        await this.events.publish({
+          kind: 'event',
+          promptId: job.promptId,
+          clientId: job.clientId,
+          type: 'executing',
+          data: { node: null, prompt_id: job.promptId },
+        });
     } finally {
       clearInterval(renew);
       this.current = undefined;
@@ -328,7 +337,18 @@ export class ClusterWorker {
       },
       preview: (p) => {
         if (cur.lost) return;
-        void publish(this.events.publish({ kind: 'preview', promptId: job.promptId, clientId: job.clientId, node: p.node, displayNode: p.displayNode, format: p.format, result: p.result === true, image: p.data }));
+        void publish(
+          this.events.publish({
+            kind: 'preview',
+            promptId: job.promptId,
+            clientId: job.clientId,
+            node: p.node,
+            displayNode: p.displayNode,
+            format: p.format,
+            result: p.result === true,
+            image: p.data,
+          }),
+        );
       },
     });
     if (cur.interruptRequested) this.host.interrupt(job.promptId);
@@ -359,7 +379,9 @@ export class ClusterWorker {
     const deaths = bull.stalledCounter;
     const node = last.node;
     const nodeType = node ? String((job.prompt[node] as { class_type?: unknown } | undefined)?.class_type ?? '') : '';
-    const where = last.workerId ? `worker ${last.workerId} on ${last.hostname}, pid ${last.pid}${node ? `, in node ${node}${nodeType ? ` (${nodeType})` : ''}` : ''}` : 'unknown worker';
+    const where = last.workerId
+      ? `worker ${last.workerId} on ${last.hostname}, pid ${last.pid}${node ? `, in node ${node}${nodeType ? ` (${nodeType})` : ''}` : ''}`
+      : 'unknown worker';
     const reason = `the job's worker died ${deaths} time${deaths === 1 ? '' : 's'} (last: ${where}); it is not retried again (max stalled count ${this.o.maxStalledCount})`;
     const data = {
       prompt_id: job.promptId,
@@ -373,7 +395,12 @@ export class ClusterWorker {
       current_outputs: [],
       timestamp: Date.now(),
     };
-    const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, meta: {} };
+    const entry: HistoryEntry = {
+      prompt: toQueueItem(job),
+      outputs: {},
+      status: { status_str: 'error', completed: false, messages: [['execution_error', data]] },
+      meta: {},
+    };
     const written = await this.history.add(job.promptId, entry, { token: cur.token });
     if (written === 'lock-lost') return this.markLost(cur);
     this.o.log(`job ${job.promptId} failed: ${reason}`);
@@ -387,7 +414,13 @@ export class ClusterWorker {
     await this.events.publishQueue({ reason: 'finished', promptId: job.promptId, workerId: this.id });
     if (written === 'added') {
       await this.events.publish({ kind: 'event', promptId: job.promptId, clientId: job.clientId, type: 'execution_error', data });
-      await this.events.publish({ kind: 'event', promptId: job.promptId, clientId: job.clientId, type: 'executing', data: { node: null, prompt_id: job.promptId } });
+      await this.events.publish({
+        kind: 'event',
+        promptId: job.promptId,
+        clientId: job.clientId,
+        type: 'executing',
+        data: { node: null, prompt_id: job.promptId },
+      });
     }
   }
 

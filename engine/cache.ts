@@ -136,7 +136,6 @@ export class NoCache implements OutputCache {
   clear(): void {}
 }
 
-
 export function createCache(opts: CacheStrategy | CacheOptions = 'classic'): OutputCache {
   const o: CacheOptions = typeof opts === 'string' ? ({ strategy: opts } as CacheOptions) : opts;
   switch (o.strategy) {
@@ -263,7 +262,9 @@ export function signature(p: SignatureParts): string {
     consts.push(`${JSON.stringify(k)}=${c}`);
   }
   if (fp === undefined) return neverMatching();
-  const links = [...p.links].sort((x, y) => (x.input < y.input ? -1 : x.input > y.input ? 1 : 0)).map((l) => `${JSON.stringify(l.input)}<${l.sourceSignature}#${l.slot}`);
+  const links = [...p.links]
+    .sort((x, y) => (x.input < y.input ? -1 : x.input > y.input ? 1 : 0))
+    .map((l) => `${JSON.stringify(l.input)}<${l.sourceSignature}#${l.slot}`);
   const text = `${JSON.stringify(p.classType)}|fp=${fp}|id=${p.nodeId === undefined ? '' : JSON.stringify(p.nodeId)}|${consts.join(',')}|${links.join(',')}`;
   return hash128(text);
 }

@@ -105,7 +105,9 @@ function resolveLink(g: FlatGraph, linkId: string | number, inputType: unknown):
     }
     if (src.type === 'PrimitiveNode') {
       const wv = src.widgets_values;
-      return Array.isArray(wv) && wv.length > 0 ? { kind: 'value', value: wv[0] } : { kind: 'none', keepWidget: true, why: `PrimitiveNode ${src.id} has no value` };
+      return Array.isArray(wv) && wv.length > 0
+        ? { kind: 'value', value: wv[0] }
+        : { kind: 'none', keepWidget: true, why: `PrimitiveNode ${src.id} has no value` };
     }
     if (src.mode === MODE_BYPASS) {
       const slot = link.origin_slot;
@@ -113,7 +115,8 @@ function resolveLink(g: FlatGraph, linkId: string | number, inputType: unknown):
       let idx = slot < src.inputs.length && same(slot) ? slot : -1;
       if (idx < 0) idx = src.inputs.findIndex((_, i) => same(i));
       const up = idx >= 0 ? src.inputs[idx].link : null;
-      if (up === null || up === undefined) return { kind: 'none', keepWidget: true, why: `bypassed node ${src.id} has no connected input of type ${JSON.stringify(inputType)}` };
+      if (up === null || up === undefined)
+        return { kind: 'none', keepWidget: true, why: `bypassed node ${src.id} has no connected input of type ${JSON.stringify(inputType)}` };
       link = g.links.get(String(up));
       continue;
     }

@@ -24,11 +24,9 @@ export class NodeDefinitionError extends Error {
  *     run: ({ width }) => [makeLatent(width)],   // width: number
  *   });
  */
-export function defineNode<
-  const I extends InputsDecl,
-  const O extends readonly OutputDecl[],
-  const L extends boolean | undefined = undefined,
->(def: NodeDefinition<I, O, L>): NodeDefinition<I, O, L> {
+export function defineNode<const I extends InputsDecl, const O extends readonly OutputDecl[], const L extends boolean | undefined = undefined>(
+  def: NodeDefinition<I, O, L>,
+): NodeDefinition<I, O, L> {
   checkDefinition(def as unknown as AnyNodeDefinition);
   return def;
 }
@@ -76,10 +74,12 @@ function checkInput(where: string, spec: InputSpec): void {
       break;
     }
     case 'STRING':
-      if ((spec as StringInput).default !== undefined && typeof (spec as StringInput).default !== 'string') throw new NodeDefinitionError(`${where}: default must be a string`);
+      if ((spec as StringInput).default !== undefined && typeof (spec as StringInput).default !== 'string')
+        throw new NodeDefinitionError(`${where}: default must be a string`);
       break;
     case 'BOOLEAN':
-      if ((spec as BooleanInput).default !== undefined && typeof (spec as BooleanInput).default !== 'boolean') throw new NodeDefinitionError(`${where}: default must be a boolean`);
+      if ((spec as BooleanInput).default !== undefined && typeof (spec as BooleanInput).default !== 'boolean')
+        throw new NodeDefinitionError(`${where}: default must be a boolean`);
       break;
     case 'COMBO': {
       const s = spec as { values?: unknown; default?: unknown };

@@ -3,7 +3,16 @@
 // One job at a time per executor; the cache outlives jobs (and failed jobs).
 
 import { createCache, signature, type CacheEntry, type CacheOptions, type CacheStrategy, type OutputCache } from './cache.ts';
-import { EventHub, HISTORY_MESSAGE_TYPES, type EngineEventListener, type EngineEventMap, type EngineEventType, type ExecutionErrorData, type ExecutionInterruptedData, type NodeProgressState } from './events.ts';
+import {
+  EventHub,
+  HISTORY_MESSAGE_TYPES,
+  type EngineEventListener,
+  type EngineEventMap,
+  type EngineEventType,
+  type ExecutionErrorData,
+  type ExecutionInterruptedData,
+  type NodeProgressState,
+} from './events.ts';
 import { topoSort, type LinkEdge } from './graph.ts';
 import type { NodeRegistry, RegisteredNode } from './registry.ts';
 import type { ApiPrompt } from './schemas.ts';
@@ -195,7 +204,11 @@ export class Executor {
     const outputSet = new Set(outputs);
     // Validation already refused cycles; this order is over a DAG.
     // Among ready nodes, prompt order (after output nodes) keeps runs predictable.
-    const { order } = topoSort(Object.keys(prompt).filter((id) => nodes.has(id)), (id) => nodes.get(id)!.links.map((l) => l.source), (id) => outputSet.has(id));
+    const { order } = topoSort(
+      Object.keys(prompt).filter((id) => nodes.has(id)),
+      (id) => nodes.get(id)!.links.map((l) => l.source),
+      (id) => outputSet.has(id),
+    );
     for (const id of order) {
       const n = nodes.get(id)!;
       n.key = nodeSignature(n, (src) => nodes.get(src)!.key, this.#services);
@@ -406,7 +419,9 @@ export class Executor {
       if (empty !== undefined) {
         const link = node.links.find((l) => l.input === empty);
         const from = link ? ` (node ${link.source} output ${link.slot} produced no items)` : '';
-        throw new EmptyInputListError(`node ${node.id} (${node.entry.classType}): input '${empty}' received an empty list${from}; there is nothing to run it on`);
+        throw new EmptyInputListError(
+          `node ${node.id} (${node.entry.classType}): input '${empty}' received an empty list${from}; there is nothing to run it on`,
+        );
       }
       const lengths = names.map((n) => lists[n].length);
       const count = names.length === 0 ? 1 : Math.max(...lengths);
@@ -424,7 +439,10 @@ export class Executor {
       const { values, ui: callUi } = normalizeResult(raw, node);
       values.forEach((v, i) => {
         if (def.outputs[i].isList) {
-          if (!Array.isArray(v)) throw new TypeError(`node ${node.id} (${node.entry.classType}): output ${i} '${def.outputs[i].name}' is a list output but run() returned ${describeValue(v)}`);
+          if (!Array.isArray(v))
+            throw new TypeError(
+              `node ${node.id} (${node.entry.classType}): output ${i} '${def.outputs[i].name}' is a list output but run() returned ${describeValue(v)}`,
+            );
           outputs[i].push(...v);
         } else {
           outputs[i].push(v);

@@ -58,10 +58,12 @@ interface RawLink {
 }
 
 function rawLinks(links: readonly unknown[]): RawLink[] {
-  return links.filter((l) => l !== null && l !== undefined).map((l) => {
-    if (Array.isArray(l)) return { id: l[0], origin_id: l[1], origin_slot: l[2], target_id: l[3], target_slot: l[4], type: l[5] } as RawLink;
-    return l as RawLink;
-  });
+  return links
+    .filter((l) => l !== null && l !== undefined)
+    .map((l) => {
+      if (Array.isArray(l)) return { id: l[0], origin_id: l[1], origin_slot: l[2], target_id: l[3], target_slot: l[4], type: l[5] } as RawLink;
+      return l as RawLink;
+    });
 }
 
 function collectDefinitions(defs: readonly UiSubgraph[] | undefined, into: Map<string, UiSubgraph>): void {
@@ -85,7 +87,14 @@ export function flattenWorkflow(wf: UiWorkflow, warnings: string[]): FlatGraph {
     const lk = (id: number | string | null | undefined) => (id === null || id === undefined ? null : `${job.prefix}${id}`);
     for (const l of rawLinks(job.links)) {
       const id = lk(l.id)!;
-      g.links.set(id, { id, origin_id: `${job.prefix}${l.origin_id}`, origin_slot: l.origin_slot, target_id: `${job.prefix}${l.target_id}`, target_slot: l.target_slot, type: l.type });
+      g.links.set(id, {
+        id,
+        origin_id: `${job.prefix}${l.origin_id}`,
+        origin_slot: l.origin_slot,
+        target_id: `${job.prefix}${l.target_id}`,
+        target_slot: l.target_slot,
+        type: l.type,
+      });
     }
     for (const n of job.nodes) {
       const id = `${job.prefix}${n.id}`;

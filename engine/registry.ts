@@ -197,7 +197,15 @@ export function toObjectInfoSpec(decl: InputDecl, services: Services = {}): Obje
   switch (spec.type) {
     case 'INT': {
       const s = spec as Extract<InputSpec, { type: 'INT' }>;
-      opts = { default: s.default, min: s.min, max: s.max, step: s.step, display: s.display, control_after_generate: s.controlAfterGenerate || undefined, ...common };
+      opts = {
+        default: s.default,
+        min: s.min,
+        max: s.max,
+        step: s.step,
+        display: s.display,
+        control_after_generate: s.controlAfterGenerate || undefined,
+        ...common,
+      };
       break;
     }
     case 'FLOAT': {
@@ -218,7 +226,12 @@ export function toObjectInfoSpec(decl: InputDecl, services: Services = {}): Obje
     case 'COMBO': {
       const s = spec as ComboInput;
       const values = [...comboValues(s, services)];
-      opts = dropUndefined({ default: s.default, control_after_generate: s.controlAfterGenerate || undefined, image_upload: s.imageUpload || undefined, ...common });
+      opts = dropUndefined({
+        default: s.default,
+        control_after_generate: s.controlAfterGenerate || undefined,
+        image_upload: s.imageUpload || undefined,
+        ...common,
+      });
       return Object.keys(opts).length ? [values, opts] : [values];
     }
     default:

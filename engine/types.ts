@@ -150,9 +150,7 @@ export type InputValue<D> = D extends string
 type ListIf<Flag, T> = [Flag] extends [true] ? T[] : T;
 
 type RequiredValues<R, L> = R extends Record<string, InputDecl> ? { [K in keyof R]: ListIf<L, InputValue<R[K]>> } : {};
-type OptionalValues<O, L> = O extends Record<string, InputDecl>
-  ? { [K in keyof O]: ListIf<L, InputValue<O[K]>> | undefined }
-  : {};
+type OptionalValues<O, L> = O extends Record<string, InputDecl> ? { [K in keyof O]: ListIf<L, InputValue<O[K]>> | undefined } : {};
 type HiddenValues<H> = H extends Record<string, HiddenKind> ? { [K in keyof H]: HiddenTypes[H[K]] } : {};
 
 /** `run()`'s first argument, inferred from `inputs` (and `inputIsList`). */
@@ -162,19 +160,13 @@ export type InferInputs<I extends InputsDecl, L extends boolean | undefined = fa
 
 /** The outputs tuple `run()` returns: one value per output, an array for `isList` outputs. */
 export type InferOutputs<O extends readonly OutputDecl[]> = {
-  readonly [K in keyof O]: O[K] extends { type: infer T extends string }
-    ? O[K] extends { isList: true }
-      ? readonly SocketValue<T>[]
-      : SocketValue<T>
-    : never;
+  readonly [K in keyof O]: O[K] extends { type: infer T extends string } ? (O[K] extends { isList: true } ? readonly SocketValue<T>[] : SocketValue<T>) : never;
 };
 
 /** What `executed` carries and history stores, e.g. `{ images: [{ filename, subfolder, type }] }`. */
 export type UiOutput = Record<string, unknown[]>;
 
-export type NodeResult<O extends readonly OutputDecl[]> =
-  | InferOutputs<O>
-  | { result?: InferOutputs<O>; ui?: UiOutput };
+export type NodeResult<O extends readonly OutputDecl[]> = InferOutputs<O> | { result?: InferOutputs<O>; ui?: UiOutput };
 
 // ---- run context ------------------------------------------------------------------------
 

@@ -88,11 +88,18 @@ interface NodeCheck {
 export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: ValidateOptions = {}): ValidationResult {
   const maxNodes = opts.maxNodes ?? DEFAULT_MAX_NODES;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    return promptError('invalid_prompt', 'Cannot execute because the prompt is not an object keyed by node id.', `received ${Array.isArray(raw) ? 'an array' : raw === null ? 'null' : typeof raw}`);
+    return promptError(
+      'invalid_prompt',
+      'Cannot execute because the prompt is not an object keyed by node id.',
+      `received ${Array.isArray(raw) ? 'an array' : raw === null ? 'null' : typeof raw}`,
+    );
   }
   const ids = Object.keys(raw);
   if (ids.length > maxNodes) {
-    return promptError('invalid_prompt', `Cannot execute because the prompt has ${ids.length} nodes, more than the limit of ${maxNodes}.`, '', { node_count: ids.length, limit: maxNodes });
+    return promptError('invalid_prompt', `Cannot execute because the prompt has ${ids.length} nodes, more than the limit of ${maxNodes}.`, '', {
+      node_count: ids.length,
+      limit: maxNodes,
+    });
   }
   const prompt = raw as Record<string, unknown>;
   const entries = new Map<string, RegisteredNode>();
@@ -122,7 +129,10 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
       });
     }
     if (node.inputs !== undefined && (node.inputs === null || typeof node.inputs !== 'object' || Array.isArray(node.inputs))) {
-      return promptError('invalid_prompt', `Cannot execute because node ${node.class_type} has an inputs field that is not an object.`, `Node ID '#${id}'`, { node_id: id, class_type: node.class_type });
+      return promptError('invalid_prompt', `Cannot execute because node ${node.class_type} has an inputs field that is not an object.`, `Node ID '#${id}'`, {
+        node_id: id,
+        class_type: node.class_type,
+      });
     }
     entries.set(id, entry);
   }
@@ -142,7 +152,14 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
         // e.g. a COMBO list function failing; the node is reported, the process is not.
         const e = err instanceof Error ? err : new Error(String(err));
         c = {
-          errors: [{ type: 'exception_during_validation', message: 'Exception when validating node', details: e.message, extra_info: { exception_type: e.name, traceback: (e.stack ?? '').split('\n') } }],
+          errors: [
+            {
+              type: 'exception_during_validation',
+              message: 'Exception when validating node',
+              details: e.message,
+              extra_info: { exception_type: e.name, traceback: (e.stack ?? '').split('\n') },
+            },
+          ],
           links: [],
           inputs: {},
         };
@@ -195,7 +212,11 @@ export function validatePrompt(raw: unknown, registry: NodeRegistry, opts: Valid
   if (good.length === 0) {
     const lines: string[] = [];
     for (const ne of Object.values(nodeErrors)) for (const e of ne.errors) lines.push(`${e.message}: ${e.details}`);
-    return { ok: false, error: { type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details: lines.join('\n'), extra_info: {} }, node_errors: nodeErrors };
+    return {
+      ok: false,
+      error: { type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details: lines.join('\n'), extra_info: {} },
+      node_errors: nodeErrors,
+    };
   }
 
   const coerced: ApiPrompt = {};
@@ -212,7 +233,14 @@ function inputConfig(decl: InputDecl, services: Services): unknown {
   return Array.isArray(cfg[0]) && cfg[0].length > LONG_LIST ? null : cfg;
 }
 
-function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>, maxDepth: number, services: Services): NodeCheck {
+function checkNode(
+  node: ApiNode,
+  entry: RegisteredNode,
+  prompt: Record<string, unknown>,
+  entries: Map<string, RegisteredNode>,
+  maxDepth: number,
+  services: Services,
+): NodeCheck {
   const given = node.inputs ?? {};
   const inputs: Record<string, unknown> = { ...given };
   const errors: ErrorObject[] = [];
@@ -236,7 +264,12 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
         type: 'invalid_input_type',
         message: `Failed to convert an input value to a ${spec.type} value`,
         details: `${name}, <value nested deeper than ${maxDepth} levels>, value is nested too deeply`,
-        extra_info: { input_name: name, input_config: inputConfig(decl, services), received_value: null, exception_message: `value is nested deeper than ${maxDepth} levels` },
+        extra_info: {
+          input_name: name,
+          input_config: inputConfig(decl, services),
+          received_value: null,
+          exception_message: `value is nested deeper than ${maxDepth} levels`,
+        },
       });
       continue;
     }
@@ -266,10 +299,21 @@ function checkNode(node: ApiNode, entry: RegisteredNode, prompt: Record<string, 
 }
 
 function checkLink(
-  name: string, decl: InputDecl, spec: InputSpec, value: unknown[], prompt: Record<string, unknown>, entries: Map<string, RegisteredNode>, services: Services,
+  name: string,
+  decl: InputDecl,
+  spec: InputSpec,
+  value: unknown[],
+  prompt: Record<string, unknown>,
+  entries: Map<string, RegisteredNode>,
+  services: Services,
 ): { link: LinkEdge } | { error: ErrorObject } {
   const bad = (details: string) => ({
-    error: { type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details, extra_info: { input_name: name, input_config: inputConfig(decl, services), received_value: value } },
+    error: {
+      type: 'bad_linked_input',
+      message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]',
+      details,
+      extra_info: { input_name: name, input_config: inputConfig(decl, services), received_value: value },
+    },
   });
   const link = parseLink(value);
   if (!link) return bad(name);
@@ -342,10 +386,24 @@ function checkConstant(name: string, decl: InputDecl, spec: InputSpec, value: un
   if (spec.type === 'INT' || spec.type === 'FLOAT') {
     const { min, max } = spec as { min?: number | bigint; max?: number | bigint };
     if (min !== undefined && v < min) {
-      return { error: { type: 'value_smaller_than_min', message: `Value ${v} smaller than min of ${min}`, details: name, extra_info: { input_name: name, input_config: cfg(), received_value: v } } };
+      return {
+        error: {
+          type: 'value_smaller_than_min',
+          message: `Value ${v} smaller than min of ${min}`,
+          details: name,
+          extra_info: { input_name: name, input_config: cfg(), received_value: v },
+        },
+      };
     }
     if (max !== undefined && v > max) {
-      return { error: { type: 'value_bigger_than_max', message: `Value ${v} bigger than max of ${max}`, details: name, extra_info: { input_name: name, input_config: cfg(), received_value: v } } };
+      return {
+        error: {
+          type: 'value_bigger_than_max',
+          message: `Value ${v} bigger than max of ${max}`,
+          details: name,
+          extra_info: { input_name: name, input_config: cfg(), received_value: v },
+        },
+      };
     }
   }
   return { value: r.value };

@@ -48,7 +48,10 @@ export class ProcessTransport implements Transport {
     child.on('close', (code, signal) => {
       if (child.pid === undefined) return; // reported by 'error'
       const how = signal ? `was killed by signal ${signal}` : `exited with code ${code}`;
-      events.died(`the execution process ${how} (a native crash or an out-of-memory kill in the running node); a fresh one is being started`, `${how} before it was ready`);
+      events.died(
+        `the execution process ${how} (a native crash or an out-of-memory kill in the running node); a fresh one is being started`,
+        `${how} before it was ready`,
+      );
     });
     send({ type: 'init', init: { ...this.init, traceFd: TRACE_FD } });
     return {

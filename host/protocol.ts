@@ -5,7 +5,15 @@ import type { HostConfig, Job, JobPreview, JobResult } from './types.ts';
 
 /** ComfyUI's `execution_error` data for a job that failed outside any node's own error report
  *  (its executor died or could not start, or the engine itself threw). */
-export function jobErrorData(o: { promptId: string; node?: string; nodeType?: string; executed?: string[]; message: string; type: string; traceback?: string[] }): Record<string, unknown> {
+export function jobErrorData(o: {
+  promptId: string;
+  node?: string;
+  nodeType?: string;
+  executed?: string[];
+  message: string;
+  type: string;
+  traceback?: string[];
+}): Record<string, unknown> {
   return {
     prompt_id: o.promptId,
     node_id: o.node ?? '',
@@ -71,6 +79,4 @@ export type ToChild =
 /** Messages from the execution child process to the server. */
 export type FromChild =
   /** The relay is up and its worker thread has loaded the nodes (`workerError`: it could not). */
-  | { type: 'ready'; workerError?: string }
-  | { type: 'log'; message: string }
-  | JobMessage;
+  { type: 'ready'; workerError?: string } | { type: 'log'; message: string } | JobMessage;

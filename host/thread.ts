@@ -39,7 +39,17 @@ export class ThreadTransport implements Transport {
     const post = (m: ToWorker) => worker.postMessage(m);
     return {
       pid: process.pid,
-      run: (seq, job) => post({ type: 'run', seq, promptId: job.promptId, number: job.number, prompt: job.prompt, extraData: job.extraData, outputs: job.outputs, sensitive: job.sensitive }),
+      run: (seq, job) =>
+        post({
+          type: 'run',
+          seq,
+          promptId: job.promptId,
+          number: job.number,
+          prompt: job.prompt,
+          extraData: job.extraData,
+          outputs: job.outputs,
+          sensitive: job.sensitive,
+        }),
       interrupt: (seq) => Atomics.store(flag, 0, seq),
       free: (unloadModels, freeMemory) => post({ type: 'free', unloadModels, freeMemory }),
       close: async () => {

@@ -54,7 +54,9 @@ async function main(): Promise<void> {
     if (ev.type === 'binary_preview') {
       const { image, node, display_node, result } = ev.data;
       const data = new Uint8Array(image.data); // a copy we can transfer
-      post({ type: 'preview', seq, node, displayNode: display_node, format: image.format === 'PNG' ? 'png' : 'jpeg', data, ...(result ? { result } : {}) }, [data.buffer as ArrayBuffer]);
+      post({ type: 'preview', seq, node, displayNode: display_node, format: image.format === 'PNG' ? 'png' : 'jpeg', data, ...(result ? { result } : {}) }, [
+        data.buffer as ArrayBuffer,
+      ]);
       return;
     }
     post({ type: 'event', seq, event: { type: ev.type, data: ev.data as unknown as Record<string, unknown> } });
@@ -99,14 +101,22 @@ async function main(): Promise<void> {
         sendFinalExecuting: false,
       });
       const ok = r.status === 'success';
-      post({ type: 'done', seq: job.seq, result: { outputs: r.outputs, meta: r.meta, status: { status_str: ok ? 'success' : 'error', completed: ok, messages: r.messages }, ...profileOfJob() } });
+      post({
+        type: 'done',
+        seq: job.seq,
+        result: { outputs: r.outputs, meta: r.meta, status: { status_str: ok ? 'success' : 'error', completed: ok, messages: r.messages }, ...profileOfJob() },
+      });
     } catch (e) {
       // Validation already passed on the main thread, so this is a registry mismatch or an
       // engine bug; it is still reported as the job's error instead of killing the worker.
       const err = e as Error;
       const data = jobErrorData({ promptId: job.promptId, message: err.message, type: err.name, traceback: (err.stack ?? '').split('\n') });
       post({ type: 'event', seq: job.seq, event: { type: 'execution_error', data } });
-      post({ type: 'done', seq: job.seq, result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, ...profileOfJob() } });
+      post({
+        type: 'done',
+        seq: job.seq,
+        result: { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, ...profileOfJob() },
+      });
     } finally {
       current = undefined;
       applyFree();

@@ -175,12 +175,39 @@ export interface Backend {
 }
 
 export type OpName =
-  | 'cast' | 'permute' | 'concat' | 'slice' | 'indexSelect' | 'repeatInterleave'
-  | 'add' | 'sub' | 'mul' | 'div' | 'affine' | 'modulate' | 'addGated'
-  | 'gelu_tanh' | 'silu' | 'relu' | 'tanh' | 'clamp' | 'gluMul' | 'softmax'
-  | 'linear' | 'matmul' | 'conv2d' | 'rmsnorm' | 'rmsnorm2d' | 'layernorm'
-  | 'attention' | 'linearAttention' | 'rope' | 'embedding'
-  | 'upsampleNearest' | 'upsampleBilinear' | 'pixelShuffle';
+  | 'cast'
+  | 'permute'
+  | 'concat'
+  | 'slice'
+  | 'indexSelect'
+  | 'repeatInterleave'
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'affine'
+  | 'modulate'
+  | 'addGated'
+  | 'gelu_tanh'
+  | 'silu'
+  | 'relu'
+  | 'tanh'
+  | 'clamp'
+  | 'gluMul'
+  | 'softmax'
+  | 'linear'
+  | 'matmul'
+  | 'conv2d'
+  | 'rmsnorm'
+  | 'rmsnorm2d'
+  | 'layernorm'
+  | 'attention'
+  | 'linearAttention'
+  | 'rope'
+  | 'embedding'
+  | 'upsampleNearest'
+  | 'upsampleBilinear'
+  | 'pixelShuffle';
 
 /** What `native/index.ts` exports. */
 export interface NativeModule {

@@ -12,9 +12,13 @@ const TERNARY = { modulate: 0, addGated: 1 } as const;
 
 export class NativeBackend implements Backend {
   private readonly r: RawAddon;
-  constructor(readonly name: DeviceName) { this.r = raw(); }
+  constructor(readonly name: DeviceName) {
+    this.r = raw();
+  }
 
-  supportsOp(op: OpName, dtype: DType): boolean { return this.r.supportsOp(this.name, op, DTYPE_CODE[dtype]); }
+  supportsOp(op: OpName, dtype: DType): boolean {
+    return this.r.supportsOp(this.name, op, DTYPE_CODE[dtype]);
+  }
   info(): Record<string, unknown> {
     const b = this.r.backends().find((x) => x.name === this.name);
     return { device: this.name, ...(b ? (JSON.parse(b.info) as Record<string, unknown>) : {}), memory: this.memory() };
@@ -84,7 +88,9 @@ export class NativeBackend implements Backend {
     const out = this.alloc(shape, dt);
     return this.guard(out, [], () => this.r.write(out.storage.raw, 0, src, DTYPE_CODE[srcDt], DTYPE_CODE[dt], n));
   }
-  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor { return this.full(shape, 0, dtype); }
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return this.full(shape, 0, dtype);
+  }
   full(shape: readonly number[], value: number, dtype: DType = 'f32'): Tensor {
     const out = this.alloc(shape, dtype);
     return this.guard(out, [], () => this.r.ops.fill(out.storage.raw, 0, out.numel, value, DTYPE_CODE[dtype]));
@@ -95,11 +101,21 @@ export class NativeBackend implements Backend {
     const out = this.alloc(t.shape, t.dtype);
     return this.guard(out, [], () => this.r.copy(out.storage.raw, 0, t.storage.raw, t.offset, t.byteLength));
   }
-  cast(t: Tensor, dtype: DType): Tensor { return this.castRaw(this.t('cast', 'input', t), dtype); }
-  scope<T>(fn: () => T): T { return runScope(fn); }
-  keep<T extends Tensor>(t: T): T { return keepTensor(t); }
-  memory(): { allocated: number; peak: number } { return this.r.memory(this.name); }
-  resetPeak(): void { this.r.memory(this.name, true); }
+  cast(t: Tensor, dtype: DType): Tensor {
+    return this.castRaw(this.t('cast', 'input', t), dtype);
+  }
+  scope<T>(fn: () => T): T {
+    return runScope(fn);
+  }
+  keep<T extends Tensor>(t: T): T {
+    return keepTensor(t);
+  }
+  memory(): { allocated: number; peak: number } {
+    return this.r.memory(this.name);
+  }
+  resetPeak(): void {
+    this.r.memory(this.name, true);
+  }
   releasePackedSource(w: Tensor): boolean {
     const t = this.t('releasePackedSource', 'w', w);
     if (t.offset !== 0 || t.storage.shared || t.storage.raw.released || t.nbytes === 0) return false;
@@ -126,7 +142,10 @@ export class NativeBackend implements Backend {
     if (dims.length !== x.shape.length) throw new Error(`permute: ${dims.length} dims given for ${fmtShape(x.shape)}`);
     const perm = dims.map((d) => normAxis('permute', d, x.shape.length));
     if (new Set(perm).size !== perm.length) throw new Error(`permute: ${fmtShape(dims)} is not a permutation`);
-    const out = this.alloc(perm.map((p) => x.shape[p]), x.dtype);
+    const out = this.alloc(
+      perm.map((p) => x.shape[p]),
+      x.dtype,
+    );
     return this.guard(out, [], () => this.r.ops.permute(out.storage.raw, 0, x.storage.raw, x.offset, [...x.shape], perm, DTYPE_SIZE[x.dtype]));
   }
   concat(ts: readonly Tensor[], axis: number): Tensor {
@@ -144,14 +163,24 @@ export class NativeBackend implements Backend {
     shape[ax] = xs.reduce((a, x) => a + x.shape[ax], 0);
     const out = this.alloc(shape, first.dtype);
     const [outer, , inner] = splitAt(shape, ax);
-    return this.guard(out, temps, () => this.r.ops.concat(out.storage.raw, 0, xs.flatMap((x) => [x.storage.raw, x.offset]),
-      xs.map((x) => x.shape[ax]), outer, inner, DTYPE_SIZE[first.dtype]));
+    return this.guard(out, temps, () =>
+      this.r.ops.concat(
+        out.storage.raw,
+        0,
+        xs.flatMap((x) => [x.storage.raw, x.offset]),
+        xs.map((x) => x.shape[ax]),
+        outer,
+        inner,
+        DTYPE_SIZE[first.dtype],
+      ),
+    );
   }
   slice(t: Tensor, axis: number, start: number, end: number): Tensor {
     const x = this.t('slice', 'input', t);
     const ax = normAxis('slice', axis, x.shape.length);
     const n = x.shape[ax];
-    const s = start < 0 ? start + n : start, e = end < 0 ? end + n : end;
+    const s = start < 0 ? start + n : start,
+      e = end < 0 ? end + n : end;
     if (!Number.isInteger(s) || !Number.isInteger(e) || s < 0 || e > n || s > e)
       throw new Error(`slice: [${start}, ${end}) is outside axis ${ax} of length ${n}`);
     const shape = [...x.shape];
@@ -192,40 +221,89 @@ export class NativeBackend implements Backend {
     const temps: NativeTensor[] = [];
     const b = this.as(this.f(op, 'b', tb), a.dtype, temps);
     try {
-      const sa = contiguousStrides(a.shape), sb = broadcastStrides(op, 'b', b.shape, a.shape);
+      const sa = contiguousStrides(a.shape),
+        sb = broadcastStrides(op, 'b', b.shape, a.shape);
       const c = collapse(a.shape, [sa, sb]);
       const out = this.alloc(a.shape, a.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.binary(out.storage.raw, 0, a.storage.raw, a.offset, b.storage.raw, b.offset, code,
-        DTYPE_CODE[a.dtype], c.shape, c.strides[0], c.strides[1]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.binary(out.storage.raw, 0, a.storage.raw, a.offset, b.storage.raw, b.offset, code, DTYPE_CODE[a.dtype], c.shape, c.strides[0], c.strides[1]),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   private ternary(op: keyof typeof TERNARY, tx: Tensor, tb: Tensor, tc: Tensor, names: [string, string, string]): Tensor {
     const x = this.f(op, names[0], tx);
     const temps: NativeTensor[] = [];
     try {
-      const b = this.as(this.f(op, names[1], tb), x.dtype, temps), c = this.as(this.f(op, names[2], tc), x.dtype, temps);
-      const cl = collapse(x.shape, [contiguousStrides(x.shape), broadcastStrides(op, names[1], b.shape, x.shape), broadcastStrides(op, names[2], c.shape, x.shape)]);
+      const b = this.as(this.f(op, names[1], tb), x.dtype, temps),
+        c = this.as(this.f(op, names[2], tc), x.dtype, temps);
+      const cl = collapse(x.shape, [
+        contiguousStrides(x.shape),
+        broadcastStrides(op, names[1], b.shape, x.shape),
+        broadcastStrides(op, names[2], c.shape, x.shape),
+      ]);
       const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.ternary(out.storage.raw, 0, x.storage.raw, x.offset, b.storage.raw, b.offset,
-        c.storage.raw, c.offset, TERNARY[op], DTYPE_CODE[x.dtype], cl.shape, cl.strides[0], cl.strides[1], cl.strides[2]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.ternary(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          b.storage.raw,
+          b.offset,
+          c.storage.raw,
+          c.offset,
+          TERNARY[op],
+          DTYPE_CODE[x.dtype],
+          cl.shape,
+          cl.strides[0],
+          cl.strides[1],
+          cl.strides[2],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   private unary(op: keyof typeof UNARY, t: Tensor, p0 = 0, p1 = 0): Tensor {
     const x = this.f(op, 'x', t);
     const out = this.alloc(x.shape, x.dtype);
     return this.guard(out, [], () => this.r.ops.unary(out.storage.raw, 0, x.storage.raw, x.offset, x.numel, UNARY[op], p0, p1, DTYPE_CODE[x.dtype]));
   }
-  add(a: Tensor, b: Tensor): Tensor { return this.binary('add', BINARY.add, a, b); }
-  sub(a: Tensor, b: Tensor): Tensor { return this.binary('sub', BINARY.sub, a, b); }
-  mul(a: Tensor, b: Tensor): Tensor { return this.binary('mul', BINARY.mul, a, b); }
-  div(a: Tensor, b: Tensor): Tensor { return this.binary('div', BINARY.div, a, b); }
-  affine(a: Tensor, s: number, t = 0): Tensor { return this.unary('affine', a, s, t); }
-  modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor { return this.ternary('modulate', x, shift, scale, ['x', 'shift', 'scale']); }
-  addGated(h: Tensor, gate: Tensor, y: Tensor): Tensor { return this.ternary('addGated', h, gate, y, ['h', 'gate', 'y']); }
-  gelu_tanh(x: Tensor): Tensor { return this.unary('gelu_tanh', x); }
-  silu(x: Tensor): Tensor { return this.unary('silu', x); }
-  relu(x: Tensor): Tensor { return this.unary('relu', x); }
-  tanh(x: Tensor): Tensor { return this.unary('tanh', x); }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.binary('add', BINARY.add, a, b);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.binary('sub', BINARY.sub, a, b);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.binary('mul', BINARY.mul, a, b);
+  }
+  div(a: Tensor, b: Tensor): Tensor {
+    return this.binary('div', BINARY.div, a, b);
+  }
+  affine(a: Tensor, s: number, t = 0): Tensor {
+    return this.unary('affine', a, s, t);
+  }
+  modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
+    return this.ternary('modulate', x, shift, scale, ['x', 'shift', 'scale']);
+  }
+  addGated(h: Tensor, gate: Tensor, y: Tensor): Tensor {
+    return this.ternary('addGated', h, gate, y, ['h', 'gate', 'y']);
+  }
+  gelu_tanh(x: Tensor): Tensor {
+    return this.unary('gelu_tanh', x);
+  }
+  silu(x: Tensor): Tensor {
+    return this.unary('silu', x);
+  }
+  relu(x: Tensor): Tensor {
+    return this.unary('relu', x);
+  }
+  tanh(x: Tensor): Tensor {
+    return this.unary('tanh', x);
+  }
   clamp(x: Tensor, lo: number, hi: number): Tensor {
     if (!(lo <= hi)) throw new Error(`clamp: lo ${lo} > hi ${hi}`);
     return this.unary('clamp', x, lo, hi);
@@ -244,17 +322,22 @@ export class NativeBackend implements Backend {
 
   // --- nn -------------------------------------------------------------------------------------
   /** Compute dtype of a GEMM-like op: the weight's when 16-bit, else f32. */
-  private static gemmDtype(w: NativeTensor): DType { return w.dtype === 'bf16' || w.dtype === 'f16' ? w.dtype : 'f32'; }
+  private static gemmDtype(w: NativeTensor): DType {
+    return w.dtype === 'bf16' || w.dtype === 'f16' ? w.dtype : 'f32';
+  }
 
   linear(tx: Tensor, tw: Tensor, tbias?: Tensor): Tensor {
-    const x = this.f('linear', 'x', tx), w = this.f('linear', 'w', tw);
+    const x = this.f('linear', 'x', tx),
+      w = this.f('linear', 'w', tw);
     if (w.shape.length !== 2) throw new Error(`linear: w must be (N, K), got ${fmtShape(w.shape)}`);
     const [N, K] = w.shape;
-    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K) throw new Error(`linear: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
+    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K)
+      throw new Error(`linear: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
     const temps: NativeTensor[] = [];
     try {
       const dt = NativeBackend.gemmDtype(w);
-      const xc = this.as(x, dt, temps), wc = this.as(w, dt, temps);
+      const xc = this.as(x, dt, temps),
+        wc = this.as(w, dt, temps);
       let b: NativeTensor | undefined;
       if (tbias) {
         b = this.f('linear', 'bias', tbias);
@@ -263,45 +346,93 @@ export class NativeBackend implements Backend {
       }
       const M = x.numel / K || 0;
       const out = this.alloc([...x.shape.slice(0, -1), N], x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.linear(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset,
-        b ? b.storage.raw : null, b ? b.offset : 0, M, N, K, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.linear(
+          out.storage.raw,
+          0,
+          xc.storage.raw,
+          xc.offset,
+          wc.storage.raw,
+          wc.offset,
+          b ? b.storage.raw : null,
+          b ? b.offset : 0,
+          M,
+          N,
+          K,
+          DTYPE_CODE[x.dtype],
+          DTYPE_CODE[dt],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   matmul(ta: Tensor, tb: Tensor, transB = false): Tensor {
-    const a = this.f('matmul', 'a', ta), b = this.f('matmul', 'b', tb);
+    const a = this.f('matmul', 'a', ta),
+      b = this.f('matmul', 'b', tb);
     if (a.shape.length < 2 || b.shape.length < 2) throw new Error(`matmul: a ${fmtShape(a.shape)} and b ${fmtShape(b.shape)} need at least 2 dims`);
     const [M, K] = a.shape.slice(-2);
     const [bk, bn] = b.shape.slice(-2);
-    const Kb = transB ? bn : bk, N = transB ? bk : bn;
+    const Kb = transB ? bn : bk,
+      N = transB ? bk : bn;
     if (K !== Kb) throw new Error(`matmul: a ${fmtShape(a.shape)} and b ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} disagree on K (${K} vs ${Kb})`);
-    const ab = a.shape.slice(0, -2), bb = b.shape.slice(0, -2);
-    const na = prod(ab), nb = prod(bb);
+    const ab = a.shape.slice(0, -2),
+      bb = b.shape.slice(0, -2);
+    const na = prod(ab),
+      nb = prod(bb);
     const sameBatch = ab.length === bb.length && ab.every((d, i) => d === bb[i]);
     if (!sameBatch && na !== 1 && nb !== 1) throw new Error(`matmul: batch dims ${fmtShape(ab)} and ${fmtShape(bb)} must match (or one side be unbatched)`);
-    const batchShape = na > nb ? ab : nb > na ? bb : ab.length >= bb.length ? ab : bb, batch = Math.max(na, nb);
+    const batchShape = na > nb ? ab : nb > na ? bb : ab.length >= bb.length ? ab : bb,
+      batch = Math.max(na, nb);
     const temps: NativeTensor[] = [];
     try {
       const dt = NativeBackend.gemmDtype(b);
-      const ac = this.as(a, dt, temps), bc = this.as(b, dt, temps);
+      const ac = this.as(a, dt, temps),
+        bc = this.as(b, dt, temps);
       const out = this.alloc([...batchShape, M, N], a.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.matmul(out.storage.raw, 0, ac.storage.raw, ac.offset, bc.storage.raw, bc.offset,
-        batch, M, N, K, na === 1 && batch > 1 ? 0 : M * K, nb === 1 && batch > 1 ? 0 : K * N, transB, DTYPE_CODE[a.dtype], DTYPE_CODE[dt]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.matmul(
+          out.storage.raw,
+          0,
+          ac.storage.raw,
+          ac.offset,
+          bc.storage.raw,
+          bc.offset,
+          batch,
+          M,
+          N,
+          K,
+          na === 1 && batch > 1 ? 0 : M * K,
+          nb === 1 && batch > 1 ? 0 : K * N,
+          transB,
+          DTYPE_CODE[a.dtype],
+          DTYPE_CODE[dt],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   conv2d(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, opts: Conv2dOptions = {}): Tensor {
-    const x = this.f('conv2d', 'x', tx), w = this.f('conv2d', 'w', tw);
-    const pad = opts.padding ?? 0, stride = opts.stride ?? 1, groups = opts.groups ?? 1;
+    const x = this.f('conv2d', 'x', tx),
+      w = this.f('conv2d', 'w', tw);
+    const pad = opts.padding ?? 0,
+      stride = opts.stride ?? 1,
+      groups = opts.groups ?? 1;
     if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error(`conv2d: x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)} must be 4-D (NCHW, OIHW)`);
-    const [B, Cin, H, W] = x.shape, [Cout, Cg, KH, KW] = w.shape;
+    const [B, Cin, H, W] = x.shape,
+      [Cout, Cg, KH, KW] = w.shape;
     if (!Number.isInteger(groups) || groups < 1 || Cin % groups || Cout % groups || Cg !== Cin / groups)
       throw new Error(`conv2d: w ${fmtShape(w.shape)} does not fit ${Cin} input channels in ${groups} groups`);
     if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(pad) || pad < 0) throw new Error(`conv2d: bad stride ${stride} or padding ${pad}`);
-    const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1, Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
+    const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1,
+      Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
     if (Ho < 1 || Wo < 1) throw new Error(`conv2d: kernel ${KH}x${KW} larger than the padded input ${H}x${W}`);
     const temps: NativeTensor[] = [];
     try {
       const dt = NativeBackend.gemmDtype(w);
-      const xc = this.as(x, dt, temps), wc = this.as(w, dt, temps);
+      const xc = this.as(x, dt, temps),
+        wc = this.as(w, dt, temps);
       let b: NativeTensor | undefined;
       if (tbias) {
         b = this.f('conv2d', 'bias', tbias);
@@ -309,9 +440,35 @@ export class NativeBackend implements Backend {
         b = this.as(b, 'f32', temps);
       }
       const out = this.alloc([B, Cout, Ho, Wo], x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.conv2d(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset,
-        b ? b.storage.raw : null, b ? b.offset : 0, B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.conv2d(
+          out.storage.raw,
+          0,
+          xc.storage.raw,
+          xc.offset,
+          wc.storage.raw,
+          wc.offset,
+          b ? b.storage.raw : null,
+          b ? b.offset : 0,
+          B,
+          Cin,
+          H,
+          W,
+          Cout,
+          KH,
+          KW,
+          stride,
+          pad,
+          groups,
+          Ho,
+          Wo,
+          DTYPE_CODE[x.dtype],
+          DTYPE_CODE[dt],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   /** Optional per-channel parameter of norm ops, cast to x's dtype. */
   private param(op: string, what: string, p: Tensor | undefined, C: number, dt: DType, temps: NativeTensor[]): NativeTensor | undefined {
@@ -325,11 +482,29 @@ export class NativeBackend implements Backend {
     const C = x.shape[x.shape.length - 1] ?? 1;
     const temps: NativeTensor[] = [];
     try {
-      const w = this.param('rmsnorm', 'w', tw, C, x.dtype, temps), b = this.param('rmsnorm', 'bias', tbias, C, x.dtype, temps);
+      const w = this.param('rmsnorm', 'w', tw, C, x.dtype, temps),
+        b = this.param('rmsnorm', 'bias', tbias, C, x.dtype, temps);
       const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.rmsnorm(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
-        b?.storage.raw ?? null, b?.offset ?? 0, C ? x.numel / C : 0, C, eps, offset, DTYPE_CODE[x.dtype]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.rmsnorm(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          w?.storage.raw ?? null,
+          w?.offset ?? 0,
+          b?.storage.raw ?? null,
+          b?.offset ?? 0,
+          C ? x.numel / C : 0,
+          C,
+          eps,
+          offset,
+          DTYPE_CODE[x.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   rmsnorm2d(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('rmsnorm2d', 'x', tx);
@@ -337,67 +512,147 @@ export class NativeBackend implements Backend {
     const [B, C, H, W] = x.shape;
     const temps: NativeTensor[] = [];
     try {
-      const w = this.param('rmsnorm2d', 'w', tw, C, x.dtype, temps), b = this.param('rmsnorm2d', 'bias', tbias, C, x.dtype, temps);
+      const w = this.param('rmsnorm2d', 'w', tw, C, x.dtype, temps),
+        b = this.param('rmsnorm2d', 'bias', tbias, C, x.dtype, temps);
       const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.rmsnorm2d(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
-        b?.storage.raw ?? null, b?.offset ?? 0, B, C, H * W, eps, DTYPE_CODE[x.dtype]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.rmsnorm2d(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          w?.storage.raw ?? null,
+          w?.offset ?? 0,
+          b?.storage.raw ?? null,
+          b?.offset ?? 0,
+          B,
+          C,
+          H * W,
+          eps,
+          DTYPE_CODE[x.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   layernorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('layernorm', 'x', tx);
     const C = x.shape[x.shape.length - 1] ?? 1;
     const temps: NativeTensor[] = [];
     try {
-      const w = this.param('layernorm', 'w', tw, C, x.dtype, temps), b = this.param('layernorm', 'bias', tbias, C, x.dtype, temps);
+      const w = this.param('layernorm', 'w', tw, C, x.dtype, temps),
+        b = this.param('layernorm', 'bias', tbias, C, x.dtype, temps);
       const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.layernorm(out.storage.raw, 0, x.storage.raw, x.offset, w?.storage.raw ?? null, w?.offset ?? 0,
-        b?.storage.raw ?? null, b?.offset ?? 0, C ? x.numel / C : 0, C, eps, DTYPE_CODE[x.dtype]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.layernorm(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          w?.storage.raw ?? null,
+          w?.offset ?? 0,
+          b?.storage.raw ?? null,
+          b?.offset ?? 0,
+          C ? x.numel / C : 0,
+          C,
+          eps,
+          DTYPE_CODE[x.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   attention(tq: Tensor, tk: Tensor, tv: Tensor, opts: AttentionOptions): Tensor {
     const q = this.f('attention', 'q', tq);
     if (q.shape.length !== 4 || tk.shape.length !== 4 || tv.shape.length !== 4) throw new Error('attention: q, k, v must be (B, H, L, D)');
-    const [B, Hq, Lq, D] = q.shape, [Bk, Hkv, Lk, Dk] = tk.shape, [Bv, Hv, Lv, Dv] = tv.shape;
-    if (Bk !== B || Bv !== B || Hv !== Hkv || Lv !== Lk || Dk !== D) throw new Error(`attention: q ${fmtShape(q.shape)}, k ${fmtShape(tk.shape)}, v ${fmtShape(tv.shape)} do not agree`);
+    const [B, Hq, Lq, D] = q.shape,
+      [Bk, Hkv, Lk, Dk] = tk.shape,
+      [Bv, Hv, Lv, Dv] = tv.shape;
+    if (Bk !== B || Bv !== B || Hv !== Hkv || Lv !== Lk || Dk !== D)
+      throw new Error(`attention: q ${fmtShape(q.shape)}, k ${fmtShape(tk.shape)}, v ${fmtShape(tv.shape)} do not agree`);
     if (Hkv < 1 || Hq % Hkv) throw new Error(`attention: ${Hq} query heads are not a multiple of ${Hkv} kv heads`);
     const temps: NativeTensor[] = [];
     try {
-      const k = this.as(this.f('attention', 'k', tk), q.dtype, temps), v = this.as(this.f('attention', 'v', tv), q.dtype, temps);
+      const k = this.as(this.f('attention', 'k', tk), q.dtype, temps),
+        v = this.as(this.f('attention', 'v', tv), q.dtype, temps);
       let bias: NativeTensor | undefined;
-      let sb = 0, sh = 0, sq = 0;
+      let sb = 0,
+        sh = 0,
+        sq = 0;
       if (opts.bias) {
         const bt = this.f('attention', 'bias', opts.bias);
         const s = bt.shape.length === 2 ? [bt.shape[0], 1, 1, bt.shape[1]] : bt.shape;
         const ok = s.length === 4 && (s[0] === B || s[0] === 1) && (s[1] === Hq || s[1] === 1) && (s[2] === Lq || s[2] === 1) && s[3] === Lk;
         if (!ok) throw new Error(`attention: bias ${fmtShape(bt.shape)} does not broadcast to (${B}, ${Hq}, ${Lq}, ${Lk})`);
         const st = contiguousStrides(s);
-        sb = s[0] === 1 ? 0 : st[0]; sh = s[1] === 1 ? 0 : st[1]; sq = s[2] === 1 ? 0 : st[2];
+        sb = s[0] === 1 ? 0 : st[0];
+        sh = s[1] === 1 ? 0 : st[1];
+        sq = s[2] === 1 ? 0 : st[2];
         bias = this.as(bt, 'f32', temps);
       }
       const window = opts.window ?? 0;
       if (!Number.isInteger(window) || window < 0) throw new Error(`attention: window must be a non-negative integer, got ${window}`);
       const out = this.alloc([B, Hq, Lq, Dv], q.dtype);
-      return this.guard(out, temps.splice(0), () => this.r.ops.attention(out.storage.raw, 0, q.storage.raw, q.offset, k.storage.raw, k.offset,
-        v.storage.raw, v.offset, bias?.storage.raw ?? null, bias?.offset ?? 0, B, Hq, Hkv, Lq, Lk, D, Dv, sb, sh, sq, opts.scale,
-        opts.softcap ?? 0, opts.causal ?? false, window, DTYPE_CODE[q.dtype]));
-    } finally { for (const t of temps) t.dispose(); }
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.attention(
+          out.storage.raw,
+          0,
+          q.storage.raw,
+          q.offset,
+          k.storage.raw,
+          k.offset,
+          v.storage.raw,
+          v.offset,
+          bias?.storage.raw ?? null,
+          bias?.offset ?? 0,
+          B,
+          Hq,
+          Hkv,
+          Lq,
+          Lk,
+          D,
+          Dv,
+          sb,
+          sh,
+          sq,
+          opts.scale,
+          opts.softcap ?? 0,
+          opts.causal ?? false,
+          window,
+          DTYPE_CODE[q.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   linearAttention(tq: Tensor, tk: Tensor, tv: Tensor, eps: number, relu = true): Tensor {
     const q = this.f('linearAttention', 'q', tq);
-    for (const [n, t] of [['k', tk], ['v', tv]] as const)
-      if (t.shape.length !== 4 || t.shape.some((d, i) => d !== q.shape[i])) throw new Error(`linearAttention: ${n} ${fmtShape(t.shape)} must equal q ${fmtShape(q.shape)}`);
+    for (const [n, t] of [
+      ['k', tk],
+      ['v', tv],
+    ] as const)
+      if (t.shape.length !== 4 || t.shape.some((d, i) => d !== q.shape[i]))
+        throw new Error(`linearAttention: ${n} ${fmtShape(t.shape)} must equal q ${fmtShape(q.shape)}`);
     if (q.shape.length !== 4) throw new Error(`linearAttention: q must be (B, H, N, D), got ${fmtShape(q.shape)}`);
     const [B, H, N, D] = q.shape;
     const temps: NativeTensor[] = [];
     try {
-      const qf = this.as(q, 'f32', temps), kf = this.as(this.f('linearAttention', 'k', tk), 'f32', temps), vf = this.as(this.f('linearAttention', 'v', tv), 'f32', temps);
+      const qf = this.as(q, 'f32', temps),
+        kf = this.as(this.f('linearAttention', 'k', tk), 'f32', temps),
+        vf = this.as(this.f('linearAttention', 'v', tv), 'f32', temps);
       const o32 = this.alloc(q.shape, 'f32');
-      this.guard(o32, [], () => this.r.ops.linearAttention(o32.storage.raw, 0, qf.storage.raw, qf.offset, kf.storage.raw, kf.offset,
-        vf.storage.raw, vf.offset, B, H, N, D, eps, relu));
+      this.guard(o32, [], () =>
+        this.r.ops.linearAttention(o32.storage.raw, 0, qf.storage.raw, qf.offset, kf.storage.raw, kf.offset, vf.storage.raw, vf.offset, B, H, N, D, eps, relu),
+      );
       if (q.dtype === 'f32') return o32;
       temps.push(o32);
       return this.castRaw(o32, q.dtype);
-    } finally { for (const t of temps) t.dispose(); }
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
   rope(tx: Tensor, positions: readonly number[], theta: number): Tensor {
     const x = this.f('rope', 'x', tx);
@@ -409,13 +664,27 @@ export class NativeBackend implements Backend {
     return this.guard(out, [], () => this.r.ops.rope(out.storage.raw, 0, x.storage.raw, x.offset, [...positions], B * H, L, D, theta, DTYPE_CODE[x.dtype]));
   }
   embedding(ttable: Tensor, tids: Tensor): Tensor {
-    const table = this.f('embedding', 'table', ttable), ids = this.t('embedding', 'ids', tids);
+    const table = this.f('embedding', 'table', ttable),
+      ids = this.t('embedding', 'ids', tids);
     if (table.shape.length !== 2) throw new Error(`embedding: table must be (V, D), got ${fmtShape(table.shape)}`);
     if (ids.dtype !== 'i32' && ids.dtype !== 'i64') throw new Error(`embedding: ids must be i32 or i64, got ${ids.dtype}`);
     const [V, D] = table.shape;
     const out = this.alloc([...ids.shape, D], table.dtype);
-    return this.guard(out, [], () => this.r.ops.embedding(out.storage.raw, 0, table.storage.raw, table.offset, ids.storage.raw, ids.offset,
-      ids.numel, V, D, DTYPE_CODE[table.dtype], DTYPE_CODE[ids.dtype]));
+    return this.guard(out, [], () =>
+      this.r.ops.embedding(
+        out.storage.raw,
+        0,
+        table.storage.raw,
+        table.offset,
+        ids.storage.raw,
+        ids.offset,
+        ids.numel,
+        V,
+        D,
+        DTYPE_CODE[table.dtype],
+        DTYPE_CODE[ids.dtype],
+      ),
+    );
   }
   private nchw(op: string, t: Tensor): NativeTensor {
     const x = this.t(op, 'x', t);

@@ -35,16 +35,111 @@ export interface RawOps {
   repeatInterleave(out: S, o: number, inp: S, io: number, outer: number, axisLen: number, inner: number, repeats: number, elsize: number): void;
   unary(out: S, o: number, inp: S, io: number, n: number, op: number, p0: number, p1: number, dt: number): void;
   binary(out: S, o: number, a: S, ao: number, b: S, bo: number, op: number, dt: number, shape: number[], sa: number[], sb: number[]): void;
-  ternary(out: S, o: number, a: S, ao: number, b: S, bo: number, c: S, co: number, op: number, dt: number, shape: number[], sa: number[], sb: number[], sc: number[]): void;
+  ternary(
+    out: S,
+    o: number,
+    a: S,
+    ao: number,
+    b: S,
+    bo: number,
+    c: S,
+    co: number,
+    op: number,
+    dt: number,
+    shape: number[],
+    sa: number[],
+    sb: number[],
+    sc: number[],
+  ): void;
   softmax(out: S, o: number, x: S, xo: number, rows: number, C: number, dt: number): void;
   linear(out: S, o: number, x: S, xo: number, w: S, wo: number, bias: S, bo: number, M: number, N: number, K: number, outDt: number, dt: number): void;
-  matmul(out: S, o: number, a: S, ao: number, b: S, bo: number, batch: number, M: number, N: number, K: number, aBstride: number, bBstride: number, transB: boolean, outDt: number, dt: number): void;
-  conv2d(out: S, o: number, x: S, xo: number, w: S, wo: number, bias: S, bo: number, B: number, Cin: number, H: number, W: number, Cout: number, KH: number, KW: number, stride: number, pad: number, groups: number, Ho: number, Wo: number, outDt: number, dt: number): void;
+  matmul(
+    out: S,
+    o: number,
+    a: S,
+    ao: number,
+    b: S,
+    bo: number,
+    batch: number,
+    M: number,
+    N: number,
+    K: number,
+    aBstride: number,
+    bBstride: number,
+    transB: boolean,
+    outDt: number,
+    dt: number,
+  ): void;
+  conv2d(
+    out: S,
+    o: number,
+    x: S,
+    xo: number,
+    w: S,
+    wo: number,
+    bias: S,
+    bo: number,
+    B: number,
+    Cin: number,
+    H: number,
+    W: number,
+    Cout: number,
+    KH: number,
+    KW: number,
+    stride: number,
+    pad: number,
+    groups: number,
+    Ho: number,
+    Wo: number,
+    outDt: number,
+    dt: number,
+  ): void;
   rmsnorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, offset: number, dt: number): void;
   rmsnorm2d(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, B: number, C: number, HW: number, eps: number, dt: number): void;
   layernorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, dt: number): void;
-  attention(out: S, o: number, q: S, qo: number, k: S, ko: number, v: S, vo: number, bias: S, bo: number, B: number, Hq: number, Hkv: number, Lq: number, Lk: number, D: number, Dv: number, sb: number, sh: number, sq: number, scale: number, softcap: number, causal: boolean, window: number, dt: number): void;
-  linearAttention(out: S, o: number, q: S, qo: number, k: S, ko: number, v: S, vo: number, B: number, H: number, N: number, D: number, eps: number, relu: boolean): void;
+  attention(
+    out: S,
+    o: number,
+    q: S,
+    qo: number,
+    k: S,
+    ko: number,
+    v: S,
+    vo: number,
+    bias: S,
+    bo: number,
+    B: number,
+    Hq: number,
+    Hkv: number,
+    Lq: number,
+    Lk: number,
+    D: number,
+    Dv: number,
+    sb: number,
+    sh: number,
+    sq: number,
+    scale: number,
+    softcap: number,
+    causal: boolean,
+    window: number,
+    dt: number,
+  ): void;
+  linearAttention(
+    out: S,
+    o: number,
+    q: S,
+    qo: number,
+    k: S,
+    ko: number,
+    v: S,
+    vo: number,
+    B: number,
+    H: number,
+    N: number,
+    D: number,
+    eps: number,
+    relu: boolean,
+  ): void;
   rope(out: S, o: number, x: S, xo: number, positions: number[], BH: number, L: number, D: number, theta: number, dt: number): void;
   embedding(out: S, o: number, table: S, to: number, ids: S, io: number, n: number, V: number, D: number, dt: number, idsDt: number): void;
   upsampleNearest(out: S, o: number, x: S, xo: number, BC: number, H: number, W: number, factor: number, elsize: number): void;

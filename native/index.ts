@@ -27,8 +27,16 @@ let hintShown = false;
 export function getBackend(device: DeviceName): Backend {
   const have = backends.get(device);
   if (have) return have;
-  const d = raw().backends().find((b) => b.name === device);
-  if (!d) throw new Error(`getBackend: device '${device}' is not compiled into this build (have: ${raw().backends().map((b) => b.name).join(', ')})`);
+  const d = raw()
+    .backends()
+    .find((b) => b.name === device);
+  if (!d)
+    throw new Error(
+      `getBackend: device '${device}' is not compiled into this build (have: ${raw()
+        .backends()
+        .map((b) => b.name)
+        .join(', ')})`,
+    );
   if (!d.available) throw new Error(`getBackend: device '${device}' is unavailable: ${d.reason ?? 'unknown reason'}`);
   if (device === 'cpu' && !hintShown) {
     hintShown = true;
@@ -41,12 +49,14 @@ export function getBackend(device: DeviceName): Backend {
 }
 
 export function devices(): ReturnType<NativeModule['devices']> {
-  return raw().backends().map((b) => ({
-    name: b.name as DeviceName,
-    available: b.available,
-    ...(b.reason ? { reason: b.reason } : {}),
-    info: JSON.parse(b.info) as Record<string, unknown>,
-  }));
+  return raw()
+    .backends()
+    .map((b) => ({
+      name: b.name as DeviceName,
+      available: b.available,
+      ...(b.reason ? { reason: b.reason } : {}),
+      info: JSON.parse(b.info) as Record<string, unknown>,
+    }));
 }
 
 export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: string } {
@@ -54,13 +64,21 @@ export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: str
 }
 
 /** Measured fp32 FMA throughput of all CPU threads (GFLOP/s), for benchmarks. */
-export function fmaPeakGflops(ms = 200): number { return raw().fmaPeak(ms); }
+export function fmaPeakGflops(ms = 200): number {
+  return raw().fmaPeak(ms);
+}
 /** Gives the CPU backend's cached free blocks back to the system (src/host_cache.cc); bytes released. */
-export function trimHostCache(): number { return raw().trimHostCache(); }
+export function trimHostCache(): number {
+  return raw().trimHostCache();
+}
 /** Bytes of freed CPU blocks kept for reuse (resident, not tensors). */
-export function hostCacheBytes(): number { return raw().memory('cpu').cached ?? 0; }
+export function hostCacheBytes(): number {
+  return raw().memory('cpu').cached ?? 0;
+}
 /** Sets (when given) and returns the CPU thread count of the native kernels. */
-export function cpuThreads(n?: number): number { return raw().threads(n); }
+export function cpuThreads(n?: number): number {
+  return raw().threads(n);
+}
 
 const native: NativeModule = { getBackend, devices, openSafetensors, writeSafetensors, buildInfo };
 export default native;

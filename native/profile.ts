@@ -100,7 +100,11 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     const N = n(a, 4) * n(a, 5) * n(a, 6);
     return { kind: 'upsampleNearest', flops: 0, bytes: N * (1 + n(a, 7) * n(a, 7)) * n(a, 8) };
   },
-  upsampleBilinear: (a) => ({ kind: 'upsampleBilinear', flops: 8 * n(a, 4) * n(a, 7) * n(a, 8), bytes: n(a, 4) * (n(a, 5) * n(a, 6) + n(a, 7) * n(a, 8)) * es(n(a, 9)) }),
+  upsampleBilinear: (a) => ({
+    kind: 'upsampleBilinear',
+    flops: 8 * n(a, 4) * n(a, 7) * n(a, 8),
+    bytes: n(a, 4) * (n(a, 5) * n(a, 6) + n(a, 7) * n(a, 8)) * es(n(a, 9)),
+  }),
   pixelShuffle: (a) => ({ kind: 'pixelShuffle', flops: 0, bytes: 2 * n(a, 4) * n(a, 5) * n(a, 6) * n(a, 7) * n(a, 9) }),
 };
 
@@ -275,7 +279,9 @@ export function formatProfile(stages: ProfileStage[], opts: { device?: string; m
         `${(s.flops / 1e9).toFixed(2)} GFLOP, ${fmtBytes(s.bytes)} moved` +
         (opts.device && opts.device.startsWith('cuda') ? ' (CUDA: launch times unless the op syncs)' : ''),
     );
-    lines.push(`  ${'op kind'.padEnd(28)} ${'calls'.padStart(7)} ${'ms'.padStart(10)} ${'%'.padStart(6)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)} ${'moved'.padStart(10)}`);
+    lines.push(
+      `  ${'op kind'.padEnd(28)} ${'calls'.padStart(7)} ${'ms'.padStart(10)} ${'%'.padStart(6)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)} ${'moved'.padStart(10)}`,
+    );
     const rows = s.rows.slice(0, opts.maxRows ?? 40);
     for (const r of rows) {
       lines.push(
@@ -285,7 +291,9 @@ export function formatProfile(stages: ProfileStage[], opts: { device?: string; m
     }
     if (s.rows.length > rows.length) lines.push(`  … ${s.rows.length - rows.length} more op kinds`);
     const other = s.wall_ms - s.ops_ms;
-    lines.push(`  ${'(outside ops: JS, alloc, waits)'.padEnd(28)} ${''.padStart(7)} ${other.toFixed(2).padStart(10)} ${((100 * other) / Math.max(s.wall_ms, 1e-9)).toFixed(1).padStart(6)}`);
+    lines.push(
+      `  ${'(outside ops: JS, alloc, waits)'.padEnd(28)} ${''.padStart(7)} ${other.toFixed(2).padStart(10)} ${((100 * other) / Math.max(s.wall_ms, 1e-9)).toFixed(1).padStart(6)}`,
+    );
   }
   return lines.join('\n');
 }

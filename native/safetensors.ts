@@ -13,19 +13,39 @@ export const MAX_HEADER_BYTES = 100_000_000;
 
 // Element sizes of every dtype the format defines; the ones we load map to our dtypes.
 const ST_SIZES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 const ST_TO_DTYPE: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', I64: 'i64' };
 
-interface FileEntry extends SafetensorsEntry { begin: number; end: number; numel: number }
+interface FileEntry extends SafetensorsEntry {
+  begin: number;
+  end: number;
+  numel: number;
+}
 
 /** One mapped file with its validated header. */
 class ShardFile {
   readonly entries = new Map<string, FileEntry>();
   readonly metadata: Record<string, string> = {};
   readonly dataStart: number;
-  constructor(readonly file: string, readonly mapped: RawMapped) {
+  constructor(
+    readonly file: string,
+    readonly mapped: RawMapped,
+  ) {
     const size = mapped.size;
     const bad = (msg: string): Error => new Error(`safetensors ${file}: ${msg}`);
     if (size < 8) throw bad(`file is ${size} bytes, shorter than the 8-byte header length`);
@@ -56,14 +76,17 @@ class ShardFile {
       const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (e === null || typeof e !== 'object') throw t(`tensor '${name}': entry is not an object`);
       if (typeof e.dtype !== 'string' || !(e.dtype in ST_SIZES)) throw t(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
-      if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw t(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+      if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+        throw t(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
       const offs = e.data_offsets;
-      if (!Array.isArray(offs) || offs.length !== 2 || offs.some((d) => !Number.isSafeInteger(d) || d < 0)) throw t(`tensor '${name}': data_offsets ${JSON.stringify(offs)} is not [begin, end]`);
+      if (!Array.isArray(offs) || offs.length !== 2 || offs.some((d) => !Number.isSafeInteger(d) || d < 0))
+        throw t(`tensor '${name}': data_offsets ${JSON.stringify(offs)} is not [begin, end]`);
       const [begin, end] = offs as [number, number];
       if (begin > end || end > dataLen) throw t(`tensor '${name}': data_offsets [${begin}, ${end}] outside the ${dataLen}-byte data area`);
       const numel = (e.shape as number[]).reduce((a, b) => a * b, 1);
       if (!Number.isSafeInteger(numel * ST_SIZES[e.dtype])) throw t(`tensor '${name}': shape ${JSON.stringify(e.shape)} is too large`);
-      if (numel * ST_SIZES[e.dtype] !== end - begin) throw t(`tensor '${name}': ${e.dtype} ${JSON.stringify(e.shape)} needs ${numel * ST_SIZES[e.dtype]} bytes but data_offsets span ${end - begin}`);
+      if (numel * ST_SIZES[e.dtype] !== end - begin)
+        throw t(`tensor '${name}': ${e.dtype} ${JSON.stringify(e.shape)} needs ${numel * ST_SIZES[e.dtype]} bytes but data_offsets span ${end - begin}`);
       this.entries.set(name, { name, dtype: e.dtype, shape: [...(e.shape as number[])], file, begin, end, numel });
     }
     const sorted = [...this.entries.values()].filter((x) => x.end > x.begin).sort((a, b) => a.begin - b.begin);
@@ -77,7 +100,11 @@ class Checkpoint implements SafetensorsCheckpoint {
   private readonly where = new Map<string, ShardFile>();
   private closed = false;
   readonly metadata: Record<string, string> = {};
-  constructor(private readonly shards: ShardFile[], weightMap?: Record<string, string>, readonly source = '') {
+  constructor(
+    private readonly shards: ShardFile[],
+    weightMap?: Record<string, string>,
+    readonly source = '',
+  ) {
     for (const s of shards) {
       Object.assign(this.metadata, s.metadata);
       for (const name of s.entries.keys()) {
@@ -94,9 +121,15 @@ class Checkpoint implements SafetensorsCheckpoint {
       }
     }
   }
-  get files(): readonly string[] { return this.shards.map((s) => s.file); }
-  keys(): string[] { return [...this.where.keys()]; }
-  has(name: string): boolean { return this.where.has(name); }
+  get files(): readonly string[] {
+    return this.shards.map((s) => s.file);
+  }
+  keys(): string[] {
+    return [...this.where.keys()];
+  }
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
   entry(name: string): SafetensorsEntry {
     const e = this.lookup(name);
     return { name: e.name, dtype: e.dtype, shape: [...e.shape], file: e.file };
@@ -135,7 +168,12 @@ function openFiles(files: string[], weightMap?: Record<string, string>, source =
   try {
     for (const f of files) {
       const m = r.openMapped(f);
-      try { shards.push(new ShardFile(f, m)); } catch (e) { m.close(); throw e; }
+      try {
+        shards.push(new ShardFile(f, m));
+      } catch (e) {
+        m.close();
+        throw e;
+      }
     }
     return new Checkpoint(shards, weightMap, source);
   } catch (e) {
@@ -157,7 +195,8 @@ function openIndex(indexPath: string): Checkpoint {
   const dir = path.dirname(indexPath);
   const files: string[] = [];
   for (const [name, f] of Object.entries(map)) {
-    if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f === '..') throw new Error(`safetensors index ${indexPath}: '${name}' maps to an invalid file name ${JSON.stringify(f)}`);
+    if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f === '..')
+      throw new Error(`safetensors index ${indexPath}: '${name}' maps to an invalid file name ${JSON.stringify(f)}`);
     const full = path.join(dir, f);
     if (!files.includes(full)) files.push(full);
   }
@@ -186,7 +225,11 @@ export function resolveDir(dir: string, variant?: string): string {
 
 export function openSafetensors(p: string, opts: OpenOptions = {}): SafetensorsCheckpoint {
   let st: fs.Stats;
-  try { st = fs.statSync(p); } catch { throw new Error(`safetensors ${p}: no such file or folder`); }
+  try {
+    st = fs.statSync(p);
+  } catch {
+    throw new Error(`safetensors ${p}: no such file or folder`);
+  }
   const target = st.isDirectory() ? resolveDir(p, opts.variant) : p;
   if (target.endsWith('.json')) return openIndex(target);
   return openFiles([target], undefined, target);
@@ -225,14 +268,16 @@ export function writeSafetensors(file: string, tensors: Record<string, WriteTens
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new Error('writeSafetensors: "__metadata__" is reserved');
     if (!(t.dtype in ST_TO_DTYPE)) throw new Error(`writeSafetensors: tensor '${name}' has unsupported dtype ${String(t.dtype)}`);
-    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new Error(`writeSafetensors: tensor '${name}' has an invalid shape`);
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+      throw new Error(`writeSafetensors: tensor '${name}' has an invalid shape`);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     let data: ArrayBufferView;
     const want = { F32: Float32Array, I32: Int32Array, I64: BigInt64Array, F16: Uint16Array, BF16: Uint16Array }[t.dtype];
     if ((t.dtype === 'F16' || t.dtype === 'BF16') && t.data instanceof Float32Array) data = f32ToHalfBits(t.data, t.dtype);
     else if (t.data instanceof want) data = t.data;
     else throw new Error(`writeSafetensors: tensor '${name}' is ${t.dtype} but its data is a ${t.data.constructor.name}`);
-    if ((data as Float32Array).length !== numel) throw new Error(`writeSafetensors: tensor '${name}' has ${(data as Float32Array).length} values for shape [${t.shape.join(', ')}]`);
+    if ((data as Float32Array).length !== numel)
+      throw new Error(`writeSafetensors: tensor '${name}' has ${(data as Float32Array).length} values for shape [${t.shape.join(', ')}]`);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     blobs.push(bytes);

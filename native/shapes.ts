@@ -58,7 +58,9 @@ export function collapse(shape: readonly number[], strides: number[][]): { shape
     const mergeable = outStrides.every((st, k) => st2[k][last] === st[d] * outShape[d]);
     if (mergeable) {
       s2[last] *= outShape[d];
-      outStrides.forEach((st, k) => { st2[k][last] = st[d]; });
+      outStrides.forEach((st, k) => {
+        st2[k][last] = st[d];
+      });
     } else {
       s2.push(outShape[d]);
       outStrides.forEach((st, k) => st2[k].push(st[d]));
@@ -72,6 +74,9 @@ export function collapse(shape: readonly number[], strides: number[][]): { shape
 export function contiguousStrides(shape: readonly number[]): number[] {
   const st = new Array<number>(shape.length);
   let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { st[i] = acc; acc *= shape[i]; }
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= shape[i];
+  }
   return st;
 }

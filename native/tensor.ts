@@ -7,9 +7,14 @@ import { raw, DTYPE_CODE, DTYPE_SIZE, type RawStorage } from './binding.ts';
 export class StorageRef {
   private refs = 1;
   constructor(readonly raw: RawStorage) {}
-  retain(): this { this.refs++; return this; }
+  retain(): this {
+    this.refs++;
+    return this;
+  }
   /** Whether another tensor (a view) shares this storage. */
-  get shared(): boolean { return this.refs > 1; }
+  get shared(): boolean {
+    return this.refs > 1;
+  }
   release(): void {
     if (--this.refs === 0) this.raw.free();
   }
@@ -35,8 +40,12 @@ export class NativeTensor implements Tensor {
     const top = scopes[scopes.length - 1];
     if (top) top.add(this);
   }
-  get disposed(): boolean { return this._disposed; }
-  get nbytes(): number { return this.isView ? 0 : this.storage.raw.nbytes; }
+  get disposed(): boolean {
+    return this._disposed;
+  }
+  get nbytes(): number {
+    return this.isView ? 0 : this.storage.raw.nbytes;
+  }
   dispose(): void {
     if (this._disposed) return;
     this._disposed = true;
@@ -56,8 +65,12 @@ export class NativeTensor implements Tensor {
     if (this.dtype === 'i64') return new BigInt64Array(raw().read(this.storage.raw, this.offset, this.numel, DTYPE_CODE.i64, DTYPE_CODE.i64));
     return this.toFloat32();
   }
-  get byteLength(): number { return this.numel * DTYPE_SIZE[this.dtype]; }
-  toString(): string { return `Tensor(${fmtShape(this.shape)}, ${this.dtype}, ${this.device})`; }
+  get byteLength(): number {
+    return this.numel * DTYPE_SIZE[this.dtype];
+  }
+  toString(): string {
+    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}, ${this.device})`;
+  }
 }
 
 export const fmtShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
@@ -98,9 +111,21 @@ export function keepTensor<T extends Tensor>(t: T): T {
 function collect(v: unknown, out: Set<NativeTensor>, seen: Set<unknown>): void {
   if (v === null || typeof v !== 'object' || seen.has(v)) return;
   seen.add(v);
-  if (v instanceof NativeTensor) { out.add(v); return; }
+  if (v instanceof NativeTensor) {
+    out.add(v);
+    return;
+  }
   if (ArrayBuffer.isView(v)) return;
-  if (v instanceof Map) { for (const [k, x] of v) { collect(k, out, seen); collect(x, out, seen); } return; }
-  if (v instanceof Set || Array.isArray(v)) { for (const x of v) collect(x, out, seen); return; }
+  if (v instanceof Map) {
+    for (const [k, x] of v) {
+      collect(k, out, seen);
+      collect(x, out, seen);
+    }
+    return;
+  }
+  if (v instanceof Set || Array.isArray(v)) {
+    for (const x of v) collect(x, out, seen);
+    return;
+  }
   for (const x of Object.values(v as Record<string, unknown>)) collect(x, out, seen);
 }

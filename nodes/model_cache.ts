@@ -88,12 +88,7 @@ export class ModelCache {
    * `sizeHint` (bytes, e.g. the size of the weight files) makes room BEFORE a load, so the old
    * and the new model are not both resident at the peak.
    */
-  async use<T, R>(
-    key: ModelKey,
-    load: () => Promise<Loaded<T>> | Loaded<T>,
-    fn: (model: T) => Promise<R> | R,
-    sizeHint = 0,
-  ): Promise<R> {
+  async use<T, R>(key: ModelKey, load: () => Promise<Loaded<T>> | Loaded<T>, fn: (model: T) => Promise<R> | R, sizeHint = 0): Promise<R> {
     const entry = await this.acquire(key, load, sizeHint);
     try {
       return await fn(entry.loaded!.value as T);
@@ -153,9 +148,7 @@ export class ModelCache {
   private evictUntil(extra: number): void {
     let used = this.usedBytes;
     if (used + extra <= this.budget) return;
-    const candidates = [...this.entries.values()]
-      .filter((e) => e.loaded && e.pins === 0)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const candidates = [...this.entries.values()].filter((e) => e.loaded && e.pins === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const e of candidates) {
       if (used + extra <= this.budget) break;
       // Already gone: a model that depended on one dropped before it (see `forget`).

@@ -369,7 +369,10 @@ export function makeTinySprintModel(modelsDirPath: string, opts: { force?: boole
   const src = path.join(modelsDirPath, 'sana', TINY_PIPELINE);
   const dir = path.join(modelsDirPath, 'sana', TINY_SPRINT_PIPELINE);
   const stamp = JSON.stringify({
-    version: TINY_SPRINT_VERSION, seed, transformer: TINY_SPRINT_TRANSFORMER_CONFIG, scheduler: SPRINT_SCHEDULER_CONFIG,
+    version: TINY_SPRINT_VERSION,
+    seed,
+    transformer: TINY_SPRINT_TRANSFORMER_CONFIG,
+    scheduler: SPRINT_SCHEDULER_CONFIG,
     from: fs.readFileSync(path.join(src, STAMP), 'utf8'),
   });
   try {
@@ -416,7 +419,11 @@ function safetensorsShapes(file: string): Map<string, number[]> {
     const head = Buffer.alloc(n);
     fs.readSync(fd, head, 0, n, 8);
     const h = JSON.parse(head.toString('utf8')) as Record<string, { shape?: number[] }>;
-    return new Map(Object.entries(h).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.shape ?? []]));
+    return new Map(
+      Object.entries(h)
+        .filter(([k]) => k !== '__metadata__')
+        .map(([k, v]) => [k, v.shape ?? []]),
+    );
   } finally {
     fs.closeSync(fd);
   }
@@ -463,7 +470,12 @@ export function makeTinyLoras(modelsDirPath: string, opts: { force?: boolean; se
     const meta = Object.fromEntries(Object.entries(peft).map(([k, v]) => [`transformer.${k}`, v]));
     fs.mkdirSync(path.dirname(out), { recursive: true });
     // The writer goes through a temporary file and a rename: a reader never sees half a file.
-    writeSafetensors(out, tensors, { format: 'pt', lora_adapter_metadata: JSON.stringify(meta), generator: `sana-graph make-tiny-models v${TINY_VERSION}`, sana_graph_fits: fits });
+    writeSafetensors(out, tensors, {
+      format: 'pt',
+      lora_adapter_metadata: JSON.stringify(meta),
+      generator: `sana-graph make-tiny-models v${TINY_VERSION}`,
+      sana_graph_fits: fits,
+    });
     written.push(out);
   }
   return written;

@@ -28,7 +28,11 @@ function sources(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-interface Ref { spec: string; line: number; literal: boolean }
+interface Ref {
+  spec: string;
+  line: number;
+  literal: boolean;
+}
 
 /** Every module reference in a source text, with its line. */
 function references(src: string): Ref[] {
@@ -64,12 +68,19 @@ const RULES: Record<string, { rule: Rule; noComputed: boolean }> = {
     noComputed: true,
     rule: (t) => (['native', 'npm', 'node'].includes(t) ? undefined : 'native/ imports nothing of the project above it'),
   },
-  nodes: { noComputed: false, rule: (t) => (['host', 'cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import host/, cluster/, web/ or cli/' : undefined) },
-  host: { noComputed: false, rule: (t) => (['cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'host/ must not import cluster/, web/ or cli/' : undefined) },
+  nodes: {
+    noComputed: false,
+    rule: (t) => (['host', 'cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'nodes/ must not import host/, cluster/, web/ or cli/' : undefined),
+  },
+  host: {
+    noComputed: false,
+    rule: (t) => (['cluster', 'web/server', 'web/editor', 'cli'].includes(t) ? 'host/ must not import cluster/, web/ or cli/' : undefined),
+  },
   cluster: { noComputed: false, rule: (t) => (['web/server', 'web/editor', 'cli'].includes(t) ? 'cluster/ must not import web/ or cli/' : undefined) },
   'web/editor': {
     noComputed: true,
-    rule: (t) => (['native', 'nodes', 'web/server', 'cli'].includes(t) ? 'the editor (browser code) must not import native/, nodes/, web/server/ or cli/' : undefined),
+    rule: (t) =>
+      ['native', 'nodes', 'web/server', 'cli'].includes(t) ? 'the editor (browser code) must not import native/, nodes/, web/server/ or cli/' : undefined,
   },
   'web/server': {
     noComputed: false,
@@ -86,7 +97,10 @@ const ABOVE_ALL = new Set(['test', 'bench', 'scripts']);
 function targetArea(file: string, spec: string): string {
   if (spec.startsWith('node:')) return 'node';
   if (!spec.startsWith('.')) return 'npm';
-  const rel = path.relative(root, path.resolve(root, path.dirname(file), spec)).split(path.sep).join('/');
+  const rel = path
+    .relative(root, path.resolve(root, path.dirname(file), spec))
+    .split(path.sep)
+    .join('/');
   return rel.startsWith('..') ? 'outside' : area(rel);
 }
 
@@ -116,7 +130,17 @@ const PRODUCT = ['engine', 'native', 'nodes', 'host', 'cluster', 'web/editor', '
 
 describe('architecture boundaries', () => {
   it('finds the modules it checks', () => {
-    for (const f of ['engine/executor.ts', 'native/index.ts', 'nodes/index.ts', 'host/runner.ts', 'host/child_boot.mjs', 'cluster/worker.ts', 'web/server/app.ts', 'cli/main.ts']) expect(PRODUCT).toContain(f);
+    for (const f of [
+      'engine/executor.ts',
+      'native/index.ts',
+      'nodes/index.ts',
+      'host/runner.ts',
+      'host/child_boot.mjs',
+      'cluster/worker.ts',
+      'web/server/app.ts',
+      'cli/main.ts',
+    ])
+      expect(PRODUCT).toContain(f);
     expect(PRODUCT.some((f) => f.startsWith('web/editor/src/'))).toBe(true);
     expect(PRODUCT.length).toBeGreaterThan(100);
   });
@@ -135,11 +159,17 @@ describe('architecture boundaries', () => {
       'web/server/f.ts': "import { main } from '../../cli/main.ts';\nimport { helper } from '../../test/server/helpers.ts';",
       'cli/g.ts': "import { startServer } from '../web/server/index.ts';\nimport { x } from '../nodes/index.ts';",
       'nodes/h.ts': "import { processHost } from '../host/process.ts';",
-      'host/i.ts': "import { startServer } from '../web/server/index.ts';\nimport { Executor } from '../engine/index.ts';\nimport { x } from '../nodes/index.ts';\nimport { getBackend } from '../native/index.ts';",
-      'web/server/j.ts': "import { fork } from 'node:child_process';\nimport { Worker } from 'node:worker_threads';\nimport { processHost } from '../../host/process.ts';",
+      'host/i.ts':
+        "import { startServer } from '../web/server/index.ts';\nimport { Executor } from '../engine/index.ts';\nimport { x } from '../nodes/index.ts';\nimport { getBackend } from '../native/index.ts';",
+      'web/server/j.ts':
+        "import { fork } from 'node:child_process';\nimport { Worker } from 'node:worker_threads';\nimport { processHost } from '../../host/process.ts';",
     };
     const v = violations(Object.keys(fake), (f) => fake[f]!);
-    const has = (re: RegExp) => expect(v.some((s) => re.test(s)), `${re} in\n${v.join('\n')}`).toBe(true);
+    const has = (re: RegExp) =>
+      expect(
+        v.some((s) => re.test(s)),
+        `${re} in\n${v.join('\n')}`,
+      ).toBe(true);
     has(/^engine\/a\.ts:1: '\.\.\/nodes\/index\.ts'/);
     has(/^engine\/a\.ts:2: '\.\.\/web\/server\/app\.ts'/);
     has(/^engine\/a\.ts:3: 'node:fs'/);

@@ -104,62 +104,70 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
 // Portable tile bodies for AVX2 and baseline: loops the compiler vectorises over the 64 keys (QK)
 // and over Dv (PV). GCC lowers the 64-byte vector type of the tiles above through the stack
 // when the ISA has no 64-byte registers, so those clones must not use it.
-#define SANA_QK_SIMPLE                                                 \
-  for (int64_t i = 0; i < nq; i++) {                                   \
-    float* __restrict srow = s + i * kBk;                              \
-    for (int64_t j = 0; j < kBk; j++) srow[j] = 0.f;                   \
-    for (int64_t d = 0; d < D; d++) {                                  \
-      const float qv = qf[i * D + d];                                  \
-      const float* __restrict kr = kT + d * kBk;                       \
-      for (int64_t j = 0; j < kBk; j++) srow[j] += qv * kr[j];         \
-    }                                                                  \
+#define SANA_QK_SIMPLE                                         \
+  for (int64_t i = 0; i < nq; i++) {                           \
+    float* __restrict srow = s + i * kBk;                      \
+    for (int64_t j = 0; j < kBk; j++) srow[j] = 0.f;           \
+    for (int64_t d = 0; d < D; d++) {                          \
+      const float qv = qf[i * D + d];                          \
+      const float* __restrict kr = kT + d * kBk;               \
+      for (int64_t j = 0; j < kBk; j++) srow[j] += qv * kr[j]; \
+    }                                                          \
   }
-#define SANA_PV_SIMPLE                                                 \
-  for (int64_t i = 0; i < nq; i++) {                                   \
-    float* __restrict a = acc + i * Dv;                                \
-    const float* p = s + i * kBk;                                      \
-    for (int64_t j = 0; j < nk; j++) {                                 \
-      const float pj = p[j];                                           \
-      if (pj == 0.f) continue;                                         \
-      const float* __restrict vr = vf + j * Dv;                        \
-      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];             \
-    }                                                                  \
+#define SANA_PV_SIMPLE                                     \
+  for (int64_t i = 0; i < nq; i++) {                       \
+    float* __restrict a = acc + i * Dv;                    \
+    const float* p = s + i * kBk;                          \
+    for (int64_t j = 0; j < nk; j++) {                     \
+      const float pj = p[j];                               \
+      if (pj == 0.f) continue;                             \
+      const float* __restrict vr = vf + j * Dv;            \
+      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d]; \
+    }                                                      \
   }
 
 // Online-softmax update of a tile: for each row with a finite max, p = exp(s - max) (0 where
 // the score is -inf, i.e. masked), rescale the accumulator row by exp(old max - new max), add
 // the row sum to l. exp is a branch-free polynomial (range reduction by ln 2, degree-6
 // Taylor, |rel err| < 2e-7) so the loop vectorises.
-#define SANA_SOFTMAX_BODY                                                              \
-  for (int64_t i = 0; i < nq; i++) {                                                   \
-    float* __restrict row = s + i * kBk;                                               \
-    const float mx = mnew[i];                                                          \
-    if (mx == -INFINITY) { for (int64_t j = 0; j < kBk; j++) row[j] = 0.f; continue; } \
-    float sum = 0.f;                                                                   \
-    for (int64_t j = 0; j < kBk; j++) {                                                \
-      const float x = row[j];                                                          \
-      const float t0 = x - mx;                                                         \
-      const float t = t0 < -87.0f ? -87.0f : t0;                                       \
-      const float n = (t * 1.44269504f + 12582912.0f) - 12582912.0f;                  \
-      const float r = (t - n * 0.693145752f) - n * 1.42860677e-6f;                     \
+#define SANA_SOFTMAX_BODY                                                                                                              \
+  for (int64_t i = 0; i < nq; i++) {                                                                                                   \
+    float* __restrict row = s + i * kBk;                                                                                               \
+    const float mx = mnew[i];                                                                                                          \
+    if (mx == -INFINITY) {                                                                                                             \
+      for (int64_t j = 0; j < kBk; j++) row[j] = 0.f;                                                                                  \
+      continue;                                                                                                                        \
+    }                                                                                                                                  \
+    float sum = 0.f;                                                                                                                   \
+    for (int64_t j = 0; j < kBk; j++) {                                                                                                \
+      const float x = row[j];                                                                                                          \
+      const float t0 = x - mx;                                                                                                         \
+      const float t = t0 < -87.0f ? -87.0f : t0;                                                                                       \
+      const float n = (t * 1.44269504f + 12582912.0f) - 12582912.0f;                                                                   \
+      const float r = (t - n * 0.693145752f) - n * 1.42860677e-6f;                                                                     \
       float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f))))); \
-      const int32_t bits = (int32_t(n) + 127) << 23;                                   \
-      float sc2;                                                                       \
-      __builtin_memcpy(&sc2, &bits, 4);                                                \
-      /* masked (-inf) and e^-87-negligible keys are exactly 0: no denormal p in P·V */ \
-      p = (t0 < -87.0f || j >= nk) ? 0.f : p * sc2;                                    \
-      row[j] = p;                                                                      \
-      sum += p;                                                                        \
-    }                                                                                  \
-    const float corr = mold[i] == -INFINITY ? 0.f : std::exp(mold[i] - mx);            \
-    float* __restrict a = acc + i * Dv;                                                \
-    for (int64_t d = 0; d < Dv; d++) a[d] *= corr;                                     \
-    l[i] = l[i] * corr + sum;                                                          \
+      const int32_t bits = (int32_t(n) + 127) << 23;                                                                                   \
+      float sc2;                                                                                                                       \
+      __builtin_memcpy(&sc2, &bits, 4);                                                                                                \
+      /* masked (-inf) and e^-87-negligible keys are exactly 0: no denormal p in P·V */                                               \
+      p = (t0 < -87.0f || j >= nk) ? 0.f : p * sc2;                                                                                    \
+      row[j] = p;                                                                                                                      \
+      sum += p;                                                                                                                        \
+    }                                                                                                                                  \
+    const float corr = mold[i] == -INFINITY ? 0.f : std::exp(mold[i] - mx);                                                            \
+    float* __restrict a = acc + i * Dv;                                                                                                \
+    for (int64_t d = 0; d < Dv; d++) a[d] *= corr;                                                                                     \
+    l[i] = l[i] * corr + sum;                                                                                                          \
   }
 
 using SmFn = void (*)(float*, float*, float*, const float*, const float*, int64_t, int64_t, int64_t);
-__attribute__((target("avx512f,avx512vl,fma"))) void sm_avx512(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) { SANA_SOFTMAX_BODY }
-__attribute__((target("avx2,fma"))) void sm_avx2(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) { SANA_SOFTMAX_BODY }
+__attribute__((target("avx512f,avx512vl,fma"))) void sm_avx512(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk,
+                                                               int64_t Dv) {
+  SANA_SOFTMAX_BODY
+}
+__attribute__((target("avx2,fma"))) void sm_avx2(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) {
+  SANA_SOFTMAX_BODY
+}
 void sm_base(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) { SANA_SOFTMAX_BODY }
 
 using QkFn = void (*)(float*, const float*, const float*, int64_t, int64_t);
@@ -173,35 +181,42 @@ void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk
 
 // Scores of a tile after QK: soft-cap (vec.h's polynomial tanh), + bias, -inf outside the
 // causal/window band (a contiguous key range per query, so no per-key branch), running max.
-#define SANA_SCORE_BODY                                                                 \
-  for (int64_t i = 0; i < nq; i++) {                                                    \
-    const int64_t qi = i0 + i;                                                          \
-    float* __restrict srow = s + i * kBk;                                               \
-    int64_t lo = 0, hi = nk;                                                            \
-    if (causal) hi = std::min(hi, qi - j0 + 1);                                         \
-    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);                   \
-    const float* brow = bias ? bias + qi * sq + j0 : nullptr;                           \
-    float mx = m[i];                                                                    \
-    if (softcap > 0.f) {                                                                \
-      const float ic = 1.0f / softcap;                                                  \
-      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic);   \
-    }                                                                                   \
-    if (brow) for (int64_t j = 0; j < nk; j++) srow[j] += brow[j];                      \
-    _Pragma("omp simd reduction(max : mx)")                                             \
-    for (int64_t j = 0; j < nk; j++) {                                                  \
-      const float x = (j >= lo && j < hi) ? srow[j] : -INFINITY;                        \
-      srow[j] = x;                                                                      \
-      mx = mx > x ? mx : x;                                                             \
-    }                                                                                   \
-    mn[i] = mx;                                                                         \
+#define SANA_SCORE_BODY                                                               \
+  for (int64_t i = 0; i < nq; i++) {                                                  \
+    const int64_t qi = i0 + i;                                                        \
+    float* __restrict srow = s + i * kBk;                                             \
+    int64_t lo = 0, hi = nk;                                                          \
+    if (causal) hi = std::min(hi, qi - j0 + 1);                                       \
+    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);                 \
+    const float* brow = bias ? bias + qi * sq + j0 : nullptr;                         \
+    float mx = m[i];                                                                  \
+    if (softcap > 0.f) {                                                              \
+      const float ic = 1.0f / softcap;                                                \
+      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic); \
+    }                                                                                 \
+    if (brow)                                                                         \
+      for (int64_t j = 0; j < nk; j++) srow[j] += brow[j];                            \
+    _Pragma("omp simd reduction(max : mx)") for (int64_t j = 0; j < nk; j++) {        \
+      const float x = (j >= lo && j < hi) ? srow[j] : -INFINITY;                      \
+      srow[j] = x;                                                                    \
+      mx = mx > x ? mx : x;                                                           \
+    }                                                                                 \
+    mn[i] = mx;                                                                       \
   }
 using ScFn = void (*)(float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, float);
-#define SANA_SC_PARAMS (float* s, const float* bias, const float* m, float* mn, int64_t nq, int64_t nk, int64_t i0, int64_t j0, int64_t sq, bool causal, int64_t window, float softcap)
+#define SANA_SC_PARAMS                                                                                                                              \
+  (float* s, const float* bias, const float* m, float* mn, int64_t nq, int64_t nk, int64_t i0, int64_t j0, int64_t sq, bool causal, int64_t window, \
+   float softcap)
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))) void sc_avx512 SANA_SC_PARAMS { SANA_SCORE_BODY }
 __attribute__((target("avx2,fma"))) void sc_avx2 SANA_SC_PARAMS { SANA_SCORE_BODY }
 void sc_base SANA_SC_PARAMS { SANA_SCORE_BODY }
 
-struct Kernels { QkFn qk; PvFn pv; SmFn sm; ScFn sc; };
+struct Kernels {
+  QkFn qk;
+  PvFn pv;
+  SmFn sm;
+  ScFn sc;
+};
 // Per call, by vec.h's simd_isa() (cpuid, lowered by SANA_CPU_ISA for the tests).
 Kernels pick_kernels() {
   switch (cpu::simd_isa()) {
@@ -212,9 +227,8 @@ Kernels pick_kernels() {
 }
 
 template <typename T>
-void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv,
-                 int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale,
-                 float softcap, bool causal, int64_t window) {
+void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
+                 int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window) {
   const Kernels kKernels = pick_kernels();
   const int64_t group = Hq / Hkv, qblocks = (Lq + kBq - 1) / kBq, chunks = (Lk + kBk - 1) / kBk;
   // K converted once to f32 chunks of kBk keys, each transposed to (D, kBk) and zero-padded;
@@ -289,12 +303,11 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
 
 }  // namespace
 
-Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq,
-                     int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh,
-                     int64_t bias_sq, float scale, float softcap, bool causal, int64_t window, DType dt) {
-  if (!SANA_FLOAT_DISPATCH(dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(k),
-                                           static_cast<const T*>(v), bias, B, Hq, Hkv, Lq, Lk, D, Dv, bias_sb, bias_sh,
-                                           bias_sq, scale, softcap, causal, window)))
+Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
+                     int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
+                     DType dt) {
+  if (!SANA_FLOAT_DISPATCH(dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), bias, B, Hq, Hkv,
+                                           Lq, Lk, D, Dv, bias_sb, bias_sh, bias_sq, scale, softcap, causal, window)))
     return "attention_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

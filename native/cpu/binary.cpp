@@ -13,25 +13,34 @@ SANA_INLINE void binary_body(T* out, const T* a, int64_t sa, const T* b, int64_t
     cpu::gather_f32(x, a + c * sa, sa, m);
     cpu::gather_f32(y, b + c * sb, sb, m);
     switch (op) {
-      case BinaryOp::Add: for (int64_t i = 0; i < m; i++) x[i] = x[i] + y[i]; break;
-      case BinaryOp::Sub: for (int64_t i = 0; i < m; i++) x[i] = x[i] - y[i]; break;
-      case BinaryOp::Mul: for (int64_t i = 0; i < m; i++) x[i] = x[i] * y[i]; break;
-      case BinaryOp::Div: for (int64_t i = 0; i < m; i++) x[i] = x[i] / y[i]; break;
-      case BinaryOp::GluSilu: for (int64_t i = 0; i < m; i++) x[i] = x[i] * cpu::silu_v(y[i]); break;
-      case BinaryOp::GluGelu: for (int64_t i = 0; i < m; i++) x[i] = x[i] * cpu::gelu_tanh_v(y[i]); break;
+      case BinaryOp::Add:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] + y[i];
+        break;
+      case BinaryOp::Sub:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] - y[i];
+        break;
+      case BinaryOp::Mul:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] * y[i];
+        break;
+      case BinaryOp::Div:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] / y[i];
+        break;
+      case BinaryOp::GluSilu:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] * cpu::silu_v(y[i]);
+        break;
+      case BinaryOp::GluGelu:
+        for (int64_t i = 0; i < m; i++) x[i] = x[i] * cpu::gelu_tanh_v(y[i]);
+        break;
     }
     cpu::store_f32(out + c, x, m);
   }
 }
-SANA_ISA_CLONES(binary_k, (T * out, const T* a, int64_t sa, const T* b, int64_t sb, int64_t n, BinaryOp op),
-                binary_body<T>(out, a, sa, b, sb, n, op))
+SANA_ISA_CLONES(binary_k, (T * out, const T* a, int64_t sa, const T* b, int64_t sb, int64_t n, BinaryOp op), binary_body<T>(out, a, sa, b, sb, n, op))
 
 template <typename T>
 void binary_t(T* out, const T* a, const T* b, const Broadcast& bc, BinaryOp op) {
   const auto k = binary_k_pick<T>();
-  cpu::for_each_row<2>(bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) {
-    k(out + o, a + off[0], is[0], b + off[1], is[1], n, op);
-  });
+  cpu::for_each_row<2>(bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) { k(out + o, a + off[0], is[0], b + off[1], is[1], n, op); });
 }
 
 }  // namespace

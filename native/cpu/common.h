@@ -11,8 +11,14 @@ namespace sana::cpu {
 // Below this many elements, threading costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
 
-template <typename T> inline float ld(const T* p, int64_t i) { return to_f32(p[i]); }
-template <typename T> inline void st(T* p, int64_t i, float v) { p[i] = from_f32<T>(v); }
+template <typename T>
+inline float ld(const T* p, int64_t i) {
+  return to_f32(p[i]);
+}
+template <typename T>
+inline void st(T* p, int64_t i, float v) {
+  p[i] = from_f32<T>(v);
+}
 
 inline float gelu_tanh_f(float x) {
   const float k0 = 0.7978845608028654f, k1 = 0.044715f;  // sqrt(2/pi)

@@ -30,7 +30,11 @@ struct ConvCache : WeightCache {
   }
 #ifdef SANA_HAVE_DNNL
   bool dnnl_off = false;
-  struct Prim { dnnl::convolution_forward prim; dnnl::memory::desc src, dst; dnnl::memory wmem; };
+  struct Prim {
+    dnnl::convolution_forward prim;
+    dnnl::memory::desc src, dst;
+    dnnl::memory wmem;
+  };
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>, Prim> prims;
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
 #endif
@@ -42,7 +46,13 @@ ConvCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t Cout, int64_t
   auto* c = dynamic_cast<ConvCache*>(slot->get());
   if (!c || c->w != w || c->Cout != Cout || c->Cin_g != Cin_g || c->KH != KH || c->KW != KW || c->groups != groups || c->dt != dt) {
     auto fresh = std::make_unique<ConvCache>();
-    fresh->w = w; fresh->Cout = Cout; fresh->Cin_g = Cin_g; fresh->KH = KH; fresh->KW = KW; fresh->groups = groups; fresh->dt = dt;
+    fresh->w = w;
+    fresh->Cout = Cout;
+    fresh->Cin_g = Cin_g;
+    fresh->KH = KH;
+    fresh->KW = KW;
+    fresh->groups = groups;
+    fresh->dt = dt;
     c = fresh.get();
     *slot = std::move(fresh);
   }
@@ -52,8 +62,8 @@ ConvCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t Cout, int64_t
 // Depthwise conv straight on NCHW rows (oneDNN would reorder to NHWC and back, which costs
 // several times the convolution itself for Sana's 5760-channel GLUMBConv).
 template <typename T>
-void depthwise_t(void* out, DType out_dt, const T* x, const float* wf, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W,
-                 int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t Ho, int64_t Wo) {
+void depthwise_t(void* out, DType out_dt, const T* x, const float* wf, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                 int64_t s, int64_t p, int64_t Ho, int64_t Wo) {
   const size_t oes = dtype_size(out_dt);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
@@ -85,8 +95,8 @@ void depthwise_t(void* out, DType out_dt, const T* x, const float* wf, const flo
     }
 }
 
-void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
-                   int64_t s, int64_t p, int64_t Ho, int64_t Wo, DType out_dt, DType dt) {
+void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t s, int64_t p, int64_t Ho,
+                   int64_t Wo, DType out_dt, DType dt) {
   const int64_t Cout = c->Cout, Cin_g = c->Cin_g, KH = c->KH, KW = c->KW, G = c->groups;
   const int64_t Cout_g = Cout / G, K = Cin_g * KH * KW, HWo = Ho * Wo;
   {
@@ -120,7 +130,10 @@ void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, in
             for (int64_t j = 0; j < nc; j++) {
               const int64_t n = n0 + j, oh = n / Wo, ow = n % Wo, ih = oh * s - p + kh;
               if (ih < 0 || ih >= H) continue;
-              if (ih != converted) { cpu::to_float_row(xr, xc + size_t(ih * W) * es, W, dt); converted = ih; }
+              if (ih != converted) {
+                cpu::to_float_row(xr, xc + size_t(ih * W) * es, W, dt);
+                converted = ih;
+              }
               for (int64_t kw = 0; kw < KW; kw++) {
                 const int64_t iw = ow * s - p + kw;
                 if (iw < 0 || iw >= W) continue;
@@ -131,14 +144,13 @@ void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, in
           }
         }
         char* o = static_cast<char*>(out) + size_t((b * Cout + g * Cout_g) * HWo + n0) * oes;
-        cpu::gemm_packed(o, out_dt, HWo, c->wf.data() + g * Cout_g * K, K, P, Cout_g, nc, K, nullptr,
-                         bias ? bias + g * Cout_g : nullptr, /*serial=*/true);
+        cpu::gemm_packed(o, out_dt, HWo, c->wf.data() + g * Cout_g * K, K, P, Cout_g, nc, K, nullptr, bias ? bias + g * Cout_g : nullptr, /*serial=*/true);
       }
 }
 
 #ifdef SANA_HAVE_DNNL
-bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
-               int64_t s, int64_t p, int64_t Ho, int64_t Wo, DType out_dt) {
+bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t s, int64_t p, int64_t Ho,
+               int64_t Wo, DType out_dt) {
   using namespace dnnl;
   using tag = memory::format_tag;
   const int64_t G = c->groups;
@@ -155,7 +167,8 @@ bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_
       if (it == c->prims.end()) {
         memory::desc src_md({B, Cin, H, W}, wdt, tag::any), wei_md(wdims, wdt, tag::any);
         memory::desc dst_md({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), tag::any), bias_md({c->Cout}, memory::data_type::f32, tag::x);
-        auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s}, {p, p}, {p, p})
+        auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s}, {p, p},
+                                                  {p, p})
                       : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
         convolution_forward::primitive_desc pd(d, cpu::dnnl_engine());
         ConvCache::Prim np{convolution_forward(pd), pd.src_desc(), pd.dst_desc(), memory()};
@@ -198,9 +211,8 @@ bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_
 
 }  // namespace
 
-Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
-                  int64_t Cout, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo,
-                  DType out_dt, DType dt, WeightCacheSlot* wcache) {
+Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                  int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache) {
   if (!dtype_is_float(dt) || !dtype_is_float(out_dt)) return "conv2d_cpu: dtypes must be f32, bf16 or f16";
   if (B == 0 || Cout == 0 || Ho == 0 || Wo == 0) return nullptr;
   WeightCacheSlot local;

@@ -16,8 +16,7 @@ dnnl::stream& dnnl_stream() {
 bool dnnl_fast_dtype(DType d) {
   if (d == DType::F32) return true;
   const auto isa = dnnl::get_effective_cpu_isa();
-  if (d == DType::BF16)
-    return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  if (d == DType::BF16) return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
   return false;  // oneDNN 2.6 has no fast f16 path on CPU: the portable kernel converts to f32
 }
 void* dnnl_scratch(int slot, size_t bytes) {

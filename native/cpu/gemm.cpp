@@ -46,28 +46,35 @@ void pack_b_kn(float* dst, const void* b, int64_t K, int64_t N, DType dt) {
 // C tile (kMR × kNR, row stride kNR) = A rows [0, mr) · panel. The same body is compiled for
 // AVX-512, AVX2+FMA and baseline x86-64 and picked once from cpuid (feature bits, not CPU model
 // names, which is what GCC's `arch=` clones would test).
-#define SANA_MICRO_BODY                                                                   \
-  v16 c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};                               \
-  const float* a0 = A;                                                                    \
-  const float* a1 = A + (mr > 1 ? lda : 0);                                               \
-  const float* a2 = A + (mr > 2 ? 2 * lda : 0);                                           \
-  const float* a3 = A + (mr > 3 ? 3 * lda : 0);                                           \
-  const float* a4 = A + (mr > 4 ? 4 * lda : 0);                                           \
-  const float* a5 = A + (mr > 5 ? 5 * lda : 0);                                           \
-  for (int64_t k = 0; k < K; k++) {                                                       \
-    const v16 b = *reinterpret_cast<const v16*>(P + k * kNR);                             \
-    c0 += a0[k] * b; c1 += a1[k] * b; c2 += a2[k] * b;                                    \
-    c3 += a3[k] * b; c4 += a4[k] * b; c5 += a5[k] * b;                                    \
-  }                                                                                       \
-  *reinterpret_cast<v16*>(C + 0 * kNR) = c0; *reinterpret_cast<v16*>(C + 1 * kNR) = c1;   \
-  *reinterpret_cast<v16*>(C + 2 * kNR) = c2; *reinterpret_cast<v16*>(C + 3 * kNR) = c3;   \
-  *reinterpret_cast<v16*>(C + 4 * kNR) = c4; *reinterpret_cast<v16*>(C + 5 * kNR) = c5;
+#define SANA_MICRO_BODY                                       \
+  v16 c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};   \
+  const float* a0 = A;                                        \
+  const float* a1 = A + (mr > 1 ? lda : 0);                   \
+  const float* a2 = A + (mr > 2 ? 2 * lda : 0);               \
+  const float* a3 = A + (mr > 3 ? 3 * lda : 0);               \
+  const float* a4 = A + (mr > 4 ? 4 * lda : 0);               \
+  const float* a5 = A + (mr > 5 ? 5 * lda : 0);               \
+  for (int64_t k = 0; k < K; k++) {                           \
+    const v16 b = *reinterpret_cast<const v16*>(P + k * kNR); \
+    c0 += a0[k] * b;                                          \
+    c1 += a1[k] * b;                                          \
+    c2 += a2[k] * b;                                          \
+    c3 += a3[k] * b;                                          \
+    c4 += a4[k] * b;                                          \
+    c5 += a5[k] * b;                                          \
+  }                                                           \
+  *reinterpret_cast<v16*>(C + 0 * kNR) = c0;                  \
+  *reinterpret_cast<v16*>(C + 1 * kNR) = c1;                  \
+  *reinterpret_cast<v16*>(C + 2 * kNR) = c2;                  \
+  *reinterpret_cast<v16*>(C + 3 * kNR) = c3;                  \
+  *reinterpret_cast<v16*>(C + 4 * kNR) = c4;                  \
+  *reinterpret_cast<v16*>(C + 5 * kNR) = c5;
 
 using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*);
-__attribute__((target("avx512f,avx512vl,fma")))
-static void micro_avx512(const float* A, int64_t lda, const float* P, int64_t K, int64_t mr, float* C) { SANA_MICRO_BODY }
-__attribute__((target("avx2,fma")))
-static void micro_avx2(const float* A, int64_t lda, const float* P, int64_t K, int64_t mr, float* C) { SANA_MICRO_BODY }
+__attribute__((target("avx512f,avx512vl,fma"))) static void micro_avx512(const float* A, int64_t lda, const float* P, int64_t K, int64_t mr, float* C) {
+  SANA_MICRO_BODY
+}
+__attribute__((target("avx2,fma"))) static void micro_avx2(const float* A, int64_t lda, const float* P, int64_t K, int64_t mr, float* C) { SANA_MICRO_BODY }
 static void micro_base(const float* A, int64_t lda, const float* P, int64_t K, int64_t mr, float* C) { SANA_MICRO_BODY }
 
 static MicroFn pick_micro() {
@@ -78,8 +85,8 @@ static MicroFn pick_micro() {
 }
 static const MicroFn micro_6x16 = pick_micro();
 
-void gemm_packed(void* out, DType out_dt, int64_t ldc, const float* A, int64_t lda, const float* Bp, int64_t M,
-                 int64_t N, int64_t K, const float* bias_col, const float* bias_row, bool serial) {
+void gemm_packed(void* out, DType out_dt, int64_t ldc, const float* A, int64_t lda, const float* Bp, int64_t M, int64_t N, int64_t K, const float* bias_col,
+                 const float* bias_row, bool serial) {
   constexpr int64_t kMB = 8 * kMR;  // rows per work item: keeps an A block in L2 across panels
   const int64_t mblocks = (M + kMB - 1) / kMB, panels = (N + kNR - 1) / kNR;
   const size_t es = dtype_size(out_dt);

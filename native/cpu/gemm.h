@@ -19,8 +19,8 @@ void pack_b_kn(float* dst, const void* b, int64_t K, int64_t N, DType dt);
 // out (M, N) with row stride ldc, dtype out_dt = A (M, K; f32, row stride lda) · Bp
 //   + bias_col[n] (may be null) + bias_row[m] (may be null).
 // Threads split the work unless `serial` (when the caller is already inside a parallel region).
-void gemm_packed(void* out, DType out_dt, int64_t ldc, const float* A, int64_t lda, const float* Bp, int64_t M,
-                 int64_t N, int64_t K, const float* bias_col, const float* bias_row, bool serial = false);
+void gemm_packed(void* out, DType out_dt, int64_t ldc, const float* A, int64_t lda, const float* Bp, int64_t M, int64_t N, int64_t K, const float* bias_col,
+                 const float* bias_row, bool serial = false);
 
 // Thread-local scratch that only grows: the per-call buffers of the hot paths.
 float* scratch_floats(int slot, size_t n);

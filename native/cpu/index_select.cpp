@@ -9,8 +9,7 @@ Status index_select_cpu(void* out, const void* in, const int64_t* idx, int64_t n
 #pragma omp parallel for collapse(2) if (outer * n_idx * inner > cpu::kParallelMin) schedule(static)
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < n_idx; i++)
-      std::memcpy(static_cast<char*>(out) + size_t(o * n_idx + i) * piece,
-                  static_cast<const char*>(in) + size_t(o * axis_len + idx[i]) * piece, piece);
+      std::memcpy(static_cast<char*>(out) + size_t(o * n_idx + i) * piece, static_cast<const char*>(in) + size_t(o * axis_len + idx[i]) * piece, piece);
   return nullptr;
 }
 

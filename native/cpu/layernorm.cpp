@@ -24,15 +24,24 @@ SANA_INLINE void layernorm_body(T* out, const T* x, const T* w, const T* b, int6
       const int64_t m = std::min(cpu::kChunk, C - c);
       cpu::load_f32(buf, px + c, m);
 #pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < m; i++) { const float d = buf[i] - mean; var += d * d; }
+      for (int64_t i = 0; i < m; i++) {
+        const float d = buf[i] - mean;
+        var += d * d;
+      }
     }
     const float inv = 1.0f / std::sqrt(var / float(C) + eps);
     for (int64_t c = 0; c < C; c += cpu::kChunk) {
       const int64_t m = std::min(cpu::kChunk, C - c);
       cpu::load_f32(buf, px + c, m);
       for (int64_t i = 0; i < m; i++) buf[i] = (buf[i] - mean) * inv;
-      if (w) { cpu::load_f32(wb, w + c, m); for (int64_t i = 0; i < m; i++) buf[i] *= wb[i]; }
-      if (b) { cpu::load_f32(bb, b + c, m); for (int64_t i = 0; i < m; i++) buf[i] += bb[i]; }
+      if (w) {
+        cpu::load_f32(wb, w + c, m);
+        for (int64_t i = 0; i < m; i++) buf[i] *= wb[i];
+      }
+      if (b) {
+        cpu::load_f32(bb, b + c, m);
+        for (int64_t i = 0; i < m; i++) buf[i] += bb[i];
+      }
       cpu::store_f32(out + r * C + c, buf, m);
     }
   }
@@ -52,7 +61,8 @@ void layernorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64
 }  // namespace
 
 Status layernorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt) {
-  if (!SANA_FLOAT_DISPATCH(dt, layernorm_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), rows, C, eps)))
+  if (!SANA_FLOAT_DISPATCH(dt,
+                           layernorm_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), rows, C, eps)))
     return "layernorm_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

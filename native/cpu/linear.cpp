@@ -50,7 +50,10 @@ LinearCache* cache_for(WeightCacheSlot* slot, const void* w, int64_t N, int64_t 
   if (!c || c->w != w || c->N != N || c->K != K || c->dt != dt) {
     if (c && c->source_gone) return nullptr;  // its data is gone: nothing to pack from
     auto fresh = std::make_unique<LinearCache>();
-    fresh->w = w; fresh->N = N; fresh->K = K; fresh->dt = dt;
+    fresh->w = w;
+    fresh->N = N;
+    fresh->K = K;
+    fresh->dt = dt;
     c = fresh.get();
     *slot = std::move(fresh);
   }
@@ -84,8 +87,8 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
       if (!wmem) {
         // w (N, K) row-major is the (K, N) matrix in "ba" order; once the weight's data is
         // released, another packed copy is the source (a reorder between two layouts).
-        memory user = c->source_gone ? c->packed.front().second
-                                     : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
+        memory user =
+            c->source_gone ? c->packed.front().second : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
         memory packed(want, cpu::dnnl_engine());
         reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
         cpu::dnnl_stream().wait();
@@ -94,7 +97,7 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
       }
     } catch (const dnnl::error&) {
       if (c->source_gone) throw;  // the portable path would need the released data
-      c->dnnl_off = true;  // no kernel for this dtype/ISA: portable path from now on
+      c->dnnl_off = true;         // no kernel for this dtype/ISA: portable path from now on
       return false;
     }
   }
@@ -110,7 +113,8 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
 
 }  // namespace
 
-Status linear_cpu(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache) {
+Status linear_cpu(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt,
+                  WeightCacheSlot* wcache) {
   if (!dtype_is_float(dt) || !dtype_is_float(out_dt)) return "linear_cpu: dtypes must be f32, bf16 or f16";
   if (M == 0 || N == 0) return nullptr;
   WeightCacheSlot local;

@@ -19,7 +19,10 @@ Status linear_attention_cpu(float* out, const float* q, const float* k, const fl
       std::fill(kv.begin(), kv.end(), 0.f);
       std::fill(ks.begin(), ks.end(), 0.f);
       for (int64_t j = 0; j < N; j++) {
-        for (int64_t e = 0; e < D; e++) { kr[e] = act(kb[j * D + e]); ks[e] += kr[e]; }
+        for (int64_t e = 0; e < D; e++) {
+          kr[e] = act(kb[j * D + e]);
+          ks[e] += kr[e];
+        }
         for (int64_t e = 0; e < D; e++) {
           const float ke = kr[e];
           float* row = &kv[e * D];
@@ -29,7 +32,10 @@ Status linear_attention_cpu(float* out, const float* q, const float* k, const fl
       float* ob = out + bh * N * D;
       for (int64_t i = 0; i < N; i++) {
         float den = 0.f;
-        for (int64_t e = 0; e < D; e++) { qr[e] = act(qb[i * D + e]); den += ks[e] * qr[e]; }
+        for (int64_t e = 0; e < D; e++) {
+          qr[e] = act(qb[i * D + e]);
+          den += ks[e] * qr[e];
+        }
         const float inv = 1.0f / (den + eps);
         float* o = ob + i * D;
         for (int64_t d = 0; d < D; d++) o[d] = 0.f;

@@ -7,7 +7,8 @@
 
 namespace sana {
 
-Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB, DType out_dt, DType dt) {
+Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
+                  DType out_dt, DType dt) {
   if (!dtype_is_float(dt) || !dtype_is_float(out_dt)) return "matmul_cpu: dtypes must be f32, bf16 or f16";
   if (batch == 0 || M == 0 || N == 0) return nullptr;
 #ifdef SANA_HAVE_DNNL
@@ -20,8 +21,7 @@ Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_
                         transB ? memory::dims{b_bstride ? b_bstride : N * K, 1, K} : memory::dims{b_bstride ? b_bstride : K * N, N, 1});
       memory::desc o_md({batch, M, N}, cpu::dnnl_dt(out_dt), memory::format_tag::abc);
       matmul::primitive_desc pd(matmul::desc(a_md, b_md, o_md), cpu::dnnl_engine());
-      memory ma(a_md, cpu::dnnl_engine(), const_cast<void*>(a)), mb(b_md, cpu::dnnl_engine(), const_cast<void*>(b)),
-          mo(o_md, cpu::dnnl_engine(), out);
+      memory ma(a_md, cpu::dnnl_engine(), const_cast<void*>(a)), mb(b_md, cpu::dnnl_engine(), const_cast<void*>(b)), mo(o_md, cpu::dnnl_engine(), out);
       matmul(pd).execute(cpu::dnnl_stream(), {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mo}});
       cpu::dnnl_stream().wait();
       return nullptr;
@@ -41,7 +41,10 @@ Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_
     }
     const void* ai = static_cast<const char*>(a) + size_t(i * a_bstride) * es;
     const float* A = static_cast<const float*>(ai);
-    if (dt != DType::F32) { cpu::to_float_row(af.data(), ai, M * K, dt); A = af.data(); }
+    if (dt != DType::F32) {
+      cpu::to_float_row(af.data(), ai, M * K, dt);
+      A = af.data();
+    }
     cpu::gemm_packed(static_cast<char*>(out) + size_t(i * M * N) * oes, out_dt, N, A, K, panels.data(), M, N, K, nullptr, nullptr);
   }
   return nullptr;

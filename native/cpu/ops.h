@@ -82,9 +82,11 @@ Status softmax_cpu(void* out, const void* x, int64_t rows, int64_t C, DType dt);
 Status linear_cpu(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache);
 // a (batch, M, K) · b (batch, K, N) [transB: b (batch, N, K)] -> out (batch, M, N) in out_dt.
 // a_bstride / b_bstride: elements between batches (0 broadcasts one matrix over the batch).
-Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB, DType out_dt, DType dt);
+Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
+                  DType out_dt, DType dt);
 // x (B, Cin, H, W), w (Cout, Cin/groups, KH, KW), bias (Cout, f32, may be null) -> out (B, Cout, Ho, Wo).
-Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache);
+Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                  int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache);
 // x (rows, C); w, bias (C) or null: out = x / sqrt(mean(x²) + eps) * (w + offset) + bias.
 Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt);
 // x (B, C, HW): RMS over C at each pixel, then * w[c] + bias[c] (either may be null).
@@ -94,7 +96,9 @@ Status layernorm_cpu(void* out, const void* x, const void* w, const void* bias, 
 // q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv) -> out (B, Hq, Lq, Dv); head h reads kv
 // head h / (Hq / Hkv). bias: f32, element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j,
 // or null. softcap <= 0: none. window <= 0: none (else key j visible iff i - j < window).
-Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window, DType dt);
+Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
+                     int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
+                     DType dt);
 // f32 only: q, k, v (B, H, N, D) -> out (B, H, N, D) (Sana's ReLU linear attention).
 Status linear_attention_cpu(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu);
 // x (BH, L, D), positions (host, L): HF rotate_half rotary embedding, inv_freq_i = theta^(-2i/D).

@@ -14,7 +14,10 @@ void transpose_tiles(E* out, const E* in, int ndim, const int64_t* os, const int
   const int64_t nj = os[jd], nl = os[last], ls = src_stride[last];
   int64_t out_stride[kMaxDims];
   int64_t acc = 1;
-  for (int d = ndim - 1; d >= 0; d--) { out_stride[d] = acc; acc *= os[d]; }
+  for (int d = ndim - 1; d >= 0; d--) {
+    out_stride[d] = acc;
+    acc *= os[d];
+  }
   const int64_t total = acc, outer = total / (nj * nl);
   const int64_t tj = (nj + kT - 1) / kT, tl = (nl + kT - 1) / kT;
 #pragma omp parallel for collapse(3) if (total > cpu::kParallelMin) schedule(static)
@@ -45,10 +48,14 @@ void gather_rows(E* out, const E* in, int ndim, const int64_t* os, const int64_t
 #pragma omp parallel for if (n > cpu::kParallelMin) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     int64_t rem = r, off = 0;
-    for (int d = ndim - 2; d >= 0; d--) { off += (rem % os[d]) * src_stride[d]; rem /= os[d]; }
+    for (int d = ndim - 2; d >= 0; d--) {
+      off += (rem % os[d]) * src_stride[d];
+      rem /= os[d];
+    }
     E* dst = out + r * inner;
     if (is == 1) std::memcpy(dst, in + off, size_t(inner) * sizeof(E));
-    else for (int64_t j = 0; j < inner; j++) dst[j] = in[off + j * is];
+    else
+      for (int64_t j = 0; j < inner; j++) dst[j] = in[off + j * is];
   }
 }
 
@@ -68,11 +75,20 @@ void permute_t(void* out, const void* in, int ndim, const int64_t* os, const int
 Status permute_cpu(void* out, const void* in, int ndim, const int64_t* in_shape, const int32_t* perm, size_t elsize) {
   int64_t in_stride[kMaxDims] = {}, out_shape[kMaxDims] = {}, src_stride[kMaxDims] = {};
   int64_t acc = 1;
-  for (int d = ndim - 1; d >= 0; d--) { in_stride[d] = acc; acc *= in_shape[d]; }
+  for (int d = ndim - 1; d >= 0; d--) {
+    in_stride[d] = acc;
+    acc *= in_shape[d];
+  }
   const int64_t n = acc;
   if (n == 0) return nullptr;
-  if (ndim == 0) { std::memcpy(out, in, elsize); return nullptr; }
-  for (int d = 0; d < ndim; d++) { out_shape[d] = in_shape[perm[d]]; src_stride[d] = in_stride[perm[d]]; }
+  if (ndim == 0) {
+    std::memcpy(out, in, elsize);
+    return nullptr;
+  }
+  for (int d = 0; d < ndim; d++) {
+    out_shape[d] = in_shape[perm[d]];
+    src_stride[d] = in_stride[perm[d]];
+  }
   switch (elsize) {
     case 1: permute_t<uint8_t>(out, in, ndim, out_shape, src_stride, n); break;
     case 2: permute_t<uint16_t>(out, in, ndim, out_shape, src_stride, n); break;

@@ -22,8 +22,14 @@ SANA_INLINE void rmsnorm_body(T* out, const T* x, const T* w, const T* b, int64_
       const int64_t m = std::min(cpu::kChunk, C - c);
       cpu::load_f32(buf, px + c, m);
       for (int64_t i = 0; i < m; i++) buf[i] *= inv;
-      if (w) { cpu::load_f32(wb, w + c, m); for (int64_t i = 0; i < m; i++) buf[i] *= wb[i] + offset; }
-      if (b) { cpu::load_f32(bb, b + c, m); for (int64_t i = 0; i < m; i++) buf[i] += bb[i]; }
+      if (w) {
+        cpu::load_f32(wb, w + c, m);
+        for (int64_t i = 0; i < m; i++) buf[i] *= wb[i] + offset;
+      }
+      if (b) {
+        cpu::load_f32(bb, b + c, m);
+        for (int64_t i = 0; i < m; i++) buf[i] += bb[i];
+      }
       cpu::store_f32(out + r * C + c, buf, m);
     }
   }
@@ -43,7 +49,8 @@ void rmsnorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64_t
 }  // namespace
 
 Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt) {
-  if (!SANA_FLOAT_DISPATCH(dt, rmsnorm_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), rows, C, eps, offset)))
+  if (!SANA_FLOAT_DISPATCH(
+          dt, rmsnorm_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), rows, C, eps, offset)))
     return "rmsnorm_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

@@ -18,7 +18,10 @@ void rmsnorm2d_t(T* out, const T* x, const T* w, const T* bias, int64_t B, int64
       float ss[kTile] = {};
       const T* xb = x + b * C * HW + p0;
       for (int64_t c = 0; c < C; c++)
-        for (int64_t p = 0; p < np; p++) { const float v = to_f32(xb[c * HW + p]); ss[p] += v * v; }
+        for (int64_t p = 0; p < np; p++) {
+          const float v = to_f32(xb[c * HW + p]);
+          ss[p] += v * v;
+        }
       for (int64_t p = 0; p < np; p++) ss[p] = 1.0f / std::sqrt(ss[p] / float(C) + eps);
       T* ob = out + b * C * HW + p0;
       for (int64_t c = 0; c < C; c++) {
@@ -31,7 +34,8 @@ void rmsnorm2d_t(T* out, const T* x, const T* w, const T* bias, int64_t B, int64
 }  // namespace
 
 Status rmsnorm2d_cpu(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt) {
-  if (!SANA_FLOAT_DISPATCH(dt, rmsnorm2d_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), B, C, HW, eps)))
+  if (!SANA_FLOAT_DISPATCH(dt,
+                           rmsnorm2d_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), B, C, HW, eps)))
     return "rmsnorm2d_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

@@ -16,7 +16,7 @@ SANA_INLINE void ternary_body(T* out, const T* a, int64_t sa, const T* b, int64_
     if (op == TernaryOp::Modulate) {
       for (int64_t i = 0; i < m; i++) x[i] = x[i] * (1.0f + z[i]) + y[i];  // a = x, b = shift, c = scale
     } else {
-      for (int64_t i = 0; i < m; i++) x[i] = x[i] + y[i] * z[i];           // a = h, b = gate, c = y
+      for (int64_t i = 0; i < m; i++) x[i] = x[i] + y[i] * z[i];  // a = h, b = gate, c = y
     }
     cpu::store_f32(out + j, x, m);
   }
@@ -27,9 +27,8 @@ SANA_ISA_CLONES(ternary_k, (T * out, const T* a, int64_t sa, const T* b, int64_t
 template <typename T>
 void ternary_t(T* out, const T* a, const T* b, const T* c, const Broadcast& bc, TernaryOp op) {
   const auto k = ternary_k_pick<T>();
-  cpu::for_each_row<3>(bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) {
-    k(out + o, a + off[0], is[0], b + off[1], is[1], c + off[2], is[2], n, op);
-  });
+  cpu::for_each_row<3>(
+      bc, [&](int64_t o, const int64_t* off, const int64_t* is, int64_t n) { k(out + o, a + off[0], is[0], b + off[1], is[1], c + off[2], is[2], n, op); });
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 namespace sana {
 namespace {
 
-struct Tap { int64_t i0, i1; float l0, l1; };
+struct Tap {
+  int64_t i0, i1;
+  float l0, l1;
+};
 
 std::vector<Tap> taps(int64_t in, int64_t out) {
   std::vector<Tap> t(static_cast<size_t>(out));
@@ -34,8 +37,7 @@ void bilinear_t(T* out, const T* x, int64_t BC, int64_t H, int64_t W, int64_t Ho
       T* po = out + (c * Ho + oh) * Wo;
       for (int64_t ow = 0; ow < Wo; ow++) {
         const Tap& b = tw[ow];
-        const float v = a.l0 * (b.l0 * to_f32(r0[b.i0]) + b.l1 * to_f32(r0[b.i1])) +
-                        a.l1 * (b.l0 * to_f32(r1[b.i0]) + b.l1 * to_f32(r1[b.i1]));
+        const float v = a.l0 * (b.l0 * to_f32(r0[b.i0]) + b.l1 * to_f32(r0[b.i1])) + a.l1 * (b.l0 * to_f32(r1[b.i0]) + b.l1 * to_f32(r1[b.i1]));
         po[ow] = from_f32<T>(v);
       }
     }

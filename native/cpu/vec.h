@@ -20,9 +20,9 @@ enum class SimdIsa { Base = 0, Avx2 = 1, Avx512 = 2 };
 // The best ISA the CPU has, lowered by $SANA_CPU_ISA ("avx2" or "base"); read on every call so a
 // test can switch it between ops (it costs one getenv per op call, not per element).
 inline SimdIsa simd_isa() {
-  static const SimdIsa hw = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-                                ? SimdIsa::Avx512
-                                : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? SimdIsa::Avx2 : SimdIsa::Base;
+  static const SimdIsa hw = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")) ? SimdIsa::Avx512
+                            : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))                                             ? SimdIsa::Avx2
+                                                                                                                                            : SimdIsa::Base;
   const char* e = std::getenv("SANA_CPU_ISA");
   SimdIsa want = hw;
   if (e && !std::strcmp(e, "avx2")) want = SimdIsa::Avx2;
@@ -36,8 +36,16 @@ constexpr int64_t kChunk = 1024;
 // Elements per OpenMP work item for streaming kernels (~100 µs of work at memory speed).
 constexpr int64_t kGrain = 1 << 14;
 
-SANA_INLINE float bitsf(uint32_t u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
-SANA_INLINE uint32_t fbits(float f) { uint32_t u; __builtin_memcpy(&u, &f, 4); return u; }
+SANA_INLINE float bitsf(uint32_t u) {
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+SANA_INLINE uint32_t fbits(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  return u;
+}
 
 // ---- dtype <-> f32 for a chunk ---------------------------------------------------------------
 // bf16 -> f32 is a 16-bit shift; f32 -> bf16 rounds to nearest-even (add 0x7fff + lsb, shift),
@@ -70,8 +78,15 @@ SANA_INLINE void store_f32(f16_t* __restrict d, const float* __restrict s, int64
 // Strided or broadcast (stride 0) gather of n elements into f32.
 template <typename T>
 SANA_INLINE void gather_f32(float* __restrict d, const T* __restrict s, int64_t stride, int64_t n) {
-  if (stride == 1) { load_f32(d, s, n); return; }
-  if (stride == 0) { const float v = to_f32(s[0]); for (int64_t i = 0; i < n; i++) d[i] = v; return; }
+  if (stride == 1) {
+    load_f32(d, s, n);
+    return;
+  }
+  if (stride == 0) {
+    const float v = to_f32(s[0]);
+    for (int64_t i = 0; i < n; i++) d[i] = v;
+    return;
+  }
   for (int64_t i = 0; i < n; i++) d[i] = to_f32(s[i * stride]);
 }
 
@@ -127,14 +142,24 @@ inline int64_t grains(int64_t n) { return (n + kGrain - 1) / kGrain; }
 // Defines the templates NAME_avx512<T>, NAME_avx2<T> and NAME_base<T>, each running CALL (an
 // always-inline template body) compiled for that ISA, and NAME_pick<T>() returning the one
 // simd_isa() allows. OpenMP stays in the (ISA-neutral) caller; a clone handles one work item.
-#define SANA_ISA_CLONES(NAME, PARAMS, CALL)                                                             \
-  template <typename T> __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))) void NAME##_avx512 PARAMS { CALL; } \
-  template <typename T> __attribute__((target("avx2,fma"))) void NAME##_avx2 PARAMS { CALL; }                 \
-  template <typename T> void NAME##_base PARAMS { CALL; }                                                     \
-  template <typename T> auto NAME##_pick() {                                                                  \
-    switch (::sana::cpu::simd_isa()) {                                                                        \
-      case ::sana::cpu::SimdIsa::Avx512: return &NAME##_avx512<T>;                                            \
-      case ::sana::cpu::SimdIsa::Avx2: return &NAME##_avx2<T>;                                                \
-      default: return &NAME##_base<T>;                                                                        \
-    }                                                                                                         \
+#define SANA_ISA_CLONES(NAME, PARAMS, CALL)                                                     \
+  template <typename T>                                                                         \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))) void NAME##_avx512 PARAMS { \
+    CALL;                                                                                       \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  __attribute__((target("avx2,fma"))) void NAME##_avx2 PARAMS {                                 \
+    CALL;                                                                                       \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  void NAME##_base PARAMS {                                                                     \
+    CALL;                                                                                       \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  auto NAME##_pick() {                                                                          \
+    switch (::sana::cpu::simd_isa()) {                                                          \
+      case ::sana::cpu::SimdIsa::Avx512: return &NAME##_avx512<T>;                              \
+      case ::sana::cpu::SimdIsa::Avx2: return &NAME##_avx2<T>;                                  \
+      default: return &NAME##_base<T>;                                                          \
+    }                                                                                           \
   }

@@ -23,15 +23,14 @@ struct AttnDesc {
   int dt;
 };
 
-static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out, const void* q, const void* k, const void* v,
-                                                                        const float* bias, AttnDesc a) {
+static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out, const void* q, const void* k, const void* v, const float* bias, AttnDesc a) {
   DYN_SMEM(float, smem);
   const int KT = a.KT;
   const int64_t D = a.D, Dv = a.Dv;
-  float* Ks = smem;                             // [KT][D + 1] (+1: lanes reading row j avoid bank conflicts)
-  float* Vs = Ks + KT * (D + 1);                // [KT][Dv]
-  float* Qs = Vs + KT * Dv;                     // [kWarps * kQPW][D]
-  float* Ps = Qs + kWarps * kQPW * D;           // [kWarps][32]: a warp's probabilities for one query
+  float* Ks = smem;                    // [KT][D + 1] (+1: lanes reading row j avoid bank conflicts)
+  float* Vs = Ks + KT * (D + 1);       // [KT][Dv]
+  float* Qs = Vs + KT * Dv;            // [kWarps * kQPW][D]
+  float* Ps = Qs + kWarps * kQPW * D;  // [kWarps][32]: a warp's probabilities for one query
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (a.Hq / a.Hkv);
   const int64_t q_first = int64_t(blockIdx.x) * kWarps * kQPW;
@@ -120,17 +119,27 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
   }
 }
 
-Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq,
-                      int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh,
-                      int64_t bias_sq, float scale, float softcap, bool causal, int64_t window, DType dt, cudaStream_t s) {
+Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
+                      int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
+                      DType dt, cudaStream_t s) {
   if (D > kMaxD || Dv > kMaxD) return status_printf("attention: head dims D=%lld Dv=%lld exceed %d", (long long)D, (long long)Dv, kMaxD);
   if (Hkv <= 0 || Hq % Hkv != 0) return status_printf("attention: Hq=%lld is not a multiple of Hkv=%lld", (long long)Hq, (long long)Hkv);
   if (B * Hq * Lq * Dv == 0) return nullptr;
   if (B > 65535 || Hq > 65535) return status_printf("attention: B=%lld or H=%lld exceed the grid limit", (long long)B, (long long)Hq);
   AttnDesc a;
-  a.Hq = Hq; a.Hkv = Hkv; a.Lq = Lq; a.Lk = Lk; a.D = D; a.Dv = Dv;
-  a.bias_sb = bias_sb; a.bias_sh = bias_sh; a.bias_sq = bias_sq;
-  a.scale = scale; a.softcap = softcap; a.causal = causal ? 1 : 0; a.window = window;
+  a.Hq = Hq;
+  a.Hkv = Hkv;
+  a.Lq = Lq;
+  a.Lk = Lk;
+  a.D = D;
+  a.Dv = Dv;
+  a.bias_sb = bias_sb;
+  a.bias_sh = bias_sh;
+  a.bias_sq = bias_sq;
+  a.scale = scale;
+  a.softcap = softcap;
+  a.causal = causal ? 1 : 0;
+  a.window = window;
   a.KT = D + Dv <= 192 ? 32 : 16;  // keeps shared memory under the 48 KiB default
   a.dt = int(dt);
   size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D + kWarps * 32);

@@ -30,12 +30,11 @@ Status cuda_status_of(cudaError_t e, const char* op, const char* file, int line)
   const char* base = std::strrchr(file, '/');
 #ifdef SANA_CUDA_EMU
   const std::string detail = ::sana_emu::last_failure();
-  return status_printf("%s: %s error %d (%s) at %s:%d%s%s", op, SANA_BACKEND_NAME, int(e), cudaGetErrorString(e),
-                       base ? base + 1 : file, line, detail.empty() ? "" : ": ", detail.c_str());
+  return status_printf("%s: %s error %d (%s) at %s:%d%s%s", op, SANA_BACKEND_NAME, int(e), cudaGetErrorString(e), base ? base + 1 : file, line,
+                       detail.empty() ? "" : ": ", detail.c_str());
 #else
   const char* hint = e == cudaErrorMemoryAllocation ? " HINT: free models or use a smaller resolution/batch" : "";
-  return status_printf("%s: CUDA error %d (%s) at %s:%d.%s", op, int(e), cudaGetErrorString(e), base ? base + 1 : file, line,
-                       hint);
+  return status_printf("%s: CUDA error %d (%s) at %s:%d.%s", op, int(e), cudaGetErrorString(e), base ? base + 1 : file, line, hint);
 #endif
 }
 
@@ -145,17 +144,19 @@ static const char* unavailable_reason() {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-      reason = std::string("cudaGetDeviceCount failed: error ") + std::to_string(int(e)) + " (" + cudaGetErrorString(e) +
-               "); no usable NVIDIA GPU/driver";
+      reason = std::string("cudaGetDeviceCount failed: error ") + std::to_string(int(e)) + " (" + cudaGetErrorString(e) + "); no usable NVIDIA GPU/driver";
       cudaGetLastError();
       return;
     }
-    if (n == 0) { reason = "no CUDA device found"; return; }
+    if (n == 0) {
+      reason = "no CUDA device found";
+      return;
+    }
 #ifndef SANA_CUDA_EMU
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major < 8)
-      reason = std::string("GPU ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
-               std::to_string(prop.minor) + "; the kernels need 8.0+ (bf16 mma.sync)";
+      reason = std::string("GPU ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+               "; the kernels need 8.0+ (bf16 mma.sync)";
 #endif
   });
   return reason.c_str();
@@ -165,10 +166,9 @@ static const char* info_json() {
   static thread_local std::string s;
 #ifdef SANA_CUDA_EMU
   auto c = ::sana_emu::counters();
-  s = std::string("{\"emulated\":true,\"model\":\"CUDA kernels run on host fibers (native/cuda/emu)\",\"launches\":") +
-      std::to_string(c.launches) + ",\"blocks\":" + std::to_string(c.blocks) + ",\"fiberSwitches\":" +
-      std::to_string(c.switches) + ",\"reservedBytes\":" + std::to_string(allocator().reserved()) + ",\"cachedBytes\":" +
-      std::to_string(allocator().cached()) + "}";
+  s = std::string("{\"emulated\":true,\"model\":\"CUDA kernels run on host fibers (native/cuda/emu)\",\"launches\":") + std::to_string(c.launches) +
+      ",\"blocks\":" + std::to_string(c.blocks) + ",\"fiberSwitches\":" + std::to_string(c.switches) +
+      ",\"reservedBytes\":" + std::to_string(allocator().reserved()) + ",\"cachedBytes\":" + std::to_string(allocator().cached()) + "}";
 #else
   if (unavailable_reason()[0]) {
     s = std::string("{\"compiled\":true,\"available\":false}");
@@ -187,11 +187,10 @@ static const char* info_json() {
   std::string name;
   for (const char* c = p.name; *c; ++c)
     if (*c != '"' && *c != '\\') name += *c;
-  s = std::string("{\"compiled\":true,\"gpu\":\"") + name + "\",\"computeCapability\":\"" + std::to_string(p.major) + "." +
-      std::to_string(p.minor) + "\",\"sms\":" + std::to_string(p.multiProcessorCount) + ",\"totalMemory\":" +
-      std::to_string(tot) + ",\"freeMemory\":" + std::to_string(fr) + ",\"runtimeVersion\":" + std::to_string(rt) +
-      ",\"driverVersion\":" + std::to_string(drv) + ",\"reservedBytes\":" + std::to_string(allocator().reserved()) +
-      ",\"cachedBytes\":" + std::to_string(allocator().cached()) + "}";
+  s = std::string("{\"compiled\":true,\"gpu\":\"") + name + "\",\"computeCapability\":\"" + std::to_string(p.major) + "." + std::to_string(p.minor) +
+      "\",\"sms\":" + std::to_string(p.multiProcessorCount) + ",\"totalMemory\":" + std::to_string(tot) + ",\"freeMemory\":" + std::to_string(fr) +
+      ",\"runtimeVersion\":" + std::to_string(rt) + ",\"driverVersion\":" + std::to_string(drv) +
+      ",\"reservedBytes\":" + std::to_string(allocator().reserved()) + ",\"cachedBytes\":" + std::to_string(allocator().cached()) + "}";
 #endif
   return s.c_str();
 }

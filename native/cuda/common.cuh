@@ -23,7 +23,7 @@
 #define SANA_DEV __device__ __forceinline__
 #define SANA_BACKEND_NAME "cuda"
 #define LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
-#define DYN_SMEM(T, name)                                        \
+#define DYN_SMEM(T, name)                                         \
   extern __shared__ __align__(16) unsigned char sana_dyn_smem_[]; \
   T* name = reinterpret_cast<T*>(sana_dyn_smem_)
 #endif
@@ -50,7 +50,7 @@ SANA_DEV float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h)
 SANA_DEV uint16_t f32_to_bf16_bits(float f) {
   uint32_t u = __float_as_uint(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                                           // nearest-even
+  u += 0x7fffu + ((u >> 16) & 1u);                                         // nearest-even
   return uint16_t(u >> 16);
 }
 #ifdef SANA_CUDA_EMU
@@ -114,9 +114,9 @@ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 Status cuda_status(const char* op, const char* file, int line);
 Status cuda_status_of(cudaError_t e, const char* op, const char* file, int line);
 #define SANA_LAUNCH_STATUS(op) ::sana::SANA_CUDA_NS::cuda_status((op), __FILE__, __LINE__)
-#define SANA_CUDA_TRY(op, expr)                                                                   \
-  do {                                                                                            \
-    cudaError_t e_ = (expr);                                                                      \
+#define SANA_CUDA_TRY(op, expr)                                                                       \
+  do {                                                                                                \
+    cudaError_t e_ = (expr);                                                                          \
     if (e_ != cudaSuccess) return ::sana::SANA_CUDA_NS::cuda_status_of(e_, (op), __FILE__, __LINE__); \
   } while (0)
 // Thread-local message buffer for Status values built at run time.

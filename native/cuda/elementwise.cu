@@ -118,8 +118,7 @@ Status binary_cuda(void* out, const void* a, const void* b, const Broadcast* bc,
   return SANA_LAUNCH_STATUS("binary");
 }
 
-static __global__ void ternary_kernel(void* out, const void* a, const void* b, const void* c, Broadcast bc, int64_t n,
-                                      int op, int dt) {
+static __global__ void ternary_kernel(void* out, const void* a, const void* b, const void* c, Broadcast bc, int64_t n, int op, int dt) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[3];
     bc_offsets(bc, i, 3, off);
@@ -131,8 +130,7 @@ static __global__ void ternary_kernel(void* out, const void* a, const void* b, c
   }
 }
 
-Status ternary_cuda(void* out, const void* a, const void* b, const void* c, const Broadcast* bc, TernaryOp op, DType dt,
-                    cudaStream_t s) {
+Status ternary_cuda(void* out, const void* a, const void* b, const void* c, const Broadcast* bc, TernaryOp op, DType dt, cudaStream_t s) {
   int64_t n = bc_numel(bc);
   if (n == 0) return nullptr;
   LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, ternary_kernel)(out, a, b, c, *bc, n, int(op), int(dt));

@@ -7,8 +7,7 @@ namespace SANA_CUDA_NS {
 static constexpr int kThreads = 256;
 
 // Rows of table (V, D) by id; an out-of-range id writes zeros and raises *bad (reported after).
-static __global__ void embedding_kernel(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D,
-                                        int dt, int ids_dt, int* bad) {
+static __global__ void embedding_kernel(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, int dt, int ids_dt, int* bad) {
   const int64_t n = n_ids * D;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t r = e / D, d = e % D;
@@ -22,8 +21,7 @@ static __global__ void embedding_kernel(void* out, const void* table, const void
   }
 }
 
-Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt,
-                      cudaStream_t s) {
+Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt, cudaStream_t s) {
   if (ids_dt != DType::I32 && ids_dt != DType::I64) return status_printf("embedding: ids must be i32 or i64, got %s", dtype_name(ids_dt));
   if (n_ids * D == 0) return nullptr;
   int* bad = static_cast<int*>(scratch_alloc(sizeof(int)));

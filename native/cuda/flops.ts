@@ -52,12 +52,28 @@ export function sanaDimsFromConfig(cfg: Record<string, unknown>): SanaDims {
 
 /** The published configurations of shared/spec/sana.md §2.1. */
 export const SANA_600M: SanaDims = {
-  D: 1152, layers: 28, heads: 36, headDim: 32, crossHeads: 16, crossHeadDim: 72,
-  captionChannels: 2304, inChannels: 32, outChannels: 32, F: 2880,
+  D: 1152,
+  layers: 28,
+  heads: 36,
+  headDim: 32,
+  crossHeads: 16,
+  crossHeadDim: 72,
+  captionChannels: 2304,
+  inChannels: 32,
+  outChannels: 32,
+  F: 2880,
 };
 export const SANA_1600M: SanaDims = {
-  D: 2240, layers: 20, heads: 70, headDim: 32, crossHeads: 20, crossHeadDim: 112,
-  captionChannels: 2304, inChannels: 32, outChannels: 32, F: 5600,
+  D: 2240,
+  layers: 20,
+  heads: 70,
+  headDim: 32,
+  crossHeads: 20,
+  crossHeadDim: 112,
+  captionChannels: 2304,
+  inChannels: 32,
+  outChannels: 32,
+  F: 5600,
 };
 
 /** Parameter count of the diffusers transformer (checked against spec Appendix B in the tests). */
@@ -65,16 +81,26 @@ export function sanaParamCount(d: SanaDims): number {
   const { D, F } = d;
   const C = d.crossHeads * d.crossHeadDim;
   const block =
-    4 * D * D + D + // attn1: q, k, v (no bias), out (+bias)
-    (D * C + C) * 3 + (C * D + D) + // attn2: q, k, v (+bias), out (+bias)
-    (D * 2 * F + 2 * F) + (2 * F * 9 + 2 * F) + F * D + // ff: inverted, depthwise, point
+    4 * D * D +
+    D + // attn1: q, k, v (no bias), out (+bias)
+    (D * C + C) * 3 +
+    (C * D + D) + // attn2: q, k, v (+bias), out (+bias)
+    (D * 2 * F + 2 * F) +
+    (2 * F * 9 + 2 * F) +
+    F * D + // ff: inverted, depthwise, point
     6 * D; // scale_shift_table
   const top =
-    d.inChannels * D + D + // patch_embed 1x1 conv
-    (d.captionChannels * D + D) + (D * D + D) + D + // caption_projection, caption_norm
-    (256 * D + D) + (D * D + D) + (D * 6 * D + 6 * D) + // time_embed
+    d.inChannels * D +
+    D + // patch_embed 1x1 conv
+    (d.captionChannels * D + D) +
+    (D * D + D) +
+    D + // caption_projection, caption_norm
+    (256 * D + D) +
+    (D * D + D) +
+    (D * 6 * D + 6 * D) + // time_embed
     2 * D + // scale_shift_table
-    D * d.outChannels + d.outChannels; // proj_out
+    D * d.outChannels +
+    d.outChannels; // proj_out
   return d.layers * block + top;
 }
 
@@ -104,7 +130,10 @@ export interface StepOptions {
 export function sanaStepCosts(d: SanaDims, opts: StepOptions): OpCost[] {
   const side = opts.image / 32;
   if (!Number.isInteger(side) || side <= 0) throw new Error(`sana step: image ${opts.image} is not a multiple of 32`);
-  const B = opts.batch ?? 2, L = opts.textTokens ?? 300, a = opts.actBytes ?? 2, w = opts.weightBytes ?? 2;
+  const B = opts.batch ?? 2,
+    L = opts.textTokens ?? 300,
+    a = opts.actBytes ?? 2,
+    w = opts.weightBytes ?? 2;
   const N = side * side; // image tokens per sample
   const { D, F } = d;
   const C = d.crossHeads * d.crossHeadDim;
@@ -135,15 +164,13 @@ export function sanaStepCosts(d: SanaDims, opts: StepOptions): OpCost[] {
   ew('modulate (msa)', nl, T * D, 2, 1);
   linear('attn1 to_q/to_k/to_v (3 GEMMs)', nl, T, D, 3 * D, false);
   // ReLU linear attention in f32: S = Σ v kᵀ (33x32 per head with the pad row), o = S q / z·q
-  add('attn1 ReLU linear attention (f32)', 'attention', nl,
-    2 * T * D * (d.headDim + 1) * 2 + 3 * T * D, 4 * T * D * 4);
+  add('attn1 ReLU linear attention (f32)', 'attention', nl, 2 * T * D * (d.headDim + 1) * 2 + 3 * T * D, 4 * T * D * 4);
   linear('attn1 to_out', nl, T, D, D, true);
   ew('gated residual (msa)', nl, T * D, 2, 2);
   linear('attn2 to_q', nl, T, D, C, true);
   linear('attn2 to_k/to_v (300 text tokens)', nl, B * L, D, 2 * C, true);
   // scores q·k (N x L per head) + P·V, plus the online softmax (~5 flops per score)
-  add('attn2 softmax attention (flash)', 'attention', nl,
-    4 * T * L * C + 5 * T * L * d.crossHeads, (2 * T * C + 2 * B * L * C) * a + B * L * 4);
+  add('attn2 softmax attention (flash)', 'attention', nl, 4 * T * L * C + 5 * T * L * d.crossHeads, (2 * T * C + 2 * B * L * C) * a + B * L * 4);
   linear('attn2 to_out', nl, T, C, D, true);
   ew('residual add (cross)', nl, T * D, 1, 2);
   ew('norm2 LayerNorm', nl, T * D, 7, 1);
@@ -170,7 +197,10 @@ export interface StepSummary {
 }
 
 export function summarize(ops: readonly OpCost[], d: SanaDims, weightBytes = 2): StepSummary {
-  let flops = 0, gemm = 0, att = 0, bytes = 0;
+  let flops = 0,
+    gemm = 0,
+    att = 0,
+    bytes = 0;
   for (const o of ops) {
     flops += o.flops * o.count;
     bytes += o.bytes * o.count;
@@ -180,7 +210,11 @@ export function summarize(ops: readonly OpCost[], d: SanaDims, weightBytes = 2):
   return { flops, gemmFlops: gemm, attentionFlops: att, bytes, weightBytes: sanaParamCount(d) * weightBytes };
 }
 
-export interface GpuPeak { name: string; flops: number; bytesPerS: number }
+export interface GpuPeak {
+  name: string;
+  flops: number;
+  bytesPerS: number;
+}
 /** Dense bf16 tensor-core peak and HBM3 bandwidth of an H100 SXM (datasheet). */
 export const H100: GpuPeak = { name: 'H100 SXM', flops: 989e12, bytesPerS: 3.35e12 };
 
@@ -189,7 +223,8 @@ export const A100: GpuPeak = { name: 'A100 SXM', flops: 312e12, bytesPerS: 2.039
 
 /** Roofline floor: the step cannot be faster than its compute or its memory traffic alone. */
 export function floorSeconds(s: StepSummary, gpu: GpuPeak): { compute: number; memory: number; floor: number } {
-  const compute = s.flops / gpu.flops, memory = s.bytes / gpu.bytesPerS;
+  const compute = s.flops / gpu.flops,
+    memory = s.bytes / gpu.bytesPerS;
   return { compute, memory, floor: Math.max(compute, memory) };
 }
 
@@ -201,7 +236,13 @@ export function perOpFloorSeconds(ops: readonly OpCost[], gpu: GpuPeak): number 
 }
 
 function fmt(n: number, unit: string): string {
-  const units: Array<[number, string]> = [[1e15, 'P'], [1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+  const units: Array<[number, string]> = [
+    [1e15, 'P'],
+    [1e12, 'T'],
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+  ];
   for (const [v, p] of units) if (Math.abs(n) >= v) return `${(n / v).toFixed(2)} ${p}${unit}`;
   return `${n.toFixed(0)} ${unit}`;
 }
@@ -209,16 +250,23 @@ function fmt(n: number, unit: string): string {
 /** The markdown tables of BENCHMARKS.md. */
 export function report(): string {
   const lines: string[] = [];
-  lines.push('| model | image | tokens N | params | FLOPs/step | of which GEMM+conv | attention | bytes/step (unfused) | H100 compute floor | H100 memory floor | per-op roofline (unfused) | ×20 steps |');
+  lines.push(
+    '| model | image | tokens N | params | FLOPs/step | of which GEMM+conv | attention | bytes/step (unfused) | H100 compute floor | H100 memory floor | per-op roofline (unfused) | ×20 steps |',
+  );
   lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const [name, d] of [['Sana-600M', SANA_600M], ['Sana-1600M', SANA_1600M]] as const) {
+  for (const [name, d] of [
+    ['Sana-600M', SANA_600M],
+    ['Sana-1600M', SANA_1600M],
+  ] as const) {
     for (const image of [1024, 4096]) {
       const ops = sanaStepCosts(d, { image });
       const s = summarize(ops, d);
       const f = floorSeconds(s, H100);
       const perOp = perOpFloorSeconds(ops, H100);
       const N = (image / 32) ** 2;
-      lines.push(`| ${name} | ${image}² | ${N} | ${(sanaParamCount(d) / 1e6).toFixed(1)} M | ${fmt(s.flops, 'FLOP')} | ${fmt(s.gemmFlops, 'FLOP')} | ${fmt(s.attentionFlops, 'FLOP')} | ${fmt(s.bytes, 'B')} | ${(f.compute * 1e3).toFixed(2)} ms | ${(f.memory * 1e3).toFixed(2)} ms | ${(perOp * 1e3).toFixed(2)} ms | ${(perOp * 20 * 1e3).toFixed(0)} ms |`);
+      lines.push(
+        `| ${name} | ${image}² | ${N} | ${(sanaParamCount(d) / 1e6).toFixed(1)} M | ${fmt(s.flops, 'FLOP')} | ${fmt(s.gemmFlops, 'FLOP')} | ${fmt(s.attentionFlops, 'FLOP')} | ${fmt(s.bytes, 'B')} | ${(f.compute * 1e3).toFixed(2)} ms | ${(f.memory * 1e3).toFixed(2)} ms | ${(perOp * 1e3).toFixed(2)} ms | ${(perOp * 20 * 1e3).toFixed(0)} ms |`,
+      );
     }
   }
   lines.push('');
@@ -226,7 +274,10 @@ export function report(): string {
   lines.push('');
   lines.push('| model | image | per step | ×20 steps |');
   lines.push('|---|---|---|---|');
-  for (const [name, d] of [['Sana-600M', SANA_600M], ['Sana-1600M', SANA_1600M]] as const) {
+  for (const [name, d] of [
+    ['Sana-600M', SANA_600M],
+    ['Sana-1600M', SANA_1600M],
+  ] as const) {
     for (const image of [1024, 4096]) {
       const t = perOpFloorSeconds(sanaStepCosts(d, { image }), A100);
       lines.push(`| ${name} | ${image}² | ${(t * 1e3).toFixed(2)} ms | ${(t * 20 * 1e3).toFixed(0)} ms |`);

@@ -69,8 +69,7 @@ union TileRegs {
 
 // Loads this thread's part of the A tile at k0 (rows m0.., zero outside M x K).
 // vec: 16-byte loads of 8 consecutive k (A unit-stride in k, K and strides multiples of 8).
-SANA_DEV void load_a_tile(TileRegs& r, const uint16_t* a, const GemmDesc& d, int64_t zb, int64_t zg, int64_t m0, int64_t k0,
-                          int tid, bool vec) {
+SANA_DEV void load_a_tile(TileRegs& r, const uint16_t* a, const GemmDesc& d, int64_t zb, int64_t zg, int64_t m0, int64_t k0, int tid, bool vec) {
   const int64_t base = zb * d.a_bs + zg * d.a_gs;
   if (vec) {
     SANA_UNROLL
@@ -107,8 +106,7 @@ SANA_DEV void store_a_tile(uint16_t (*As)[kBK + kPad], const TileRegs& r, int ti
 // B tile at k0 (columns n0..). Modes: 1 = 16-byte loads along k (linear weights, transB),
 // 2 = 16-byte loads along n (matmul, 1x1 conv), 0 = scalar (any strides, im2col).
 template <bool IM2COL>
-SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int64_t zb, int64_t zg, int64_t n0, int64_t k0,
-                          int tid, int mode) {
+SANA_DEV void load_b_tile(TileRegs& r, const uint16_t* b, const GemmDesc& d, int64_t zb, int64_t zg, int64_t n0, int64_t k0, int tid, int mode) {
   const int64_t base = zb * d.b_bs + zg * d.b_gs;
   if (mode == 1) {
     SANA_UNROLL
@@ -169,8 +167,8 @@ SANA_DEV void store_b_tile(uint16_t (*Bs)[kBK + kPad], const TileRegs& r, const 
 }
 
 template <bool IM2COL>
-static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, const uint16_t* a, const uint16_t* b,
-                                                                       const float* bias, GemmDesc d, int is_bf16) {
+static __global__ void __launch_bounds__(kMmaThreads)
+    gemm_mma_kernel(void* c, const uint16_t* a, const uint16_t* b, const float* bias, GemmDesc d, int is_bf16) {
   // Tiles kept as 16-bit bits; rows padded by 8 halves (16 bytes: keeps 16-byte stores aligned)
   // so that fragment loads spread over the banks.
   __shared__ __align__(16) uint16_t As[kBM][kBK + kPad];  // As[m][k]
@@ -185,11 +183,9 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
 
   float acc[2][4][4];
   SANA_UNROLL
-  for (int i = 0; i < 2; ++i)
-    SANA_UNROLL
-    for (int j = 0; j < 4; ++j)
-      SANA_UNROLL
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+  for (int i = 0; i < 2; ++i) SANA_UNROLL
+  for (int j = 0; j < 4; ++j) SANA_UNROLL
+  for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
   TileRegs ra, rb;
   load_a_tile(ra, a, d, zb, zg, m0, 0, tid, vec_a);
@@ -220,30 +216,26 @@ static __global__ void __launch_bounds__(kMmaThreads) gemm_mma_kernel(void* c, c
         bfr[j][1] = ld_pair(&Bs[col][ks + 2 * t + 8]);
       }
       SANA_UNROLL
-      for (int i = 0; i < 2; ++i)
-        SANA_UNROLL
-        for (int j = 0; j < 4; ++j) mma_16816(acc[i][j], af[i], bfr[j], acc[i][j], is_bf16 != 0);
+      for (int i = 0; i < 2; ++i) SANA_UNROLL
+      for (int j = 0; j < 4; ++j) mma_16816(acc[i][j], af[i], bfr[j], acc[i][j], is_bf16 != 0);
     }
     __syncthreads();  // everyone is done reading As/Bs before the next store
   }
   // Accumulator fragment: r0,r1 -> (g, 2t..2t+1), r2,r3 -> (g+8, 2t..2t+1) of each 16x8 tile.
   SANA_UNROLL
-  for (int i = 0; i < 2; ++i)
-    SANA_UNROLL
-    for (int j = 0; j < 4; ++j)
-      SANA_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        int64_t m = m0 + wm + 16 * i + g + (r >= 2 ? 8 : 0), n = n0 + wn + 8 * j + 2 * t + (r & 1);
-        gemm_store(c, bias, d, zb, zg, m, n, acc[i][j][r]);
-      }
+  for (int i = 0; i < 2; ++i) SANA_UNROLL
+  for (int j = 0; j < 4; ++j) SANA_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    int64_t m = m0 + wm + 16 * i + g + (r >= 2 ? 8 : 0), n = n0 + wn + 8 * j + 2 * t + (r & 1);
+    gemm_store(c, bias, d, zb, zg, m, n, acc[i][j][r]);
+  }
 }
 
 // --- f32 SIMT kernel --------------------------------------------------------------------------------
 static constexpr int kSBM = 64, kSBN = 64, kSBK = 16, kSimtThreads = 256;
 
 template <bool IM2COL>
-static __global__ void __launch_bounds__(kSimtThreads) gemm_simt_kernel(void* c, const float* a, const float* b,
-                                                                         const float* bias, GemmDesc d) {
+static __global__ void __launch_bounds__(kSimtThreads) gemm_simt_kernel(void* c, const float* a, const float* b, const float* bias, GemmDesc d) {
   __shared__ float As[kSBK][kSBM + 4];  // As[k][m]: a thread reads 4 consecutive m
   __shared__ float Bs[kSBK][kSBN + 4];  // Bs[k][n]
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
@@ -276,20 +268,18 @@ static __global__ void __launch_bounds__(kSimtThreads) gemm_simt_kernel(void* c,
       SANA_UNROLL
       for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx * 4 + j];
       SANA_UNROLL
-      for (int i = 0; i < 4; ++i)
-        SANA_UNROLL
-        for (int j = 0; j < 4; ++j) acc[i][j] = fma_f(av[i], bv[j], acc[i][j]);
+      for (int i = 0; i < 4; ++i) SANA_UNROLL
+      for (int j = 0; j < 4; ++j) acc[i][j] = fma_f(av[i], bv[j], acc[i][j]);
     }
     __syncthreads();
   }
   SANA_UNROLL
-  for (int i = 0; i < 4; ++i)
-    SANA_UNROLL
-    for (int j = 0; j < 4; ++j) gemm_store(c, bias, d, zb, zg, m0 + ty * 4 + i, n0 + tx * 4 + j, acc[i][j]);
+  for (int i = 0; i < 4; ++i) SANA_UNROLL
+  for (int j = 0; j < 4; ++j) gemm_store(c, bias, d, zb, zg, m0 + ty * 4 + i, n0 + tx * 4 + j, acc[i][j]);
 }
 
-static Status run_gemm(void* c, const void* a, const void* b, const float* bias, const GemmDesc& d, int64_t nz, bool im2col,
-                       DType dt, cudaStream_t s, const char* op) {
+static Status run_gemm(void* c, const void* a, const void* b, const float* bias, const GemmDesc& d, int64_t nz, bool im2col, DType dt, cudaStream_t s,
+                       const char* op) {
   if (d.M == 0 || d.N == 0 || nz == 0) return nullptr;
   if (nz > 65535) return status_printf("%s: %lld batches x groups exceed the grid limit (65535)", op, (long long)nz);
   if (im2col && (d.K > 0x7fffffff || d.N > 0x7fffffff || d.H * d.W > 0x7fffffff))
@@ -328,36 +318,50 @@ static GemmDesc desc0() {
   return d;
 }
 
-Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt,
-                   DType dt, WeightCacheSlot*, cudaStream_t s) {
+Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot*,
+                   cudaStream_t s) {
   // x (M, K) row-major = A; w (N, K) row-major read as B(k, n) = w[n*K + k]; out (M, N).
   GemmDesc d = desc0();
-  d.M = M; d.N = N; d.K = K;
-  d.a_sm = K; d.a_sk = 1;
-  d.b_sk = 1; d.b_sn = K;
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.a_sm = K;
+  d.a_sk = 1;
+  d.b_sk = 1;
+  d.b_sn = K;
   d.c_sm = N;
   d.bias_mode = bias ? 1 : 0;
   d.out_dt = int(out_dt);
   return run_gemm(out, x, w, bias, d, 1, false, dt, s, "linear");
 }
 
-Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride,
-                   int64_t b_bstride, bool transB, DType out_dt, DType dt, cudaStream_t s) {
+Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
+                   DType out_dt, DType dt, cudaStream_t s) {
   GemmDesc d = desc0();
-  d.M = M; d.N = N; d.K = K;
-  d.a_bs = a_bstride; d.a_sm = K; d.a_sk = 1;
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.a_bs = a_bstride;
+  d.a_sm = K;
+  d.a_sk = 1;
   d.b_bs = b_bstride;
-  if (transB) { d.b_sk = 1; d.b_sn = K; }   // b (N, K)
-  else { d.b_sk = N; d.b_sn = 1; }          // b (K, N)
-  d.c_bs = M * N; d.c_sm = N;
+  if (transB) {
+    d.b_sk = 1;
+    d.b_sn = K;
+  }  // b (N, K)
+  else {
+    d.b_sk = N;
+    d.b_sn = 1;
+  }  // b (K, N)
+  d.c_bs = M * N;
+  d.c_sm = N;
   d.out_dt = int(out_dt);
   return run_gemm(out, a, b, nullptr, d, batch, false, dt, s, "matmul");
 }
 
 // --- depthwise conv (groups == Cin == Cout): direct, one thread per output ------------------------------
-static __global__ void conv_depthwise_kernel(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t C,
-                                             int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t stride, int64_t pad,
-                                             int64_t Ho, int64_t Wo, int out_dt, int dt) {
+static __global__ void conv_depthwise_kernel(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                             int64_t KW, int64_t stride, int64_t pad, int64_t Ho, int64_t Wo, int out_dt, int dt) {
   const int64_t n = B * C * Ho * Wo;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t ox = i % Wo, oy = (i / Wo) % Ho, c = (i / (Wo * Ho)) % C, b = i / (Wo * Ho * C);
@@ -376,28 +380,43 @@ static __global__ void conv_depthwise_kernel(void* out, const void* x, const voi
   }
 }
 
-Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W,
-                   int64_t Cout, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo,
-                   DType out_dt, DType dt, WeightCacheSlot*, cudaStream_t s) {
+Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                   int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot*, cudaStream_t s) {
   if (groups == Cin && groups == Cout && groups > 1) {
     int64_t n = B * Cout * Ho * Wo;
     if (n == 0) return nullptr;
-    LAUNCH(blocks_for(n, 256), 256, 0, s, conv_depthwise_kernel)(out, x, w, bias, B, Cin, H, W, KH, KW, stride, pad, Ho, Wo,
-                                                                 int(out_dt), int(dt));
+    LAUNCH(blocks_for(n, 256), 256, 0, s, conv_depthwise_kernel)(out, x, w, bias, B, Cin, H, W, KH, KW, stride, pad, Ho, Wo, int(out_dt), int(dt));
     return SANA_LAUNCH_STATUS("conv2d (depthwise)");
   }
   // Implicit GEMM per (image, group): A = w[g] (Cout_g, Cin_g*KH*KW), B = im2col(x[b, g]) (K, Ho*Wo),
   // C = out[b, g*Cout_g .. ] (Cout_g, Ho*Wo).
   const int64_t Cg = Cin / groups, Coutg = Cout / groups, K = Cg * KH * KW, HWo = Ho * Wo;
   GemmDesc d = desc0();
-  d.M = Coutg; d.N = HWo; d.K = K;
+  d.M = Coutg;
+  d.N = HWo;
+  d.K = K;
   d.groups = groups;
-  d.a_gs = Coutg * K; d.a_sm = K; d.a_sk = 1;
+  d.a_gs = Coutg * K;
+  d.a_sm = K;
+  d.a_sk = 1;
   d.b_bs = Cin * H * W;
   const bool pointwise = KH == 1 && KW == 1 && stride == 1 && pad == 0;
-  if (pointwise) { d.b_gs = Cg * H * W; d.b_sk = H * W; d.b_sn = 1; }  // x[b, g*Cg + k, pixel n]
-  d.Cg = Cg; d.H = H; d.W = W; d.KH = KH; d.KW = KW; d.Wo = Wo; d.stride = stride; d.pad = pad;
-  d.c_bs = Cout * HWo; d.c_gs = Coutg * HWo; d.c_sm = HWo;
+  if (pointwise) {
+    d.b_gs = Cg * H * W;
+    d.b_sk = H * W;
+    d.b_sn = 1;
+  }  // x[b, g*Cg + k, pixel n]
+  d.Cg = Cg;
+  d.H = H;
+  d.W = W;
+  d.KH = KH;
+  d.KW = KW;
+  d.Wo = Wo;
+  d.stride = stride;
+  d.pad = pad;
+  d.c_bs = Cout * HWo;
+  d.c_gs = Coutg * HWo;
+  d.c_sm = HWo;
   d.bias_mode = bias ? 2 : 0;
   d.out_dt = int(out_dt);
   return run_gemm(out, w, x, bias, d, B * groups, !pointwise, dt, s, "conv2d");

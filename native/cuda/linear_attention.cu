@@ -18,7 +18,7 @@ static __global__ void la_state_kernel(float* ws, const float* k, const float* v
   __shared__ float Vs[kTok][kMaxD];
   const int64_t bh = blockIdx.y, n_begin = int64_t(blockIdx.x) * kChunk;
   const int64_t n_end = n_begin + kChunk < N ? n_begin + kChunk : N;
-  const int64_t E = D * D + D;  // S (dv, dk) row-major, then z (dk)
+  const int64_t E = D * D + D;                                             // S (dv, dk) row-major, then z (dk)
   constexpr int kAcc = (kMaxD * kMaxD + kMaxD + kThreads - 1) / kThreads;  // entries per thread, at most
   float acc[kAcc];
   SANA_UNROLL
@@ -83,8 +83,8 @@ static __global__ void la_apply_kernel(float* out, const float* q, const float* 
   }
 }
 
-Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N,
-                             int64_t D, float eps, bool relu, cudaStream_t s) {
+Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
+                             cudaStream_t s) {
   if (D > kMaxD) return status_printf("linearAttention: head dim %lld exceeds %d", (long long)D, kMaxD);
   if (B * H * N * D == 0) return nullptr;
   if (B * H > 65535) return status_printf("linearAttention: B*H = %lld exceeds the grid limit", (long long)(B * H));

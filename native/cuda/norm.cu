@@ -8,8 +8,7 @@ namespace SANA_CUDA_NS {
 static constexpr int kThreads = 256;
 
 // One block per row of x (rows, C).
-static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, const void* bias, int64_t C, float eps,
-                                      float offset, int dt) {
+static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, const void* bias, int64_t C, float eps, float offset, int dt) {
   __shared__ float scratch[32];
   const int64_t base = int64_t(blockIdx.x) * C;
   float ss = 0.f;
@@ -27,8 +26,7 @@ static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, c
   }
 }
 
-Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps,
-                    float offset, DType dt, cudaStream_t s) {
+Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s) {
   if (rows == 0 || C == 0) return nullptr;
   if (rows > 0x7fffffff) return status_printf("rmsnorm: %lld rows exceed the grid limit", (long long)rows);
   LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_kernel)(out, x, w, bias, C, eps, offset, int(dt));
@@ -37,8 +35,7 @@ Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, i
 
 // x (B, C, HW): one thread per pixel walks the channels; neighbouring threads read neighbouring
 // pixels of the same channel (coalesced).
-static __global__ void rmsnorm2d_kernel(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C,
-                                        int64_t HW, float eps, int dt) {
+static __global__ void rmsnorm2d_kernel(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, int dt) {
   const int64_t n = B * HW;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = i / HW, p = i % HW, base = b * C * HW + p;
@@ -57,8 +54,7 @@ static __global__ void rmsnorm2d_kernel(void* out, const void* x, const void* w,
   }
 }
 
-Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps,
-                      DType dt, cudaStream_t s) {
+Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt, cudaStream_t s) {
   if (B * HW == 0 || C == 0) return nullptr;
   LAUNCH(blocks_for(B * HW, kThreads), kThreads, 0, s, rmsnorm2d_kernel)(out, x, w, bias, B, C, HW, eps, int(dt));
   return SANA_LAUNCH_STATUS("rmsnorm2d");
@@ -85,8 +81,7 @@ static __global__ void layernorm_kernel(void* out, const void* x, const void* w,
   }
 }
 
-Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt,
-                      cudaStream_t s) {
+Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt, cudaStream_t s) {
   if (rows == 0 || C == 0) return nullptr;
   if (rows > 0x7fffffff) return status_printf("layernorm: %lld rows exceed the grid limit", (long long)rows);
   LAUNCH(unsigned(rows), kThreads, 0, s, layernorm_kernel)(out, x, w, bias, C, eps, int(dt));

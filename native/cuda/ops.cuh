@@ -14,7 +14,8 @@ Status cast_cuda(void* out, const void* in, int64_t n, DType out_dt, DType in_dt
 Status permute_cuda(void* out, const void* in, int ndim, const int64_t* in_shape, const int32_t* perm, size_t elsize, cudaStream_t s);
 Status concat_cuda(void* out, const void* const* ins, const int64_t* axis_lens, int n_in, int64_t outer, int64_t inner, size_t elsize, cudaStream_t s);
 Status slice_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t start, int64_t len, size_t elsize, cudaStream_t s);
-Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t n_idx, int64_t outer, int64_t axis_len, int64_t inner, size_t elsize, cudaStream_t s);
+Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t n_idx, int64_t outer, int64_t axis_len, int64_t inner, size_t elsize,
+                         cudaStream_t s);
 Status repeat_interleave_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t repeats, size_t elsize, cudaStream_t s);
 
 Status unary_cuda(void* out, const void* in, int64_t n, UnaryOp op, float p0, float p1, DType dt, cudaStream_t s);
@@ -22,14 +23,21 @@ Status binary_cuda(void* out, const void* a, const void* b, const Broadcast* bc,
 Status ternary_cuda(void* out, const void* a, const void* b, const void* c, const Broadcast* bc, TernaryOp op, DType dt, cudaStream_t s);
 Status softmax_cuda(void* out, const void* x, int64_t rows, int64_t C, DType dt, cudaStream_t s);
 
-Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache, cudaStream_t s);
-Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB, DType out_dt, DType dt, cudaStream_t s);
-Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache, cudaStream_t s);
+Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache,
+                   cudaStream_t s);
+Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
+                   DType out_dt, DType dt, cudaStream_t s);
+Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                   int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache,
+                   cudaStream_t s);
 Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s);
 Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt, cudaStream_t s);
 Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt, cudaStream_t s);
-Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window, DType dt, cudaStream_t s);
-Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu, cudaStream_t s);
+Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
+                      int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
+                      DType dt, cudaStream_t s);
+Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
+                             cudaStream_t s);
 Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt, cudaStream_t s);
 Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt, cudaStream_t s);
 Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t factor, size_t elsize, cudaStream_t s);

@@ -8,8 +8,7 @@ static constexpr int kThreads = 256;
 
 // x (BH, L, D): for i < D/2, out[i] = x[i] cos - x[i + D/2] sin, out[i + D/2] = x[i + D/2] cos + x[i] sin,
 // angle = pos * theta^(-2i/D).
-static __global__ void rope_kernel(void* out, const void* x, const int64_t* pos, int64_t BH, int64_t L, int64_t D, float theta,
-                                   int dt) {
+static __global__ void rope_kernel(void* out, const void* x, const int64_t* pos, int64_t BH, int64_t L, int64_t D, float theta, int dt) {
   const int64_t half = D / 2, n = BH * L * half;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t i = e % half, row = e / half, l = row % L;
@@ -22,16 +21,14 @@ static __global__ void rope_kernel(void* out, const void* x, const int64_t* pos,
   }
 }
 
-Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt,
-                 cudaStream_t s) {
+Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt, cudaStream_t s) {
   if (D % 2) return status_printf("rope: head dim %lld is odd", (long long)D);
   if (BH * L * D == 0) return nullptr;
   void* d_pos = scratch_alloc(size_t(L) * sizeof(int64_t));
   if (!d_pos) return "rope: out of device memory for the positions";
   cudaError_t e = cudaMemcpyAsync(d_pos, positions, size_t(L) * sizeof(int64_t), cudaMemcpyHostToDevice, s);
   if (e == cudaSuccess) {
-    LAUNCH(blocks_for(BH * L * (D / 2), kThreads), kThreads, 0, s, rope_kernel)(out, x, static_cast<const int64_t*>(d_pos), BH, L, D,
-                                                                              theta, int(dt));
+    LAUNCH(blocks_for(BH * L * (D / 2), kThreads), kThreads, 0, s, rope_kernel)(out, x, static_cast<const int64_t*>(d_pos), BH, L, D, theta, int(dt));
   }
   scratch_free(d_pos);
   if (e != cudaSuccess) return cuda_status_of(e, "rope", __FILE__, __LINE__);

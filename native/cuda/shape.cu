@@ -38,14 +38,16 @@ static __global__ void permute_kernel(void* out, const void* in, PermuteDesc p, 
   }
 }
 
-Status permute_cuda(void* out, const void* in, int ndim, const int64_t* in_shape, const int32_t* perm, size_t elsize,
-                    cudaStream_t s) {
+Status permute_cuda(void* out, const void* in, int ndim, const int64_t* in_shape, const int32_t* perm, size_t elsize, cudaStream_t s) {
   if (ndim > kMaxDims || !elsize_ok(elsize)) return status_printf("permute: unsupported rank %d / element size %zu", ndim, elsize);
   PermuteDesc p;
   p.ndim = ndim;
   int64_t stride[kMaxDims], n = 1;
   int64_t st = 1;
-  for (int d = ndim - 1; d >= 0; --d) { stride[d] = st; st *= in_shape[d]; }
+  for (int d = ndim - 1; d >= 0; --d) {
+    stride[d] = st;
+    st *= in_shape[d];
+  }
   for (int d = 0; d < ndim; ++d) {
     p.out_shape[d] = in_shape[perm[d]];
     p.in_stride[d] = stride[perm[d]];
@@ -58,8 +60,7 @@ Status permute_cuda(void* out, const void* in, int ndim, const int64_t* in_shape
 
 // --- 2-D strided copy: the building block of slice and concat ---------------------------------------
 // dst[r * dst_ld + c] = src[r * src_ld + c] for r < rows, c < cols (elements).
-static __global__ void copy2d_kernel(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t rows, int64_t cols,
-                                     int elsize) {
+static __global__ void copy2d_kernel(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t rows, int64_t cols, int elsize) {
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t r = i / cols, c = i % cols;
@@ -67,15 +68,13 @@ static __global__ void copy2d_kernel(void* dst, int64_t dst_ld, const void* src,
   }
 }
 
-static Status copy2d(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t rows, int64_t cols, size_t elsize,
-                     cudaStream_t s, const char* op) {
+static Status copy2d(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t rows, int64_t cols, size_t elsize, cudaStream_t s, const char* op) {
   if (rows * cols == 0) return nullptr;
   LAUNCH(blocks_for(rows * cols, kThreads), kThreads, 0, s, copy2d_kernel)(dst, dst_ld, src, src_ld, rows, cols, int(elsize));
   return SANA_LAUNCH_STATUS(op);
 }
 
-Status concat_cuda(void* out, const void* const* ins, const int64_t* axis_lens, int n_in, int64_t outer, int64_t inner,
-                   size_t elsize, cudaStream_t s) {
+Status concat_cuda(void* out, const void* const* ins, const int64_t* axis_lens, int n_in, int64_t outer, int64_t inner, size_t elsize, cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("concat: unsupported element size %zu", elsize);
   int64_t total = 0;
   for (int i = 0; i < n_in; ++i) total += axis_lens[i];
@@ -89,8 +88,7 @@ Status concat_cuda(void* out, const void* const* ins, const int64_t* axis_lens, 
   return nullptr;
 }
 
-Status slice_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t start, int64_t len,
-                  size_t elsize, cudaStream_t s) {
+Status slice_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t start, int64_t len, size_t elsize, cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("slice: unsupported element size %zu", elsize);
   const void* src = static_cast<const char*>(in) + size_t(start * inner) * elsize;
   return copy2d(out, len * inner, src, axis_len * inner, outer, len * inner, elsize, s, "slice");
@@ -98,8 +96,8 @@ Status slice_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, in
 
 // --- gathers along an axis: in (outer, axis_len, inner) -> out (outer, n_out, inner) -------------------
 // Source row j of output row i: idx[i] when idx is given, else i / repeats (repeat_interleave).
-static __global__ void gather_axis_kernel(void* out, const void* in, const int64_t* idx, int64_t repeats, int64_t outer,
-                                          int64_t axis_len, int64_t n_out, int64_t inner, int elsize) {
+static __global__ void gather_axis_kernel(void* out, const void* in, const int64_t* idx, int64_t repeats, int64_t outer, int64_t axis_len, int64_t n_out,
+                                          int64_t inner, int elsize) {
   const int64_t n = outer * n_out * inner;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t t = i % inner, r = (i / inner) % n_out, o = i / (inner * n_out);
@@ -108,8 +106,8 @@ static __global__ void gather_axis_kernel(void* out, const void* in, const int64
   }
 }
 
-Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t n_idx, int64_t outer, int64_t axis_len,
-                         int64_t inner, size_t elsize, cudaStream_t s) {
+Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t n_idx, int64_t outer, int64_t axis_len, int64_t inner, size_t elsize,
+                         cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("indexSelect: unsupported element size %zu", elsize);
   int64_t n = outer * n_idx * inner;
   if (n == 0) return nullptr;
@@ -118,8 +116,8 @@ Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t 
   if (!d_idx) return "indexSelect: out of device memory for the index list";
   cudaError_t e = cudaMemcpyAsync(d_idx, idx, size_t(n_idx) * sizeof(int64_t), cudaMemcpyHostToDevice, s);
   if (e == cudaSuccess) {
-    LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, gather_axis_kernel)(out, in, static_cast<const int64_t*>(d_idx), int64_t(1),
-                                                                          outer, axis_len, n_idx, inner, int(elsize));
+    LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, gather_axis_kernel)
+    (out, in, static_cast<const int64_t*>(d_idx), int64_t(1), outer, axis_len, n_idx, inner, int(elsize));
   }
   // The copy above is synchronous for pageable host memory, so the host array may go away now;
   // the scratch block is returned to the stream-ordered cache.
@@ -128,13 +126,12 @@ Status index_select_cuda(void* out, const void* in, const int64_t* idx, int64_t 
   return SANA_LAUNCH_STATUS("indexSelect");
 }
 
-Status repeat_interleave_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t repeats,
-                              size_t elsize, cudaStream_t s) {
+Status repeat_interleave_cuda(void* out, const void* in, int64_t outer, int64_t axis_len, int64_t inner, int64_t repeats, size_t elsize, cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("repeatInterleave: unsupported element size %zu", elsize);
   int64_t n = outer * axis_len * repeats * inner;
   if (n == 0) return nullptr;
-  LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, gather_axis_kernel)(out, in, static_cast<const int64_t*>(nullptr), repeats,
-                                                                        outer, axis_len, axis_len * repeats, inner, int(elsize));
+  LAUNCH(blocks_for(n, kThreads), kThreads, 0, s, gather_axis_kernel)
+  (out, in, static_cast<const int64_t*>(nullptr), repeats, outer, axis_len, axis_len * repeats, inner, int(elsize));
   return SANA_LAUNCH_STATUS("repeatInterleave");
 }
 
@@ -147,8 +144,7 @@ static __global__ void upsample_nearest_kernel(void* out, const void* x, int64_t
   }
 }
 
-Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t factor, size_t elsize,
-                             cudaStream_t s) {
+Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t factor, size_t elsize, cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("upsampleNearest: unsupported element size %zu", elsize);
   int64_t n = BC * H * W * factor * factor;
   if (n == 0) return nullptr;
@@ -156,8 +152,7 @@ Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, in
   return SANA_LAUNCH_STATUS("upsampleNearest");
 }
 
-static __global__ void pixel_shuffle_kernel(void* out, const void* x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t r,
-                                            int elsize) {
+static __global__ void pixel_shuffle_kernel(void* out, const void* x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t r, int elsize) {
   const int64_t Ho = H * r, Wo = W * r, n = B * C * Ho * Wo;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t ox = i % Wo, oy = (i / Wo) % Ho, c = (i / (Wo * Ho)) % C, b = i / (Wo * Ho * C);
@@ -167,8 +162,7 @@ static __global__ void pixel_shuffle_kernel(void* out, const void* x, int64_t B,
   }
 }
 
-Status pixel_shuffle_cuda(void* out, const void* x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t r, size_t elsize,
-                          cudaStream_t s) {
+Status pixel_shuffle_cuda(void* out, const void* x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t r, size_t elsize, cudaStream_t s) {
   if (!elsize_ok(elsize)) return status_printf("pixelShuffle: unsupported element size %zu", elsize);
   int64_t n = B * C * H * W * r * r;
   if (n == 0) return nullptr;

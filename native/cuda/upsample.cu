@@ -9,8 +9,7 @@ static constexpr int kThreads = 256;
 
 // NCHW bilinear resize, align_corners=False, no antialias (PyTorch): src = (dst + 0.5) * in/out - 0.5,
 // clamped at 0 below; the upper neighbour is clamped to the last row/column.
-static __global__ void upsample_bilinear_kernel(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
-                                                int dt) {
+static __global__ void upsample_bilinear_kernel(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int dt) {
   const int64_t n = BC * Ho * Wo;
   const float sh = float(H) / float(Ho), sw = float(W) / float(Wo);
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
@@ -26,8 +25,7 @@ static __global__ void upsample_bilinear_kernel(void* out, const void* x, int64_
   }
 }
 
-Status upsample_bilinear_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, DType dt,
-                              cudaStream_t s) {
+Status upsample_bilinear_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, DType dt, cudaStream_t s) {
   if (BC * Ho * Wo == 0) return nullptr;
   LAUNCH(blocks_for(BC * Ho * Wo, kThreads), kThreads, 0, s, upsample_bilinear_kernel)(out, x, BC, H, W, Ho, Wo, int(dt));
   return SANA_LAUNCH_STATUS("upsampleBilinear");

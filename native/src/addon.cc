@@ -17,10 +17,10 @@
 
 namespace sana {
 
-#define SANA_THROW(env, msg)                                          \
-  do {                                                                \
-    Napi::Error::New(env, msg).ThrowAsJavaScriptException();          \
-    return (env).Undefined();                                         \
+#define SANA_THROW(env, msg)                                 \
+  do {                                                       \
+    Napi::Error::New(env, msg).ThrowAsJavaScriptException(); \
+    return (env).Undefined();                                \
   } while (0)
 
 MemCounter& mem_counter(const BackendOps* be) {
@@ -41,14 +41,15 @@ static void count_alloc(const BackendOps* be, int64_t delta) {
 // --- Storage -----------------------------------------------------------------------------------
 
 Napi::Function Storage::Define(Napi::Env env) {
-  return DefineClass(env, "Storage", {
-      InstanceMethod("free", &Storage::Free),
-      InstanceMethod("releaseSource", &Storage::ReleaseSource),
-      InstanceAccessor("released", &Storage::GetReleased, nullptr),
-      InstanceAccessor("nbytes", &Storage::GetNbytes, nullptr),
-      InstanceAccessor("device", &Storage::GetDevice, nullptr),
-      InstanceAccessor("freed", &Storage::GetFreed, nullptr),
-  });
+  return DefineClass(env, "Storage",
+                     {
+                         InstanceMethod("free", &Storage::Free),
+                         InstanceMethod("releaseSource", &Storage::ReleaseSource),
+                         InstanceAccessor("released", &Storage::GetReleased, nullptr),
+                         InstanceAccessor("nbytes", &Storage::GetNbytes, nullptr),
+                         InstanceAccessor("device", &Storage::GetDevice, nullptr),
+                         InstanceAccessor("freed", &Storage::GetFreed, nullptr),
+                     });
 }
 Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(info) {}
 
@@ -105,12 +106,21 @@ Napi::Value Storage::Free(const Napi::CallbackInfo& info) {
 // --- helpers -----------------------------------------------------------------------------------
 
 static const BackendOps* backend_arg(const Napi::CallbackInfo& info, size_t i, std::string& err) {
-  if (!info[i].IsString()) { err = "device must be a string"; return nullptr; }
+  if (!info[i].IsString()) {
+    err = "device must be a string";
+    return nullptr;
+  }
   const std::string name = info[i].As<Napi::String>();
   const BackendOps* be = find_backend(name.c_str());
-  if (!be) { err = "device '" + name + "' is not compiled into this build"; return nullptr; }
+  if (!be) {
+    err = "device '" + name + "' is not compiled into this build";
+    return nullptr;
+  }
   const char* why = be->unavailable_reason();
-  if (why && *why) { err = "device '" + name + "' is unavailable: " + why; return nullptr; }
+  if (why && *why) {
+    err = "device '" + name + "' is unavailable: " + why;
+    return nullptr;
+  }
   return be;
 }
 static bool dtype_of(const Napi::Value& v, DType& dt) {
@@ -139,8 +149,14 @@ static Storage* storage_arg(const Napi::CallbackInfo& info, size_t i, const char
     return nullptr;
   }
   Storage* s = Storage::Unwrap(info[i].As<Napi::Object>());
-  if (s->freed) { err = std::string(what) + " was disposed"; return nullptr; }
-  if (s->source_released) { err = std::string(what) + " had its data released after packing (it can only be a linear weight now)"; return nullptr; }
+  if (s->freed) {
+    err = std::string(what) + " was disposed";
+    return nullptr;
+  }
+  if (s->source_released) {
+    err = std::string(what) + " had its data released after packing (it can only be a linear weight now)";
+    return nullptr;
+  }
   return s;
 }
 
@@ -203,8 +219,7 @@ static Napi::Value Copy(const Napi::CallbackInfo& info) {
   if (!s) SANA_THROW(env, err);
   const int64_t doff = info[1].As<Napi::Number>().Int64Value(), soff = info[3].As<Napi::Number>().Int64Value();
   const int64_t n = info[4].As<Napi::Number>().Int64Value();
-  if (doff < 0 || soff < 0 || n < 0 || size_t(doff + n) > d->nbytes || size_t(soff + n) > s->nbytes)
-    SANA_THROW(env, "copy: byte range exceeds a storage");
+  if (doff < 0 || soff < 0 || n < 0 || size_t(doff + n) > d->nbytes || size_t(soff + n) > s->nbytes) SANA_THROW(env, "copy: byte range exceeds a storage");
   char* dp = static_cast<char*>(d->ptr) + doff;
   const char* sp = static_cast<const char*>(s->ptr) + soff;
   Status st = nullptr;
@@ -270,7 +285,9 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cuda", find_backend("cuda") != nullptr);
   o.Set("isa", cpu_isa_name());
   o.Set("gemm", gemm_path_name());
-  if (!onednn_linked()) o.Set("hint", "built without oneDNN: CPU matmul/conv use the portable kernels; apt-get install libdnnl-dev and rebuild (npm run build:native) for the fast path");
+  if (!onednn_linked())
+    o.Set("hint",
+          "built without oneDNN: CPU matmul/conv use the portable kernels; apt-get install libdnnl-dev and rebuild (npm run build:native) for the fast path");
   return o;
 }
 
@@ -295,12 +312,13 @@ static Napi::Value Threads(const Napi::CallbackInfo& info) {
 class Mapped : public Napi::ObjectWrap<Mapped> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Mapped", {
-        InstanceMethod("bytes", &Mapped::Bytes),
-        InstanceMethod("load", &Mapped::Load),
-        InstanceMethod("close", &Mapped::Close),
-        InstanceAccessor("size", &Mapped::GetSize, nullptr),
-    });
+    return DefineClass(env, "Mapped",
+                       {
+                           InstanceMethod("bytes", &Mapped::Bytes),
+                           InstanceMethod("load", &Mapped::Load),
+                           InstanceMethod("close", &Mapped::Close),
+                           InstanceAccessor("size", &Mapped::GetSize, nullptr),
+                       });
   }
   explicit Mapped(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapped>(info) {}
   ~Mapped() override { unmap(); }
@@ -314,7 +332,11 @@ class Mapped : public Napi::ObjectWrap<Mapped> {
 
  private:
   Napi::Value GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(size)); }
-  Napi::Value Close(const Napi::CallbackInfo& info) { unmap(); closed = true; return info.Env().Undefined(); }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    unmap();
+    closed = true;
+    return info.Env().Undefined();
+  }
   // bytes(offset, length) -> Buffer (a copy)
   Napi::Value Bytes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -344,7 +366,10 @@ class Mapped : public Napi::ObjectWrap<Mapped> {
     } else {
       std::vector<char> tmp(s->nbytes);
       cast_cpu(tmp.data(), src, n, ddt, sdt);
-      if (Status st = be->upload(s->ptr, tmp.data(), tmp.size())) { s->release(); SANA_THROW(env, path + ": upload failed: " + st); }
+      if (Status st = be->upload(s->ptr, tmp.data(), tmp.size())) {
+        s->release();
+        SANA_THROW(env, path + ": upload failed: " + st);
+      }
     }
     return obj;
   }
@@ -359,11 +384,18 @@ static Napi::Value OpenMapped(const Napi::CallbackInfo& info) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) SANA_THROW(env, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { ::close(fd); SANA_THROW(env, path + ": not a regular file"); }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    SANA_THROW(env, path + ": not a regular file");
+  }
   void* base = nullptr;
   if (st.st_size > 0) {
     base = mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    if (base == MAP_FAILED) { const int e = errno; ::close(fd); SANA_THROW(env, path + ": mmap failed: " + std::strerror(e)); }
+    if (base == MAP_FAILED) {
+      const int e = errno;
+      ::close(fd);
+      SANA_THROW(env, path + ": mmap failed: " + std::strerror(e));
+    }
   }
   ::close(fd);
   Napi::Object obj = env.GetInstanceData<AddonData>()->mapped_ctor.New({});

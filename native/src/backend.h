@@ -16,8 +16,8 @@
 namespace sana {
 
 struct BackendOps {
-  const char* name;        // "cpu" | "cuda" | "cuda-emu"
-  bool host_accessible;    // device pointers may be read/written by the host directly
+  const char* name;      // "cpu" | "cuda" | "cuda-emu"
+  bool host_accessible;  // device pointers may be read/written by the host directly
   // Returns an empty string when usable, else the reason (no GPU, driver too old...).
   const char* (*unavailable_reason)();
   // JSON object text with human-readable facts (ISA, GPU name, memory...).
@@ -71,5 +71,4 @@ struct BackendRegistrar {
 
 #define SANA_CONCAT2(a, b) a##b
 #define SANA_CONCAT(a, b) SANA_CONCAT2(a, b)
-#define SANA_REGISTER_BACKEND(table) \
-  static ::sana::BackendRegistrar SANA_CONCAT(sana_backend_registrar_, __LINE__)(&(table))
+#define SANA_REGISTER_BACKEND(table) static ::sana::BackendRegistrar SANA_CONCAT(sana_backend_registrar_, __LINE__)(&(table))

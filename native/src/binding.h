@@ -17,7 +17,9 @@ struct AddonData {
 };
 
 // Allocated/peak bytes per registered backend (all threads and contexts of the process).
-struct MemCounter { std::atomic<int64_t> allocated{0}, peak{0}; };
+struct MemCounter {
+  std::atomic<int64_t> allocated{0}, peak{0};
+};
 MemCounter& mem_counter(const BackendOps* be);
 
 class Storage : public Napi::ObjectWrap<Storage> {
@@ -73,7 +75,9 @@ class Args {
   // Checks that `t` holds `elems` elements of `dt` after its offset, on this call's backend.
   void need(const TRef& t, int64_t elems, DType dt, const char* name);
   void need_bytes(const TRef& t, int64_t bytes, const char* name);
-  void fail(const std::string& msg) { if (err_.empty()) err_ = std::string(op_) + ": " + msg; }
+  void fail(const std::string& msg) {
+    if (err_.empty()) err_ = std::string(op_) + ": " + msg;
+  }
   bool ok() const { return err_.empty(); }
   const BackendOps* be() const { return be_; }
   const char* op() const { return op_; }
@@ -84,13 +88,24 @@ class Args {
     Napi::Env env = info_.Env();
     if (ok() && !be_) fail("no output tensor");
     if (ok() && !fn) fail(std::string("not supported by the '") + be_->name + "' backend");
-    if (!ok()) { Napi::Error::New(env, err_).ThrowAsJavaScriptException(); return env.Undefined(); }
+    if (!ok()) {
+      Napi::Error::New(env, err_).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     Status st = nullptr;
     std::string ex;
     apply_thread_setting();
-    try { st = call(fn); } catch (const std::exception& e) { ex = e.what(); }
-    if (!ex.empty()) { Napi::Error::New(env, std::string(op_) + ": " + ex).ThrowAsJavaScriptException(); return env.Undefined(); }
-    if (st) { Napi::Error::New(env, std::string(op_) + ": " + st).ThrowAsJavaScriptException(); return env.Undefined(); }
+    try {
+      st = call(fn);
+    } catch (const std::exception& e) { ex = e.what(); }
+    if (!ex.empty()) {
+      Napi::Error::New(env, std::string(op_) + ": " + ex).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (st) {
+      Napi::Error::New(env, std::string(op_) + ": " + st).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     return env.Undefined();
   }
 

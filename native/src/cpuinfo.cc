@@ -84,7 +84,8 @@ std::string cpu_model_name() {
     if (line.rfind("model name", 0) == 0) {
       auto p = line.find(':');
       std::string s = p == std::string::npos ? line : line.substr(p + 2);
-      for (auto& ch : s) if (ch == '"' || ch == '\\') ch = ' ';
+      for (auto& ch : s)
+        if (ch == '"' || ch == '\\') ch = ' ';
       return s;
     }
   return "unknown";
@@ -98,14 +99,14 @@ std::string gemm_path_name() {
 
 // 12 independent FMA chains of the widest vector hide the 4-cycle latency on both FMA ports;
 // 12 registers fit the 16 of AVX2 and the 32 of AVX-512 without spilling.
-#define SANA_FMA_BODY(V, LANES)                                               \
-  V a[12];                                                                    \
-  for (int i = 0; i < 12; i++) a[i] = (V){} + seed * float(i + 1);            \
-  const V m = (V){} + 0.999999f, c = (V){} + 1e-7f;                           \
-  for (int64_t t = 0; t < iters; t++)                                         \
-    for (int i = 0; i < 12; i++) a[i] = a[i] * m + c;                         \
-  float s = 0;                                                                \
-  for (int i = 0; i < 12; i++) s += a[i][0] + a[i][LANES - 1];                \
+#define SANA_FMA_BODY(V, LANES)                                    \
+  V a[12];                                                         \
+  for (int i = 0; i < 12; i++) a[i] = (V){} + seed * float(i + 1); \
+  const V m = (V){} + 0.999999f, c = (V){} + 1e-7f;                \
+  for (int64_t t = 0; t < iters; t++)                              \
+    for (int i = 0; i < 12; i++) a[i] = a[i] * m + c;              \
+  float s = 0;                                                     \
+  for (int i = 0; i < 12; i++) s += a[i][0] + a[i][LANES - 1];     \
   return s;
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -118,8 +119,14 @@ static float fma_base(int64_t iters, float seed) { SANA_FMA_BODY(v4f, 4) }
 // Lanes per FMA of the chosen kernel (flops per FMA = 2 × lanes).
 static int fma_lanes = 0;
 static float fma_chains(int64_t iters, float seed) {
-  if (builtin_has("avx512f")) { fma_lanes = 16; return fma_avx512(iters, seed); }
-  if (builtin_has("avx2") && builtin_has("fma")) { fma_lanes = 8; return fma_avx2(iters, seed); }
+  if (builtin_has("avx512f")) {
+    fma_lanes = 16;
+    return fma_avx512(iters, seed);
+  }
+  if (builtin_has("avx2") && builtin_has("fma")) {
+    fma_lanes = 8;
+    return fma_avx2(iters, seed);
+  }
   fma_lanes = 4;
   return fma_base(iters, seed);
 }
@@ -133,7 +140,10 @@ double fma_peak_gflops(double ms) {
     volatile float sink = fma_chains(iters, 1.0f);
     (void)sink;
     const double dt = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
-    if (dt > ms / 4 || iters > (int64_t(1) << 40)) { iters = int64_t(double(iters) * ms / std::max(dt, 1e-3)); break; }
+    if (dt > ms / 4 || iters > (int64_t(1) << 40)) {
+      iters = int64_t(double(iters) * ms / std::max(dt, 1e-3));
+      break;
+    }
     iters *= 4;
   }
   int threads = 1;

@@ -52,10 +52,13 @@ size_t rounded_size(size_t n) {
 struct Cache {
   std::mutex mu;
   size_t budget = default_budget();
-  bool poison = [] { const char* s = std::getenv("SANA_HOST_CACHE_POISON"); return s && s[0] == '1'; }();
+  bool poison = [] {
+    const char* s = std::getenv("SANA_HOST_CACHE_POISON");
+    return s && s[0] == '1';
+  }();
   size_t cached = 0;
-  std::unordered_map<void*, size_t> live;                  // cacheable blocks in use -> rounded size
-  std::list<std::pair<size_t, void*>> lru;                 // freed blocks, oldest first
+  std::unordered_map<void*, size_t> live;   // cacheable blocks in use -> rounded size
+  std::list<std::pair<size_t, void*>> lru;  // freed blocks, oldest first
   std::unordered_map<size_t, std::vector<std::list<std::pair<size_t, void*>>::iterator>> by_size;
 };
 
@@ -79,7 +82,11 @@ void drop_oldest(Cache& c) {
   auto it = c.lru.begin();
   auto& v = c.by_size[it->first];
   for (size_t i = 0; i < v.size(); i++)
-    if (v[i] == it) { v[i] = v.back(); v.pop_back(); break; }
+    if (v[i] == it) {
+      v[i] = v.back();
+      v.pop_back();
+      break;
+    }
   c.cached -= it->first;
   std::free(it->second);
   c.lru.erase(it);
@@ -122,10 +129,16 @@ void host_cache_free(void* p) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   auto l = c.live.find(p);
-  if (l == c.live.end()) { std::free(p); return; }  // a small block
+  if (l == c.live.end()) {
+    std::free(p);
+    return;
+  }  // a small block
   const size_t r = l->second;
   c.live.erase(l);
-  if (r > c.budget) { std::free(p); return; }
+  if (r > c.budget) {
+    std::free(p);
+    return;
+  }
   while (c.cached + r > c.budget && !c.lru.empty()) drop_oldest(c);
   c.lru.emplace_back(r, p);
   c.by_size[r].push_back(std::prev(c.lru.end()));

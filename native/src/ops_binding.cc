@@ -17,27 +17,51 @@ TRef Args::tensor(const char* name, bool optional, bool packed_ok) {
     return t;
   }
   auto* data = info_.Env().GetInstanceData<AddonData>();
-  if (!sv.IsObject() || !sv.As<Napi::Object>().InstanceOf(data->storage_ctor.Value())) { fail(std::string(name) + " is not a tensor storage"); return t; }
+  if (!sv.IsObject() || !sv.As<Napi::Object>().InstanceOf(data->storage_ctor.Value())) {
+    fail(std::string(name) + " is not a tensor storage");
+    return t;
+  }
   Storage* s = Storage::Unwrap(sv.As<Napi::Object>());
-  if (s->freed) { fail(std::string(name) + " was disposed"); return t; }
-  if (s->source_released && !packed_ok) { fail(std::string(name) + " had its data released after packing (it can only be a linear weight now)"); return t; }
-  if (!ov.IsNumber() || ov.As<Napi::Number>().DoubleValue() < 0) { fail(std::string(name) + ": bad byte offset"); return t; }
+  if (s->freed) {
+    fail(std::string(name) + " was disposed");
+    return t;
+  }
+  if (s->source_released && !packed_ok) {
+    fail(std::string(name) + " had its data released after packing (it can only be a linear weight now)");
+    return t;
+  }
+  if (!ov.IsNumber() || ov.As<Napi::Number>().DoubleValue() < 0) {
+    fail(std::string(name) + ": bad byte offset");
+    return t;
+  }
   if (!be_) be_ = s->be;
-  else if (be_ != s->be) { fail(std::string(name) + " is on '" + s->be->name + "' but the output is on '" + be_->name + "'"); return t; }
+  else if (be_ != s->be) {
+    fail(std::string(name) + " is on '" + s->be->name + "' but the output is on '" + be_->name + "'");
+    return t;
+  }
   t.s = s;
   t.off = size_t(ov.As<Napi::Number>().Int64Value());
   return t;
 }
 int64_t Args::i64(const char* name) {
   Napi::Value v = info_[i_++];
-  if (!v.IsNumber()) { fail(std::string(name) + " must be a number"); return 0; }
+  if (!v.IsNumber()) {
+    fail(std::string(name) + " must be a number");
+    return 0;
+  }
   const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != std::floor(d) || std::fabs(d) > 9.0e15) { fail(std::string(name) + " must be an integer"); return 0; }
+  if (d != std::floor(d) || std::fabs(d) > 9.0e15) {
+    fail(std::string(name) + " must be an integer");
+    return 0;
+  }
   return int64_t(d);
 }
 double Args::f64(const char* name) {
   Napi::Value v = info_[i_++];
-  if (!v.IsNumber()) { fail(std::string(name) + " must be a number"); return 0; }
+  if (!v.IsNumber()) {
+    fail(std::string(name) + " must be a number");
+    return 0;
+  }
   return v.As<Napi::Number>().DoubleValue();
 }
 // Any value converts to a boolean, so there is no error to name; the name keeps the reader
@@ -45,17 +69,26 @@ double Args::f64(const char* name) {
 bool Args::flag([[maybe_unused]] const char* name) { return info_[i_++].ToBoolean(); }
 DType Args::dtype(const char* name) {
   const int64_t d = i64(name);
-  if (d < 0 || d > 4) { fail(std::string(name) + " is not a dtype code"); return DType::F32; }
+  if (d < 0 || d > 4) {
+    fail(std::string(name) + " is not a dtype code");
+    return DType::F32;
+  }
   return DType(d);
 }
 std::vector<int64_t> Args::i64s(const char* name) {
   std::vector<int64_t> out;
   Napi::Value v = info_[i_++];
-  if (!v.IsArray()) { fail(std::string(name) + " must be an array"); return out; }
+  if (!v.IsArray()) {
+    fail(std::string(name) + " must be an array");
+    return out;
+  }
   auto a = v.As<Napi::Array>();
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value e = a.Get(k);
-    if (!e.IsNumber()) { fail(std::string(name) + " must hold numbers"); return out; }
+    if (!e.IsNumber()) {
+      fail(std::string(name) + " must hold numbers");
+      return out;
+    }
     out.push_back(e.As<Napi::Number>().Int64Value());
   }
   return out;
@@ -63,7 +96,8 @@ std::vector<int64_t> Args::i64s(const char* name) {
 void Args::need_bytes(const TRef& t, int64_t bytes, const char* name) {
   if (!t || !ok()) return;
   if (bytes < 0 || t.off + uint64_t(bytes) > t.s->nbytes)
-    fail(std::string(name) + " needs " + std::to_string(bytes) + " bytes at offset " + std::to_string(t.off) + " but its storage has " + std::to_string(t.s->nbytes));
+    fail(std::string(name) + " needs " + std::to_string(bytes) + " bytes at offset " + std::to_string(t.off) + " but its storage has " +
+         std::to_string(t.s->nbytes));
 }
 void Args::need(const TRef& t, int64_t elems, DType dt, const char* name) { need_bytes(t, elems * int64_t(dtype_size(dt)), name); }
 
@@ -79,13 +113,22 @@ static int64_t span(const Broadcast& bc, int k) {
 static bool read_broadcast(Args& a, int nin, Broadcast& bc) {
   const auto shape = a.i64s("shape");
   bc.ndim = int(shape.size());
-  if (bc.ndim > kMaxDims) { a.fail("more than 8 dims after collapsing"); return false; }
+  if (bc.ndim > kMaxDims) {
+    a.fail("more than 8 dims after collapsing");
+    return false;
+  }
   for (int d = 0; d < bc.ndim; d++) bc.shape[d] = shape[d];
   for (int k = 0; k < nin; k++) {
     const auto st = a.i64s("strides");
-    if (int(st.size()) != bc.ndim) { a.fail("strides do not match the shape"); return false; }
+    if (int(st.size()) != bc.ndim) {
+      a.fail("strides do not match the shape");
+      return false;
+    }
     for (int d = 0; d < bc.ndim; d++) {
-      if (st[d] < 0) { a.fail("negative stride"); return false; }
+      if (st[d] < 0) {
+        a.fail("negative stride");
+        return false;
+      }
       bc.stride[k][d] = st[d];
     }
   }
@@ -113,7 +156,8 @@ OP(Cast) {
   auto out = a.tensor("out"), in = a.tensor("in");
   const int64_t n = a.i64("n");
   const DType odt = a.dtype("out_dt"), idt = a.dtype("in_dt");
-  a.need(out, n, odt, "out"); a.need(in, n, idt, "in");
+  a.need(out, n, odt, "out");
+  a.need(in, n, idt, "in");
   return a.finish(a.be() ? a.be()->cast : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), n, odt, idt); });
 }
 OP(Permute) {
@@ -126,13 +170,18 @@ OP(Permute) {
   if (shape.size() != perm64.size() || shape.size() > size_t(kMaxDims)) a.fail("perm does not match the shape (or more than 8 dims)");
   std::vector<bool> seen(shape.size(), false);
   for (auto p : perm64) {
-    if (p < 0 || p >= int64_t(shape.size()) || seen[size_t(p)]) { a.fail("perm is not a permutation"); break; }
+    if (p < 0 || p >= int64_t(shape.size()) || seen[size_t(p)]) {
+      a.fail("perm is not a permutation");
+      break;
+    }
     seen[size_t(p)] = true;
     perm.push_back(int32_t(p));
   }
   for (auto s : shape) n *= s;
-  a.need_bytes(out, n * es, "out"); a.need_bytes(in, n * es, "in");
-  return a.finish(a.be() ? a.be()->permute : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), int(shape.size()), shape.data(), perm.data(), size_t(es)); });
+  a.need_bytes(out, n * es, "out");
+  a.need_bytes(in, n * es, "in");
+  return a.finish(a.be() ? a.be()->permute : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), in.ptr(), int(shape.size()), shape.data(), perm.data(), size_t(es)); });
 }
 // concat(out, outOff, [storage, off, storage, off, ...], axisLens, outer, inner, elsize)
 OP(Concat) {
@@ -149,26 +198,40 @@ OP(Concat) {
   int64_t total = 0;
   for (uint32_t k = 0; a.ok() && k < axis_lens.size(); k++) {
     Napi::Value sv = arr.Get(2 * k), ov = arr.Get(2 * k + 1);
-    if (!sv.IsObject() || !sv.As<Napi::Object>().InstanceOf(data->storage_ctor.Value()) || !ov.IsNumber()) { a.fail("inputs[" + std::to_string(k) + "] is not a tensor storage"); break; }
+    if (!sv.IsObject() || !sv.As<Napi::Object>().InstanceOf(data->storage_ctor.Value()) || !ov.IsNumber()) {
+      a.fail("inputs[" + std::to_string(k) + "] is not a tensor storage");
+      break;
+    }
     TRef t;
     t.s = Storage::Unwrap(sv.As<Napi::Object>());
     t.off = size_t(ov.As<Napi::Number>().Int64Value());
-    if (t.s->freed) { a.fail("inputs[" + std::to_string(k) + "] was disposed"); break; }
-    if (out && t.s->be != out.s->be) { a.fail("inputs[" + std::to_string(k) + "] is not on the output's device"); break; }
-    if (axis_lens[k] < 0) { a.fail("negative axis length"); break; }
+    if (t.s->freed) {
+      a.fail("inputs[" + std::to_string(k) + "] was disposed");
+      break;
+    }
+    if (out && t.s->be != out.s->be) {
+      a.fail("inputs[" + std::to_string(k) + "] is not on the output's device");
+      break;
+    }
+    if (axis_lens[k] < 0) {
+      a.fail("negative axis length");
+      break;
+    }
     a.need_bytes(t, outer * axis_lens[k] * inner * es, "input");
     ptrs.push_back(t.ptr());
     total += axis_lens[k];
   }
   a.need_bytes(out, outer * total * inner * es, "out");
-  return a.finish(a.be() ? a.be()->concat : nullptr, [&](auto fn) { return fn(out.ptr(), ptrs.data(), axis_lens.data(), int(ptrs.size()), outer, inner, size_t(es)); });
+  return a.finish(a.be() ? a.be()->concat : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), ptrs.data(), axis_lens.data(), int(ptrs.size()), outer, inner, size_t(es)); });
 }
 OP(Slice) {
   Args a(info, "slice");
   auto out = a.tensor("out"), in = a.tensor("in");
   const int64_t outer = a.i64("outer"), axis = a.i64("axis_len"), inner = a.i64("inner"), start = a.i64("start"), len = a.i64("len"), es = a.i64("elsize");
   if (start < 0 || len < 0 || start + len > axis) a.fail("range outside the axis");
-  a.need_bytes(out, outer * len * inner * es, "out"); a.need_bytes(in, outer * axis * inner * es, "in");
+  a.need_bytes(out, outer * len * inner * es, "out");
+  a.need_bytes(in, outer * axis * inner * es, "in");
   return a.finish(a.be() ? a.be()->slice : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), outer, axis, inner, start, len, size_t(es)); });
 }
 OP(IndexSelect) {
@@ -177,16 +240,20 @@ OP(IndexSelect) {
   const auto idx = a.i64s("indices");
   const int64_t outer = a.i64("outer"), axis = a.i64("axis_len"), inner = a.i64("inner"), es = a.i64("elsize");
   for (size_t k = 0; a.ok() && k < idx.size(); k++)
-    if (idx[k] < 0 || idx[k] >= axis) a.fail("indices[" + std::to_string(k) + "] = " + std::to_string(idx[k]) + " is outside [0, " + std::to_string(axis) + ")");
-  a.need_bytes(out, outer * int64_t(idx.size()) * inner * es, "out"); a.need_bytes(in, outer * axis * inner * es, "in");
-  return a.finish(a.be() ? a.be()->index_select : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), idx.data(), int64_t(idx.size()), outer, axis, inner, size_t(es)); });
+    if (idx[k] < 0 || idx[k] >= axis)
+      a.fail("indices[" + std::to_string(k) + "] = " + std::to_string(idx[k]) + " is outside [0, " + std::to_string(axis) + ")");
+  a.need_bytes(out, outer * int64_t(idx.size()) * inner * es, "out");
+  a.need_bytes(in, outer * axis * inner * es, "in");
+  return a.finish(a.be() ? a.be()->index_select : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), in.ptr(), idx.data(), int64_t(idx.size()), outer, axis, inner, size_t(es)); });
 }
 OP(RepeatInterleave) {
   Args a(info, "repeatInterleave");
   auto out = a.tensor("out"), in = a.tensor("in");
   const int64_t outer = a.i64("outer"), axis = a.i64("axis_len"), inner = a.i64("inner"), rep = a.i64("repeats"), es = a.i64("elsize");
   if (rep < 0) a.fail("repeats must be >= 0");
-  a.need_bytes(out, outer * axis * rep * inner * es, "out"); a.need_bytes(in, outer * axis * inner * es, "in");
+  a.need_bytes(out, outer * axis * rep * inner * es, "out");
+  a.need_bytes(in, outer * axis * inner * es, "in");
   return a.finish(a.be() ? a.be()->repeat_interleave : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), outer, axis, inner, rep, size_t(es)); });
 }
 OP(Unary) {
@@ -196,7 +263,8 @@ OP(Unary) {
   const float p0 = float(a.f64("p0")), p1 = float(a.f64("p1"));
   const DType dt = a.dtype("dt");
   if (op < 0 || op > int64_t(UnaryOp::Clamp)) a.fail("unknown unary op");
-  a.need(out, n, dt, "out"); a.need(in, n, dt, "in");
+  a.need(out, n, dt, "out");
+  a.need(in, n, dt, "in");
   return a.finish(a.be() ? a.be()->unary : nullptr, [&](auto fn) { return fn(out.ptr(), in.ptr(), n, UnaryOp(op), p0, p1, dt); });
 }
 // binary(out, o, a, o, b, o, op, dt, shape, stridesA, stridesB)
@@ -208,7 +276,9 @@ OP(Binary) {
   Broadcast bc{};
   read_broadcast(a, 2, bc);
   if (op < 0 || op > int64_t(BinaryOp::GluGelu)) a.fail("unknown binary op");
-  a.need(out, numel(bc), dt, "out"); a.need(x, span(bc, 0), dt, "a"); a.need(y, span(bc, 1), dt, "b");
+  a.need(out, numel(bc), dt, "out");
+  a.need(x, span(bc, 0), dt, "a");
+  a.need(y, span(bc, 1), dt, "b");
   return a.finish(a.be() ? a.be()->binary : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), y.ptr(), &bc, BinaryOp(op), dt); });
 }
 OP(Ternary) {
@@ -219,7 +289,10 @@ OP(Ternary) {
   Broadcast bc{};
   read_broadcast(a, 3, bc);
   if (op < 0 || op > int64_t(TernaryOp::AddGated)) a.fail("unknown ternary op");
-  a.need(out, numel(bc), dt, "out"); a.need(x, span(bc, 0), dt, "a"); a.need(y, span(bc, 1), dt, "b"); a.need(z, span(bc, 2), dt, "c");
+  a.need(out, numel(bc), dt, "out");
+  a.need(x, span(bc, 0), dt, "a");
+  a.need(y, span(bc, 1), dt, "b");
+  a.need(z, span(bc, 2), dt, "c");
   return a.finish(a.be() ? a.be()->ternary : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), y.ptr(), z.ptr(), &bc, TernaryOp(op), dt); });
 }
 OP(Softmax) {
@@ -227,7 +300,8 @@ OP(Softmax) {
   auto out = a.tensor("out"), x = a.tensor("x");
   const int64_t rows = a.i64("rows"), C = a.i64("C");
   const DType dt = a.dtype("dt");
-  a.need(out, rows * C, dt, "out"); a.need(x, rows * C, dt, "x");
+  a.need(out, rows * C, dt, "out");
+  a.need(x, rows * C, dt, "x");
   return a.finish(a.be() ? a.be()->softmax : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), rows, C, dt); });
 }
 OP(Linear) {
@@ -235,10 +309,12 @@ OP(Linear) {
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", false, true), bias = a.tensor("bias", true);
   const int64_t M = a.i64("M"), N = a.i64("N"), K = a.i64("K");
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
-  a.need(out, M * N, odt, "out"); a.need(x, M * K, dt, "x"); a.need(w, N * K, dt, "w"); a.need(bias, N, DType::F32, "bias");
-  Napi::Value r = a.finish(a.be() ? a.be()->linear : nullptr, [&](auto fn) {
-    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), M, N, K, odt, dt, &w.s->wcache);
-  });
+  a.need(out, M * N, odt, "out");
+  a.need(x, M * K, dt, "x");
+  a.need(w, N * K, dt, "w");
+  a.need(bias, N, DType::F32, "bias");
+  Napi::Value r = a.finish(a.be() ? a.be()->linear : nullptr,
+                           [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), M, N, K, odt, dt, &w.s->wcache); });
   if (w) w.s->sync_cache_bytes();
   return r;
 }
@@ -261,8 +337,10 @@ OP(Conv2d) {
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
   if (g <= 0 || Cin % g || Cout % g || s <= 0 || p < 0 || KH <= 0 || KW <= 0) a.fail("bad groups/stride/padding/kernel");
   if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
-  a.need(out, B * Cout * Ho * Wo, odt, "out"); a.need(x, B * Cin * H * W, dt, "x");
-  a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w"); a.need(bias, Cout, DType::F32, "bias");
+  a.need(out, B * Cout * Ho * Wo, odt, "out");
+  a.need(x, B * Cin * H * W, dt, "x");
+  a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w");
+  a.need(bias, Cout, DType::F32, "bias");
   Napi::Value r = a.finish(a.be() ? a.be()->conv2d : nullptr, [&](auto fn) {
     return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo, odt, dt, &w.s->wcache);
   });
@@ -275,7 +353,10 @@ OP(Rmsnorm) {
   const int64_t rows = a.i64("rows"), C = a.i64("C");
   const float eps = float(a.f64("eps")), offset = float(a.f64("offset"));
   const DType dt = a.dtype("dt");
-  a.need(out, rows * C, dt, "out"); a.need(x, rows * C, dt, "x"); a.need(w, C, dt, "w"); a.need(b, C, dt, "bias");
+  a.need(out, rows * C, dt, "out");
+  a.need(x, rows * C, dt, "x");
+  a.need(w, C, dt, "w");
+  a.need(b, C, dt, "bias");
   return a.finish(a.be() ? a.be()->rmsnorm : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), rows, C, eps, offset, dt); });
 }
 OP(Rmsnorm2d) {
@@ -284,7 +365,10 @@ OP(Rmsnorm2d) {
   const int64_t B = a.i64("B"), C = a.i64("C"), HW = a.i64("HW");
   const float eps = float(a.f64("eps"));
   const DType dt = a.dtype("dt");
-  a.need(out, B * C * HW, dt, "out"); a.need(x, B * C * HW, dt, "x"); a.need(w, C, dt, "w"); a.need(b, C, dt, "bias");
+  a.need(out, B * C * HW, dt, "out");
+  a.need(x, B * C * HW, dt, "x");
+  a.need(w, C, dt, "w");
+  a.need(b, C, dt, "bias");
   return a.finish(a.be() ? a.be()->rmsnorm2d : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), B, C, HW, eps, dt); });
 }
 OP(Layernorm) {
@@ -293,7 +377,10 @@ OP(Layernorm) {
   const int64_t rows = a.i64("rows"), C = a.i64("C");
   const float eps = float(a.f64("eps"));
   const DType dt = a.dtype("dt");
-  a.need(out, rows * C, dt, "out"); a.need(x, rows * C, dt, "x"); a.need(w, C, dt, "w"); a.need(b, C, dt, "bias");
+  a.need(out, rows * C, dt, "out");
+  a.need(x, rows * C, dt, "x");
+  a.need(w, C, dt, "w");
+  a.need(b, C, dt, "bias");
   return a.finish(a.be() ? a.be()->layernorm : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), rows, C, eps, dt); });
 }
 OP(Attention) {
@@ -307,11 +394,14 @@ OP(Attention) {
   const DType dt = a.dtype("dt");
   if (Hkv <= 0 || Hq % Hkv) a.fail("Hq must be a multiple of Hkv");
   if (sb < 0 || sh < 0 || sq < 0) a.fail("negative bias stride");
-  a.need(out, B * Hq * Lq * Dv, dt, "out"); a.need(q, B * Hq * Lq * D, dt, "q");
-  a.need(k, B * Hkv * Lk * D, dt, "k"); a.need(v, B * Hkv * Lk * Dv, dt, "v");
+  a.need(out, B * Hq * Lq * Dv, dt, "out");
+  a.need(q, B * Hq * Lq * D, dt, "q");
+  a.need(k, B * Hkv * Lk * D, dt, "k");
+  a.need(v, B * Hkv * Lk * Dv, dt, "v");
   if (bias && B > 0 && Hq > 0 && Lq > 0 && Lk > 0) a.need(bias, (B - 1) * sb + (Hq - 1) * sh + (Lq - 1) * sq + Lk, DType::F32, "bias");
   return a.finish(a.be() ? a.be()->attention : nullptr, [&](auto fn) {
-    return fn(out.ptr(), q.ptr(), k.ptr(), v.ptr(), static_cast<const float*>(bias.ptr()), B, Hq, Hkv, Lq, Lk, D, Dv, sb, sh, sq, scale, softcap, causal, window, dt);
+    return fn(out.ptr(), q.ptr(), k.ptr(), v.ptr(), static_cast<const float*>(bias.ptr()), B, Hq, Hkv, Lq, Lk, D, Dv, sb, sh, sq, scale, softcap, causal,
+              window, dt);
   });
 }
 OP(LinearAttention) {
@@ -321,9 +411,13 @@ OP(LinearAttention) {
   const float eps = float(a.f64("eps"));
   const bool relu = a.flag("relu");
   const int64_t n = B * H * N * D;
-  a.need(out, n, DType::F32, "out"); a.need(q, n, DType::F32, "q"); a.need(k, n, DType::F32, "k"); a.need(v, n, DType::F32, "v");
+  a.need(out, n, DType::F32, "out");
+  a.need(q, n, DType::F32, "q");
+  a.need(k, n, DType::F32, "k");
+  a.need(v, n, DType::F32, "v");
   return a.finish(a.be() ? a.be()->linear_attention : nullptr, [&](auto fn) {
-    return fn(static_cast<float*>(out.ptr()), static_cast<const float*>(q.ptr()), static_cast<const float*>(k.ptr()), static_cast<const float*>(v.ptr()), B, H, N, D, eps, relu);
+    return fn(static_cast<float*>(out.ptr()), static_cast<const float*>(q.ptr()), static_cast<const float*>(k.ptr()), static_cast<const float*>(v.ptr()), B, H,
+              N, D, eps, relu);
   });
 }
 OP(Rope) {
@@ -335,7 +429,8 @@ OP(Rope) {
   const DType dt = a.dtype("dt");
   if (int64_t(pos.size()) != L) a.fail("positions must have L entries");
   if (D % 2) a.fail("head dim must be even");
-  a.need(out, BH * L * D, dt, "out"); a.need(x, BH * L * D, dt, "x");
+  a.need(out, BH * L * D, dt, "out");
+  a.need(x, BH * L * D, dt, "x");
   return a.finish(a.be() ? a.be()->rope : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), pos.data(), BH, L, D, theta, dt); });
 }
 OP(Embedding) {
@@ -344,7 +439,9 @@ OP(Embedding) {
   const int64_t n = a.i64("n_ids"), V = a.i64("V"), D = a.i64("D");
   const DType dt = a.dtype("dt"), idt = a.dtype("ids_dt");
   if (idt != DType::I32 && idt != DType::I64) a.fail("ids must be i32 or i64");
-  a.need(out, n * D, dt, "out"); a.need(table, V * D, dt, "table"); a.need(ids, n, idt, "ids");
+  a.need(out, n * D, dt, "out");
+  a.need(table, V * D, dt, "table");
+  a.need(ids, n, idt, "ids");
   return a.finish(a.be() ? a.be()->embedding : nullptr, [&](auto fn) { return fn(out.ptr(), table.ptr(), ids.ptr(), n, V, D, dt, idt); });
 }
 OP(UpsampleNearest) {
@@ -352,7 +449,8 @@ OP(UpsampleNearest) {
   auto out = a.tensor("out"), x = a.tensor("x");
   const int64_t BC = a.i64("BC"), H = a.i64("H"), W = a.i64("W"), f = a.i64("factor"), es = a.i64("elsize");
   if (f < 1) a.fail("factor must be >= 1");
-  a.need_bytes(out, BC * H * W * f * f * es, "out"); a.need_bytes(x, BC * H * W * es, "x");
+  a.need_bytes(out, BC * H * W * f * f * es, "out");
+  a.need_bytes(x, BC * H * W * es, "x");
   return a.finish(a.be() ? a.be()->upsample_nearest : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), BC, H, W, f, size_t(es)); });
 }
 OP(UpsampleBilinear) {
@@ -361,7 +459,8 @@ OP(UpsampleBilinear) {
   const int64_t BC = a.i64("BC"), H = a.i64("H"), W = a.i64("W"), Ho = a.i64("Ho"), Wo = a.i64("Wo");
   const DType dt = a.dtype("dt");
   if (H < 1 || W < 1 || Ho < 1 || Wo < 1) a.fail("sizes must be >= 1");
-  a.need(out, BC * Ho * Wo, dt, "out"); a.need(x, BC * H * W, dt, "x");
+  a.need(out, BC * Ho * Wo, dt, "out");
+  a.need(x, BC * H * W, dt, "x");
   return a.finish(a.be() ? a.be()->upsample_bilinear : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), BC, H, W, Ho, Wo, dt); });
 }
 OP(PixelShuffle) {
@@ -369,7 +468,8 @@ OP(PixelShuffle) {
   auto out = a.tensor("out"), x = a.tensor("x");
   const int64_t B = a.i64("B"), C = a.i64("C"), H = a.i64("H"), W = a.i64("W"), r = a.i64("r"), es = a.i64("elsize");
   if (r < 1) a.fail("r must be >= 1");
-  a.need_bytes(out, B * C * H * W * r * r * es, "out"); a.need_bytes(x, B * C * r * r * H * W * es, "x");
+  a.need_bytes(out, B * C * H * W * r * r * es, "out");
+  a.need_bytes(x, B * C * r * r * H * W * es, "x");
   return a.finish(a.be() ? a.be()->pixel_shuffle : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), B, C, H, W, r, size_t(es)); });
 }
 

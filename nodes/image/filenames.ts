@@ -91,9 +91,7 @@ export function planSave(root: string, expandedPrefix: string): SavePlan {
   }
   // The batch-number token may sit anywhere in the name: it matches any digits when counting.
   const stem = name.replace(/%batch_num%/g, '\u0000');
-  const pattern = new RegExp(
-    '^' + stem.split('\u0000').map(escapeRegExp).join('\\d+') + '_(\\d{5,})_\\.[A-Za-z0-9]+$',
-  );
+  const pattern = new RegExp('^' + stem.split('\u0000').map(escapeRegExp).join('\\d+') + '_(\\d{5,})_\\.[A-Za-z0-9]+$');
   for (const entry of entries) {
     const m = pattern.exec(entry);
     if (m) counter = Math.max(counter, Number(m[1]) + 1);

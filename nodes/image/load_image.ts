@@ -60,7 +60,9 @@ export const LoadImage = defineNode({
     { name: 'MASK', type: 'MASK' },
   ],
   fingerprint({ image }, services) {
-    return createHash('sha256').update(fs.readFileSync(resolveImageRef(String(image), nodeServices(services, 'LoadImage').folders))).digest('hex');
+    return createHash('sha256')
+      .update(fs.readFileSync(resolveImageRef(String(image), nodeServices(services, 'LoadImage').folders)))
+      .digest('hex');
   },
   run({ image }, ctx) {
     const file = resolveImageRef(image, nodeServices(ctx.services, 'LoadImage').folders);

@@ -25,7 +25,8 @@ function axisTaps(inSize: number, outSize: number): Array<[number, number, numbe
 /** (B, H, W) → (B, outH, outW), bilinear, align_corners=False (identity when the size is equal). */
 export function resizeMaskBilinear(data: Float32Array, B: number, H: number, W: number, outH: number, outW: number): Float32Array {
   if (outH === H && outW === W) return data.slice();
-  const ty = axisTaps(H, outH), tx = axisTaps(W, outW);
+  const ty = axisTaps(H, outH),
+    tx = axisTaps(W, outW);
   const out = new Float32Array(B * outH * outW);
   for (let b = 0; b < B; b++) {
     const src = b * H * W;

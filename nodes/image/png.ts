@@ -200,7 +200,15 @@ export function decodePng(buf: Buffer): DecodedPng {
   // Samples of the whole image, (H, W, srcChannels), at the file's depth (16-bit kept for now).
   const samples = new Uint16Array(width * height * srcChannels);
   const passes = interlace
-    ? [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]]
+    ? [
+        [0, 0, 8, 8],
+        [4, 0, 8, 8],
+        [0, 4, 4, 8],
+        [2, 0, 4, 4],
+        [0, 2, 2, 4],
+        [1, 0, 2, 2],
+        [0, 1, 1, 2],
+      ]
     : [[0, 0, 1, 1]];
   let pos = 0;
   for (const [x0, y0, dx, dy] of passes) {

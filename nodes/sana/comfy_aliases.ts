@@ -58,9 +58,18 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       inputs: {
         required: {
           ckpt_name: { type: 'COMBO', values: (s) => foreignChoices('sana', EXTRAMODELS_SANA_IDS, modelsOf(s, 'SanaCheckpointLoader')) },
-          model: { type: 'COMBO', values: SANA_ARCHS, default: 'SanaMS_1600M_P1_D20', tooltip: 'Ignored: the architecture is read from the checkpoint config.' },
+          model: {
+            type: 'COMBO',
+            values: SANA_ARCHS,
+            default: 'SanaMS_1600M_P1_D20',
+            tooltip: 'Ignored: the architecture is read from the checkpoint config.',
+          },
           dtype: { type: 'COMBO', values: ['auto', 'FP32', 'FP16', 'BF16'], default: 'auto' },
-          enable_cfg_passthrough: { type: 'BOOLEAN', default: true, tooltip: 'Ignored: Sana-Sprint guidance is embedded in the model (ScmModelSampling sets its scale).' },
+          enable_cfg_passthrough: {
+            type: 'BOOLEAN',
+            default: true,
+            tooltip: 'Ignored: Sana-Sprint guidance is embedded in the model (ScmModelSampling sets its scale).',
+          },
         },
       },
       mapInputs: (i, s) => ({
@@ -135,8 +144,16 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           seed: { type: 'INT', default: 0, min: 0, max: 0xffffffffffffffffn, controlAfterGenerate: true },
           steps: { type: 'INT', default: 20, min: 1, max: 10000 },
           cfg: { type: 'FLOAT', default: 8.0, min: 0, max: 100, step: 0.1, round: 0.01 },
-          sampler_name: { type: 'COMBO', values: [...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM], tooltip: 'euler = flow Euler, dpmpp_2m = DPM-Solver++ 2M on the flow schedule, scm = Sana-Sprint (SCM).' },
-          scheduler: { type: 'COMBO', values: ['normal', 'simple', 'sgm_uniform'], tooltip: "normal / simple: the checkpoint's shifted flow schedule; scm makes its own schedule whatever is chosen here." },
+          sampler_name: {
+            type: 'COMBO',
+            values: [...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM],
+            tooltip: 'euler = flow Euler, dpmpp_2m = DPM-Solver++ 2M on the flow schedule, scm = Sana-Sprint (SCM).',
+          },
+          scheduler: {
+            type: 'COMBO',
+            values: ['normal', 'simple', 'sgm_uniform'],
+            tooltip: "normal / simple: the checkpoint's shifted flow schedule; scm makes its own schedule whatever is chosen here.",
+          },
           positive: { type: 'CONDITIONING' },
           negative: { type: 'CONDITIONING' },
           latent_image: { type: 'LATENT' },
@@ -147,13 +164,33 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
         if (String(i.sampler_name) === KSAMPLER_SCM) {
           // The Sana repo's sample_scm ignores the sigmas (so the scheduler) and the CFG batch only
           // stays out of the way at cfg 1; its guidance is ScmModelSampling's cfg_scale.
-          if (Number(i.cfg) !== 1) throw new Error(`KSampler input cfg: the scm sampler takes its guidance from ScmModelSampling's cfg_scale (embedded in the model); set cfg to 1 (got ${String(i.cfg)})`);
+          if (Number(i.cfg) !== 1)
+            throw new Error(
+              `KSampler input cfg: the scm sampler takes its guidance from ScmModelSampling's cfg_scale (embedded in the model); set cfg to 1 (got ${String(i.cfg)})`,
+            );
           if (!(Number(i.denoise) > 0)) throw new Error('KSampler input denoise: 0 leaves nothing to sample; use a value in (0, 1]');
-          return { model: i.model, positive: i.positive, negative: i.negative, latent: i.latent_image, seed: i.seed, steps: i.steps, cfg: 1, flow_shift: 0, sampler: KSAMPLER_SCM, denoise: i.denoise };
+          return {
+            model: i.model,
+            positive: i.positive,
+            negative: i.negative,
+            latent: i.latent_image,
+            seed: i.seed,
+            steps: i.steps,
+            cfg: 1,
+            flow_shift: 0,
+            sampler: KSAMPLER_SCM,
+            denoise: i.denoise,
+          };
         }
-        if (String(i.scheduler) === 'sgm_uniform') throw new Error(`KSampler input scheduler: sgm_uniform is only supported with sampler_name scm here; use normal or simple with ${String(i.sampler_name)}`);
+        if (String(i.scheduler) === 'sgm_uniform')
+          throw new Error(
+            `KSampler input scheduler: sgm_uniform is only supported with sampler_name scm here; use normal or simple with ${String(i.sampler_name)}`,
+          );
         const sampler = KSAMPLER_SAMPLERS[String(i.sampler_name)];
-        if (!sampler) throw new Error(`KSampler input sampler_name: "${String(i.sampler_name)}" is not available for Sana (${[...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM].join(', ')})`);
+        if (!sampler)
+          throw new Error(
+            `KSampler input sampler_name: "${String(i.sampler_name)}" is not available for Sana (${[...Object.keys(KSAMPLER_SAMPLERS), KSAMPLER_SCM].join(', ')})`,
+          );
         // denoise 0 returns latent_image unchanged (ComfyUI's empty schedule); a noise_mask on it
         // makes this an inpainting run, handled by FlowDPMSampler as ComfyUI's KSampler does.
         return {
@@ -182,7 +219,21 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
           vae_name: { type: 'COMBO', values: (s) => foreignChoices('vae', EXTRAMODELS_VAE_IDS, modelsOf(s, 'ExtraVAELoader')) },
           vae_type: {
             type: 'COMBO',
-            values: ['kl-f4', 'kl-f8', 'kl-f8-d16', 'kl-f16', 'kl-f32', 'vq-f4', 'vq-f8', 'vq-f16', 'Consistency-Decoder', 'SDV-VideoDecoder', 'MoVQ3', 'dcae-f32c32-sana-1.0-diffusers', 'dcae-f32c32-sana-1.1-diffusers'],
+            values: [
+              'kl-f4',
+              'kl-f8',
+              'kl-f8-d16',
+              'kl-f16',
+              'kl-f32',
+              'vq-f4',
+              'vq-f8',
+              'vq-f16',
+              'Consistency-Decoder',
+              'SDV-VideoDecoder',
+              'MoVQ3',
+              'dcae-f32c32-sana-1.0-diffusers',
+              'dcae-f32c32-sana-1.1-diffusers',
+            ],
             default: 'dcae-f32c32-sana-1.1-diffusers',
           },
           dtype: { type: 'COMBO', values: ['auto', 'FP32', 'FP16', 'BF16'], default: 'BF16' },
@@ -190,7 +241,9 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       },
       mapInputs: (i, s) => {
         if (!String(i.vae_type).startsWith('dcae-')) {
-          throw new Error(`ExtraVAELoader input vae_type: "${String(i.vae_type)}" is not a DC-AE; only dcae-f32c32-sana-1.0/1.1-diffusers decode Sana latents here`);
+          throw new Error(
+            `ExtraVAELoader input vae_type: "${String(i.vae_type)}" is not a DC-AE; only dcae-f32c32-sana-1.0/1.1-diffusers decode Sana latents here`,
+          );
         }
         return {
           vae_name: mapModelName('vae', String(i.vae_name), 'ExtraVAELoader input vae_name', modelsOf(s, 'ExtraVAELoader')),

@@ -28,7 +28,14 @@ export function toImage(chw: Float32Array, B: number, H: number, W: number): Ima
  * `ctx` (the node's) is polled between decoder blocks, so an interrupt stops a long decode at the
  * next block; a tiled decode also reports per-tile progress, as ComfyUI's tiled VAE decode does.
  */
-export async function decodeLatent(svc: NodeServices, vae: DcaeRef, latent: Latent, tiled: boolean, who = 'DCAEDecode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Image> {
+export async function decodeLatent(
+  svc: NodeServices,
+  vae: DcaeRef,
+  latent: Latent,
+  tiled: boolean,
+  who = 'DCAEDecode',
+  ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
+): Promise<Image> {
   const [B, C, h, w] = latent.shape;
   if (C !== vae.latentChannels) throw new Error(`${who}: the latent has ${C} channels but the DC-AE ${vae.name} decodes ${vae.latentChannels}`);
   const z = new Float32Array(latent.samples.length);

@@ -10,7 +10,8 @@ import type { DcaeRef, Latent } from './types.ts';
 
 /** ComfyUI's crop of an (H, W) image to multiples of f: offsets (H % f) / 2, (W % f) / 2. */
 export function cropPlan(H: number, W: number, f: number, who: string): { y0: number; x0: number; h: number; w: number } {
-  const h = Math.floor(H / f) * f, w = Math.floor(W / f) * f;
+  const h = Math.floor(H / f) * f,
+    w = Math.floor(W / f) * f;
   if (h === 0 || w === 0) throw new Error(`${who}: the image is ${W}x${H}, smaller than the DC-AE's ${f}x${f} pixels per latent pixel`);
   return { y0: Math.floor((H % f) / 2), x0: Math.floor((W % f) / 2), h, w };
 }
@@ -37,7 +38,11 @@ export function toEncoderInput(img: Image, crop: { y0: number; x0: number; h: nu
  * between encoder blocks (an interrupt stops at the next block); tiled runs report per-tile progress.
  */
 export async function encodeToLatent(
-  svc: NodeServices, vae: DcaeRef, pixels: Float32Array, shape: [number, number, number, number], tiled: boolean,
+  svc: NodeServices,
+  vae: DcaeRef,
+  pixels: Float32Array,
+  shape: [number, number, number, number],
+  tiled: boolean,
   ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
 ): Promise<Latent> {
   const [B, , h, w] = shape;
@@ -45,7 +50,9 @@ export async function encodeToLatent(
   return withDcaeEncoder(svc, vae, (enc, backend) =>
     backend.scope(() => {
       if (enc.config.latentChannels !== vae.latentChannels || enc.config.spatialCompression !== f) {
-        throw new Error(`DC-AE ${vae.name}: the encoder config (latent_channels ${enc.config.latentChannels}, ×${enc.config.spatialCompression}) does not match the decoder's (${vae.latentChannels}, ×${f})`);
+        throw new Error(
+          `DC-AE ${vae.name}: the encoder config (latent_channels ${enc.config.latentChannels}, ×${enc.config.spatialCompression}) does not match the decoder's (${vae.latentChannels}, ×${f})`,
+        );
       }
       const input = { data: pixels, shape };
       const onBlock = ctx ? () => ctx.throwIfInterrupted() : undefined;
@@ -59,7 +66,14 @@ export async function encodeToLatent(
   );
 }
 
-export async function encodeImage(svc: NodeServices, vae: DcaeRef, img: Image, tiled: boolean, who = 'DCAEEncode', ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>): Promise<Latent> {
+export async function encodeImage(
+  svc: NodeServices,
+  vae: DcaeRef,
+  img: Image,
+  tiled: boolean,
+  who = 'DCAEEncode',
+  ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
+): Promise<Latent> {
   const crop = cropPlan(img.height, img.width, vae.downsample, who);
   return encodeToLatent(svc, vae, toEncoderInput(img, crop), [img.batch, 3, crop.h, crop.w], tiled, ctx);
 }

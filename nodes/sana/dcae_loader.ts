@@ -9,7 +9,13 @@ import type { DcaeRef } from './types.ts';
 
 export const DCAE_DTYPES = ['auto', 'bf16', 'f32'] as const;
 
-export async function dcaeRef(svc: NodeServices, vaeName: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: DcaeRef; note?: string }> {
+export async function dcaeRef(
+  svc: NodeServices,
+  vaeName: string,
+  dtypeChoice: string,
+  deviceChoice: string,
+  who: string,
+): Promise<{ ref: DcaeRef; note?: string }> {
   const dirs = resolveVae(vaeName, svc.folders.models);
   const { device, note } = await resolveDevice(deviceChoice, who);
   const backend = await backendFor(device);

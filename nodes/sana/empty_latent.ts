@@ -11,7 +11,10 @@ export const BINNING_CHOICES = ['disabled', '512px', '1024px', '2048px', '4096px
 type Binning = (typeof BINNING_CHOICES)[number];
 
 export function emptyLatent(width: number, height: number, batch: number, binning: Binning | string = 'disabled', who = 'EmptySanaLatent'): Latent {
-  for (const [name, v] of [['width', width], ['height', height]] as const) {
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
     if (!Number.isInteger(v) || v < DOWNSAMPLE) throw new Error(`${who}: ${name} must be an integer >= ${DOWNSAMPLE}, got ${v}`);
   }
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`${who}: batch_size must be a positive integer, got ${batch}`);

@@ -68,7 +68,8 @@ export const FlowDPMSampler = defineNode({
         min: 0,
         max: 1.0,
         step: 0.01,
-        tooltip: 'Image-to-image: < 1 starts from the input latent noised part-way (0.6 keeps its layout); 0 returns it unchanged. A noise mask on the latent limits sampling to the masked region (inpainting).',
+        tooltip:
+          'Image-to-image: < 1 starts from the input latent noised part-way (0.6 keeps its layout); 0 returns it unchanged. A noise mask on the latent limits sampling to the masked region (inpainting).',
       },
     },
   },
@@ -77,7 +78,15 @@ export const FlowDPMSampler = defineNode({
     ctx.throwIfInterrupted();
     // Only the KSampler alias passes 'scm' (its sampler_name; not in this node's combo).
     if ((sampler as string) === 'scm') return (await import('./scm_sampler.ts')).runKSamplerScm({ model, positive, latent, seed, steps, denoise }, ctx);
-    const out = await sample(nodeServices(ctx.services, 'FlowDPMSampler'), model, positive, negative, latent, { seed, steps, cfg, flowShift: flow_shift, sampler, denoise }, await progressReporter(ctx, model, latent.shape));
+    const out = await sample(
+      nodeServices(ctx.services, 'FlowDPMSampler'),
+      model,
+      positive,
+      negative,
+      latent,
+      { seed, steps, cfg, flowShift: flow_shift, sampler, denoise },
+      await progressReporter(ctx, model, latent.shape),
+    );
     return [out];
   },
 });

@@ -22,7 +22,11 @@ export const Gemma2Encode = defineNode({
   outputs: [{ name: 'CONDITIONING', type: 'CONDITIONING' }],
   async run({ gemma, text, complex_human_instruction, lowercase, max_sequence_length }, ctx) {
     ctx.throwIfInterrupted();
-    const enc = await encodeText(nodeServices(ctx.services, 'Gemma2Encode'), gemma, [text], undefined, { chi: complex_human_instruction, lowercase, maxLength: max_sequence_length });
+    const enc = await encodeText(nodeServices(ctx.services, 'Gemma2Encode'), gemma, [text], undefined, {
+      chi: complex_human_instruction,
+      lowercase,
+      maxLength: max_sequence_length,
+    });
     return [enc.positive];
   },
 });

@@ -26,7 +26,14 @@ function fileStamp(file: string): string {
 }
 
 /** Checks `loraName` against the model and returns the patched reference (shared with the alias). */
-export async function applyLora(svc: NodeServices, model: SanaModelRef, loraName: string, strength: number, who: string, inputs = { lora: 'lora_name', strength: 'strength' }): Promise<SanaModelRef> {
+export async function applyLora(
+  svc: NodeServices,
+  model: SanaModelRef,
+  loraName: string,
+  strength: number,
+  who: string,
+  inputs = { lora: 'lora_name', strength: 'strength' },
+): Promise<SanaModelRef> {
   if (!(Number.isFinite(strength) && strength >= STRENGTH_MIN && strength <= STRENGTH_MAX)) {
     throw new Error(`${who} input ${inputs.strength}: ${strength} is not a number in ${STRENGTH_MIN}..${STRENGTH_MAX}`);
   }
@@ -59,7 +66,14 @@ export const SanaLoraLoader = defineNode({
         values: (s) => listLoras(nodeServices(s, 'SanaLoraLoader lora_name list').folders.models),
         tooltip: 'A .safetensors under models/loras/ (diffusers/PEFT lora_A/lora_B or kohya lora_down/lora_up keys).',
       },
-      strength: { type: 'FLOAT', default: 1.0, min: STRENGTH_MIN, max: STRENGTH_MAX, step: 0.01, tooltip: 'Multiplies the LoRA update (alpha/rank scaling included); 0 turns it off.' },
+      strength: {
+        type: 'FLOAT',
+        default: 1.0,
+        min: STRENGTH_MIN,
+        max: STRENGTH_MAX,
+        step: 0.01,
+        tooltip: 'Multiplies the LoRA update (alpha/rank scaling included); 0 turns it off.',
+      },
     },
   },
   outputs: [{ name: 'model', type: 'SANA_MODEL' }],

@@ -6,7 +6,10 @@ import type { SanaModelRef } from './types.ts';
 
 /** "8" / "8,9" / "transformer_blocks.8" -> [8] / [8, 9] / [8], checked against the model depth. */
 export function parsePagLayers(text: string, numLayers: number, who = 'PAG'): number[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new Error(`${who}: layers is empty; give block indices such as "8" or "8,9"`);
   const out = new Set<number>();
   for (const item of items) {

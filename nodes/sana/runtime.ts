@@ -109,7 +109,11 @@ export async function withTransformer<R>(svc: NodeServices, ref: SanaModelRef, f
 }
 
 async function withLoraPatched<R>(
-  svc: NodeServices, ref: SanaModelRef, base: SanaTransformer, loras: NonNullable<SanaModelRef['loras']>, backend: Backend,
+  svc: NodeServices,
+  ref: SanaModelRef,
+  base: SanaTransformer,
+  loras: NonNullable<SanaModelRef['loras']>,
+  backend: Backend,
   fn: (model: SanaTransformer, backend: Backend) => Promise<R> | R,
 ): Promise<R> {
   const { loadLoraPatched } = await import('../models/lora.ts');

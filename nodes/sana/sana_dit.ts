@@ -10,7 +10,13 @@ import { DEVICE_INPUT, logDeviceNote, DTYPE_CHOICES, backendFor, resolveDevice, 
 import type { SanaModelRef } from './types.ts';
 
 /** Builds the reference for a checkpoint entry (shared with the ExtraModels loader alias). */
-export async function sanaModelRef(svc: NodeServices, ckptName: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: SanaModelRef; note?: string }> {
+export async function sanaModelRef(
+  svc: NodeServices,
+  ckptName: string,
+  dtypeChoice: string,
+  deviceChoice: string,
+  who: string,
+): Promise<{ ref: SanaModelRef; note?: string }> {
   const dirs = resolveSanaCheckpoint(ckptName, svc.folders.models);
   const { device, note } = await resolveDevice(deviceChoice, who);
   const backend = await backendFor(device);

@@ -12,7 +12,14 @@ export const ScmModelSampling = defineNode({
   inputs: {
     required: {
       model: { type: 'SANA_MODEL' },
-      cfg_scale: { type: 'FLOAT', default: 4.5, min: 0, max: 30, step: 0.1, tooltip: "Guidance scale embedded in the model (× the checkpoint's guidance_embeds_scale), not a CFG batch." },
+      cfg_scale: {
+        type: 'FLOAT',
+        default: 4.5,
+        min: 0,
+        max: 30,
+        step: 0.1,
+        tooltip: "Guidance scale embedded in the model (× the checkpoint's guidance_embeds_scale), not a CFG batch.",
+      },
       // ComfyUI builds its discrete sigma table with it; the SCM sampler never reads that table.
       zsnr: { type: 'BOOLEAN', default: false, tooltip: 'Accepted for workflow compatibility; SCM sampling does not use it.' },
     },
@@ -20,7 +27,9 @@ export const ScmModelSampling = defineNode({
   outputs: [{ name: 'MODEL', type: 'SANA_MODEL' }],
   run({ model, cfg_scale }) {
     if (model.guidanceEmbeds !== true) {
-      throw new Error(`ScmModelSampling input model: ${model.name} is not a Sana-Sprint checkpoint (no guidance embedding); SCM sampling only applies to Sprint models`);
+      throw new Error(
+        `ScmModelSampling input model: ${model.name} is not a Sana-Sprint checkpoint (no guidance embedding); SCM sampling only applies to Sprint models`,
+      );
     }
     return [{ ...model, scm: { guidanceScale: cfg_scale } }];
   },

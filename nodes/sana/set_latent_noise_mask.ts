@@ -13,7 +13,8 @@ export const SetLatentNoiseMask = defineNode({
   outputs: [{ name: 'LATENT', type: 'LATENT' }],
   run({ samples, mask }) {
     const [B, , h, w] = samples.shape;
-    if (mask.batch !== 1 && mask.batch !== B) throw new Error(`SetLatentNoiseMask: the mask has a batch of ${mask.batch} but the latent ${B}; use 1 mask or ${B}`);
+    if (mask.batch !== 1 && mask.batch !== B)
+      throw new Error(`SetLatentNoiseMask: the mask has a batch of ${mask.batch} but the latent ${B}; use 1 mask or ${B}`);
     return [{ ...samples, noiseMask: latentNoiseMask(mask.data, mask.batch, mask.height, mask.width, h, w) }];
   },
 });

@@ -13,7 +13,13 @@ export function textEncoderChoices(services: Services): string[] {
   return listTextEncoders(nodeServices(services, 'text_encoder list').folders.models).map((t) => t.name);
 }
 
-export async function gemmaRef(svc: NodeServices, name: string, dtypeChoice: string, deviceChoice: string, who: string): Promise<{ ref: GemmaRef; note?: string }> {
+export async function gemmaRef(
+  svc: NodeServices,
+  name: string,
+  dtypeChoice: string,
+  deviceChoice: string,
+  who: string,
+): Promise<{ ref: GemmaRef; note?: string }> {
   const dirs = resolveTextEncoder(name, svc.folders.models);
   const { device, note } = await resolveDevice(deviceChoice, who);
   const backend = await backendFor(device);

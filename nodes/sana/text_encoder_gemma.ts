@@ -25,7 +25,12 @@ export const TextEncoderGemma = defineNode({
       positive: { type: 'STRING', multiline: true, dynamicPrompts: true, default: '' },
       negative: { type: 'STRING', multiline: true, dynamicPrompts: true, default: '' },
       complex_human_instruction: { type: 'BOOLEAN', default: true, tooltip: 'Prepend the prompt-enhancer instruction to the positive prompt (Sana default).' },
-      instruction: { type: 'STRING', multiline: true, default: CHI_DIFFUSERS.join('\n'), tooltip: "The instruction text (diffusers' by default). Must end with the line it is followed by." },
+      instruction: {
+        type: 'STRING',
+        multiline: true,
+        default: CHI_DIFFUSERS.join('\n'),
+        tooltip: "The instruction text (diffusers' by default). Must end with the line it is followed by.",
+      },
       max_sequence_length: { type: 'INT', default: 300, min: 2, max: 4096 },
       dtype: { type: 'COMBO', values: GEMMA_DTYPES, default: 'auto' },
       device: DEVICE_INPUT,

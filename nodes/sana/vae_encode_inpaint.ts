@@ -20,8 +20,17 @@ function maskBatch(Bm: number, B: number, who: string): void {
  * The pixel side of VAEEncodeForInpaint: the grey-filled encoder input (B, 3, h, w) in [-1, 1] and
  * the grown noise mask (Bm, h, w) at pixel resolution.
  */
-export function inpaintInputs(img: Image, mask: Mask, growBy: number, f: number, who = 'VAEEncodeForInpaint'): {
-  pixels: Float32Array; shape: [number, number, number, number]; grown: Float32Array; maskBatch: number;
+export function inpaintInputs(
+  img: Image,
+  mask: Mask,
+  growBy: number,
+  f: number,
+  who = 'VAEEncodeForInpaint',
+): {
+  pixels: Float32Array;
+  shape: [number, number, number, number];
+  grown: Float32Array;
+  maskBatch: number;
 } {
   const { batch: B, height: H, width: W } = img;
   maskBatch(mask.batch, B, who);

@@ -16,9 +16,14 @@ type Graph = InstanceType<typeof LGraph>;
 const load = (rel: string) => import(/* @vite-ignore */ new URL(rel, import.meta.url).href);
 const { registerNodeDefs } = (await load('../../web/editor/src/register.ts')) as { registerNodeDefs: (d: ObjectInfo, s: unknown) => string[] };
 const { NodeStates } = (await load('../../web/editor/src/node-state.ts')) as { NodeStates: new () => unknown };
-const { applyControlAfterGenerate } = (await load('../../web/editor/src/seed-control.ts')) as { applyControlAfterGenerate: (g: Graph, rand?: () => number) => number };
+const { applyControlAfterGenerate } = (await load('../../web/editor/src/seed-control.ts')) as {
+  applyControlAfterGenerate: (g: Graph, rand?: () => number) => number;
+};
 const { buildFallbackGraph } = (await load('../../web/editor/src/fallback-graph.ts')) as { buildFallbackGraph: (g: Graph, d: ObjectInfo) => boolean };
-const { isApiPrompt, isUiWorkflow } = (await load('../../web/editor/src/workflow-io.ts')) as { isApiPrompt: (d: unknown) => boolean; isUiWorkflow: (d: unknown) => boolean };
+const { isApiPrompt, isUiWorkflow } = (await load('../../web/editor/src/workflow-io.ts')) as {
+  isApiPrompt: (d: unknown) => boolean;
+  isUiWorkflow: (d: unknown) => boolean;
+};
 
 // Under the root tsconfig (NodeNext), litegraph's extensionless .d.ts imports do not resolve and
 // its classes lose their member types; these are the few shapes the tests read.
@@ -28,12 +33,21 @@ type N = { type: string; inputs: Slot[] };
 
 const defs: ObjectInfo = {
   TestLoader: {
-    name: 'TestLoader', display_name: 'Test Loader', category: 'test/loaders', output_node: false, description: '',
+    name: 'TestLoader',
+    display_name: 'Test Loader',
+    category: 'test/loaders',
+    output_node: false,
+    description: '',
     input: { required: { ckpt: [['a.safetensors', 'b.safetensors'], { default: 'b.safetensors' }] } },
-    output: ['MODEL'], output_name: ['MODEL'],
+    output: ['MODEL'],
+    output_name: ['MODEL'],
   },
   TestSampler: {
-    name: 'TestSampler', display_name: 'Test Sampler', category: 'test/sampling', output_node: false, description: '',
+    name: 'TestSampler',
+    display_name: 'Test Sampler',
+    category: 'test/sampling',
+    output_node: false,
+    description: '',
     input: {
       required: {
         model: ['MODEL'],
@@ -46,10 +60,15 @@ const defs: ObjectInfo = {
       optional: { extra: ['LATENT'] },
     },
     input_order: { required: ['model', 'seed', 'steps', 'cfg', 'text', 'pag'], optional: ['extra'] },
-    output: ['IMAGE'], output_name: ['IMAGE'],
+    output: ['IMAGE'],
+    output_name: ['IMAGE'],
   },
   TestSave: {
-    name: 'TestSave', display_name: 'Test Save', category: 'test/image', output_node: true, description: '',
+    name: 'TestSave',
+    display_name: 'Test Save',
+    category: 'test/image',
+    output_node: true,
+    description: '',
     input: { required: { images: ['IMAGE'], filename_prefix: ['STRING', { default: 'x' }] } },
     output: [],
   },
@@ -59,8 +78,13 @@ describe('widget plans from input specs', () => {
   it('orders inputs by input_order and classifies widgets and sockets', () => {
     const plans = planNode(defs.TestSampler);
     expect(plans.map((p) => [p.name, p.widget?.kind ?? 'socket', p.optional])).toEqual([
-      ['model', 'socket', false], ['seed', 'INT', false], ['steps', 'INT', false], ['cfg', 'FLOAT', false],
-      ['text', 'STRING', false], ['pag', 'BOOLEAN', false], ['extra', 'socket', true],
+      ['model', 'socket', false],
+      ['seed', 'INT', false],
+      ['steps', 'INT', false],
+      ['cfg', 'FLOAT', false],
+      ['text', 'STRING', false],
+      ['pag', 'BOOLEAN', false],
+      ['extra', 'socket', true],
     ]);
     expect(plans.find((p) => p.name === 'seed')!.control).toBe(true);
     expect(plans.find((p) => p.name === 'steps')!.control).toBe(false);
@@ -172,8 +196,13 @@ describe('litegraph node types from object_info', () => {
     const n = LiteGraph.createNode('TestSampler')!;
     expect(n.widgets!.map((w: W) => w.name)).toEqual(['seed', 'control_after_generate', 'steps', 'cfg', 'text', 'pag']);
     expect(n.inputs.map((i: Slot) => [i.name, i.type, !!i.widget])).toEqual([
-      ['model', 'MODEL', false], ['seed', 'INT', true], ['steps', 'INT', true], ['cfg', 'FLOAT', true],
-      ['text', 'STRING', true], ['pag', 'BOOLEAN', true], ['extra', 'LATENT', false],
+      ['model', 'MODEL', false],
+      ['seed', 'INT', true],
+      ['steps', 'INT', true],
+      ['cfg', 'FLOAT', true],
+      ['text', 'STRING', true],
+      ['pag', 'BOOLEAN', true],
+      ['extra', 'LATENT', false],
     ]);
     expect(n.outputs.map((o: Slot) => o.type)).toEqual(['IMAGE']);
   });

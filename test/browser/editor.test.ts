@@ -19,9 +19,7 @@ type Serialized = { nodes: SerializedNode[]; links: unknown[] };
 /** What makes two workflows "the same graph": node ids, types, widget values and wiring. */
 function graphEssence(wf: Serialized) {
   return {
-    nodes: [...wf.nodes]
-      .sort((a, b) => a.id - b.id)
-      .map((n) => ({ id: n.id, type: n.type, mode: n.mode ?? 0, widgets_values: n.widgets_values ?? [] })),
+    nodes: [...wf.nodes].sort((a, b) => a.id - b.id).map((n) => ({ id: n.id, type: n.type, mode: n.mode ?? 0, widgets_values: n.widgets_values ?? [] })),
     links: [...(wf.links as unknown[][])].map((l) => l.slice(0, 6)).sort((a, b) => Number(a[0]) - Number(b[0])),
   };
 }
@@ -226,10 +224,14 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
     await input.waitFor({ state: 'visible', timeout: 5_000 });
     // Typed key by key: the search box filters on keydown, not on input events.
     await input.pressSequentially('preview image', { delay: 20 });
-    await s.page.waitForFunction(() => {
-      const items = [...document.querySelectorAll('.litesearchbox .helper > *')];
-      return items.length > 0 && items.every((i) => /preview/i.test(i.textContent ?? ''));
-    }, null, { timeout: 5_000 });
+    await s.page.waitForFunction(
+      () => {
+        const items = [...document.querySelectorAll('.litesearchbox .helper > *')];
+        return items.length > 0 && items.every((i) => /preview/i.test(i.textContent ?? ''));
+      },
+      null,
+      { timeout: 5_000 },
+    );
     await input.press('Enter');
     await s.page.waitForFunction((n: number) => (window as any).app.graph.nodes.length === n + 1, before, { timeout: 5_000 });
     const added = await s.page.evaluate(() => {
@@ -249,8 +251,15 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
     const [download] = await Promise.all([s.page.waitForEvent('download'), s.page.click('#export-api-button')]);
     expect(download.suggestedFilename()).toBe('workflow_api.json');
     const api = JSON.parse(readFileSync(await download.path(), 'utf8')) as Record<string, { class_type: string }>;
-    const expected = after.nodes.filter((n) => (n.mode ?? 0) === 0).map((n) => n.type).sort();
-    expect(Object.values(api).map((n) => n.class_type).sort()).toEqual(expected);
+    const expected = after.nodes
+      .filter((n) => (n.mode ?? 0) === 0)
+      .map((n) => n.type)
+      .sort();
+    expect(
+      Object.values(api)
+        .map((n) => n.class_type)
+        .sort(),
+    ).toEqual(expected);
   });
 
   it('cancels a pending job from the queue panel and interrupts the running one', async () => {

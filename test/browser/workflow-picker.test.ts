@@ -15,7 +15,9 @@ import { ARTIFACTS, browserSkipReason, buildEditor, openEditor, openSession, typ
 const skip = browserSkipReason();
 if (skip) console.warn(`[browser tests] ${skip}`);
 
-const SHIPPED_UI = readdirSync(WORKFLOWS_DIR).filter((f) => f.endsWith('.ui.json')).sort();
+const SHIPPED_UI = readdirSync(WORKFLOWS_DIR)
+  .filter((f) => f.endsWith('.ui.json'))
+  .sort();
 
 describe('GET /workflows', () => {
   let server: RunningServer;
@@ -33,7 +35,9 @@ describe('GET /workflows', () => {
   });
 
   it('lists every shipped .ui.json, and each one is served as a UI workflow', async () => {
-    expect(SHIPPED_UI).toEqual(expect.arrayContaining(['sana_default.ui.json', 'sana_sprint.ui.json', 'sana_img2img.ui.json', 'sana_inpaint.ui.json', 'sana_lora.ui.json']));
+    expect(SHIPPED_UI).toEqual(
+      expect.arrayContaining(['sana_default.ui.json', 'sana_sprint.ui.json', 'sana_img2img.ui.json', 'sana_inpaint.ui.json', 'sana_lora.ui.json']),
+    );
     for (const prefix of ['', '/api']) {
       const res = await fetch(`${server.url}${prefix}/workflows`);
       expect(res.status).toBe(200);
@@ -71,7 +75,9 @@ describe.skipIf(skip !== null)('workflow picker in a real browser', () => {
     s = await openSession();
     await openEditor(s);
     // The list is fetched after the first graph is in place.
-    await s.page.waitForFunction(() => ((document.querySelector('#workflow-select') as HTMLSelectElement | null)?.options.length ?? 0) > 1, null, { timeout: 20_000 });
+    await s.page.waitForFunction(() => ((document.querySelector('#workflow-select') as HTMLSelectElement | null)?.options.length ?? 0) > 1, null, {
+      timeout: 20_000,
+    });
   }, 240_000);
 
   afterAll(async () => {
@@ -107,27 +113,31 @@ describe.skipIf(skip !== null)('workflow picker in a real browser', () => {
     expect(await nodeTypes()).toEqual(shipped.nodes.map((n) => n.type).sort());
   });
 
-  it.skipIf(!existsSync(addonPath) && process.env.CI !== 'true')('runs the picked Sprint graph to an image on SaveImage', async () => {
-    const queued = await s.page.evaluate(() => (window as any).app.queue());
-    expect(queued.promptId, JSON.stringify(queued)).toBeTruthy();
-    await s.page.waitForFunction((pid: string) => (window as any).app.tracker.lastResult?.promptId === pid, queued.promptId, { timeout: 600_000 });
-    const result = await s.page.evaluate(() => (window as any).app.tracker.lastResult);
-    expect(result.status, JSON.stringify(result)).toBe('success');
-    const saveId = await s.page.evaluate(() => ((window as any).app.graph.nodes as { id: number; type: string }[]).find((n) => n.type === 'SaveImage')!.id);
-    await s.page.waitForFunction(
-      (id: number) => {
-        const imgs = (window as any).app.nodeImages(id) as { loaded: boolean }[];
-        return imgs.length > 0 && imgs.every((i) => i.loaded);
-      },
-      saveId,
-      { timeout: 20_000 },
-    );
-    const url = (await s.page.evaluate((id: number) => (window as any).app.nodeImages(id)[0].url, saveId)) as string;
-    const res = await fetch(new URL(url, s.url));
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-type')).toMatch(/image\/png/);
-    await s.page.screenshot({ path: path.join(ARTIFACTS, 'editor-sprint-run.png') });
-  }, 660_000);
+  it.skipIf(!existsSync(addonPath) && process.env.CI !== 'true')(
+    'runs the picked Sprint graph to an image on SaveImage',
+    async () => {
+      const queued = await s.page.evaluate(() => (window as any).app.queue());
+      expect(queued.promptId, JSON.stringify(queued)).toBeTruthy();
+      await s.page.waitForFunction((pid: string) => (window as any).app.tracker.lastResult?.promptId === pid, queued.promptId, { timeout: 600_000 });
+      const result = await s.page.evaluate(() => (window as any).app.tracker.lastResult);
+      expect(result.status, JSON.stringify(result)).toBe('success');
+      const saveId = await s.page.evaluate(() => ((window as any).app.graph.nodes as { id: number; type: string }[]).find((n) => n.type === 'SaveImage')!.id);
+      await s.page.waitForFunction(
+        (id: number) => {
+          const imgs = (window as any).app.nodeImages(id) as { loaded: boolean }[];
+          return imgs.length > 0 && imgs.every((i) => i.loaded);
+        },
+        saveId,
+        { timeout: 20_000 },
+      );
+      const url = (await s.page.evaluate((id: number) => (window as any).app.nodeImages(id)[0].url, saveId)) as string;
+      const res = await fetch(new URL(url, s.url));
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/image\/png/);
+      await s.page.screenshot({ path: path.join(ARTIFACTS, 'editor-sprint-run.png') });
+    },
+    660_000,
+  );
 
   it('Default still brings back the default workflow', async () => {
     await s.page.click('#default-button');

@@ -22,9 +22,14 @@ interface Run {
 
 function cli(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: tmp, env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES }, timeout: 240_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: tmp, env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES }, timeout: 240_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -38,8 +43,32 @@ const uiWorkflow = {
   last_node_id: 9,
   last_link_id: 1,
   nodes: [
-    { id: 1, type: 'TestImage', pos: [0, 0], size: [200, 100], flags: {}, order: 0, mode: 0, inputs: [], outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [1] }], properties: {}, widgets_values: [4, 2, 200, 'fixed'] },
-    { id: 9, type: 'SaveImage', pos: [300, 0], size: [200, 100], flags: {}, order: 1, mode: 0, inputs: [{ name: 'images', type: 'IMAGE', link: 1 }], outputs: [], properties: {}, widgets_values: ['cli/ui'] },
+    {
+      id: 1,
+      type: 'TestImage',
+      pos: [0, 0],
+      size: [200, 100],
+      flags: {},
+      order: 0,
+      mode: 0,
+      inputs: [],
+      outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [1] }],
+      properties: {},
+      widgets_values: [4, 2, 200, 'fixed'],
+    },
+    {
+      id: 9,
+      type: 'SaveImage',
+      pos: [300, 0],
+      size: [200, 100],
+      flags: {},
+      order: 1,
+      mode: 0,
+      inputs: [{ name: 'images', type: 'IMAGE', link: 1 }],
+      outputs: [],
+      properties: {},
+      widgets_values: ['cli/ui'],
+    },
   ],
   links: [[1, 1, 0, 9, 0, 'IMAGE']],
   groups: [],
@@ -131,11 +160,24 @@ describe('run --profile', SLOW, () => {
     const models = path.join(repo, 'models');
     if (!fs.existsSync(path.join(models, 'sana', 'Sana_Tiny_diffusers'))) throw new Error('tiny models missing: run npm run models:tiny');
     const r = await cli([
-      'run', path.join(repo, 'workflows', 'sana_default.api.json'), '--profile', '--quiet', '--output-dir', 'prof', '--models-dir', models,
-      '--set', 'FlowDPMSampler.steps=2', '--set', 'EmptySanaLatent.width=64', '--set', 'EmptySanaLatent.height=64',
+      'run',
+      path.join(repo, 'workflows', 'sana_default.api.json'),
+      '--profile',
+      '--quiet',
+      '--output-dir',
+      'prof',
+      '--models-dir',
+      models,
+      '--set',
+      'FlowDPMSampler.steps=2',
+      '--set',
+      'EmptySanaLatent.width=64',
+      '--set',
+      'EmptySanaLatent.height=64',
     ]);
     expect(r.code, r.stderr).toBe(0);
-    for (const node of ['TextEncoderGemma', 'FlowDPMSampler', 'DCAEDecode']) expect(r.stderr).toMatch(new RegExp(`profile: node \\d+ \\(${node}\\) — wall [\\d.]+ ms`));
+    for (const node of ['TextEncoderGemma', 'FlowDPMSampler', 'DCAEDecode'])
+      expect(r.stderr).toMatch(new RegExp(`profile: node \\d+ \\(${node}\\) — wall [\\d.]+ ms`));
     const sampler = r.stderr.slice(r.stderr.indexOf('(FlowDPMSampler)'));
     expect(sampler).toMatch(/\n {2}linear\.f32 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ /);
     expect(sampler).toMatch(/linearAttention/);
@@ -147,7 +189,10 @@ describe('run: interrupt and progress view', SLOW, () => {
   test('Ctrl+C (SIGINT) interrupts the running node and exits with 130', async () => {
     const slow = { ...structuredClone(apiPrompt), '5': { class_type: 'TestSlow', inputs: { images: ['1', 0], ms: 60_000, steps: 600, preview: false } } };
     fs.writeFileSync(path.join(tmp, 'slow.json'), JSON.stringify(slow));
-    const child = spawn(process.execPath, [BIN, 'run', 'slow.json', '--output-dir', 'outslow'], { cwd: tmp, env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES } });
+    const child = spawn(process.execPath, [BIN, 'run', 'slow.json', '--output-dir', 'outslow'], {
+      cwd: tmp,
+      env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES },
+    });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     await new Promise<void>((resolve, reject) => {
@@ -197,10 +242,31 @@ describe('sana-graph convert', SLOW, () => {
 
 describe('sana-graph serve', SLOW, () => {
   test('starts on the requested port with the given folders and shuts down cleanly on SIGINT', async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--output-dir', 'sout', '--user-dir', 'suser', '--temp-dir', 'stemp', '--input-dir', 'sin', '--cache', 'lru', '--threads', '1'], {
-      cwd: tmp,
-      env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'serve',
+        '--port',
+        '0',
+        '--output-dir',
+        'sout',
+        '--user-dir',
+        'suser',
+        '--temp-dir',
+        'stemp',
+        '--input-dir',
+        'sin',
+        '--cache',
+        'lru',
+        '--threads',
+        '1',
+      ],
+      {
+        cwd: tmp,
+        env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES },
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const url = await new Promise<string>((resolve, reject) => {
@@ -217,7 +283,10 @@ describe('sana-graph serve', SLOW, () => {
     // --threads reaches the native addon (SANA_THREADS, inherited by the execution child too).
     const stats = (await (await fetch(`${url}/system_stats`)).json()) as { devices: Array<{ type: string; info?: { threads?: number } }> };
     expect(stats.devices.find((d) => d.type === 'cpu')?.info?.threads).toBe(1);
-    const r = await fetch(`${url}/api/prompt`, { method: 'POST', body: JSON.stringify({ prompt: { ...apiPrompt, '5': { ...apiPrompt['5'], inputs: { ...apiPrompt['5'].inputs, ms: 0 } } } }) });
+    const r = await fetch(`${url}/api/prompt`, {
+      method: 'POST',
+      body: JSON.stringify({ prompt: { ...apiPrompt, '5': { ...apiPrompt['5'], inputs: { ...apiPrompt['5'].inputs, ms: 0 } } } }),
+    });
     expect(r.status).toBe(200);
     const { prompt_id } = (await r.json()) as { prompt_id: string };
     for (let i = 0; i < 200; i++) {

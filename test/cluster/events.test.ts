@@ -30,7 +30,8 @@ afterAll(async () => {
 });
 
 const forPrompt = (fe: FrontEnd, id: string) => fe.messages.filter((m) => m.promptId === id);
-const types = (ms: ClusterMessage[]) => ms.map((m) => (m.kind === 'preview' ? 'preview' : m.type === 'executing' ? `executing:${String(m.data.node)}` : m.type));
+const types = (ms: ClusterMessage[]) =>
+  ms.map((m) => (m.kind === 'preview' ? 'preview' : m.type === 'executing' ? `executing:${String(m.data.node)}` : m.type));
 
 describe('messages', () => {
   it('encode binary previews and exact JSON in one frame', () => {
@@ -59,7 +60,19 @@ describe('across processes', () => {
     expect(historyAtEnd).toBe(true);
     for (const fe of [a, b]) {
       const ms = forPrompt(fe, 'ev1');
-      expect(types(ms)).toEqual(['execution_start', 'executing:1', 'progress', 'preview', 'progress', 'preview', 'progress', 'preview', 'executed', 'execution_success', 'executing:null']);
+      expect(types(ms)).toEqual([
+        'execution_start',
+        'executing:1',
+        'progress',
+        'preview',
+        'progress',
+        'preview',
+        'progress',
+        'preview',
+        'executed',
+        'execution_success',
+        'executing:null',
+      ]);
       expect(ms.every((m) => routeFor(m).to === 'client' && m.clientId === 'client-A')).toBe(true);
       const previews = ms.filter((m): m is PreviewMessage => m.kind === 'preview');
       expect(previews.map((p) => p.image.length)).toEqual([1000, 1000, 1000]);

@@ -61,7 +61,10 @@ describe('3 worker processes', () => {
   it('complete 100 prompts from two front ends exactly once, in queue order per front end', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 50; i++) {
-      for (const [fe, name] of [[a, 'a'], [b, 'b']] as const) {
+      for (const [fe, name] of [
+        [a, 'a'],
+        [b, 'b'],
+      ] as const) {
         const id = `${name}${i}`;
         ids.push(id);
         await fe.submit(id, stubPrompt({ ms: 20 }), { clientId: `client-${name}` });
@@ -72,7 +75,11 @@ describe('3 worker processes', () => {
     const ha = await a.history.list();
     expect(await b.history.list()).toEqual(ha);
     expect(Object.keys(ha).sort()).toEqual([...ids].sort());
-    const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' '));
+    const lines = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '));
     for (const id of ids) expect(runsOf(id).map((r) => r[0])).toEqual(['start', 'done']);
     // Start order per front end: any inversion is between jobs taken at the same moment by
     // different workers (fewer positions apart than there are workers).
@@ -118,9 +125,13 @@ describe('3 worker processes', () => {
     const [type, data] = e.status.messages[0] as [string, Record<string, unknown>];
     expect(type).toBe('execution_error');
     expect(data.exception_type).toBe('WorkerLost');
-    expect(String(data.exception_message)).toMatch(/^the job's worker died 2 times \(last: worker w\d+ on .+, pid \d+, in node 1 \(Stub\)\); it is not retried again \(max stalled count 1\)$/);
+    expect(String(data.exception_message)).toMatch(
+      /^the job's worker died 2 times \(last: worker w\d+ on .+, pid \d+, in node 1 \(Stub\)\); it is not retried again \(max stalled count 1\)$/,
+    );
     expect(runsOf('killer').map((x) => x[0])).toEqual(['start', 'start']);
-    await waitFor('the error event', () => a.messages.some((m) => m.promptId === 'killer' && m.kind === 'event' && m.type === 'executing' && m.data.node === null));
+    await waitFor('the error event', () =>
+      a.messages.some((m) => m.promptId === 'killer' && m.kind === 'event' && m.type === 'executing' && m.data.node === null),
+    );
     const msgs = a.messages.filter((m) => m.promptId === 'killer' && m.kind === 'event').map((m) => (m.kind === 'event' ? m.type : ''));
     expect(msgs.filter((t) => t === 'execution_error')).toHaveLength(1);
     expect(await a.jobs.remaining()).toBe(0);
@@ -137,7 +148,9 @@ describe('3 worker processes', () => {
     await a.submit('load', withModels(50));
     await waitFor('load done', () => a.history.has('load'));
     const holder = runsOf('load')[0][1];
-    await waitFor('holder advertises the model', async () => (await a.registry.list()).some((w) => w.pid === holder && w.state === 'idle' && w.loadedModels.includes('checkpoint:sana/affinity')));
+    await waitFor('holder advertises the model', async () =>
+      (await a.registry.list()).some((w) => w.pid === holder && w.state === 'idle' && w.loadedModels.includes('checkpoint:sana/affinity')),
+    );
     for (let i = 0; i < 5; i++) {
       await a.submit(`aff${i}`, withModels(50));
       await waitFor(`aff${i} done`, () => a.history.has(`aff${i}`));

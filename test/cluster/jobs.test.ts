@@ -11,7 +11,7 @@ import { QUEUE_NAME } from '../../cluster/keys.ts';
 import { modelKeys } from '../../cluster/models.ts';
 import { ClusterWorker } from '../../cluster/worker.ts';
 import { HistoryStore, type HistoryEntry } from '../../web/server/history.ts';
-import { FrontEnd, makeJob, waitFor } from './helpers.ts';
+import { FrontEnd, waitFor } from './helpers.ts';
 import { RedisServer } from './redis_harness.ts';
 import { StubHost, stubPrompt } from './stub_host.ts';
 
@@ -80,8 +80,15 @@ describe('queue', () => {
 
   it('reads model keys from the loader nodes', () => {
     const prompt = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../workflows/sana_lora.api.json'), 'utf8')) as Record<string, unknown>;
-    expect(modelKeys(prompt)).toEqual(['checkpoint:sana/Sana_Tiny_diffusers', 'lora:sana_tiny_lora.safetensors', 'text_encoder:sana/Sana_Tiny_diffusers', 'vae:sana/Sana_Tiny_diffusers']);
-    expect(modelKeys({ a: { class_type: 'GemmaLoader', inputs: { model_name: 'g' } }, b: { class_type: 'SanaDiT', inputs: { ckpt_name: ['a', 0] } } })).toEqual(['text_encoder:g']);
+    expect(modelKeys(prompt)).toEqual([
+      'checkpoint:sana/Sana_Tiny_diffusers',
+      'lora:sana_tiny_lora.safetensors',
+      'text_encoder:sana/Sana_Tiny_diffusers',
+      'vae:sana/Sana_Tiny_diffusers',
+    ]);
+    expect(modelKeys({ a: { class_type: 'GemmaLoader', inputs: { model_name: 'g' } }, b: { class_type: 'SanaDiT', inputs: { ckpt_name: ['a', 0] } } })).toEqual(
+      ['text_encoder:g'],
+    );
   });
 
   it('names BullMQ lock keys as ClusterKeys.lock does', () => {
@@ -108,7 +115,16 @@ describe('history', () => {
       local.add(`h${i}`, entry(`h${i}`, i));
     }
     expect(await fe.history.size()).toBe(5);
-    for (const [max, off] of [[undefined, undefined], [2, undefined], [10, undefined], [2, 1], [undefined, 3], [0, undefined], [3, 4], [1, 9]] as const) {
+    for (const [max, off] of [
+      [undefined, undefined],
+      [2, undefined],
+      [10, undefined],
+      [2, 1],
+      [undefined, 3],
+      [0, undefined],
+      [3, 4],
+      [1, 9],
+    ] as const) {
       expect(await fe.history.list(max, off)).toEqual(local.list(max, off));
     }
     expect(await fe.history.add('h7', entry('h7', 99))).toBe('exists');

@@ -39,14 +39,37 @@ afterAll(async () => {
 
 it('a worker process runs the shipped default workflow on the tiny model', { timeout: 240_000 }, async () => {
   const d = (n: string) => path.join(dir, n);
-  worker = spawn(process.execPath, ['bin/sana-graph.js', 'worker', '--redis', redis.url, '--worker-id', 'real', '--models-dir', path.join(ROOT, 'models'), '--output-dir', d('output'), '--input-dir', d('input'), '--temp-dir', d('temp')], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
+  worker = spawn(
+    process.execPath,
+    [
+      'bin/sana-graph.js',
+      'worker',
+      '--redis',
+      redis.url,
+      '--worker-id',
+      'real',
+      '--models-dir',
+      path.join(ROOT, 'models'),
+      '--output-dir',
+      d('output'),
+      '--input-dir',
+      d('input'),
+      '--temp-dir',
+      d('temp'),
+    ],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'pipe'],
+    },
+  );
   worker.stderr!.on('data', (c) => (stderr += c));
   await waitFor('the worker to take jobs', () => stderr.includes('real taking jobs from'), 60_000, 100);
 
-  const engine = await loadMainEngine({ extraNodeModules: [], maxPromptNodes: 5000, folders: { output: d('output'), input: d('input'), temp: d('temp'), models: path.join(ROOT, 'models') } });
+  const engine = await loadMainEngine({
+    extraNodeModules: [],
+    maxPromptNodes: 5000,
+    folders: { output: d('output'), input: d('input'), temp: d('temp'), models: path.join(ROOT, 'models') },
+  });
   const raw = JSON.parse(fs.readFileSync(path.join(ROOT, 'workflows/sana_default.api.json'), 'utf8')) as Record<string, unknown>;
   const v = engine.validate(raw);
   if (!v.ok) throw new Error(JSON.stringify(v.error));

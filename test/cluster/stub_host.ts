@@ -82,7 +82,18 @@ export class StubHost implements ExecutionHost {
         }
       }
       if (inputs.fail) {
-        const data = { prompt_id: pid, node_id: '1', node_type: 'Stub', executed: [], exception_message: 'stub failure', exception_type: 'RuntimeError', traceback: [], current_inputs: {}, current_outputs: [], timestamp: Date.now() };
+        const data = {
+          prompt_id: pid,
+          node_id: '1',
+          node_type: 'Stub',
+          executed: [],
+          exception_message: 'stub failure',
+          exception_type: 'RuntimeError',
+          traceback: [],
+          current_inputs: {},
+          current_outputs: [],
+          timestamp: Date.now(),
+        };
         ev('execution_error', data, true);
         this.note('failed', pid);
         return { outputs: {}, meta: {}, status: { status_str: 'error', completed: false, messages } };
@@ -92,7 +103,11 @@ export class StubHost implements ExecutionHost {
       ev('execution_success', { prompt_id: pid, timestamp: Date.now() }, true);
       ev('executing', { node: null, prompt_id: pid });
       this.note('done', pid);
-      return { outputs: { '1': output }, meta: { '1': { node_id: '1', display_node: '1', parent_node: null, real_node_id: '1' } }, status: { status_str: 'success', completed: true, messages } };
+      return {
+        outputs: { '1': output },
+        meta: { '1': { node_id: '1', display_node: '1', parent_node: null, real_node_id: '1' } },
+        status: { status_str: 'success', completed: true, messages },
+      };
     } finally {
       this.running = undefined;
       this.node = undefined;

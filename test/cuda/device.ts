@@ -3,7 +3,12 @@
 import type { Backend, DeviceName } from '../../native/api.ts';
 import { devices, getBackend } from '../../native/index.ts';
 
-export interface DeviceUnderTest { device: DeviceName; backend?: Backend; cpu: Backend; skipReason?: string }
+export interface DeviceUnderTest {
+  device: DeviceName;
+  backend?: Backend;
+  cpu: Backend;
+  skipReason?: string;
+}
 
 export function deviceUnderTest(): DeviceUnderTest {
   const device = (process.env.SANA_TEST_DEVICE ?? 'cuda-emu') as DeviceName;

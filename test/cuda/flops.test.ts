@@ -4,10 +4,17 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  H100, SANA_1600M, SANA_600M, floorSeconds, perOpFloorSeconds, sanaDimsFromConfig, sanaParamCount, sanaStepCosts, summarize,
+  H100,
+  SANA_1600M,
+  SANA_600M,
+  floorSeconds,
+  perOpFloorSeconds,
+  sanaDimsFromConfig,
+  sanaParamCount,
+  sanaStepCosts,
+  summarize,
 } from '../../native/cuda/flops.ts';
 import { golden } from '../fixtures.ts';
-
 
 function safetensorsNumel(path: string): number {
   const buf = readFileSync(path);

@@ -7,12 +7,19 @@ import type { Backend, DType, Tensor } from '../../native/api.ts';
 /** Deterministic inputs: the same seed gives the same values on every backend. */
 export class Inputs {
   private s: number;
-  constructor(readonly b: Backend, seed: number) { this.s = seed >>> 0 || 1; }
+  constructor(
+    readonly b: Backend,
+    seed: number,
+  ) {
+    this.s = seed >>> 0 || 1;
+  }
   private next(): number {
     // xorshift32 -> [0, 1)
-    this.s ^= this.s << 13; this.s >>>= 0;
+    this.s ^= this.s << 13;
+    this.s >>>= 0;
     this.s ^= this.s >>> 17;
-    this.s ^= this.s << 5; this.s >>>= 0;
+    this.s ^= this.s << 5;
+    this.s >>>= 0;
     return this.s / 4294967296;
   }
   values(n: number, lo = -1, hi = 1): Float32Array {
@@ -21,7 +28,15 @@ export class Inputs {
     return a;
   }
   rand(shape: readonly number[], dtype: DType = 'f32', lo = -1, hi = 1): Tensor {
-    return this.b.fromArray(this.values(shape.reduce((a, c) => a * c, 1), lo, hi), shape, dtype);
+    return this.b.fromArray(
+      this.values(
+        shape.reduce((a, c) => a * c, 1),
+        lo,
+        hi,
+      ),
+      shape,
+      dtype,
+    );
   }
   ints(shape: readonly number[], max: number, dtype: 'i32' | 'i64'): Tensor {
     const n = shape.reduce((a, c) => a * c, 1);
@@ -85,19 +100,59 @@ export function twinCases(): TwinCase[] {
   // --- GEMM family ---
   const gemmTol = (dt: DType): number => (dt === 'f32' ? 1e-4 : dt === 'bf16' ? 2e-2 : 4e-3);
   cases.push(
-    ...perDtype('linear (2,37,45)x(70,45)+bias', FLOATS, (dt) => (b, x) => b.linear(x.rand([2, 37, 45], dt), x.rand([70, 45], dt, -0.3, 0.3), x.rand([70], 'f32')), gemmTol),
+    ...perDtype(
+      'linear (2,37,45)x(70,45)+bias',
+      FLOATS,
+      (dt) => (b, x) => b.linear(x.rand([2, 37, 45], dt), x.rand([70, 45], dt, -0.3, 0.3), x.rand([70], 'f32')),
+      gemmTol,
+    ),
     ...perDtype('linear no bias (5,130)x(9,130)', FLOATS, (dt) => (b, x) => b.linear(x.rand([5, 130], dt), x.rand([9, 130], dt, -0.3, 0.3)), gemmTol),
     // K, N multiples of 8: the tensor-core kernel's 16-byte load paths (along k for weights, along n for matmul/1x1 conv)
-    ...perDtype('linear 16B loads (3,37,64)x(72,64)', ['bf16', 'f16'], (dt) => (b, x) => b.linear(x.rand([3, 37, 64], dt), x.rand([72, 64], dt, -0.3, 0.3), x.rand([72], 'f32')), gemmTol),
+    ...perDtype(
+      'linear 16B loads (3,37,64)x(72,64)',
+      ['bf16', 'f16'],
+      (dt) => (b, x) => b.linear(x.rand([3, 37, 64], dt), x.rand([72, 64], dt, -0.3, 0.3), x.rand([72], 'f32')),
+      gemmTol,
+    ),
     ...perDtype('matmul 16B loads (2,19,40)x(2,40,72)', ['bf16'], (dt) => (b, x) => b.matmul(x.rand([2, 19, 40], dt), x.rand([2, 40, 72], dt)), gemmTol),
-    ...perDtype('conv2d 1x1 16B loads (2,16,4,6)->24', ['bf16'], (dt) => (b, x) => b.conv2d(x.rand([2, 16, 4, 6], dt), x.rand([24, 16, 1, 1], dt, -0.3, 0.3), x.rand([24], 'f32')), gemmTol),
+    ...perDtype(
+      'conv2d 1x1 16B loads (2,16,4,6)->24',
+      ['bf16'],
+      (dt) => (b, x) => b.conv2d(x.rand([2, 16, 4, 6], dt), x.rand([24, 16, 1, 1], dt, -0.3, 0.3), x.rand([24], 'f32')),
+      gemmTol,
+    ),
     ...perDtype('matmul (3,19,33)x(3,33,67)', FLOATS, (dt) => (b, x) => b.matmul(x.rand([3, 19, 33], dt), x.rand([3, 33, 67], dt)), gemmTol),
     ...perDtype('matmul transB, b unbatched', FLOATS, (dt) => (b, x) => b.matmul(x.rand([2, 2, 21, 40], dt), x.rand([66, 40], dt), true), gemmTol),
-    ...perDtype('conv2d 3x3 pad1', ['f32', 'bf16'], (dt) => (b, x) => b.conv2d(x.rand([2, 5, 7, 9], dt), x.rand([6, 5, 3, 3], dt, -0.3, 0.3), x.rand([6], 'f32'), { padding: 1 }), gemmTol),
-    ...perDtype('conv2d 3x3 stride2 Cout70', ['f32', 'bf16'], (dt) => (b, x) => b.conv2d(x.rand([1, 4, 9, 8], dt), x.rand([70, 4, 3, 3], dt, -0.3, 0.3), undefined, { padding: 1, stride: 2 }), gemmTol),
-    ...perDtype('conv2d 1x1 groups2', ['f32', 'f16'], (dt) => (b, x) => b.conv2d(x.rand([2, 6, 5, 5], dt), x.rand([4, 3, 1, 1], dt), x.rand([4], 'f32'), { groups: 2 }), gemmTol),
-    ...perDtype('conv2d depthwise 3x3', FLOATS, (dt) => (b, x) => b.conv2d(x.rand([2, 10, 6, 7], dt), x.rand([10, 1, 3, 3], dt), x.rand([10], 'f32'), { padding: 1, groups: 10 }), gemmTol),
-    ...perDtype('conv2d 1x1 (2,33,6,11)->65', ['bf16'], (dt) => (b, x) => b.conv2d(x.rand([2, 33, 6, 11], dt), x.rand([65, 33, 1, 1], dt, -0.3, 0.3), x.rand([65], 'f32')), gemmTol),
+    ...perDtype(
+      'conv2d 3x3 pad1',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.conv2d(x.rand([2, 5, 7, 9], dt), x.rand([6, 5, 3, 3], dt, -0.3, 0.3), x.rand([6], 'f32'), { padding: 1 }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2d 3x3 stride2 Cout70',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.conv2d(x.rand([1, 4, 9, 8], dt), x.rand([70, 4, 3, 3], dt, -0.3, 0.3), undefined, { padding: 1, stride: 2 }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2d 1x1 groups2',
+      ['f32', 'f16'],
+      (dt) => (b, x) => b.conv2d(x.rand([2, 6, 5, 5], dt), x.rand([4, 3, 1, 1], dt), x.rand([4], 'f32'), { groups: 2 }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2d depthwise 3x3',
+      FLOATS,
+      (dt) => (b, x) => b.conv2d(x.rand([2, 10, 6, 7], dt), x.rand([10, 1, 3, 3], dt), x.rand([10], 'f32'), { padding: 1, groups: 10 }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2d 1x1 (2,33,6,11)->65',
+      ['bf16'],
+      (dt) => (b, x) => b.conv2d(x.rand([2, 33, 6, 11], dt), x.rand([65, 33, 1, 1], dt, -0.3, 0.3), x.rand([65], 'f32')),
+      gemmTol,
+    ),
   );
   // --- norms ---
   cases.push(
@@ -110,18 +165,61 @@ export function twinCases(): TwinCase[] {
   // --- attention ---
   const attTol = (dt: DType): number => (dt === 'f32' ? 1e-4 : dt === 'bf16' ? 2e-2 : 4e-3);
   cases.push(
-    ...perDtype('attention GQA + key bias', FLOATS, (dt) => (b, x) => {
-      const bias = b.fromArray(x.values(2 * 45).map((v) => (v > 0.4 ? -10000 : 0)), [2, 45], 'f32');
-      return b.attention(x.rand([2, 4, 13, 24], dt), x.rand([2, 2, 45, 24], dt), x.rand([2, 2, 45, 24], dt), { scale: 24 ** -0.5, bias });
-    }, attTol),
-    ...perDtype('attention causal window softcap', ['f32', 'bf16'], (dt) => (b, x) =>
-      b.attention(x.rand([1, 4, 37, 64], dt, -2, 2), x.rand([1, 1, 37, 64], dt, -2, 2), x.rand([1, 1, 37, 64], dt), { scale: 0.125, causal: true, window: 9, softcap: 5 }), attTol),
-    ...perDtype('attention D256 full bias', ['f32'], (dt) => (b, x) =>
-      b.attention(x.rand([1, 2, 9, 256], dt), x.rand([1, 2, 70, 256], dt), x.rand([1, 2, 70, 256], dt), { scale: 1 / 16, bias: x.rand([1, 2, 9, 70], 'f32') }), attTol),
-    ...perDtype('attention cross (Sana shape)', ['bf16'], (dt) => (b, x) =>
-      b.attention(x.rand([2, 3, 40, 72], dt), x.rand([2, 3, 30, 72], dt), x.rand([2, 3, 30, 72], dt), { scale: 72 ** -0.5, bias: x.rand([2, 1, 1, 30], 'f32') }), attTol),
-    { name: 'linearAttention f32', run: (b, x) => b.linearAttention(x.rand([2, 3, 600, 32]), x.rand([2, 3, 600, 32]), x.rand([2, 3, 600, 32]), 1e-15), rtol: 1e-4 },
-    { name: 'linearAttention bf16 in', run: (b, x) => b.linearAttention(x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), 1e-15), rtol: 2e-2 },
+    ...perDtype(
+      'attention GQA + key bias',
+      FLOATS,
+      (dt) => (b, x) => {
+        const bias = b.fromArray(
+          x.values(2 * 45).map((v) => (v > 0.4 ? -10000 : 0)),
+          [2, 45],
+          'f32',
+        );
+        return b.attention(x.rand([2, 4, 13, 24], dt), x.rand([2, 2, 45, 24], dt), x.rand([2, 2, 45, 24], dt), { scale: 24 ** -0.5, bias });
+      },
+      attTol,
+    ),
+    ...perDtype(
+      'attention causal window softcap',
+      ['f32', 'bf16'],
+      (dt) => (b, x) =>
+        b.attention(x.rand([1, 4, 37, 64], dt, -2, 2), x.rand([1, 1, 37, 64], dt, -2, 2), x.rand([1, 1, 37, 64], dt), {
+          scale: 0.125,
+          causal: true,
+          window: 9,
+          softcap: 5,
+        }),
+      attTol,
+    ),
+    ...perDtype(
+      'attention D256 full bias',
+      ['f32'],
+      (dt) => (b, x) =>
+        b.attention(x.rand([1, 2, 9, 256], dt), x.rand([1, 2, 70, 256], dt), x.rand([1, 2, 70, 256], dt), {
+          scale: 1 / 16,
+          bias: x.rand([1, 2, 9, 70], 'f32'),
+        }),
+      attTol,
+    ),
+    ...perDtype(
+      'attention cross (Sana shape)',
+      ['bf16'],
+      (dt) => (b, x) =>
+        b.attention(x.rand([2, 3, 40, 72], dt), x.rand([2, 3, 30, 72], dt), x.rand([2, 3, 30, 72], dt), {
+          scale: 72 ** -0.5,
+          bias: x.rand([2, 1, 1, 30], 'f32'),
+        }),
+      attTol,
+    ),
+    {
+      name: 'linearAttention f32',
+      run: (b, x) => b.linearAttention(x.rand([2, 3, 600, 32]), x.rand([2, 3, 600, 32]), x.rand([2, 3, 600, 32]), 1e-15),
+      rtol: 1e-4,
+    },
+    {
+      name: 'linearAttention bf16 in',
+      run: (b, x) => b.linearAttention(x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), 1e-15),
+      rtol: 2e-2,
+    },
     ...perDtype('rope', FLOATS, (dt) => (b, x) => b.rope(x.rand([2, 3, 11, 16], dt), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 40], 10000)),
     ...perDtype('embedding i32', FLOATS, (dt) => (b, x) => b.embedding(x.rand([50, 24], dt), x.ints([3, 7], 50, 'i32'))),
     { name: 'embedding i64', run: (b, x) => b.embedding(x.rand([50, 24], 'bf16'), x.ints([9], 50, 'i64')) },
@@ -142,7 +240,8 @@ export function compare(got: Float32Array, ref: Float32Array, rtol: number): { o
   for (const v of ref) ss += v * v;
   const atol = rtol * Math.sqrt(ss / Math.max(1, ref.length)) + 1e-7;
   const misses: string[] = [];
-  let bad = 0, worst = 0;
+  let bad = 0,
+    worst = 0;
   for (let i = 0; i < ref.length; i++) {
     const e = Math.abs(got[i]! - ref[i]!);
     if (!(e <= atol + rtol * Math.abs(ref[i]!))) {

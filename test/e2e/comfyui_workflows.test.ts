@@ -26,7 +26,6 @@ describe("ComfyUI users' Sana workflows run on the tiny models", () => {
     fs.rmSync(models, { recursive: true, force: true });
   });
 
-
   // The Sprint ones (ScmModelSampling + KSampler scm, 2 steps) run the tiny Sprint pipeline.
   for (const file of ['Sana_FlowEuler.json', 'Sana_FlowEuler_2K.json', 'Sana_FlowEuler_4K.json', 'SANA-Sprint.json', 'SANA-Sprint-0.6B.json']) {
     it(`${file}`, { timeout: 600_000 }, async () => {

@@ -7,7 +7,9 @@ import { parseJsonExact, stringifyJson } from '../../engine/json.ts';
 
 describe('parseJsonExact / stringifyJson', () => {
   test('integers beyond 2^53 - 1 become exact BigInts; everything else is JSON.parse', () => {
-    const v = parseJsonExact('{"a":18446744073709551615,"b":9007199254740993,"c":9007199254740991,"d":-9007199254740993,"e":1.5e300,"f":"18446744073709551615","g":[123456789012345678901234567890]}') as Record<string, unknown>;
+    const v = parseJsonExact(
+      '{"a":18446744073709551615,"b":9007199254740993,"c":9007199254740991,"d":-9007199254740993,"e":1.5e300,"f":"18446744073709551615","g":[123456789012345678901234567890]}',
+    ) as Record<string, unknown>;
     expect(v.a).toBe(18446744073709551615n);
     expect(v.b).toBe(9007199254740993n);
     expect(v.c).toBe(9007199254740991);
@@ -18,7 +20,9 @@ describe('parseJsonExact / stringifyJson', () => {
   });
 
   test('numbers inside strings and keys are left alone; bad JSON and deep nesting still fail', () => {
-    expect(parseJsonExact('{"18446744073709551615":"x 18446744073709551615 \\" 99999999999999999"}')).toEqual({ '18446744073709551615': 'x 18446744073709551615 " 99999999999999999' });
+    expect(parseJsonExact('{"18446744073709551615":"x 18446744073709551615 \\" 99999999999999999"}')).toEqual({
+      '18446744073709551615': 'x 18446744073709551615 " 99999999999999999',
+    });
     expect(() => parseJsonExact('{"a":18446744073709551615,')).toThrow(expect.objectContaining({ code: 'invalid_json' }));
     expect(() => parseJsonExact('[01234567890123456789]')).toThrow(expect.objectContaining({ code: 'invalid_json' }));
     expect(() => parseJsonExact('['.repeat(10) + ']'.repeat(10), 5)).toThrow(expect.objectContaining({ code: 'json_too_deep' }));
@@ -96,7 +100,12 @@ describe('validateInputs', () => {
     const v = validatePrompt({ '1': { class_type: 'Named', inputs: { name: 'bad', n: 1 } } }, registry);
     expect(v.ok).toBe(false);
     expect(v.node_errors['1'].errors).toEqual([
-      { type: 'custom_validation_failed', message: 'Custom validation failed for node', details: 'name - must not be "bad"', extra_info: expect.objectContaining({ input_name: 'name', received_value: 'bad' }) },
+      {
+        type: 'custom_validation_failed',
+        message: 'Custom validation failed for node',
+        details: 'name - must not be "bad"',
+        extra_info: expect.objectContaining({ input_name: 'name', received_value: 'bad' }),
+      },
     ]);
     expect(validatePrompt({ '1': { class_type: 'Named', inputs: { name: 'fine', n: 1 } } }, registry).ok).toBe(true);
   });

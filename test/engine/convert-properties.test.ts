@@ -7,8 +7,14 @@ import { convertUiToApi, defineNode, NodeRegistry, type ApiPrompt } from '../../
 const reg = new NodeRegistry().registerAll([
   defineNode({
     name: 'Op',
-    inputs: { required: { seed: { type: 'INT', default: 0, min: 0 }, a: 'V', scale: { type: 'FLOAT', default: 1 } }, optional: { b: 'V', mode: { type: 'COMBO', values: ['x', 'y'] } } },
-    outputs: [{ name: 'V', type: 'V' }, { name: 'W', type: 'V' }],
+    inputs: {
+      required: { seed: { type: 'INT', default: 0, min: 0 }, a: 'V', scale: { type: 'FLOAT', default: 1 } },
+      optional: { b: 'V', mode: { type: 'COMBO', values: ['x', 'y'] } },
+    },
+    outputs: [
+      { name: 'V', type: 'V' },
+      { name: 'W', type: 'V' },
+    ],
     run: () => [0, 0] as never,
   }),
   defineNode({ name: 'Src', inputs: { required: { text: { type: 'STRING' } } }, outputs: [{ name: 'V', type: 'V' }], run: () => [0] as never }),
@@ -26,8 +32,20 @@ interface Spec {
 const specArb: fc.Arbitrary<Spec> = fc.integer({ min: 2, max: 15 }).chain((n) =>
   fc.record({
     n: fc.constant(n),
-    edges: fc.tuple(...Array.from({ length: n }, (_, i) => fc.record({ a: fc.nat(Math.max(0, i - 1)), b: fc.option(fc.nat(Math.max(0, i - 1)), { nil: null }), slotA: fc.nat(1), slotB: fc.nat(1) }))),
-    consts: fc.array(fc.record({ seed: fc.nat(1e6), scale: fc.double({ min: -5, max: 5, noNaN: true }), mode: fc.constantFrom('x' as const, 'y' as const), text: fc.string() }), { minLength: n, maxLength: n }),
+    edges: fc.tuple(
+      ...Array.from({ length: n }, (_, i) =>
+        fc.record({ a: fc.nat(Math.max(0, i - 1)), b: fc.option(fc.nat(Math.max(0, i - 1)), { nil: null }), slotA: fc.nat(1), slotB: fc.nat(1) }),
+      ),
+    ),
+    consts: fc.array(
+      fc.record({
+        seed: fc.nat(1e6),
+        scale: fc.double({ min: -5, max: 5, noNaN: true }),
+        mode: fc.constantFrom('x' as const, 'y' as const),
+        text: fc.string(),
+      }),
+      { minLength: n, maxLength: n },
+    ),
     splice: fc.array(fc.constantFrom('none' as const, 'reroute' as const, 'bypass' as const), { minLength: 2 * n, maxLength: 2 * n }),
   }),
 );
@@ -66,9 +84,11 @@ function toUi(p: ApiPrompt, splice: Spec['splice']) {
       if (how !== 'none') {
         const mid = extraId++;
         const up = connect(from, slot, mid, 0);
-        nodes.push(how === 'reroute'
-          ? { id: mid, type: 'Reroute', mode: 0, inputs: [{ name: '', type: '*', link: up }], outputs: [{ name: '', type: 'V', links: [] }] }
-          : { id: mid, type: 'Pass', mode: 4, inputs: [{ name: 'v', type: 'V', link: up }], outputs: [{ name: 'V', type: 'V', links: [] }] });
+        nodes.push(
+          how === 'reroute'
+            ? { id: mid, type: 'Reroute', mode: 0, inputs: [{ name: '', type: '*', link: up }], outputs: [{ name: '', type: 'V', links: [] }] }
+            : { id: mid, type: 'Pass', mode: 4, inputs: [{ name: 'v', type: 'V', link: up }], outputs: [{ name: 'V', type: 'V', links: [] }] },
+        );
         from = mid;
         slot = 0;
       }

@@ -38,7 +38,9 @@ describe.each(STRATEGIES)('executor with the %s cache', (strategy) => {
       expect(w.runs).toEqual([]);
       expect(r.cached.sort()).toEqual(['1', '2', '3', '4']);
       // The cached output node replays its UI; history outputs include it.
-      expect(events.filter((e) => e.type === 'executed').map((e) => e.data)).toEqual([{ node: '4', display_node: '4', output: { values: [11] }, prompt_id: 'b' }]);
+      expect(events.filter((e) => e.type === 'executed').map((e) => e.data)).toEqual([
+        { node: '4', display_node: '4', output: { values: [11] }, prompt_id: 'b' },
+      ]);
       expect(r.outputs).toEqual({ '4': { values: [11] } });
     }
   });
@@ -65,8 +67,14 @@ describe.each(STRATEGIES)('executor with the %s cache', (strategy) => {
     expect(r.status).toBe('error');
     const err = events.find((e) => e.type === 'execution_error')!.data as unknown as Record<string, unknown>;
     expect(err).toMatchObject({
-      prompt_id: 'p', node_id: '2', node_type: 'Fail', executed: ['1'], exception_message: 'cannot process 5', exception_type: 'RangeError',
-      current_inputs: { x: [5], fail: [true] }, current_outputs: ['1'],
+      prompt_id: 'p',
+      node_id: '2',
+      node_type: 'Fail',
+      executed: ['1'],
+      exception_message: 'cannot process 5',
+      exception_type: 'RangeError',
+      current_inputs: { x: [5], fail: [true] },
+      current_outputs: ['1'],
     });
     expect((err.traceback as string[])[0]).toBe('RangeError: cannot process 5');
     expect(typeof err.timestamp).toBe('number');
@@ -145,7 +153,18 @@ describe('executor', () => {
     const events = recordEvents(ex);
     await ex.execute(g.prompt, { promptId: 'p' });
     const seq = events.filter((e) => e.type !== 'progress_state').map((e) => (e.type === 'executing' ? `executing:${e.data.node}` : e.type));
-    expect(seq).toEqual(['execution_start', 'execution_cached', 'executing:4', 'progress', 'binary_preview', 'progress', 'executing:5', 'executed', 'execution_success', 'executing:null']);
+    expect(seq).toEqual([
+      'execution_start',
+      'execution_cached',
+      'executing:4',
+      'progress',
+      'binary_preview',
+      'progress',
+      'executing:5',
+      'executed',
+      'execution_success',
+      'executing:null',
+    ]);
     const data = (t: string) => events.find((e) => e.type === t)!.data as unknown as Record<string, unknown>;
     expect(data('execution_cached')).toMatchObject({ nodes: ['1', '2', '3'], prompt_id: 'p' });
     expect(data('executing')).toEqual({ node: '4', display_node: '4', prompt_id: 'p' });
@@ -174,7 +193,12 @@ describe('executor', () => {
     const w = stubWorld();
     const ex = new Executor(w.registry);
     await ex.execute(chain(), { promptId: 'a' });
-    const renum = Object.fromEntries(Object.entries(chain()).map(([id, n]) => [`n${id}`, { ...n, inputs: Object.fromEntries(Object.entries(n.inputs).map(([k, v]) => [k, Array.isArray(v) ? [`n${v[0]}`, v[1]] : v])) }]));
+    const renum = Object.fromEntries(
+      Object.entries(chain()).map(([id, n]) => [
+        `n${id}`,
+        { ...n, inputs: Object.fromEntries(Object.entries(n.inputs).map(([k, v]) => [k, Array.isArray(v) ? [`n${v[0]}`, v[1]] : v])) },
+      ]),
+    );
     w.runs.length = 0;
     const r = await ex.execute(renum, { promptId: 'b' });
     expect(w.runs).toEqual([]);
@@ -182,7 +206,10 @@ describe('executor', () => {
   });
 
   it('classic keeps only the latest prompt; lru keeps older prompts within its bound', async () => {
-    for (const [strategy, expectReRun] of [['classic', true], ['lru', false]] as const) {
+    for (const [strategy, expectReRun] of [
+      ['classic', true],
+      ['lru', false],
+    ] as const) {
       const w = stubWorld();
       const ex = new Executor(w.registry, { cache: strategy === 'lru' ? { strategy: 'lru', maxEntries: 50 } : 'classic' });
       await ex.execute(chain(1), { promptId: 'a' });
@@ -224,9 +251,22 @@ describe('executor', () => {
 
   it('runs an alias with its own inputs through mapInputs', async () => {
     const seen: unknown[] = [];
-    const target = defineNode({ name: 'Target', outputNode: true, inputs: { required: { size: { type: 'INT' } } }, outputs: [], run: ({ size }) => (seen.push(size), { ui: { size: [size] } }) });
+    const target = defineNode({
+      name: 'Target',
+      outputNode: true,
+      inputs: { required: { size: { type: 'INT' } } },
+      outputs: [],
+      run: ({ size }) => (seen.push(size), { ui: { size: [size] } }),
+    });
     const reg = new NodeRegistry().register(target, {
-      aliases: [{ name: 'OtherPackName', displayName: 'Other', inputs: { required: { w: { type: 'INT' }, h: { type: 'INT' } } }, mapInputs: ({ w, h }) => ({ size: (w as number) * (h as number) }) }],
+      aliases: [
+        {
+          name: 'OtherPackName',
+          displayName: 'Other',
+          inputs: { required: { w: { type: 'INT' }, h: { type: 'INT' } } },
+          mapInputs: ({ w, h }) => ({ size: (w as number) * (h as number) }),
+        },
+      ],
     });
     expect(reg.objectInfoFor('OtherPackName')).toMatchObject({ name: 'OtherPackName', display_name: 'Other', input: { required: { w: ['INT'], h: ['INT'] } } });
     const r = await new Executor(reg).execute({ '1': { class_type: 'OtherPackName', inputs: { w: 3, h: '4' } } }, { promptId: 'p' });
@@ -251,7 +291,9 @@ describe('executor', () => {
   });
 
   it('a node returning the wrong number of outputs is an execution_error naming it', async () => {
-    const reg = new NodeRegistry().register(defineNode({ name: 'Bad', outputNode: true, inputs: {}, outputs: [{ name: 'A', type: 'INT' }], run: () => [] as never }));
+    const reg = new NodeRegistry().register(
+      defineNode({ name: 'Bad', outputNode: true, inputs: {}, outputs: [{ name: 'A', type: 'INT' }], run: () => [] as never }),
+    );
     const r = await new Executor(reg).execute({ '7': { class_type: 'Bad', inputs: {} } }, { promptId: 'p' });
     expect(r.error).toMatchObject({ node_id: '7', exception_type: 'TypeError', exception_message: 'node 7 (Bad): run() returned 0 result(s), expected 1' });
   });
@@ -262,18 +304,47 @@ describe('executor: ComfyUI rules for executed, the classic cache and empty list
   function uiWorld() {
     const runs: string[] = [];
     const reg = new NodeRegistry().registerAll([
-      defineNode({ name: 'Src', inputs: { required: { v: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ v }, ctx) => (runs.push(ctx.nodeId), [v]) }),
+      defineNode({
+        name: 'Src',
+        inputs: { required: { v: 'INT' } },
+        outputs: [{ name: 'INT', type: 'INT' }],
+        run: ({ v }, ctx) => (runs.push(ctx.nodeId), [v]),
+      }),
       // A non-output node may return UI: ComfyUI sends `executed` for it too.
-      defineNode({ name: 'Talk', inputs: { required: { x: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: { text: [`got ${x}`] } }) }),
-      defineNode({ name: 'EmptyUi', inputs: { required: { x: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: {} }) }),
+      defineNode({
+        name: 'Talk',
+        inputs: { required: { x: 'INT' } },
+        outputs: [{ name: 'INT', type: 'INT' }],
+        run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: { text: [`got ${x}`] } }),
+      }),
+      defineNode({
+        name: 'EmptyUi',
+        inputs: { required: { x: 'INT' } },
+        outputs: [{ name: 'INT', type: 'INT' }],
+        run: ({ x }, ctx) => (runs.push(ctx.nodeId), { result: [x], ui: {} }),
+      }),
       defineNode({ name: 'Sink', outputNode: true, inputs: { required: { x: 'INT' } }, outputs: [], run: (_i, ctx) => (runs.push(ctx.nodeId), []) }),
-      defineNode({ name: 'Img', outputNode: true, inputs: { required: { x: 'INT' } }, outputs: [], run: ({ x }, ctx) => (runs.push(ctx.nodeId), { ui: { images: [{ filename: `${x}.png` }] } }) }),
+      defineNode({
+        name: 'Img',
+        outputNode: true,
+        inputs: { required: { x: 'INT' } },
+        outputs: [],
+        run: ({ x }, ctx) => (runs.push(ctx.nodeId), { ui: { images: [{ filename: `${x}.png` }] } }),
+      }),
       defineNode({ name: 'None', inputs: {}, outputs: [{ name: 'INT', type: 'INT', isList: true }], run: (_i, ctx) => (runs.push(ctx.nodeId), [[]]) }),
-      defineNode({ name: 'Count', inputIsList: true, outputNode: true, inputs: { required: { xs: 'INT' } }, outputs: [], run: ({ xs }, ctx) => (runs.push(ctx.nodeId), { ui: { n: [xs.length] } }) }),
+      defineNode({
+        name: 'Count',
+        inputIsList: true,
+        outputNode: true,
+        inputs: { required: { xs: 'INT' } },
+        outputs: [],
+        run: ({ xs }, ctx) => (runs.push(ctx.nodeId), { ui: { n: [xs.length] } }),
+      }),
     ]);
     return { reg, runs };
   }
-  const executedOf = (events: ReturnType<typeof recordEvents>) => events.filter((e) => e.type === 'executed').map((e) => e.data as unknown as { node: string; output: unknown });
+  const executedOf = (events: ReturnType<typeof recordEvents>) =>
+    events.filter((e) => e.type === 'executed').map((e) => e.data as unknown as { node: string; output: unknown });
 
   it('executed: only for a run that returned a non-empty ui; cached output nodes replay theirs (null when none)', async () => {
     const { reg, runs } = uiWorld();
@@ -348,7 +419,10 @@ describe('executor: ComfyUI rules for executed, the classic cache and empty list
       current_inputs: { x: [] },
     });
     // A node that takes whole lists gets the empty list, as in ComfyUI, and decides.
-    const whole = await new Executor(reg).execute({ '1': { class_type: 'None', inputs: {} }, '2': { class_type: 'Count', inputs: { xs: ['1', 0] } } }, { promptId: 'q' });
+    const whole = await new Executor(reg).execute(
+      { '1': { class_type: 'None', inputs: {} }, '2': { class_type: 'Count', inputs: { xs: ['1', 0] } } },
+      { promptId: 'q' },
+    );
     expect(whole.status).toBe('success');
     expect(whole.outputs['2']).toEqual({ n: [0] });
   });
@@ -361,7 +435,10 @@ describe('executor: out-of-band interrupts', () => {
     let iterations = 0;
     const reg = new NodeRegistry().register(
       defineNode({
-        name: 'Busy', outputNode: true, inputs: {}, outputs: [],
+        name: 'Busy',
+        outputNode: true,
+        inputs: {},
+        outputs: [],
         run: (_i, ctx) => {
           for (let i = 0; i < 1000; i++) {
             ctx.throwIfInterrupted();

@@ -23,21 +23,27 @@ export function stubWorld(): StubWorld {
   const files = new Map<string, number>();
   const registry = new NodeRegistry().registerAll([
     defineNode({
-      name: 'Const', inputs: { required: { value: { type: 'INT', default: 0, min: -1e9, max: 1e9 } } },
+      name: 'Const',
+      inputs: { required: { value: { type: 'INT', default: 0, min: -1e9, max: 1e9 } } },
       outputs: [{ name: 'INT', type: 'INT' }],
       run: ({ value }, ctx) => (runs.push(ctx.nodeId), [value]),
     }),
     defineNode({
-      name: 'Add', inputs: { required: { a: 'INT' }, optional: { b: 'INT', c: 'INT' } },
+      name: 'Add',
+      inputs: { required: { a: 'INT' }, optional: { b: 'INT', c: 'INT' } },
       outputs: [{ name: 'INT', type: 'INT' }],
       run: ({ a, b, c }, ctx) => (runs.push(ctx.nodeId), [a + (b ?? 0) + (c ?? 0)]),
     }),
     defineNode({
-      name: 'Out', outputNode: true, inputs: { required: { x: 'INT' } }, outputs: [],
+      name: 'Out',
+      outputNode: true,
+      inputs: { required: { x: 'INT' } },
+      outputs: [],
       run: ({ x }, ctx) => (runs.push(ctx.nodeId), { ui: { values: [x] } }),
     }),
     defineNode({
-      name: 'Fail', inputs: { required: { x: 'INT', fail: { type: 'BOOLEAN', default: true } } },
+      name: 'Fail',
+      inputs: { required: { x: 'INT', fail: { type: 'BOOLEAN', default: true } } },
       outputs: [{ name: 'INT', type: 'INT' }],
       run: ({ x, fail }, ctx) => {
         runs.push(ctx.nodeId);
@@ -46,7 +52,8 @@ export function stubWorld(): StubWorld {
       },
     }),
     defineNode({
-      name: 'Slow', inputs: { required: { x: 'INT', steps: { type: 'INT', default: 5, min: 1 } } },
+      name: 'Slow',
+      inputs: { required: { x: 'INT', steps: { type: 'INT', default: 5, min: 1 } } },
       outputs: [{ name: 'INT', type: 'INT' }],
       run: async ({ x, steps }, ctx) => {
         runs.push(ctx.nodeId);
@@ -58,25 +65,37 @@ export function stubWorld(): StubWorld {
       },
     }),
     defineNode({
-      name: 'Rand', inputs: { required: { x: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }],
+      name: 'Rand',
+      inputs: { required: { x: 'INT' } },
+      outputs: [{ name: 'INT', type: 'INT' }],
       fingerprint: () => Number.NaN,
       run: ({ x }, ctx) => (runs.push(ctx.nodeId), [x]),
     }),
     defineNode({
-      name: 'File', inputs: { required: { path: { type: 'STRING' } } }, outputs: [{ name: 'INT', type: 'INT' }],
+      name: 'File',
+      inputs: { required: { path: { type: 'STRING' } } },
+      outputs: [{ name: 'INT', type: 'INT' }],
       fingerprint: ({ path }) => files.get(path as string),
       run: ({ path }, ctx) => (runs.push(ctx.nodeId), [files.get(path) ?? -1]),
     }),
     defineNode({
-      name: 'Range', inputs: { required: { n: { type: 'INT', default: 3, min: 0 } } }, outputs: [{ name: 'INT', type: 'INT', isList: true }],
+      name: 'Range',
+      inputs: { required: { n: { type: 'INT', default: 3, min: 0 } } },
+      outputs: [{ name: 'INT', type: 'INT', isList: true }],
       run: ({ n }, ctx) => (runs.push(ctx.nodeId), [Array.from({ length: n }, (_, i) => i)]),
     }),
     defineNode({
-      name: 'Sum', inputIsList: true, inputs: { required: { xs: 'INT' } }, outputs: [{ name: 'INT', type: 'INT' }],
+      name: 'Sum',
+      inputIsList: true,
+      inputs: { required: { xs: 'INT' } },
+      outputs: [{ name: 'INT', type: 'INT' }],
       run: ({ xs }, ctx) => (runs.push(ctx.nodeId), [xs.reduce((s, v) => s + v, 0)]),
     }),
     defineNode({
-      name: 'Meta', outputNode: true, inputs: { required: { x: 'INT' }, hidden: { prompt: 'PROMPT', id: 'UNIQUE_ID', png: 'EXTRA_PNGINFO' } }, outputs: [],
+      name: 'Meta',
+      outputNode: true,
+      inputs: { required: { x: 'INT' }, hidden: { prompt: 'PROMPT', id: 'UNIQUE_ID', png: 'EXTRA_PNGINFO' } },
+      outputs: [],
       run: ({ prompt, id, png }, ctx) => (runs.push(ctx.nodeId), { ui: { seen: [Object.keys(prompt).length, id, png ?? null] } }),
     }),
   ]);

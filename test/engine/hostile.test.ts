@@ -37,11 +37,19 @@ describe('hostile prompts', () => {
 
   it('converts a UI workflow with a 20 000-long chain of Reroutes', () => {
     const info = stubWorld().registry.objectInfo();
-    const nodes: Record<string, unknown>[] = [{ id: 1, type: 'Const', mode: 0, inputs: [], outputs: [{ name: 'INT', type: 'INT', links: [1] }], widgets_values: [3] }];
+    const nodes: Record<string, unknown>[] = [
+      { id: 1, type: 'Const', mode: 0, inputs: [], outputs: [{ name: 'INT', type: 'INT', links: [1] }], widgets_values: [3] },
+    ];
     const links: unknown[][] = [];
     const n = 20_000;
     for (let i = 0; i < n; i++) {
-      nodes.push({ id: 100 + i, type: 'Reroute', mode: 0, inputs: [{ name: '', type: '*', link: i + 1 }], outputs: [{ name: '', type: 'INT', links: [i + 2] }] });
+      nodes.push({
+        id: 100 + i,
+        type: 'Reroute',
+        mode: 0,
+        inputs: [{ name: '', type: '*', link: i + 1 }],
+        outputs: [{ name: '', type: 'INT', links: [i + 2] }],
+      });
       links.push([i + 1, i === 0 ? 1 : 99 + i, 0, 100 + i, 0, 'INT']);
     }
     nodes.push({ id: 2, type: 'Out', mode: 0, inputs: [{ name: 'x', type: 'INT', link: n + 1 }], outputs: [] });
@@ -58,7 +66,11 @@ describe('hostile prompts', () => {
       { id: 6, type: 'Reroute', mode: 0, inputs: [{ name: '', type: '*', link: 1 }], outputs: [{ name: '', type: 'INT', links: [2] }] },
       { id: 2, type: 'Out', mode: 0, inputs: [{ name: 'x', type: 'INT', link: 3 }], outputs: [] },
     ];
-    const links = [[1, 5, 0, 6, 0, 'INT'], [2, 6, 0, 5, 0, 'INT'], [3, 5, 0, 2, 0, 'INT']];
+    const links = [
+      [1, 5, 0, 6, 0, 'INT'],
+      [2, 6, 0, 5, 0, 'INT'],
+      [3, 5, 0, 2, 0, 'INT'],
+    ];
     expect(() => convertUiToApi({ version: 0.4, nodes, links }, info)).toThrow(/Reroute\/bypass hops/);
   });
 });

@@ -14,7 +14,10 @@ interface Dag {
 
 const dagArb: fc.Arbitrary<Dag> = fc.integer({ min: 1, max: 25 }).chain((n) =>
   fc.record({
-    ids: fc.shuffledSubarray(Array.from({ length: n * 3 }, (_, i) => `n${i}`), { minLength: n, maxLength: n }),
+    ids: fc.shuffledSubarray(
+      Array.from({ length: n * 3 }, (_, i) => `n${i}`),
+      { minLength: n, maxLength: n },
+    ),
     deps: fc.tuple(...Array.from({ length: n }, (_, i) => (i === 0 ? fc.constant<number[]>([]) : fc.uniqueArray(fc.nat(i - 1), { maxLength: 3 })))),
     k: fc.constant(Array.from({ length: n }, (_, i) => i * 7 + 1)),
   }),
@@ -31,7 +34,15 @@ function world() {
   const value = (k: number, a?: number, b?: number, c?: number) => (k * 31 + (a ?? 0) * 3 + (b ?? 0) * 5 + (c ?? 0) * 7) % 1_000_003;
   const registry = new NodeRegistry().registerAll([
     defineNode({ name: 'Op', ...decl, run: ({ k, a, b, c }, ctx) => (runs.push(ctx.nodeId), [value(k, a as number, b as number, c as number)] as never) }),
-    defineNode({ name: 'OutOp', ...decl, outputNode: true, run: ({ k, a, b, c }, ctx) => (runs.push(ctx.nodeId), { result: [value(k, a as number, b as number, c as number)] as never, ui: { v: [value(k, a as number, b as number, c as number)] } }) }),
+    defineNode({
+      name: 'OutOp',
+      ...decl,
+      outputNode: true,
+      run: ({ k, a, b, c }, ctx) => (
+        runs.push(ctx.nodeId),
+        { result: [value(k, a as number, b as number, c as number)] as never, ui: { v: [value(k, a as number, b as number, c as number)] } }
+      ),
+    }),
   ]);
   return { registry, runs, value };
 }

@@ -40,8 +40,16 @@ describe('object_info', () => {
 
   it('lists options, hidden inputs, output nodes and tooltips', () => {
     const info = comfyRegistry().objectInfo();
-    expect(info.PreviewImage).toMatchObject({ input: { required: { images: ['IMAGE'] }, hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' } }, output: [], output_node: true, python_module: 'nodes' });
-    expect(info.SanaCheckpointLoader.input.required!.enable_cfg_passthrough).toEqual(['BOOLEAN', { default: true, tooltip: 'Enable CFG scale passthrough to model forward method' }]);
+    expect(info.PreviewImage).toMatchObject({
+      input: { required: { images: ['IMAGE'] }, hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' } },
+      output: [],
+      output_node: true,
+      python_module: 'nodes',
+    });
+    expect(info.SanaCheckpointLoader.input.required!.enable_cfg_passthrough).toEqual([
+      'BOOLEAN',
+      { default: true, tooltip: 'Enable CFG scale passthrough to model forward method' },
+    ]);
     expect(info.SanaTextEncode.input.required!.text).toEqual(['STRING', { multiline: true }]);
     expect(info.SanaResolutionSelect.output_name).toEqual(['width', 'height']);
     expect(info.SanaCheckpointLoader.python_module).toBe('custom_nodes.sana_graph');
@@ -50,8 +58,31 @@ describe('object_info', () => {
   it('evaluates COMBO value functions at object_info time and skips classes that throw', () => {
     let files = ['a.safetensors'];
     const reg = new NodeRegistry()
-      .register(defineNode({ name: 'Loader', inputs: { required: { f: { type: 'COMBO', values: () => files } } }, outputs: [{ name: 'M', type: 'M' }], run: ({ f }) => [f] as never }))
-      .register(defineNode({ name: 'Broken', inputs: { required: { f: { type: 'COMBO', values: () => { throw new Error('no folder'); } } } }, outputs: [], run: () => [] }));
+      .register(
+        defineNode({
+          name: 'Loader',
+          inputs: { required: { f: { type: 'COMBO', values: () => files } } },
+          outputs: [{ name: 'M', type: 'M' }],
+          run: ({ f }) => [f] as never,
+        }),
+      )
+      .register(
+        defineNode({
+          name: 'Broken',
+          inputs: {
+            required: {
+              f: {
+                type: 'COMBO',
+                values: () => {
+                  throw new Error('no folder');
+                },
+              },
+            },
+          },
+          outputs: [],
+          run: () => [],
+        }),
+      );
     expect(reg.objectInfo().Loader.input.required!.f).toEqual([['a.safetensors']]);
     files = ['a.safetensors', 'b.safetensors'];
     const errors: string[] = [];
@@ -64,7 +95,12 @@ describe('object_info', () => {
   it('registers aliases under other class names, sharing the definition', () => {
     const reg = comfyRegistry();
     reg.alias('EmptySanaLatentImage', { name: 'EmptyLatentImage', displayName: 'Empty Latent Image', category: 'latent' });
-    expect(reg.objectInfoFor('EmptyLatentImage')).toMatchObject({ name: 'EmptyLatentImage', display_name: 'Empty Latent Image', category: 'latent', input_order: { required: ['width', 'height', 'batch_size'] } });
+    expect(reg.objectInfoFor('EmptyLatentImage')).toMatchObject({
+      name: 'EmptyLatentImage',
+      display_name: 'Empty Latent Image',
+      category: 'latent',
+      input_order: { required: ['width', 'height', 'batch_size'] },
+    });
     expect(reg.get('EmptyLatentImage')!.aliasOf).toBe('EmptySanaLatentImage');
     expect(() => reg.alias('Nope', 'X')).toThrow(RegistryError);
     expect(() => reg.alias('EmptySanaLatentImage', { name: 'Y', inputs: { required: { a: 'INT' } } })).toThrow(/declares its own inputs but no mapInputs/);
@@ -75,9 +111,15 @@ describe('object_info', () => {
 describe('defineNode', () => {
   const base = { name: 'N', outputs: [], run: () => ({ ui: {} }) } as const;
   it('rejects bad declarations, naming node and input', () => {
-    expect(() => defineNode({ ...base, inputs: { required: { w: { type: 'INT', default: 5, min: 10 } } } })).toThrow("node definition 'N', input 'w': default 5 is outside [10, undefined]");
-    expect(() => defineNode({ ...base, inputs: { required: { c: { type: 'COMBO', values: ['a'], default: 'b' } } } })).toThrow("node definition 'N', input 'c': default 'b' is not one of the values");
-    expect(() => defineNode({ ...base, inputs: { required: { x: 'INT' }, optional: { x: 'INT' } } })).toThrow("node definition 'N': input 'x' is declared twice");
+    expect(() => defineNode({ ...base, inputs: { required: { w: { type: 'INT', default: 5, min: 10 } } } })).toThrow(
+      "node definition 'N', input 'w': default 5 is outside [10, undefined]",
+    );
+    expect(() => defineNode({ ...base, inputs: { required: { c: { type: 'COMBO', values: ['a'], default: 'b' } } } })).toThrow(
+      "node definition 'N', input 'c': default 'b' is not one of the values",
+    );
+    expect(() => defineNode({ ...base, inputs: { required: { x: 'INT' }, optional: { x: 'INT' } } })).toThrow(
+      "node definition 'N': input 'x' is declared twice",
+    );
     expect(() => defineNode({ ...base, inputs: { hidden: { p: 'NOPE' as 'PROMPT' } } })).toThrow("hidden input 'p' has unknown kind 'NOPE'");
     expect(() => defineNode({ ...base, inputs: {}, outputs: [{ name: 'x', type: '' }], run: () => ({}) })).toThrow('output 0 needs a name and a type');
   });
@@ -86,11 +128,22 @@ describe('defineNode', () => {
     const node = defineNode({
       name: 'Typed',
       inputs: {
-        required: { n: { type: 'INT' }, f: { type: 'FLOAT' }, s: { type: 'STRING' }, b: { type: 'BOOLEAN' }, c: { type: 'COMBO', values: ['x', 'y'] }, d: { type: 'COMBO', values: () => ['z'] }, custom: 'UNDECLARED_TYPE' },
+        required: {
+          n: { type: 'INT' },
+          f: { type: 'FLOAT' },
+          s: { type: 'STRING' },
+          b: { type: 'BOOLEAN' },
+          c: { type: 'COMBO', values: ['x', 'y'] },
+          d: { type: 'COMBO', values: () => ['z'] },
+          custom: 'UNDECLARED_TYPE',
+        },
         optional: { o: { type: 'INT' } },
         hidden: { id: 'UNIQUE_ID' },
       },
-      outputs: [{ name: 'S', type: 'STRING' }, { name: 'L', type: 'INT', isList: true }],
+      outputs: [
+        { name: 'S', type: 'STRING' },
+        { name: 'L', type: 'INT', isList: true },
+      ],
       run: (inputs) => [inputs.s, [inputs.n]],
     });
     type In = Parameters<typeof node.run>[0];

@@ -5,7 +5,8 @@ import { defineNode, NodeRegistry, validatePrompt } from '../../engine/index.ts'
 const longList = Array.from({ length: 25 }, (_, i) => `m${i}`);
 const reg = new NodeRegistry().registerAll([
   defineNode({
-    name: 'Gen', displayName: 'Generator',
+    name: 'Gen',
+    displayName: 'Generator',
     inputs: {
       required: {
         steps: { type: 'INT', default: 20, min: 1, max: 100 },
@@ -15,18 +16,38 @@ const reg = new NodeRegistry().registerAll([
       },
       optional: { flag: { type: 'BOOLEAN' }, model: { type: 'COMBO', values: longList }, tags: { type: 'STRING' } },
     },
-    outputs: [{ name: 'LATENT', type: 'LATENT' }, { name: 'INT', type: 'INT' }],
+    outputs: [
+      { name: 'LATENT', type: 'LATENT' },
+      { name: 'INT', type: 'INT' },
+    ],
     run: () => ['x', 1] as never,
   }),
   defineNode({ name: 'Pass', inputs: { required: { x: 'LATENT' } }, outputs: [{ name: 'LATENT', type: 'LATENT' }], run: () => ['x'] as never }),
   defineNode({ name: 'Save', outputNode: true, inputs: { required: { images: 'LATENT' } }, outputs: [], run: () => ({ ui: {} }) }),
   defineNode({ name: 'AnyIn', outputNode: true, inputs: { required: { v: '*' } }, outputs: [], run: () => ({ ui: {} }) }),
-  defineNode({ name: 'Broken', outputNode: true, inputs: { required: { f: { type: 'COMBO', values: () => { throw new Error('models folder unreadable'); } } } }, outputs: [], run: () => ({ ui: {} }) }),
+  defineNode({
+    name: 'Broken',
+    outputNode: true,
+    inputs: {
+      required: {
+        f: {
+          type: 'COMBO',
+          values: () => {
+            throw new Error('models folder unreadable');
+          },
+        },
+      },
+    },
+    outputs: [],
+    run: () => ({ ui: {} }),
+  }),
 ]);
 
 const gen = (inputs: Record<string, unknown> = {}) => ({ class_type: 'Gen', inputs: { steps: 20, cfg: 4.5, sampler: 'euler', text: 't', ...inputs } });
 const save = (src = '1') => ({ class_type: 'Save', inputs: { images: [src, 0] } });
-const failing = (nodeId: string, classType: string, errors: unknown[], outputs = ['2']) => ({ [nodeId]: { errors, dependent_outputs: outputs, class_type: classType } });
+const failing = (nodeId: string, classType: string, errors: unknown[], outputs = ['2']) => ({
+  [nodeId]: { errors, dependent_outputs: outputs, class_type: classType },
+});
 
 function expectNodeError(prompt: Record<string, unknown>, nodeId: string, classType: string, error: unknown) {
   const r = validatePrompt(prompt, reg);
@@ -34,7 +55,12 @@ function expectNodeError(prompt: Record<string, unknown>, nodeId: string, classT
   if (r.ok) return;
   expect(r.node_errors).toEqual(failing(nodeId, classType, [error]));
   const e = error as { message: string; details: string };
-  expect(r.error).toEqual({ type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details: `${e.message}: ${e.details}`, extra_info: {} });
+  expect(r.error).toEqual({
+    type: 'prompt_outputs_failed_validation',
+    message: 'Prompt outputs failed validation',
+    details: `${e.message}: ${e.details}`,
+    extra_info: {},
+  });
 }
 
 describe('validatePrompt: whole-prompt errors', () => {
@@ -77,13 +103,22 @@ describe('validatePrompt: whole-prompt errors', () => {
     const many = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [String(i), gen()]));
     expect(validatePrompt(many, reg, { maxNodes: 10 })).toEqual({
       ok: false,
-      error: { type: 'invalid_prompt', message: 'Cannot execute because the prompt has 11 nodes, more than the limit of 10.', details: '', extra_info: { node_count: 11, limit: 10 } },
+      error: {
+        type: 'invalid_prompt',
+        message: 'Cannot execute because the prompt has 11 nodes, more than the limit of 10.',
+        details: '',
+        extra_info: { node_count: 11, limit: 10 },
+      },
       node_errors: {},
     });
   });
 
   it('prompt_no_outputs', () => {
-    expect(validatePrompt({ '1': gen() }, reg)).toEqual({ ok: false, error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} }, node_errors: {} });
+    expect(validatePrompt({ '1': gen() }, reg)).toEqual({
+      ok: false,
+      error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} },
+      node_errors: {},
+    });
     // partial_execution_targets naming no output node
     const r = validatePrompt({ '1': gen(), '2': save() }, reg, { partialExecutionTargets: ['1'] });
     expect(!r.ok && r.error.type).toBe('prompt_no_outputs');
@@ -93,95 +128,159 @@ describe('validatePrompt: whole-prompt errors', () => {
 describe('validatePrompt: per-node errors', () => {
   it('required_input_missing', () => {
     expectNodeError({ '1': { class_type: 'Gen', inputs: { cfg: 1, sampler: 'euler', text: '' } }, '2': save() }, '1', 'Gen', {
-      type: 'required_input_missing', message: 'Required input is missing', details: 'steps', extra_info: { input_name: 'steps' },
+      type: 'required_input_missing',
+      message: 'Required input is missing',
+      details: 'steps',
+      extra_info: { input_name: 'steps' },
     });
   });
 
   it('bad_linked_input: wrong link shape, unknown node, missing output slot', () => {
     const cfg = ['LATENT'];
     expectNodeError({ '1': gen(), '2': { class_type: 'Save', inputs: { images: ['1', 0, 2] } } }, '2', 'Save', {
-      type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details: 'images',
+      type: 'bad_linked_input',
+      message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]',
+      details: 'images',
       extra_info: { input_name: 'images', input_config: cfg, received_value: ['1', 0, 2] },
     });
     expectNodeError({ '2': { class_type: 'Save', inputs: { images: ['99', 0] } } }, '2', 'Save', {
-      type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details: "images: node '99' is not in the prompt",
+      type: 'bad_linked_input',
+      message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]',
+      details: "images: node '99' is not in the prompt",
       extra_info: { input_name: 'images', input_config: cfg, received_value: ['99', 0] },
     });
     expectNodeError({ '1': gen(), '2': { class_type: 'Save', inputs: { images: ['1', 5] } } }, '2', 'Save', {
-      type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details: "images: node '1' (Gen) has no output 5 (it has 2)",
+      type: 'bad_linked_input',
+      message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]',
+      details: "images: node '1' (Gen) has no output 5 (it has 2)",
       extra_info: { input_name: 'images', input_config: cfg, received_value: ['1', 5] },
     });
   });
 
   it('return_type_mismatch', () => {
     expectNodeError({ '1': gen(), '2': { class_type: 'Save', inputs: { images: ['1', 1] } } }, '2', 'Save', {
-      type: 'return_type_mismatch', message: 'Return type mismatch between linked nodes', details: 'images, received_type(INT) mismatch input_type(LATENT)',
+      type: 'return_type_mismatch',
+      message: 'Return type mismatch between linked nodes',
+      details: 'images, received_type(INT) mismatch input_type(LATENT)',
       extra_info: { input_name: 'images', input_config: ['LATENT'], received_type: 'INT', linked_node: ['1', 1] },
     });
   });
 
   it('value_not_in_list (short list shown, long list summarised without input_config)', () => {
     expectNodeError({ '1': gen({ sampler: 'ddim' }), '2': save() }, '1', 'Gen', {
-      type: 'value_not_in_list', message: 'Value not in list', details: "sampler: 'ddim' not in ['euler', 'scm']",
+      type: 'value_not_in_list',
+      message: 'Value not in list',
+      details: "sampler: 'ddim' not in ['euler', 'scm']",
       extra_info: { input_name: 'sampler', input_config: [['euler', 'scm']], received_value: 'ddim' },
     });
     expectNodeError({ '1': gen({ model: 'x.pth' }), '2': save() }, '1', 'Gen', {
-      type: 'value_not_in_list', message: 'Value not in list', details: "model: 'x.pth' not in (list of length 25)",
+      type: 'value_not_in_list',
+      message: 'Value not in list',
+      details: "model: 'x.pth' not in (list of length 25)",
       extra_info: { input_name: 'model', input_config: null, received_value: 'x.pth' },
     });
   });
 
   it('value_smaller_than_min', () => {
     expectNodeError({ '1': gen({ steps: 0 }), '2': save() }, '1', 'Gen', {
-      type: 'value_smaller_than_min', message: 'Value 0 smaller than min of 1', details: 'steps',
+      type: 'value_smaller_than_min',
+      message: 'Value 0 smaller than min of 1',
+      details: 'steps',
       extra_info: { input_name: 'steps', input_config: ['INT', { default: 20, min: 1, max: 100 }], received_value: 0 },
     });
   });
 
   it('value_bigger_than_max (after coercion of a numeric string)', () => {
     expectNodeError({ '1': gen({ cfg: '31.5' }), '2': save() }, '1', 'Gen', {
-      type: 'value_bigger_than_max', message: 'Value 31.5 bigger than max of 30', details: 'cfg',
+      type: 'value_bigger_than_max',
+      message: 'Value 31.5 bigger than max of 30',
+      details: 'cfg',
       extra_info: { input_name: 'cfg', input_config: ['FLOAT', { default: 4.5, min: 0, max: 30 }], received_value: 31.5 },
     });
   });
 
   it('invalid_input_type: unconvertible value, wrong value type, nesting past the limit', () => {
     expectNodeError({ '1': gen({ steps: '1.5' }), '2': save() }, '1', 'Gen', {
-      type: 'invalid_input_type', message: 'Failed to convert an input value to a INT value', details: "steps, 1.5, invalid literal for int() with base 10: '1.5'",
-      extra_info: { input_name: 'steps', input_config: ['INT', { default: 20, min: 1, max: 100 }], received_value: '1.5', exception_message: "invalid literal for int() with base 10: '1.5'" },
+      type: 'invalid_input_type',
+      message: 'Failed to convert an input value to a INT value',
+      details: "steps, 1.5, invalid literal for int() with base 10: '1.5'",
+      extra_info: {
+        input_name: 'steps',
+        input_config: ['INT', { default: 20, min: 1, max: 100 }],
+        received_value: '1.5',
+        exception_message: "invalid literal for int() with base 10: '1.5'",
+      },
     });
     expectNodeError({ '1': gen({ flag: 'maybe' }), '2': save() }, '1', 'Gen', {
-      type: 'invalid_input_type', message: 'Failed to convert an input value to a BOOLEAN value', details: "flag, maybe, expected a boolean, got 'maybe'",
+      type: 'invalid_input_type',
+      message: 'Failed to convert an input value to a BOOLEAN value',
+      details: "flag, maybe, expected a boolean, got 'maybe'",
       extra_info: { input_name: 'flag', input_config: ['BOOLEAN'], received_value: 'maybe', exception_message: "expected a boolean, got 'maybe'" },
     });
     let deep: unknown = 'leaf';
     for (let i = 0; i < 100_000; i++) deep = { a: deep };
     expectNodeError({ '1': gen({ tags: deep }), '2': save() }, '1', 'Gen', {
-      type: 'invalid_input_type', message: 'Failed to convert an input value to a STRING value', details: 'tags, <value nested deeper than 64 levels>, value is nested too deeply',
+      type: 'invalid_input_type',
+      message: 'Failed to convert an input value to a STRING value',
+      details: 'tags, <value nested deeper than 64 levels>, value is nested too deeply',
       extra_info: { input_name: 'tags', input_config: ['STRING'], received_value: null, exception_message: 'value is nested deeper than 64 levels' },
     });
   });
 
   it('a constant for a socket-typed input is refused; "*" accepts anything', () => {
     expectNodeError({ '2': { class_type: 'Save', inputs: { images: 'not-a-link' } } }, '2', 'Save', {
-      type: 'invalid_input_type', message: 'Failed to convert an input value to a LATENT value', details: 'images, not-a-link, a constant cannot be given for an input of type LATENT; link it to a node output',
-      extra_info: { input_name: 'images', input_config: ['LATENT'], received_value: 'not-a-link', exception_message: 'a constant cannot be given for an input of type LATENT; link it to a node output' },
+      type: 'invalid_input_type',
+      message: 'Failed to convert an input value to a LATENT value',
+      details: 'images, not-a-link, a constant cannot be given for an input of type LATENT; link it to a node output',
+      extra_info: {
+        input_name: 'images',
+        input_config: ['LATENT'],
+        received_value: 'not-a-link',
+        exception_message: 'a constant cannot be given for an input of type LATENT; link it to a node output',
+      },
     });
     expect(validatePrompt({ '5': { class_type: 'AnyIn', inputs: { v: { any: 'thing' } } } }, reg).ok).toBe(true);
   });
 
   it('dependency_cycle names the nodes on the cycle, not the ones downstream of it', () => {
-    const r = validatePrompt({ '1': { class_type: 'Pass', inputs: { x: ['3', 0] } }, '3': { class_type: 'Pass', inputs: { x: ['1', 0] } }, '2': save('3') }, reg);
+    const r = validatePrompt(
+      { '1': { class_type: 'Pass', inputs: { x: ['3', 0] } }, '3': { class_type: 'Pass', inputs: { x: ['1', 0] } }, '2': save('3') },
+      reg,
+    );
     expect(r).toEqual({
       ok: false,
       error: {
-        type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation',
-        details: 'Dependency cycle detected: x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)\nDependency cycle detected: x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)',
+        type: 'prompt_outputs_failed_validation',
+        message: 'Prompt outputs failed validation',
+        details:
+          'Dependency cycle detected: x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)\nDependency cycle detected: x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)',
         extra_info: {},
       },
       node_errors: {
-        '3': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['1', 0], cycle_nodes: ['3', '1'], cycle_length: 2 } }], dependent_outputs: ['2'], class_type: 'Pass' },
-        '1': { errors: [{ type: 'dependency_cycle', message: 'Dependency cycle detected', details: 'x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)', extra_info: { input_name: 'x', linked_node: ['3', 0], cycle_nodes: ['3', '1'], cycle_length: 2 } }], dependent_outputs: ['2'], class_type: 'Pass' },
+        '3': {
+          errors: [
+            {
+              type: 'dependency_cycle',
+              message: 'Dependency cycle detected',
+              details: 'x: node 3 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)',
+              extra_info: { input_name: 'x', linked_node: ['1', 0], cycle_nodes: ['3', '1'], cycle_length: 2 },
+            },
+          ],
+          dependent_outputs: ['2'],
+          class_type: 'Pass',
+        },
+        '1': {
+          errors: [
+            {
+              type: 'dependency_cycle',
+              message: 'Dependency cycle detected',
+              details: 'x: node 1 is on a dependency cycle through nodes #3 (Pass), #1 (Pass)',
+              extra_info: { input_name: 'x', linked_node: ['3', 0], cycle_nodes: ['3', '1'], cycle_length: 2 },
+            },
+          ],
+          dependent_outputs: ['2'],
+          class_type: 'Pass',
+        },
       },
     });
   });
@@ -191,7 +290,12 @@ describe('validatePrompt: per-node errors', () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const err = r.node_errors['4'].errors[0];
-    expect(err).toMatchObject({ type: 'exception_during_validation', message: 'Exception when validating node', details: 'models folder unreadable', extra_info: { exception_type: 'Error' } });
+    expect(err).toMatchObject({
+      type: 'exception_during_validation',
+      message: 'Exception when validating node',
+      details: 'models folder unreadable',
+      extra_info: { exception_type: 'Error' },
+    });
     expect(Array.isArray(err.extra_info.traceback)).toBe(true);
   });
 });
@@ -212,7 +316,10 @@ describe('validatePrompt: what passes', () => {
   });
 
   it('queues the valid outputs and reports the invalid ones (partial success)', () => {
-    const r = validatePrompt({ '1': gen(), '2': save(), '3': gen({ sampler: 'nope' }), '4': { class_type: 'Pass', inputs: { x: ['3', 0] } }, '5': save('4') }, reg);
+    const r = validatePrompt(
+      { '1': gen(), '2': save(), '3': gen({ sampler: 'nope' }), '4': { class_type: 'Pass', inputs: { x: ['3', 0] } }, '5': save('4') },
+      reg,
+    );
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.outputs).toEqual(['2']);

@@ -107,7 +107,11 @@ describe('SupervisedRunner', () => {
     const done = runner.run(job('ok'), recorder());
     await flush();
     const { seq } = transport.last.runs[0]!;
-    transport.last.events.message({ type: 'done', seq, result: { outputs: {}, meta: {}, status: { status_str: 'success', completed: true, messages: [] } } } satisfies JobMessage);
+    transport.last.events.message({
+      type: 'done',
+      seq,
+      result: { outputs: {}, meta: {}, status: { status_str: 'success', completed: true, messages: [] } },
+    } satisfies JobMessage);
     expect((await done).status.status_str).toBe('success');
     expect(await deathToRestartMs()).toBe(100);
   });
@@ -154,7 +158,14 @@ describe('SupervisedRunner', () => {
     expect(r.status).toMatchObject({ status_str: 'error', completed: false });
     const err = h.events.at(-1)!;
     expect(err.type).toBe('execution_error');
-    expect(err.data).toMatchObject({ prompt_id: 'p1', node_id: '2', node_type: 'Crash', executed: ['1'], exception_type: 'WorkerCrashed', exception_message: 'the executor was killed by signal SIGSEGV' });
+    expect(err.data).toMatchObject({
+      prompt_id: 'p1',
+      node_id: '2',
+      node_type: 'Crash',
+      executed: ['1'],
+      exception_type: 'WorkerCrashed',
+      exception_message: 'the executor was killed by signal SIGSEGV',
+    });
     expect(r.status.messages.map(([t]) => t)).toEqual(['execution_start', 'execution_error']);
     // The client heard the reason; the log did not need it.
     expect(logs).toEqual([]);
@@ -171,7 +182,11 @@ describe('SupervisedRunner', () => {
     transport.last.events.died('it exited (code 1)', 'exited with code 1 before it was ready');
     const r = await result;
     expect(r.status.status_str).toBe('error');
-    expect(h.events.at(-1)!.data).toMatchObject({ exception_type: 'WorkerStartError', exception_message: 'fake executor failed to start: no module', node_id: '' });
+    expect(h.events.at(-1)!.data).toMatchObject({
+      exception_type: 'WorkerStartError',
+      exception_message: 'fake executor failed to start: no module',
+      node_id: '',
+    });
     expect(logs).toEqual(['it exited (code 1)']);
     await vi.advanceTimersByTimeAsync(99);
     expect(transport.opened).toHaveLength(1);

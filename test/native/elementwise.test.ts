@@ -9,7 +9,8 @@ const bcastPair = shapeArb(1, 4, 6).chain((s) =>
   fc.tuple(fc.constant(s), fc.array(fc.boolean(), { minLength: s.length, maxLength: s.length }), dim(0, s.length - 1)).map(([a, ones, drop]) => {
     const b = a.map((d, i) => (ones[i] ? 1 : d)).slice(drop);
     return { a, b: b.length ? b : [1] };
-  }));
+  }),
+);
 
 for (const b of backendsUnderTest()) {
   describe(`elementwise on ${b.name}`, () => {
@@ -22,8 +23,10 @@ for (const b of backendsUnderTest()) {
     for (const [op, f] of bin) {
       it(`${op} with broadcasting`, () => {
         forAll(b, op, bcastPair, ({ a, b: bs }, dt, seed) => {
-          const x = rand(b, a, dt, seed), y = rand(b, bs, dt, seed + 1);
-          if (op === 'div') { // keep divisors away from 0
+          const x = rand(b, a, dt, seed),
+            y = rand(b, bs, dt, seed + 1);
+          if (op === 'div') {
+            // keep divisors away from 0
             const yv = Float32Array.from(y.v, (v) => (v >= 0 ? v + 0.5 : v - 0.5));
             const yt = b.fromArray(yv, bs, dt);
             const yr = Float64Array.from(yt.toFloat32());
@@ -35,14 +38,25 @@ for (const b of backendsUnderTest()) {
       });
     }
     it('add with a second operand of another dtype', () => {
-      const x = rand(b, [3, 5], 'bf16', 1), y = rand(b, [5], 'f32', 2);
+      const x = rand(b, [3, 5], 'bf16', 1),
+        y = rand(b, [5], 'f32', 2);
       const got = b.add(x.t, y.t);
       if (got.dtype !== 'bf16') throw new Error(`result dtype ${got.dtype}, want bf16 (the first input's)`);
-      expectClose('add mixed', got.toFloat32(), R.binary(x.v, [3, 5], y.v, [5], (p, q) => p + q), 'bf16');
-      x.t.dispose(); y.t.dispose(); got.dispose();
+      expectClose(
+        'add mixed',
+        got.toFloat32(),
+        R.binary(x.v, [3, 5], y.v, [5], (p, q) => p + q),
+        'bf16',
+      );
+      x.t.dispose();
+      y.t.dispose();
+      got.dispose();
     });
     const un = [
-      ['gelu_tanh', R.geluTanh], ['silu', R.silu], ['relu', (v: number) => Math.max(0, v)], ['tanh', Math.tanh],
+      ['gelu_tanh', R.geluTanh],
+      ['silu', R.silu],
+      ['relu', (v: number) => Math.max(0, v)],
+      ['tanh', Math.tanh],
     ] as const;
     for (const [op, f] of un) {
       it(op, () => {
@@ -53,30 +67,68 @@ for (const b of backendsUnderTest()) {
       });
     }
     it('affine and clamp', () => {
-      forAll(b, 'affine', fc.tuple(shapeArb(1, 3, 9), fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true })), ([s, p, q], dt, seed) => {
-        const x = rand(b, s, dt, seed);
-        const sc = Math.fround(p), sh = Math.fround(q);
-        expectClose('affine', b.affine(x.t, sc, sh).toFloat32(), R.map(x.v, (v) => v * sc + sh), dt);
-        const lo = Math.fround(Math.min(p, q)), hi = Math.fround(Math.max(p, q));
-        expectClose('clamp', b.clamp(x.t, lo, hi).toFloat32(), R.map(x.v, (v) => Math.min(Math.max(v, lo), hi)), dt);
-      });
+      forAll(
+        b,
+        'affine',
+        fc.tuple(shapeArb(1, 3, 9), fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true })),
+        ([s, p, q], dt, seed) => {
+          const x = rand(b, s, dt, seed);
+          const sc = Math.fround(p),
+            sh = Math.fround(q);
+          expectClose(
+            'affine',
+            b.affine(x.t, sc, sh).toFloat32(),
+            R.map(x.v, (v) => v * sc + sh),
+            dt,
+          );
+          const lo = Math.fround(Math.min(p, q)),
+            hi = Math.fround(Math.max(p, q));
+          expectClose(
+            'clamp',
+            b.clamp(x.t, lo, hi).toFloat32(),
+            R.map(x.v, (v) => Math.min(Math.max(v, lo), hi)),
+            dt,
+          );
+        },
+      );
     });
     it('gluMul (silu and gelu_tanh)', () => {
       forAll(b, 'gluMul', shapeArb(1, 3, 9), (s, dt, seed) => {
-        const x = rand(b, s, dt, seed), g = rand(b, s, dt, seed + 7);
-        expectClose('gluMul silu', b.gluMul(x.t, g.t, 'silu').toFloat32(), R.binary(x.v, s, g.v, s, (p, q) => p * R.silu(q)), dt);
-        expectClose('gluMul gelu', b.gluMul(x.t, g.t, 'gelu_tanh').toFloat32(), R.binary(x.v, s, g.v, s, (p, q) => p * R.geluTanh(q)), dt);
+        const x = rand(b, s, dt, seed),
+          g = rand(b, s, dt, seed + 7);
+        expectClose(
+          'gluMul silu',
+          b.gluMul(x.t, g.t, 'silu').toFloat32(),
+          R.binary(x.v, s, g.v, s, (p, q) => p * R.silu(q)),
+          dt,
+        );
+        expectClose(
+          'gluMul gelu',
+          b.gluMul(x.t, g.t, 'gelu_tanh').toFloat32(),
+          R.binary(x.v, s, g.v, s, (p, q) => p * R.geluTanh(q)),
+          dt,
+        );
       });
     });
     it('modulate and addGated (adaLN shapes)', () => {
       const arb = fc.record({ B: dim(1, 2), N: dim(1, 9), C: dim(1, 20) });
       forAll(b, 'modulate', arb, ({ B, N, C }, dt, seed) => {
-        const x = rand(b, [B, N, C], dt, seed), shift = rand(b, [B, 1, C], dt, seed + 1), scale = rand(b, [B, 1, C], dt, seed + 2);
-        expectClose('modulate', b.modulate(x.t, shift.t, scale.t).toFloat32(),
-          R.ternary(x.v, [B, N, C], shift.v, [B, 1, C], scale.v, [B, 1, C], (v, sh, sc) => v * (1 + sc) + sh), dt);
+        const x = rand(b, [B, N, C], dt, seed),
+          shift = rand(b, [B, 1, C], dt, seed + 1),
+          scale = rand(b, [B, 1, C], dt, seed + 2);
+        expectClose(
+          'modulate',
+          b.modulate(x.t, shift.t, scale.t).toFloat32(),
+          R.ternary(x.v, [B, N, C], shift.v, [B, 1, C], scale.v, [B, 1, C], (v, sh, sc) => v * (1 + sc) + sh),
+          dt,
+        );
         const y = rand(b, [B, N, C], dt, seed + 3);
-        expectClose('addGated', b.addGated(x.t, shift.t, y.t).toFloat32(),
-          R.ternary(x.v, [B, N, C], shift.v, [B, 1, C], y.v, [B, N, C], (h, g, yy) => h + g * yy), dt);
+        expectClose(
+          'addGated',
+          b.addGated(x.t, shift.t, y.t).toFloat32(),
+          R.ternary(x.v, [B, N, C], shift.v, [B, 1, C], y.v, [B, N, C], (h, g, yy) => h + g * yy),
+          dt,
+        );
       });
     });
     it('softmax over the last dim', () => {
@@ -88,7 +140,9 @@ for (const b of backendsUnderTest()) {
     it('rmsnorm (weight, Gemma offset, bias)', () => {
       const arb = fc.record({ rows: dim(1, 7), C: dim(1, 70), offset: fc.constantFrom(0, 1), w: fc.boolean(), bias: fc.boolean() });
       forAll(b, 'rmsnorm', arb, ({ rows, C, offset, w, bias }, dt, seed) => {
-        const x = rand(b, [rows, C], dt, seed), wt = rand(b, [C], dt, seed + 1), bt = rand(b, [C], dt, seed + 2);
+        const x = rand(b, [rows, C], dt, seed),
+          wt = rand(b, [C], dt, seed + 1),
+          bt = rand(b, [C], dt, seed + 2);
         const got = b.rmsnorm(x.t, w ? wt.t : undefined, bias ? bt.t : undefined, 1e-6, offset);
         expectClose('rmsnorm', got.toFloat32(), R.rmsnorm(x.v, C, w ? wt.v : undefined, bias ? bt.v : undefined, 1e-6, offset), dt);
       });
@@ -96,14 +150,18 @@ for (const b of backendsUnderTest()) {
     it('rmsnorm2d over channels', () => {
       const arb = fc.record({ B: dim(1, 2), C: dim(1, 9), H: dim(1, 7), W: dim(1, 40) });
       forAll(b, 'rmsnorm2d', arb, ({ B, C, H, W }, dt, seed) => {
-        const x = rand(b, [B, C, H, W], dt, seed), w = rand(b, [C], dt, seed + 1), bias = rand(b, [C], dt, seed + 2);
+        const x = rand(b, [B, C, H, W], dt, seed),
+          w = rand(b, [C], dt, seed + 1),
+          bias = rand(b, [C], dt, seed + 2);
         expectClose('rmsnorm2d', b.rmsnorm2d(x.t, w.t, bias.t, 1e-5).toFloat32(), R.rmsnorm2d(x.v, [B, C, H, W], w.v, bias.v, 1e-5), dt);
       });
     });
     it('layernorm (with and without affine)', () => {
       const arb = fc.record({ rows: dim(1, 7), C: dim(2, 70), affine: fc.boolean() });
       forAll(b, 'layernorm', arb, ({ rows, C, affine }, dt, seed) => {
-        const x = rand(b, [rows, C], dt, seed, 2), w = rand(b, [C], dt, seed + 1), bias = rand(b, [C], dt, seed + 2);
+        const x = rand(b, [rows, C], dt, seed, 2),
+          w = rand(b, [C], dt, seed + 1),
+          bias = rand(b, [C], dt, seed + 2);
         const got = affine ? b.layernorm(x.t, w.t, bias.t, 1e-6) : b.layernorm(x.t, undefined, undefined, 1e-6);
         expectClose('layernorm', got.toFloat32(), R.layernorm(x.v, C, affine ? w.v : undefined, affine ? bias.v : undefined, 1e-6), dt);
       });

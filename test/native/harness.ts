@@ -15,7 +15,9 @@ export const TOL: Record<FloatDType, { atol: number; rtol: number }> = {
 };
 
 export function backendsUnderTest(): Backend[] {
-  return devices().filter((d) => d.available).map((d) => getBackend(d.name));
+  return devices()
+    .filter((d) => d.available)
+    .map((d) => getBackend(d.name));
 }
 
 /** mulberry32 + Box-Muller: deterministic normal samples. */
@@ -58,8 +60,13 @@ export function expectClose(what: string, got: Float32Array, want: Float64Array,
 }
 
 /** Runs `body` on seeded random parameters for each float dtype the backend supports for `op`. */
-export function forAll<T>(b: Backend, op: Parameters<Backend['supportsOp']>[0], arb: fc.Arbitrary<T>,
-  body: (p: T, dt: FloatDType, seed: number) => void, opts: { runs?: number; dtypes?: FloatDType[] } = {}): void {
+export function forAll<T>(
+  b: Backend,
+  op: Parameters<Backend['supportsOp']>[0],
+  arb: fc.Arbitrary<T>,
+  body: (p: T, dt: FloatDType, seed: number) => void,
+  opts: { runs?: number; dtypes?: FloatDType[] } = {},
+): void {
   const dts = (opts.dtypes ?? FLOATS).filter((d) => b.supportsOp(op, d));
   if (dts.length === 0) return;
   fc.assert(

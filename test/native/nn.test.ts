@@ -9,28 +9,44 @@ for (const b of backendsUnderTest()) {
     it('linear (sizes crossing the 6×16 tile edges, with and without bias)', () => {
       const arb = fc.record({ lead: fc.array(dim(1, 3), { maxLength: 2 }), M: dim(1, 20), N: dim(1, 40), K: dim(1, 70), bias: fc.boolean() });
       forAll(b, 'linear', arb, ({ lead, M, N, K, bias }, dt, seed) => {
-        const x = rand(b, [...lead, M, K], dt, seed, 0.5), w = rand(b, [N, K], dt, seed + 1, 0.5), bs = rand(b, [N], 'f32', seed + 2);
+        const x = rand(b, [...lead, M, K], dt, seed, 0.5),
+          w = rand(b, [N, K], dt, seed + 1, 0.5),
+          bs = rand(b, [N], 'f32', seed + 2);
         const got = b.linear(x.t, w.t, bias ? bs.t : undefined);
         expect(got.shape).toEqual([...lead, M, N]);
         const Mt = x.v.length / K;
         expectClose('linear', got.toFloat32(), R.linear(x.v, w.v, bias ? bs.v : undefined, Mt, N, K), dt);
         // the second call goes through the pre-packed weight cache
-        expectClose('linear (cached weight)', b.linear(x.t, w.t, bias ? bs.t : undefined).toFloat32(), R.linear(x.v, w.v, bias ? bs.v : undefined, Mt, N, K), dt);
+        expectClose(
+          'linear (cached weight)',
+          b.linear(x.t, w.t, bias ? bs.t : undefined).toFloat32(),
+          R.linear(x.v, w.v, bias ? bs.v : undefined, Mt, N, K),
+          dt,
+        );
       });
     });
     it('linear with f32 activations and bf16 weights computes in bf16, returns f32', () => {
-      const x = rand(b, [5, 33], 'f32', 3), w = rand(b, [17, 33], 'bf16', 4);
+      const x = rand(b, [5, 33], 'f32', 3),
+        w = rand(b, [17, 33], 'bf16', 4);
       const got = b.linear(x.t, w.t);
       expect(got.dtype).toBe('f32');
       const xr = Float64Array.from(b.cast(x.t, 'bf16').toFloat32());
       expectClose('linear mixed', got.toFloat32(), R.linear(xr, w.v, undefined, 5, 17, 33), 'f32', 10);
     });
     it('matmul: batched, broadcast batch, transB', () => {
-      const arb = fc.record({ batch: dim(1, 3), M: dim(1, 13), N: dim(1, 19), K: dim(1, 37), transB: fc.boolean(), mode: fc.constantFrom('both', 'aOnly', 'bOnly') });
+      const arb = fc.record({
+        batch: dim(1, 3),
+        M: dim(1, 13),
+        N: dim(1, 19),
+        K: dim(1, 37),
+        transB: fc.boolean(),
+        mode: fc.constantFrom('both', 'aOnly', 'bOnly'),
+      });
       forAll(b, 'matmul', arb, ({ batch, M, N, K, transB, mode }, dt, seed) => {
-        const aB = mode !== 'bOnly', bB = mode !== 'aOnly';
+        const aB = mode !== 'bOnly',
+          bB = mode !== 'aOnly';
         const a = rand(b, aB ? [batch, M, K] : [M, K], dt, seed, 0.5);
-        const bm = rand(b, bB ? [batch, ...(transB ? [N, K] : [K, N])] : (transB ? [N, K] : [K, N]), dt, seed + 1, 0.5);
+        const bm = rand(b, bB ? [batch, ...(transB ? [N, K] : [K, N])] : transB ? [N, K] : [K, N], dt, seed + 1, 0.5);
         const got = b.matmul(a.t, bm.t, transB);
         const nb = aB || bB ? batch : 1;
         expect(got.shape).toEqual(aB || bB ? [batch, M, N] : [M, N]);
@@ -38,46 +54,93 @@ for (const b of backendsUnderTest()) {
       });
     });
     it('conv2d: groups, stride, padding, depthwise, 1×1', () => {
-      const arb = fc.record({
-        B: dim(1, 2), G: dim(1, 3), cin: dim(1, 3), cout: dim(1, 3), H: dim(1, 9), W: dim(1, 9), k: fc.constantFrom(1, 3, 5),
-        stride: dim(1, 2), pad: dim(0, 2), bias: fc.boolean(), depthwise: fc.boolean(),
-      }).filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
-      forAll(b, 'conv2d', arb, (p, dt, seed) => {
-        const G = p.depthwise ? p.G * p.cin : p.G;
-        const Cin = p.depthwise ? G : p.G * p.cin, Cout = p.depthwise ? G : p.G * p.cout;
-        const xs = [p.B, Cin, p.H, p.W], ws = [Cout, Cin / G, p.k, p.k];
-        const x = rand(b, xs, dt, seed, 0.5), w = rand(b, ws, dt, seed + 1, 0.5), bs = rand(b, [Cout], 'f32', seed + 2);
-        const got = b.conv2d(x.t, w.t, p.bias ? bs.t : undefined, { stride: p.stride, padding: p.pad, groups: G });
-        const want = R.conv2d(x.v, xs, w.v, ws, p.bias ? bs.v : undefined, p.stride, p.pad, G);
-        expect(got.shape).toEqual(want.shape);
-        expectClose('conv2d', got.toFloat32(), want.out, dt);
-      }, { runs: 16 });
+      const arb = fc
+        .record({
+          B: dim(1, 2),
+          G: dim(1, 3),
+          cin: dim(1, 3),
+          cout: dim(1, 3),
+          H: dim(1, 9),
+          W: dim(1, 9),
+          k: fc.constantFrom(1, 3, 5),
+          stride: dim(1, 2),
+          pad: dim(0, 2),
+          bias: fc.boolean(),
+          depthwise: fc.boolean(),
+        })
+        .filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
+      forAll(
+        b,
+        'conv2d',
+        arb,
+        (p, dt, seed) => {
+          const G = p.depthwise ? p.G * p.cin : p.G;
+          const Cin = p.depthwise ? G : p.G * p.cin,
+            Cout = p.depthwise ? G : p.G * p.cout;
+          const xs = [p.B, Cin, p.H, p.W],
+            ws = [Cout, Cin / G, p.k, p.k];
+          const x = rand(b, xs, dt, seed, 0.5),
+            w = rand(b, ws, dt, seed + 1, 0.5),
+            bs = rand(b, [Cout], 'f32', seed + 2);
+          const got = b.conv2d(x.t, w.t, p.bias ? bs.t : undefined, { stride: p.stride, padding: p.pad, groups: G });
+          const want = R.conv2d(x.v, xs, w.v, ws, p.bias ? bs.v : undefined, p.stride, p.pad, G);
+          expect(got.shape).toEqual(want.shape);
+          expectClose('conv2d', got.toFloat32(), want.out, dt);
+        },
+        { runs: 16 },
+      );
     });
     it('attention: GQA, soft-cap, causal, sliding window, bias shapes, blocks beyond one tile', () => {
       const arb = fc.record({
-        B: dim(1, 2), Hkv: dim(1, 2), g: dim(1, 3), Lq: dim(1, 40), Lk: dim(1, 80), D: dim(1, 16), Dv: dim(1, 12),
-        softcap: fc.constantFrom(0, 5), causal: fc.boolean(), window: fc.constantFrom(0, 4), bias: fc.constantFrom('none', 'BL', 'B11L', 'B1QL', 'BHQL'),
+        B: dim(1, 2),
+        Hkv: dim(1, 2),
+        g: dim(1, 3),
+        Lq: dim(1, 40),
+        Lk: dim(1, 80),
+        D: dim(1, 16),
+        Dv: dim(1, 12),
+        softcap: fc.constantFrom(0, 5),
+        causal: fc.boolean(),
+        window: fc.constantFrom(0, 4),
+        bias: fc.constantFrom('none', 'BL', 'B11L', 'B1QL', 'BHQL'),
       });
-      forAll(b, 'attention', arb, (p, dt, seed) => {
-        const Hq = p.Hkv * p.g;
-        const Lk = p.causal ? p.Lq : p.Lk, Dv = p.causal ? p.D : p.Dv;
-        const q = rand(b, [p.B, Hq, p.Lq, p.D], dt, seed), k = rand(b, [p.B, p.Hkv, Lk, p.D], dt, seed + 1), v = rand(b, [p.B, p.Hkv, Lk, Dv], dt, seed + 2);
-        const bshape = { none: [], BL: [p.B, Lk], B11L: [p.B, 1, 1, Lk], B1QL: [p.B, 1, p.Lq, Lk], BHQL: [p.B, Hq, p.Lq, Lk] }[p.bias];
-        const bias = bshape.length ? rand(b, bshape, 'f32', seed + 3) : undefined;
-        const window = p.causal ? p.window : 0;
-        const opts = { scale: 1 / Math.sqrt(p.D), softcap: p.softcap || undefined, causal: p.causal, window: window || undefined, bias: bias?.t };
-        const got = b.attention(q.t, k.t, v.t, opts);
-        expect(got.shape).toEqual([p.B, Hq, p.Lq, Dv]);
-        const want = R.attention(q.v, k.v, v.v, [p.B, Hq, p.Lq, p.D], p.Hkv, Lk, Dv,
-          { scale: opts.scale, softcap: p.softcap, causal: p.causal, window, bias: bias?.v, biasShape: bias ? bshape : undefined });
-        expectClose('attention', got.toFloat32(), want, dt);
-      }, { runs: 16 });
+      forAll(
+        b,
+        'attention',
+        arb,
+        (p, dt, seed) => {
+          const Hq = p.Hkv * p.g;
+          const Lk = p.causal ? p.Lq : p.Lk,
+            Dv = p.causal ? p.D : p.Dv;
+          const q = rand(b, [p.B, Hq, p.Lq, p.D], dt, seed),
+            k = rand(b, [p.B, p.Hkv, Lk, p.D], dt, seed + 1),
+            v = rand(b, [p.B, p.Hkv, Lk, Dv], dt, seed + 2);
+          const bshape = { none: [], BL: [p.B, Lk], B11L: [p.B, 1, 1, Lk], B1QL: [p.B, 1, p.Lq, Lk], BHQL: [p.B, Hq, p.Lq, Lk] }[p.bias];
+          const bias = bshape.length ? rand(b, bshape, 'f32', seed + 3) : undefined;
+          const window = p.causal ? p.window : 0;
+          const opts = { scale: 1 / Math.sqrt(p.D), softcap: p.softcap || undefined, causal: p.causal, window: window || undefined, bias: bias?.t };
+          const got = b.attention(q.t, k.t, v.t, opts);
+          expect(got.shape).toEqual([p.B, Hq, p.Lq, Dv]);
+          const want = R.attention(q.v, k.v, v.v, [p.B, Hq, p.Lq, p.D], p.Hkv, Lk, Dv, {
+            scale: opts.scale,
+            softcap: p.softcap,
+            causal: p.causal,
+            window,
+            bias: bias?.v,
+            biasShape: bias ? bshape : undefined,
+          });
+          expectClose('attention', got.toFloat32(), want, dt);
+        },
+        { runs: 16 },
+      );
     });
     it('linearAttention (ReLU, f32 inside whatever the dtype)', () => {
       const arb = fc.record({ B: dim(1, 2), H: dim(1, 3), N: dim(1, 30), D: dim(1, 16), relu: fc.boolean() });
       forAll(b, 'linearAttention', arb, ({ B, H, N, D, relu }, dt, seed) => {
         const s = [B, H, N, D];
-        const q = rand(b, s, dt, seed), k = rand(b, s, dt, seed + 1), v = rand(b, s, dt, seed + 2);
+        const q = rand(b, s, dt, seed),
+          k = rand(b, s, dt, seed + 1),
+          v = rand(b, s, dt, seed + 2);
         // without ReLU the denominator can approach 0; keep q·k positive by shifting
         const qq = relu ? q : { t: b.affine(q.t, 0.1, 1), v: Float64Array.from(b.affine(q.t, 0.1, 1).toFloat32()) };
         const kk = relu ? k : { t: b.affine(k.t, 0.1, 1), v: Float64Array.from(b.affine(k.t, 0.1, 1).toFloat32()) };

@@ -6,13 +6,19 @@ export const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b,
 export const strides = (s: readonly number[]): number[] => {
   const st = new Array<number>(s.length);
   let acc = 1;
-  for (let i = s.length - 1; i >= 0; i--) { st[i] = acc; acc *= s[i]; }
+  for (let i = s.length - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= s[i];
+  }
   return st;
 };
 /** Multi-index of flat position i in shape s. */
 export const unravel = (i: number, s: readonly number[]): number[] => {
   const idx = new Array<number>(s.length);
-  for (let d = s.length - 1; d >= 0; d--) { idx[d] = i % s[d]; i = Math.floor(i / s[d]); }
+  for (let d = s.length - 1; d >= 0; d--) {
+    idx[d] = i % s[d];
+    i = Math.floor(i / s[d]);
+  }
   return idx;
 };
 
@@ -28,7 +34,9 @@ export function bcastAt(b: Arr, bs: readonly number[], to: readonly number[], id
 export const geluTanh = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 export const silu = (x: number): number => x / (1 + Math.exp(-x));
 
-export function map(a: Arr, f: (x: number) => number): Arr { return a.map(f); }
+export function map(a: Arr, f: (x: number) => number): Arr {
+  return a.map(f);
+}
 
 export function binary(a: Arr, as: number[], b: Arr, bs: number[], f: (x: number, y: number) => number): Arr {
   const out = new Float64Array(a.length);
@@ -59,15 +67,17 @@ export function permute(x: Arr, s: number[], perm: number[]): Arr {
 
 /** Gathers rows `rows` of axis `axis` (covers slice, indexSelect, repeatInterleave, concat). */
 export function gather(x: Arr, s: number[], axis: number, rows: number[]): Arr {
-  const outer = numel(s.slice(0, axis)), inner = numel(s.slice(axis + 1)), n = s[axis];
+  const outer = numel(s.slice(0, axis)),
+    inner = numel(s.slice(axis + 1)),
+    n = s[axis];
   const out = new Float64Array(outer * rows.length * inner);
   for (let o = 0; o < outer; o++)
-    for (let r = 0; r < rows.length; r++)
-      for (let i = 0; i < inner; i++) out[(o * rows.length + r) * inner + i] = x[(o * n + rows[r]) * inner + i];
+    for (let r = 0; r < rows.length; r++) for (let i = 0; i < inner; i++) out[(o * rows.length + r) * inner + i] = x[(o * n + rows[r]) * inner + i];
   return out;
 }
 export function concat(xs: Arr[], shapes: number[][], axis: number): Arr {
-  const outer = numel(shapes[0].slice(0, axis)), inner = numel(shapes[0].slice(axis + 1));
+  const outer = numel(shapes[0].slice(0, axis)),
+    inner = numel(shapes[0].slice(axis + 1));
   const total = shapes.reduce((a, s) => a + s[axis], 0);
   const out = new Float64Array(outer * total * inner);
   for (let o = 0; o < outer; o++) {
@@ -108,7 +118,8 @@ export function linear(x: Arr, w: Arr, bias: Arr | undefined, M: number, N: numb
 export function matmul(a: Arr, b: Arr, batch: number, aBatched: boolean, bBatched: boolean, M: number, N: number, K: number, transB: boolean): Arr {
   const out = new Float64Array(batch * M * N);
   for (let i = 0; i < batch; i++) {
-    const ao = aBatched ? i * M * K : 0, bo = bBatched ? i * K * N : 0;
+    const ao = aBatched ? i * M * K : 0,
+      bo = bBatched ? i * K * N : 0;
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++) {
         let s = 0;
@@ -118,9 +129,20 @@ export function matmul(a: Arr, b: Arr, batch: number, aBatched: boolean, bBatche
   }
   return out;
 }
-export function conv2d(x: Arr, xs: number[], w: Arr, ws: number[], bias: Arr | undefined, stride: number, pad: number, groups: number): { out: Arr; shape: number[] } {
-  const [B, Cin, H, W] = xs, [Cout, Cg, KH, KW] = ws;
-  const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1, Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
+export function conv2d(
+  x: Arr,
+  xs: number[],
+  w: Arr,
+  ws: number[],
+  bias: Arr | undefined,
+  stride: number,
+  pad: number,
+  groups: number,
+): { out: Arr; shape: number[] } {
+  const [B, Cin, H, W] = xs,
+    [Cout, Cg, KH, KW] = ws;
+  const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1,
+    Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
   const out = new Float64Array(B * Cout * Ho * Wo);
   const Coutg = Cout / groups;
   for (let b = 0; b < B; b++)
@@ -132,7 +154,8 @@ export function conv2d(x: Arr, xs: number[], w: Arr, ws: number[], bias: Arr | u
           for (let c = 0; c < Cg; c++)
             for (let kh = 0; kh < KH; kh++)
               for (let kw = 0; kw < KW; kw++) {
-                const ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
+                const ih = oh * stride - pad + kh,
+                  iw = ow * stride - pad + kw;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                 s += x[((b * Cin + g * Cg + c) * H + ih) * W + iw] * w[((co * Cg + c) * KH + kh) * KW + kw];
               }
@@ -154,7 +177,8 @@ export function rmsnorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | undef
   return out;
 }
 export function rmsnorm2d(x: Arr, [B, C, H, W]: number[], w: Arr | undefined, bias: Arr | undefined, eps: number): Arr {
-  const out = new Float64Array(x.length), HW = H * W;
+  const out = new Float64Array(x.length),
+    HW = H * W;
   for (let b = 0; b < B; b++)
     for (let p = 0; p < HW; p++) {
       let ss = 0;
@@ -178,10 +202,18 @@ export function layernorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | und
   return out;
 }
 
-export interface AttnRefOpts { scale: number; softcap?: number; causal?: boolean; window?: number; bias?: Arr; biasShape?: number[] }
+export interface AttnRefOpts {
+  scale: number;
+  softcap?: number;
+  causal?: boolean;
+  window?: number;
+  bias?: Arr;
+  biasShape?: number[];
+}
 /** Full-matrix softmax attention: q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv). */
 export function attention(q: Arr, k: Arr, v: Arr, [B, Hq, Lq, D]: number[], Hkv: number, Lk: number, Dv: number, o: AttnRefOpts): Arr {
-  const out = new Float64Array(B * Hq * Lq * Dv), g = Hq / Hkv;
+  const out = new Float64Array(B * Hq * Lq * Dv),
+    g = Hq / Hkv;
   const bs = o.biasShape ? (o.biasShape.length === 2 ? [o.biasShape[0], 1, 1, o.biasShape[1]] : o.biasShape) : undefined;
   for (let b = 0; b < B; b++)
     for (let h = 0; h < Hq; h++)
@@ -230,13 +262,15 @@ export function linearAttention(q: Arr, k: Arr, v: Arr, [B, H, N, D]: number[], 
   return out;
 }
 export function rope(x: Arr, [B, H, L, D]: number[], pos: number[], theta: number): Arr {
-  const out = new Float64Array(x.length), half = D / 2;
+  const out = new Float64Array(x.length),
+    half = D / 2;
   for (let bh = 0; bh < B * H; bh++)
     for (let l = 0; l < L; l++)
       for (let i = 0; i < half; i++) {
         const a = pos[l] / theta ** ((2 * i) / D);
         const p = (bh * L + l) * D;
-        const x1 = x[p + i], x2 = x[p + i + half];
+        const x1 = x[p + i],
+          x2 = x[p + i + half];
         out[p + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
         out[p + i + half] = x2 * Math.cos(a) + x1 * Math.sin(a);
       }
@@ -253,7 +287,8 @@ export function upsampleNearest(x: Arr, [B, C, H, W]: number[], f: number): Arr 
 export function upsampleBilinear(x: Arr, [B, C, H, W]: number[], Ho: number, Wo: number): Arr {
   const src = (o: number, inn: number, out: number): [number, number, number] => {
     const s = Math.max(0, (o + 0.5) * (inn / out) - 0.5);
-    const i0 = Math.min(Math.floor(s), inn - 1), i1 = Math.min(i0 + 1, inn - 1);
+    const i0 = Math.min(Math.floor(s), inn - 1),
+      i1 = Math.min(i0 + 1, inn - 1);
     return [i0, i1, s - i0];
   };
   const out = new Float64Array(B * C * Ho * Wo);
@@ -269,7 +304,8 @@ export function upsampleBilinear(x: Arr, [B, C, H, W]: number[], Ho: number, Wo:
   return out;
 }
 export function pixelShuffle(x: Arr, [B, Cr, H, W]: number[], r: number): Arr {
-  const C = Cr / (r * r), out = new Float64Array(x.length);
+  const C = Cr / (r * r),
+    out = new Float64Array(x.length);
   for (let b = 0; b < B; b++)
     for (let c = 0; c < C; c++)
       for (let oh = 0; oh < H * r; oh++)

@@ -8,8 +8,12 @@ import { getBackend, openSafetensors, writeSafetensors } from '../../native/inde
 import { golden } from '../fixtures.ts';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-st-')); });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-st-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const cpu = () => getBackend('cpu');
 
@@ -26,14 +30,18 @@ function rawFile(name: string, header: unknown, data = Buffer.alloc(0), lenOverr
 describe('safetensors', () => {
   it('round-trips every dtype with metadata, and converts on load', () => {
     const p = path.join(dir, 'all.safetensors');
-    writeSafetensors(p, {
-      a: { dtype: 'F32', shape: [2, 2], data: new Float32Array([1, -2, 3.5, 4]) },
-      b: { dtype: 'BF16', shape: [3], data: new Float32Array([1, 0.5, -3]) },
-      c: { dtype: 'F16', shape: [1, 2], data: new Uint16Array([0x3c00, 0xc000]) },
-      d: { dtype: 'I32', shape: [2], data: new Int32Array([7, -9]) },
-      e: { dtype: 'I64', shape: [2], data: new BigInt64Array([2n ** 40n, -3n]) },
-      empty: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
-    }, { format: 'pt', note: 'test' });
+    writeSafetensors(
+      p,
+      {
+        a: { dtype: 'F32', shape: [2, 2], data: new Float32Array([1, -2, 3.5, 4]) },
+        b: { dtype: 'BF16', shape: [3], data: new Float32Array([1, 0.5, -3]) },
+        c: { dtype: 'F16', shape: [1, 2], data: new Uint16Array([0x3c00, 0xc000]) },
+        d: { dtype: 'I32', shape: [2], data: new Int32Array([7, -9]) },
+        e: { dtype: 'I64', shape: [2], data: new BigInt64Array([2n ** 40n, -3n]) },
+        empty: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
+      },
+      { format: 'pt', note: 'test' },
+    );
     const ck = openSafetensors(p);
     expect(ck.keys().sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'empty']);
     expect(ck.metadata).toEqual({ format: 'pt', note: 'test' });
@@ -101,25 +109,66 @@ describe('safetensors', () => {
   describe('rejects corrupt and hostile files, naming file and tensor', () => {
     const good = { t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
     const cases: Array<[string, () => string, RegExp]> = [
-      ['shorter than 8 bytes', () => { const p = path.join(dir, 'tiny.safetensors'); fs.writeFileSync(p, Buffer.from([1, 2])); return p; }, /shorter than the 8-byte/],
+      [
+        'shorter than 8 bytes',
+        () => {
+          const p = path.join(dir, 'tiny.safetensors');
+          fs.writeFileSync(p, Buffer.from([1, 2]));
+          return p;
+        },
+        /shorter than the 8-byte/,
+      ],
       ['header length beyond the limit', () => rawFile('huge.safetensors', good, Buffer.alloc(8), 2n ** 62n), /exceeds the 100000000-byte limit/],
       ['header length past the end', () => rawFile('past.safetensors', good, Buffer.alloc(8), 4000n), /runs past the end/],
       ['invalid JSON', () => rawFile('json.safetensors', '{"t": {"dtype": "F32", ', Buffer.alloc(8)), /not valid UTF-8 JSON/],
       ['JSON that is not an object', () => rawFile('arr.safetensors', '[1,2,3]'), /not a JSON object/],
-      ['unknown dtype', () => rawFile('dt.safetensors', { t: { dtype: 'F33', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8)), /tensor 't': unknown dtype "F33"/],
+      [
+        'unknown dtype',
+        () => rawFile('dt.safetensors', { t: { dtype: 'F33', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8)),
+        /tensor 't': unknown dtype "F33"/,
+      ],
       ['bad shape', () => rawFile('shape.safetensors', { t: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, Buffer.alloc(8)), /tensor 't': shape/],
-      ['offsets outside the data area', () => rawFile('off.safetensors', { t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(4)), /tensor 't': data_offsets \[0, 8\] outside the 4-byte/],
-      ['reversed offsets', () => rawFile('rev.safetensors', { t: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, Buffer.alloc(8)), /tensor 't': data_offsets/],
-      ['dtype × shape ≠ byte length', () => rawFile('len.safetensors', { t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(12)), /tensor 't': F32 \[3\] needs 12 bytes but data_offsets span 8/],
-      ['overlapping tensors', () => rawFile('ovl.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /'a' and 'b' overlap/],
+      [
+        'offsets outside the data area',
+        () => rawFile('off.safetensors', { t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(4)),
+        /tensor 't': data_offsets \[0, 8\] outside the 4-byte/,
+      ],
+      [
+        'reversed offsets',
+        () => rawFile('rev.safetensors', { t: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, Buffer.alloc(8)),
+        /tensor 't': data_offsets/,
+      ],
+      [
+        'dtype × shape ≠ byte length',
+        () => rawFile('len.safetensors', { t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(12)),
+        /tensor 't': F32 \[3\] needs 12 bytes but data_offsets span 8/,
+      ],
+      [
+        'overlapping tensors',
+        () =>
+          rawFile(
+            'ovl.safetensors',
+            { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+            Buffer.alloc(12),
+          ),
+        /'a' and 'b' overlap/,
+      ],
       ['non-string metadata', () => rawFile('meta.safetensors', { __metadata__: { n: 1 }, ...good }, Buffer.alloc(8)), /__metadata__.n is not a string/],
-      ['huge shape product', () => rawFile('big.safetensors', { t: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 8] } }, Buffer.alloc(8)), /too large|needs/],
+      [
+        'huge shape product',
+        () => rawFile('big.safetensors', { t: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 8] } }, Buffer.alloc(8)),
+        /too large|needs/,
+      ],
     ];
     for (const [what, make, msg] of cases) {
       it(what, () => {
         const p = make();
         let err: Error | undefined;
-        try { openSafetensors(p).close(); } catch (e) { err = e as Error; }
+        try {
+          openSafetensors(p).close();
+        } catch (e) {
+          err = e as Error;
+        }
         expect(err, `${what} was accepted`).toBeDefined();
         expect(err!.message).toMatch(msg);
         expect(err!.message).toContain(path.basename(p));

@@ -6,7 +6,13 @@ import * as R from './reference.ts';
 import { backendsUnderTest, dim, expectClose, forAll, rand, shapeArb } from './harness.ts';
 
 const permArb = shapeArb(1, 5, 5).chain((s) =>
-  fc.shuffledSubarray(s.map((_, i) => i), { minLength: s.length, maxLength: s.length }).map((perm) => ({ s, perm })));
+  fc
+    .shuffledSubarray(
+      s.map((_, i) => i),
+      { minLength: s.length, maxLength: s.length },
+    )
+    .map((perm) => ({ s, perm })),
+);
 const axisArb = shapeArb(1, 4, 6).chain((s) => fc.tuple(fc.constant(s), dim(0, s.length - 1)));
 
 for (const b of backendsUnderTest()) {
@@ -26,24 +32,43 @@ for (const b of backendsUnderTest()) {
           sh[ax] = n;
           return { sh, ...rand(b, sh, k % 2 ? 'f32' : dt, seed + k) };
         });
-        const got = b.concat(parts.map((p) => p.t), ax);
+        const got = b.concat(
+          parts.map((p) => p.t),
+          ax,
+        );
         expect(got.dtype).toBe(parts[0].t.dtype);
         // values of f32 parts round to the first part's dtype on the way in
         const vals = parts.map((p) => Float64Array.from(b.cast(p.t, dt).toFloat32()));
-        expectClose('concat', got.toFloat32(), R.concat(vals, parts.map((p) => p.sh), ax), dt);
+        expectClose(
+          'concat',
+          got.toFloat32(),
+          R.concat(
+            vals,
+            parts.map((p) => p.sh),
+            ax,
+          ),
+          dt,
+        );
       });
     });
     it('slice, indexSelect, repeatInterleave', () => {
-      forAll(b, 'slice', fc.tuple(axisArb, fc.nat(), fc.nat(), fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), dim(1, 3)), ([[s, ax], p, q, picks, rep], dt, seed) => {
-        const x = rand(b, s, dt, seed);
-        const n = s[ax], start = p % (n + 1), end = start + (q % (n - start + 1));
-        const rows = Array.from({ length: end - start }, (_, i) => start + i);
-        expectClose('slice', b.slice(x.t, ax, start, end).toFloat32(), R.gather(x.v, s, ax, rows), dt);
-        const idx = picks.map((i) => i % n);
-        expectClose('indexSelect', b.indexSelect(x.t, ax, idx).toFloat32(), R.gather(x.v, s, ax, idx), dt);
-        const repRows = Array.from({ length: n * rep }, (_, i) => Math.floor(i / rep));
-        expectClose('repeatInterleave', b.repeatInterleave(x.t, rep, ax).toFloat32(), R.gather(x.v, s, ax, repRows), dt);
-      });
+      forAll(
+        b,
+        'slice',
+        fc.tuple(axisArb, fc.nat(), fc.nat(), fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), dim(1, 3)),
+        ([[s, ax], p, q, picks, rep], dt, seed) => {
+          const x = rand(b, s, dt, seed);
+          const n = s[ax],
+            start = p % (n + 1),
+            end = start + (q % (n - start + 1));
+          const rows = Array.from({ length: end - start }, (_, i) => start + i);
+          expectClose('slice', b.slice(x.t, ax, start, end).toFloat32(), R.gather(x.v, s, ax, rows), dt);
+          const idx = picks.map((i) => i % n);
+          expectClose('indexSelect', b.indexSelect(x.t, ax, idx).toFloat32(), R.gather(x.v, s, ax, idx), dt);
+          const repRows = Array.from({ length: n * rep }, (_, i) => Math.floor(i / rep));
+          expectClose('repeatInterleave', b.repeatInterleave(x.t, rep, ax).toFloat32(), R.gather(x.v, s, ax, repRows), dt);
+        },
+      );
     });
     it('slice and indexSelect accept negative positions like Python', () => {
       const x = b.fromArray([0, 1, 2, 3, 4, 5], [6]);
@@ -91,15 +116,20 @@ for (const b of backendsUnderTest()) {
       });
     });
     it('embedding with i32 and i64 ids, out-of-range ids throw', () => {
-      forAll(b, 'embedding', fc.record({ V: dim(1, 20), D: dim(1, 17), ids: fc.array(fc.nat(), { minLength: 1, maxLength: 12 }), i64: fc.boolean() }), ({ V, D, ids, i64 }, dt, seed) => {
-        const table = rand(b, [V, D], dt, seed);
-        const idv = ids.map((i) => i % V);
-        const idt = i64 ? b.fromArray(BigInt64Array.from(idv, BigInt), [idv.length]) : b.fromArray(Int32Array.from(idv), [idv.length]);
-        const got = b.embedding(table.t, idt);
-        expect(got.shape).toEqual([idv.length, D]);
-        expectClose('embedding', got.toFloat32(), R.gather(table.v, [V, D], 0, idv), dt);
-        expect(() => b.embedding(table.t, b.fromArray(Int32Array.from([V]), [1]))).toThrow(/embedding/);
-      });
+      forAll(
+        b,
+        'embedding',
+        fc.record({ V: dim(1, 20), D: dim(1, 17), ids: fc.array(fc.nat(), { minLength: 1, maxLength: 12 }), i64: fc.boolean() }),
+        ({ V, D, ids, i64 }, dt, seed) => {
+          const table = rand(b, [V, D], dt, seed);
+          const idv = ids.map((i) => i % V);
+          const idt = i64 ? b.fromArray(BigInt64Array.from(idv, BigInt), [idv.length]) : b.fromArray(Int32Array.from(idv), [idv.length]);
+          const got = b.embedding(table.t, idt);
+          expect(got.shape).toEqual([idv.length, D]);
+          expectClose('embedding', got.toFloat32(), R.gather(table.v, [V, D], 0, idv), dt);
+          expect(() => b.embedding(table.t, b.fromArray(Int32Array.from([V]), [1]))).toThrow(/embedding/);
+        },
+      );
     });
   });
 }

@@ -32,7 +32,9 @@ const geluTanh = (x: number): number => x / (1 + Math.exp(-2 * Math.sqrt(2 / Mat
 
 for (const isa of ISAS) {
   describe(`cpu SIMD kernels, SANA_CPU_ISA=${isa}`, () => {
-    const use = (): void => { process.env.SANA_CPU_ISA = isa; };
+    const use = (): void => {
+      process.env.SANA_CPU_ISA = isa;
+    };
 
     it('tanh, silu and gelu_tanh (f32) match float64 to a few ulp on [-30, 30]', () => {
       use();
@@ -46,9 +48,12 @@ for (const isa of ISAS) {
       const gelu = b.gelu_tanh(x).toFloat32();
       // For x << 0 gelu's relative error grows with |u| (u itself is rounded to float before the
       // exp, as in any f32 implementation), so: relative on |x| <= 3, absolute elsewhere.
-      let geluRel = 0, geluAbs = 0;
+      let geluRel = 0,
+        geluAbs = 0;
       for (let i = 0; i < n; i++) {
-        const v = xs[i]!, w = geluTanh(v), e = Math.abs(gelu[i]! - w);
+        const v = xs[i]!,
+          w = geluTanh(v),
+          e = Math.abs(gelu[i]! - w);
         if (Math.abs(v) <= 3) geluRel = Math.max(geluRel, e / Math.max(Math.abs(w), 1e-30));
         geluAbs = Math.max(geluAbs, e / Math.max(1, Math.abs(v)));
       }
@@ -88,31 +93,67 @@ for (const isa of ISAS) {
         b.scope(() => {
           // 1-D: one row of 70001 elements (several kGrain items, a chunk tail).
           const n = 70001;
-          const a = rand(b, [n], dt, 1), c = rand(b, [n], dt, 2);
-          expectClose('gluMul gelu 1-D', b.gluMul(a.t, c.t, 'gelu_tanh').toFloat32(), Float64Array.from(a.v, (v, i) => v * geluTanh(c.v[i]!)), dt);
-          expectClose('silu 1-D', b.silu(a.t).toFloat32(), Float64Array.from(a.v, (v) => v * sigmoid(v)), dt);
+          const a = rand(b, [n], dt, 1),
+            c = rand(b, [n], dt, 2);
+          expectClose(
+            'gluMul gelu 1-D',
+            b.gluMul(a.t, c.t, 'gelu_tanh').toFloat32(),
+            Float64Array.from(a.v, (v, i) => v * geluTanh(c.v[i]!)),
+            dt,
+          );
+          expectClose(
+            'silu 1-D',
+            b.silu(a.t).toFloat32(),
+            Float64Array.from(a.v, (v) => v * sigmoid(v)),
+            dt,
+          );
           expectClose('cast', b.cast(a.t, dt === 'f32' ? 'bf16' : 'f32').toFloat32(), a.v, 'bf16');
           // (3, 20000) with a (3, 1) operand: inner stride 0, rows of more than one item.
-          const r = rand(b, [3, 1], dt, 3), m = rand(b, [3, 20000], dt, 4);
-          expectClose('mul by a per-row scalar', b.mul(m.t, r.t).toFloat32(), Float64Array.from(m.v, (v, i) => v * r.v[Math.floor(i / 20000)]!), dt);
+          const r = rand(b, [3, 1], dt, 3),
+            m = rand(b, [3, 20000], dt, 4);
+          expectClose(
+            'mul by a per-row scalar',
+            b.mul(m.t, r.t).toFloat32(),
+            Float64Array.from(m.v, (v, i) => v * r.v[Math.floor(i / 20000)]!),
+            dt,
+          );
           // modulate/addGated at (2, 5, 2500) with (2, 1, 2500) rows: chunk tails inside a row.
           const C = 2500;
-          const x = rand(b, [2, 5, C], dt, 5), sh = rand(b, [2, 1, C], dt, 6), sc = rand(b, [2, 1, C], dt, 7);
+          const x = rand(b, [2, 5, C], dt, 5),
+            sh = rand(b, [2, 1, C], dt, 6),
+            sc = rand(b, [2, 1, C], dt, 7);
           const bi = (i: number): number => Math.floor(i / (5 * C)) * C + (i % C);
-          expectClose('modulate', b.modulate(x.t, sh.t, sc.t).toFloat32(), Float64Array.from(x.v, (v, i) => v * (1 + sc.v[bi(i)]!) + sh.v[bi(i)]!), dt);
-          expectClose('addGated', b.addGated(x.t, sh.t, sc.t).toFloat32(), Float64Array.from(x.v, (v, i) => v + sh.v[bi(i)]! * sc.v[bi(i)]!), dt);
+          expectClose(
+            'modulate',
+            b.modulate(x.t, sh.t, sc.t).toFloat32(),
+            Float64Array.from(x.v, (v, i) => v * (1 + sc.v[bi(i)]!) + sh.v[bi(i)]!),
+            dt,
+          );
+          expectClose(
+            'addGated',
+            b.addGated(x.t, sh.t, sc.t).toFloat32(),
+            Float64Array.from(x.v, (v, i) => v + sh.v[bi(i)]! * sc.v[bi(i)]!),
+            dt,
+          );
           // norms with C = 2500 (> one chunk, with a tail), offset and bias.
-          const w = rand(b, [C], dt, 8), bias = rand(b, [C], dt, 9);
+          const w = rand(b, [C], dt, 8),
+            bias = rand(b, [C], dt, 9);
           const rows = 10;
           const xn = rand(b, [rows, C], dt, 10, 3);
-          const ln = new Float64Array(rows * C), rms = new Float64Array(rows * C);
+          const ln = new Float64Array(rows * C),
+            rms = new Float64Array(rows * C);
           for (let rr = 0; rr < rows; rr++) {
-            let mean = 0, ss = 0;
-            for (let j = 0; j < C; j++) { mean += xn.v[rr * C + j]!; ss += xn.v[rr * C + j]! ** 2; }
+            let mean = 0,
+              ss = 0;
+            for (let j = 0; j < C; j++) {
+              mean += xn.v[rr * C + j]!;
+              ss += xn.v[rr * C + j]! ** 2;
+            }
             mean /= C;
             let v = 0;
             for (let j = 0; j < C; j++) v += (xn.v[rr * C + j]! - mean) ** 2;
-            const inv = 1 / Math.sqrt(v / C + 1e-6), rinv = 1 / Math.sqrt(ss / C + 1e-6);
+            const inv = 1 / Math.sqrt(v / C + 1e-6),
+              rinv = 1 / Math.sqrt(ss / C + 1e-6);
             for (let j = 0; j < C; j++) {
               ln[rr * C + j] = (xn.v[rr * C + j]! - mean) * inv * w.v[j]! + bias.v[j]!;
               rms[rr * C + j] = xn.v[rr * C + j]! * rinv * (w.v[j]! + 1) + bias.v[j]!;
@@ -135,17 +176,27 @@ for (const isa of ISAS) {
             { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lk: 150, D: 72, Dv: 72, causal: false, window: 0, softcap: 0, bshape: [2, 150] },
           ];
           for (const c of cases) {
-            const q = rand(b, [c.B, c.Hq, c.Lq, c.D], dt, 41), k = rand(b, [c.B, c.Hkv, c.Lk, c.D], dt, 42), v = rand(b, [c.B, c.Hkv, c.Lk, c.Dv], dt, 43);
+            const q = rand(b, [c.B, c.Hq, c.Lq, c.D], dt, 41),
+              k = rand(b, [c.B, c.Hkv, c.Lk, c.D], dt, 42),
+              v = rand(b, [c.B, c.Hkv, c.Lk, c.Dv], dt, 43);
             const bias = rand(b, c.bshape, 'f32', 44);
             const scale = 1 / Math.sqrt(c.D);
             const got = b.attention(q.t, k.t, v.t, { scale, bias: bias.t, causal: c.causal, window: c.window || undefined, softcap: c.softcap || undefined });
-            const want = R.attention(q.v, k.v, v.v, [c.B, c.Hq, c.Lq, c.D], c.Hkv, c.Lk, c.Dv,
-              { scale, softcap: c.softcap, causal: c.causal, window: c.window, bias: bias.v, biasShape: c.bshape });
+            const want = R.attention(q.v, k.v, v.v, [c.B, c.Hq, c.Lq, c.D], c.Hkv, c.Lk, c.Dv, {
+              scale,
+              softcap: c.softcap,
+              causal: c.causal,
+              window: c.window,
+              bias: bias.v,
+              biasShape: c.bshape,
+            });
             expectClose(`attention ${c.causal ? 'causal' : 'cross'}`, got.toFloat32(), want, dt);
           }
           // Key padding: batch 0 masks its last 100 of 150 keys with -1e30 (those tiles are
           // skipped), batch 1 masks every key (softmax uniform over all keys, none skipped).
-          const q = rand(b, [2, 2, 9, 40], dt, 51), k = rand(b, [2, 2, 150, 40], dt, 52), v = rand(b, [2, 2, 150, 40], dt, 53);
+          const q = rand(b, [2, 2, 9, 40], dt, 51),
+            k = rand(b, [2, 2, 150, 40], dt, 52),
+            v = rand(b, [2, 2, 150, 40], dt, 53);
           const bv = Float32Array.from({ length: 300 }, (_, i) => (i < 50 ? 0.1 * (i % 7) : -1e30));
           const bias = b.fromArray(bv, [2, 150], 'f32');
           const got = b.attention(q.t, k.t, v.t, { scale: 0.2, bias });

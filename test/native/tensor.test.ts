@@ -50,7 +50,12 @@ for (const b of backendsUnderTest()) {
     });
     it('scope disposes everything when fn throws, and rejects async fns', () => {
       const before = b.memory().allocated;
-      expect(() => b.scope(() => { b.zeros([16]); throw new Error('boom'); })).toThrow('boom');
+      expect(() =>
+        b.scope(() => {
+          b.zeros([16]);
+          throw new Error('boom');
+        }),
+      ).toThrow('boom');
       expect(b.memory().allocated).toBe(before);
       expect(() => b.scope(() => Promise.resolve(1))).toThrow(/synchronous/);
     });
@@ -74,7 +79,8 @@ for (const b of backendsUnderTest()) {
     });
     it('pre-packed weight copies are counted and freed with the weight', () => {
       const base = b.memory().allocated;
-      const x = b.zeros([4, 64], 'bf16'), w = b.zeros([48, 64], 'bf16');
+      const x = b.zeros([4, 64], 'bf16'),
+        w = b.zeros([48, 64], 'bf16');
       const withTensors = b.memory().allocated;
       b.linear(x, w).dispose();
       const packed = b.memory().allocated - withTensors;
@@ -82,11 +88,13 @@ for (const b of backendsUnderTest()) {
       if (b.name === 'cpu') expect(packed).toBeGreaterThan(0); // oneDNN blocked copy or f32 panels
       b.linear(x, w).dispose(); // reuses the cache: no growth
       expect(b.memory().allocated - withTensors).toBe(packed);
-      x.dispose(); w.dispose();
+      x.dispose();
+      w.dispose();
       expect(b.memory().allocated).toBe(base);
     });
     it('shape and dtype errors are exceptions naming op and argument', () => {
-      const x = b.zeros([2, 3]), w = b.zeros([4, 5]);
+      const x = b.zeros([2, 3]),
+        w = b.zeros([4, 5]);
       expect(() => b.linear(x, w)).toThrow(/linear: x \[2, 3\].*K=5/);
       expect(() => b.add(x, b.zeros([4]))).toThrow(/add: b \[4\] does not broadcast/);
       expect(() => b.relu(b.zeros([2], 'i32'))).toThrow(/relu: x must be f32, bf16 or f16/);

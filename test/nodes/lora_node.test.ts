@@ -55,11 +55,17 @@ describe('SanaLoraLoader', () => {
   it('the shipped LoRA workflow makes a PNG; base and patched models are cached side by side', { timeout: SLOW }, async () => {
     patched = pixels(await executor.execute(api, { promptId: 'l1' }));
     expect(patched.length).toBe(256 * 256 * 3);
-    const kinds = modelCache().stats().entries.map((e) => e.kind);
+    const kinds = modelCache()
+      .stats()
+      .entries.map((e) => e.kind);
     expect(kinds).toContain('sana_transformer');
     expect(kinds).toContain('sana_transformer_lora');
-    const base = modelCache().stats().entries.find((e) => e.kind === 'sana_transformer')!;
-    const lora = modelCache().stats().entries.find((e) => e.kind === 'sana_transformer_lora')!;
+    const base = modelCache()
+      .stats()
+      .entries.find((e) => e.kind === 'sana_transformer')!;
+    const lora = modelCache()
+      .stats()
+      .entries.find((e) => e.kind === 'sana_transformer_lora')!;
     // Only the merged weights are held by the patched entry.
     expect(lora.bytes).toBeLessThan(base.bytes);
   });
@@ -98,7 +104,11 @@ describe('SanaLoraLoader', () => {
     let maxDiff = 0;
     for (let i = 0; i < img.length; i++) maxDiff = Math.max(maxDiff, Math.abs(img[i]! - patched[i]!));
     expect(maxDiff).toBeLessThanOrEqual(1);
-    expect(modelCache().stats().entries.filter((e) => e.kind === 'sana_transformer_lora').length).toBeGreaterThanOrEqual(2);
+    expect(
+      modelCache()
+        .stats()
+        .entries.filter((e) => e.kind === 'sana_transformer_lora').length,
+    ).toBeGreaterThanOrEqual(2);
     modelCache().clear();
     expect(modelCache().stats().entries).toEqual([]);
   });
@@ -108,10 +118,14 @@ describe('SanaLoraLoader', () => {
     fs.symlinkSync(path.join(repoModelsDir(), TINY), path.join(badModels, TINY), 'dir');
     fs.mkdirSync(path.join(badModels, 'loras'));
     const A = new Float32Array(4 * 65);
-    writeSafetensors(path.join(badModels, 'loras', 'wrong.safetensors'), {
-      'transformer.transformer_blocks.0.attn1.to_q.lora_A.weight': { shape: [4, 65], dtype: 'F32', data: A },
-      'transformer.transformer_blocks.0.attn1.to_q.lora_B.weight': { shape: [64, 4], dtype: 'F32', data: new Float32Array(256) },
-    }, {});
+    writeSafetensors(
+      path.join(badModels, 'loras', 'wrong.safetensors'),
+      {
+        'transformer.transformer_blocks.0.attn1.to_q.lora_A.weight': { shape: [4, 65], dtype: 'F32', data: A },
+        'transformer.transformer_blocks.0.attn1.to_q.lora_B.weight': { shape: [64, 4], dtype: 'F32', data: new Float32Array(256) },
+      },
+      {},
+    );
     {
       const bad = structuredClone(api);
       bad['9']!.inputs.lora_name = 'wrong.safetensors';

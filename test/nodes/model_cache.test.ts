@@ -99,12 +99,22 @@ describe('ModelCache', () => {
   it('forgets a failed load so the next request retries', async () => {
     const c = new ModelCache(1000);
     await expect(
-      c.use(key('a'), () => {
-        throw new Error('bad weights');
-      }, () => 0),
+      c.use(
+        key('a'),
+        () => {
+          throw new Error('bad weights');
+        },
+        () => 0,
+      ),
     ).rejects.toThrow('bad weights');
     expect(c.stats().entries).toEqual([]);
-    await expect(c.use(key('a'), () => ({ value: 1, bytes: 1, dispose() {} }), (v) => v)).resolves.toBe(1);
+    await expect(
+      c.use(
+        key('a'),
+        () => ({ value: 1, bytes: 1, dispose() {} }),
+        (v) => v,
+      ),
+    ).resolves.toBe(1);
   });
 
   it('clear() frees everything not in use (POST /free)', async () => {

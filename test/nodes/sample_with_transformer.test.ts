@@ -26,10 +26,19 @@ describe('sampleWithTransformer', { timeout: 300_000 }, () => {
   let ref: SanaModelRef;
   beforeAll(async () => {
     repoModelsDir();
-    const r = (await SanaDiT.run({ ckpt_name: TINY, dtype: 'f32', device: 'cpu' }, {
-      nodeId: '1', promptId: 'p', signal: new AbortController().signal, services, extraData: {},
-      progress() {}, sendBinaryPreview() {}, throwIfInterrupted() {},
-    })) as unknown;
+    const r = (await SanaDiT.run(
+      { ckpt_name: TINY, dtype: 'f32', device: 'cpu' },
+      {
+        nodeId: '1',
+        promptId: 'p',
+        signal: new AbortController().signal,
+        services,
+        extraData: {},
+        progress() {},
+        sendBinaryPreview() {},
+        throwIfInterrupted() {},
+      },
+    )) as unknown;
     ref = (Array.isArray(r) ? r : (r as { result: unknown[] }).result)[0] as SanaModelRef;
   });
 

@@ -40,8 +40,16 @@ describe('EmptySanaLatent', () => {
 });
 
 const model: SanaModelRef = {
-  kind: 'sana_transformer', name: TINY, path: '/x', dtype: 'f32', device: 'cpu',
-  latentChannels: 32, sampleSize: 16, numLayers: 20, captionChannels: 64, flowShift: 3,
+  kind: 'sana_transformer',
+  name: TINY,
+  path: '/x',
+  dtype: 'f32',
+  device: 'cpu',
+  latentChannels: 32,
+  sampleSize: 16,
+  numLayers: 20,
+  captionChannels: 64,
+  flowShift: 3,
 };
 
 describe('PAG', () => {
@@ -159,7 +167,9 @@ describe('ExtraModels aliases: devices', () => {
   it('GemmaLoader keeps auto and cpu, asks for the GPU on cuda / cuda:N; loaders without a device input use auto', () => {
     const dev = (device: string) => alias('GemmaLoader').mapInputs!({ model_name: TINY, device, dtype: 'default' }, services).device;
     expect(['auto', 'cpu', 'cuda', 'cuda:1'].map(dev)).toEqual(['auto', 'cpu', 'cuda', 'cuda']);
-    expect(alias('SanaCheckpointLoader').mapInputs!({ ckpt_name: TINY, model: 'SanaMS_600M_P1_D28', dtype: 'auto', enable_cfg_passthrough: true }, services).device).toBe('auto');
+    expect(
+      alias('SanaCheckpointLoader').mapInputs!({ ckpt_name: TINY, model: 'SanaMS_600M_P1_D28', dtype: 'auto', enable_cfg_passthrough: true }, services).device,
+    ).toBe('auto');
     expect(alias('ExtraVAELoader').mapInputs!({ vae_name: TINY, vae_type: 'dcae-f32c32-sana-1.0-diffusers', dtype: 'BF16' }, services).device).toBe('auto');
   });
 });

@@ -25,7 +25,12 @@ function ctx(interruptAfter = Infinity): Recorder {
   const steps: Recorder['steps'] = [];
   const ac = new AbortController();
   return {
-    nodeId: '1', promptId: 'p', signal: ac.signal, services, extraData: {}, steps,
+    nodeId: '1',
+    promptId: 'p',
+    signal: ac.signal,
+    services,
+    extraData: {},
+    steps,
     progress(value, max, preview) {
       steps.push({ value, max, preview });
       if (steps.length >= interruptAfter) throw new InterruptedError();
@@ -37,7 +42,7 @@ function ctx(interruptAfter = Infinity): Recorder {
 
 /** run() result -> its outputs tuple (nodes may return a tuple or { result, ui }). */
 function outputs(r: unknown): unknown[] {
-  return Array.isArray(r) ? r : ((r as { result: unknown[] }).result);
+  return Array.isArray(r) ? r : (r as { result: unknown[] }).result;
 }
 
 let model: SanaModelRef;
@@ -45,9 +50,20 @@ let vae: DcaeRef;
 let pos: Conditioning;
 let neg: Conditioning;
 
-const sampleArgs = (latent: Latent, over: Record<string, unknown> = {}) => ({
-  model, positive: pos, negative: neg, latent, seed: 1, steps: 4, cfg: 4.5, flow_shift: 0, sampler: 'dpmpp_2m', denoise: 1, ...over,
-}) as Parameters<typeof FlowDPMSampler.run>[0];
+const sampleArgs = (latent: Latent, over: Record<string, unknown> = {}) =>
+  ({
+    model,
+    positive: pos,
+    negative: neg,
+    latent,
+    seed: 1,
+    steps: 4,
+    cfg: 4.5,
+    flow_shift: 0,
+    sampler: 'dpmpp_2m',
+    denoise: 1,
+    ...over,
+  }) as Parameters<typeof FlowDPMSampler.run>[0];
 
 // Generous: the 2-core machine is shared by parallel jobs, and a loaded CPU is several times slower.
 describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
@@ -60,7 +76,16 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
       // A `ui` here would become an `executed` message, which clients take for the job's result.
       expect(Array.isArray(r)).toBe(true);
       model = outputs(r)[0] as SanaModelRef;
-      expect(model).toMatchObject({ kind: 'sana_transformer', name: TINY, dtype: 'f32', latentChannels: 32, sampleSize: 16, numLayers: 4, captionChannels: 64, flowShift: 3 });
+      expect(model).toMatchObject({
+        kind: 'sana_transformer',
+        name: TINY,
+        dtype: 'f32',
+        latentChannels: 32,
+        sampleSize: 16,
+        numLayers: 4,
+        captionChannels: 64,
+        flowShift: 3,
+      });
       const { devices } = await import('../../native/index.ts');
       if (!devices().find((d) => d.name === 'cuda')?.available) {
         expect(model.device).toBe('cpu');
@@ -74,7 +99,8 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
 
   it('device auto (the default) takes the GPU when usable, else the CPU without a word', async () => {
     expect(SanaDiT.inputs.required.device.default).toBe('auto');
-    for (const n of [TextEncoderGemma, LoadGemma2, DCAELoader]) expect(n.inputs.required.device).toMatchObject({ default: 'auto', values: ['auto', 'cpu', 'cuda'] });
+    for (const n of [TextEncoderGemma, LoadGemma2, DCAELoader])
+      expect(n.inputs.required.device).toMatchObject({ default: 'auto', values: ['auto', 'cpu', 'cuda'] });
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     try {
       const r = await DCAELoader.run({ vae_name: TINY, dtype: 'f32', device: 'auto' }, ctx());
@@ -95,8 +121,14 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
   it('TextEncoderGemma encodes the prompt (CHI + selection) and the negative (plain)', async () => {
     const r = await TextEncoderGemma.run(
       {
-        text_encoder: TINY, positive: 'A Red Fox in the snow', negative: '', complex_human_instruction: true,
-        instruction: CHI_DIFFUSERS.join('\n'), max_sequence_length: 300, dtype: 'f32', device: 'cpu',
+        text_encoder: TINY,
+        positive: 'A Red Fox in the snow',
+        negative: '',
+        complex_human_instruction: true,
+        instruction: CHI_DIFFUSERS.join('\n'),
+        max_sequence_length: 300,
+        dtype: 'f32',
+        device: 'cpu',
       },
       ctx(),
     );
@@ -117,7 +149,10 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
   it('LoadGemma2 + Gemma2Encode give the same embedding as TextEncoderGemma', async () => {
     const g = outputs(await LoadGemma2.run({ text_encoder: TINY, dtype: 'f32', device: 'cpu' }, ctx()))[0];
     const c = outputs(
-      await Gemma2Encode.run({ gemma: g as never, text: 'A Red Fox in the snow', complex_human_instruction: 'diffusers', lowercase: true, max_sequence_length: 300 }, ctx()),
+      await Gemma2Encode.run(
+        { gemma: g as never, text: 'A Red Fox in the snow', complex_human_instruction: 'diffusers', lowercase: true, max_sequence_length: 300 },
+        ctx(),
+      ),
     )[0] as Conditioning;
     expect(c.shape).toEqual(pos.shape);
     let maxDiff = 0;
@@ -131,7 +166,12 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
     const a = outputs(await FlowDPMSampler.run(sampleArgs(latent), c1))[0] as Latent;
     expect(a.shape).toEqual([1, 32, 8, 8]);
     expect(a.samples.every(Number.isFinite)).toBe(true);
-    expect(c1.steps.map((s) => [s.value, s.max])).toEqual([[1, 4], [2, 4], [3, 4], [4, 4]]);
+    expect(c1.steps.map((s) => [s.value, s.max])).toEqual([
+      [1, 4],
+      [2, 4],
+      [3, 4],
+      [4, 4],
+    ]);
     const png = c1.steps[0].preview!;
     expect(png.format).toBe('PNG');
     expect([...png.data.subarray(1, 4)]).toEqual([0x50, 0x4e, 0x47]);

@@ -49,7 +49,8 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'transformer', 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ guidance_embeds: true, guidance_embeds_scale: 0.1, qk_norm: 'rms_norm_across_heads', sample_size: 32 });
     expect(readScmSchedulerConfig(path.join(dir, 'scheduler'))).toEqual({ numTrainTimesteps: 1000, predictionType: 'trigflow', sigmaData: 0.5 });
-    for (const f of ['text_encoder/model.safetensors', 'tokenizer/tokenizer.json', 'vae/diffusion_pytorch_model.safetensors']) expect(fs.existsSync(path.join(dir, f)), f).toBe(true);
+    for (const f of ['text_encoder/model.safetensors', 'tokenizer/tokenizer.json', 'vae/diffusion_pytorch_model.safetensors'])
+      expect(fs.existsSync(path.join(dir, f)), f).toBe(true);
     expect(ref).toMatchObject({ guidanceEmbeds: true, guidanceEmbedsScale: 0.1, sampleSize: 32 });
     // Idempotent: a second run finds its stamp and writes nothing.
     expect(makeTinySprintModel(path.join(REPO, 'models')).generated).toBe(false);
@@ -62,7 +63,10 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
       expect(x0.length).toBe(latent.samples.length);
       seen.push([step, total]);
     });
-    expect(seen).toEqual([[1, 2], [2, 2]]);
+    expect(seen).toEqual([
+      [1, 2],
+      [2, 2],
+    ]);
     expect(got.shape).toEqual(latent.shape);
 
     const backend = getBackend('cpu');
@@ -71,7 +75,11 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
       const want = await sampleScm(
         (input, s, g) => {
           const out = net.forward({ data: input, shape: latent.shape }, [s], { data: pos.embeds, shape: pos.shape }, pos.mask, { guidance: [g] });
-          try { return out.toFloat32(); } finally { out.dispose(); }
+          try {
+            return out.toFloat32();
+          } finally {
+            out.dispose();
+          }
         },
         readScmSchedulerConfig(path.join(path.dirname(ref.path), 'scheduler')),
         { shape: latent.shape, steps: 2, seed: 7n, guidanceScale: 4.5, guidanceEmbedsScale: 0.1, maxTimesteps: 1.5708, intermediateTimesteps: 1.3 },
@@ -82,7 +90,10 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
       // The guidance, the seed and the schedule each move the result.
       for (const o of [{ guidance: 1 }, { seed: 8n }, { intermediateTimesteps: null }, { steps: 1 }] as Partial<SprintOptions>[]) {
         const other = await sprintSampleWithTransformer(net, backend, ref, pos, latent, { ...opts, ...o }, () => {});
-        expect(other.samples, JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? String(v) : v))).not.toEqual(want.latents);
+        expect(
+          other.samples,
+          JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+        ).not.toEqual(want.latents);
       }
     } finally {
       net.dispose();
@@ -91,7 +102,15 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
 
   it('denoise < 1 is SanaSprintImg2ImgPipeline: strength picks the start step, the image is noised to that time', async () => {
     // get_timesteps: t_start = int(max(N − min(N·strength, N), 0)).
-    expect([scmStartStep(2, 1), scmStartStep(2, 0.6), scmStartStep(2, 0.5), scmStartStep(2, 0.3), scmStartStep(4, 0.5), scmStartStep(4, 0.74), scmStartStep(4, 0.2)]).toEqual([0, 0, 1, 1, 2, 1, 3]);
+    expect([
+      scmStartStep(2, 1),
+      scmStartStep(2, 0.6),
+      scmStartStep(2, 0.5),
+      scmStartStep(2, 0.3),
+      scmStartStep(4, 0.5),
+      scmStartStep(4, 0.74),
+      scmStartStep(4, 0.2),
+    ]).toEqual([0, 0, 1, 1, 2, 1, 3]);
     expect(() => scmStartStep(2, 0)).toThrow(/strength/);
     const image: Latent = { samples: randn(3, [1, 32, 6, 8]), shape: [1, 32, 6, 8] };
     const steps: Array<[number, number]> = [];
@@ -105,10 +124,24 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
       const want = await sampleScm(
         (input, s, g) => {
           const out = net.forward({ data: input, shape: image.shape }, [s], { data: pos.embeds, shape: pos.shape }, pos.mask, { guidance: [g] });
-          try { return out.toFloat32(); } finally { out.dispose(); }
+          try {
+            return out.toFloat32();
+          } finally {
+            out.dispose();
+          }
         },
         cfg,
-        { shape: image.shape, steps: 2, seed: 7n, guidanceScale: 4.5, guidanceEmbedsScale: 0.1, maxTimesteps: 1.5708, intermediateTimesteps: 1.3, imageLatents: image.samples, startStep: 1 },
+        {
+          shape: image.shape,
+          steps: 2,
+          seed: 7n,
+          guidanceScale: 4.5,
+          guidanceEmbedsScale: 0.1,
+          maxTimesteps: 1.5708,
+          intermediateTimesteps: 1.3,
+          imageLatents: image.samples,
+          startStep: 1,
+        },
         (r) => expect(r.t).toBe(Math.fround(1.3)),
       );
       expect(half.samples).toEqual(want.latents);
@@ -125,18 +158,23 @@ describe('SanaSprintSampler', { timeout: 300_000 }, () => {
   it('stops between steps when progress throws (an interrupt)', async () => {
     const latent = emptyLatent(128, 128, 1);
     let calls = 0;
-    await expect(sprintSample(services, ref, pos, latent, { ...opts, steps: 4, intermediateTimesteps: null }, () => {
-      calls++;
-      throw new Error('interrupted');
-    })).rejects.toThrow('interrupted');
+    await expect(
+      sprintSample(services, ref, pos, latent, { ...opts, steps: 4, intermediateTimesteps: null }, () => {
+        calls++;
+        throw new Error('interrupted');
+      }),
+    ).rejects.toThrow('interrupted');
     expect(calls).toBe(1);
   });
 
   it('refuses a non-Sprint model, and FlowDPMSampler / ScmModelSampling refuse the wrong model', async () => {
     const latent = emptyLatent(128, 128, 1);
-    await expect(sprintSample(services, flowRef, pos, latent, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input model: .*not a Sana-Sprint checkpoint/);
-    await expect(sample(services, ref, pos, pos, latent, { seed: 1, steps: 2, cfg: 4.5, flowShift: 0, sampler: 'flow_euler', denoise: 1 }, () => {}))
-      .rejects.toThrow(/^FlowDPMSampler input model: .*Sana-Sprint.*SanaSprintSampler/);
+    await expect(sprintSample(services, flowRef, pos, latent, opts, () => {})).rejects.toThrow(
+      /^SanaSprintSampler input model: .*not a Sana-Sprint checkpoint/,
+    );
+    await expect(
+      sample(services, ref, pos, pos, latent, { seed: 1, steps: 2, cfg: 4.5, flowShift: 0, sampler: 'flow_euler', denoise: 1 }, () => {}),
+    ).rejects.toThrow(/^FlowDPMSampler input model: .*Sana-Sprint.*SanaSprintSampler/);
     const masked: Latent = { ...latent, noiseMask: { data: new Float32Array(16).fill(1), shape: [1, 4, 4] } };
     await expect(sprintSample(services, ref, pos, masked, opts, () => {})).rejects.toThrow(/^SanaSprintSampler input latent: .*noise mask/);
     const ctx = {} as NodeContext;

@@ -20,7 +20,11 @@ import {
 
 import { GOLDEN } from '../fixtures.ts';
 
-interface HeaderEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 function readHeader(file: string): Record<string, HeaderEntry> {
   const fd = fs.openSync(file, 'r');
@@ -39,8 +43,7 @@ function readHeader(file: string): Record<string, HeaderEntry> {
 }
 
 const asMap = (specs: TensorSpec[]): Record<string, number[]> => Object.fromEntries(specs.map((s) => [s.name, s.shape]));
-const headerShapes = (h: Record<string, HeaderEntry>): Record<string, number[]> =>
-  Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v.shape]));
+const headerShapes = (h: Record<string, HeaderEntry>): Record<string, number[]> => Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v.shape]));
 const readJson = (f: string): any => JSON.parse(fs.readFileSync(f, 'utf8'));
 
 describe('tensor layouts match the reference libraries (golden state_dicts)', () => {
@@ -58,7 +61,15 @@ describe('tensor layouts match the reference libraries (golden state_dicts)', ()
   });
   it('the full-size configs give the published parameter counts (spec Appendix B)', () => {
     const count = (specs: TensorSpec[]) => specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
-    const sana600 = { ...TINY_TRANSFORMER_CONFIG, num_layers: 28, num_attention_heads: 36, num_cross_attention_heads: 16, cross_attention_head_dim: 72, cross_attention_dim: 1152, caption_channels: 2304 };
+    const sana600 = {
+      ...TINY_TRANSFORMER_CONFIG,
+      num_layers: 28,
+      num_attention_heads: 36,
+      num_cross_attention_heads: 16,
+      cross_attention_head_dim: 72,
+      cross_attention_dim: 1152,
+      caption_channels: 2304,
+    };
     expect(transformerTensors(sana600).length).toBe(548);
     expect(count(transformerTensors(sana600))).toBe(591_747_872);
     const realVae = {
@@ -71,7 +82,15 @@ describe('tensor layouts match the reference libraries (golden state_dicts)', ()
     const enc = dcaeTensors(realVae).filter((s) => s.name.startsWith('encoder.'));
     expect([dec.length, count(dec)]).toEqual([196, 159_223_171]);
     expect([enc.length, count(enc)]).toEqual([179, 153_027_104]);
-    const gemma2b = { ...TINY_GEMMA_CONFIG, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256 };
+    const gemma2b = {
+      ...TINY_GEMMA_CONFIG,
+      hidden_size: 2304,
+      intermediate_size: 9216,
+      num_hidden_layers: 26,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      head_dim: 256,
+    };
     expect([gemmaTensors(gemma2b).length, count(gemmaTensors(gemma2b))]).toEqual([288, 2_614_341_888]);
   });
 });
@@ -125,7 +144,11 @@ describe('makeTinyModels', { timeout: 300_000 }, () => {
     const tok = readJson(path.join(dir, 'tokenizer/tokenizer.json'));
     expect(Object.keys(tok.model.vocab).length).toBe(256000);
     expect(readJson(path.join(dir, 'tokenizer/tokenizer_config.json')).add_bos_token).toBe(true);
-    expect(readJson(path.join(dir, 'scheduler/scheduler_config.json'))).toMatchObject({ flow_shift: 3, prediction_type: 'flow_prediction', use_flow_sigmas: true });
+    expect(readJson(path.join(dir, 'scheduler/scheduler_config.json'))).toMatchObject({
+      flow_shift: 3,
+      prediction_type: 'flow_prediction',
+      use_flow_sigmas: true,
+    });
 
     // Every data range is in bounds and contiguous.
     const size = fs.statSync(path.join(dir, 'transformer/diffusion_pytorch_model.safetensors')).size;

@@ -8,7 +8,16 @@ import { convertUiToApi } from '../../engine/convert.ts';
 import { validatePrompt, type ApiPrompt } from '../../engine/index.ts';
 import { encodePng } from '../../nodes/image/png.ts';
 import { apiToUi } from '../../workflows/api_to_ui.ts';
-import { REFERENCE_WORKFLOWS, REPO, mappedModelsDir, productRegistry, productRegistry as productRegistryIn, readJson, repoModelsDir, testServices } from './helpers.ts';
+import {
+  REFERENCE_WORKFLOWS,
+  REPO,
+  mappedModelsDir,
+  productRegistry,
+  productRegistry as productRegistryIn,
+  readJson,
+  repoModelsDir,
+  testServices,
+} from './helpers.ts';
 
 const registryAlias = (name: string) => (i: Record<string, unknown>) => productRegistry().get(name)!.mapInputs!(i, testServices());
 const strip = (p: ApiPrompt) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]));
@@ -19,30 +28,37 @@ const inputDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-wf-input-'));
 fs.writeFileSync(path.join(inputDir, 'example.png'), encodePng({ width: 32, height: 32, channels: 4, data: new Uint8Array(32 * 32 * 4).fill(200) }));
 afterAll(() => fs.rmSync(inputDir, { recursive: true, force: true }));
 
-for (const [name, output] of [['sana_default', '8'], ['sana_sprint', '7'], ['sana_lora', '8'], ['sana_img2img', '8'], ['sana_inpaint', '8']] as const) describe(`workflows/${name}`, () => {
-  // Generates the tiny models when missing.
-  beforeAll(() => void repoModelsDir());
-  const productRegistry = () => productRegistryIn(testServices({ input: inputDir }));
-  const api = readJson<ApiPrompt>(path.join(REPO, `workflows/${name}.api.json`));
-  const ui = readJson(path.join(REPO, `workflows/${name}.ui.json`));
+for (const [name, output] of [
+  ['sana_default', '8'],
+  ['sana_sprint', '7'],
+  ['sana_lora', '8'],
+  ['sana_img2img', '8'],
+  ['sana_inpaint', '8'],
+] as const)
+  describe(`workflows/${name}`, () => {
+    // Generates the tiny models when missing.
+    beforeAll(() => void repoModelsDir());
+    const productRegistry = () => productRegistryIn(testServices({ input: inputDir }));
+    const api = readJson<ApiPrompt>(path.join(REPO, `workflows/${name}.api.json`));
+    const ui = readJson(path.join(REPO, `workflows/${name}.ui.json`));
 
-  it('the UI file converts to exactly the API file', () => {
-    const registry = productRegistry();
-    const { prompt, warnings } = convertUiToApi(ui, registry.objectInfo());
-    expect(warnings).toEqual([]);
-    expect(strip(prompt)).toEqual(strip(api));
-  });
+    it('the UI file converts to exactly the API file', () => {
+      const registry = productRegistry();
+      const { prompt, warnings } = convertUiToApi(ui, registry.objectInfo());
+      expect(warnings).toEqual([]);
+      expect(strip(prompt)).toEqual(strip(api));
+    });
 
-  it('the UI file is what api_to_ui.ts makes of the API file (kept in sync)', () => {
-    expect(apiToUi(api, productRegistry().objectInfo())).toEqual(ui);
-  });
+    it('the UI file is what api_to_ui.ts makes of the API file (kept in sync)', () => {
+      expect(apiToUi(api, productRegistry().objectInfo())).toEqual(ui);
+    });
 
-  it('validates against the registry with the tiny models', () => {
-    const v = validatePrompt(api, productRegistry());
-    if (!v.ok) throw new Error(JSON.stringify(v, null, 2));
-    expect(v.outputs).toEqual([output]);
+    it('validates against the registry with the tiny models', () => {
+      const v = validatePrompt(api, productRegistry());
+      if (!v.ok) throw new Error(JSON.stringify(v, null, 2));
+      expect(v.outputs).toEqual([output]);
+    });
   });
-});
 
 describe("ComfyUI users' Sana workflows", () => {
   let models: string;
@@ -68,8 +84,22 @@ describe("ComfyUI users' Sana workflows", () => {
   it('Sana_FlowEuler.json converts to the API prompt of shared/spec/comfyui-api.md §3.5', () => {
     const registry = productRegistry();
     const { prompt } = convertUiToApi(readJson(path.join(REFERENCE_WORKFLOWS, 'Sana_FlowEuler.json')), registry.objectInfo());
-    expect(prompt['25'].inputs).toEqual({ ckpt_name: 'Efficient-Large-Model/Sana_1600M_1024px_MultiLing', model: 'SanaMS_1600M_P1_D20', dtype: 'auto', enable_cfg_passthrough: true });
-    expect(prompt['10'].inputs).toMatchObject({ seed: 750392164154046, steps: 28, cfg: 4.5, sampler_name: 'euler', scheduler: 'normal', denoise: 1, model: ['25', 0], latent_image: ['3', 0] });
+    expect(prompt['25'].inputs).toEqual({
+      ckpt_name: 'Efficient-Large-Model/Sana_1600M_1024px_MultiLing',
+      model: 'SanaMS_1600M_P1_D20',
+      dtype: 'auto',
+      enable_cfg_passthrough: true,
+    });
+    expect(prompt['10'].inputs).toMatchObject({
+      seed: 750392164154046,
+      steps: 28,
+      cfg: 4.5,
+      sampler_name: 'euler',
+      scheduler: 'normal',
+      denoise: 1,
+      model: ['25', 0],
+      latent_image: ['3', 0],
+    });
     expect(prompt['3'].inputs).toMatchObject({ width: ['6', 0], height: ['6', 1], batch_size: 1 });
     expect(prompt['29'].inputs).toEqual({ vae_name: 'mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers', vae_type: 'dcae-f32c32-sana-1.0-diffusers', dtype: 'BF16' });
   });

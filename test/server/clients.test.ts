@@ -44,9 +44,7 @@ describe('real clients', () => {
         .setRawOutputNode('images', '9')
         .input('seed', 77);
       const progress: number[] = [];
-      const result = await new CallWrapper(api, builder)
-        .onProgress((p) => progress.push(p.value))
-        .run();
+      const result = await new CallWrapper(api, builder).onProgress((p) => progress.push(p.value)).run();
       expect(result).toBeTruthy();
       const images = (result as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } }).images.images;
       expect(images).toHaveLength(1);
@@ -67,7 +65,11 @@ describe('real clients', () => {
     try {
       const workflow = { last_node_id: 9, nodes: [{ id: 1, type: 'TestImage' }], links: [], version: 0.4 };
       const progress: number[] = [];
-      const out = await client.enqueue(imagePrompt({ seed: 2, slowMs: 300, steps: 3 }), { workflow, disable_random_seed: true, progress: (p) => progress.push(p.value) });
+      const out = await client.enqueue(imagePrompt({ seed: 2, slowMs: 300, steps: 3 }), {
+        workflow,
+        disable_random_seed: true,
+        progress: (p) => progress.push(p.value),
+      });
       expect(out.prompt_id).toBeTypeOf('string');
       expect(progress.length).toBeGreaterThan(0);
       expect(out.images).toHaveLength(1);
@@ -153,7 +155,8 @@ describe('real clients', () => {
     try {
       await api.waitForReady();
       const builder = new PromptBuilder(workflow as unknown as NodeData, [], ['images']).setRawOutputNode('images', '8');
-      const result = (await new CallWrapper(api, builder).run()) as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } } | false;
+      const result = (await new CallWrapper(api, builder).run()) as
+        { images: { images: Array<{ filename: string; subfolder: string; type: string }> } } | false;
       expect(result).toBeTruthy();
       const images = (result as { images: { images: Array<{ filename: string; subfolder: string; type: string }> } }).images.images;
       expect(images).toHaveLength(1);
@@ -173,28 +176,40 @@ describe('real clients', () => {
     }
   });
 
-  test('the shipped Sana-Sprint workflow, listed by GET /workflows, runs unchanged with progress per SCM step and gives its 256² PNG', { timeout: 600_000 }, async () => {
-    const listed = (await (await fetch(`${s.url}/workflows`)).json()) as string[];
-    expect(listed).toEqual(expect.arrayContaining(['sana_sprint.api.json', 'sana_sprint.ui.json']));
-    const workflow = (await (await fetch(`${s.url}/workflows/sana_sprint.api.json`)).json()) as Record<string, { class_type: string; inputs: Record<string, unknown> }>;
-    expect(workflow).toEqual(readJson(path.join(REPO, 'workflows/sana_sprint.api.json')));
-    const client = new Client({ api_host: s.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-sprint', WebSocket });
-    client.connect();
-    try {
-      const progress: Array<[number, number]> = [];
-      const out = await client.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000, progress: (p) => progress.push([p.value, p.max]) });
-      // The sampler's two SCM steps (other nodes may report progress of their own).
-      expect(progress).toEqual(expect.arrayContaining([[1, 2], [2, 2]]));
-      const saved = out.images.filter((i) => i.type === 'url');
-      expect(saved).toHaveLength(1);
-      const png = Buffer.from(await (await fetch(saved[0].data as string)).arrayBuffer());
-      const img = decodePng(png);
-      expect([img.width, img.height]).toEqual([256, 256]);
-      expect(JSON.parse(readPngText(png).prompt)['4'].class_type).toBe('SanaSprintSampler');
-    } finally {
-      client.close();
-    }
-  });
+  test(
+    'the shipped Sana-Sprint workflow, listed by GET /workflows, runs unchanged with progress per SCM step and gives its 256² PNG',
+    { timeout: 600_000 },
+    async () => {
+      const listed = (await (await fetch(`${s.url}/workflows`)).json()) as string[];
+      expect(listed).toEqual(expect.arrayContaining(['sana_sprint.api.json', 'sana_sprint.ui.json']));
+      const workflow = (await (await fetch(`${s.url}/workflows/sana_sprint.api.json`)).json()) as Record<
+        string,
+        { class_type: string; inputs: Record<string, unknown> }
+      >;
+      expect(workflow).toEqual(readJson(path.join(REPO, 'workflows/sana_sprint.api.json')));
+      const client = new Client({ api_host: s.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-sprint', WebSocket });
+      client.connect();
+      try {
+        const progress: Array<[number, number]> = [];
+        const out = await client.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000, progress: (p) => progress.push([p.value, p.max]) });
+        // The sampler's two SCM steps (other nodes may report progress of their own).
+        expect(progress).toEqual(
+          expect.arrayContaining([
+            [1, 2],
+            [2, 2],
+          ]),
+        );
+        const saved = out.images.filter((i) => i.type === 'url');
+        expect(saved).toHaveLength(1);
+        const png = Buffer.from(await (await fetch(saved[0].data as string)).arrayBuffer());
+        const img = decodePng(png);
+        expect([img.width, img.height]).toEqual([256, 256]);
+        expect(JSON.parse(readPngText(png).prompt)['4'].class_type).toBe('SanaSprintSampler');
+      } finally {
+        client.close();
+      }
+    },
+  );
 
   test('comfy-ui-client: getImages runs a workflow unchanged and returns its PNG', async () => {
     const client = new ComfyUIClient(s.url.replace(/^http:\/\//, ''), 'comfy-ui-client-test');

@@ -19,7 +19,10 @@ afterAll(async () => {
   if (s) fs.rmSync(s.dirs.root, { recursive: true, force: true });
 });
 
-type Entry = { status: { status_str: string; completed: boolean; messages: [string, Record<string, unknown>][] }; outputs: Record<string, { images?: unknown[] }> };
+type Entry = {
+  status: { status_str: string; completed: boolean; messages: [string, Record<string, unknown>][] };
+  outputs: Record<string, { images?: unknown[] }>;
+};
 
 async function queuePrompt(prompt: Record<string, unknown>): Promise<string> {
   const r = await postJson(`${s.url}/prompt`, { prompt, client_id: CID });
@@ -32,7 +35,8 @@ async function historyOf(id: string): Promise<Entry | undefined> {
   return h[id];
 }
 
-const doneMarker = (id: string) => (m: { type: string; data: Record<string, unknown> }) => m.type === 'executing' && m.data.node === null && m.data.prompt_id === id;
+const doneMarker = (id: string) => (m: { type: string; data: Record<string, unknown> }) =>
+  m.type === 'executing' && m.data.node === null && m.data.prompt_id === id;
 
 /** TestImage -> TestCrash -> SaveImage. */
 function crashPrompt(how: string, seed: number): Record<string, unknown> {
@@ -47,40 +51,44 @@ describe('native crash in a node', () => {
     ['SIGSEGV', /signal SIGSEGV/],
     ['abort', /signal SIGABRT/],
     ['SIGKILL', /signal SIGKILL/],
-  ])('%s: the job is an execution_error, the server stays up and the next job runs', async (how, signal) => {
-    await until(() => s.state.runner.pid, 60_000, 'the execution process');
-    const pidBefore = s.state.runner.pid;
-    const restartsBefore = s.state.runner.restarts;
-    const seed = 200 + ['SIGSEGV', 'abort', 'SIGKILL'].indexOf(how) * 2;
-    const id = await queuePrompt(crashPrompt(how, seed));
-    const next = await queuePrompt(imagePrompt({ seed: seed + 1 }));
+  ])(
+    '%s: the job is an execution_error, the server stays up and the next job runs',
+    async (how, signal) => {
+      await until(() => s.state.runner.pid, 60_000, 'the execution process');
+      const pidBefore = s.state.runner.pid;
+      const restartsBefore = s.state.runner.restarts;
+      const seed = 200 + ['SIGSEGV', 'abort', 'SIGKILL'].indexOf(how) * 2;
+      const id = await queuePrompt(crashPrompt(how, seed));
+      const next = await queuePrompt(imagePrompt({ seed: seed + 1 }));
 
-    await ws.waitFor(doneMarker(id), 60_000);
-    const mine = ws.messages.filter((m) => m.data.prompt_id === id);
-    const err = mine.find((m) => m.type === 'execution_error')!.data;
-    expect(err).toMatchObject({ prompt_id: id, exception_type: 'WorkerCrashed', node_id: '4', node_type: 'TestCrash', executed: ['1'] });
-    expect(String(err.exception_message)).toMatch(signal);
-    // The client's last word about the job is `executing` null, after the error.
-    const types = mine.map((m) => (m.type === 'executing' ? `executing:${String(m.data.node)}` : m.type));
-    expect(types.slice(-2)).toEqual(['execution_error', 'executing:null']);
+      await ws.waitFor(doneMarker(id), 60_000);
+      const mine = ws.messages.filter((m) => m.data.prompt_id === id);
+      const err = mine.find((m) => m.type === 'execution_error')!.data;
+      expect(err).toMatchObject({ prompt_id: id, exception_type: 'WorkerCrashed', node_id: '4', node_type: 'TestCrash', executed: ['1'] });
+      expect(String(err.exception_message)).toMatch(signal);
+      // The client's last word about the job is `executing` null, after the error.
+      const types = mine.map((m) => (m.type === 'executing' ? `executing:${String(m.data.node)}` : m.type));
+      expect(types.slice(-2)).toEqual(['execution_error', 'executing:null']);
 
-    // The server is the process running this test: it answers, and its queue and history are intact.
-    expect((await fetch(`${s.url}/system_stats`)).status).toBe(200);
-    const h = (await historyOf(id))!;
-    expect(h.status).toMatchObject({ status_str: 'error', completed: false });
-    const last = h.status.messages.at(-1)!;
-    expect(last[0]).toBe('execution_error');
-    expect(last[1]).toMatchObject({ exception_type: 'WorkerCrashed', node_id: '4' });
-    expect(String(last[1].exception_message)).toMatch(signal);
+      // The server is the process running this test: it answers, and its queue and history are intact.
+      expect((await fetch(`${s.url}/system_stats`)).status).toBe(200);
+      const h = (await historyOf(id))!;
+      expect(h.status).toMatchObject({ status_str: 'error', completed: false });
+      const last = h.status.messages.at(-1)!;
+      expect(last[0]).toBe('execution_error');
+      expect(last[1]).toMatchObject({ exception_type: 'WorkerCrashed', node_id: '4' });
+      expect(String(last[1].exception_message)).toMatch(signal);
 
-    await ws.waitFor(doneMarker(next), 60_000);
-    const ok = (await historyOf(next))!;
-    expect(ok.status.status_str).toBe('success');
-    expect(ok.outputs['9']?.images).toHaveLength(1);
-    expect(s.state.runner.restarts).toBe(restartsBefore + 1);
-    expect(s.state.runner.pid).toBeDefined();
-    expect(s.state.runner.pid).not.toBe(pidBefore);
-  }, 120_000);
+      await ws.waitFor(doneMarker(next), 60_000);
+      const ok = (await historyOf(next))!;
+      expect(ok.status.status_str).toBe('success');
+      expect(ok.outputs['9']?.images).toHaveLength(1);
+      expect(s.state.runner.restarts).toBe(restartsBefore + 1);
+      expect(s.state.runner.pid).toBeDefined();
+      expect(s.state.runner.pid).not.toBe(pidBefore);
+    },
+    120_000,
+  );
 
   test('crashes in a row: every job is reported, the queue drains, and interrupts still reach a blocking node', async () => {
     const crashes = [await queuePrompt(crashPrompt('SIGSEGV', 300)), await queuePrompt(crashPrompt('abort', 301))];

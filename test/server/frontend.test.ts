@@ -13,7 +13,8 @@ import { startServer } from '../../web/server/index.ts';
 let s: TestServer;
 const get = (p: string, headers: Record<string, string> = {}) => fetch(`${s.url}${p}`, { headers: { 'Comfy-User': '', ...headers } });
 /** As api.fetchApi sends it: a JSON string body with no content type of its own (text/plain). */
-const post = (p: string, body?: string, headers: Record<string, string> = {}) => fetch(`${s.url}${p}`, { method: 'POST', headers: { 'Comfy-User': '', ...headers }, body });
+const post = (p: string, body?: string, headers: Record<string, string> = {}) =>
+  fetch(`${s.url}${p}`, { method: 'POST', headers: { 'Comfy-User': '', ...headers }, body });
 
 /** A request whose path goes out exactly as written (fetch would normalise "..", "%2e%2e"). */
 function raw(method: string, rawPath: string, port = s.port): Promise<{ status: number; body: string }> {
@@ -79,7 +80,11 @@ describe('start-up sequence of ComfyUI_frontend', () => {
     expect(pack['sana-graph']).toEqual(expect.arrayContaining(['sana_default', 'sana_sprint']));
     const index = await get('/templates/index.json');
     expect(index.headers.get('content-type')).toMatch(/application\/json/);
-    const cats = (await index.json()) as Array<{ moduleName: string; title: string; templates: Array<{ name: string; mediaType: string; mediaSubtype: string; description: string }> }>;
+    const cats = (await index.json()) as Array<{
+      moduleName: string;
+      title: string;
+      templates: Array<{ name: string; mediaType: string; mediaSubtype: string; description: string }>;
+    }>;
     expect(cats[0].moduleName).toBe('default');
     expect(cats[0].templates.map((t) => t.name)).toEqual(pack['sana-graph']);
     expect(cats[0].templates[0]).toEqual(expect.objectContaining({ mediaType: 'image', mediaSubtype: 'png', description: expect.any(String) }));
@@ -122,7 +127,7 @@ describe('start-up sequence of ComfyUI_frontend', () => {
     expect((await get('/api/workflow_templates/sana-graph/sana_default.api.json')).status).toBe(404);
   });
 
-  test('view_metadata: a safetensors header\'s __metadata__, else an empty 404 (the frontend parses any body)', async () => {
+  test("view_metadata: a safetensors header's __metadata__, else an empty 404 (the frontend parses any body)", async () => {
     const dir = path.join(s.dirs.models, 'sana', 'tiny');
     fs.mkdirSync(dir, { recursive: true });
     const file = (name: string, header: unknown) => {
@@ -134,7 +139,14 @@ describe('start-up sequence of ComfyUI_frontend', () => {
     file('with.safetensors', { __metadata__: { format: 'pt', 'modelspec.title': 'tiny' }, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
     file('without.safetensors', { w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
     expect(await (await get('/api/view_metadata/sana?filename=tiny/with.safetensors')).json()).toEqual({ format: 'pt', 'modelspec.title': 'tiny' });
-    for (const q of ['sana?filename=tiny/without.safetensors', 'sana?filename=tiny/missing.safetensors', 'sana?filename=tiny/with.bin', 'nope?filename=tiny/with.safetensors', 'sana?filename=../sana/tiny/with.safetensors', 'sana']) {
+    for (const q of [
+      'sana?filename=tiny/without.safetensors',
+      'sana?filename=tiny/missing.safetensors',
+      'sana?filename=tiny/with.bin',
+      'nope?filename=tiny/with.safetensors',
+      'sana?filename=../sana/tiny/with.safetensors',
+      'sana',
+    ]) {
       const r = await get(`/api/view_metadata/${q}`);
       expect(r.status, q).toBe(404);
       expect(await r.text(), q).toBe('');
@@ -143,7 +155,13 @@ describe('start-up sequence of ComfyUI_frontend', () => {
     expect(await (await get('/api/experiment/models')).json()).toEqual([{ name: 'sana', folders: [path.join(s.dirs.models, 'sana')] }]);
     const files = (await (await get('/api/experiment/models/sana')).json()) as Array<Record<string, unknown>>;
     expect(files.map((f) => f.name)).toEqual(['tiny/with.safetensors', 'tiny/without.safetensors']);
-    expect(files[0]).toEqual({ name: 'tiny/with.safetensors', pathIndex: 0, modified: expect.any(Number), created: expect.any(Number), size: expect.any(Number) });
+    expect(files[0]).toEqual({
+      name: 'tiny/with.safetensors',
+      pathIndex: 0,
+      modified: expect.any(Number),
+      created: expect.any(Number),
+      size: expect.any(Number),
+    });
     expect(await (await get('/internal/folder_paths')).json()).toEqual({ sana: [path.join(s.dirs.models, 'sana')] });
     fs.rmSync(path.join(s.dirs.models, 'sana'), { recursive: true });
   });
@@ -223,7 +241,15 @@ describe('workflows in userdata: save, list, load, move, delete', () => {
     fs.mkdirSync(path.join(s.dirs.root, 'outside'), { recursive: true });
     fs.writeFileSync(path.join(s.dirs.root, 'outside', 'x.json'), '{}');
     fs.symlinkSync(path.join(s.dirs.root, 'outside'), path.join(s.dirs.user, 'default', 'link'));
-    for (const bad of ['..%2Fhistory%2Fsecret.json', '%2E%2E%2Fhistory%2Fsecret.json', '%2Fetc%2Fpasswd', 'a%5C..%5Cb.json', 'a%00b.json', 'link%2Fx.json', '%252E%252E%252Fhistory%252Fsecret.json']) {
+    for (const bad of [
+      '..%2Fhistory%2Fsecret.json',
+      '%2E%2E%2Fhistory%2Fsecret.json',
+      '%2Fetc%2Fpasswd',
+      'a%5C..%5Cb.json',
+      'a%00b.json',
+      'link%2Fx.json',
+      '%252E%252E%252Fhistory%252Fsecret.json',
+    ]) {
       for (const method of ['GET', 'POST', 'DELETE']) {
         const r = await raw(method, `/api/userdata/${bad}`);
         expect([400, 403], `${method} ${bad}`).toContain(r.status);
@@ -249,7 +275,9 @@ describe('settings', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-frontend-settings-'));
     let a = await startStubServer({}, root);
     try {
-      expect((await fetch(`${a.url}/api/settings`, { method: 'POST', body: JSON.stringify({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'en' }) })).status).toBe(200);
+      expect(
+        (await fetch(`${a.url}/api/settings`, { method: 'POST', body: JSON.stringify({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'en' }) })).status,
+      ).toBe(200);
       expect((await fetch(`${a.url}/api/settings`, { method: 'POST', body: JSON.stringify({ 'Comfy.Locale': 'fr' }) })).status).toBe(200);
       expect((await fetch(`${a.url}/api/settings/${encodeURIComponent('Comfy.Workflow.Persist')}`, { method: 'POST', body: 'false' })).status).toBe(200);
       expect(await (await fetch(`${a.url}/api/settings/Comfy.Missing`)).json()).toBeNull();
@@ -259,10 +287,18 @@ describe('settings', () => {
     }
     a = await startStubServer({}, root);
     try {
-      expect(await (await fetch(`${a.url}/api/settings`)).json()).toEqual({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'fr', 'Comfy.Workflow.Persist': false });
+      expect(await (await fetch(`${a.url}/api/settings`)).json()).toEqual({
+        'Comfy.ColorPalette': 'light',
+        'Comfy.Locale': 'fr',
+        'Comfy.Workflow.Persist': false,
+      });
       expect(await (await fetch(`${a.url}/settings/Comfy.Locale`)).json()).toBe('fr');
       // ComfyUI's file, in ComfyUI's place, so a user dir moves between the two servers.
-      expect(JSON.parse(fs.readFileSync(path.join(root, 'user', 'default', 'comfy.settings.json'), 'utf8'))).toEqual({ 'Comfy.ColorPalette': 'light', 'Comfy.Locale': 'fr', 'Comfy.Workflow.Persist': false });
+      expect(JSON.parse(fs.readFileSync(path.join(root, 'user', 'default', 'comfy.settings.json'), 'utf8'))).toEqual({
+        'Comfy.ColorPalette': 'light',
+        'Comfy.Locale': 'fr',
+        'Comfy.Workflow.Persist': false,
+      });
     } finally {
       await a.close();
       fs.rmSync(root, { recursive: true, force: true });
@@ -276,13 +312,25 @@ describe('jobs API (queue and history panels)', () => {
 
   test('a queued prompt is in_progress, the next pending, then both completed with their outputs', async () => {
     const extra = (id: string) => ({ extra_pnginfo: { workflow: { id, nodes: [] } } });
-    const first = (await (await postJson(`${s.url}/api/prompt`, { prompt: imagePrompt({ seed: 3, slowMs: 1500, steps: 3, prefix: 'jobs' }), client_id: 'jobs', extra_data: extra('wf-a') })).json()) as { prompt_id: string };
-    const second = (await (await postJson(`${s.url}/api/prompt`, { prompt: imagePrompt({ seed: 4, prefix: 'jobs' }), client_id: 'jobs', extra_data: extra('wf-b') })).json()) as { prompt_id: string };
+    const first = (await (
+      await postJson(`${s.url}/api/prompt`, {
+        prompt: imagePrompt({ seed: 3, slowMs: 1500, steps: 3, prefix: 'jobs' }),
+        client_id: 'jobs',
+        extra_data: extra('wf-a'),
+      })
+    ).json()) as { prompt_id: string };
+    const second = (await (
+      await postJson(`${s.url}/api/prompt`, { prompt: imagePrompt({ seed: 4, prefix: 'jobs' }), client_id: 'jobs', extra_data: extra('wf-b') })
+    ).json()) as { prompt_id: string };
 
-    const queue = await until(async () => {
-      const q = await jobs('status=in_progress,pending&limit=200&offset=0');
-      return q.jobs.some((j) => j.status === 'in_progress') ? q : undefined;
-    }, 20_000, 'the first job to run');
+    const queue = await until(
+      async () => {
+        const q = await jobs('status=in_progress,pending&limit=200&offset=0');
+        return q.jobs.some((j) => j.status === 'in_progress') ? q : undefined;
+      },
+      20_000,
+      'the first job to run',
+    );
     expect(queue.jobs.map((j) => [j.id, j.status])).toEqual(
       expect.arrayContaining([
         [first.prompt_id, 'in_progress'],
@@ -290,14 +338,25 @@ describe('jobs API (queue and history panels)', () => {
       ]),
     );
     const running = queue.jobs.find((j) => j.id === first.prompt_id)!;
-    expect(running).toEqual({ id: first.prompt_id, status: 'in_progress', priority: expect.any(Number), create_time: expect.any(Number), outputs_count: 0, workflow_id: 'wf-a' });
+    expect(running).toEqual({
+      id: first.prompt_id,
+      status: 'in_progress',
+      priority: expect.any(Number),
+      create_time: expect.any(Number),
+      outputs_count: 0,
+      workflow_id: 'wf-a',
+    });
     const detailRunning = (await (await get(`/api/jobs/${first.prompt_id}`)).json()) as Job;
     expect(detailRunning.status).toBe('in_progress');
 
-    const done = await until(async () => {
-      const h = await jobs('status=completed&limit=200&offset=0');
-      return h.jobs.filter((j) => j.id === first.prompt_id || j.id === second.prompt_id).length === 2 ? h : undefined;
-    }, 30_000, 'both jobs to complete');
+    const done = await until(
+      async () => {
+        const h = await jobs('status=completed&limit=200&offset=0');
+        return h.jobs.filter((j) => j.id === first.prompt_id || j.id === second.prompt_id).length === 2 ? h : undefined;
+      },
+      30_000,
+      'both jobs to complete',
+    );
     const a = done.jobs.find((j) => j.id === first.prompt_id)!;
     expect(a).toEqual({
       id: first.prompt_id,
@@ -321,7 +380,11 @@ describe('jobs API (queue and history panels)', () => {
     expect((await jobs('workflow_id=wf-b')).jobs.map((j) => j.id)).toEqual([second.prompt_id]);
 
     // The detail the frontend re-opens a workflow from, and downloads outputs with.
-    const detail = (await (await get(`/api/jobs/${encodeURIComponent(first.prompt_id)}`)).json()) as Job & { outputs: Record<string, { images: unknown[] }>; workflow: { prompt: unknown; extra_data: { extra_pnginfo: { workflow: { id: string } } } }; execution_status: { status_str: string } };
+    const detail = (await (await get(`/api/jobs/${encodeURIComponent(first.prompt_id)}`)).json()) as Job & {
+      outputs: Record<string, { images: unknown[] }>;
+      workflow: { prompt: unknown; extra_data: { extra_pnginfo: { workflow: { id: string } } } };
+      execution_status: { status_str: string };
+    };
     expect(detail.outputs['9'].images).toEqual([{ filename: (a.preview_output as { filename: string }).filename, subfolder: '', type: 'output' }]);
     expect(detail.workflow.extra_data.extra_pnginfo.workflow.id).toBe('wf-a');
     expect(detail.workflow.prompt).toEqual(expect.objectContaining({ '9': expect.objectContaining({ class_type: 'SaveImage' }) }));
@@ -340,15 +403,23 @@ describe('jobs API (queue and history panels)', () => {
     expect(r.status).toBe(200);
     const { prompt_id } = (await r.json()) as { prompt_id: string };
     const failed = await until(async () => (await jobs('status=failed')).jobs.find((j) => j.id === prompt_id), 20_000, 'the failed job');
-    expect(failed.execution_error).toEqual(expect.objectContaining({ exception_message: expect.stringContaining('boom'), node_id: '2', node_type: 'TestFail', traceback: expect.any(Array) }));
+    expect(failed.execution_error).toEqual(
+      expect.objectContaining({ exception_message: expect.stringContaining('boom'), node_id: '2', node_type: 'TestFail', traceback: expect.any(Array) }),
+    );
     expect(failed.outputs_count).toBe(0);
     expect(failed).not.toHaveProperty('preview_output');
     expect((await jobs('status=completed')).jobs.map((j) => j.id)).not.toContain(prompt_id);
     expect((await jobs('status=cancelled')).jobs.map((j) => j.id)).not.toContain(prompt_id);
     // Enough finished jobs for a middle page, whichever tests ran before.
     for (const seed of [21, 22]) {
-      const { prompt_id: id } = (await (await postJson(`${s.url}/api/prompt`, { prompt: imagePrompt({ seed, prefix: 'page' }) })).json()) as { prompt_id: string };
-      await until(async () => (await get(`/api/jobs/${id}`)).ok && ((await (await get(`/api/jobs/${id}`)).json()) as Job).status === 'completed', 20_000, 'a quick job');
+      const { prompt_id: id } = (await (await postJson(`${s.url}/api/prompt`, { prompt: imagePrompt({ seed, prefix: 'page' }) })).json()) as {
+        prompt_id: string;
+      };
+      await until(
+        async () => (await get(`/api/jobs/${id}`)).ok && ((await (await get(`/api/jobs/${id}`)).json()) as Job).status === 'completed',
+        20_000,
+        'a quick job',
+      );
     }
     const all = await jobs('');
     expect(all.jobs.length).toBeGreaterThanOrEqual(3);
@@ -405,7 +476,16 @@ describe('--front-end-root', () => {
 
   test('a folder without index.html is refused at start, naming the flag', async () => {
     const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'sana-front-empty-'));
-    await expect(startServer({ port: 0, frontEndRoot: empty, userDir: path.join(empty, 'u'), outputDir: path.join(empty, 'o'), inputDir: path.join(empty, 'i'), tempDir: path.join(empty, 't') })).rejects.toThrow(/--front-end-root .* has no index\.html/);
+    await expect(
+      startServer({
+        port: 0,
+        frontEndRoot: empty,
+        userDir: path.join(empty, 'u'),
+        outputDir: path.join(empty, 'o'),
+        inputDir: path.join(empty, 'i'),
+        tempDir: path.join(empty, 't'),
+      }),
+    ).rejects.toThrow(/--front-end-root .* has no index\.html/);
     fs.rmSync(empty, { recursive: true, force: true });
   });
 });
@@ -422,7 +502,9 @@ describe('--multi-user', () => {
       expect(id).toMatch(/^Alice-B_[0-9a-f-]{36}$/);
       expect(await (await users('/api/users')).json()).toEqual({ storage: 'server', users: { [id]: 'Alice B' } });
       expect((await users('/api/users', { method: 'POST', body: JSON.stringify({ username: 'Alice B' }) })).status).toBe(400);
-      expect(await (await users('/api/users', { method: 'POST', body: JSON.stringify({ username: '__system' }) })).json()).toEqual({ error: 'System User prefix not allowed' });
+      expect(await (await users('/api/users', { method: 'POST', body: JSON.stringify({ username: '__system' }) })).json()).toEqual({
+        error: 'System User prefix not allowed',
+      });
 
       // No header (or an unknown user): the frontend's "log in" path.
       expect((await users('/api/settings')).status).toBe(401);
@@ -443,13 +525,16 @@ describe('--multi-user', () => {
 });
 
 describe('logs', () => {
-  test('/internal/logs/subscribe streams the server\'s log lines as `logs` messages', async () => {
+  test("/internal/logs/subscribe streams the server's log lines as `logs` messages", async () => {
     const ws = await connectWs(s.url, 'log-client');
     const r = await fetch(`${s.url}/internal/logs/subscribe`, { method: 'PATCH', body: JSON.stringify({ enabled: true, clientId: 'log-client' }) });
     expect(r.status).toBe(200);
     s.state.log.warn('a line for the terminal panel');
     const msg = await ws.waitFor((m) => m.type === 'logs');
-    expect(msg.data).toEqual({ entries: [{ t: expect.any(String), m: expect.stringContaining('a line for the terminal panel') }], size: { cols: expect.any(Number), rows: expect.any(Number) } });
+    expect(msg.data).toEqual({
+      entries: [{ t: expect.any(String), m: expect.stringContaining('a line for the terminal panel') }],
+      size: { cols: expect.any(Number), rows: expect.any(Number) },
+    });
     const rawLogs = (await (await fetch(`${s.url}/internal/logs/raw`)).json()) as { entries: Array<{ m: string }> };
     expect(rawLogs.entries.some((e) => e.m.includes('a line for the terminal panel'))).toBe(true);
     expect(await (await fetch(`${s.url}/internal/logs`)).json()).toContain('a line for the terminal panel');

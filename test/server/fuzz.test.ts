@@ -16,8 +16,30 @@ afterAll(async () => {
 });
 
 const POST_ROUTES = ['/prompt', '/queue', '/interrupt', '/history', '/free', '/upload/image', '/upload/mask', '/workflow_to_prompt'];
-const GET_ROUTES = ['/prompt', '/queue', '/history', '/history/x', '/object_info', '/object_info/SaveImage', '/view', '/system_stats', '/models', '/models/x', '/features', '/workflows', '/workflows/x'];
-const CONTENT_TYPES = ['application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=zz', 'multipart/form-data', 'image/png', ''];
+const GET_ROUTES = [
+  '/prompt',
+  '/queue',
+  '/history',
+  '/history/x',
+  '/object_info',
+  '/object_info/SaveImage',
+  '/view',
+  '/system_stats',
+  '/models',
+  '/models/x',
+  '/features',
+  '/workflows',
+  '/workflows/x',
+];
+const CONTENT_TYPES = [
+  'application/json',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=zz',
+  'multipart/form-data',
+  'image/png',
+  '',
+];
 
 const jsonish = fc.oneof(
   fc.json(),
@@ -43,11 +65,15 @@ test('random POST bodies and content types never produce a 5xx', async () => {
 
 test('random query strings never produce a 5xx', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.constantFrom(...GET_ROUTES), fc.dictionary(fc.constantFrom('filename', 'type', 'subfolder', 'channel', 'preview', 'max_items', 'offset'), fc.string()), async (route, q) => {
-      const r = await fetch(`${s.url}${route}?${new URLSearchParams(q)}`);
-      expect(r.status, `${route}?${new URLSearchParams(q)}`).toBeLessThan(500);
-      await r.arrayBuffer();
-    }),
+    fc.asyncProperty(
+      fc.constantFrom(...GET_ROUTES),
+      fc.dictionary(fc.constantFrom('filename', 'type', 'subfolder', 'channel', 'preview', 'max_items', 'offset'), fc.string()),
+      async (route, q) => {
+        const r = await fetch(`${s.url}${route}?${new URLSearchParams(q)}`);
+        expect(r.status, `${route}?${new URLSearchParams(q)}`).toBeLessThan(500);
+        await r.arrayBuffer();
+      },
+    ),
     { numRuns: 150 },
   );
 });

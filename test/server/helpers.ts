@@ -24,17 +24,20 @@ export async function startTestServer(opts: ServerOptions = {}, root?: string, d
     models: path.join(base, 'models'),
   };
   fs.mkdirSync(dirs.models, { recursive: true });
-  const server = await startServer({
-    port: 0,
-    outputDir: dirs.output,
-    inputDir: dirs.input,
-    tempDir: dirs.temp,
-    userDir: dirs.user,
-    modelsDir: dirs.models,
-    extraNodeModules: [TEST_NODES],
-    staticDir: path.join(base, 'static'),
-    ...opts,
-  }, deps);
+  const server = await startServer(
+    {
+      port: 0,
+      outputDir: dirs.output,
+      inputDir: dirs.input,
+      tempDir: dirs.temp,
+      userDir: dirs.user,
+      modelsDir: dirs.models,
+      extraNodeModules: [TEST_NODES],
+      staticDir: path.join(base, 'static'),
+      ...opts,
+    },
+    deps,
+  );
   return Object.assign(server, { dirs });
 }
 
@@ -106,10 +109,15 @@ export async function connectWs(url: string, clientId: string, headers: Record<s
 }
 
 /** TestImage -> [TestSlow] -> SaveImage. */
-export function imagePrompt(opts: { seed?: number; slowMs?: number; steps?: number; prefix?: string; preview?: boolean; save?: 'SaveImage' | 'PreviewImage' } = {}): Record<string, unknown> {
+export function imagePrompt(
+  opts: { seed?: number; slowMs?: number; steps?: number; prefix?: string; preview?: boolean; save?: 'SaveImage' | 'PreviewImage' } = {},
+): Record<string, unknown> {
   const prompt: Record<string, unknown> = {
     '1': { class_type: 'TestImage', inputs: { width: 8, height: 6, seed: opts.seed ?? 1 } },
-    '9': { class_type: opts.save ?? 'SaveImage', inputs: { images: ['1', 0], ...(opts.save === 'PreviewImage' ? {} : { filename_prefix: opts.prefix ?? 'test' }) } },
+    '9': {
+      class_type: opts.save ?? 'SaveImage',
+      inputs: { images: ['1', 0], ...(opts.save === 'PreviewImage' ? {} : { filename_prefix: opts.prefix ?? 'test' }) },
+    },
   };
   if (opts.slowMs !== undefined) {
     prompt['5'] = { class_type: 'TestSlow', inputs: { images: ['1', 0], ms: opts.slowMs, steps: opts.steps ?? 10, preview: opts.preview ?? false } };
@@ -119,7 +127,11 @@ export function imagePrompt(opts: { seed?: number; slowMs?: number; steps?: numb
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
 }
 
 /** Polls `fn` until it returns a truthy value. */

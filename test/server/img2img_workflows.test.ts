@@ -14,15 +14,17 @@ import { postJson, startTestServer, until, type TestServer } from './helpers.ts'
 
 /** 256×192 RGBA: a smooth picture, fully transparent (alpha 0 = masked) over x, y ∈ [64, 128). */
 function examplePng(): Buffer {
-  const W = 256, H = 192;
+  const W = 256,
+    H = 192;
   const data = new Uint8Array(W * H * 4);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-    const o = (y * W + x) * 4;
-    data[o] = 120 + 100 * Math.sin(x / 20);
-    data[o + 1] = 120 + 100 * Math.cos(y / 15);
-    data[o + 2] = (x + y) % 256;
-    data[o + 3] = x >= 64 && x < 128 && y >= 64 && y < 128 ? 0 : 255;
-  }
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      const o = (y * W + x) * 4;
+      data[o] = 120 + 100 * Math.sin(x / 20);
+      data[o + 1] = 120 + 100 * Math.cos(y / 15);
+      data[o + 2] = (x + y) % 256;
+      data[o + 3] = x >= 64 && x < 128 && y >= 64 && y < 128 ? 0 : 255;
+    }
   return encodePng({ width: W, height: H, channels: 4, data });
 }
 
@@ -54,17 +56,30 @@ describe('workflows/sana_img2img and sana_inpaint through the server', () => {
   });
   afterAll(async () => s?.close());
 
-  for (const [name, prefix] of [['sana_img2img', 'sana_img2img'], ['sana_inpaint', 'sana_inpaint']] as const) {
+  for (const [name, prefix] of [
+    ['sana_img2img', 'sana_img2img'],
+    ['sana_inpaint', 'sana_inpaint'],
+  ] as const) {
     test(`${name}.api.json runs unchanged and saves a PNG of the input's size`, { timeout: 600_000 }, async () => {
       const prompt = readJson(path.join(REPO, `workflows/${name}.api.json`));
       const r = await postJson(`${s.url}/prompt`, { prompt });
       const body = (await r.json()) as { prompt_id: string; node_errors?: unknown };
       expect(r.status, JSON.stringify(body)).toBe(200);
-      const entry = await until(async () => {
-        const h = (await (await fetch(`${s.url}/history/${body.prompt_id}`)).json()) as Record<string, { status: { completed: boolean; status_str: string; messages: unknown[] }; outputs: Record<string, { images?: Array<{ filename: string; subfolder: string; type: string }> }> }>;
-        const e = h[body.prompt_id];
-        return e && (e.status.completed || e.status.status_str === 'error') ? e : undefined;
-      }, 580_000, `${name} to finish`);
+      const entry = await until(
+        async () => {
+          const h = (await (await fetch(`${s.url}/history/${body.prompt_id}`)).json()) as Record<
+            string,
+            {
+              status: { completed: boolean; status_str: string; messages: unknown[] };
+              outputs: Record<string, { images?: Array<{ filename: string; subfolder: string; type: string }> }>;
+            }
+          >;
+          const e = h[body.prompt_id];
+          return e && (e.status.completed || e.status.status_str === 'error') ? e : undefined;
+        },
+        580_000,
+        `${name} to finish`,
+      );
       expect(entry.status.status_str, JSON.stringify(entry.status.messages)).toBe('success');
       const img = entry.outputs['8']!.images![0]!;
       expect(img.filename.startsWith(prefix)).toBe(true);

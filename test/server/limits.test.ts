@@ -58,7 +58,9 @@ describe('a 5,000-node prompt', () => {
     const wallMs = Date.now() - t0;
     const entry = (await (await fetch(`${s.url}/history/chain-5000`)).json()) as Record<string, { status: { status_str: string } }>;
     expect(entry['chain-5000'].status.status_str).toBe('success');
-    console.log(`5000-node chain: ${wallMs} ms, owner ${owner.stats.bytes} B in ${owner.stats.frames} frames (${(owner.stats.bytes / N).toFixed(0)} B/node), bystander ${bystander.stats.bytes} B`);
+    console.log(
+      `5000-node chain: ${wallMs} ms, owner ${owner.stats.bytes} B in ${owner.stats.frames} frames (${(owner.stats.bytes / N).toFixed(0)} B/node), bystander ${bystander.stats.bytes} B`,
+    );
     // Per node: executing (~80 B), progress (~90 B) and three progress_state (~220 B each).
     expect(owner.stats.bytes / N).toBeLessThan(1200);
     expect(owner.stats.types.get('executing')).toBe(N + 1); // every node, then the end marker
@@ -90,7 +92,8 @@ describe('WebSocket back-pressure', () => {
       const frames = async (sid: string, result: boolean): Promise<{ dropped: number; closed: number }> => {
         const ws = await connectWs(c.url, sid);
         (ws.ws as unknown as { _socket: net.Socket })._socket.pause();
-        const dropped0 = c.state.hub.droppedPreviews, closed0 = c.state.hub.slowClosed;
+        const dropped0 = c.state.hub.droppedPreviews,
+          closed0 = c.state.hub.slowClosed;
         const meta = { node_id: '9', prompt_id: 'p', display_node_id: '9', parent_node_id: null, real_node_id: '9' };
         // 64 MB offered: far past what the OS buffers for a socket nobody reads.
         for (let i = 0; i < 128 && c.state.hub.slowClosed === closed0; i++) {
@@ -130,7 +133,10 @@ describe('WebSocket back-pressure', () => {
         expect((await postJson(`${c.url}/prompt`, { prompt: big, client_id: 'stalled' })).status).toBe(200);
         // Messages that cannot be dropped or merged (600 KB execution errors) push it past the limit.
         for (let i = 0; i < 3; i++) {
-          const failing: Record<string, unknown> = { ...imagePrompt({ seed: 10 + i }), '7': { class_type: 'TestFail', inputs: { images: ['1', 0], message: 'x'.repeat(600_000) } } };
+          const failing: Record<string, unknown> = {
+            ...imagePrompt({ seed: 10 + i }),
+            '7': { class_type: 'TestFail', inputs: { images: ['1', 0], message: 'x'.repeat(600_000) } },
+          };
           (failing['9'] as { inputs: Record<string, unknown> }).inputs.images = ['7', 0];
           expect((await postJson(`${c.url}/prompt`, { prompt: failing, client_id: 'stalled' })).status).toBe(200);
         }
@@ -202,7 +208,9 @@ describe('seeds up to 2^64 - 1', () => {
     }
     const low = await post(seedBody('-1', 'seed-neg'));
     expect(low.status).toBe(400);
-    expect(((await low.json()) as { node_errors: Record<string, { errors: { type: string }[] }> }).node_errors['1'].errors[0].type).toBe('value_smaller_than_min');
+    expect(((await low.json()) as { node_errors: Record<string, { errors: { type: string }[] }> }).node_errors['1'].errors[0].type).toBe(
+      'value_smaller_than_min',
+    );
   });
 
   test('the Sana samplers declare the exact maximum and the noise takes the full 64-bit seed', () => {
@@ -223,7 +231,13 @@ describe('seeds up to 2^64 - 1', () => {
 describe('filename_prefix is checked at submit', () => {
   const prefixError = async (prefix: string) => {
     const r = await postJson(`${s.url}/prompt`, { prompt: imagePrompt({ prefix }) });
-    return { status: r.status, body: (await r.json()) as { error: { type: string }; node_errors: Record<string, { errors: { type: string; message: string; details: string; extra_info: { input_name?: string } }[] }> } };
+    return {
+      status: r.status,
+      body: (await r.json()) as {
+        error: { type: string };
+        node_errors: Record<string, { errors: { type: string; message: string; details: string; extra_info: { input_name?: string } }[] }>;
+      },
+    };
   };
 
   test.each([
@@ -254,12 +268,16 @@ describe('filename_prefix is checked at submit', () => {
 
 describe('error shapes', () => {
   test('a malformed multipart body is a 400 invalid_multipart', async () => {
-    const r = await fetch(`${s.url}/upload/image`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=zz' }, body: 'no boundary here' });
+    const r = await fetch(`${s.url}/upload/image`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data; boundary=zz' },
+      body: 'no boundary here',
+    });
     expect(r.status).toBe(400);
     expect(((await r.json()) as { error: { type: string } }).error.type).toBe('invalid_multipart');
   });
 
-  test('a malformed URL is answered in our JSON shape, not fastify\'s', async () => {
+  test("a malformed URL is answered in our JSON shape, not fastify's", async () => {
     const raw = await new Promise<string>((resolve) => {
       const sock = net.connect(s.port, '127.0.0.1', () => sock.end('GET /history/%zz%E0%A4%A HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'));
       let out = '';
@@ -293,7 +311,10 @@ describe('error shapes', () => {
     expect(later.status).toBe(400);
     expect(((await later.json()) as { error: { extra_info: { state: string } } }).error.extra_info.state).toBe('in history');
     // The first job's entry is still the one stored.
-    const entry = (await (await fetch(`${s.url}/history/${id}`)).json()) as Record<string, { prompt: [number, string, Record<string, { inputs: { seed?: number } }>] }>;
+    const entry = (await (await fetch(`${s.url}/history/${id}`)).json()) as Record<
+      string,
+      { prompt: [number, string, Record<string, { inputs: { seed?: number } }>] }
+    >;
     expect(entry[id].prompt[2]['1'].inputs.seed).toBe(77);
   });
 });

@@ -6,7 +6,7 @@ import { asciiJson, crc32, decodePng, encodePng, readPngText } from '../../nodes
 
 function chunkTypes(buf: Buffer): string[] {
   const types: string[] = [];
-  for (let off = 8; off < buf.length; ) {
+  for (let off = 8; off < buf.length;) {
     const len = buf.readUInt32BE(off);
     types.push(buf.toString('latin1', off + 4, off + 8));
     off += 12 + len;
@@ -83,7 +83,16 @@ describe('png', () => {
       ]);
     };
     // 2x1 palette with tRNS: index 1 is half transparent.
-    const pal = decodePng(build([2, 1, 8, 3], [0, 0, 1], [['PLTE', [10, 20, 30, 40, 50, 60]], ['tRNS', [255, 128]]]));
+    const pal = decodePng(
+      build(
+        [2, 1, 8, 3],
+        [0, 0, 1],
+        [
+          ['PLTE', [10, 20, 30, 40, 50, 60]],
+          ['tRNS', [255, 128]],
+        ],
+      ),
+    );
     expect(Array.from(pal.data)).toEqual([10, 20, 30, 255, 40, 50, 60, 128]);
     // 1x1 16-bit gray: high byte kept.
     expect(Array.from(decodePng(build([1, 1, 16, 0], [0, 0xab, 0xcd])).data)).toEqual([0xab]);

@@ -38,7 +38,8 @@ async function historyOf(id: string): Promise<Entry | undefined> {
 }
 
 const queue = async () => (await (await fetch(`${s.url}/queue`)).json()) as { queue_running: [number, string][]; queue_pending: [number, string][] };
-const doneMarker = (id: string) => (m: { type: string; data: Record<string, unknown> }) => m.type === 'executing' && m.data.node === null && m.data.prompt_id === id;
+const doneMarker = (id: string) => (m: { type: string; data: Record<string, unknown> }) =>
+  m.type === 'executing' && m.data.node === null && m.data.prompt_id === id;
 
 describe('execution', () => {
   test('WS: status with sid on connect, then the job messages in ComfyUI order, ending with executing null', async () => {
@@ -66,7 +67,12 @@ describe('execution', () => {
     const progress = mine.filter((m) => m.type === 'progress').map((m) => m.data);
     expect(progress[3]).toEqual({ value: 4, max: 4, prompt_id: id, node: '5' });
     const executed = mine.find((m) => m.type === 'executed')!.data;
-    expect(executed).toMatchObject({ node: '9', display_node: '9', prompt_id: id, output: { images: [{ filename: expect.any(String), subfolder: '', type: 'output' }] } });
+    expect(executed).toMatchObject({
+      node: '9',
+      display_node: '9',
+      prompt_id: id,
+      output: { images: [{ filename: expect.any(String), subfolder: '', type: 'output' }] },
+    });
     // The end marker comes after history is written and the job left the queue.
     expect(await historyOf(id)).toBeDefined();
   });
@@ -91,7 +97,14 @@ describe('execution', () => {
     const id = await queuePrompt(p);
     await ws.waitFor(doneMarker(id));
     const err = ws.messages.find((m) => m.type === 'execution_error' && m.data.prompt_id === id)!.data;
-    expect(err).toMatchObject({ node_id: '4', node_type: 'TestFail', exception_message: 'TestFail: kaput', executed: ['1'], traceback: expect.any(Array), current_inputs: expect.any(Object) });
+    expect(err).toMatchObject({
+      node_id: '4',
+      node_type: 'TestFail',
+      exception_message: 'TestFail: kaput',
+      executed: ['1'],
+      traceback: expect.any(Array),
+      current_inputs: expect.any(Object),
+    });
     const h = (await historyOf(id))!;
     expect(h.status.status_str).toBe('error');
     expect(h.status.completed).toBe(false);
@@ -255,8 +268,14 @@ describe('previews', () => {
     modern.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
     const flags = await modern.waitFor((m) => m.type === 'feature_flags');
     expect(flags.data).toMatchObject({ supports_preview_metadata: true });
-    for (const [c, seed] of [[legacy, 601], [modern, 602]] as const) {
-      const r = await postJson(`${s.url}/prompt`, { prompt: imagePrompt({ seed, slowMs: 100, steps: 2, preview: true }), client_id: c === legacy ? 'preview-legacy' : 'preview-modern' });
+    for (const [c, seed] of [
+      [legacy, 601],
+      [modern, 602],
+    ] as const) {
+      const r = await postJson(`${s.url}/prompt`, {
+        prompt: imagePrompt({ seed, slowMs: 100, steps: 2, preview: true }),
+        client_id: c === legacy ? 'preview-legacy' : 'preview-modern',
+      });
       const { prompt_id } = (await r.json()) as { prompt_id: string };
       await c.waitFor(doneMarker(prompt_id));
     }
@@ -335,16 +354,21 @@ describe('the queue across restarts', { timeout: 180_000 }, () => {
     expect(r.status).toBe(200);
     return ((await r.json()) as { prompt_id: string }).prompt_id;
   };
-  const queueAt = async (url: string) => (await (await fetch(`${url}/queue`)).json()) as { queue_running: [number, string][]; queue_pending: [number, string][] };
+  const queueAt = async (url: string) =>
+    (await (await fetch(`${url}/queue`)).json()) as { queue_running: [number, string][]; queue_pending: [number, string][] };
   const historyAt = async (url: string) => (await (await fetch(`${url}/history`)).json()) as Record<string, Entry>;
   const stoppedMessage = (e: Entry) => String(e.status.messages.find(([t]) => t === 'execution_error')?.[1].exception_message);
 
   /** After a restart: the stopped job is a failed entry, the pending ones ran in queue order, nothing is left on disk. */
   async function expectRecovered(url: string, root: string, stopped: string, inOrder: string[]) {
-    const h = await until(async () => {
-      const all = await historyAt(url);
-      return inOrder.every((id) => all[id]) ? all : undefined;
-    }, 60_000, 'the restored jobs to finish');
+    const h = await until(
+      async () => {
+        const all = await historyAt(url);
+        return inOrder.every((id) => all[id]) ? all : undefined;
+      },
+      60_000,
+      'the restored jobs to finish',
+    );
     expect(h[stopped].status).toMatchObject({ status_str: 'error', completed: false });
     expect(stoppedMessage(h[stopped])).toMatch(/server stopped during execution/);
     for (const id of inOrder) expect(h[id].status.status_str).toBe('success');
@@ -415,7 +439,22 @@ describe('the queue across restarts', { timeout: 180_000 }, () => {
     fs.mkdirSync(dir('models'), { recursive: true });
     const child = spawn(
       process.execPath,
-      [BIN, 'serve', '--port', '0', '--output-dir', dir('output'), '--input-dir', dir('input'), '--temp-dir', dir('temp'), '--user-dir', dir('user'), '--models-dir', dir('models')],
+      [
+        BIN,
+        'serve',
+        '--port',
+        '0',
+        '--output-dir',
+        dir('output'),
+        '--input-dir',
+        dir('input'),
+        '--temp-dir',
+        dir('temp'),
+        '--user-dir',
+        dir('user'),
+        '--models-dir',
+        dir('models'),
+      ],
       { env: { ...process.env, SANA_GRAPH_EXTRA_NODES: TEST_NODES }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';

@@ -39,7 +39,10 @@ async function runToHistory(prompt: Record<string, unknown>, extra: Record<strin
   expect(r.status).toBe(200);
   const { prompt_id } = (await r.json()) as { prompt_id: string };
   for (let i = 0; i < 400; i++) {
-    const h = (await (await get(`/history/${prompt_id}`)).json()) as Record<string, { outputs: Record<string, { images: Array<{ filename: string; subfolder: string; type: string }> }>; status: { status_str: string } }>;
+    const h = (await (await get(`/history/${prompt_id}`)).json()) as Record<
+      string,
+      { outputs: Record<string, { images: Array<{ filename: string; subfolder: string; type: string }> }>; status: { status_str: string } }
+    >;
     if (h[prompt_id]) return { id: prompt_id, entry: h[prompt_id] };
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -77,15 +80,18 @@ describe('POST /prompt and GET /prompt', () => {
     expect(q).toEqual({ exec_info: { queue_remaining: expect.any(Number) } });
   });
 
-  test.each([
-    ['text/plain;charset=UTF-8'],
-    ['application/x-www-form-urlencoded'],
-    ['application/octet-stream'],
-  ])('accepts a JSON body sent as %s', async (ct) => {
-    const r = await fetch(`${s.url}/prompt`, { method: 'POST', headers: { 'content-type': ct }, body: JSON.stringify({ prompt: imagePrompt({ seed: 12 }) }) });
-    expect(r.status).toBe(200);
-    expect((await r.json()).prompt_id).toBeTypeOf('string');
-  });
+  test.each([['text/plain;charset=UTF-8'], ['application/x-www-form-urlencoded'], ['application/octet-stream']])(
+    'accepts a JSON body sent as %s',
+    async (ct) => {
+      const r = await fetch(`${s.url}/prompt`, {
+        method: 'POST',
+        headers: { 'content-type': ct },
+        body: JSON.stringify({ prompt: imagePrompt({ seed: 12 }) }),
+      });
+      expect(r.status).toBe(200);
+      expect((await r.json()).prompt_id).toBeTypeOf('string');
+    },
+  );
 
   test('client-chosen prompt_id and number are kept', async () => {
     const r = await postJson(`${s.url}/prompt`, { prompt: imagePrompt({ seed: 13 }), prompt_id: 'my-id-1', number: 1234.5 });
@@ -96,7 +102,10 @@ describe('POST /prompt and GET /prompt', () => {
     for (const body of [{}, '', { prompt: null }]) {
       const r = await postJson(`${s.url}/prompt`, body);
       expect(r.status).toBe(400);
-      expect(await r.json()).toEqual({ error: { type: 'no_prompt', message: 'No prompt provided', details: 'No prompt provided', extra_info: {} }, node_errors: {} });
+      expect(await r.json()).toEqual({
+        error: { type: 'no_prompt', message: 'No prompt provided', details: 'No prompt provided', extra_info: {} },
+        node_errors: {},
+      });
     }
     const r = await postJson(`${s.url}/prompt`, { prompt: [1, 2] });
     expect(r.status).toBe(400);
@@ -147,13 +156,21 @@ describe('POST /prompt and GET /prompt', () => {
     expect(r.status).toBe(400);
     const b = await r.json();
     expect(b.error.type).toBe('prompt_outputs_failed_validation');
-    expect(b.node_errors['1']).toMatchObject({ class_type: 'TestImage', dependent_outputs: ['9'], errors: [{ type: 'value_bigger_than_max', extra_info: { input_name: 'width' } }] });
+    expect(b.node_errors['1']).toMatchObject({
+      class_type: 'TestImage',
+      dependent_outputs: ['9'],
+      errors: [{ type: 'value_bigger_than_max', extra_info: { input_name: 'width' } }],
+    });
     const after = (await (await get('/queue')).json()) as { queue_pending: unknown[] };
     expect(after.queue_pending.length).toBeLessThanOrEqual(before.queue_pending.length);
   });
 
   test('malformed JSON is a JSON 400, never a 500', async () => {
-    for (const [ct, body] of [['application/json', '{"prompt": '], ['text/plain', 'not json'], ['application/json', '\u0000\u0001']] as const) {
+    for (const [ct, body] of [
+      ['application/json', '{"prompt": '],
+      ['text/plain', 'not json'],
+      ['application/json', '\u0000\u0001'],
+    ] as const) {
       const r = await fetch(`${s.url}/api/prompt`, { method: 'POST', headers: { 'content-type': ct }, body });
       expect(r.status).toBe(400);
       expect((await r.json()).error.type).toBe('invalid_json');
@@ -180,7 +197,9 @@ describe('POST /prompt and GET /prompt', () => {
 
 describe('history, queue and interrupt routes', () => {
   test('a finished job is in /history, /history/{id}, with prompt, outputs, status, meta', async () => {
-    const { id, entry } = await runToHistory(imagePrompt({ seed: 21 }), { extra_data: { extra_pnginfo: { workflow: { nodes: [], note: 'ü' } }, api_key_comfy_org: 'secret' } });
+    const { id, entry } = await runToHistory(imagePrompt({ seed: 21 }), {
+      extra_data: { extra_pnginfo: { workflow: { nodes: [], note: 'ü' } }, api_key_comfy_org: 'secret' },
+    });
     expect(entry).toMatchObject({
       prompt: [expect.any(Number), id, expect.any(Object), expect.objectContaining({ extra_pnginfo: expect.any(Object) }), ['9']],
       outputs: { '9': { images: [{ filename: expect.stringMatching(/^test_\d{5}_\.png$/), subfolder: '', type: 'output' }] } },
@@ -228,7 +247,10 @@ describe('catalogue routes', () => {
   test('/object_info lists product and test nodes in ComfyUI shape; unknown class -> 200 {}', async () => {
     const all = await (await get('/object_info')).json();
     expect(all.SaveImage).toMatchObject({
-      input: { required: { images: ['IMAGE', expect.any(Object)], filename_prefix: ['STRING', expect.objectContaining({ default: 'ComfyUI' })] }, hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' } },
+      input: {
+        required: { images: ['IMAGE', expect.any(Object)], filename_prefix: ['STRING', expect.objectContaining({ default: 'ComfyUI' })] },
+        hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
+      },
       output: [],
       output_node: true,
       name: 'SaveImage',
@@ -247,9 +269,26 @@ describe('catalogue routes', () => {
 
   test('/system_stats, /embeddings, /extensions, /features', async () => {
     const st = await (await get('/system_stats')).json();
-    expect(st.system).toMatchObject({ os: expect.any(String), ram_total: expect.any(Number), ram_free: expect.any(Number), python_version: expect.any(String), embedded_python: false, comfyui_version: expect.any(String), pytorch_version: expect.any(String), argv: expect.any(Array) });
+    expect(st.system).toMatchObject({
+      os: expect.any(String),
+      ram_total: expect.any(Number),
+      ram_free: expect.any(Number),
+      python_version: expect.any(String),
+      embedded_python: false,
+      comfyui_version: expect.any(String),
+      pytorch_version: expect.any(String),
+      argv: expect.any(Array),
+    });
     expect(st.devices.length).toBeGreaterThan(0);
-    expect(st.devices[0]).toMatchObject({ name: expect.any(String), type: expect.any(String), index: 0, vram_total: expect.any(Number), vram_free: expect.any(Number), torch_vram_total: expect.any(Number), torch_vram_free: expect.any(Number) });
+    expect(st.devices[0]).toMatchObject({
+      name: expect.any(String),
+      type: expect.any(String),
+      index: 0,
+      vram_total: expect.any(Number),
+      vram_free: expect.any(Number),
+      torch_vram_total: expect.any(Number),
+      torch_vram_free: expect.any(Number),
+    });
     expect(await (await get('/api/embeddings')).json()).toEqual([]);
     expect(await (await get('/extensions')).json()).toEqual([]);
     expect(await (await get('/features')).json()).toEqual({ supports_preview_metadata: true, max_upload_size: 64 * 1024 });
@@ -359,10 +398,20 @@ describe('/upload/image', () => {
     expect((await r2.json()).name).toBe('up.png');
     const r3 = await upload([{ name: 'image', value: smallPng(2), filename: 'up.png' }]);
     expect((await r3.json()).name).toBe('up (1).png');
-    const r4 = await upload([{ name: 'image', value: smallPng(3), filename: 'up.png' }, { name: 'overwrite', value: 'true' }], '/api/upload/image');
+    const r4 = await upload(
+      [
+        { name: 'image', value: smallPng(3), filename: 'up.png' },
+        { name: 'overwrite', value: 'true' },
+      ],
+      '/api/upload/image',
+    );
     expect((await r4.json()).name).toBe('up.png');
     expect(fs.readFileSync(path.join(s.dirs.input, 'up.png')).equals(smallPng(3))).toBe(true);
-    const r5 = await upload([{ name: 'image', value: smallPng(4), filename: 'x.png' }, { name: 'type', value: 'temp' }, { name: 'subfolder', value: 'a/b' }]);
+    const r5 = await upload([
+      { name: 'image', value: smallPng(4), filename: 'x.png' },
+      { name: 'type', value: 'temp' },
+      { name: 'subfolder', value: 'a/b' },
+    ]);
     expect(await r5.json()).toEqual({ name: 'x.png', subfolder: 'a/b', type: 'temp' });
     expect(fs.existsSync(path.join(s.dirs.temp, 'a', 'b', 'x.png'))).toBe(true);
   });
@@ -372,9 +421,24 @@ describe('/upload/image', () => {
     [[{ name: 'image', value: 'x', filename: '/etc/evil.png' }]],
     [[{ name: 'image', value: 'x', filename: 'a\\..\\evil.png' }]],
     [[{ name: 'image', value: 'x', filename: 'a/b.png' }]],
-    [[{ name: 'image', value: 'x', filename: 'ok.png' }, { name: 'subfolder', value: '../..' }]],
-    [[{ name: 'image', value: 'x', filename: 'ok.png' }, { name: 'subfolder', value: '/tmp' }]],
-    [[{ name: 'image', value: 'x', filename: 'ok.png' }, { name: 'type', value: 'models' }]],
+    [
+      [
+        { name: 'image', value: 'x', filename: 'ok.png' },
+        { name: 'subfolder', value: '../..' },
+      ],
+    ],
+    [
+      [
+        { name: 'image', value: 'x', filename: 'ok.png' },
+        { name: 'subfolder', value: '/tmp' },
+      ],
+    ],
+    [
+      [
+        { name: 'image', value: 'x', filename: 'ok.png' },
+        { name: 'type', value: 'models' },
+      ],
+    ],
     [[{ name: 'image', value: 'x', filename: '' }]],
     [[{ name: 'other', value: 'x', filename: 'a.png' }]],
   ])('hostile or incomplete upload %j -> 400', async (parts) => {
@@ -395,18 +459,40 @@ describe('/upload/image', () => {
     expect((await upload([{ name: 'image', value: original, filename: 'orig.png' }])).status).toBe(200);
     const maskPng = encodePng({ width: 2, height: 1, channels: 4, data: new Uint8Array([0, 0, 0, 0, 0, 0, 0, 255]) });
     const ref = JSON.stringify({ filename: 'orig.png', subfolder: '', type: 'input' });
-    const r = await upload([{ name: 'image', value: maskPng, filename: 'clipspace-mask.png' }, { name: 'original_ref', value: ref }], '/api/upload/mask');
+    const r = await upload(
+      [
+        { name: 'image', value: maskPng, filename: 'clipspace-mask.png' },
+        { name: 'original_ref', value: ref },
+      ],
+      '/api/upload/mask',
+    );
     expect(r.status).toBe(200);
     expect(await r.json()).toEqual({ name: 'clipspace-mask.png', subfolder: '', type: 'input' });
     const out = fs.readFileSync(path.join(s.dirs.input, 'clipspace-mask.png'));
     expect(Array.from(decodePng(out).data)).toEqual([10, 20, 30, 0, 40, 50, 60, 255]);
     expect(readPngText(out)).toEqual({ prompt: '{"k":1}' });
     for (const bad of [JSON.stringify({ filename: '../secret.png' }), '{nope', JSON.stringify({ filename: 'missing.png' })]) {
-      const rb = await upload([{ name: 'image', value: maskPng, filename: 'm2.png' }, { name: 'original_ref', value: bad }], '/upload/mask');
+      const rb = await upload(
+        [
+          { name: 'image', value: maskPng, filename: 'm2.png' },
+          { name: 'original_ref', value: bad },
+        ],
+        '/upload/mask',
+      );
       expect(rb.status).toBe(400);
     }
     const wrongSize = encodePng({ width: 1, height: 1, channels: 4, data: new Uint8Array(4) });
-    expect((await upload([{ name: 'image', value: wrongSize, filename: 'm3.png' }, { name: 'original_ref', value: ref }], '/upload/mask')).status).toBe(400);
+    expect(
+      (
+        await upload(
+          [
+            { name: 'image', value: wrongSize, filename: 'm3.png' },
+            { name: 'original_ref', value: ref },
+          ],
+          '/upload/mask',
+        )
+      ).status,
+    ).toBe(400);
   });
 
   test('an uploaded PNG feeds LoadImage (listed in object_info) into SaveImage', async () => {
@@ -437,7 +523,9 @@ describe('/upload/image', () => {
     expect(redPng.width).toBe(4);
     expect(redPng.data[0]).toBeGreaterThan(240);
     expect(redPng.data[1]).toBeLessThan(16);
-    const bad = await postJson(`${s.url}/prompt`, { prompt: { '1': { class_type: 'LoadImage', inputs: { image: '../secret.png' } }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0] } } } });
+    const bad = await postJson(`${s.url}/prompt`, {
+      prompt: { '1': { class_type: 'LoadImage', inputs: { image: '../secret.png' } }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0] } } },
+    });
     expect(bad.status).toBe(400);
     expect((await bad.json()).node_errors['1'].errors[0].type).toBe('value_not_in_list');
   });

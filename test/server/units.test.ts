@@ -69,13 +69,22 @@ describe('save naming', () => {
   test('saveImageBatch writes one PNG per batch item with prompt/workflow chunks', () => {
     const root = path.join(tmp, 'out2');
     const img = { data: new Float32Array(2 * 2 * 3 * 3).map((_, i) => (i % 7) / 6), batch: 2, height: 2, width: 3, channels: 3 as const };
-    const saved = saveImageBatch(img, { root, type: 'output', prefix: 'x/img_%batch_num%', prompt: { '1': { class_type: 'é' } }, extraPnginfo: { workflow: { nodes: [] } }, level: 4 });
+    const saved = saveImageBatch(img, {
+      root,
+      type: 'output',
+      prefix: 'x/img_%batch_num%',
+      prompt: { '1': { class_type: 'é' } },
+      extraPnginfo: { workflow: { nodes: [] } },
+      level: 4,
+    });
     expect(saved).toEqual([
       { filename: 'img_0_00001_.png', subfolder: 'x', type: 'output' },
       { filename: 'img_1_00002_.png', subfolder: 'x', type: 'output' },
     ]);
     // The next save continues the counter even though the batch number changes the name.
-    expect(saveImageBatch({ ...img, batch: 1, data: img.data.subarray(0, 2 * 3 * 3) }, { root, type: 'output', prefix: 'x/img_%batch_num%', level: 1 })[0].filename).toBe('img_0_00003_.png');
+    expect(
+      saveImageBatch({ ...img, batch: 1, data: img.data.subarray(0, 2 * 3 * 3) }, { root, type: 'output', prefix: 'x/img_%batch_num%', level: 1 })[0].filename,
+    ).toBe('img_0_00003_.png');
     const first = fs.readFileSync(path.join(root, saved[0].subfolder, saved[0].filename));
     expect(JSON.parse(readPngText(first).prompt)).toEqual({ '1': { class_type: 'é' } });
     expect(JSON.parse(readPngText(first).workflow)).toEqual({ nodes: [] });
@@ -86,7 +95,9 @@ describe('save naming', () => {
 
   test('a malformed IMAGE is refused with a clear message', () => {
     const bad = { data: new Float32Array(5), batch: 1, height: 1, width: 2, channels: 3 as const };
-    expect(() => saveImageBatch(bad, { root: path.join(tmp, 'out4'), type: 'output', prefix: 'x', level: 1 })).toThrow(/saving images \(output\): expected an IMAGE/);
+    expect(() => saveImageBatch(bad, { root: path.join(tmp, 'out4'), type: 'output', prefix: 'x', level: 1 })).toThrow(
+      /saving images \(output\): expected an IMAGE/,
+    );
   });
 
   test('a prefix that leaves the output folder is refused', () => {
@@ -124,7 +135,8 @@ describe('queue store', () => {
     const dir = path.join(tmp, 'qstore');
     const q1 = new PromptQueue(new QueueStore(dir));
     const secret = { ...job('s', q1.nextNumber(undefined, false)), sensitive: { api_key_comfy_org: 'SECRET' }, clientId: 'c1' };
-    for (const j of [secret, job('a', q1.nextNumber(undefined, false)), job('f', q1.nextNumber(undefined, true)), job('gone', q1.nextNumber(undefined, false))]) q1.put(j);
+    for (const j of [secret, job('a', q1.nextNumber(undefined, false)), job('f', q1.nextNumber(undefined, true)), job('gone', q1.nextNumber(undefined, false))])
+      q1.put(j);
     expect(q1.take()?.promptId).toBe('f');
     q1.delete(['gone']);
     const files = fs.readdirSync(path.join(dir, 'queue'));
@@ -135,7 +147,10 @@ describe('queue store', () => {
     const store = new QueueStore(dir);
     const left = store.load();
     expect(left.interrupted?.promptId).toBe('f');
-    expect(left.pending.map((j) => [j.promptId, j.clientId, j.sensitive])).toEqual([['s', 'c1', {}], ['a', undefined, {}]]);
+    expect(left.pending.map((j) => [j.promptId, j.clientId, j.sensitive])).toEqual([
+      ['s', 'c1', {}],
+      ['a', undefined, {}],
+    ]);
     expect(fs.existsSync(path.join(dir, 'queue', '000000000099.json.corrupt'))).toBe(true);
     const q2 = new PromptQueue(store, left.pending);
     // A new job numbers after the restored ones (0 and 1).
@@ -214,7 +229,12 @@ describe('request bodies', () => {
 });
 
 describe('cli args', () => {
-  const specs = { port: { kind: 'number' as const }, listen: { kind: 'optional-string' as const, implicit: '0.0.0.0' }, set: { kind: 'list' as const }, cache: { kind: 'string' as const, choices: ['classic', 'lru', 'none'] } };
+  const specs = {
+    port: { kind: 'number' as const },
+    listen: { kind: 'optional-string' as const, implicit: '0.0.0.0' },
+    set: { kind: 'list' as const },
+    cache: { kind: 'string' as const, choices: ['classic', 'lru', 'none'] },
+  };
   test('flags, lists, implicit values and errors', () => {
     expect(parseArgs(['f.json', '--port', '9', '--listen', '--set', 'a.b=1', '--set=c.d="x"'], specs)).toEqual({
       positional: ['f.json'],

@@ -29,7 +29,9 @@ const inputs = [
   path.join(here, 'tsconfig.json'),
   ...files(path.join(repo, 'engine')).filter((f) => f.endsWith('.ts')),
   path.join(repo, 'package-lock.json'),
-].filter((f) => existsSync(f)).sort();
+]
+  .filter((f) => existsSync(f))
+  .sort();
 
 const hash = createHash('sha1');
 for (const f of inputs) {

@@ -41,7 +41,8 @@ export function parseJsonBody(text: string): unknown {
   try {
     return parseJsonExact(text, MAX_JSON_DEPTH);
   } catch (e) {
-    if (e instanceof JsonTextError) throw new BodyError(e.code === 'invalid_json' ? `invalid JSON body: ${e.message.replace(/^invalid JSON: /, '')}` : e.message, e.code);
+    if (e instanceof JsonTextError)
+      throw new BodyError(e.code === 'invalid_json' ? `invalid JSON body: ${e.message.replace(/^invalid JSON: /, '')}` : e.message, e.code);
     throw e;
   }
 }

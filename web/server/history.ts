@@ -34,7 +34,10 @@ export class HistoryStore {
   }
 
   private load(): void {
-    const files = fs.readdirSync(this.dir).filter((f) => FILE_RE.test(f)).sort();
+    const files = fs
+      .readdirSync(this.dir)
+      .filter((f) => FILE_RE.test(f))
+      .sort();
     for (const f of files) {
       const seq = Number(FILE_RE.exec(f)![1]);
       this.seq = Math.max(this.seq, seq + 1);

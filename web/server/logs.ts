@@ -50,13 +50,19 @@ export function logRingFor(owner: object): LogRing {
 
 function text(args: unknown[]): string {
   return args
-    .map((a) => (a instanceof Error ? (a.stack ?? a.message) : typeof a === 'string' ? a : (() => {
-      try {
-        return JSON.stringify(a);
-      } catch {
-        return String(a);
-      }
-    })()))
+    .map((a) =>
+      a instanceof Error
+        ? (a.stack ?? a.message)
+        : typeof a === 'string'
+          ? a
+          : (() => {
+              try {
+                return JSON.stringify(a);
+              } catch {
+                return String(a);
+              }
+            })(),
+    )
     .join(' ');
 }
 

@@ -48,7 +48,14 @@ export class QueueStore {
   private static parse(text: string): { job: Job; file?: number } {
     const raw = parseJsonExact(text) as { job?: Partial<Job>; file?: unknown };
     const j = raw.job;
-    if (!j || typeof j.number !== 'number' || typeof j.promptId !== 'string' || typeof j.prompt !== 'object' || j.prompt === null || !Array.isArray(j.outputs)) {
+    if (
+      !j ||
+      typeof j.number !== 'number' ||
+      typeof j.promptId !== 'string' ||
+      typeof j.prompt !== 'object' ||
+      j.prompt === null ||
+      !Array.isArray(j.outputs)
+    ) {
       throw new Error('not a queued job');
     }
     const job: Job = {
@@ -86,7 +93,10 @@ export class QueueStore {
       }
     }
     const pending: Job[] = [];
-    for (const f of fs.readdirSync(this.dir).filter((n) => PENDING_RE.test(n)).sort()) {
+    for (const f of fs
+      .readdirSync(this.dir)
+      .filter((n) => PENDING_RE.test(n))
+      .sort()) {
       const seq = Number(PENDING_RE.exec(f)![1]);
       this.seq = Math.max(this.seq, seq + 1);
       if (seq === interruptedFile) {

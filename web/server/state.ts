@@ -40,24 +40,29 @@ export class ServerState {
     const left = store.load();
     if (left.interrupted) this.recordStopped(left.interrupted);
     this.queue = new PromptQueue(store, left.pending);
-    this.hub = new WsHub({
-      status: () => this.statusPayload(),
-      featureFlags: () => featureFlags(options),
-      executingNodeFor: (sid) => {
-        const cur = this.queue.current;
-        const at = this.runner.currentNode;
-        return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
-      },
-    }, wsLimits(options.wsMaxBufferedBytes));
-    this.runner = host ?? processHost(
+    this.hub = new WsHub(
       {
-        folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
-        cache: options.cache,
-        cacheSize: options.cacheSize,
-        extraNodeModules: options.extraNodeModules,
+        status: () => this.statusPayload(),
+        featureFlags: () => featureFlags(options),
+        executingNodeFor: (sid) => {
+          const cur = this.queue.current;
+          const at = this.runner.currentNode;
+          return cur && cur.clientId === sid && at && at.promptId === cur.promptId ? at.node : undefined;
+        },
       },
-      (m) => this.log.warn(m),
+      wsLimits(options.wsMaxBufferedBytes),
     );
+    this.runner =
+      host ??
+      processHost(
+        {
+          folders: { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir },
+          cache: options.cache,
+          cacheSize: options.cacheSize,
+          extraNodeModules: options.extraNodeModules,
+        },
+        (m) => this.log.warn(m),
+      );
   }
 
   /** The job a previous server was running when it stopped (killed, crashed): a failed entry. */
@@ -78,7 +83,12 @@ export class ServerState {
       timestamp: Date.now(),
     };
     try {
-      this.history.add(job.promptId, { prompt: toQueueItem(job), outputs: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, meta: {} });
+      this.history.add(job.promptId, {
+        prompt: toQueueItem(job),
+        outputs: {},
+        status: { status_str: 'error', completed: false, messages: [['execution_error', data]] },
+        meta: {},
+      });
     } catch (e) {
       console.error(`history: cannot record the stopped job ${job.promptId}: ${(e as Error).message}`);
     }
@@ -109,9 +119,12 @@ export class ServerState {
   }
 
   startBackground(): void {
-    this.keepAliveTimer = setInterval(() => {
-      if (this.queue.current) this.hub.keepAlive(this.options.keepAliveMs);
-    }, Math.max(250, Math.floor(this.options.keepAliveMs / 4)));
+    this.keepAliveTimer = setInterval(
+      () => {
+        if (this.queue.current) this.hub.keepAlive(this.options.keepAliveMs);
+      },
+      Math.max(250, Math.floor(this.options.keepAliveMs / 4)),
+    );
     this.keepAliveTimer.unref();
     // Start the execution process now so the first prompt does not pay for loading the nodes.
     this.runner.start().catch((e: Error) => this.log.error(e.message));
@@ -153,13 +166,19 @@ export class ServerState {
         else this.hub.send(sid, msg);
       },
       preview: (p) =>
-        this.hub.sendPreview(sid, p.data, p.format, {
-          node_id: p.node,
-          prompt_id: job.promptId,
-          display_node_id: p.displayNode,
-          parent_node_id: null,
-          real_node_id: p.node,
-        }, p.result === true),
+        this.hub.sendPreview(
+          sid,
+          p.data,
+          p.format,
+          {
+            node_id: p.node,
+            prompt_id: job.promptId,
+            display_node_id: p.displayNode,
+            parent_node_id: null,
+            real_node_id: p.node,
+          },
+          p.result === true,
+        ),
     });
     if (result.profile) this.log.info(`job ${job.promptId} op profile:\n${result.profile}`);
     const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: result.outputs, status: result.status, meta: result.meta };

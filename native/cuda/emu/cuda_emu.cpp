@@ -19,7 +19,7 @@ thread_local unsigned char* g_dyn_smem = nullptr;
 
 namespace {
 
-constexpr size_t kStackBytes = 64 * 1024;  // kernels keep small register-like arrays only
+constexpr size_t kStackBytes = 64 * 1024;   // kernels keep small register-like arrays only
 constexpr size_t kMaxDynSmem = 227 * 1024;  // sm_90's opt-in limit per block
 
 // --- fiber contexts -------------------------------------------------------------------------
@@ -27,7 +27,9 @@ constexpr size_t kMaxDynSmem = 227 * 1024;  // sm_90's opt-in limit per block
 // barrier, shuffle and mma is a round of switches, and glibc's swapcontext (a sigprocmask
 // system call per switch) made the emulation ~20x slower. Elsewhere, ucontext.
 #if defined(__x86_64__) && !defined(SANA_EMU_UCONTEXT)
-struct Ctx { void* sp = nullptr; };
+struct Ctx {
+  void* sp = nullptr;
+};
 extern "C" void sana_emu_switch(void** save_sp, void* load_sp);
 asm(R"(
   .text
@@ -63,7 +65,9 @@ inline void ctx_make(Ctx& c, Ctx&, char* stack, size_t size, void (*entry)()) {
   c.sp = sp;
 }
 #else
-struct Ctx { ucontext_t uc; };
+struct Ctx {
+  ucontext_t uc;
+};
 inline void ctx_switch(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
 inline void ctx_make(Ctx& c, Ctx& link, char* stack, size_t size, void (*entry)()) {
   getcontext(&c.uc);
@@ -118,8 +122,8 @@ void yield_to_scheduler() {
   if (!R->failed) {
     R->failed = true;
     char where[96];
-    std::snprintf(where, sizeof where, " (block %u,%u,%u thread %u,%u,%u)", g_block.bid.x, g_block.bid.y,
-                  g_block.bid.z, g_thread->tid.x, g_thread->tid.y, g_thread->tid.z);
+    std::snprintf(where, sizeof where, " (block %u,%u,%u thread %u,%u,%u)", g_block.bid.x, g_block.bid.y, g_block.bid.z, g_thread->tid.x, g_thread->tid.y,
+                  g_thread->tid.z);
     R->err = what + where;
   }
   // The fiber is abandoned (never resumed); its stack is reused by the next launch.
@@ -135,10 +139,16 @@ void fiber_entry() {
   R->progress = true;
   // Exited threads no longer count for barriers (as on sm_70+ hardware for __syncthreads).
   --R->live;
-  if (R->bar_arrived > 0 && R->bar_arrived == R->live) { R->bar_arrived = 0; ++R->bar_gen; }
+  if (R->bar_arrived > 0 && R->bar_arrived == R->live) {
+    R->bar_arrived = 0;
+    ++R->bar_gen;
+  }
   Warp& W = R->warps[f->ts.warp];
   --W.live;
-  if (W.arrived > 0 && W.arrived == W.live) { W.arrived = 0; ++W.gen; }
+  if (W.arrived > 0 && W.arrived == W.live) {
+    W.arrived = 0;
+    ++W.gen;
+  }
   ctx_switch(f->ctx, R->sched);  // done: never resumed
 }
 
@@ -154,10 +164,12 @@ void warp_barrier(Warp& W) {
   Run* R = g_run;
   R->progress = true;
   unsigned g = W.gen;
-  if (++W.arrived == W.live) { W.arrived = 0; ++W.gen; return; }
-  do {
-    yield_to_scheduler();
-  } while (W.gen == g);
+  if (++W.arrived == W.live) {
+    W.arrived = 0;
+    ++W.gen;
+    return;
+  }
+  do { yield_to_scheduler(); } while (W.gen == g);
 }
 
 }  // namespace
@@ -166,10 +178,12 @@ void syncthreads() {
   Run* R = g_run;
   R->progress = true;
   unsigned g = R->bar_gen;
-  if (++R->bar_arrived == R->live) { R->bar_arrived = 0; ++R->bar_gen; return; }
-  do {
-    yield_to_scheduler();
-  } while (R->bar_gen == g);
+  if (++R->bar_arrived == R->live) {
+    R->bar_arrived = 0;
+    ++R->bar_gen;
+    return;
+  }
+  do { yield_to_scheduler(); } while (R->bar_gen == g);
 }
 
 void syncwarp(unsigned mask) { warp_barrier(full_warp(mask, "__syncwarp")); }
@@ -243,8 +257,7 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::fu
     device_fail("nested launch");
   }
   const unsigned long nthreads = (unsigned long)block.x * block.y * block.z;
-  if (nthreads == 0 || nthreads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-      grid.y > 65535 || grid.z > 65535 || smem > kMaxDynSmem) {
+  if (nthreads == 0 || nthreads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || smem > kMaxDynSmem) {
     g_last_error = cudaErrorInvalidConfiguration;
     return;
   }
@@ -301,8 +314,8 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::fu
           }
           if (!any && !R.failed) {
             R.failed = true;
-            R.err = "deadlock: some threads wait at a barrier that the others never reach (block " +
-                    std::to_string(bx) + "," + std::to_string(by) + "," + std::to_string(bz) + ")";
+            R.err = "deadlock: some threads wait at a barrier that the others never reach (block " + std::to_string(bx) + "," + std::to_string(by) + "," +
+                    std::to_string(bz) + ")";
           }
         }
       }
@@ -321,7 +334,10 @@ std::string& last_failure() {
   return s;
 }
 
-cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   // 256-byte alignment, as cudaMalloc guarantees (kernels rely on it for vector loads).
@@ -348,16 +364,22 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, k);
-}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(dst, src, bytes, k); }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   if (bytes) std::memset(dst, value, bytes);
   return cudaSuccess;
 }
-struct EmuStream { int id; };
-cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = new EmuStream{1}; return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+struct EmuStream {
+  int id;
+};
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  *s = new EmuStream{1};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete s;
+  return cudaSuccess;
+}
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() {

@@ -42,7 +42,9 @@ struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct uint3 { unsigned x, y, z; };
+struct uint3 {
+  unsigned x, y, z;
+};
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -53,8 +55,11 @@ enum cudaError_t {
   cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind {
-  cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
-  cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4,
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
 };
 struct EmuStream;
 using cudaStream_t = EmuStream*;
@@ -110,7 +115,9 @@ struct Launcher {
   size_t smem;
   cudaStream_t stream;
   template <typename... P>
-  BoundKernel<P...> bind(void (*fn)(P...)) const { return BoundKernel<P...>{fn, grid, block, smem, stream}; }
+  BoundKernel<P...> bind(void (*fn)(P...)) const {
+    return BoundKernel<P...>{fn, grid, block, smem, stream};
+  }
 };
 
 // --- runtime API subset ----------------------------------------------------------------------
@@ -130,7 +137,9 @@ cudaError_t cudaPeekAtLastError();
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 const char* cudaGetErrorString(cudaError_t e);
 // Launches so far on this OS thread and fiber switches (for the emulation's own tests).
-struct EmuCounters { uint64_t launches, blocks, threads, switches; };
+struct EmuCounters {
+  uint64_t launches, blocks, threads, switches;
+};
 EmuCounters counters();
 
 // --- device intrinsics --------------------------------------------------------------------
@@ -178,9 +187,7 @@ inline float atomicAdd(float* p, float v) {
     std::memcpy(&expect, &old, 4);
     float nv = old + v;
     std::memcpy(&want, &nv, 4);
-    if (__atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(p), &expect, want, false, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED))
-      return old;
+    if (__atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(p), &expect, want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
     std::memcpy(&old, &expect, 4);
   } while (true);
 }
@@ -197,11 +204,25 @@ using std::isnan;
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
-inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float __int_as_float(int i) {
+  float f;
+  std::memcpy(&f, &i, 4);
+  return f;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 template <typename T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+  return *p;
+}
 
 }  // namespace sana_emu
 
@@ -219,5 +240,4 @@ inline T __ldg(const T* p) { return *p; }
 #define __syncthreads() ::sana_emu::syncthreads()
 #define __syncwarp(...) ::sana_emu::syncwarp(0xffffffffu)
 #define DYN_SMEM(T, name) T* name = reinterpret_cast<T*>(::sana_emu::g_dyn_smem)
-#define LAUNCH(grid, block, smem, stream, ...) \
-  ::sana_emu::Launcher{dim3(grid), dim3(block), size_t(smem), (stream)}.bind(__VA_ARGS__)
+#define LAUNCH(grid, block, smem, stream, ...) ::sana_emu::Launcher{dim3(grid), dim3(block), size_t(smem), (stream)}.bind(__VA_ARGS__)

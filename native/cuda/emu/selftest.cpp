@@ -22,15 +22,15 @@ using namespace sana::cuda_emu;
 static int g_fail = 0, g_checks = 0;
 static bool g_verbose = false;
 
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    ++g_checks;                                            \
-    if (!(cond)) {                                         \
-      ++g_fail;                                            \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-      std::printf(__VA_ARGS__);                            \
-      std::printf("\n");                                   \
-    }                                                      \
+#define CHECK(cond, ...)                               \
+  do {                                                 \
+    ++g_checks;                                        \
+    if (!(cond)) {                                     \
+      ++g_fail;                                        \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::printf(__VA_ARGS__);                        \
+      std::printf("\n");                               \
+    }                                                  \
   } while (0)
 
 // Compares with tolerance atol + rtol*|ref|; prints the first few mismatches.
@@ -112,7 +112,11 @@ static __global__ void mma_tile_kernel(float* d, const uint16_t* A, const uint16
   a[1] = ld_pair(&A[(g + 8) * 16 + 2 * t]);
   a[2] = ld_pair(&A[g * 16 + 2 * t + 8]);
   a[3] = ld_pair(&A[(g + 8) * 16 + 2 * t + 8]);
-  if (swap_a12) { uint32_t x = a[1]; a[1] = a[2]; a[2] = x; }
+  if (swap_a12) {
+    uint32_t x = a[1];
+    a[1] = a[2];
+    a[2] = x;
+  }
   // B is stored row-major (k, n); the fragment wants pairs along k, so pack two rows.
   auto pack = [&](int k, int n) { return uint32_t(B[k * 8 + n]) | (uint32_t(B[(k + 1) * 8 + n]) << 16); };
   b[0] = pack(2 * t, g);
@@ -181,13 +185,13 @@ static void test_launch_model() {
     std::vector<int> out(64, 0);
     LAUNCH(1, 64, 0, nullptr, deadlock_kernel)(out.data());
     cudaError_t e = cudaGetLastError();
-    CHECK(e == cudaErrorLaunchFailure && last_failure().find("deadlock") != std::string::npos,
-          "deadlock detected (err %d, '%s')", int(e), last_failure().c_str());
+    CHECK(e == cudaErrorLaunchFailure && last_failure().find("deadlock") != std::string::npos, "deadlock detected (err %d, '%s')", int(e),
+          last_failure().c_str());
     std::vector<float> o(32, 0);
     LAUNCH(1, 32, 0, nullptr, partial_warp_kernel)(o.data());
     e = cudaGetLastError();
-    CHECK(e == cudaErrorLaunchFailure && last_failure().find("exited") != std::string::npos,
-          "shuffle with exited lanes rejected ('%s')", last_failure().c_str());
+    CHECK(e == cudaErrorLaunchFailure && last_failure().find("exited") != std::string::npos, "shuffle with exited lanes rejected ('%s')",
+          last_failure().c_str());
     LAUNCH(1, 2048, 0, nullptr, reverse_kernel)(nullptr, nullptr);
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "block of 2048 threads rejected");
   }
@@ -234,8 +238,10 @@ struct Buf {
     std::uniform_real_distribution<float> U(lo, hi);
     for (size_t i = 0; i < n; ++i) {
       float f = U(rng);
-      if (d == DType::F32) { std::memcpy(&bytes[i * 4], &f, 4); val[i] = f; }
-      else {
+      if (d == DType::F32) {
+        std::memcpy(&bytes[i * 4], &f, 4);
+        val[i] = f;
+      } else {
         uint16_t h = d == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
         std::memcpy(&bytes[i * 2], &h, 2);
         val[i] = d == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
@@ -264,57 +270,59 @@ static void test_gemm(std::mt19937& rng) {
   // {M, N, K}: the second set has K and N multiples of 8 (16-byte load paths), not of the tiles.
   const int64_t shapes[2][3] = {{37, 70, 45}, {37, 72, 96}};
   for (DType dt : dts)
-  for (const auto& shp : shapes) {
-    // linear: M, N, K not multiples of 64 / 32; f32 output with bias, then dt output
-    const int64_t M = shp[0], N = shp[1], K = shp[2];
-    Buf x(M * K, dt, rng), w(N * K, dt, rng);
-    std::vector<float> bias(N);
-    for (auto& b : bias) b = std::uniform_real_distribution<float>(-1, 1)(rng);
-    std::vector<double> ref(M * N);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        double s = bias[n];
-        for (int64_t k = 0; k < K; ++k) s += x.val[m * K + k] * w.val[n * K + k];
-        ref[m * N + n] = s;
-      }
-    std::vector<float> out(M * N);
-    Status st = linear_cuda(out.data(), x.p(), w.p(), bias.data(), M, N, K, DType::F32, dt, nullptr, nullptr);
-    CHECK(!st, "linear: %s", st ? st : "");
-    const std::string tag = std::string(dtype_name(dt)) + " K" + std::to_string(K);
-    expect_close(("linear " + tag).c_str(), out, ref, 1e-4, 1e-5);
-    std::vector<uint8_t> o16(M * N * dtype_size(dt));
-    st = linear_cuda(o16.data(), x.p(), w.p(), bias.data(), M, N, K, dt, dt, nullptr, nullptr);
-    expect_close(("linear out " + tag).c_str(), as_f32(o16, dt, M * N), ref, 1e-4, out_tol(dt));
+    for (const auto& shp : shapes) {
+      // linear: M, N, K not multiples of 64 / 32; f32 output with bias, then dt output
+      const int64_t M = shp[0], N = shp[1], K = shp[2];
+      Buf x(M * K, dt, rng), w(N * K, dt, rng);
+      std::vector<float> bias(N);
+      for (auto& b : bias) b = std::uniform_real_distribution<float>(-1, 1)(rng);
+      std::vector<double> ref(M * N);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double s = bias[n];
+          for (int64_t k = 0; k < K; ++k) s += x.val[m * K + k] * w.val[n * K + k];
+          ref[m * N + n] = s;
+        }
+      std::vector<float> out(M * N);
+      Status st = linear_cuda(out.data(), x.p(), w.p(), bias.data(), M, N, K, DType::F32, dt, nullptr, nullptr);
+      CHECK(!st, "linear: %s", st ? st : "");
+      const std::string tag = std::string(dtype_name(dt)) + " K" + std::to_string(K);
+      expect_close(("linear " + tag).c_str(), out, ref, 1e-4, 1e-5);
+      std::vector<uint8_t> o16(M * N * dtype_size(dt));
+      st = linear_cuda(o16.data(), x.p(), w.p(), bias.data(), M, N, K, dt, dt, nullptr, nullptr);
+      expect_close(("linear out " + tag).c_str(), as_f32(o16, dt, M * N), ref, 1e-4, out_tol(dt));
 
-    // batched matmul, b broadcast over the batch, both layouts of b
-    for (int trans = 0; trans < 2; ++trans) {
-      const int64_t Bt = 3, m2 = 19, n2 = K == 96 ? 72 : 67, k2 = K == 96 ? 40 : 33;
-      Buf a(Bt * m2 * k2, dt, rng), b(n2 * k2, dt, rng);
-      std::vector<double> r2(Bt * m2 * n2);
-      for (int64_t z = 0; z < Bt; ++z)
-        for (int64_t m = 0; m < m2; ++m)
-          for (int64_t n = 0; n < n2; ++n) {
-            double s = 0;
-            for (int64_t k = 0; k < k2; ++k) s += a.val[(z * m2 + m) * k2 + k] * (trans ? b.val[n * k2 + k] : b.val[k * n2 + n]);
-            r2[(z * m2 + m) * n2 + n] = s;
-          }
-      std::vector<float> o2(Bt * m2 * n2);
-      st = matmul_cuda(o2.data(), a.p(), b.p(), Bt, m2, n2, k2, m2 * k2, 0, trans != 0, DType::F32, dt, nullptr);
-      CHECK(!st, "matmul: %s", st ? st : "");
-      expect_close(((trans ? "matmul transB " : "matmul ") + tag).c_str(), o2, r2, 1e-4, 1e-5);
+      // batched matmul, b broadcast over the batch, both layouts of b
+      for (int trans = 0; trans < 2; ++trans) {
+        const int64_t Bt = 3, m2 = 19, n2 = K == 96 ? 72 : 67, k2 = K == 96 ? 40 : 33;
+        Buf a(Bt * m2 * k2, dt, rng), b(n2 * k2, dt, rng);
+        std::vector<double> r2(Bt * m2 * n2);
+        for (int64_t z = 0; z < Bt; ++z)
+          for (int64_t m = 0; m < m2; ++m)
+            for (int64_t n = 0; n < n2; ++n) {
+              double s = 0;
+              for (int64_t k = 0; k < k2; ++k) s += a.val[(z * m2 + m) * k2 + k] * (trans ? b.val[n * k2 + k] : b.val[k * n2 + n]);
+              r2[(z * m2 + m) * n2 + n] = s;
+            }
+        std::vector<float> o2(Bt * m2 * n2);
+        st = matmul_cuda(o2.data(), a.p(), b.p(), Bt, m2, n2, k2, m2 * k2, 0, trans != 0, DType::F32, dt, nullptr);
+        CHECK(!st, "matmul: %s", st ? st : "");
+        expect_close(((trans ? "matmul transB " : "matmul ") + tag).c_str(), o2, r2, 1e-4, 1e-5);
+      }
     }
-  }
 }
 
 static void test_conv(std::mt19937& rng) {
-  struct Case { int64_t B, Cin, H, W, Cout, KH, KW, stride, pad, groups; };
+  struct Case {
+    int64_t B, Cin, H, W, Cout, KH, KW, stride, pad, groups;
+  };
   const Case cases[] = {
-      {2, 5, 7, 9, 6, 3, 3, 1, 1, 1},    // 3x3 same
-      {1, 4, 9, 8, 70, 3, 3, 2, 1, 1},   // strided, Cout > 64
-      {2, 6, 5, 5, 4, 1, 1, 1, 0, 2},    // grouped 1x1
-      {1, 8, 6, 7, 8, 3, 3, 1, 1, 8},    // depthwise
-      {2, 33, 6, 11, 65, 1, 1, 1, 0, 1}, // pointwise, odd sizes
-      {2, 16, 4, 6, 24, 1, 1, 1, 0, 1},  // pointwise with 16-byte loads (Cin, H*W multiples of 8)
+      {2, 5, 7, 9, 6, 3, 3, 1, 1, 1},     // 3x3 same
+      {1, 4, 9, 8, 70, 3, 3, 2, 1, 1},    // strided, Cout > 64
+      {2, 6, 5, 5, 4, 1, 1, 1, 0, 2},     // grouped 1x1
+      {1, 8, 6, 7, 8, 3, 3, 1, 1, 8},     // depthwise
+      {2, 33, 6, 11, 65, 1, 1, 1, 0, 1},  // pointwise, odd sizes
+      {2, 16, 4, 6, 24, 1, 1, 1, 0, 1},   // pointwise with 16-byte loads (Cin, H*W multiples of 8)
   };
   for (DType dt : {DType::F32, DType::BF16}) {
     for (const Case& c : cases) {
@@ -340,19 +348,25 @@ static void test_conv(std::mt19937& rng) {
               ref[((b * c.Cout + o) * Ho + oy) * Wo + ox] = s;
             }
       std::vector<float> out(ref.size());
-      Status st = conv2d_cuda(out.data(), x.p(), w.p(), bias.data(), c.B, c.Cin, c.H, c.W, c.Cout, c.KH, c.KW, c.stride, c.pad,
-                              c.groups, Ho, Wo, DType::F32, dt, nullptr, nullptr);
+      Status st = conv2d_cuda(out.data(), x.p(), w.p(), bias.data(), c.B, c.Cin, c.H, c.W, c.Cout, c.KH, c.KW, c.stride, c.pad, c.groups, Ho, Wo, DType::F32,
+                              dt, nullptr, nullptr);
       CHECK(!st, "conv2d: %s", st ? st : "");
       char name[128];
-      std::snprintf(name, sizeof name, "conv2d %s k%lld s%lld g%lld Cout%lld", dtype_name(dt), (long long)c.KH,
-                    (long long)c.stride, (long long)c.groups, (long long)c.Cout);
+      std::snprintf(name, sizeof name, "conv2d %s k%lld s%lld g%lld Cout%lld", dtype_name(dt), (long long)c.KH, (long long)c.stride, (long long)c.groups,
+                    (long long)c.Cout);
       expect_close(name, out, ref, 1e-4, 1e-5);
     }
   }
 }
 
 static void test_attention(std::mt19937& rng) {
-  struct Case { int64_t B, Hq, Hkv, Lq, Lk, D, Dv; bool causal; int64_t window; float softcap; int bias; };
+  struct Case {
+    int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+    bool causal;
+    int64_t window;
+    float softcap;
+    int bias;
+  };
   const Case cases[] = {
       {2, 4, 2, 13, 45, 24, 24, false, 0, 0.f, 1},    // GQA + (B, Lk) key bias, Lk not a tile multiple
       {1, 2, 2, 37, 37, 72, 72, true, 0, 0.f, 0},     // causal, 3 query blocks
@@ -372,7 +386,8 @@ static void test_attention(std::mt19937& rng) {
       } else if (c.bias == 2) {
         bias.resize(c.B * c.Lq * c.Lk);
         for (auto& b : bias) b = std::uniform_real_distribution<float>(-2, 2)(rng);
-        sb = c.Lq * c.Lk; sq = c.Lk;
+        sb = c.Lq * c.Lk;
+        sq = c.Lk;
       }
       const float scale = 1.f / std::sqrt(float(c.D));
       std::vector<double> ref(c.B * c.Hq * c.Lq * c.Dv, 0.0);
@@ -404,12 +419,12 @@ static void test_attention(std::mt19937& rng) {
           }
         }
       std::vector<uint8_t> out(ref.size() * dtype_size(dt));
-      Status st = attention_cuda(out.data(), q.p(), k.p(), v.p(), bias.empty() ? nullptr : bias.data(), c.B, c.Hq, c.Hkv, c.Lq,
-                                 c.Lk, c.D, c.Dv, sb, sh, sq, scale, c.softcap, c.causal, c.window, dt, nullptr);
+      Status st = attention_cuda(out.data(), q.p(), k.p(), v.p(), bias.empty() ? nullptr : bias.data(), c.B, c.Hq, c.Hkv, c.Lq, c.Lk, c.D, c.Dv, sb, sh, sq,
+                                 scale, c.softcap, c.causal, c.window, dt, nullptr);
       CHECK(!st, "attention: %s", st ? st : "");
       char name[128];
-      std::snprintf(name, sizeof name, "attention %s D%lld Lq%lld Lk%lld%s%s", dtype_name(dt), (long long)c.D, (long long)c.Lq,
-                    (long long)c.Lk, c.causal ? " causal" : "", c.window ? " window" : "");
+      std::snprintf(name, sizeof name, "attention %s D%lld Lq%lld Lk%lld%s%s", dtype_name(dt), (long long)c.D, (long long)c.Lq, (long long)c.Lk,
+                    c.causal ? " causal" : "", c.window ? " window" : "");
       expect_close(name, as_f32(out, dt, ref.size()), ref, 2e-5, out_tol(dt));
     }
   }
@@ -457,7 +472,7 @@ int main(int argc, char** argv) {
   test_attention(rng);
   test_linear_attention(rng);
   auto c = ::sana_emu::counters();
-  std::printf("%s: %d of %d checks failed (%llu launches, %llu blocks, %llu fiber switches)\n", g_fail ? "FAILED" : "PASSED",
-              g_fail, g_checks, (unsigned long long)c.launches, (unsigned long long)c.blocks, (unsigned long long)c.switches);
+  std::printf("%s: %d of %d checks failed (%llu launches, %llu blocks, %llu fiber switches)\n", g_fail ? "FAILED" : "PASSED", g_fail, g_checks,
+              (unsigned long long)c.launches, (unsigned long long)c.blocks, (unsigned long long)c.switches);
   return g_fail ? 1 : 0;
 }

@@ -147,7 +147,7 @@ export class ExecutionTracker {
         const job = this.jobFor(d);
         const value = Number(d.value);
         const max = Number(d.max) || 1;
-        const id = d.node != null ? String(d.node) : job?.current ?? null;
+        const id = d.node != null ? String(d.node) : (job?.current ?? null);
         this.setProgress(id, value / max);
         if (job) job.currentFraction = value / max;
         this.overall();

@@ -16,16 +16,7 @@ import { applyControlAfterGenerate } from './seed-control.ts';
 import { EditorUi } from './ui.ts';
 import { setUploader } from './widgets.ts';
 import { workflowChoices } from './workflow-list.ts';
-import {
-  downloadJson,
-  isUiWorkflow,
-  loadApiPrompt,
-  loadUiWorkflow,
-  readFromStorage,
-  readWorkflowFile,
-  saveToStorage,
-  type LoadedFile,
-} from './workflow-io.ts';
+import { downloadJson, isUiWorkflow, loadApiPrompt, loadUiWorkflow, readFromStorage, readWorkflowFile, saveToStorage, type LoadedFile } from './workflow-io.ts';
 
 async function main(): Promise<void> {
   const api = new ComfyApi();
@@ -117,7 +108,10 @@ async function main(): Promise<void> {
   function fitView(): void {
     if (!graph.nodes.length) return;
     const title = LiteGraph.NODE_TITLE_HEIGHT;
-    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    let x0 = Infinity,
+      y0 = Infinity,
+      x1 = -Infinity,
+      y1 = -Infinity;
     for (const n of graph.nodes) {
       x0 = Math.min(x0, n.pos[0]);
       y0 = Math.min(y0, n.pos[1] - title);
@@ -201,7 +195,7 @@ async function main(): Promise<void> {
       }
       const general = e.errors.filter((err) => !err.extra_info?.input_name).map((err) => err.message);
       // Errors tied to an input are listed per input; the headline only carries the others.
-      states.setError(id, { message: general.join('; ') || (inputs.size ? '' : e.errors[0]?.message ?? 'invalid'), inputs });
+      states.setError(id, { message: general.join('; ') || (inputs.size ? '' : (e.errors[0]?.message ?? 'invalid')), inputs });
     }
   }
 

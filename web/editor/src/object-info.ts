@@ -125,7 +125,10 @@ export function planInput(nodeName: string, name: string, spec: InputSpec, optio
     }
     case 'STRING':
       widget = {
-        kind: 'STRING', name, optional, tooltip,
+        kind: 'STRING',
+        name,
+        optional,
+        tooltip,
         value: typeof opts.default === 'string' ? opts.default : '',
         multiline: opts.multiline === true,
         placeholder: typeof opts.placeholder === 'string' ? opts.placeholder : undefined,
@@ -133,7 +136,10 @@ export function planInput(nodeName: string, name: string, spec: InputSpec, optio
       break;
     case 'BOOLEAN':
       widget = {
-        kind: 'BOOLEAN', name, optional, tooltip,
+        kind: 'BOOLEAN',
+        name,
+        optional,
+        tooltip,
         value: opts.default === true,
         labelOn: typeof opts.label_on === 'string' ? opts.label_on : undefined,
         labelOff: typeof opts.label_off === 'string' ? opts.label_off : undefined,
@@ -147,8 +153,7 @@ export function planInput(nodeName: string, name: string, spec: InputSpec, optio
   }
   // Same rule as engine/convert.ts `hasExtraWidget`, so widgets_values line up with the converter.
   const control =
-    (opts.control_after_generate === true && (kind === 'INT' || kind === 'COMBO')) ||
-    (kind === 'INT' && (name === 'seed' || name === 'noise_seed'));
+    (opts.control_after_generate === true && (kind === 'INT' || kind === 'COMBO')) || (kind === 'INT' && (name === 'seed' || name === 'noise_seed'));
   const upload = kind === 'COMBO' && opts.image_upload === true;
   return { name, type: kind, optional, widget, control, upload, tooltip };
 }

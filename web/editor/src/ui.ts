@@ -34,7 +34,10 @@ export class EditorUi {
   private queueCount: HTMLElement;
   private workflowSelect: HTMLSelectElement;
 
-  constructor(private readonly api: ComfyApi, private readonly actions: UiActions) {
+  constructor(
+    private readonly api: ComfyApi,
+    private readonly actions: UiActions,
+  ) {
     this.root = document.getElementById('toolbar') ?? document.body;
     const button = (id: string, label: string, title: string, onClick: () => void) => {
       const b = el('button', { id, title }, label);

@@ -20,16 +20,22 @@ export function addPlannedWidget(node: LGraphNode, plan: WidgetPlan): PlannedWid
   switch (plan.kind) {
     case 'INT':
     case 'FLOAT': {
-      w = node.addWidget('number', plan.name, plan.value, (v: number) => {
-        // litegraph clamps but does not snap; the server checks min/max, the user expects the step.
-        const snapped = snapNumber(plan, Number(v));
-        if (snapped !== w.value) w.value = snapped;
-      }, {
-        min: plan.min,
-        max: plan.max,
-        step2: plan.step,
-        precision: precisionOf(plan),
-      }) as PlannedWidget;
+      w = node.addWidget(
+        'number',
+        plan.name,
+        plan.value,
+        (v: number) => {
+          // litegraph clamps but does not snap; the server checks min/max, the user expects the step.
+          const snapped = snapNumber(plan, Number(v));
+          if (snapped !== w.value) w.value = snapped;
+        },
+        {
+          min: plan.min,
+          max: plan.max,
+          step2: plan.step,
+          precision: precisionOf(plan),
+        },
+      ) as PlannedWidget;
       break;
     }
     case 'COMBO':
@@ -46,7 +52,9 @@ export function addPlannedWidget(node: LGraphNode, plan: WidgetPlan): PlannedWid
       w = node.addWidget('toggle', plan.name, plan.value, redraw(node), { on: plan.labelOn ?? 'true', off: plan.labelOff ?? 'false' }) as PlannedWidget;
       break;
     case 'STRING':
-      w = plan.multiline ? addMultilineWidget(node, plan.name, plan.value, plan.placeholder) : (node.addWidget('text', plan.name, plan.value, redraw(node), {}) as PlannedWidget);
+      w = plan.multiline
+        ? addMultilineWidget(node, plan.name, plan.value, plan.placeholder)
+        : (node.addWidget('text', plan.name, plan.value, redraw(node), {}) as PlannedWidget);
       break;
   }
   w.plan = plan;
@@ -78,24 +86,30 @@ export function setUploader(fn: Uploader): void {
  * ComfyUI stores in widgets_values for it; options.serialize=false keeps it out of the prompt.
  */
 export function addUploadWidget(node: LGraphNode, target: string): PlannedWidget {
-  const w = node.addWidget('button', UPLOAD_WIDGET_NAME, 'image', () => {
-    const combo = node.widgets?.find((x) => x.name === target);
-    if (!combo || !uploader) return;
-    const send = uploader;
-    const input = document.createElement('input');
-    input.type = 'file';
-    input.accept = 'image/png,image/jpeg,image/webp';
-    input.addEventListener('change', async () => {
-      const file = input.files?.[0];
-      if (!file) return;
-      const name = await send(file);
-      const values = (combo.options as { values?: string[] }).values ?? [];
-      if (!values.includes(name)) values.push(name);
-      combo.value = name;
-      node.setDirtyCanvas(true, true);
-    });
-    input.click();
-  }, {}) as PlannedWidget;
+  const w = node.addWidget(
+    'button',
+    UPLOAD_WIDGET_NAME,
+    'image',
+    () => {
+      const combo = node.widgets?.find((x) => x.name === target);
+      if (!combo || !uploader) return;
+      const send = uploader;
+      const input = document.createElement('input');
+      input.type = 'file';
+      input.accept = 'image/png,image/jpeg,image/webp';
+      input.addEventListener('change', async () => {
+        const file = input.files?.[0];
+        if (!file) return;
+        const name = await send(file);
+        const values = (combo.options as { values?: string[] }).values ?? [];
+        if (!values.includes(name)) values.push(name);
+        combo.value = name;
+        node.setDirtyCanvas(true, true);
+      });
+      input.click();
+    },
+    {},
+  ) as PlannedWidget;
   (w.options as Record<string, unknown>).serialize = false;
   w.label = 'choose file to upload';
   w.value = 'image';

@@ -113,26 +113,22 @@ export const internalRoutes: RoutePlugin = async (app, { state }) => {
     return dir === undefined ? emptyNotFound(reply) : modelFiles(modelsDir(), dir);
   });
 
-  app.get(
-    '/view_metadata/:folder',
-    { schema: { params: z.object({ folder: param }), querystring: z.object({ filename: anyValue }) } },
-    async (req, reply) => {
-      const { folder } = req.params;
-      const { filename } = req.query;
-      if (typeof filename !== 'string' || !filename.endsWith('.safetensors')) return emptyNotFound(reply);
-      const dir = modelFolder(modelsDir(), folder);
-      if (dir === undefined) return emptyNotFound(reply);
-      let file: string;
-      try {
-        relativeSegments(filename);
-        file = resolveInside(dir, [filename]);
-      } catch {
-        return emptyNotFound(reply);
-      }
-      const meta = safetensorsMetadata(file);
-      return meta === undefined ? emptyNotFound(reply) : meta;
-    },
-  );
+  app.get('/view_metadata/:folder', { schema: { params: z.object({ folder: param }), querystring: z.object({ filename: anyValue }) } }, async (req, reply) => {
+    const { folder } = req.params;
+    const { filename } = req.query;
+    if (typeof filename !== 'string' || !filename.endsWith('.safetensors')) return emptyNotFound(reply);
+    const dir = modelFolder(modelsDir(), folder);
+    if (dir === undefined) return emptyNotFound(reply);
+    let file: string;
+    try {
+      relativeSegments(filename);
+      file = resolveInside(dir, [filename]);
+    } catch {
+      return emptyNotFound(reply);
+    }
+    const meta = safetensorsMetadata(file);
+    return meta === undefined ? emptyNotFound(reply) : meta;
+  });
 };
 
 /** /internal/*: mounted once, without the /api prefix, as in ComfyUI. */
@@ -145,7 +141,14 @@ export const internalUnprefixedRoutes: RoutePlugin = async (app, { state }) => {
   });
 
   app.get('/internal/logs', async (_req, reply) =>
-    reply.type('application/json').send(JSON.stringify(logs.list().map((e) => `${e.t} - ${e.m}`).join(''))),
+    reply.type('application/json').send(
+      JSON.stringify(
+        logs
+          .list()
+          .map((e) => `${e.t} - ${e.m}`)
+          .join(''),
+      ),
+    ),
   );
   app.get('/internal/logs/raw', async () => ({ entries: logs.list(), size: terminalSize() }));
   app.patch(

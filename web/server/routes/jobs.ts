@@ -75,7 +75,8 @@ function normalizeOutputs(outputs: Json): Json {
     }
     const node: Json = {};
     for (const [mediaType, items] of Object.entries(nodeOutputs as Json)) {
-      node[mediaType] = mediaType === 'animated' || !Array.isArray(items) ? items : items.filter((i) => i !== null && i !== undefined).map((i) => normalizeItem(i) ?? i);
+      node[mediaType] =
+        mediaType === 'animated' || !Array.isArray(items) ? items : items.filter((i) => i !== null && i !== undefined).map((i) => normalizeItem(i) ?? i);
     }
     out[nodeId] = node;
   }

@@ -25,17 +25,22 @@ function promptBody(maxNodes: number) {
     prompt: anyValue.transform((p, ctx) => {
       if (p === undefined || p === null) return fail(ctx, 'No prompt provided', { type: 'no_prompt', details: 'No prompt provided' });
       if (typeof p !== 'object' || Array.isArray(p)) {
-        return fail(ctx, 'Prompt must be an object keyed by node id', { type: 'invalid_prompt', details: `received ${Array.isArray(p) ? 'an array' : typeof p}` });
+        return fail(ctx, 'Prompt must be an object keyed by node id', {
+          type: 'invalid_prompt',
+          details: `received ${Array.isArray(p) ? 'an array' : typeof p}`,
+        });
       }
       const nodeCount = Object.keys(p).length;
-      if (nodeCount > maxNodes) return fail(ctx, `Prompt has too many nodes (${nodeCount} > ${maxNodes})`, { type: 'invalid_prompt', details: `${nodeCount} nodes` });
+      if (nodeCount > maxNodes)
+        return fail(ctx, `Prompt has too many nodes (${nodeCount} > ${maxNodes})`, { type: 'invalid_prompt', details: `${nodeCount} nodes` });
       return p as Record<string, unknown>;
     }),
     // ComfyUI: absent or null runs every output; a list keeps the output nodes named in it
     // (ids that are not output nodes are ignored; none left is prompt_no_outputs).
     partial_execution_targets: anyValue.transform((t, ctx) => {
       if (t === undefined || t === null) return undefined;
-      if (!Array.isArray(t)) return fail(ctx, 'partial_execution_targets must be a list of node ids or null', { type: 'invalid_prompt', details: `received ${typeof t}` });
+      if (!Array.isArray(t))
+        return fail(ctx, 'partial_execution_targets must be a list of node ids or null', { type: 'invalid_prompt', details: `received ${typeof t}` });
       return t.filter((x): x is string => typeof x === 'string');
     }),
     prompt_id: anyValue.transform((v) => (typeof v === 'string' && v !== '' && v.length <= MAX_PROMPT_ID ? v : undefined)),
@@ -82,14 +87,26 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
         return reply
           .code(429)
           .header('Retry-After', String(QUEUE_FULL_RETRY_S))
-          .send(comfyError('queue_full', `The queue is full (${options.maxQueue} jobs)`, { details: 'Retry later', extraInfo: { max_queue: options.maxQueue }, nodeErrors: {} }));
+          .send(
+            comfyError('queue_full', `The queue is full (${options.maxQueue} jobs)`, {
+              details: 'Retry later',
+              extraInfo: { max_queue: options.maxQueue },
+              nodeErrors: {},
+            }),
+          );
       }
       const requestedId = body.prompt_id;
       if (requestedId !== undefined) {
         // A reused id would make /history/{id} and the client's events ambiguous, and replace the
         // earlier job's history entry.
         const where =
-          queue.current?.promptId === requestedId ? 'running' : queue.snapshot().queue_pending.some((item) => item[1] === requestedId) ? 'queued' : history.has(requestedId) ? 'in history' : undefined;
+          queue.current?.promptId === requestedId
+            ? 'running'
+            : queue.snapshot().queue_pending.some((item) => item[1] === requestedId)
+              ? 'queued'
+              : history.has(requestedId)
+                ? 'in history'
+                : undefined;
         if (where !== undefined) {
           return reply.code(400).send(
             comfyError('prompt_id_in_use', `prompt_id '${requestedId}' is already ${where}`, {

@@ -54,13 +54,18 @@ export const staticRoutes: RoutePlugin = async (app, { state }) => {
     const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
     if (ext === '.html') reply.header('Cache-Control', 'no-store, no-cache, must-revalidate');
     else if (ext === '.js' || ext === '.css') reply.header('Cache-Control', 'no-cache');
-    return reply.type(TYPES[ext] ?? 'application/octet-stream').header('content-length', stat.size).send(fs.createReadStream(file));
+    return reply
+      .type(TYPES[ext] ?? 'application/octet-stream')
+      .header('content-length', stat.size)
+      .send(fs.createReadStream(file));
   };
   app.get('/', async (_req, reply) => {
     if (!fs.existsSync(`${root}/index.html`)) {
       return reply
         .type('text/html; charset=utf-8')
-        .send('<!doctype html><title>sana-graph</title><p>The editor bundle is not built. Run <code>npm run build:editor</code> (or <code>npm start</code>, which builds it), then reload.</p>');
+        .send(
+          '<!doctype html><title>sana-graph</title><p>The editor bundle is not built. Run <code>npm run build:editor</code> (or <code>npm start</code>, which builds it), then reload.</p>',
+        );
     }
     return serve('index.html', reply);
   });

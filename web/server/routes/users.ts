@@ -195,15 +195,19 @@ export const userRoutes: RoutePlugin = async (app, { state }) => {
     return { storage: 'server', migrated: fs.existsSync(r.root) };
   });
 
-  app.post('/users', { schema: { body: newUserBody }, errorHandler: invalidAs((reply, issue) => reply.code(400).send({ error: issue.message })) }, async (req, reply) => {
-    const { username } = req.body;
-    if (Object.values(users.list()).includes(username)) return reply.code(400).send({ error: 'Duplicate username.' });
-    try {
-      return reply.type('application/json').send(JSON.stringify(users.add(username)));
-    } catch (e) {
-      return reply.code(400).send({ error: (e as Error).message });
-    }
-  });
+  app.post(
+    '/users',
+    { schema: { body: newUserBody }, errorHandler: invalidAs((reply, issue) => reply.code(400).send({ error: issue.message })) },
+    async (req, reply) => {
+      const { username } = req.body;
+      if (Object.values(users.list()).includes(username)) return reply.code(400).send({ error: 'Duplicate username.' });
+      try {
+        return reply.type('application/json').send(JSON.stringify(users.add(username)));
+      } catch (e) {
+        return reply.code(400).send({ error: (e as Error).message });
+      }
+    },
+  );
 
   // --- settings ----------------------------------------------------------------------------
   const settingsPath = (req: FastifyRequest): string | undefined => {
@@ -296,7 +300,11 @@ export const userRoutes: RoutePlugin = async (app, { state }) => {
       }
     };
     walk(r.file);
-    out.sort((a, b) => Number(a.type !== 'directory') - Number(b.type !== 'directory') || (a.name.toLowerCase() < b.name.toLowerCase() ? -1 : a.name.toLowerCase() > b.name.toLowerCase() ? 1 : 0));
+    out.sort(
+      (a, b) =>
+        Number(a.type !== 'directory') - Number(b.type !== 'directory') ||
+        (a.name.toLowerCase() < b.name.toLowerCase() ? -1 : a.name.toLowerCase() > b.name.toLowerCase() ? 1 : 0),
+    );
     return out;
   });
 
