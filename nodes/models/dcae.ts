@@ -6,7 +6,7 @@
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
 import type { Backend, DType, Tensor } from '../../native/api.ts';
-import { blockLayout, configNumber, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, qkvMultiscales, runBlock, tiledMap, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import { blockLayout, checkDcaeDtype, configNumber, free, halfEntryPoints, loadBlock, latentShortcut, loadHalfFromFolder, parseDcaeHalf, perStage, runBlock, tiledMap, type BlockW, type DcaeHalfConfig, type DcaeHalfModel, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
 import { checkLayout, conv, layoutShapes, rmsNormAffine, unexpectedLine, type Layout } from './layout.ts';
 import type { HostArray, TensorInput } from './tensor_input.ts';
 import { WeightSet, type WeightSource } from './weight_set.ts';
@@ -17,78 +17,41 @@ export { tileStarts, type DcaeBlockType } from './dcae_blocks.ts';
 // ------------------------------------------------------------------------------------------------
 // Config
 
-export interface DcaeDecoderConfig {
+export interface DcaeDecoderConfig extends DcaeHalfConfig {
   /** Image channels produced (3). */
   outChannels: number;
-  latentChannels: number;
-  attentionHeadDim: number;
-  blockTypes: DcaeBlockType[];
-  blockOutChannels: number[];
-  layersPerBlock: number[];
-  qkvMultiscales: number[][];
   actFns: Array<'silu' | 'relu'>;
   upsampleBlockType: 'interpolate' | 'pixel_shuffle';
   inShortcut: boolean;
-  scalingFactor: number;
-  /** 2^(stages − 1): pixels per latent pixel along each axis. */
-  spatialCompression: number;
 }
 
 /** Parses a diffusers AutoencoderDC config.json (decoder part), refusing variants not implemented. */
 export function parseDcaeConfig(raw: Record<string, unknown>, file = 'vae/config.json'): DcaeDecoderConfig {
-  if (raw._class_name !== undefined && raw._class_name !== 'AutoencoderDC') {
-    throw new Error(`${file}: _class_name is ${JSON.stringify(raw._class_name)}, expected "AutoencoderDC"`);
-  }
-  const nums = (key: string, alt?: string): number[] => {
-    const v = raw[key] ?? (alt ? raw[alt] : undefined);
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
-      throw new Error(`${file}: "${key}" must be a list of non-negative integers (got ${JSON.stringify(v)})`);
-    }
-    return v as number[];
-  };
-  const blockOutChannels = nums('decoder_block_out_channels', 'block_out_channels');
+  const half = parseDcaeHalf(raw, 'decoder', file);
+  const { blockOutChannels, layersPerBlock } = half;
   const S = blockOutChannels.length;
-  const layersPerBlock = nums('decoder_layers_per_block');
-  if (layersPerBlock.length !== S) throw new Error(`${file}: decoder_layers_per_block has ${layersPerBlock.length} entries for ${S} stages`);
   if (layersPerBlock[0] === 0) throw new Error(`${file}: decoder_layers_per_block[0] = 0 (pixel-shuffle output head) is not supported; Sana's DC-AE has blocks in every stage`);
   const isStr = (x: unknown): x is string => typeof x === 'string';
-  const blockTypes = perStage(raw.decoder_block_types ?? 'ResBlock', S, 'decoder_block_types', file, isStr);
-  for (const t of blockTypes) if (t !== 'ResBlock' && t !== 'EfficientViTBlock') throw new Error(`${file}: decoder block type ${t} is not supported (ResBlock, EfficientViTBlock)`);
   const norms = perStage(raw.decoder_norm_types ?? 'rms_norm', S, 'decoder_norm_types', file, isStr);
   for (const n of norms) if (n !== 'rms_norm') throw new Error(`${file}: decoder norm type ${n} is not supported (only rms_norm, as in Sana's DC-AE; the BatchNorm DC-AE releases are out of scope)`);
   const acts = perStage(raw.decoder_act_fns ?? 'silu', S, 'decoder_act_fns', file, isStr);
   for (const a of acts) if (a !== 'silu' && a !== 'relu') throw new Error(`${file}: decoder activation ${a} is not supported (silu, relu)`);
-  const ms = qkvMultiscales(raw, 'decoder_qkv_multiscales', S, file);
   const up = raw.upsample_block_type ?? 'pixel_shuffle';
   if (up !== 'interpolate' && up !== 'pixel_shuffle') throw new Error(`${file}: upsample_block_type ${JSON.stringify(up)} is not supported (interpolate, pixel_shuffle)`);
   const convAct = raw.decoder_conv_act_fn ?? 'relu';
   if (convAct !== 'relu') throw new Error(`${file}: decoder_conv_act_fn ${JSON.stringify(convAct)} is not supported (relu)`);
-  const num = (key: string, d: number): number => configNumber(raw, key, d, file);
   const cfg: DcaeDecoderConfig = {
-    outChannels: num('in_channels', 3),
-    latentChannels: num('latent_channels', 32),
-    attentionHeadDim: num('attention_head_dim', 32),
-    blockTypes: blockTypes as DcaeBlockType[],
-    blockOutChannels,
-    layersPerBlock,
-    qkvMultiscales: ms,
+    ...half,
+    outChannels: configNumber(raw, 'in_channels', 3, file),
     actFns: acts as Array<'silu' | 'relu'>,
     upsampleBlockType: up,
-    inShortcut: raw.decoder_in_shortcut === undefined ? true : raw.decoder_in_shortcut === true,
-    scalingFactor: num('scaling_factor', 1.0),
-    spatialCompression: 2 ** (S - 1),
+    inShortcut: latentShortcut(raw, 'decoder_in_shortcut', half, file),
   };
-  for (let i = 0; i < S; i++) {
+  for (let i = 0; i < S - 1; i++) {
     const C = blockOutChannels[i]!;
-    if (blockTypes[i] === 'EfficientViTBlock' && C % cfg.attentionHeadDim !== 0) {
-      throw new Error(`${file}: stage ${i} width ${C} is not a multiple of attention_head_dim ${cfg.attentionHeadDim}`);
-    }
-    if (i < S - 1 && layersPerBlock[i]! > 0 && (4 * C) % blockOutChannels[i + 1]! !== 0) {
+    if (layersPerBlock[i]! > 0 && (4 * C) % blockOutChannels[i + 1]! !== 0) {
       throw new Error(`${file}: stage ${i} upsampler ${blockOutChannels[i + 1]} → ${C} channels: 4·${C} is not a multiple of ${blockOutChannels[i + 1]}`);
     }
-  }
-  if (cfg.inShortcut && blockOutChannels[S - 1]! % cfg.latentChannels !== 0) {
-    throw new Error(`${file}: decoder_in_shortcut needs the last width ${blockOutChannels[S - 1]} to be a multiple of latent_channels ${cfg.latentChannels}`);
   }
   return cfg;
 }
@@ -134,19 +97,15 @@ export type TiledDecodeOptions = TileOptions;
 
 export type DecodeOptions = HalfRunOptions;
 
-export interface DcaeDecoder {
-  readonly config: DcaeDecoderConfig;
-  readonly dtype: DType;
-  readonly bytes: number;
+export interface DcaeDecoder extends DcaeHalfModel<DcaeDecoderConfig> {
   /** z (B, latent, h, w), already divided by scaling_factor by the caller → image (B, 3, 32h, 32w), f32. */
   decode(z: TensorInput, opts?: DecodeOptions): Tensor;
   /** The same decode over overlapping latent tiles; device memory is bounded by one tile. */
   decodeTiled(z: TensorInput, opts?: TiledDecodeOptions): Tensor;
-  dispose(): void;
 }
 
 export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeDecoder {
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE decoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
+  checkDcaeDtype('DC-AE decoder', dtype);
   const layout = decoderLayout(cfg);
   validateDecoderTensors(cfg, src, where, layout);
   const bk = backend;

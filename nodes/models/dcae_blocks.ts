@@ -35,6 +35,84 @@ export function qkvMultiscales(raw: Record<string, unknown>, key: string, S: num
   return ms as number[][];
 }
 
+/** What the decoder and encoder parts of an AutoencoderDC config share (diffusers keys `<half>_*`). */
+export interface DcaeHalfConfig {
+  latentChannels: number;
+  attentionHeadDim: number;
+  blockTypes: DcaeBlockType[];
+  blockOutChannels: number[];
+  layersPerBlock: number[];
+  qkvMultiscales: number[][];
+  scalingFactor: number;
+  /** 2^(stages − 1): image pixels per latent pixel along each axis. */
+  spatialCompression: number;
+}
+
+/**
+ * Parses and checks the keys both halves read: `<half>_block_out_channels` (or the shared
+ * `block_out_channels`), layers, block types, q/k/v scales, and the stage widths the attention
+ * heads need. `defaults`: diffusers' values where the half has them (the encoder's keys are often
+ * absent from decoder-era configs); without one the key is required.
+ */
+export function parseDcaeHalf(raw: Record<string, unknown>, half: 'decoder' | 'encoder', file: string, defaults: { blockOutChannels?: number[]; layersPerBlock?: number[] } = {}): DcaeHalfConfig {
+  if (raw._class_name !== undefined && raw._class_name !== 'AutoencoderDC') {
+    throw new Error(`${file}: _class_name is ${JSON.stringify(raw._class_name)}, expected "AutoencoderDC"`);
+  }
+  const nums = (key: string, v: unknown): number[] => {
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw new Error(`${file}: "${key}" must be a list of non-negative integers (got ${JSON.stringify(v)})`);
+    }
+    return v as number[];
+  };
+  const blockOutChannels = nums(`${half}_block_out_channels`, raw[`${half}_block_out_channels`] ?? raw.block_out_channels ?? defaults.blockOutChannels);
+  const S = blockOutChannels.length;
+  const layersPerBlock = nums(`${half}_layers_per_block`, raw[`${half}_layers_per_block`] ?? defaults.layersPerBlock);
+  if (layersPerBlock.length !== S) throw new Error(`${file}: ${half}_layers_per_block has ${layersPerBlock.length} entries for ${S} stages`);
+  const isStr = (x: unknown): x is string => typeof x === 'string';
+  const blockTypes = perStage(raw[`${half}_block_types`] ?? 'ResBlock', S, `${half}_block_types`, file, isStr);
+  for (const t of blockTypes) if (t !== 'ResBlock' && t !== 'EfficientViTBlock') throw new Error(`${file}: ${half} block type ${t} is not supported (ResBlock, EfficientViTBlock)`);
+  const num = (key: string, d: number): number => configNumber(raw, key, d, file);
+  const cfg: DcaeHalfConfig = {
+    latentChannels: num('latent_channels', 32),
+    attentionHeadDim: num('attention_head_dim', 32),
+    blockTypes: blockTypes as DcaeBlockType[],
+    blockOutChannels,
+    layersPerBlock,
+    qkvMultiscales: qkvMultiscales(raw, `${half}_qkv_multiscales`, S, file),
+    scalingFactor: num('scaling_factor', 1.0),
+    spatialCompression: 2 ** (S - 1),
+  };
+  for (let i = 0; i < S; i++) {
+    if (blockTypes[i] === 'EfficientViTBlock' && blockOutChannels[i]! % cfg.attentionHeadDim !== 0) {
+      throw new Error(`${file}: ${half} stage ${i} width ${blockOutChannels[i]} is not a multiple of attention_head_dim ${cfg.attentionHeadDim}`);
+    }
+  }
+  return cfg;
+}
+
+/** Reads `<half>_in/out_shortcut` (default on): the channel-averaging shortcut between the last
+ *  stage and the latent needs the last width to be a multiple of the latent channels. */
+export function latentShortcut(raw: Record<string, unknown>, key: string, half: DcaeHalfConfig, file: string): boolean {
+  const on = raw[key] === undefined ? true : raw[key] === true;
+  const last = half.blockOutChannels[half.blockOutChannels.length - 1]!;
+  if (on && last % half.latentChannels !== 0) throw new Error(`${file}: ${key} needs the last width ${last} to be a multiple of latent_channels ${half.latentChannels}`);
+  return on;
+}
+
+/** What a loaded decoder or encoder has besides its run methods. */
+export interface DcaeHalfModel<C> {
+  readonly config: C;
+  readonly dtype: DType;
+  /** Bytes of the weights it owns (the model cache's accounting). */
+  readonly bytes: number;
+  dispose(): void;
+}
+
+/** DC-AE computes in f32 or bf16 only: its activations overflow fp16 (shared/spec/sana.md §8). */
+export function checkDcaeDtype(what: string, dtype: DType): void {
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${what}: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, shared/spec/sana.md §8)`);
+}
+
 /** Appends the tensors of one block at `b` (ending in '.'), in state_dict order. */
 export function blockLayout(t: Layout, b: string, type: DcaeBlockType, C: number, hd: number, scales: readonly number[]): void {
   if (type === 'ResBlock') {

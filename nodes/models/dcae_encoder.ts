@@ -8,80 +8,41 @@
 // Letters: B batch, C stage width, H·W grid, g channels averaged by a shortcut.
 import { join } from 'node:path';
 import type { Backend, DType, Tensor } from '../../native/api.ts';
-import { blockLayout, configNumber, free, halfEntryPoints, loadBlock, loadHalfFromFolder, perStage, qkvMultiscales, runBlock, tiledMap, view, type BlockW, type DcaeBlockType, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import { blockLayout, checkDcaeDtype, configNumber, free, halfEntryPoints, loadBlock, latentShortcut, loadHalfFromFolder, parseDcaeHalf, runBlock, tiledMap, view, type BlockW, type DcaeHalfConfig, type DcaeHalfModel, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
 import { checkLayout, conv, layoutShapes, unexpectedLine, type Layout } from './layout.ts';
 import type { HostArray, TensorInput } from './tensor_input.ts';
 import { WeightSet, type WeightSource } from './weight_set.ts';
 import { readJsonConfig, type FolderLoadOptions } from './weights.ts';
 
-export interface DcaeEncoderConfig {
+export interface DcaeEncoderConfig extends DcaeHalfConfig {
   /** Image channels taken (3). */
   inChannels: number;
-  latentChannels: number;
-  attentionHeadDim: number;
-  blockTypes: DcaeBlockType[];
-  blockOutChannels: number[];
-  layersPerBlock: number[];
-  qkvMultiscales: number[][];
   /** diffusers: 'pixel_unshuffle' = conv then pixel-unshuffle; anything else a stride-2 conv. */
   downsample: 'conv' | 'pixel_unshuffle';
   outShortcut: boolean;
-  scalingFactor: number;
-  /** 2^(stages − 1): image pixels per latent pixel along each axis. */
-  spatialCompression: number;
 }
 
 /** Parses the encoder part of a diffusers AutoencoderDC config.json (defaults = diffusers'). */
 export function parseDcaeEncoderConfig(raw: Record<string, unknown>, file = 'vae/config.json'): DcaeEncoderConfig {
-  if (raw._class_name !== undefined && raw._class_name !== 'AutoencoderDC') {
-    throw new Error(`${file}: _class_name is ${JSON.stringify(raw._class_name)}, expected "AutoencoderDC"`);
-  }
-  const nums = (key: string, v: unknown): number[] => {
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
-      throw new Error(`${file}: "${key}" must be a list of non-negative integers (got ${JSON.stringify(v)})`);
-    }
-    return v as number[];
-  };
-  const blockOutChannels = nums('encoder_block_out_channels', raw.encoder_block_out_channels ?? raw.block_out_channels ?? [128, 256, 512, 512, 1024, 1024]);
+  const half = parseDcaeHalf(raw, 'encoder', file, { blockOutChannels: [128, 256, 512, 512, 1024, 1024], layersPerBlock: [2, 2, 2, 3, 3, 3] });
+  const { blockOutChannels, layersPerBlock } = half;
   const S = blockOutChannels.length;
-  const layersPerBlock = nums('encoder_layers_per_block', raw.encoder_layers_per_block ?? [2, 2, 2, 3, 3, 3]);
-  if (layersPerBlock.length !== S) throw new Error(`${file}: encoder_layers_per_block has ${layersPerBlock.length} entries for ${S} stages`);
   const zero = layersPerBlock.indexOf(0);
   if (zero >= 0) throw new Error(`${file}: encoder_layers_per_block[${zero}] = 0 is not supported (Sana's DC-AE has blocks in every encoder stage)`);
-  const isStr = (x: unknown): x is string => typeof x === 'string';
-  const blockTypes = perStage(raw.encoder_block_types ?? 'ResBlock', S, 'encoder_block_types', file, isStr);
-  for (const t of blockTypes) if (t !== 'ResBlock' && t !== 'EfficientViTBlock') throw new Error(`${file}: encoder block type ${t} is not supported (ResBlock, EfficientViTBlock)`);
-  const ms = qkvMultiscales(raw, 'encoder_qkv_multiscales', S, file);
   const down = raw.downsample_block_type ?? 'pixel_unshuffle';
   if (typeof down !== 'string') throw new Error(`${file}: downsample_block_type must be a string (got ${JSON.stringify(down)})`);
-  const num = (key: string, d: number): number => configNumber(raw, key, d, file);
   const cfg: DcaeEncoderConfig = {
-    inChannels: num('in_channels', 3),
-    latentChannels: num('latent_channels', 32),
-    attentionHeadDim: num('attention_head_dim', 32),
-    blockTypes: blockTypes as DcaeBlockType[],
-    blockOutChannels,
-    layersPerBlock,
-    qkvMultiscales: ms,
+    ...half,
+    inChannels: configNumber(raw, 'in_channels', 3, file),
     // diffusers compares with == "pixel_unshuffle" only, so "Conv" / "conv" both mean the strided conv.
     downsample: down === 'pixel_unshuffle' ? 'pixel_unshuffle' : 'conv',
-    outShortcut: raw.encoder_out_shortcut === undefined ? true : raw.encoder_out_shortcut === true,
-    scalingFactor: num('scaling_factor', 1.0),
-    spatialCompression: 2 ** (S - 1),
+    outShortcut: latentShortcut(raw, 'encoder_out_shortcut', half, file),
   };
-  for (let i = 0; i < S; i++) {
+  for (let i = 0; i < S - 1; i++) {
     const C = blockOutChannels[i]!;
-    if (blockTypes[i] === 'EfficientViTBlock' && C % cfg.attentionHeadDim !== 0) {
-      throw new Error(`${file}: encoder stage ${i} width ${C} is not a multiple of attention_head_dim ${cfg.attentionHeadDim}`);
-    }
-    if (i < S - 1) {
-      const next = blockOutChannels[i + 1]!;
-      if ((4 * C) % next !== 0) throw new Error(`${file}: encoder stage ${i} downsampler ${C} → ${next} channels: 4·${C} is not a multiple of ${next}`);
-      if (cfg.downsample === 'pixel_unshuffle' && next % 4 !== 0) throw new Error(`${file}: pixel_unshuffle downsampler to ${next} channels needs a multiple of 4`);
-    }
-  }
-  if (cfg.outShortcut && blockOutChannels[S - 1]! % cfg.latentChannels !== 0) {
-    throw new Error(`${file}: encoder_out_shortcut needs the last width ${blockOutChannels[S - 1]} to be a multiple of latent_channels ${cfg.latentChannels}`);
+    const next = blockOutChannels[i + 1]!;
+    if ((4 * C) % next !== 0) throw new Error(`${file}: encoder stage ${i} downsampler ${C} → ${next} channels: 4·${C} is not a multiple of ${next}`);
+    if (cfg.downsample === 'pixel_unshuffle' && next % 4 !== 0) throw new Error(`${file}: pixel_unshuffle downsampler to ${next} channels needs a multiple of 4`);
   }
   return cfg;
 }
@@ -114,22 +75,18 @@ export function validateEncoderTensors(cfg: DcaeEncoderConfig, src: Pick<WeightS
 
 export type EncodeOptions = HalfRunOptions;
 
-export interface DcaeEncoder {
-  readonly config: DcaeEncoderConfig;
-  readonly dtype: DType;
-  readonly bytes: number;
+export interface DcaeEncoder extends DcaeHalfModel<DcaeEncoderConfig> {
   /** image (B, 3, H, W) in [−1, 1], H and W multiples of spatialCompression → latent (B, c, H/f, W/f), f32, unscaled. */
   encode(x: TensorInput, opts?: EncodeOptions): Tensor;
   /** The same over overlapping image tiles (sizes in latent pixels); memory is bounded by one tile. */
   encodeTiled(x: TensorInput, opts?: TileOptions): Tensor;
-  dispose(): void;
 }
 
 interface DownW { convW: Tensor; convB: Tensor; unshuffle: boolean; mean: Tensor }
 interface Stage { blocks: BlockW[]; down?: DownW }
 
 export function buildDcaeEncoder(cfg: DcaeEncoderConfig, src: WeightSource, backend: Backend, dtype: DType, where = 'weights'): DcaeEncoder {
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`DC-AE encoder: compute dtype ${dtype} is not supported (f32 or bf16; fp16 overflows, spec §8)`);
+  checkDcaeDtype('DC-AE encoder', dtype);
   const layout = encoderLayout(cfg);
   validateEncoderTensors(cfg, src, where, layout);
   const bk = backend;
