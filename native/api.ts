@@ -154,6 +154,15 @@ export interface Backend {
   rmsnorm2d(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
   /** LayerNorm over the last dim, biased variance. */
   layernorm(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
+  /** adaLN: LayerNorm over the last dim without affine, then x̂ * (1 + scale) + shift, rounded
+   *  once. x (B, ..., D); shift and scale (B, 1, D) (one vector per batch item) or D values
+   *  (shared by all). Replaces `modulate(layernorm(x), shift, scale)`. */
+  layernormModulate(x: Tensor, shift: Tensor, scale: Tensor, eps: number): Tensor;
+  /** Sana GLUMBConv's depthwise 3×3 + GLU on token-major activations: u (B, h·w, 2F), w (2F, 1, 3, 3),
+   *  bias (2F) -> (B, h·w, F). d = depthwise 3×3 conv, zero padding 1, of act(u) on the (h, w)
+   *  grid; out = d[..., :F] * silu(d[..., F:]); act = silu when `preSilu` (default false), else
+   *  identity. Replaces permute → conv2d(groups 2F) → slice, slice → gluMul → permute. */
+  dwconv3x3GluTokens(u: Tensor, w: Tensor, bias: Tensor | undefined, grid: readonly [number, number], preSilu?: boolean): Tensor;
   /** Softmax attention. q (B, Hq, Lq, D), k/v (B, Hkv, Lk, D[v]), Hq % Hkv == 0 (GQA) ->
    *  (B, Hq, Lq, Dv). Never materialises more than one (Lq-block × Lk) score tile per thread. */
   attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor;
@@ -162,6 +171,10 @@ export interface Backend {
    *  out_i = (Σ_j v_j relu(k_j)ᵀ) relu(q_i) / (Σ_j relu(k_j) · relu(q_i) + eps).
    *  ReLU is applied inside when `relu` is true (default true). Output dtype = q's dtype. */
   linearAttention(q: Tensor, k: Tensor, v: Tensor, eps: number, relu?: boolean): Tensor;
+  /** `linearAttention` on token-major activations, as Sana's to_qkv produces them: qkv (B, N, 3·H·d)
+   *  laid out (B, N, 3, H, d) -> (B, N, H·d) in qkv's dtype (f32 inside). Saves the head permutes,
+   *  the q/k/v slices and the f32 casts around `linearAttention`. */
+  linearAttentionTokens(qkv: Tensor, heads: number, eps: number, relu?: boolean): Tensor;
   /** Rotary embedding, HF "rotate_half" convention, on x (B, H, L, D) with positions (L). */
   rope(x: Tensor, positions: readonly number[], theta: number): Tensor;
   /** table (V, D), ids (...) of i32/i64 -> (..., D) in the table's dtype. */
@@ -201,8 +214,11 @@ export type OpName =
   | 'rmsnorm'
   | 'rmsnorm2d'
   | 'layernorm'
+  | 'layernormModulate'
+  | 'dwconv3x3GluTokens'
   | 'attention'
   | 'linearAttention'
+  | 'linearAttentionTokens'
   | 'rope'
   | 'embedding'
   | 'upsampleNearest'

@@ -564,6 +564,97 @@ export class NativeBackend implements Backend {
       for (const t of temps) t.dispose();
     }
   }
+  layernormModulate(tx: Tensor, tshift: Tensor, tscale: Tensor, eps: number): Tensor {
+    const x = this.f('layernormModulate', 'x', tx),
+      shift = this.f('layernormModulate', 'shift', tshift),
+      scale = this.f('layernormModulate', 'scale', tscale);
+    const D = x.shape[x.shape.length - 1] ?? 1;
+    const rows = D ? x.numel / D : 0;
+    const Bx = x.shape.length >= 2 ? x.shape[0]! : 1;
+    // Per batch item (B, 1, D): batch stride D; a single D vector: stride 0, one "batch" of all rows.
+    let B: number, mbs: number;
+    if (shift.numel === D && scale.numel === D) {
+      B = 1;
+      mbs = 0;
+    } else if (x.shape.length >= 2 && shift.numel === Bx * D && scale.numel === Bx * D && shift.shape[0] === Bx && scale.shape[0] === Bx) {
+      B = Bx;
+      mbs = D;
+    } else {
+      throw new Error(
+        `layernormModulate: shift ${fmtShape(shift.shape)} and scale ${fmtShape(scale.shape)} must both be (B, 1, ${D}) or ${D} values for x ${fmtShape(x.shape)}`,
+      );
+    }
+    const temps: NativeTensor[] = [];
+    try {
+      const sh = this.as(shift, x.dtype, temps),
+        sc = this.as(scale, x.dtype, temps);
+      const out = this.alloc(x.shape, x.dtype);
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.layernormModulate(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          sh.storage.raw,
+          sh.offset,
+          sc.storage.raw,
+          sc.offset,
+          B,
+          B ? rows / B : 0,
+          D,
+          mbs,
+          eps,
+          DTYPE_CODE[x.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+  dwconv3x3GluTokens(tu: Tensor, tw: Tensor, tbias: Tensor | undefined, grid: readonly [number, number], preSilu = false): Tensor {
+    const u = this.f('dwconv3x3GluTokens', 'u', tu),
+      w = this.f('dwconv3x3GluTokens', 'w', tw);
+    const [H, W] = grid;
+    if (u.shape.length !== 3) throw new Error(`dwconv3x3GluTokens: u ${fmtShape(u.shape)} must be (B, h·w, 2F)`);
+    const [B, N, C2] = u.shape as [number, number, number];
+    if (!Number.isInteger(H) || !Number.isInteger(W) || H < 1 || W < 1 || H * W !== N)
+      throw new Error(`dwconv3x3GluTokens: grid ${H}x${W} does not hold the ${N} tokens of u ${fmtShape(u.shape)}`);
+    if (C2 % 2) throw new Error(`dwconv3x3GluTokens: u ${fmtShape(u.shape)} must have an even channel count (value, gate)`);
+    const F = C2 / 2;
+    if (w.numel !== C2 * 9 || (w.shape.length === 4 && (w.shape[0] !== C2 || w.shape[1] !== 1 || w.shape[2] !== 3 || w.shape[3] !== 3)))
+      throw new Error(`dwconv3x3GluTokens: w ${fmtShape(w.shape)} must be (${C2}, 1, 3, 3)`);
+    const temps: NativeTensor[] = [];
+    try {
+      const wc = this.as(w, u.dtype, temps);
+      let b: NativeTensor | undefined;
+      if (tbias) {
+        b = this.f('dwconv3x3GluTokens', 'bias', tbias);
+        if (b.numel !== C2) throw new Error(`dwconv3x3GluTokens: bias ${fmtShape(b.shape)} must have ${C2} values`);
+        b = this.as(b, 'f32', temps);
+      }
+      const out = this.alloc([B, N, F], u.dtype);
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.dwconv3x3GluTokens(
+          out.storage.raw,
+          0,
+          u.storage.raw,
+          u.offset,
+          wc.storage.raw,
+          wc.offset,
+          b ? b.storage.raw : null,
+          b ? b.offset : 0,
+          B,
+          H,
+          W,
+          F,
+          preSilu,
+          DTYPE_CODE[u.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
   attention(tq: Tensor, tk: Tensor, tv: Tensor, opts: AttentionOptions): Tensor {
     const q = this.f('attention', 'q', tq);
     if (q.shape.length !== 4 || tk.shape.length !== 4 || tv.shape.length !== 4) throw new Error('attention: q, k, v must be (B, H, L, D)');
@@ -653,6 +744,18 @@ export class NativeBackend implements Backend {
     } finally {
       for (const t of temps) t.dispose();
     }
+  }
+  linearAttentionTokens(tqkv: Tensor, heads: number, eps: number, relu = true): Tensor {
+    const qkv = this.f('linearAttentionTokens', 'qkv', tqkv);
+    if (qkv.shape.length !== 3) throw new Error(`linearAttentionTokens: qkv must be (B, N, 3·H·d), got ${fmtShape(qkv.shape)}`);
+    const [B, N, C3] = qkv.shape as [number, number, number];
+    if (!Number.isInteger(heads) || heads < 1 || C3 % (3 * heads))
+      throw new Error(`linearAttentionTokens: qkv ${fmtShape(qkv.shape)} does not split into q, k, v of ${heads} heads`);
+    const D = C3 / 3 / heads;
+    const out = this.alloc([B, N, heads * D], qkv.dtype);
+    return this.guard(out, [], () =>
+      this.r.ops.linearAttentionTokens(out.storage.raw, 0, qkv.storage.raw, qkv.offset, B, N, heads, D, eps, relu, DTYPE_CODE[qkv.dtype]),
+    );
   }
   rope(tx: Tensor, positions: readonly number[], theta: number): Tensor {
     const x = this.f('rope', 'x', tx);

@@ -97,6 +97,39 @@ export interface RawOps {
   rmsnorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, offset: number, dt: number): void;
   rmsnorm2d(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, B: number, C: number, HW: number, eps: number, dt: number): void;
   layernorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, dt: number): void;
+  layernormModulate(
+    out: S,
+    o: number,
+    x: S,
+    xo: number,
+    shift: S,
+    so: number,
+    scale: S,
+    co: number,
+    B: number,
+    R: number,
+    C: number,
+    modBstride: number,
+    eps: number,
+    dt: number,
+  ): void;
+  linearAttentionTokens(out: S, o: number, qkv: S, qo: number, B: number, N: number, H: number, D: number, eps: number, relu: boolean, dt: number): void;
+  dwconv3x3GluTokens(
+    out: S,
+    o: number,
+    u: S,
+    uo: number,
+    w: S,
+    wo: number,
+    bias: S | null,
+    bo: number,
+    B: number,
+    H: number,
+    W: number,
+    F: number,
+    preSilu: boolean,
+    dt: number,
+  ): void;
   attention(
     out: S,
     o: number,

@@ -78,6 +78,16 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     return { kind: 'rmsnorm2d', flops: 4 * N, bytes: 2 * N * es(n(a, 12)) };
   },
   layernorm: (a) => ({ kind: 'layernorm', flops: 6 * n(a, 8) * n(a, 9), bytes: 2 * n(a, 8) * n(a, 9) * es(n(a, 11)) }),
+  layernormModulate: (a) => {
+    const N = n(a, 8) * n(a, 9) * n(a, 10);
+    return { kind: 'layernormModulate', flops: 8 * N, bytes: 2 * N * es(n(a, 13)) };
+  },
+  dwconv3x3GluTokens: (a) => {
+    const [B, H, W, F] = [8, 9, 10, 11].map((i) => n(a, i)) as number[];
+    const T = B! * H! * W!;
+    // 9 taps on 2F channels, then value · silu(gate); u read once, out written once.
+    return { kind: `dwconv3x3GluTokens.${dtName(n(a, 13))}`, flops: 2 * T * 2 * F! * 9 + 4 * T * F!, bytes: (3 * T * F! + 18 * F!) * es(n(a, 13)) };
+  },
   attention: (a) => {
     const [B, Hq, Hkv, Lq, Lk, D, Dv] = [10, 11, 12, 13, 14, 15, 16].map((i) => n(a, i)) as number[];
     const causal = a[22] as boolean;
@@ -93,6 +103,10 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     const [B, H, N, D] = [8, 9, 10, 11].map((i) => n(a, i)) as number[];
     // kᵀ[v,1] then q·(kᵀ[v,1]): two (D × (D+1)) products per token and head; f32 operands.
     return { kind: 'linearAttention', flops: 4 * B! * H! * N! * D! * (D! + 1), bytes: 4 * B! * H! * N! * D! * 4 };
+  },
+  linearAttentionTokens: (a) => {
+    const [B, N, H, D] = [4, 5, 6, 7].map((i) => n(a, i)) as number[];
+    return { kind: `linearAttentionTokens.${dtName(n(a, 10))}`, flops: 4 * B! * H! * N! * D! * (D! + 1), bytes: 4 * B! * N! * H! * D! * es(n(a, 10)) };
   },
   rope: (a) => ({ kind: 'rope', flops: 3 * n(a, 5) * n(a, 6) * n(a, 7), bytes: 2 * n(a, 5) * n(a, 6) * n(a, 7) * es(n(a, 9)) }),
   embedding: (a) => ({ kind: 'embedding', flops: 0, bytes: 2 * n(a, 6) * n(a, 8) * es(n(a, 9)) }),

@@ -58,7 +58,67 @@ void layernorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64
   for (int64_t i = 0; i < items; i++) k(out, x, w, b, i * per, std::min(rows, (i + 1) * per), C, eps);
 }
 
+// layernorm without affine, then adaLN modulation: out = norm(x) * (1 + scale) + shift, rounded
+// once (the separate layernorm + modulate rounded the normalised row to the dtype in between and
+// read and wrote it twice). Rows [r0, r1) of x (B·R, C); row r uses shift/scale of batch r / R.
+template <typename T>
+SANA_INLINE void ln_mod_body(T* out, const T* x, const T* shift, const T* scale, int64_t r0, int64_t r1, int64_t R, int64_t C, int64_t mbs, float eps) {
+  alignas(64) float buf[cpu::kChunk], sh[cpu::kChunk], sc[cpu::kChunk];
+  for (int64_t r = r0; r < r1; r++) {
+    const T* px = x + r * C;
+    const T* psh = shift + (r / R) * mbs;
+    const T* psc = scale + (r / R) * mbs;
+    float sum = 0.f;
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < m; i++) sum += buf[i];
+    }
+    const float mean = sum / float(C);
+    float var = 0.f;
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : var)
+      for (int64_t i = 0; i < m; i++) {
+        const float d = buf[i] - mean;
+        var += d * d;
+      }
+    }
+    const float inv = 1.0f / std::sqrt(var / float(C) + eps);
+    for (int64_t c = 0; c < C; c += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, C - c);
+      cpu::load_f32(buf, px + c, m);
+      cpu::load_f32(sh, psh + c, m);
+      cpu::load_f32(sc, psc + c, m);
+      for (int64_t i = 0; i < m; i++) buf[i] = ((buf[i] - mean) * inv) * (1.0f + sc[i]) + sh[i];
+      cpu::store_f32(out + r * C + c, buf, m);
+    }
+  }
+}
+SANA_ISA_CLONES(ln_mod_k, (T * out, const T* x, const T* shift, const T* scale, int64_t r0, int64_t r1, int64_t R, int64_t C, int64_t mbs, float eps),
+                ln_mod_body<T>(out, x, shift, scale, r0, r1, R, C, mbs, eps))
+
+template <typename T>
+void ln_mod_t(T* out, const T* x, const T* shift, const T* scale, int64_t B, int64_t R, int64_t C, int64_t mbs, float eps) {
+  const auto k = ln_mod_k_pick<T>();
+  const int64_t rows = B * R;
+  const int64_t per = std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(C, 1));  // rows per item
+  const int64_t items = (rows + per - 1) / per;
+#pragma omp parallel for if (items > 1) schedule(static)
+  for (int64_t i = 0; i < items; i++) k(out, x, shift, scale, i * per, std::min(rows, (i + 1) * per), R, C, mbs, eps);
+}
+
 }  // namespace
+
+Status layernorm_modulate_cpu(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,
+                              DType dt) {
+  if (!SANA_FLOAT_DISPATCH(
+          dt, ln_mod_t(static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(shift), static_cast<const T*>(scale), B, R, C, mod_bstride, eps)))
+    return "layernorm_modulate_cpu: dtype must be f32, bf16 or f16";
+  return nullptr;
+}
 
 Status layernorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt) {
   if (!SANA_FLOAT_DISPATCH(dt,

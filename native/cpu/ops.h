@@ -93,6 +93,15 @@ Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, in
 Status rmsnorm2d_cpu(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt);
 // x (rows, C): (x - mean) / sqrt(var + eps) * w + bias (biased variance; w, bias may be null).
 Status layernorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt);
+// adaLN: x (B, R, C) -> layernorm without affine, then * (1 + scale) + shift, rounded once.
+// shift/scale element (b, c) at b * mod_bstride + c (mod_bstride 0: one vector for every batch).
+Status layernorm_modulate_cpu(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,
+                              DType dt);
+// GLUMBConv's depthwise 3×3 + GLU on tokens: u (B, H·W, 2F) token-major, w (2F, 1, 3, 3), bias (2F,
+// f32, may be null) -> out (B, H·W, F) with d = depthwise 3×3 conv (zero padding 1) of act(u) on
+// the (H, W) grid, out = d[..., :F] * silu(d[..., F:]); act = silu when pre_silu, else identity.
+Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
+                                DType dt);
 // q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv) -> out (B, Hq, Lq, Dv); head h reads kv
 // head h / (Hq / Hkv). bias: f32, element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j,
 // or null. softcap <= 0: none. window <= 0: none (else key j visible iff i - j < window).
@@ -101,6 +110,9 @@ Status attention_cpu(void* out, const void* q, const void* k, const void* v, con
                      DType dt);
 // f32 only: q, k, v (B, H, N, D) -> out (B, H, N, D) (Sana's ReLU linear attention).
 Status linear_attention_cpu(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu);
+// The same on token-major qkv (B, N, 3, H, D) of dtype dt (Sana's to_qkv output as is) -> out
+// (B, N, H, D) in dt; f32 inside. Replaces permute + three slices + three casts + cast + permute.
+Status linear_attention_tokens_cpu(void* out, const void* qkv, int64_t B, int64_t N, int64_t H, int64_t D, float eps, bool relu, DType dt);
 // x (BH, L, D), positions (host, L): HF rotate_half rotary embedding, inv_freq_i = theta^(-2i/D).
 Status rope_cpu(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt);
 // table (V, D), ids (n_ids) of ids_dt (I32/I64) -> out (n_ids, D). Out-of-range ids: Status.

@@ -270,6 +270,9 @@ static const BackendOps kOps = {
     SANA_TWIN(upsample_nearest),
     SANA_TWIN(upsample_bilinear),
     SANA_TWIN(pixel_shuffle),
+    SANA_TWIN(layernorm_modulate),
+    SANA_TWIN(dwconv3x3_glu_tokens),
+    SANA_TWIN(linear_attention_tokens),
 };
 SANA_REGISTER_BACKEND(kOps);
 

@@ -1,5 +1,6 @@
-// GEMM family: linear, batched matmul and conv2d (implicit GEMM; depthwise is direct).
-// CPU twins: linear_cpu, matmul_cpu, conv2d_cpu (native/cpu).
+// GEMM family: linear, batched matmul and conv2d (implicit GEMM; depthwise is direct), and
+// GLUMBConv's token-major depthwise 3×3 + GLU (direct).
+// CPU twins: linear_cpu, matmul_cpu, conv2d_cpu, dwconv3x3_glu_tokens_cpu (native/cpu).
 //
 // One tiled kernel computes C[z](m, n) = sum_k A[z](m, k) * B[z](k, n) (+ bias), with the operands
 // described by strides (and an im2col view of B for convolutions):
@@ -378,6 +379,44 @@ static __global__ void conv_depthwise_kernel(void* out, const void* x, const voi
     }
     stf(out, out_dt, i, acc);
   }
+}
+
+// --- GLUMBConv depthwise 3×3 + GLU on tokens: one thread per output (b, token, value channel) ---
+// Neighbouring threads take neighbouring channels, so every tap load is coalesced on the
+// token-major input; the thread computes the value and the gate channel of its output.
+static __global__ void dwconv3x3_glu_tokens_kernel(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F,
+                                                   int pre_silu, int dt) {
+  const int64_t n = B * H * W * F, C2 = 2 * F;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % F, t = (i / F) % (H * W), b = i / (F * H * W);
+    const int64_t oy = t / W, ox = t % W;
+    float av = bias ? bias[c] : 0.f, ag = bias ? bias[F + c] : 0.f;
+    for (int64_t ky = 0; ky < 3; ++ky) {
+      const int64_t iy = oy - 1 + ky;
+      if (iy < 0 || iy >= H) continue;
+      for (int64_t kx = 0; kx < 3; ++kx) {
+        const int64_t ix = ox - 1 + kx;
+        if (ix < 0 || ix >= W) continue;
+        const int64_t base = (b * H * W + iy * W + ix) * C2;
+        float xv = ldf(u, dt, base + c), xg = ldf(u, dt, base + F + c);
+        if (pre_silu) {
+          xv = xv / (1.f + expf(-xv));
+          xg = xg / (1.f + expf(-xg));
+        }
+        av = fma_f(xv, ldf(w, dt, c * 9 + ky * 3 + kx), av);
+        ag = fma_f(xg, ldf(w, dt, (F + c) * 9 + ky * 3 + kx), ag);
+      }
+    }
+    stf(out, dt, i, av * (ag / (1.f + expf(-ag))));
+  }
+}
+
+Status dwconv3x3_glu_tokens_cuda(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
+                                 DType dt, cudaStream_t s) {
+  const int64_t n = B * H * W * F;
+  if (n == 0) return nullptr;
+  LAUNCH(blocks_for(n, 256), 256, 0, s, dwconv3x3_glu_tokens_kernel)(out, u, w, bias, B, H, W, F, pre_silu ? 1 : 0, int(dt));
+  return SANA_LAUNCH_STATUS("dwconv3x3_glu_tokens");
 }
 
 Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,

@@ -1,5 +1,5 @@
-// Normalisations: rmsnorm (rows), rmsnorm2d (over channels of NCHW), layernorm (rows).
-// CPU twins: rmsnorm_cpu, rmsnorm2d_cpu, layernorm_cpu. Statistics in f32.
+// Normalisations: rmsnorm (rows), rmsnorm2d (over channels of NCHW), layernorm (rows), layernorm +
+// adaLN modulation (rows). CPU twins: rmsnorm_cpu, rmsnorm2d_cpu, layernorm_cpu, layernorm_modulate_cpu. Statistics in f32.
 #include "ops.cuh"
 
 namespace sana {
@@ -86,6 +86,35 @@ Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias,
   if (rows > 0x7fffffff) return status_printf("layernorm: %lld rows exceed the grid limit", (long long)rows);
   LAUNCH(unsigned(rows), kThreads, 0, s, layernorm_kernel)(out, x, w, bias, C, eps, int(dt));
   return SANA_LAUNCH_STATUS("layernorm");
+}
+
+// adaLN: one block per row of x (B·R, C); shift/scale row of batch row / R.
+static __global__ void layernorm_modulate_kernel(void* out, const void* x, const void* shift, const void* scale, int64_t R, int64_t C, int64_t mbs, float eps,
+                                                 int dt) {
+  __shared__ float scratch[32];
+  const int64_t row = int64_t(blockIdx.x), base = row * C, mb = (row / R) * mbs;
+  float s = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ldf(x, dt, base + c);
+  const float mean = block_sum(s, scratch) / float(C);
+  float v2 = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float d = ldf(x, dt, base + c) - mean;
+    v2 += d * d;
+  }
+  const float r = rsqrtf(block_sum(v2, scratch) / float(C) + eps);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float v = (ldf(x, dt, base + c) - mean) * r;
+    stf(out, dt, base + c, fma_f(v, 1.0f + ldf(scale, dt, mb + c), ldf(shift, dt, mb + c)));
+  }
+}
+
+Status layernorm_modulate_cuda(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,
+                               DType dt, cudaStream_t s) {
+  const int64_t rows = B * R;
+  if (rows == 0 || C == 0) return nullptr;
+  if (rows > 0x7fffffff) return status_printf("layernorm_modulate: %lld rows exceed the grid limit", (long long)rows);
+  LAUNCH(unsigned(rows), kThreads, 0, s, layernorm_modulate_kernel)(out, x, shift, scale, R, C, mod_bstride, eps, int(dt));
+  return SANA_LAUNCH_STATUS("layernorm_modulate");
 }
 
 }  // namespace SANA_CUDA_NS

@@ -33,11 +33,16 @@ Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, i
 Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s);
 Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt, cudaStream_t s);
 Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt, cudaStream_t s);
+Status layernorm_modulate_cuda(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,
+                               DType dt, cudaStream_t s);
+Status dwconv3x3_glu_tokens_cuda(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
+                                 DType dt, cudaStream_t s);
 Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                       int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                       DType dt, cudaStream_t s);
 Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
                              cudaStream_t s);
+Status linear_attention_tokens_cuda(void* out, const void* qkv, int64_t B, int64_t N, int64_t H, int64_t D, float eps, bool relu, DType dt, cudaStream_t s);
 Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt, cudaStream_t s);
 Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt, cudaStream_t s);
 Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t factor, size_t elsize, cudaStream_t s);

@@ -55,6 +55,9 @@ struct BackendOps {
   decltype(&upsample_nearest_cpu) upsample_nearest;
   decltype(&upsample_bilinear_cpu) upsample_bilinear;
   decltype(&pixel_shuffle_cpu) pixel_shuffle;
+  decltype(&layernorm_modulate_cpu) layernorm_modulate;
+  decltype(&dwconv3x3_glu_tokens_cpu) dwconv3x3_glu_tokens;
+  decltype(&linear_attention_tokens_cpu) linear_attention_tokens;
 };
 
 // Registry (implemented in registry.cc). Registration happens at load time, lookups later.

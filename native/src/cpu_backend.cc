@@ -69,6 +69,9 @@ const BackendOps kCpu = {
     upsample_nearest_cpu,
     upsample_bilinear_cpu,
     pixel_shuffle_cpu,
+    layernorm_modulate_cpu,
+    dwconv3x3_glu_tokens_cpu,
+    linear_attention_tokens_cpu,
 };
 SANA_REGISTER_BACKEND(kCpu);
 

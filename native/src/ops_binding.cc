@@ -383,6 +383,45 @@ OP(Layernorm) {
   a.need(b, C, dt, "bias");
   return a.finish(a.be() ? a.be()->layernorm : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), rows, C, eps, dt); });
 }
+OP(LayernormModulate) {
+  Args a(info, "layernormModulate");
+  auto out = a.tensor("out"), x = a.tensor("x"), sh = a.tensor("shift"), sc = a.tensor("scale");
+  const int64_t B = a.i64("B"), R = a.i64("R"), C = a.i64("C"), mbs = a.i64("mod_bstride");
+  const float eps = float(a.f64("eps"));
+  const DType dt = a.dtype("dt");
+  if (mbs < 0) a.fail("negative mod_bstride");
+  a.need(out, B * R * C, dt, "out");
+  a.need(x, B * R * C, dt, "x");
+  a.need(sh, B > 0 ? (B - 1) * mbs + C : 0, dt, "shift");
+  a.need(sc, B > 0 ? (B - 1) * mbs + C : 0, dt, "scale");
+  return a.finish(a.be() ? a.be()->layernorm_modulate : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), sh.ptr(), sc.ptr(), B, R, C, mbs, eps, dt); });
+}
+OP(Dwconv3x3GluTokens) {
+  Args a(info, "dwconv3x3GluTokens");
+  auto out = a.tensor("out"), u = a.tensor("u"), w = a.tensor("w"), bias = a.tensor("bias", true);
+  const int64_t B = a.i64("B"), H = a.i64("H"), W = a.i64("W"), F = a.i64("F");
+  const bool pre_silu = a.flag("pre_silu");
+  const DType dt = a.dtype("dt");
+  if (B < 0 || H < 0 || W < 0 || F < 0) a.fail("negative size");
+  a.need(out, B * H * W * F, dt, "out");
+  a.need(u, B * H * W * 2 * F, dt, "u");
+  a.need(w, 2 * F * 9, dt, "w");
+  a.need(bias, 2 * F, DType::F32, "bias");
+  return a.finish(a.be() ? a.be()->dwconv3x3_glu_tokens : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), u.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, H, W, F, pre_silu, dt); });
+}
+OP(LinearAttentionTokens) {
+  Args a(info, "linearAttentionTokens");
+  auto out = a.tensor("out"), qkv = a.tensor("qkv");
+  const int64_t B = a.i64("B"), N = a.i64("N"), H = a.i64("H"), D = a.i64("D");
+  const float eps = float(a.f64("eps"));
+  const bool relu = a.flag("relu");
+  const DType dt = a.dtype("dt");
+  if (B < 0 || N < 0 || H < 0 || D < 0) a.fail("negative size");
+  a.need(out, B * N * H * D, dt, "out");
+  a.need(qkv, B * N * 3 * H * D, dt, "qkv");
+  return a.finish(a.be() ? a.be()->linear_attention_tokens : nullptr, [&](auto fn) { return fn(out.ptr(), qkv.ptr(), B, N, H, D, eps, relu, dt); });
+}
 OP(Attention) {
   Args a(info, "attention");
   auto out = a.tensor("out"), q = a.tensor("q"), k = a.tensor("k"), v = a.tensor("v"), bias = a.tensor("bias", true);
@@ -493,6 +532,9 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "rmsnorm") ok = be->rmsnorm && f;
   else if (op == "rmsnorm2d") ok = be->rmsnorm2d && f;
   else if (op == "layernorm") ok = be->layernorm && f;
+  else if (op == "layernormModulate") ok = be->layernorm_modulate && f;
+  else if (op == "dwconv3x3GluTokens") ok = be->dwconv3x3_glu_tokens && f;
+  else if (op == "linearAttentionTokens") ok = be->linear_attention_tokens && f;
   else if (op == "attention") ok = be->attention && f;
   else if (op == "linearAttention") ok = be->linear_attention && f;
   else if (op == "rope") ok = be->rope && f;
@@ -524,6 +566,9 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("rmsnorm", Napi::Function::New(env, Rmsnorm));
   ops.Set("rmsnorm2d", Napi::Function::New(env, Rmsnorm2d));
   ops.Set("layernorm", Napi::Function::New(env, Layernorm));
+  ops.Set("layernormModulate", Napi::Function::New(env, LayernormModulate));
+  ops.Set("dwconv3x3GluTokens", Napi::Function::New(env, Dwconv3x3GluTokens));
+  ops.Set("linearAttentionTokens", Napi::Function::New(env, LinearAttentionTokens));
   ops.Set("attention", Napi::Function::New(env, Attention));
   ops.Set("linearAttention", Napi::Function::New(env, LinearAttention));
   ops.Set("rope", Napi::Function::New(env, Rope));

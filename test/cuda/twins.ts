@@ -147,6 +147,19 @@ export function twinCases(): TwinCase[] {
       (dt) => (b, x) => b.conv2d(x.rand([2, 10, 6, 7], dt), x.rand([10, 1, 3, 3], dt), x.rand([10], 'f32'), { padding: 1, groups: 10 }),
       gemmTol,
     ),
+    // F = 70: two of the CPU kernel's 64-channel blocks, the second with a tail; 5×7 grid.
+    ...perDtype(
+      'dwconv3x3GluTokens pre-silu',
+      FLOATS,
+      (dt) => (b, x) => b.dwconv3x3GluTokens(x.rand([2, 35, 140], dt, -3, 3), x.rand([140, 1, 3, 3], dt), x.rand([140], 'f32'), [5, 7], true),
+      gemmTol,
+    ),
+    ...perDtype(
+      'dwconv3x3GluTokens plain',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.dwconv3x3GluTokens(x.rand([1, 12, 34], dt, -2, 2), x.rand([34, 1, 3, 3], dt), undefined, [4, 3]),
+      gemmTol,
+    ),
     ...perDtype(
       'conv2d 1x1 (2,33,6,11)->65',
       ['bf16'],
@@ -160,6 +173,16 @@ export function twinCases(): TwinCase[] {
     ...perDtype('rmsnorm no weight', FLOATS, (dt) => (b, x) => b.rmsnorm(x.rand([7, 300], dt), undefined, undefined, 1e-5)),
     ...perDtype('rmsnorm2d', FLOATS, (dt) => (b, x) => b.rmsnorm2d(x.rand([2, 12, 5, 3], dt), x.rand([12], dt), x.rand([12], dt), 1e-5)),
     ...perDtype('layernorm affine', FLOATS, (dt) => (b, x) => b.layernorm(x.rand([9, 70], dt, -2, 3), x.rand([70], dt), x.rand([70], dt), 1e-6)),
+    ...perDtype(
+      'layernormModulate per batch',
+      FLOATS,
+      (dt) => (b, x) => b.layernormModulate(x.rand([2, 5, 1100], dt, -2, 3), x.rand([2, 1, 1100], dt), x.rand([2, 1, 1100], dt), 1e-6),
+    ),
+    ...perDtype(
+      'layernormModulate shared',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.layernormModulate(x.rand([3, 70], dt, -2, 3), x.rand([70], dt), x.rand([70], dt), 1e-6),
+    ),
     ...perDtype('layernorm plain', FLOATS, (dt) => (b, x) => b.layernorm(x.rand([9, 1152], dt, -2, 3), undefined, undefined, 1e-6)),
   );
   // --- attention ---
@@ -220,6 +243,13 @@ export function twinCases(): TwinCase[] {
       run: (b, x) => b.linearAttention(x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), x.rand([1, 2, 70, 32], 'bf16'), 1e-15),
       rtol: 2e-2,
     },
+    // token-major qkv: 600 tokens span two 512-token state chunks; head dim 32 as in Sana
+    ...perDtype(
+      'linearAttentionTokens',
+      FLOATS,
+      (dt) => (b, x) => b.linearAttentionTokens(x.rand([2, 600, 3 * 3 * 32], dt), 3, 1e-15),
+      (dt) => (dt === 'f32' ? 1e-4 : 2e-2),
+    ),
     ...perDtype('rope', FLOATS, (dt) => (b, x) => b.rope(x.rand([2, 3, 11, 16], dt), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 40], 10000)),
     ...perDtype('embedding i32', FLOATS, (dt) => (b, x) => b.embedding(x.rand([50, 24], dt), x.ints([3, 7], 50, 'i32'))),
     { name: 'embedding i64', run: (b, x) => b.embedding(x.rand([50, 24], 'bf16'), x.ints([9], 50, 'i64')) },

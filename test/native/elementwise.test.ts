@@ -1,5 +1,5 @@
 // Element-wise ops, softmax and the norms against the float64 references, on every backend.
-import { describe, it } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as R from './reference.ts';
 import { backendsUnderTest, dim, expectClose, forAll, rand, shapeArb } from './harness.ts';
@@ -165,6 +165,23 @@ for (const b of backendsUnderTest()) {
         const got = affine ? b.layernorm(x.t, w.t, bias.t, 1e-6) : b.layernorm(x.t, undefined, undefined, 1e-6);
         expectClose('layernorm', got.toFloat32(), R.layernorm(x.v, C, affine ? w.v : undefined, affine ? bias.v : undefined, 1e-6), dt);
       });
+    });
+    it('layernormModulate (adaLN: per-batch and shared shift/scale, rows crossing chunk edges)', () => {
+      const arb = fc.record({ B: dim(1, 3), R: dim(1, 6), C: fc.oneof(dim(2, 70), dim(1020, 1100)), perBatch: fc.boolean() });
+      forAll(b, 'layernormModulate', arb, ({ B, R: rows, C, perBatch }, dt, seed) => {
+        const ms = perBatch ? [B, 1, C] : [C];
+        const x = rand(b, [B, rows, C], dt, seed, 2),
+          shift = rand(b, ms, dt, seed + 1, 0.5),
+          scale = rand(b, ms, dt, seed + 2, 0.5);
+        const got = b.layernormModulate(x.t, shift.t, scale.t, 1e-6);
+        expect(got.shape).toEqual([B, rows, C]);
+        expectClose('layernormModulate', got.toFloat32(), R.layernormModulate(x.v, B, C, shift.v, scale.v, perBatch, 1e-6), dt);
+      });
+    });
+    it('layernormModulate rejects shift/scale that fit neither (B, 1, D) nor D', () => {
+      const x = b.zeros([2, 3, 8]);
+      expect(() => b.layernormModulate(x, b.zeros([3, 1, 8]), b.zeros([3, 1, 8]), 1e-6)).toThrow(/must both be/);
+      expect(() => b.layernormModulate(x, b.zeros([8]), b.zeros([2, 1, 8]), 1e-6)).toThrow(/must both be/);
     });
   });
 }

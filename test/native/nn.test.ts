@@ -2,7 +2,8 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as R from './reference.ts';
-import { backendsUnderTest, dim, expectClose, forAll, rand } from './harness.ts';
+import type { Tensor } from '../../native/api.ts';
+import { backendsUnderTest, dim, expectClose, forAll, rand, randn } from './harness.ts';
 
 for (const b of backendsUnderTest()) {
   describe(`nn ops on ${b.name}`, () => {
@@ -89,6 +90,73 @@ for (const b of backendsUnderTest()) {
         },
         { runs: 16 },
       );
+    });
+    it('dwconv3x3GluTokens: grids down to 1×1, channel blocks with tails, with/without bias and pre-SiLU', () => {
+      // F crosses the CPU kernel's 64-channel blocks and 16-lane vectors (1, 17, 64, 70, 130).
+      const arb = fc.record({
+        B: dim(1, 2),
+        H: dim(1, 6),
+        W: dim(1, 7),
+        F: fc.constantFrom(1, 3, 17, 64, 70, 130),
+        bias: fc.boolean(),
+        preSilu: fc.boolean(),
+      });
+      forAll(
+        b,
+        'dwconv3x3GluTokens',
+        arb,
+        (p, dt, seed) => {
+          const u = rand(b, [p.B, p.H * p.W, 2 * p.F], dt, seed, 1.5),
+            w = rand(b, [2 * p.F, 1, 3, 3], dt, seed + 1, 0.5),
+            bs = rand(b, [2 * p.F], 'f32', seed + 2, 0.5);
+          const got = b.dwconv3x3GluTokens(u.t, w.t, p.bias ? bs.t : undefined, [p.H, p.W], p.preSilu);
+          expect(got.shape).toEqual([p.B, p.H * p.W, p.F]);
+          const want = R.dwconv3x3GluTokens(u.v, p.B, p.H, p.W, p.F, w.v, p.bias ? bs.v : undefined, p.preSilu);
+          expectClose('dwconv3x3GluTokens', got.toFloat32(), want, dt);
+        },
+        { runs: 16 },
+      );
+    });
+    it('dwconv3x3GluTokens equals permute → depthwise conv2d → gluMul → permute (the path it replaces)', () => {
+      const [B, H, W, F] = [2, 5, 6, 70];
+      const u = rand(b, [B, H * W, 2 * F], 'f32', 5),
+        w = rand(b, [2 * F, 1, 3, 3], 'f32', 6, 0.5),
+        bs = rand(b, [2 * F], 'f32', 7, 0.5);
+      const img = b.reshape(b.permute(u.t, [0, 2, 1]), [B, 2 * F, H, W]);
+      const dw = b.conv2d(img, w.t, bs.t, { padding: 1, groups: 2 * F });
+      const glu = b.gluMul(b.slice(dw, 1, 0, F), b.slice(dw, 1, F, 2 * F), 'silu');
+      const want = Float64Array.from(b.permute(b.reshape(glu, [B, F, H * W]), [0, 2, 1]).toFloat32());
+      expectClose('dwconv3x3GluTokens vs composed', b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W]).toFloat32(), want, 'f32');
+      expect(() => b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W + 1])).toThrow(/grid/);
+    });
+    it('linearAttentionTokens: token-major qkv, heads, relu on/off', () => {
+      const arb = fc.record({ B: dim(1, 2), N: dim(1, 40), H: dim(1, 4), D: dim(1, 33), relu: fc.boolean() });
+      forAll(b, 'linearAttentionTokens', arb, ({ B, N, H, D, relu }, dt, seed) => {
+        // relu off: positive inputs keep the denominator away from zero
+        const qkv = relu
+          ? rand(b, [B, N, 3 * H * D], dt, seed)
+          : (() => {
+              const t = b.fromArray(
+                Float32Array.from(randn(seed, B * N * 3 * H * D), (v) => 0.1 + Math.abs(v)),
+                [B, N, 3 * H * D],
+                dt,
+              );
+              return { t, v: Float64Array.from(t.toFloat32()) };
+            })();
+        const got = b.linearAttentionTokens(qkv.t, H, 1e-6, relu);
+        expect(got.shape).toEqual([B, N, H * D]);
+        expectClose('linearAttentionTokens', got.toFloat32(), R.linearAttentionTokens(qkv.v, B, N, H, D, 1e-6, relu), dt, 2);
+      });
+    });
+    it('linearAttentionTokens equals permute → slices → linearAttention → permute (the path it replaces)', () => {
+      const [B, N, H, D] = [2, 37, 3, 8];
+      const qkv = rand(b, [B, N, 3 * H * D], 'f32', 9);
+      const s5 = b.permute(b.reshape(qkv.t, [B, N, 3, H, D]), [2, 0, 3, 1, 4]);
+      const part = (k: number): Tensor => b.reshape(b.slice(s5, 0, k, k + 1), [B, H, N, D]);
+      const o = b.linearAttention(part(0), part(1), part(2), 1e-15, true);
+      const want = Float64Array.from(b.permute(o, [0, 2, 1, 3]).toFloat32());
+      expectClose('linearAttentionTokens vs composed', b.linearAttentionTokens(qkv.t, H, 1e-15).toFloat32(), want, 'f32');
+      expect(() => b.linearAttentionTokens(qkv.t, 5, 1e-15)).toThrow(/heads/); // 72 channels: not 3 · 5 heads
     });
     it('attention: GQA, soft-cap, causal, sliding window, bias shapes, blocks beyond one tile', () => {
       const arb = fc.record({

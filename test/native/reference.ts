@@ -202,6 +202,66 @@ export function layernorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | und
   return out;
 }
 
+/** adaLN: layernorm (no affine) of x (B, R, C), then · (1 + scale[b]) + shift[b]; shift/scale (B, C),
+ *  or (C) when `perBatch` is false. */
+export function layernormModulate(x: Arr, B: number, C: number, shift: Arr, scale: Arr, perBatch: boolean, eps: number): Arr {
+  const n = layernorm(x, C, undefined, undefined, eps);
+  const R = x.length / C / B;
+  for (let r = 0; r < B * R; r++) {
+    const m = perBatch ? Math.floor(r / R) * C : 0;
+    for (let j = 0; j < C; j++) n[r * C + j] = n[r * C + j] * (1 + scale[m + j]) + shift[m + j];
+  }
+  return n;
+}
+
+/** GLUMBConv's depthwise 3×3 + GLU on tokens: u (B, H·W, 2F), w (2F, 1, 3, 3), bias (2F) ->
+ *  (B, H·W, F) = d[:F] · silu(d[F:]), d = 3×3 depthwise conv (zero padding 1) of act(u). */
+export function dwconv3x3GluTokens(u: Arr, B: number, H: number, W: number, F: number, w: Arr, bias: Arr | undefined, preSilu: boolean): Arr {
+  const silu = (v: number): number => v / (1 + Math.exp(-v));
+  const C2 = 2 * F,
+    N = H * W;
+  const out = new Float64Array(B * N * F);
+  const conv = (b: number, y: number, x: number, c: number): number => {
+    let acc = bias ? bias[c] : 0;
+    for (let ky = 0; ky < 3; ky++)
+      for (let kx = 0; kx < 3; kx++) {
+        const iy = y + ky - 1,
+          ix = x + kx - 1;
+        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+        const v = u[(b * N + iy * W + ix) * C2 + c];
+        acc += (preSilu ? silu(v) : v) * w[c * 9 + ky * 3 + kx];
+      }
+    return acc;
+  };
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) for (let c = 0; c < F; c++) out[(b * N + y * W + x) * F + c] = conv(b, y, x, c) * silu(conv(b, y, x, F + c));
+  return out;
+}
+
+/** Sana's ReLU linear attention on token-major qkv (B, N, 3, H, D) -> (B, N, H, D), straight from
+ *  the formula out_i = Σ_j v_j (relu(k_j) · relu(q_i)) / (Σ_j relu(k_j) · relu(q_i) + eps). */
+export function linearAttentionTokens(qkv: Arr, B: number, N: number, H: number, D: number, eps: number, relu: boolean): Arr {
+  const act = (x: number): number => (relu ? Math.max(0, x) : x);
+  const C = H * D;
+  const out = new Float64Array(B * N * C);
+  const at = (b: number, n: number, part: number, h: number, d: number): number => act(qkv[(b * N + n) * 3 * C + part * C + h * D + d]);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < N; i++) {
+        let den = eps;
+        const num = new Float64Array(D);
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let d = 0; d < D; d++) s += at(b, j, 1, h, d) * at(b, i, 0, h, d);
+          den += s;
+          for (let d = 0; d < D; d++) num[d] += s * qkv[(b * N + j) * 3 * C + 2 * C + h * D + d];
+        }
+        for (let d = 0; d < D; d++) out[(b * N + i) * C + h * D + d] = num[d] / den;
+      }
+  return out;
+}
+
 export interface AttnRefOpts {
   scale: number;
   softcap?: number;

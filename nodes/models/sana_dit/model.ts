@@ -277,7 +277,7 @@ function runForward(
     const temb3 = bk.reshape(temb, [B, 1, D]);
     const ss = bk.add(bk.concat([temb3, temb3], 1), top.sstOut); // (B, 2, D): [shift, scale]
     const shift = bk.slice(ss, 1, 0, 1), scale = bk.slice(ss, 1, 1, 2); // (B, 1, D)
-    const Xn = bk.modulate(bk.layernorm(X, undefined, undefined, cfg.normEps), shift, scale); // (B, N, D)
+    const Xn = bk.layernormModulate(X, shift, scale, cfg.normEps); // (B, N, D)
     cap?.('norm_out', Xn);
     const O = bk.linear(Xn, top.projW, top.projB); // (B, N, p·p·C)
     cap?.('proj_out', O);
@@ -298,13 +298,13 @@ interface Dims {
 }
 
 function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, tmod3: Tensor, g: Dims): Tensor {
-  const { B, N, D, H, d, Hc, dc, F, h, w, L } = g;
+  const { B, N, D, H, Hc, dc, h, w, L } = g;
   const mod = bk.add(tmod3, blk.sst); // (B, 6, D)
   const chunk = (k: number): Tensor => bk.slice(mod, 1, k, k + 1); // (B, 1, D)
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map(chunk) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
 
   // 1. self-attention: ReLU linear attention (identity attention on the PAG slice)
-  const A = bk.modulate(bk.layernorm(X, undefined, undefined, g.eps), shiftMsa, scaleMsa); // (B, N, D)
+  const A = bk.layernormModulate(X, shiftMsa, scaleMsa, g.eps); // (B, N, D): adaLN, one pass
   let qkv = bk.linear(A, blk.qkvW, blk.qkvB); // (B, N, 3D)
   if (blk.qk) {
     // Before the head split and the ReLU kernel, over all D channels of q and of k.
@@ -314,13 +314,8 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
       bk.slice(qkv, 2, 2 * D, 3 * D),
     ], 2); // (B, N, 3D)
   }
-  const linAttn = (seg: Tensor): Tensor => {
-    const b = seg.shape[0]!;
-    const s5 = bk.permute(bk.reshape(seg, [b, N, 3, H, d]), [2, 0, 3, 1, 4]); // (3, b, H, N, d)
-    const part = (k: number): Tensor => bk.reshape(bk.slice(s5, 0, k, k + 1), [b, H, N, d]);
-    const o = bk.linearAttention(part(0), part(1), part(2), 1e-15, true); // (b, H, N, d), f32 inside
-    return bk.reshape(bk.permute(o, [0, 2, 1, 3]), [b, N, D]); // (b, N, D)
-  };
+  // qkv stays token-major, (b, N, 3, H, d): the op reads q, k, v per head in place, f32 inside.
+  const linAttn = (seg: Tensor): Tensor => bk.linearAttentionTokens(seg, H, 1e-15, true); // (b, N, D)
   let att: Tensor;
   if (!g.pag) {
     att = linAttn(qkv);
@@ -352,13 +347,12 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
   const o2t = bk.reshape(bk.permute(o2, [0, 2, 1, 3]), [B, N, Hc * dc]); // (B, N, Hc·dc)
   X = bk.add(X, bk.linear(o2t, blk.o2W, blk.o2B));
 
-  // 3. Mix-FFN (GLUMBConv): 1×1 convs as linears on tokens, the depthwise 3×3 on the (h, w) grid
-  const Fi = bk.modulate(bk.layernorm(X, undefined, undefined, g.eps), shiftMlp, scaleMlp); // (B, N, D)
-  const u = bk.silu(bk.linear(Fi, blk.invW, blk.invB)); // (B, N, 2F)
-  const uImg = bk.reshape(bk.permute(u, [0, 2, 1]), [B, 2 * F, h, w]); // (B, 2F, h, w)
-  const dw = bk.conv2d(uImg, blk.dwW, blk.dwB, { padding: 1, groups: 2 * F }); // (B, 2F, h, w)
-  const glu = bk.gluMul(bk.slice(dw, 1, 0, F), bk.slice(dw, 1, F, 2 * F), 'silu'); // (B, F, h, w): value · silu(gate)
-  const gTok = bk.permute(bk.reshape(glu, [B, F, N]), [0, 2, 1]); // (B, N, F)
+  // 3. Mix-FFN (GLUMBConv): 1×1 convs as linears on tokens, the depthwise 3×3 on the (h, w) grid.
+  // diffusers: silu(conv_inverted) → conv_depth (3×3, padding 1, groups 2F) → chunk(2) on channels →
+  // value · silu(gate). One token-major op does the SiLU, the conv and the gate (no NCHW permutes).
+  const Fi = bk.layernormModulate(X, shiftMlp, scaleMlp, g.eps); // (B, N, D)
+  const u = bk.linear(Fi, blk.invW, blk.invB); // (B, N, 2F), before its SiLU
+  const gTok = bk.dwconv3x3GluTokens(u, blk.dwW, blk.dwB, [h, w], true); // (B, N, F): value · silu(gate)
   const Fo = bk.linear(gTok, blk.ptW); // (B, N, D)
   return bk.addGated(X, gateMlp, Fo);
 }

@@ -1,0 +1,145 @@
+// dwconv3x3_glu_tokens: the depthwise 3×3 + GLU of Sana's GLUMBConv, on token-major activations.
+//
+// The model keeps activations as tokens (B, N = H·W, C). The NCHW depthwise conv needed a permute
+// to (B, 2F, H, W), two channel slices, a separate gluMul and a permute back: five passes over
+// 2F-wide tensors around a conv that itself ran at ~3 GFLOP/s. Here one pass reads u once and
+// writes the (B, N, F) result: channels are contiguous, so the 3×3 taps are vector FMAs across
+// 16 channels with the 9 value and 9 gate weights held in registers.
+//
+// Work item = (image b, block of kCB value channels + the matching kCB gate channels). Input rows
+// are converted to f32 (and passed through SiLU when asked) once into a 3-row ring buffer with a
+// zero column on each side; every output row then reads its three rows from there.
+#include "vec.h"
+#include <vector>
+
+namespace sana {
+namespace {
+
+constexpr int64_t kCB = 64;         // value channels per item (gate channels: as many)
+constexpr int64_t kV = 16;          // floats per vector
+constexpr int64_t kRowW = 2 * kCB;  // floats per grid position in a ring row: kCB values, then kCB gates
+// 64-byte GCC vector (zmm on AVX-512, two ymm on AVX2, four xmm on the baseline); aligned(4)
+// makes dereferences unaligned loads, the buffers are plain vectors.
+typedef float vf __attribute__((vector_size(64), aligned(4)));
+
+struct Scratch {
+  std::vector<float> ring, acc;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Input row ih (zeros outside the grid) into ring row r: act(u[b, ih, iw, c0 + j]) and
+// act(u[b, ih, iw, F + c0 + j]) at position iw + 1. (A function, not a lambda: lambdas would not
+// inherit the ISA of the clone that calls them.)
+template <typename T>
+SANA_INLINE void ring_fill(float* r, const T* u, int64_t ih, int64_t b, int64_t c0, int64_t cw, int64_t H, int64_t W, int64_t F, bool pre_silu) {
+  for (int64_t iw = 0; iw < W; iw++) {
+    float* p = r + (iw + 1) * kRowW;
+    if (ih < 0 || ih >= H) {
+      std::fill(p, p + cw, 0.f);
+      std::fill(p + kCB, p + kCB + cw, 0.f);
+      continue;
+    }
+    const T* src = u + ((b * H * W + ih * W + iw) * 2 * F + c0);
+    cpu::load_f32(p, src, cw);
+    cpu::load_f32(p + kCB, src + F, cw);
+    if (pre_silu) {
+      for (int64_t j = 0; j < cw; j++) p[j] = cpu::silu_v(p[j]);
+      for (int64_t j = 0; j < cw; j++) p[kCB + j] = cpu::silu_v(p[kCB + j]);
+    }
+  }
+}
+
+template <typename T>
+SANA_INLINE void dwglu_body(T* out, const T* u, const T* w, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu) {
+  const int64_t cw = std::min(kCB, F - c0), N = H * W;
+  const int64_t rowf = (W + 2) * kRowW;  // floats per ring row
+  Scratch& s = scratch();
+  if (int64_t(s.ring.size()) < 3 * rowf) s.ring.resize(size_t(3 * rowf));
+  if (int64_t(s.acc.size()) < W * kRowW) s.acc.resize(size_t(W * kRowW));
+  float* ring = s.ring.data();
+  float* acc = s.acc.data();
+  // Zero padding columns (0 and W+1) and lanes past cw stay zero: only [0, cw) of the interior
+  // positions is ever written below.
+  std::fill(ring, ring + 3 * rowf, 0.f);
+
+  // Weights (c, 1, 3, 3) as [tap][lane] for the value and the gate half; lanes past cw zero.
+  alignas(64) float wv[9][kCB], wg[9][kCB], bv[kCB], bg[kCB];
+  for (int t = 0; t < 9; t++)
+    for (int64_t j = 0; j < kCB; j++) {
+      wv[t][j] = j < cw ? to_f32(w[(c0 + j) * 9 + t]) : 0.f;
+      wg[t][j] = j < cw ? to_f32(w[(F + c0 + j) * 9 + t]) : 0.f;
+    }
+  for (int64_t j = 0; j < kCB; j++) {
+    bv[j] = bias && j < cw ? bias[c0 + j] : 0.f;
+    bg[j] = bias && j < cw ? bias[F + c0 + j] : 0.f;
+  }
+
+  float* const slots[3] = {ring, ring + rowf, ring + 2 * rowf};
+#define SANA_SLOT(ih) slots[((ih) + 3) % 3]
+  ring_fill(SANA_SLOT(-1), u, -1, b, c0, cw, H, W, F, pre_silu);
+  ring_fill(SANA_SLOT(0), u, 0, b, c0, cw, H, W, F, pre_silu);
+  for (int64_t oh = 0; oh < H; oh++) {
+    ring_fill(SANA_SLOT(oh + 1), u, oh + 1, b, c0, cw, H, W, F, pre_silu);
+    const float* r0 = SANA_SLOT(oh - 1);
+    const float* r1 = SANA_SLOT(oh);
+    const float* r2 = SANA_SLOT(oh + 1);
+    for (int64_t g = 0; g * kV < cw; g++) {
+      const int64_t o = g * kV;
+      const vf v0 = *(const vf*)&wv[0][o], v1 = *(const vf*)&wv[1][o], v2 = *(const vf*)&wv[2][o];
+      const vf v3 = *(const vf*)&wv[3][o], v4 = *(const vf*)&wv[4][o], v5 = *(const vf*)&wv[5][o];
+      const vf v6 = *(const vf*)&wv[6][o], v7 = *(const vf*)&wv[7][o], v8 = *(const vf*)&wv[8][o];
+      const vf g0 = *(const vf*)&wg[0][o], g1 = *(const vf*)&wg[1][o], g2 = *(const vf*)&wg[2][o];
+      const vf g3 = *(const vf*)&wg[3][o], g4 = *(const vf*)&wg[4][o], g5 = *(const vf*)&wg[5][o];
+      const vf g6 = *(const vf*)&wg[6][o], g7 = *(const vf*)&wg[7][o], g8 = *(const vf*)&wg[8][o];
+      const vf bvv = *(const vf*)&bv[o], bgv = *(const vf*)&bg[o];
+      for (int64_t ow = 0; ow < W; ow++) {
+        // position ow + kw of the padded row is input column ow + kw - 1
+#define SANA_TAP(R, KW) (*(const vf*)((R) + (ow + (KW)) * kRowW + o))
+#define SANA_TAPG(R, KW) (*(const vf*)((R) + (ow + (KW)) * kRowW + kCB + o))
+        vf av = bvv + v0 * SANA_TAP(r0, 0) + v1 * SANA_TAP(r0, 1) + v2 * SANA_TAP(r0, 2);
+        av += v3 * SANA_TAP(r1, 0) + v4 * SANA_TAP(r1, 1) + v5 * SANA_TAP(r1, 2);
+        av += v6 * SANA_TAP(r2, 0) + v7 * SANA_TAP(r2, 1) + v8 * SANA_TAP(r2, 2);
+        vf ag = bgv + g0 * SANA_TAPG(r0, 0) + g1 * SANA_TAPG(r0, 1) + g2 * SANA_TAPG(r0, 2);
+        ag += g3 * SANA_TAPG(r1, 0) + g4 * SANA_TAPG(r1, 1) + g5 * SANA_TAPG(r1, 2);
+        ag += g6 * SANA_TAPG(r2, 0) + g7 * SANA_TAPG(r2, 1) + g8 * SANA_TAPG(r2, 2);
+#undef SANA_TAP
+#undef SANA_TAPG
+        *(vf*)(acc + ow * kRowW + o) = av;
+        *(vf*)(acc + ow * kRowW + kCB + o) = ag;
+      }
+    }
+    // value · silu(gate), rounded once into out[b, oh, ow, c0 .. c0 + cw)
+    for (int64_t ow = 0; ow < W; ow++) {
+      float* a = acc + ow * kRowW;
+      for (int64_t j = 0; j < cw; j++) a[j] = a[j] * cpu::silu_v(a[kCB + j]);
+      cpu::store_f32(out + ((b * N + oh * W + ow) * F + c0), a, cw);
+    }
+  }
+#undef SANA_SLOT
+}
+SANA_ISA_CLONES(dwglu_k, (T * out, const T* u, const T* w, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu),
+                dwglu_body<T>(out, u, w, bias, b, c0, H, W, F, pre_silu))
+
+template <typename T>
+void dwglu_t(T* out, const T* u, const T* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu) {
+  const auto k = dwglu_k_pick<T>();
+  const int64_t blocks = (F + kCB - 1) / kCB, items = B * blocks;
+  // One item is H·W·2·kCB·9 multiply-adds (≥ 0.1 ms at Sana's 16×16 grid): always worth a thread.
+#pragma omp parallel for if (items > 1 && B * H * W * F > cpu::kParallelMin) schedule(static)
+  for (int64_t it = 0; it < items; it++) k(out, u, w, bias, it / blocks, (it % blocks) * kCB, H, W, F, pre_silu);
+}
+
+}  // namespace
+
+Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
+                                DType dt) {
+  if (B == 0 || H == 0 || W == 0 || F == 0) return nullptr;
+  if (!SANA_FLOAT_DISPATCH(dt, dwglu_t(static_cast<T*>(out), static_cast<const T*>(u), static_cast<const T*>(w), bias, B, H, W, F, pre_silu)))
+    return "dwconv3x3_glu_tokens_cpu: dtype must be f32, bf16 or f16";
+  return nullptr;
+}
+
+}  // namespace sana
