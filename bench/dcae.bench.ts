@@ -1,11 +1,15 @@
 // DC-AE decoder (Sana's f32c32 VAE, real config, random weights) on the CPU backend.
 //   npm run bench -- dcae
-// Rows: decode at 512² (bf16, f32) and 1024² (bf16; f32 with SANA_BENCH_FULL=1): time, FLOPs,
-// TFLOP/s, peak backend memory; tiled bf16 decodes: 1024² in 512-px tiles, and with
-// SANA_BENCH_FULL=1 4096² (latent 128²) in 1024-px tiles with 128-px blends. The peak of a tiled
-// decode is one tile's plus the f32 output.
+// Rows: untiled decode at each side of SANA_BENCH_DCAE_SIDES (default 512,1024; bf16) and 512² f32
+// (1024² f32 with SANA_BENCH_FULL=1): time, FLOPs, TFLOP/s, peak backend memory. Tiled bf16
+// decodes of the same latents right after their untiled row (same run, so `vs_untiled` is a fair
+// ratio): tile count and side, decoded tile area / latent area, the tiles' decode time vs the host
+// side (tile gathering, blending, copies), the first tile (new primitive shapes) vs the median
+// tile. With SANA_BENCH_FULL=1 also 4096² (latent 128²) with the default tiling. The peak of a
+// tiled decode is one tile's plus the f32 output.
 import * as native from '../native/index.ts';
-import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tileStarts, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
+import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tiledDecode, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
+import type { HostArray } from '../nodes/models/tensor_input.ts';
 import { noise, randomWeights } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
 
@@ -58,59 +62,108 @@ const MB = 1 / (1024 * 1024);
 /** SANA_BENCH_FULL=1 adds the 1024² f32 decode and the tiled 4096² decode (≈ 100 TFLOP: minutes
  *  even on an idle machine). */
 const FULL = process.env.SANA_BENCH_FULL === '1';
+/** Image sides of the untiled + tiled bf16 rows (multiples of 32). */
+const SIDES = (process.env.SANA_BENCH_DCAE_SIDES ?? '512,1024').split(',').map(Number);
+/** Tiled cases per side, [tile, overlap] in latent pixels: 512-px tiles with 64-px blends (ComfyUI's
+ *  VAEDecodeTiled defaults, diffusers' AutoencoderDC tiling) and 768-px tiles where they split the
+ *  image, 384-px tiles at 512²; `undefined` = the decoder's defaults. */
+const tileCases = (side: number): Array<[number | undefined, number | undefined]> => {
+  const cases: Array<[number | undefined, number | undefined]> = [];
+  if (side === 512) cases.push([12, 2]);
+  if (side > 1024)
+    cases.push([undefined, undefined]); // 2048² and up: the defaults only
+  else if (side > 512) cases.push([16, 2]);
+  if (side > 768 && side <= 1024) cases.push([24, 2]);
+  return cases;
+};
+
+const median = (a: number[]): number => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 export default async function dcaeBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
   const cfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
   const src = randomWeights(expectedDecoderTensors(cfg));
   const rows: BenchRow[] = [];
+  const now = (): number => Number(process.hrtime.bigint()) / 1e9;
   const peakOf = (fn: () => void): { seconds: number; peakMb: number } => {
     backend.resetPeak();
     const base = backend.memory().allocated;
-    const t0 = process.hrtime.bigint();
+    const t0 = now();
     fn();
-    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, peakMb: (backend.memory().peak - base) * MB };
+    return { seconds: now() - t0, peakMb: (backend.memory().peak - base) * MB };
   };
   for (const dtype of ['bf16', 'f32'] as const) {
     const dec = buildDcaeDecoder(cfg, src, backend, dtype, 'random weights');
     try {
-      for (const side of [512, 1024]) {
-        if (side === 1024 && dtype === 'f32' && !FULL) continue;
+      const sides = dtype === 'bf16' ? [...SIDES, ...(FULL ? [4096] : [])] : [512, ...(FULL ? [1024] : [])];
+      let warm = false;
+      for (const side of sides) {
         const h = side / 32;
         const z = { data: noise(32 * h * h, 2, 17), shape: [1, 32, h, h] };
-        if (side === 512) dec.decode(z).dispose(); // warm-up: packs the conv weights
-        native.profiler.stage(`dcae.decode.${side}.${dtype}`);
-        const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
-        const flops = dcaeFlops(cfg, h, h);
-        rows.push({
-          name: `dcae.decode.${side}.${dtype}`,
-          metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB },
-        });
-      }
-      if (dtype === 'bf16') {
-        // Tiles are decoded one after another and each is freed before the next: the peak is one
-        // tile's, whatever the image size. Shown on 1024² in 512-px tiles (vs the untiled row
-        // above), and with SANA_BENCH_FULL on 4096² in 1024-px tiles.
-        const cases: Array<[number, number, number]> = [[1024, 16, 2], ...(FULL ? [[4096, 32, 4] as [number, number, number]] : [])];
-        for (const [side, tile, overlap] of cases) {
-          const h = side / 32;
-          const z = { data: noise(32 * h * h, 2, 19), shape: [1, 32, h, h] };
-          let tiles = 0;
-          native.profiler.stage(`dcae.decode_tiled.${side}.tile${tile * 32}.bf16`);
-          const { seconds, peakMb } = peakOf(() =>
-            dec
-              .decodeTiled(z, {
-                tile,
-                overlap,
-                onTile: (d) => {
-                  tiles = d;
-                },
-              })
-              .dispose(),
-          );
+        if (!warm) {
+          const w = { data: noise(32 * 16 * 16, 2, 5), shape: [1, 32, 16, 16] };
+          dec.decode(w).dispose(); // warm-up: packs the conv weights
+          warm = true;
+        }
+        let untiled = NaN;
+        if (side <= 1024) {
+          native.profiler.stage(`dcae.decode.${side}.${dtype}`);
+          const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
+          const flops = dcaeFlops(cfg, h, h);
+          untiled = seconds;
           rows.push({
-            name: `dcae.decode_tiled.${side}.tile${tile * 32}.bf16`,
-            metrics: { seconds, tiles, tiles_per_axis: tileStarts(h, tile, overlap).length, peak_act_mb: peakMb, output_mb: 3 * side * side * 4 * MB },
+            name: `dcae.decode.${side}.${dtype}`,
+            metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB },
+          });
+        }
+        if (dtype !== 'bf16') continue;
+        // The same latent in tiles, one after another, each freed before the next: the peak is
+        // one tile's whatever the image size. The tile decode is the decoder's whole-image call on
+        // the tile (what decodeTiled runs), timed apart from the host-side tiling work.
+        for (const [tile, overlap] of tileCases(side)) {
+          const tileTimes: number[] = [];
+          let area = 0,
+            tileH = 0,
+            tileW = 0;
+          const runTile = (t: HostArray): Float32Array => {
+            const t0 = now();
+            const y = dec.decode(t);
+            try {
+              return y.toFloat32();
+            } finally {
+              y.dispose();
+              tileTimes.push(now() - t0);
+              area += t.shape[2]! * t.shape[3]!;
+              tileH = Math.max(tileH, t.shape[2]!);
+              tileW = Math.max(tileW, t.shape[3]!);
+            }
+          };
+          const label = tile === undefined ? 'default' : `tile${tile * 32}.ov${overlap! * 32}`;
+          native.profiler.stage(`dcae.decode_tiled.${side}.${label}.bf16`);
+          const { seconds, peakMb } = peakOf(() => {
+            tiledDecode(z, cfg.spatialCompression, runTile, { tile, overlap });
+          });
+          const decodeS = tileTimes.reduce((a, b) => a + b, 0);
+          rows.push({
+            name: `dcae.decode_tiled.${side}.${label}.bf16`,
+            metrics: {
+              seconds,
+              vs_untiled: seconds / untiled,
+              tiles: tileTimes.length,
+              tile_h: tileH,
+              tile_w: tileW,
+              area_ratio: area / (h * h),
+              decode_s: decodeS,
+              host_s: seconds - decodeS,
+              first_tile_s: tileTimes[0] ?? 0,
+              median_tile_s: median(tileTimes.slice(1)),
+              peak_act_mb: peakMb,
+              output_mb: 3 * side * side * 4 * MB,
+            },
+            units: { vs_untiled: '×', tiles: '', tile_h: 'latent px', tile_w: 'latent px', area_ratio: '×' },
           });
         }
       }

@@ -12,7 +12,7 @@ import type { HostArray, TensorInput } from './tensor_input.ts';
 import { WeightSet, type WeightSource } from './weight_set.ts';
 import { readJsonConfig, type FolderLoadOptions } from './weights.ts';
 
-export { tileStarts, type DcaeBlockType } from './dcae_blocks.ts';
+export { axisBlend, tileAxis, tileStarts, TILE_DEFAULTS, type DcaeBlockType } from './dcae_blocks.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Config

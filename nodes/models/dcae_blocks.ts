@@ -245,9 +245,11 @@ function resBlock(bk: Backend, X: Tensor, w: ResBlockW): Tensor {
 
 /** Options of a tiled encode / decode; sizes are in latent pixels. */
 export interface TileOptions {
-  /** Latent tile side (default 32 = 1024 px). */
+  /** Largest latent tile side (default 32 = 1024 px); tiles shrink to the smallest common side that
+   *  still covers the grid with `overlap`, so they may come out smaller. */
   tile?: number;
-  /** Latent overlap between neighbouring tiles, blended linearly (default 4 = 128 px). */
+  /** Latent overlap between neighbouring tiles, blended linearly (default 2 = 64 px, ComfyUI's
+   *  VAEDecodeTiled default and diffusers' AutoencoderDC blend width). */
   overlap?: number;
   /** Called after each tile with (done, total). */
   onTile?: (done: number, total: number) => void;
@@ -255,93 +257,152 @@ export interface TileOptions {
   onBlock?: () => void;
 }
 
-/** Tile starts along one axis: evenly spread so that consecutive tiles overlap by ≥ `overlap`
- *  and the last tile ends at the edge. */
-export function tileStarts(size: number, tile: number, overlap: number): number[] {
-  if (size <= tile) return [0];
-  const n = Math.ceil((size - overlap) / (tile - overlap));
-  const starts: number[] = [];
-  for (let k = 0; k < n; k++) starts.push(Math.round((k * (size - tile)) / (n - 1)));
-  return starts;
+/** Defaults of `TileOptions` (latent pixels). */
+export const TILE_DEFAULTS = { tile: 32, overlap: 2 } as const;
+
+/** How one axis is cut: tiles of `len` unit pixels starting at `starts` (ascending, first 0, last
+ *  `size − len`). */
+export interface TileAxis {
+  starts: number[];
+  len: number;
 }
 
-/** Per-pixel blend weight along one axis of a tile of `len` pixels: a linear ramp over the part
- *  shared with the previous / next tile, 1 elsewhere. Never 0, so every pixel is covered. */
-function rampWeights(len: number, overlapPrev: number, overlapNext: number): Float32Array {
-  const w = new Float32Array(len).fill(1);
-  for (let j = 0; j < overlapPrev; j++) w[j] = Math.min(w[j]!, (j + 0.5) / overlapPrev);
-  for (let j = 0; j < overlapNext; j++) w[len - 1 - j] = Math.min(w[len - 1 - j]!, (j + 0.5) / overlapNext);
-  return w;
+/**
+ * Plans the tiles along one axis of `size` unit pixels for tiles of at most `tile` overlapping by
+ * `overlap`: the fewest tiles that can cover the axis, n = ⌈(size − overlap)/(tile − overlap)⌉, then
+ * the smallest common length that still covers it, len = ⌈(size + (n − 1)·overlap)/n⌉ ≤ tile. The
+ * tiles' total length is then size + (n − 1)·overlap + (< n): only the overlaps are decoded twice
+ * (full-size tiles spread over the axis would overlap by up to half a tile). The < n left over by the
+ * integer division is spread over the seams, so neighbours overlap by `overlap` or `overlap + 1`.
+ * Every tile has the same length (no smaller edge tile): a backend's shape-keyed kernels and
+ * primitives are built once per run.
+ */
+export function tileAxis(size: number, tile: number, overlap: number): TileAxis {
+  if (size <= tile) return { starts: [0], len: size };
+  const n = Math.ceil((size - overlap) / (tile - overlap));
+  const len = Math.ceil((size + (n - 1) * overlap) / n);
+  const starts: number[] = [];
+  // steps of (size − len)/(n − 1) ∈ [len − overlap − 1, len − overlap], rounded
+  for (let k = 0; k < n; k++) starts.push(Math.round((k * (size - len)) / (n - 1)));
+  return { starts, len };
+}
+
+/** Tile starts along one axis (`tileAxis(...).starts`). */
+export function tileStarts(size: number, tile: number, overlap: number): number[] {
+  return tileAxis(size, tile, overlap).starts;
+}
+
+/** One tile's blend weights along one axis, in output pixels, and the range [solo[0], solo[1]) of
+ *  its pixels that no other tile covers (weight exactly 1 there). */
+export interface AxisBlend {
+  w: Float64Array;
+  solo: [number, number];
+}
+
+/**
+ * Blend weights of every tile of `axis` at output scale `f`: a linear ramp across each band shared
+ * with a neighbour ((j + ½)/band up, its mirror down, so two tiles' ramps already add to 1), then
+ * divided by the sum over the tiles covering each pixel, so the weights sum to 1 at every pixel
+ * even where more than two tiles meet (overlap > len/2). 2-D weights are products of the two
+ * axes' weights, which therefore sum to 1 as well: no per-pixel weight image is needed.
+ */
+export function axisBlend(axis: TileAxis, f: number): AxisBlend[] {
+  const { starts, len } = axis;
+  const n = starts.length, L = len * f;
+  const size = (starts[n - 1]! + len) * f;
+  const ramps: Float64Array[] = [];
+  const sum = new Float64Array(size); // Σ ramps at each output pixel of the axis
+  for (let k = 0; k < n; k++) {
+    const prev = k > 0 ? (starts[k - 1]! + len - starts[k]!) * f : 0; // band shared with tile k − 1
+    const next = k < n - 1 ? (starts[k]! + len - starts[k + 1]!) * f : 0; // band shared with tile k + 1
+    const r = new Float64Array(L).fill(1);
+    for (let j = 0; j < Math.min(prev, L); j++) r[j] = Math.min(r[j]!, (j + 0.5) / prev);
+    for (let j = 0; j < Math.min(next, L); j++) r[L - 1 - j] = Math.min(r[L - 1 - j]!, (j + 0.5) / next);
+    const o = starts[k]! * f;
+    for (let j = 0; j < L; j++) sum[o + j]! += r[j]!;
+    ramps.push(r);
+  }
+  return ramps.map((r, k) => {
+    const o = starts[k]! * f;
+    for (let j = 0; j < L; j++) r[j] = r[j]! / sum[o + j]!;
+    // tile k alone from the end of tile k − 1 (the furthest-reaching earlier tile: equal lengths) to
+    // the start of tile k + 1
+    const from = k > 0 ? Math.min(L, (starts[k - 1]! + len - starts[k]!) * f) : 0;
+    const to = k < n - 1 ? Math.max(from, (starts[k + 1]! - starts[k]!) * f) : L;
+    for (let j = from; j < to; j++) r[j] = 1;
+    return { w: r, solo: [from, to] as [number, number] };
+  });
 }
 
 /**
  * Runs `fn` on overlapping tiles of `x` (B, c, u·inScale, v·inScale) laid out on the unit grid
- * (u, v) and blends the outputs (B, C, th·outScale, tw·outScale): each output pixel is the weighted
- * mean of the tiles covering it, with separable linear ramps across every overlap, so seams are
- * continuous. Decoding uses (1, f), encoding (f, 1). When a tile's output is the exact restriction
- * of the global map (e.g. a per-pixel map), the result equals the untiled one.
+ * (u, v) (`tileAxis` per axis: every tile th × tw) and blends the outputs (B, C, th·outScale,
+ * tw·outScale) into the result: each output pixel is the weighted mean of the tiles covering it,
+ * with separable linear ramps across every overlap (`axisBlend`), so seams are continuous.
+ * Decoding uses (1, f), encoding (f, 1). Only the overlap bands are multiplied and added; the rest
+ * of a tile is copied. Host memory: the output, one input tile and the tile's output. When a
+ * tile's output is the exact restriction of the global map (e.g. a per-pixel map), the result
+ * equals the untiled one up to float rounding.
  */
 export function tiledMap(
   x: HostArray, inScale: number, outScale: number, fn: (tile: HostArray) => Float32Array, opts: TileOptions = {}, who = 'DC-AE tiled decode',
 ): HostArray {
-  const tile = opts.tile ?? 32, overlap = opts.overlap ?? 4;
+  const tile = opts.tile ?? TILE_DEFAULTS.tile, overlap = opts.overlap ?? TILE_DEFAULTS.overlap;
   if (!(Number.isInteger(tile) && Number.isInteger(overlap) && tile >= 1 && overlap >= 0 && overlap < tile)) {
     throw new Error(`${who}: tile ${tile} / overlap ${overlap} must be integers with 0 ≤ overlap < tile`);
   }
   const [B, c, hIn, wIn] = x.shape as [number, number, number, number];
   if (hIn % inScale !== 0 || wIn % inScale !== 0) throw new Error(`${who}: input ${hIn}x${wIn} is not a multiple of ${inScale}`);
   const h = hIn / inScale, w = wIn / inScale; // unit grid
-  const ys = tileStarts(h, tile, overlap), xs = tileStarts(w, tile, overlap);
+  const ay = tileAxis(h, tile, overlap), ax = tileAxis(w, tile, overlap);
   const f = outScale, s = inScale;
+  const by = axisBlend(ay, f), bx = axisBlend(ax, f);
+  const th = ay.len, tw = ax.len;
   const H = h * f, W = w * f;
+  const TIH = th * s, TIW = tw * s, TH = th * f, TW = tw * f;
+  const t = new Float32Array(B * c * TIH * TIW); // (B, c, th·s, tw·s) input tile, reused: one shape
   let outC = 0;
   let acc: Float32Array | undefined;
-  const wsum = new Float32Array(H * W);
-  const total = ys.length * xs.length;
+  const total = ay.starts.length * ax.starts.length;
   let done = 0;
-  for (let iy = 0; iy < ys.length; iy++) {
-    const y0 = ys[iy]!, th = Math.min(tile, h - y0);
-    for (let ix = 0; ix < xs.length; ix++) {
-      const x0 = xs[ix]!, tw = Math.min(tile, w - x0);
-      const TIH = th * s, TIW = tw * s;
-      const t = new Float32Array(B * c * TIH * TIW); // (B, c, th·s, tw·s) input tile
+  for (let iy = 0; iy < ay.starts.length; iy++) {
+    const y0 = ay.starts[iy]!;
+    const { w: wy, solo: [sy0, sy1] } = by[iy]!;
+    for (let ix = 0; ix < ax.starts.length; ix++) {
+      const x0 = ax.starts[ix]!;
+      const { w: wx, solo: [sx0, sx1] } = bx[ix]!;
       for (let bc = 0; bc < B * c; bc++) {
         for (let r = 0; r < TIH; r++) {
           const src = (bc * hIn + y0 * s + r) * wIn + x0 * s;
           t.set(x.data.subarray(src, src + TIW), (bc * TIH + r) * TIW);
         }
       }
-      const out = fn({ data: t, shape: [B, c, TIH, TIW] });
-      const TH = th * f, TW = tw * f;
+      const out = fn({ data: t, shape: [B, c, TIH, TIW] }); // (B, C, TH, TW)
       if (out.length % (B * TH * TW) !== 0) throw new Error(`${who}: a tile returned ${out.length} values, not a multiple of B·${TH}·${TW}`);
       const C = out.length / (B * TH * TW);
-      if (!acc) { outC = C; acc = new Float32Array(B * C * H * W); }
-      const prevY = iy > 0 ? (ys[iy - 1]! + tile - y0) * f : 0;
-      const nextY = iy < ys.length - 1 ? (y0 + th - ys[iy + 1]!) * f : 0;
-      const prevX = ix > 0 ? (xs[ix - 1]! + tile - x0) * f : 0;
-      const nextX = ix < xs.length - 1 ? (x0 + tw - xs[ix + 1]!) * f : 0;
-      const wy = rampWeights(TH, Math.max(0, prevY), Math.max(0, nextY));
-      const wx = rampWeights(TW, Math.max(0, prevX), Math.max(0, nextX));
+      if (!acc) {
+        outC = C;
+        acc = new Float32Array(B * C * H * W);
+      } else if (C !== outC) throw new Error(`${who}: a tile returned ${C} channels, the first ${outC}`);
       const Y0 = y0 * f, X0 = x0 * f;
-      for (let r = 0; r < TH; r++) {
-        for (let q = 0; q < TW; q++) wsum[(Y0 + r) * W + X0 + q]! += wy[r]! * wx[q]!;
-      }
       for (let bc = 0; bc < B * C; bc++) {
         for (let r = 0; r < TH; r++) {
-          const wr = wy[r]!;
           const src = (bc * TH + r) * TW, dst = (bc * H + Y0 + r) * W + X0;
-          for (let q = 0; q < TW; q++) acc[dst + q]! += out[src + q]! * wr * wx[q]!;
+          if (r >= sy0 && r < sy1) {
+            // a row only this tile covers vertically: blend the side bands, copy the middle
+            for (let q = 0; q < sx0; q++) acc[dst + q]! += out[src + q]! * wx[q]!;
+            acc.set(out.subarray(src + sx0, src + sx1), dst + sx0);
+            for (let q = sx1; q < TW; q++) acc[dst + q]! += out[src + q]! * wx[q]!;
+          } else {
+            const wr = wy[r]!;
+            for (let q = 0; q < TW; q++) acc[dst + q]! += out[src + q]! * (wr * wx[q]!);
+          }
         }
       }
       opts.onTile?.(++done, total);
     }
   }
-  const out = acc!;
-  for (let bc = 0; bc < B * outC; bc++) {
-    const o = bc * H * W;
-    for (let i = 0; i < H * W; i++) out[o + i]! /= wsum[i]!;
-  }
-  return { data: out, shape: [B, outC, H, W] };
+  return { data: acc!, shape: [B, outC, H, W] };
 }
 
 // Entry points

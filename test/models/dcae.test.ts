@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
-import { expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
+import { axisBlend, expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tileAxis, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
 import { deriveLatentPreview, fitLatentPreview, latentPreviewRgb } from '../../nodes/models/latent_preview.ts';
 import type { HostArray } from '../../nodes/models/tensor_input.ts';
 import { GOLDEN } from '../fixtures.ts';
@@ -62,37 +62,108 @@ describe('golden fixtures', () => {
 });
 
 describe('tiled decoding', () => {
-  it('tiles cover the axis with at least the requested overlap and end at the edge', () => {
-    expect(tileStarts(10, 16, 4)).toEqual([0]);
-    for (const [size, tile, ov] of [[128, 32, 4], [40, 16, 2], [33, 8, 3], [9, 4, 1]] as const) {
-      const s = tileStarts(size, tile, ov);
+  it('tiles cover the axis with equal tiles, the requested overlap (+1 at most) and the fewest tiles', () => {
+    expect(tileAxis(10, 16, 4)).toEqual({ starts: [0], len: 10 });
+    // 1024² in 512-px tiles with 64-px blends: 3 tiles of 12, not 3 of 16 overlapping by 8
+    expect(tileAxis(32, 16, 2)).toEqual({ starts: [0, 10, 20], len: 12 });
+    expect(tileAxis(64, 32, 2)).toEqual({ starts: [0, 21, 41], len: 23 });
+    for (const [size, tile, ov] of [[128, 32, 4], [128, 32, 2], [40, 16, 2], [33, 8, 3], [9, 4, 1], [24, 16, 8], [20, 5, 4], [17, 4, 0], [100, 7, 3]] as const) {
+      const { starts: s, len } = tileAxis(size, tile, ov);
+      expect(tileStarts(size, tile, ov)).toEqual(s);
+      expect(len).toBeLessThanOrEqual(tile);
       expect(s[0]).toBe(0);
-      expect(s[s.length - 1]! + tile).toBe(size);
-      for (let k = 1; k < s.length; k++) expect(s[k - 1]! + tile - s[k]!).toBeGreaterThanOrEqual(ov);
+      expect(s[s.length - 1]! + len).toBe(size);
+      for (let k = 1; k < s.length; k++) {
+        const o = s[k - 1]! + len - s[k]!;
+        expect(o).toBeGreaterThanOrEqual(ov);
+        expect(o).toBeLessThanOrEqual(ov + 1);
+      }
+      // fewest tiles: one tile fewer of the full requested size could not cover the axis
+      expect((s.length - 1) * tile - (s.length - 2) * ov).toBeLessThan(size);
+      // smallest common length: one pixel shorter could not cover it with the overlap
+      expect(s.length * (len - 1) - (s.length - 1) * ov).toBeLessThan(size);
     }
   });
 
-  it('is exact when each tile decode is the restriction of a global per-pixel map', () => {
-    // "decoder": nearest ×4 upsampling of a fixed mix of the 2 channels (3 outputs)
+  it('tiledMap hands every tile the same shape and covers each output pixel with the planned overlap', () => {
+    const z: HostArray = { data: new Float32Array(1 * 2 * 23 * 37), shape: [1, 2, 23, 37] };
+    const seen: string[] = [];
+    const count = new Float32Array(23 * 4 * 37 * 4); // tiles covering each output pixel
+    const ay = tileAxis(23, 9, 2), ax = tileAxis(37, 9, 2);
+    let k = 0;
+    tiledDecode(z, 4, (t) => {
+      seen.push(t.shape.join('x'));
+      const y0 = ay.starts[Math.floor(k / ax.starts.length)]! * 4, x0 = ax.starts[k % ax.starts.length]! * 4;
+      k++;
+      for (let r = 0; r < t.shape[2]! * 4; r++) for (let q = 0; q < t.shape[3]! * 4; q++) count[(y0 + r) * 37 * 4 + x0 + q]!++;
+      return new Float32Array(3 * t.shape[2]! * 4 * t.shape[3]! * 4);
+    }, { tile: 9, overlap: 2 });
+    expect(new Set(seen)).toEqual(new Set([`1x2x${ay.len}x${ax.len}`]));
+    expect(seen.length).toBe(ay.starts.length * ax.starts.length);
+    expect(count.every((c) => c >= 1)).toBe(true);
+    // the decoded area exceeds the image only by the overlaps: Σ tile lengths = size + Σ overlaps
+    for (const [a, size] of [[ay, 23], [ax, 37]] as const) {
+      let ovs = 0;
+      for (let i = 1; i < a.starts.length; i++) ovs += a.starts[i - 1]! + a.len - a.starts[i]!;
+      expect(a.starts.length * a.len).toBe(size + ovs);
+    }
+  });
+
+  it('blend weights sum to 1 at every pixel, are exactly 1 where one tile covers, and never 0', () => {
+    for (const [size, tile, ov, f] of [[32, 16, 2, 32], [37, 9, 2, 4], [20, 5, 4, 2], [128, 32, 4, 1], [11, 4, 0, 3], [24, 16, 8, 4]] as const) {
+      const axis = tileAxis(size, tile, ov);
+      const blends = axisBlend(axis, f);
+      const sum = new Float64Array(size * f), cover = new Int32Array(size * f);
+      blends.forEach(({ w, solo }, k) => {
+        expect(w.length).toBe(axis.len * f);
+        for (let j = 0; j < w.length; j++) {
+          expect(w[j]!).toBeGreaterThan(0);
+          sum[axis.starts[k]! * f + j]! += w[j]!;
+          cover[axis.starts[k]! * f + j]!++;
+        }
+        for (let j = solo[0]; j < solo[1]; j++) expect(w[j]).toBe(1);
+      });
+      for (let i = 0; i < sum.length; i++) expect(Math.abs(sum[i]! - 1)).toBeLessThan(1e-12);
+      // the solo ranges are exactly the pixels covered once
+      const solo = new Int32Array(size * f);
+      blends.forEach(({ solo: [a, b] }, k) => { for (let j = a; j < b; j++) solo[axis.starts[k]! * f + j]!++; });
+      for (let i = 0; i < sum.length; i++) expect(solo[i]).toBe(cover[i] === 1 ? 1 : 0);
+    }
+    // 2-D: the products of the two axes' weights sum to 1 at every pixel
+    const ay = tileAxis(23, 9, 2), ax = tileAxis(37, 9, 3), f = 2;
+    const by = axisBlend(ay, f), bx = axisBlend(ax, f);
+    const W = 37 * f, sum2 = new Float64Array(23 * f * W);
+    by.forEach((y, i) => bx.forEach((x, j) => {
+      for (let r = 0; r < y.w.length; r++) for (let q = 0; q < x.w.length; q++) sum2[(ay.starts[i]! * f + r) * W + ax.starts[j]! * f + q]! += y.w[r]! * x.w[q]!;
+    }));
+    for (const v of sum2) expect(Math.abs(v - 1)).toBeLessThan(1e-12);
+  });
+
+  it('is exact when each tile decode is the restriction of a global per-pixel map (no seams from the blend)', () => {
+    // "decoder": ×4 upsampling of a fixed mix of the 2 channels (3 outputs) plus a pattern inside
+    // each 4×4 block, so a tile pasted one output pixel off would show
     const f = 4;
     const pointwise = (z: HostArray): Float32Array => {
       const [B, c, h, w] = z.shape as [number, number, number, number];
       const out = new Float32Array(B * 3 * h * f * w * f);
       for (let b = 0; b < B; b++) for (let k = 0; k < 3; k++) for (let y = 0; y < h * f; y++) for (let x = 0; x < w * f; x++) {
         const p = (yy: number): number => z.data[((b * c + yy) * h + Math.floor(y / f)) * w + Math.floor(x / f)]!;
-        out[((b * 3 + k) * h * f + y) * w * f + x] = (k + 1) * p(0) - k * p(1);
+        out[((b * 3 + k) * h * f + y) * w * f + x] = (k + 1) * p(0) - k * p(1) + 0.1 * (y % f) - 0.05 * (x % f) * p(1);
       }
       return out;
     };
     const z: HostArray = { data: Float32Array.from({ length: 2 * 2 * 11 * 13 }, (_, i) => Math.sin(i * 0.37)), shape: [2, 2, 11, 13] };
     const whole = pointwise(z);
-    let tiles = 0;
-    const tiled = tiledDecode(z, f, pointwise, { tile: 5, overlap: 2, onTile: () => tiles++ });
-    expect(tiles).toBeGreaterThan(4);
-    expect(tiled.shape).toEqual([2, 3, 44, 52]);
-    let d = 0;
-    for (let i = 0; i < whole.length; i++) d = Math.max(d, Math.abs(whole[i]! - tiled.data[i]!));
-    expect(d).toBeLessThan(1e-5);
+    // plain seams, three tiles meeting (overlap > tile/2), no overlap, the defaults (one tile)
+    for (const [tile, overlap, minTiles] of [[5, 2, 9], [5, 4, 40], [4, 0, 12], [7, 3, 4], [undefined, undefined, 1]] as const) {
+      let tiles = 0;
+      const tiled = tiledDecode(z, f, pointwise, { tile, overlap, onTile: () => tiles++ });
+      expect(tiles).toBeGreaterThanOrEqual(minTiles);
+      expect(tiled.shape).toEqual([2, 3, 44, 52]);
+      let d = 0;
+      for (let i = 0; i < whole.length; i++) d = Math.max(d, Math.abs(whole[i]! - tiled.data[i]!) / Math.max(1, Math.abs(whole[i]!)));
+      expect(d).toBeLessThan(1e-6);
+    }
   });
 
   it('stops between tiles when onTile throws (an interrupt), decoding no further tile', () => {
@@ -158,8 +229,9 @@ describe('tiled decoding', () => {
         const e82 = relErr(a, tiled(8, 2)), e84 = relErr(a, tiled(8, 4)), e168 = relErr(a, tiled(16, 8));
         expect(e82).toBeGreaterThan(e84);
         expect(e84).toBeGreaterThan(e168);
-        // measured 0.16 / 0.12 / 0.027: 8-pixel tiles are barely wider than this model's receptive
-        // field, so zero padding at their borders reaches most pixels; 16-pixel tiles are close
+        // measured 0.092 / 0.066 / 0.017 (0.014 before tiles shrank to fit: 2×2 tiles of 16×14 now,
+        // 16×16 overlapping by 12 columns before): 8-pixel tiles are barely wider than this model's
+        // receptive field, so zero padding at their borders reaches most pixels; 16-pixel tiles are close
         expect(e84).toBeLessThan(0.15);
         expect(e168).toBeLessThan(0.04);
         // a single tile covering the latent is the untiled decode
