@@ -13,6 +13,7 @@ const USAGE = `usage:
                    [--models-dir D] [--user-dir D] [--cache classic|lru|none] [--cache-size N]
                    [--enable-cors-header [ORIGIN]] [--max-upload-size MB] [--max-history N] [--verbose]
                    [--front-end-root DIR] [--multi-user] [--threads N]
+                   [--redis redis://HOST:PORT[/DB] [--redis-prefix P]]
   sana-graph run <workflow.json|image.png> [--output-dir D] [--input-dir D] [--temp-dir D]
                    [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
                    [--threads N]
@@ -24,6 +25,10 @@ const USAGE = `usage:
   run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
        parses (42, true, "text") and a plain string otherwise. Prints the saved image paths;
        exit code 0 ok, 1 node error, 2 invalid workflow, 130 interrupted.
+  serve --redis: a front end of a cluster (README.md, "Scale out with Redis"): the queue, history
+       and events live in Redis and \`sana-graph worker\` processes run the prompts; --output-dir,
+       --input-dir and --temp-dir must be the folders the workers use (a shared mount). Exit code 3
+       when Redis is unreachable at start; while it is down later, /prompt answers 503.
   worker: runs prompts queued through Redis (cluster/README.md); exit code 3 when Redis is
        unreachable at start.`;
 
@@ -44,6 +49,8 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
   threads: { kind: 'number' },
   'front-end-root': { kind: 'string' },
   'multi-user': { kind: 'boolean' },
+  redis: { kind: 'string' },
+  'redis-prefix': { kind: 'string' },
 };
 
 const RUN_FLAGS: Record<string, FlagSpec> = {
@@ -97,8 +104,20 @@ async function serve(argv: string[]): Promise<number> {
   const port = num(flags.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`--port must be 0-65535, got ${port}`);
   applyThreadsFlag(flags.threads);
+  const redis = str(flags.redis);
+  if (flags['redis-prefix'] !== undefined && redis === undefined) throw new UsageError('--redis-prefix needs --redis');
   const { startServer } = await import('../web/server/index.ts');
-  const server = await startServer({
+  let display = '';
+  if (redis !== undefined) {
+    const { parseRedisUrl, RedisUrlError } = await import('../cluster/connection.ts');
+    try {
+      display = parseRedisUrl(redis).display;
+    } catch (e) {
+      if (e instanceof RedisUrlError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
+  const opts = {
     listen: str(flags.listen),
     port,
     outputDir: str(flags['output-dir']),
@@ -114,8 +133,22 @@ async function serve(argv: string[]): Promise<number> {
     logger: flags.verbose === true,
     frontEndRoot: str(flags['front-end-root']),
     multiUser: flags['multi-user'] === true,
-  });
-  process.stderr.write(`sana-graph: serving on ${server.url} (editor at ${server.url}/)\n`);
+    redis,
+    redisPrefix: str(flags['redis-prefix']),
+  };
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(opts, { onRedisStatus: (line) => process.stderr.write(`sana-graph: ${line}\n`) });
+  } catch (e) {
+    const { RedisUnavailableError } = await import('../cluster/connection.ts');
+    if (e instanceof RedisUnavailableError) {
+      process.stderr.write(`sana-graph: ${e.message}\n`);
+      return (await import('./worker.ts')).EXIT_REDIS_UNAVAILABLE;
+    }
+    throw e;
+  }
+  const mode = redis !== undefined ? `, cluster front end over ${display}` : '';
+  process.stderr.write(`sana-graph: serving on ${server.url} (editor at ${server.url}/${mode})\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

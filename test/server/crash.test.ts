@@ -54,9 +54,9 @@ describe('native crash in a node', () => {
   ])(
     '%s: the job is an execution_error, the server stays up and the next job runs',
     async (how, signal) => {
-      await until(() => s.state.runner.pid, 60_000, 'the execution process');
-      const pidBefore = s.state.runner.pid;
-      const restartsBefore = s.state.runner.restarts;
+      await until(() => s.state.embedded.runner.pid, 60_000, 'the execution process');
+      const pidBefore = s.state.embedded.runner.pid;
+      const restartsBefore = s.state.embedded.runner.restarts;
       const seed = 200 + ['SIGSEGV', 'abort', 'SIGKILL'].indexOf(how) * 2;
       const id = await queuePrompt(crashPrompt(how, seed));
       const next = await queuePrompt(imagePrompt({ seed: seed + 1 }));
@@ -83,9 +83,9 @@ describe('native crash in a node', () => {
       const ok = (await historyOf(next))!;
       expect(ok.status.status_str).toBe('success');
       expect(ok.outputs['9']?.images).toHaveLength(1);
-      expect(s.state.runner.restarts).toBe(restartsBefore + 1);
-      expect(s.state.runner.pid).toBeDefined();
-      expect(s.state.runner.pid).not.toBe(pidBefore);
+      expect(s.state.embedded.runner.restarts).toBe(restartsBefore + 1);
+      expect(s.state.embedded.runner.pid).toBeDefined();
+      expect(s.state.embedded.runner.pid).not.toBe(pidBefore);
     },
     120_000,
   );
@@ -114,10 +114,10 @@ describe('shutdown', () => {
   test('close() ends the execution process, even while a node blocks it', async () => {
     const other = await startTestServer();
     try {
-      const pid = await until(() => other.state.runner.pid, 60_000, 'the execution process');
+      const pid = await until(() => other.state.embedded.runner.pid, 60_000, 'the execution process');
       const r = await postJson(`${other.url}/prompt`, { prompt: imagePrompt({ seed: 400, slowMs: 60_000, steps: 1 }) });
       expect(r.status).toBe(200);
-      await until(() => other.state.runner.currentNode?.node === '5', 60_000, 'the blocking node');
+      await until(() => other.state.embedded.runner.currentNode?.node === '5', 60_000, 'the blocking node');
       await other.close();
       expect(() => process.kill(pid, 0)).toThrow();
     } finally {

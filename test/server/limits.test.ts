@@ -153,7 +153,7 @@ describe('WebSocket back-pressure', () => {
         expect(seq.at(-1)).toBe('executing:null');
 
         await until(() => c.state.hub.slowClosed >= 1, 60_000, 'the stalled client to be closed');
-        await until(() => c.state.queue.remaining() === 0, 60_000, 'the queue to drain');
+        await until(() => c.state.embedded.queue.remaining() === 0, 60_000, 'the queue to drain');
       } finally {
         clearInterval(sampler);
       }

@@ -115,7 +115,7 @@ describe('execution', () => {
   });
 
   test('a worker thread that dies mid-job is restarted inside the execution process; the job is an error in history', async () => {
-    const pid = s.state.runner.pid;
+    const pid = s.state.embedded.runner.pid;
     const p = imagePrompt({ seed: 105 });
     p['4'] = { class_type: 'TestExit', inputs: { images: ['1', 0], code: 7 } };
     (p['9'] as { inputs: Record<string, unknown> }).inputs.images = ['4', 0];
@@ -129,7 +129,7 @@ describe('execution', () => {
     await ws.waitFor(doneMarker(next));
     expect((await historyOf(next))!.status.status_str).toBe('success');
     // A worker-thread death is handled inside the child process, which survives it.
-    expect(s.state.runner.pid).toBe(pid);
+    expect(s.state.embedded.runner.pid).toBe(pid);
   });
 });
 

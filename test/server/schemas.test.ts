@@ -45,7 +45,7 @@ async function drain(): Promise<void> {
     s.host.interrupt();
     await new Promise((r) => setTimeout(r, 10));
   }
-  await until(() => s.state.queue.remaining() === 0 && !s.host.current, 10_000, 'an empty queue');
+  await until(() => s.state.embedded.queue.remaining() === 0 && !s.host.current, 10_000, 'an empty queue');
   s.host.script = (job) => ({ steps: job.outputs.map((node) => ({ event: 'executing', data: { node } })) });
 }
 

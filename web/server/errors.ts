@@ -41,8 +41,12 @@ export function sendNotFound(reply: FastifyReply, message: string): FastifyReply
  */
 export function handleError(err: Error & { statusCode?: number; code?: string }, req: FastifyRequest, reply: FastifyReply): void {
   const status = err instanceof BodyError ? 400 : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-  if (status >= 500) req.log.error(err);
+  // 503: a dependency is down (Redis, for a cluster front end); its message says which and is
+  // what the client needs. Other 5xx tell the client nothing.
+  const unavailable = status === 503;
+  if (status >= 500 && !unavailable) req.log.error(err);
   const type = err instanceof BodyError ? err.code : (err.code ?? (status >= 500 ? 'server_error' : 'bad_request'));
-  const message = status >= 500 ? 'Internal server error' : err.message;
+  const message = status >= 500 && !unavailable ? 'Internal server error' : err.message;
+  if (unavailable) void reply.header('Retry-After', '5');
   void sendComfyError(reply, status, type, message, { details: message, nodeErrors: {} });
 }

@@ -10,6 +10,8 @@ import { logRingFor, teeLogger } from './logs.ts';
 import { resolveOptions, type ServerOptions } from './options.ts';
 import { ServerState } from './state.ts';
 import type { ExecutionHost } from '../../host/types.ts';
+import type { Backend } from './backend.ts';
+import { EmbeddedBackend, type BackendContext } from './embedded_backend.ts';
 
 export type { ServerOptions } from './options.ts';
 
@@ -66,6 +68,8 @@ function cleanTemp(dir: string): void {
 /** What startServer can be given instead of building it: the execution host (tests pass a stub). */
 export interface ServerDeps {
   host?: ExecutionHost;
+  /** With `redis`: the Redis connection's status lines (reconnecting, ready), e.g. for stderr. */
+  onRedisStatus?: (line: string) => void;
 }
 
 export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -74,11 +78,23 @@ export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {
     throw new Error(`--front-end-root ${options.frontEndRoot} has no index.html (point it at a built frontend, e.g. ComfyUI_frontend's dist/)`);
   }
   for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
-  cleanTemp(options.tempDir);
+  // A cluster's temp folder is shared with workers whose jobs' previews are still being viewed:
+  // a front end (re)starting must not delete them.
+  if (options.redis === undefined) cleanTemp(options.tempDir);
+  else fs.mkdirSync(options.tempDir, { recursive: true });
   // The main thread lists input images and models for /object_info and validation.
   const folders = { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir };
   const engine = await loadMainEngine({ ...options, folders });
-  const state = new ServerState(options, engine, nativeDevices, deps.host);
+  // RedisUnavailableError here: `serve` exits with code 3. Nothing after this can fail before
+  // the state exists, which closes the connection if listening fails.
+  let createBackend: (ctx: BackendContext) => Backend;
+  if (options.redis !== undefined) {
+    const { openCluster } = await import('./cluster_backend.ts');
+    createBackend = await openCluster(options, deps.onRedisStatus);
+  } else {
+    createBackend = (ctx) => new EmbeddedBackend(options, ctx, nativeDevices, deps.host);
+  }
+  const state = new ServerState(options, engine, createBackend);
   const app = buildApp(state);
   // Recorded for ComfyUI's /internal/logs and its frontend's terminal panel.
   state.log = teeLogger(app.log, logRingFor(state));
@@ -92,10 +108,15 @@ export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {
     state.hub.handleUpgrade(req, socket, head);
   });
 
-  await app.listen({ host: options.listen, port: options.port });
+  try {
+    await app.listen({ host: options.listen, port: options.port });
+  } catch (e) {
+    await state.close().catch(() => undefined);
+    throw e;
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : options.port;
-  state.startBackground();
+  await state.startBackground();
   const host = options.listen.includes(':') ? `[${options.listen}]` : options.listen === '0.0.0.0' ? '127.0.0.1' : options.listen;
   return {
     url: `http://${host}:${port}`,

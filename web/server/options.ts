@@ -55,10 +55,20 @@ export interface ServerOptions {
   wsMaxBufferedBytes?: number;
   /** Log requests (default false). */
   logger?: boolean;
+  /**
+   * `redis://HOST:PORT[/DB]`: run as a front end of a cluster (web/server/cluster_backend.ts):
+   * queue, history and events in Redis, jobs run by `sana-graph worker` processes. Unset: the
+   * single-process server.
+   */
+  redis?: string;
+  /** Key prefix of the cluster in Redis (default `sana`; the workers' --prefix). */
+  redisPrefix?: string;
 }
 
-export interface ResolvedOptions extends Required<Omit<ServerOptions, 'enableCorsHeader'>> {
+export interface ResolvedOptions extends Required<Omit<ServerOptions, 'enableCorsHeader' | 'redis' | 'redisPrefix'>> {
   corsOrigin: string | undefined;
+  redis: string | undefined;
+  redisPrefix: string | undefined;
 }
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -89,5 +99,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     keepAliveMs: o.keepAliveMs ?? 3000,
     wsMaxBufferedBytes: o.wsMaxBufferedBytes ?? 64 * 1024 * 1024,
     logger: o.logger ?? false,
+    redis: o.redis,
+    redisPrefix: o.redisPrefix,
   };
 }

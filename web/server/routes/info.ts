@@ -53,6 +53,7 @@ export const infoRoutes: RoutePlugin = async (app, { state }) => {
   });
 
   app.get('/system_stats', async () => ({
+    ...(await state.backend.systemExtra()),
     system: {
       os: process.platform,
       ram_total: os.totalmem(),
@@ -64,7 +65,7 @@ export const infoRoutes: RoutePlugin = async (app, { state }) => {
       embedded_python: false,
       argv: process.argv.slice(1),
     },
-    devices: await state.devices(),
+    devices: await state.backend.devices(),
   }));
 
   app.get('/embeddings', async () => []);
@@ -99,7 +100,7 @@ export const infoRoutes: RoutePlugin = async (app, { state }) => {
   });
 
   app.post('/free', { schema: { body: objectBody({ unload_models: jsonTrue, free_memory: jsonTrue }) } }, async (req, reply) => {
-    state.free(req.body.unload_models, req.body.free_memory);
+    await state.backend.free(req.body.unload_models, req.body.free_memory);
     return emptyOk(reply);
   });
 };

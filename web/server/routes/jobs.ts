@@ -177,13 +177,13 @@ const invalidJobsRequest = invalidAs((reply, issue) => badRequest(reply, issue.m
 export const jobRoutes: RoutePlugin = async (app, { state }) => {
   app.get('/jobs', { schema: { querystring: jobsQuery }, errorHandler: invalidJobsRequest }, async (req) => {
     const { status: statuses, sort_by: sortBy, sort_order: sortOrder, limit = null, offset, workflow_id: workflowId } = req.query;
-    const { queue_running, queue_pending } = state.queue.snapshot();
+    const { queue_running, queue_pending } = await state.backend.snapshot();
     let jobs: Json[] = [];
     if (statuses.includes('in_progress')) jobs.push(...queue_running.map((i) => queueItemToJob(i, 'in_progress')));
     if (statuses.includes('pending')) jobs.push(...queue_pending.map((i) => queueItemToJob(i, 'pending')));
     const wantHistory: string[] = statuses.filter((s) => s === 'completed' || s === 'failed' || s === 'cancelled');
     if (wantHistory.length) {
-      for (const [id, entry] of Object.entries(state.history.list())) {
+      for (const [id, entry] of Object.entries(await state.backend.history.list())) {
         const job = historyToJob(id, entry);
         if (wantHistory.includes(job.status as string)) jobs.push(job);
       }
@@ -210,9 +210,9 @@ export const jobRoutes: RoutePlugin = async (app, { state }) => {
     { schema: { params: z.object({ jobId: param.refine((id) => id !== '', 'job_id is required') }) }, errorHandler: invalidJobsRequest },
     async (req, reply) => {
       const { jobId } = req.params;
-      const entry = state.history.get(jobId);
+      const entry = await state.backend.history.get(jobId);
       if (entry) return historyToJob(jobId, entry, true);
-      const { queue_running, queue_pending } = state.queue.snapshot();
+      const { queue_running, queue_pending } = await state.backend.snapshot();
       const running = queue_running.find((i) => i[1] === jobId);
       if (running) return queueItemToJob(running, 'in_progress');
       const pending = queue_pending.find((i) => i[1] === jobId);

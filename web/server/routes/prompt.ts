@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { comfyError, sendComfyError } from '../errors.ts';
 import { emptyOk, type RoutePlugin } from '../http.ts';
 import type { Job } from '../queue.ts';
+import { PromptIdInUseError } from '../backend.ts';
 import { anyValue, fail, invalidAs, jsonTrue, objectBody, objectOrEmpty, optNonEmptyString, optString, optStringList, param, paramsOf } from '../schema.ts';
 
 const SENSITIVE_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
@@ -54,6 +55,16 @@ function promptBody(maxNodes: number) {
   });
 }
 
+function promptIdInUse(reply: FastifyReply, promptId: string, where: string) {
+  return reply.code(400).send(
+    comfyError('prompt_id_in_use', `prompt_id '${promptId}' is already ${where}`, {
+      details: 'Use a new prompt_id, or leave it out to get a fresh one.',
+      extraInfo: { prompt_id: promptId, state: where },
+      nodeErrors: {},
+    }),
+  );
+}
+
 const queueOps = objectBody({ clear: jsonTrue, delete: optStringList });
 
 /** ?max_items / ?offset: absent or '' is none; else a signed integer of at most 9 digits. */
@@ -67,9 +78,10 @@ const historyQuery = z
   .refine((q) => q.max_items === undefined || q.max_items >= 0, 'max_items and offset must be integers (max_items >= 0)');
 
 export const promptRoutes: RoutePlugin = async (app, { state }) => {
-  const { queue, history, options } = state;
+  const { backend, options } = state;
+  const { history } = backend;
 
-  app.get('/prompt', async () => state.statusPayload().status);
+  app.get('/prompt', async () => state.statusPayload(await backend.remaining()).status);
 
   app.post(
     '/prompt',
@@ -82,7 +94,7 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
     },
     async (req, reply) => {
       const body = req.body;
-      if (queue.remaining() >= options.maxQueue) {
+      if ((await backend.remaining()) >= options.maxQueue) {
         // 429, not 503: the server is healthy, this client should come back later.
         return reply
           .code(429)
@@ -96,27 +108,11 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
           );
       }
       const requestedId = body.prompt_id;
-      if (requestedId !== undefined) {
-        // A reused id would make /history/{id} and the client's events ambiguous, and replace the
-        // earlier job's history entry.
-        const where =
-          queue.current?.promptId === requestedId
-            ? 'running'
-            : queue.snapshot().queue_pending.some((item) => item[1] === requestedId)
-              ? 'queued'
-              : history.has(requestedId)
-                ? 'in history'
-                : undefined;
-        if (where !== undefined) {
-          return reply.code(400).send(
-            comfyError('prompt_id_in_use', `prompt_id '${requestedId}' is already ${where}`, {
-              details: 'Use a new prompt_id, or leave it out to get a fresh one.',
-              extraInfo: { prompt_id: requestedId, state: where },
-              nodeErrors: {},
-            }),
-          );
-        }
-      }
+      // A reused id would make /history/{id} and the client's events ambiguous, and replace the
+      // earlier job's history entry. Checked before validation (cheap answer first) and again,
+      // atomically, by enqueue (another front end may take the id meanwhile).
+      const where = requestedId === undefined ? undefined : await backend.promptIdState(requestedId);
+      if (where !== undefined) return promptIdInUse(reply, requestedId!, where);
       const v = state.engine.validate(body.prompt, body.partial_execution_targets);
       if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
 
@@ -132,7 +128,7 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
       extra.create_time = Date.now();
       const promptId = requestedId ?? randomUUID();
       const job: Job = {
-        number: queue.nextNumber(body.number, body.front),
+        number: await backend.nextNumber(body.number, body.front),
         promptId,
         prompt: v.prompt,
         extraData: extra,
@@ -140,24 +136,26 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
         sensitive,
         clientId: typeof extra.client_id === 'string' ? extra.client_id : undefined,
       };
-      queue.put(job);
-      state.queueChanged();
+      try {
+        await backend.enqueue(job, body.front);
+      } catch (e) {
+        if (e instanceof PromptIdInUseError) return promptIdInUse(reply, e.promptId, e.state);
+        throw e;
+      }
       return { prompt_id: promptId, number: job.number, node_errors: v.nodeErrors };
     },
   );
 
-  app.get('/queue', async () => queue.snapshot());
+  app.get('/queue', async () => backend.snapshot());
 
   app.post('/queue', { schema: { body: queueOps } }, async (req, reply) => {
-    let changed = 0;
-    if (req.body.clear) changed += queue.clear();
-    if (req.body.delete !== undefined) changed += queue.delete(req.body.delete);
-    if (changed > 0) state.queueChanged();
+    if (req.body.clear) await backend.clearPending();
+    if (req.body.delete !== undefined) await backend.deletePending(req.body.delete);
     return emptyOk(reply);
   });
 
   app.post('/interrupt', { schema: { body: objectBody({ prompt_id: optString }) } }, async (req, reply) => {
-    state.interrupt(req.body.prompt_id);
+    await backend.interrupt(req.body.prompt_id);
     return emptyOk(reply);
   });
 
@@ -174,13 +172,13 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
   // to the static handler; any id is answered here ({} when unknown, as ComfyUI does).
   app.get('/history/*', { schema: { params: z.object({ '*': param }) } }, async (req) => {
     const promptId = req.params['*'];
-    const entry = promptId.length <= MAX_PROMPT_ID ? history.get(promptId) : undefined;
+    const entry = promptId.length <= MAX_PROMPT_ID ? await history.get(promptId) : undefined;
     return entry ? { [promptId]: entry } : {};
   });
 
   app.post('/history', { schema: { body: queueOps } }, async (req, reply) => {
-    if (req.body.clear) history.clear();
-    if (req.body.delete !== undefined) history.delete(req.body.delete);
+    if (req.body.clear) await history.clear();
+    if (req.body.delete !== undefined) await history.delete(req.body.delete);
     return emptyOk(reply);
   });
 };
