@@ -2,11 +2,15 @@
 // `sana-graph worker --redis` workers (real processes, ProcessRunner, the tiny models), sharing
 // one output/input/temp tree, over a private redis-server with appendonly. One file, one
 // cluster: the tests run in order and each leaves the cluster running for the next.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from '@stable-canvas/comfyui-client';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodePng } from '../../nodes/image/png.ts';
 import { connectWs, postJson } from '../server/helpers.ts';
 import { FrontEnd, waitFor } from './helpers.ts';
 import { freePort, RedisServer } from './redis_harness.ts';
@@ -302,6 +306,38 @@ describe('two front ends, three workers', () => {
     // And the cluster takes new work again.
     const { prompt_id: id } = await queuePrompt(A, { prompt: prompt(801) });
     await waitFor('a prompt after the restart', async () => (await getJson<History>(`${B.url}/history/${id}`))[id], 30_000, 250);
+  });
+
+  it('ComfyUI clients, unchanged, get the shipped default workflow image through either front end', { timeout: 180_000 }, async () => {
+    const checkPng = (png: Buffer, who: string) => {
+      const img = decodePng(png);
+      expect([img.width, img.height], who).toEqual([256, 256]);
+    };
+    // ComfyUI's websockets_api_example.py flow (Debian's python3-websocket, installed by the test set-up).
+    const PYTHON = '/usr/bin/python3';
+    if (process.env.CI === 'true' || fs.existsSync('/usr/lib/python3/dist-packages/websocket')) {
+      const promptFile = d('py_default.json');
+      const outDir = d('py_default_out');
+      fs.mkdirSync(outDir, { recursive: true });
+      fs.writeFileSync(promptFile, JSON.stringify(WORKFLOW));
+      const script = path.join(ROOT, 'test/server/clients/ws_api_client.py');
+      const { stdout } = await promisify(execFile)(PYTHON, [script, `127.0.0.1:${A.port}`, promptFile, outDir], { timeout: 150_000 });
+      const res = JSON.parse(stdout.trim().split('\n').at(-1)!) as { images: string[]; status: string };
+      expect(res.status).toBe('success');
+      expect(res.images).toHaveLength(1);
+      checkPng(fs.readFileSync(res.images[0]!), 'python websocket-client via A');
+    }
+    // @stable-canvas/comfyui-client resolves on the prompt's first `executed` message.
+    const canvas = new Client({ api_host: B.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-cluster', WebSocket });
+    canvas.connect();
+    try {
+      const out = await canvas.enqueue(WORKFLOW, { disable_random_seed: true, timeout_ms: 150_000 });
+      const saved = out.images.filter((i) => i.type === 'url');
+      expect(saved).toHaveLength(1);
+      checkPng(Buffer.from(await (await fetch(saved[0]!.data as string)).arrayBuffer()), '@stable-canvas/comfyui-client via B');
+    } finally {
+      canvas.close();
+    }
   });
 
   it('serve --redis exits with code 3 when Redis is unreachable at start', { timeout: 30_000 }, async () => {
