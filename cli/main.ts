@@ -18,7 +18,7 @@ const USAGE = `usage:
                    [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
                    [--threads N]
   sana-graph convert <ui-workflow.json|image.png>
-  sana-graph worker --redis redis://HOST:PORT[/DB] [--worker-id ID] [--prefix P] [--output-dir D]
+  sana-graph worker --redis redis://HOST:PORT[/DB] [--worker-id ID] [--redis-prefix P] [--output-dir D]
                    [--input-dir D] [--temp-dir D] [--models-dir D] [--cache classic|lru|none]
                    [--cache-size N] [--max-history N] [--threads N]
 
@@ -68,7 +68,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
 const WORKER_FLAGS: Record<string, FlagSpec> = {
   redis: { kind: 'string' },
   'worker-id': { kind: 'string' },
-  prefix: { kind: 'string' },
+  'redis-prefix': { kind: 'string' },
   'output-dir': { kind: 'string' },
   'input-dir': { kind: 'string' },
   'temp-dir': { kind: 'string' },
@@ -206,7 +206,7 @@ async function worker(argv: string[]): Promise<number> {
     return await runWorker({
       redis,
       workerId: str(flags['worker-id']),
-      prefix: str(flags.prefix),
+      prefix: str(flags['redis-prefix']),
       outputDir: str(flags['output-dir']),
       inputDir: str(flags['input-dir']),
       tempDir: str(flags['temp-dir']),
