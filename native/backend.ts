@@ -477,92 +477,88 @@ export class NativeBackend implements Backend {
     if (n.numel !== C) throw new Error(`${op}: ${what} ${fmtShape(n.shape)} must have ${C} values`);
     return this.as(n, dt, temps);
   }
-  rmsnorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number, offset = 0): Tensor {
-    const x = this.f('rmsnorm', 'x', tx);
-    const C = x.shape[x.shape.length - 1] ?? 1;
+  /** A norm's output like x, its optional per-channel weight and bias checked (and cast to x's
+   *  dtype) first; `call` runs the kernel. */
+  private normOp(
+    op: string,
+    x: NativeTensor,
+    C: number,
+    tw: Tensor | undefined,
+    tbias: Tensor | undefined,
+    call: (out: NativeTensor, w: NativeTensor | undefined, b: NativeTensor | undefined) => void,
+  ): Tensor {
     const temps: NativeTensor[] = [];
     try {
-      const w = this.param('rmsnorm', 'w', tw, C, x.dtype, temps),
-        b = this.param('rmsnorm', 'bias', tbias, C, x.dtype, temps);
+      const w = this.param(op, 'w', tw, C, x.dtype, temps),
+        b = this.param(op, 'bias', tbias, C, x.dtype, temps);
       const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () =>
-        this.r.ops.rmsnorm(
-          out.storage.raw,
-          0,
-          x.storage.raw,
-          x.offset,
-          w?.storage.raw ?? null,
-          w?.offset ?? 0,
-          b?.storage.raw ?? null,
-          b?.offset ?? 0,
-          C ? x.numel / C : 0,
-          C,
-          eps,
-          offset,
-          DTYPE_CODE[x.dtype],
-        ),
-      );
+      return this.guard(out, temps.splice(0), () => call(out, w, b));
     } finally {
       for (const t of temps) t.dispose();
     }
+  }
+  rmsnorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number, offset = 0): Tensor {
+    const x = this.f('rmsnorm', 'x', tx);
+    const C = x.shape[x.shape.length - 1] ?? 1;
+    return this.normOp('rmsnorm', x, C, tw, tbias, (out, w, b) =>
+      this.r.ops.rmsnorm(
+        out.storage.raw,
+        0,
+        x.storage.raw,
+        x.offset,
+        w?.storage.raw ?? null,
+        w?.offset ?? 0,
+        b?.storage.raw ?? null,
+        b?.offset ?? 0,
+        C ? x.numel / C : 0,
+        C,
+        eps,
+        offset,
+        DTYPE_CODE[x.dtype],
+      ),
+    );
   }
   rmsnorm2d(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('rmsnorm2d', 'x', tx);
     if (x.shape.length !== 4) throw new Error(`rmsnorm2d: x must be NCHW, got ${fmtShape(x.shape)}`);
     const [B, C, H, W] = x.shape;
-    const temps: NativeTensor[] = [];
-    try {
-      const w = this.param('rmsnorm2d', 'w', tw, C, x.dtype, temps),
-        b = this.param('rmsnorm2d', 'bias', tbias, C, x.dtype, temps);
-      const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () =>
-        this.r.ops.rmsnorm2d(
-          out.storage.raw,
-          0,
-          x.storage.raw,
-          x.offset,
-          w?.storage.raw ?? null,
-          w?.offset ?? 0,
-          b?.storage.raw ?? null,
-          b?.offset ?? 0,
-          B,
-          C,
-          H * W,
-          eps,
-          DTYPE_CODE[x.dtype],
-        ),
-      );
-    } finally {
-      for (const t of temps) t.dispose();
-    }
+    return this.normOp('rmsnorm2d', x, C, tw, tbias, (out, w, b) =>
+      this.r.ops.rmsnorm2d(
+        out.storage.raw,
+        0,
+        x.storage.raw,
+        x.offset,
+        w?.storage.raw ?? null,
+        w?.offset ?? 0,
+        b?.storage.raw ?? null,
+        b?.offset ?? 0,
+        B,
+        C,
+        H * W,
+        eps,
+        DTYPE_CODE[x.dtype],
+      ),
+    );
   }
   layernorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('layernorm', 'x', tx);
     const C = x.shape[x.shape.length - 1] ?? 1;
-    const temps: NativeTensor[] = [];
-    try {
-      const w = this.param('layernorm', 'w', tw, C, x.dtype, temps),
-        b = this.param('layernorm', 'bias', tbias, C, x.dtype, temps);
-      const out = this.alloc(x.shape, x.dtype);
-      return this.guard(out, temps.splice(0), () =>
-        this.r.ops.layernorm(
-          out.storage.raw,
-          0,
-          x.storage.raw,
-          x.offset,
-          w?.storage.raw ?? null,
-          w?.offset ?? 0,
-          b?.storage.raw ?? null,
-          b?.offset ?? 0,
-          C ? x.numel / C : 0,
-          C,
-          eps,
-          DTYPE_CODE[x.dtype],
-        ),
-      );
-    } finally {
-      for (const t of temps) t.dispose();
-    }
+    return this.normOp('layernorm', x, C, tw, tbias, (out, w, b) =>
+      this.r.ops.layernorm(
+        out.storage.raw,
+        0,
+        x.storage.raw,
+        x.offset,
+        w?.storage.raw ?? null,
+        w?.offset ?? 0,
+        b?.storage.raw ?? null,
+        b?.offset ?? 0,
+        C ? x.numel / C : 0,
+        C,
+        eps,
+        DTYPE_CODE[x.dtype],
+      ),
+    );
   }
   layernormModulate(tx: Tensor, tshift: Tensor, tscale: Tensor, eps: number): Tensor {
     const x = this.f('layernormModulate', 'x', tx),

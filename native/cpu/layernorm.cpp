@@ -6,30 +6,37 @@
 namespace sana {
 namespace {
 
+// Mean and 1/std of one row (biased variance, two passes for stability); `buf` is kChunk floats.
+template <typename T>
+SANA_INLINE void row_stats(const T* px, int64_t C, float eps, float* buf, float& mean, float& inv) {
+  float sum = 0.f;
+  for (int64_t c = 0; c < C; c += cpu::kChunk) {
+    const int64_t m = std::min(cpu::kChunk, C - c);
+    cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < m; i++) sum += buf[i];
+  }
+  mean = sum / float(C);
+  float var = 0.f;
+  for (int64_t c = 0; c < C; c += cpu::kChunk) {
+    const int64_t m = std::min(cpu::kChunk, C - c);
+    cpu::load_f32(buf, px + c, m);
+#pragma omp simd reduction(+ : var)
+    for (int64_t i = 0; i < m; i++) {
+      const float d = buf[i] - mean;
+      var += d * d;
+    }
+  }
+  inv = 1.0f / std::sqrt(var / float(C) + eps);
+}
+
 template <typename T>
 SANA_INLINE void layernorm_body(T* out, const T* x, const T* w, const T* b, int64_t r0, int64_t r1, int64_t C, float eps) {
   alignas(64) float buf[cpu::kChunk], wb[cpu::kChunk], bb[cpu::kChunk];
   for (int64_t r = r0; r < r1; r++) {
     const T* px = x + r * C;
-    float sum = 0.f;
-    for (int64_t c = 0; c < C; c += cpu::kChunk) {
-      const int64_t m = std::min(cpu::kChunk, C - c);
-      cpu::load_f32(buf, px + c, m);
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < m; i++) sum += buf[i];
-    }
-    const float mean = sum / float(C);
-    float var = 0.f;
-    for (int64_t c = 0; c < C; c += cpu::kChunk) {
-      const int64_t m = std::min(cpu::kChunk, C - c);
-      cpu::load_f32(buf, px + c, m);
-#pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < m; i++) {
-        const float d = buf[i] - mean;
-        var += d * d;
-      }
-    }
-    const float inv = 1.0f / std::sqrt(var / float(C) + eps);
+    float mean, inv;
+    row_stats(px, C, eps, buf, mean, inv);
     for (int64_t c = 0; c < C; c += cpu::kChunk) {
       const int64_t m = std::min(cpu::kChunk, C - c);
       cpu::load_f32(buf, px + c, m);
@@ -68,25 +75,8 @@ SANA_INLINE void ln_mod_body(T* out, const T* x, const T* shift, const T* scale,
     const T* px = x + r * C;
     const T* psh = shift + (r / R) * mbs;
     const T* psc = scale + (r / R) * mbs;
-    float sum = 0.f;
-    for (int64_t c = 0; c < C; c += cpu::kChunk) {
-      const int64_t m = std::min(cpu::kChunk, C - c);
-      cpu::load_f32(buf, px + c, m);
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < m; i++) sum += buf[i];
-    }
-    const float mean = sum / float(C);
-    float var = 0.f;
-    for (int64_t c = 0; c < C; c += cpu::kChunk) {
-      const int64_t m = std::min(cpu::kChunk, C - c);
-      cpu::load_f32(buf, px + c, m);
-#pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < m; i++) {
-        const float d = buf[i] - mean;
-        var += d * d;
-      }
-    }
-    const float inv = 1.0f / std::sqrt(var / float(C) + eps);
+    float mean, inv;
+    row_stats(px, C, eps, buf, mean, inv);
     for (int64_t c = 0; c < C; c += cpu::kChunk) {
       const int64_t m = std::min(cpu::kChunk, C - c);
       cpu::load_f32(buf, px + c, m);

@@ -60,19 +60,26 @@ Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias,
   return SANA_LAUNCH_STATUS("rmsnorm2d");
 }
 
-// One block per row; two passes over the row (mean, then centred variance) for accuracy.
-static __global__ void layernorm_kernel(void* out, const void* x, const void* w, const void* bias, int64_t C, float eps, int dt) {
-  __shared__ float scratch[32];
-  const int64_t base = int64_t(blockIdx.x) * C;
+// Mean and 1/std of the row at `base`, by the whole block: two passes (mean, then centred
+// variance) for accuracy.
+static __device__ void row_stats(const void* x, int dt, int64_t base, int64_t C, float eps, float* scratch, float& mean, float& r) {
   float s = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ldf(x, dt, base + c);
-  const float mean = block_sum(s, scratch) / float(C);
+  mean = block_sum(s, scratch) / float(C);
   float v2 = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     float d = ldf(x, dt, base + c) - mean;
     v2 += d * d;
   }
-  const float r = rsqrtf(block_sum(v2, scratch) / float(C) + eps);
+  r = rsqrtf(block_sum(v2, scratch) / float(C) + eps);
+}
+
+// One block per row.
+static __global__ void layernorm_kernel(void* out, const void* x, const void* w, const void* bias, int64_t C, float eps, int dt) {
+  __shared__ float scratch[32];
+  const int64_t base = int64_t(blockIdx.x) * C;
+  float mean, r;
+  row_stats(x, dt, base, C, eps, scratch, mean, r);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     float v = (ldf(x, dt, base + c) - mean) * r;
     if (w) v *= ldf(w, dt, c);
@@ -93,15 +100,8 @@ static __global__ void layernorm_modulate_kernel(void* out, const void* x, const
                                                  int dt) {
   __shared__ float scratch[32];
   const int64_t row = int64_t(blockIdx.x), base = row * C, mb = (row / R) * mbs;
-  float s = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ldf(x, dt, base + c);
-  const float mean = block_sum(s, scratch) / float(C);
-  float v2 = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    float d = ldf(x, dt, base + c) - mean;
-    v2 += d * d;
-  }
-  const float r = rsqrtf(block_sum(v2, scratch) / float(C) + eps);
+  float mean, r;
+  row_stats(x, dt, base, C, eps, scratch, mean, r);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const float v = (ldf(x, dt, base + c) - mean) * r;
     stf(out, dt, base + c, fma_f(v, 1.0f + ldf(scale, dt, mb + c), ldf(shift, dt, mb + c)));
