@@ -96,6 +96,13 @@ function applyThreadsFlag(v: unknown): void {
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+/** The four folder flags every command that runs prompts takes. */
+const folderFlags = (flags: Record<string, unknown>) => ({
+  outputDir: str(flags['output-dir']),
+  inputDir: str(flags['input-dir']),
+  tempDir: str(flags['temp-dir']),
+  modelsDir: str(flags['models-dir']),
+});
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
 async function serve(argv: string[]): Promise<number> {
@@ -120,10 +127,7 @@ async function serve(argv: string[]): Promise<number> {
   const opts = {
     listen: str(flags.listen),
     port,
-    outputDir: str(flags['output-dir']),
-    inputDir: str(flags['input-dir']),
-    tempDir: str(flags['temp-dir']),
-    modelsDir: str(flags['models-dir']),
+    ...folderFlags(flags),
     userDir: str(flags['user-dir']),
     cache: str(flags.cache) as CacheMode | undefined,
     cacheSize: num(flags['cache-size']),
@@ -169,10 +173,7 @@ async function run(argv: string[]): Promise<number> {
   const { runWorkflow } = await import('./run.ts');
   return runWorkflow({
     file: positional[0],
-    outputDir: str(flags['output-dir']),
-    inputDir: str(flags['input-dir']),
-    tempDir: str(flags['temp-dir']),
-    modelsDir: str(flags['models-dir']),
+    ...folderFlags(flags),
     sets,
     json: flags.json === true,
     quiet: flags.quiet === true,
@@ -207,10 +208,7 @@ async function worker(argv: string[]): Promise<number> {
       redis,
       workerId: str(flags['worker-id']),
       prefix: str(flags['redis-prefix']),
-      outputDir: str(flags['output-dir']),
-      inputDir: str(flags['input-dir']),
-      tempDir: str(flags['temp-dir']),
-      modelsDir: str(flags['models-dir']),
+      ...folderFlags(flags),
       cache: str(flags.cache) as CacheMode | undefined,
       cacheSize: num(flags['cache-size']),
       maxHistory: num(flags['max-history']),
