@@ -12,6 +12,7 @@
 import type { NodeAlias, NodeRegistry, Services } from '../../engine/index.ts';
 import { listLoras } from '../models_dir.ts';
 import { nodeServices } from '../services.ts';
+import { comfyTileInputs, comfyTiles } from './tiling.ts';
 import { EXTRAMODELS_GEMMA_IDS, EXTRAMODELS_SANA_IDS, EXTRAMODELS_VAE_IDS, foreignChoices, mapModelName } from './model_names.ts';
 
 const SANA_ARCHS = [
@@ -263,6 +264,27 @@ export const SANA_ALIASES: Array<{ target: string; alias: NodeAlias }> = [
       category: 'latent',
       inputs: { required: { samples: { type: 'LATENT' }, vae: { type: 'DCAE' } } },
       mapInputs: (i) => ({ vae: i.vae, latent: i.samples, tiled: false }),
+    },
+  },
+  {
+    // Core ComfyUI's tiled decode: pixel tile sizes (its own defaults and clamp), video inputs unused.
+    target: 'DCAEDecode',
+    alias: {
+      name: 'VAEDecodeTiled',
+      displayName: 'VAE Decode (Tiled)',
+      category: 'latent',
+      inputs: { required: { samples: { type: 'LATENT' }, vae: { type: 'DCAE' }, ...comfyTileInputs } },
+      mapInputs: (i) => ({ vae: i.vae, latent: i.samples, tiled: true, ...comfyTiles(i) }),
+    },
+  },
+  {
+    target: 'DCAEEncode',
+    alias: {
+      name: 'VAEEncodeTiled',
+      displayName: 'VAE Encode (Tiled)',
+      category: '_for_testing',
+      inputs: { required: { pixels: { type: 'IMAGE' }, vae: { type: 'DCAE' }, ...comfyTileInputs } },
+      mapInputs: (i) => ({ vae: i.vae, pixels: i.pixels, tiled: true, ...comfyTiles(i) }),
     },
   },
   {

@@ -5,6 +5,7 @@ import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Image } from '../image/types.ts';
 import { nodeServices, type NodeServices } from '../services.ts';
 import { withDcae } from './runtime.ts';
+import { latentTiles, tileInputs, type Tiling } from './tiling.ts';
 import type { DcaeRef, Latent } from './types.ts';
 
 /** (B, 3, H, W) decoder output in [-1, 1] -> IMAGE (B, H, W, 3) in [0, 1]. */
@@ -32,7 +33,7 @@ export async function decodeLatent(
   svc: NodeServices,
   vae: DcaeRef,
   latent: Latent,
-  tiled: boolean,
+  tiled: Tiling,
   who = 'DCAEDecode',
   ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
 ): Promise<Image> {
@@ -47,7 +48,8 @@ export async function decodeLatent(
       const input = { data: z, shape: [B, C, h, w] };
       const onBlock = ctx ? () => ctx.throwIfInterrupted() : undefined;
       const onTile = ctx ? (done: number, total: number) => ctx.progress(done, total) : undefined;
-      let img = tiled ? dec.decodeTiled(input, { onBlock, onTile }) : dec.decode(input, { onBlock }); // (B, 3, 32h, 32w) f32
+      const tiles = typeof tiled === 'object' ? tiled : {};
+      let img = tiled ? dec.decodeTiled(input, { ...tiles, onBlock, onTile }) : dec.decode(input, { onBlock }); // (B, 3, 32h, 32w) f32
       if (latent.targetSize) img = resizeAndCrop(backend, img, latent.targetSize.height, latent.targetSize.width); // (B, 3, H, W)
       const [, , H, W] = img.shape as [number, number, number, number];
       return toImage(img.toFloat32(), B, H, W);
@@ -66,10 +68,12 @@ export const DCAEDecode = defineNode({
       latent: { type: 'LATENT' },
       tiled: { type: 'BOOLEAN', default: false, tooltip: 'Decode in overlapping tiles (less memory, tiny seams blended away).' },
     },
+    optional: tileInputs,
   },
   outputs: [{ name: 'IMAGE', type: 'IMAGE' }],
-  async run({ vae, latent, tiled }, ctx) {
+  async run({ vae, latent, tiled, tile_size, overlap }, ctx) {
     ctx.throwIfInterrupted();
-    return [await decodeLatent(nodeServices(ctx.services, 'DCAEDecode'), vae, latent, tiled, 'DCAEDecode', ctx)];
+    const tiling = tiled && latentTiles('DCAEDecode', vae, tile_size ?? tileInputs.tile_size.default, overlap ?? tileInputs.overlap.default);
+    return [await decodeLatent(nodeServices(ctx.services, 'DCAEDecode'), vae, latent, tiling, 'DCAEDecode', ctx)];
   },
 });

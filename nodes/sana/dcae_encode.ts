@@ -6,6 +6,7 @@ import { defineNode, type NodeContext } from '../../engine/index.ts';
 import type { Image } from '../image/types.ts';
 import { nodeServices, type NodeServices } from '../services.ts';
 import { withDcaeEncoder } from './runtime.ts';
+import { latentTiles, tileInputs, type Tiling } from './tiling.ts';
 import type { DcaeRef, Latent } from './types.ts';
 
 /** ComfyUI's crop of an (H, W) image to multiples of f: offsets (H % f) / 2, (W % f) / 2. */
@@ -42,7 +43,7 @@ export async function encodeToLatent(
   vae: DcaeRef,
   pixels: Float32Array,
   shape: [number, number, number, number],
-  tiled: boolean,
+  tiled: Tiling,
   ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
 ): Promise<Latent> {
   const [B, , h, w] = shape;
@@ -57,7 +58,8 @@ export async function encodeToLatent(
       const input = { data: pixels, shape };
       const onBlock = ctx ? () => ctx.throwIfInterrupted() : undefined;
       const onTile = ctx ? (done: number, total: number) => ctx.progress(done, total) : undefined;
-      const z = tiled ? enc.encodeTiled(input, { onBlock, onTile }) : enc.encode(input, { onBlock }); // (B, c, h/f, w/f) f32
+      const tiles = typeof tiled === 'object' ? tiled : {};
+      const z = tiled ? enc.encodeTiled(input, { ...tiles, onBlock, onTile }) : enc.encode(input, { onBlock }); // (B, c, h/f, w/f) f32
       const samples = z.toFloat32();
       const s = Math.fround(vae.scalingFactor);
       for (let i = 0; i < samples.length; i++) samples[i] = Math.fround(samples[i]! * s);
@@ -70,7 +72,7 @@ export async function encodeImage(
   svc: NodeServices,
   vae: DcaeRef,
   img: Image,
-  tiled: boolean,
+  tiled: Tiling,
   who = 'DCAEEncode',
   ctx?: Pick<NodeContext, 'throwIfInterrupted' | 'progress'>,
 ): Promise<Latent> {
@@ -90,10 +92,12 @@ export const DCAEEncode = defineNode({
       pixels: { type: 'IMAGE' },
       tiled: { type: 'BOOLEAN', default: false, tooltip: 'Encode in overlapping tiles (less memory for large images; seams blended).' },
     },
+    optional: tileInputs,
   },
   outputs: [{ name: 'LATENT', type: 'LATENT' }],
-  async run({ vae, pixels, tiled }, ctx) {
+  async run({ vae, pixels, tiled, tile_size, overlap }, ctx) {
     ctx.throwIfInterrupted();
-    return [await encodeImage(nodeServices(ctx.services, 'DCAEEncode'), vae, pixels, tiled, 'DCAEEncode', ctx)];
+    const tiling = tiled && latentTiles('DCAEEncode', vae, tile_size ?? tileInputs.tile_size.default, overlap ?? tileInputs.overlap.default);
+    return [await encodeImage(nodeServices(ctx.services, 'DCAEEncode'), vae, pixels, tiling, 'DCAEEncode', ctx)];
   },
 });

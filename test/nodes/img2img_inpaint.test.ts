@@ -17,6 +17,9 @@ import { inpaintInputs, VAEEncodeForInpaint } from '../../nodes/sana/vae_encode_
 import type { Conditioning, DcaeRef, Latent, SanaModelRef } from '../../nodes/sana/types.ts';
 import { productRegistry, repoModelsDir, testServices, TINY } from './helpers.ts';
 
+// The tile inputs are optional; run() takes them explicitly.
+const noTiles = { tile_size: undefined, overlap: undefined };
+
 const services = testServices();
 
 function ctx(): NodeContext & { steps: number[] } {
@@ -156,15 +159,15 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
 
   it('DCAEEncode: crop to ×32, scaled latent; denoise 0 gives it back exactly, so its decode is the decode of the encoding', async () => {
     const c = ctx();
-    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 100, 170), tiled: false }, c))[0] as Latent;
+    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 100, 170), tiled: false, ...noTiles }, c))[0] as Latent;
     expect(lat.shape).toEqual([1, 32, 3, 5]);
     expect(lat.noiseMask).toBeUndefined();
     expect(lat.samples.every(Number.isFinite)).toBe(true);
     const same = outputs(await FlowDPMSampler.run(sampleArgs(lat, { denoise: 0 }), ctx()))[0] as Latent;
     expect(same.samples).toEqual(lat.samples);
     expect(same.shape).toEqual(lat.shape);
-    const a = outputs(await DCAEDecode.run({ vae, latent: same, tiled: false }, ctx()))[0] as Image;
-    const b = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false }, ctx()))[0] as Image;
+    const a = outputs(await DCAEDecode.run({ vae, latent: same, tiled: false, ...noTiles }, ctx()))[0] as Image;
+    const b = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, ctx()))[0] as Image;
     expect([a.height, a.width]).toEqual([96, 160]);
     expect(a.data).toEqual(b.data);
     // the KSampler alias: denoise 0 is allowed and does the same
@@ -180,7 +183,7 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
   });
 
   it('img2img: denoise 0.6 stays nearer the input than a fresh sample', async () => {
-    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 128, 128), tiled: false }, ctx()))[0] as Latent;
+    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 128, 128), tiled: false, ...noTiles }, ctx()))[0] as Latent;
     const c = ctx();
     const out = outputs(await FlowDPMSampler.run(sampleArgs(lat, { denoise: 0.6, steps: 4 }), c))[0] as Latent;
     expect(c.steps).toEqual([1, 2, 3, 4]);
@@ -225,7 +228,7 @@ describe('image-to-image and inpainting on the tiny models', { timeout: 300_000 
   });
 
   it('SetLatentNoiseMask: a mask at any size becomes the latent-resolution noise mask the sampler honours', async () => {
-    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 96, 128), tiled: false }, ctx()))[0] as Latent;
+    const lat = outputs(await DCAEEncode.run({ vae, pixels: picture(1, 96, 128), tiled: false, ...noTiles }, ctx()))[0] as Latent;
     const mask: Mask = { data: new Float32Array(6 * 8), batch: 1, height: 6, width: 8 };
     for (let y = 3; y < 6; y++) for (let x = 0; x < 8; x++) mask.data[y * 8 + x] = 1; // bottom half
     const masked = outputs(await SetLatentNoiseMask.run({ samples: lat, mask }, ctx()))[0] as Latent;

@@ -16,6 +16,8 @@ import type { Image } from '../../nodes/image/types.ts';
 import { TINY, repoModelsDir, testServices } from './helpers.ts';
 
 const services = testServices();
+// The tile inputs are optional; run() takes them explicitly.
+const noTiles = { tile_size: undefined, overlap: undefined };
 
 interface Recorder extends NodeContext {
   steps: Array<{ value: number; max: number; preview?: PreviewImage }>;
@@ -224,7 +226,7 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
     expect(binned.targetSize).toEqual({ height: 256, width: 320 });
     const lat = outputs(await FlowDPMSampler.run(sampleArgs(binned, { steps: 2 }), ctx()))[0] as Latent;
     expect(lat.targetSize).toEqual(binned.targetSize);
-    const img = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false }, ctx()))[0] as Image;
+    const img = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, ctx()))[0] as Image;
     expect([img.batch, img.height, img.width, img.channels]).toEqual([2, 256, 320, 3]);
     let min = Infinity;
     let max = -Infinity;
@@ -248,25 +250,52 @@ describe('Sana nodes on the tiny models', { timeout: 300_000 }, () => {
       return { c, polls: () => polls };
     };
     const full = polling();
-    await DCAEDecode.run({ vae, latent: lat, tiled: false }, full.c);
+    await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, full.c);
     // The tiny DC-AE has a dozen blocks; one poll per block plus the node's own at the start.
     expect(full.polls()).toBeGreaterThan(8);
     for (const tiled of [false, true]) {
       const cut = polling(3);
-      await expect(DCAEDecode.run({ vae, latent: lat, tiled }, cut.c)).rejects.toBeInstanceOf(InterruptedError);
+      await expect(DCAEDecode.run({ vae, latent: lat, tiled, ...noTiles }, cut.c)).rejects.toBeInstanceOf(InterruptedError);
       expect(cut.polls()).toBe(3);
     }
-    const again = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false }, ctx()))[0] as Image;
+    const again = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, ctx()))[0] as Image;
     expect([again.height, again.width]).toEqual([256, 256]);
   });
 
   it('DCAEDecode tiled matches untiled closely', async () => {
     const lat = outputs(await FlowDPMSampler.run(sampleArgs(emptyLatent(512, 512, 1), { steps: 2 }), ctx()))[0] as Latent;
-    const a = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false }, ctx()))[0] as Image;
-    const b = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: true }, ctx()))[0] as Image;
+    const a = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, ctx()))[0] as Image;
+    const b = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: true, ...noTiles }, ctx()))[0] as Image;
     expect([b.height, b.width]).toEqual([a.height, a.width]);
     let mad = 0;
     for (let i = 0; i < a.data.length; i++) mad += Math.abs(a.data[i] - b.data[i]);
     expect(mad / a.data.length).toBeLessThan(0.05);
+  });
+
+  it('DCAEDecode takes tile_size / overlap in pixels: more tiles, same image within the blend error, bad settings named', async () => {
+    const lat = outputs(await FlowDPMSampler.run(sampleArgs(emptyLatent(512, 512, 1), { steps: 1 }), ctx()))[0] as Latent;
+    const a = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: false, ...noTiles }, ctx()))[0] as Image;
+    const tilesSeen = (c: NodeContext) => {
+      const calls: number[] = [];
+      c.progress = (_done, total) => void calls.push(total);
+      return calls;
+    };
+    // 16×16 latent: 256-px tiles = 8 latent px with 2 latent px (64 px) overlap → 3 × 3 tiles.
+    const c = ctx();
+    const seen = tilesSeen(c);
+    const b = outputs(await DCAEDecode.run({ vae, latent: lat, tiled: true, tile_size: 256, overlap: 64 }, c))[0] as Image;
+    expect(seen.at(-1)).toBe(9);
+    let mad = 0;
+    for (let i = 0; i < a.data.length; i++) mad += Math.abs(a.data[i] - b.data[i]);
+    expect(mad / a.data.length).toBeLessThan(0.05);
+    // tile_size is ignored when not tiled, and the default tile covers 512² in one piece.
+    const c2 = ctx();
+    const seen2 = tilesSeen(c2);
+    await DCAEDecode.run({ vae, latent: lat, tiled: true, ...noTiles }, c2);
+    expect(seen2.at(-1)).toBe(1);
+    await expect(DCAEDecode.run({ vae, latent: lat, tiled: true, tile_size: 128, overlap: 128 }, ctx())).rejects.toThrow(
+      /DCAEDecode input overlap: 128 px \(4 latent px\) must be smaller than tile_size 128 px/,
+    );
+    await expect(DCAEDecode.run({ vae, latent: lat, tiled: true, tile_size: 16, overlap: 0 }, ctx())).rejects.toThrow(/DCAEDecode input tile_size: 16 px/);
   });
 });
