@@ -3,8 +3,9 @@
 // Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
 // TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
 // "matmul floor", issue 12 target: forward ≤ 1.3× it); bf16 time vs resolution 256² → 2048² (linear
-// attention: time per token should stay about flat). SANA_BENCH_DIT_LAYERS=28 times the whole
-// depth instead of scaling 4 blocks (see LAYERS_RUN).
+// attention: time per token should stay about flat). Times are medians of SANA_BENCH_DIT_REPS runs
+// (default 5) after a warm-up, extrapolated to 28 blocks from a 4-block and a 1-block model
+// (SANA_BENCH_DIT_LAYERS=28 times the whole depth; see LAYERS_RUN).
 import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
 import { parseSanaTransformerConfig, type SanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
@@ -133,16 +134,26 @@ const MB = 1 / (1024 * 1024);
 
 /**
  * Blocks actually built: every block has the same cost, so a forward of the full 28 is timed as
- * top + 28 · block, measured on `SANA_BENCH_DIT_LAYERS` blocks (default 4) and scaled; rows say
- * `layers_run`. Peak activation memory does not depend on the depth (block inputs are freed).
+ * top + 28 · block from two models built from the same weights, one with `SANA_BENCH_DIT_LAYERS`
+ * blocks (default 4, at least 2) and one with 1: block = (t_L − t_1) / (L − 1), top = t_1 − block.
+ * (Scaling t_L by 28 / L, as this bench did before, counted the once-per-forward layers — timestep
+ * MLP, caption projection of 2 × 300 tokens, patch embedding, output — 28 / L times: at L = 2 a
+ * tenth of the 512² forward.) Rows say `layers_run`. Peak activation memory does not depend on
+ * the depth (block inputs are freed).
  */
-const LAYERS_RUN = Math.max(1, Math.min(28, Number(process.env.SANA_BENCH_DIT_LAYERS ?? 4)));
+const LAYERS_RUN = Math.max(2, Math.min(28, Number(process.env.SANA_BENCH_DIT_LAYERS ?? 4)));
+/** Timed runs per case (median; after one warm-up): a single run scattered by ±30% on the shared
+ *  2-core machine. SANA_BENCH_DIT_REPS overrides. */
+const REPS = Math.max(1, Number(process.env.SANA_BENCH_DIT_REPS ?? 5));
+
+/** 28-block time (or bytes) from the L-block and 1-block measurements. */
+const extrapolate = (tL: number, t1: number): number => (LAYERS_RUN === 28 ? tL : tL + ((28 - LAYERS_RUN) * (tL - t1)) / (LAYERS_RUN - 1));
 
 export default async function ditBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
   const full = parseSanaTransformerConfig(SANA_600M_CONFIG, 'Sana_600M (bench)');
   const cfg = parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: LAYERS_RUN }, `Sana_600M, ${LAYERS_RUN} blocks (bench)`);
-  const scale = full.numLayers / cfg.numLayers;
+  const cfg1 = parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: 1 }, 'Sana_600M, 1 block (bench)');
   const src = randomWeights(expectedTransformerTensors(cfg));
   const rows: BenchRow[] = [];
   const B = 2,
@@ -157,16 +168,40 @@ export default async function ditBench(): Promise<BenchRow[]> {
       model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask).dispose();
     };
   };
+  /** Median seconds of the L-block and the 1-block forward, each after one warm-up; the profile
+   *  gets the L-block runs under `stage` (warm-ups excluded). Not interleaved: alternating the two
+   *  models made the L-block forward ~10% slower (measured at 512², bf16). */
+  const timeBoth = (fL: () => void, f1: () => void, stage: string): [number, number] => {
+    const runs = (f: () => void, name: string): number => {
+      f();
+      const ts: number[] = [];
+      for (let i = 0; i < REPS; i++) {
+        native.profiler.stage(name);
+        const t0 = process.hrtime.bigint();
+        f();
+        ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        native.profiler.endStage();
+      }
+      return median(ts);
+    };
+    return [runs(fL, stage), runs(f1, `${stage} (1 block)`)];
+  };
 
   for (const dtype of ['bf16', 'f32'] as const) {
     const model = buildSanaTransformer(cfg, src, backend, dtype, 'random weights');
+    // same values: every random tensor is a prefix of one noise buffer of the largest tensor's size
+    const one = buildSanaTransformer(cfg1, randomWeights(expectedTransformerTensors(cfg1)), backend, dtype, 'random weights');
     try {
       for (const side of [512, 1024]) {
         const N = (side / 32) ** 2;
+        // Both models warm (weights packed, primitives made) before the peak is reset: the peak is
+        // the forward's activations, not a first call's packing.
+        forward(model, side)();
+        forward(one, side)();
         backend.resetPeak();
         const base = backend.memory().allocated;
-        native.profiler.stage(`dit600m.cfg.${side}.${dtype}`);
-        const t = timeIt(forward(model, side), 1) * scale;
+        const [tL, t1] = timeBoth(forward(model, side), forward(one, side), `dit600m.cfg.${side}.${dtype}`);
+        const t = extrapolate(tL, t1);
         const peak = backend.memory().peak - base;
         const flops = ditFlops(full, B, N, L);
         rows.push({
@@ -176,8 +211,9 @@ export default async function ditBench(): Promise<BenchRow[]> {
             tflop: flops / 1e12,
             tflops: flops / t / 1e12,
             peak_act_mb: peak * MB,
-            weights_mb: model.bytes * scale * MB,
+            weights_mb: extrapolate(model.bytes, one.bytes) * MB,
             layers_run: cfg.numLayers,
+            block_ms: ((tL - t1) / (LAYERS_RUN - 1)) * 1e3,
           },
         });
         if (dtype === 'bf16') {
@@ -189,21 +225,21 @@ export default async function ditBench(): Promise<BenchRow[]> {
             const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
             const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
             try {
-              mm += count * timeIt(() => backend.linear(xs, w).dispose(), 2);
+              mm += count * timeIt(() => backend.linear(xs, w).dispose(), REPS);
               mmFlops += 2 * M * K * Nn * count;
             } finally {
               xs.dispose();
               w.dispose();
             }
           }
+          native.profiler.endStage();
           rows.push({ name: `dit600m.cfg.${side}.bf16.matmul_floor`, metrics: { seconds: mm, tflops: mmFlops / mm / 1e12, forward_over_floor: t / mm } });
         }
       }
       if (dtype === 'bf16') {
         for (const side of [256, 512, 1024, 2048]) {
           const N = (side / 32) ** 2;
-          native.profiler.stage(`dit600m.cfg.res${side}.bf16`);
-          const t = timeIt(forward(model, side), 1, side === 256 ? 1 : 0) * scale;
+          const t = extrapolate(...timeBoth(forward(model, side), forward(one, side), `dit600m.cfg.res${side}.bf16`));
           rows.push({
             name: `dit600m.cfg.res${side}.bf16`,
             metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers },
@@ -212,6 +248,7 @@ export default async function ditBench(): Promise<BenchRow[]> {
       }
     } finally {
       model.dispose();
+      one.dispose();
     }
   }
   return rows;

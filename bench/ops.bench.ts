@@ -157,6 +157,45 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
       };
       att(`attention.sana_cross.${Lq}q`, dt, 2, 16, 16, Lq, 300, 72, mk, { biasShape });
     }
+    // The token-major DiT ops at Sana-600M, 1024² (2 × 1024 tokens): cross attention straight from
+    // the q and k|v linears (caption of 300 with 40 visible keys, and all 300 visible), the linear
+    // attention from to_qkv's output, and to_out with the gated residual epilogue.
+    {
+      const q = randomTensor(b, [2, 1024, 1152], dt, 23, 0.5),
+        kv = randomTensor(b, [2, 300, 2304], dt, 24, 0.5);
+      for (const visible of [40, 300]) {
+        const m = new Float32Array(600);
+        for (let i = 0; i < 600; i++) m[i] = i % 300 < visible ? 0 : -10000;
+        const bias = b.fromArray(m, [2, 300], dt);
+        const { ms, best_ms } = median(() => {
+          b.attentionTokens(q, kv, 16, { scale: 72 ** -0.5, bias }).dispose();
+        });
+        rows.push({
+          name: `attentionTokens.sana_cross.1024q.${visible}of300.${dt}`,
+          metrics: { ms, best_ms, gflops: (2 * 2 * 16 * 1024 * 300 * 2 * 72) / best_ms / 1e6 },
+          notes: `${env}; GFLOP/s counted on all 300 keys`,
+        });
+        bias.dispose();
+      }
+      const qkv = randomTensor(b, [2, 1024, 3456], dt, 25);
+      const la = median(() => {
+        b.linearAttentionTokens(qkv, 36, 1e-15).dispose();
+      });
+      rows.push({ name: `linearAttentionTokens.2x1024x36x32.${dt}`, metrics: { ...la, gflops: (2 * 72 * 1024 * 32 * 33 * 2) / la.best_ms / 1e6 }, notes: env });
+      const x = randomTensor(b, [2, 1024, 1152], dt, 26),
+        res = randomTensor(b, [2, 1024, 1152], dt, 27),
+        gate = randomTensor(b, [2, 1, 1152], dt, 28),
+        w = randomTensor(b, [1152, 1152], dt, 29, 0.03);
+      for (const [name, fn] of [
+        ['linear', () => b.linear(x, w).dispose()],
+        ['linear+addGated', () => b.scope(() => void b.addGated(res, gate, b.linear(x, w)))],
+        ['linearResidual.gated', () => b.linearResidual(x, w, undefined, res, gate).dispose()],
+      ] as const) {
+        const r = median(fn);
+        rows.push({ name: `${name}.2x1024x1152x1152.${dt}`, metrics: { ...r, gflops: (2 * 2048 * 1152 * 1152) / r.best_ms / 1e6 }, notes: env });
+      }
+      [q, kv, qkv, x, res, gate, w].forEach((t) => t.dispose());
+    }
     // Sana linear attention: (2, 36 heads, 1024 tokens, 32 dims).
     const q = randomTensor(b, [2, 36, 1024, 32], dt, 30),
       k = randomTensor(b, [2, 36, 1024, 32], dt, 31),

@@ -141,6 +141,13 @@ export interface Backend {
   /** x (..., K) · wᵀ (N, K) + bias (N) -> (..., N). Weights are pre-packed on first use and the
    *  packed form is cached with the weight tensor (freed with it). */
   linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /** `linear` with the DiT's residual epilogue, rounded once: residual + gate ⊙ (x · wᵀ + bias).
+   *  x (..., K), residual (..., N) like the linear's output; gate (B, 1, N) with x (B, ..., K) (one row
+   *  per batch item, broadcast over its tokens), N values (one row for all), or undefined (a plain
+   *  residual add). Output dtype = x's. Replaces `addGated(residual, gate, linear(x, w, bias))` and
+   *  `add(residual, linear(x, w, bias))` without the intermediate tensor (oneDNN post-ops on the CPU,
+   *  the GEMM's store on CUDA). */
+  linearResidual(x: Tensor, w: Tensor, bias: Tensor | undefined, residual: Tensor, gate?: Tensor): Tensor;
   /** Batched a (..., M, K) · b (..., K, N) -> (..., M, N); transB takes b as (..., N, K). */
   matmul(a: Tensor, b: Tensor, transB?: boolean): Tensor;
   /** NCHW; w (C_out, C_in/groups, kh, kw); bias (C_out). */
@@ -166,6 +173,12 @@ export interface Backend {
   /** Softmax attention. q (B, Hq, Lq, D), k/v (B, Hkv, Lk, D[v]), Hq % Hkv == 0 (GQA) ->
    *  (B, Hq, Lq, Dv). Never materialises more than one (Lq-block × Lk) score tile per thread. */
   attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor;
+  /** `attention` on token-major activations (Sana's cross-attention without permutes): q (B, Lq, H·D)
+   *  as the q linear writes it, kv (B, Lk, 2·H·D) the fused k|v linear's output laid out
+   *  (B, Lk, 2, H, D), read in place -> (B, Lq, H·D) in q's dtype. bias: additive key bias (B, Lk)
+   *  (or (B, 1, 1, Lk)). Same kernel as `attention`; on the CPU, key chunks whose bias puts every
+   *  probability at exactly 0 (a padded caption's -10000) are skipped. */
+  attentionTokens(q: Tensor, kv: Tensor, heads: number, opts: { scale: number; bias?: Tensor }): Tensor;
   /** Sana's ReLU linear attention, computed in f32 whatever the input dtype:
    *  q, k, v (B, H, N, D) -> out (B, H, N, D),
    *  out_i = (Σ_j v_j relu(k_j)ᵀ) relu(q_i) / (Σ_j relu(k_j) · relu(q_i) + eps).
@@ -209,6 +222,7 @@ export type OpName =
   | 'gluMul'
   | 'softmax'
   | 'linear'
+  | 'linearResidual'
   | 'matmul'
   | 'conv2d'
   | 'rmsnorm'
@@ -217,6 +231,7 @@ export type OpName =
   | 'layernormModulate'
   | 'dwconv3x3GluTokens'
   | 'attention'
+  | 'attentionTokens'
   | 'linearAttention'
   | 'linearAttentionTokens'
   | 'rope'

@@ -367,6 +367,67 @@ export class NativeBackend implements Backend {
       for (const t of temps) t.dispose();
     }
   }
+  linearResidual(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, tres: Tensor, tgate?: Tensor): Tensor {
+    const x = this.f('linearResidual', 'x', tx),
+      w = this.f('linearResidual', 'w', tw),
+      res = this.f('linearResidual', 'residual', tres);
+    if (w.shape.length !== 2) throw new Error(`linearResidual: w must be (N, K), got ${fmtShape(w.shape)}`);
+    const [N, K] = w.shape;
+    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K)
+      throw new Error(`linearResidual: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
+    const outShape = [...x.shape.slice(0, -1), N];
+    if (res.shape.length !== outShape.length || res.shape.some((d, i) => d !== outShape[i]))
+      throw new Error(`linearResidual: residual ${fmtShape(res.shape)} must be the output shape ${fmtShape(outShape)}`);
+    const M = x.numel / K || 0;
+    // gate rows: one (1, N) row per batch item (rows M / B each), or one row for all M rows
+    let gateRows = Math.max(M, 1);
+    if (tgate) {
+      const g = this.f('linearResidual', 'gate', tgate);
+      const Bx = x.shape.length >= 2 ? x.shape[0]! : 1;
+      if (g.numel === N) gateRows = Math.max(M, 1);
+      else if (x.shape.length >= 2 && g.shape[0] === Bx && g.numel === Bx * N) gateRows = M / Bx || 1;
+      else throw new Error(`linearResidual: gate ${fmtShape(g.shape)} must be (${Bx}, 1, ${N}) or ${N} values for x ${fmtShape(x.shape)}`);
+    }
+    const temps: NativeTensor[] = [];
+    try {
+      const dt = NativeBackend.gemmDtype(w);
+      const xc = this.as(x, dt, temps),
+        wc = this.as(w, dt, temps),
+        rc = this.as(res, x.dtype, temps),
+        gc = tgate ? this.as(this.f('linearResidual', 'gate', tgate), x.dtype, temps) : undefined;
+      let b: NativeTensor | undefined;
+      if (tbias) {
+        b = this.f('linearResidual', 'bias', tbias);
+        if (b.numel !== N || b.shape.length !== 1) throw new Error(`linearResidual: bias ${fmtShape(b.shape)} must be (${N})`);
+        b = this.as(b, 'f32', temps);
+      }
+      const out = this.alloc(outShape, x.dtype);
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.linearResidual(
+          out.storage.raw,
+          0,
+          xc.storage.raw,
+          xc.offset,
+          wc.storage.raw,
+          wc.offset,
+          b ? b.storage.raw : null,
+          b ? b.offset : 0,
+          rc.storage.raw,
+          rc.offset,
+          gc ? gc.storage.raw : null,
+          gc ? gc.offset : 0,
+          M,
+          N,
+          K,
+          gateRows,
+          DTYPE_CODE[x.dtype],
+          DTYPE_CODE[dt],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
   matmul(ta: Tensor, tb: Tensor, transB = false): Tensor {
     const a = this.f('matmul', 'a', ta),
       b = this.f('matmul', 'b', tb);
@@ -708,6 +769,49 @@ export class NativeBackend implements Backend {
           opts.softcap ?? 0,
           opts.causal ?? false,
           window,
+          DTYPE_CODE[q.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+  attentionTokens(tq: Tensor, tkv: Tensor, heads: number, opts: { scale: number; bias?: Tensor }): Tensor {
+    const q = this.f('attentionTokens', 'q', tq);
+    if (q.shape.length !== 3 || tkv.shape.length !== 3) throw new Error(`attentionTokens: q must be (B, Lq, H·D) and kv (B, Lk, 2·H·D)`);
+    const [B, Lq, C] = q.shape as [number, number, number];
+    const [Bk, Lk, C2] = tkv.shape as [number, number, number];
+    if (!Number.isInteger(heads) || heads < 1 || C % heads) throw new Error(`attentionTokens: q ${fmtShape(q.shape)} does not split into ${heads} heads`);
+    if (Bk !== B || C2 !== 2 * C) throw new Error(`attentionTokens: kv ${fmtShape(tkv.shape)} must be (${B}, Lk, ${2 * C}) for q ${fmtShape(q.shape)}`);
+    const D = C / heads;
+    const temps: NativeTensor[] = [];
+    try {
+      const kv = this.as(this.f('attentionTokens', 'kv', tkv), q.dtype, temps);
+      let bias: NativeTensor | undefined;
+      if (opts.bias) {
+        const bt = this.f('attentionTokens', 'bias', opts.bias);
+        const s = bt.shape;
+        const ok = (s.length === 2 && s[0] === B && s[1] === Lk) || (s.length === 4 && s[0] === B && s[1] === 1 && s[2] === 1 && s[3] === Lk);
+        if (!ok) throw new Error(`attentionTokens: bias ${fmtShape(bt.shape)} must be a key bias (${B}, ${Lk}) or (${B}, 1, 1, ${Lk})`);
+        bias = this.as(bt, 'f32', temps);
+      }
+      const out = this.alloc([B, Lq, C], q.dtype);
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.attentionTokens(
+          out.storage.raw,
+          0,
+          q.storage.raw,
+          q.offset,
+          kv.storage.raw,
+          kv.offset,
+          bias?.storage.raw ?? null,
+          bias?.offset ?? 0,
+          B,
+          heads,
+          Lq,
+          Lk,
+          D,
+          opts.scale,
           DTYPE_CODE[q.dtype],
         ),
       );

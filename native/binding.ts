@@ -53,6 +53,26 @@ export interface RawOps {
   ): void;
   softmax(out: S, o: number, x: S, xo: number, rows: number, C: number, dt: number): void;
   linear(out: S, o: number, x: S, xo: number, w: S, wo: number, bias: S, bo: number, M: number, N: number, K: number, outDt: number, dt: number): void;
+  linearResidual(
+    out: S,
+    o: number,
+    x: S,
+    xo: number,
+    w: S,
+    wo: number,
+    bias: S,
+    bo: number,
+    res: S,
+    ro: number,
+    gate: S,
+    go: number,
+    M: number,
+    N: number,
+    K: number,
+    gateRows: number,
+    outDt: number,
+    dt: number,
+  ): void;
   matmul(
     out: S,
     o: number,
@@ -155,6 +175,23 @@ export interface RawOps {
     softcap: number,
     causal: boolean,
     window: number,
+    dt: number,
+  ): void;
+  attentionTokens(
+    out: S,
+    o: number,
+    q: S,
+    qo: number,
+    kv: S,
+    ko: number,
+    bias: S,
+    bo: number,
+    B: number,
+    H: number,
+    Lq: number,
+    Lk: number,
+    D: number,
+    scale: number,
     dt: number,
   ): void;
   linearAttention(

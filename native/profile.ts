@@ -58,6 +58,11 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     const [M, N, K, outDt, dt] = [n(a, 8), n(a, 9), n(a, 10), n(a, 11), n(a, 12)];
     return { kind: `linear.${dtName(dt)}`, flops: 2 * M * N * K, bytes: (M * K + N * K) * es(dt) + M * N * es(outDt) };
   },
+  linearResidual: (a) => {
+    const [M, N, K, outDt, dt] = [n(a, 12), n(a, 13), n(a, 14), n(a, 16), n(a, 17)];
+    // the GEMM, then res read and out written (+ the gate multiply and the add per output)
+    return { kind: `linearResidual.${dtName(dt)}`, flops: 2 * M * N * K + 2 * M * N, bytes: (M * K + N * K) * es(dt) + 2 * M * N * es(outDt) };
+  },
   matmul: (a) => {
     const [batch, M, N, K, outDt, dt] = [n(a, 6), n(a, 7), n(a, 8), n(a, 9), n(a, 13), n(a, 14)];
     return { kind: `matmul.${dtName(dt)}`, flops: 2 * batch * M * N * K, bytes: batch * ((M * K + N * K) * es(dt) + M * N * es(outDt)) };
@@ -98,6 +103,12 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
       flops: 2 * pairs * (D! + Dv!),
       bytes: (B! * Hq! * Lq! * (D! + Dv!) + B! * Hkv! * Lk! * (D! + Dv!)) * es(dt),
     };
+  },
+  attentionTokens: (a) => {
+    const [B, H, Lq, Lk, D] = [8, 9, 10, 11, 12].map((i) => n(a, i)) as number[];
+    const dt = n(a, 14);
+    // every key counted, also those a padding bias lets the CPU kernel skip
+    return { kind: `attentionTokens.${dtName(dt)}`, flops: 4 * B! * H! * Lq! * Lk! * D!, bytes: (2 * B! * Lq! * H! * D! + 2 * B! * Lk! * H! * D!) * es(dt) };
   },
   linearAttention: (a) => {
     const [B, H, N, D] = [8, 9, 10, 11].map((i) => n(a, i)) as number[];

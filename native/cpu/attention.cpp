@@ -1,145 +1,154 @@
 // attention: blocked softmax attention with an online softmax (flash-style). Each thread holds
 // one (kBq × kBk) score tile and a (kBq × Dv) accumulator; the full Lq × Lk matrix never exists.
 // Per score: s = scale·q·k; soft-cap s = cap·tanh(s/cap); s += bias; masked keys are skipped.
+// One kernel serves two layouts through row strides (AttnRows): `attention` (B, H, L, D) and
+// `attentionTokens`, token-major q (B, Lq, H·D) and k|v read in place from (B, Lk, 2, H, D).
 #include "vec.h"
+#include "gemm.h"
+#include <immintrin.h>
+#include <atomic>
+#include <memory>
+#include <thread>
 #include <vector>
 
 namespace sana {
 namespace {
 
 constexpr int64_t kBq = 32, kBk = 64;
+#define SANA_AVX512_TARGET "avx512f,avx512vl,avx512bw,avx512dq,fma"
 
-// Register blocking with GCC vector types for the AVX-512 clones (a v16 is one zmm).
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned loads/stores
-#define ldu(p) (*reinterpret_cast<const v16u*>(p))
-#define stu(p, v) (*reinterpret_cast<v16u*>(p) = (v))
+// AVX-512 register tiles, written with intrinsics in always-inline templates of the clone's own
+// target (R query rows, NV 16-float column vectors are compile-time, so the accumulators stay in
+// zmm registers).
+//
+// s (R, NV·16) = qf (R, D) · kT (D, kBk)[:, :NV·16], kT = a key chunk transposed; only the
+// columns of keys the tile uses are computed (a padded caption's 1 or 40 visible keys: 1 or 3
+// vectors, not 4). R = 4, NV = 4: per d, 4 key loads and 4 broadcasts feed 16 FMAs (FMA-bound;
+// the former 2-row tile was load-bound).
+template <int R, int NV>
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline void qk_rows(float* s, const float* qf, const float* kT, int64_t D) {
+  __m512 a[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) a[r][c] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; d++) {
+    __m512 k[NV];
+    for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(kT + d * kBk + 16 * c);
+    for (int r = 0; r < R; r++) {
+      const __m512 x = _mm512_set1_ps(qf[r * D + d]);
+      for (int c = 0; c < NV; c++) a[r][c] = _mm512_fmadd_ps(x, k[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(s + r * kBk + 16 * c, a[r][c]);
+}
+template <int NV>
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline void qk_nv(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) {
+  int64_t i = 0;
+  for (; i + 4 <= nq; i += 4) qk_rows<4, NV>(s + i * kBk, qf + i * D, kT, D);
+  switch (nq - i) {
+    case 3: qk_rows<3, NV>(s + i * kBk, qf + i * D, kT, D); break;
+    case 2: qk_rows<2, NV>(s + i * kBk, qf + i * D, kT, D); break;
+    case 1: qk_rows<1, NV>(s + i * kBk, qf + i * D, kT, D); break;
+    default: break;
+  }
+}
+__attribute__((target(SANA_AVX512_TARGET))) void qk_avx512(float* s, const float* qf, const float* kT, int64_t nq, int64_t D, int64_t ncol) {
+  switch (ncol / 16) {
+    case 1: qk_nv<1>(s, qf, kT, nq, D); break;
+    case 2: qk_nv<2>(s, qf, kT, nq, D); break;
+    case 3: qk_nv<3>(s, qf, kT, nq, D); break;
+    default: qk_nv<4>(s, qf, kT, nq, D); break;
+  }
+}
 
-// The two register-tile bodies keep one source line per tile row (clang-format would put each
-// accumulator update on its own line).
-// clang-format off
-// One (kBq × kBk) tile: s[i][:] = Σ_d qf[i][d] · kT[d][:] (kT = the key chunk transposed,
-// kBk = 64 keys = 4 v16). Two query rows per pass: 8 accumulators, 4 key loads feed 8 FMAs.
-#define SANA_QK_BODY                                                                       \
-  int64_t i = 0;                                                                        \
-  for (; i + 2 <= nq; i += 2) {                                                         \
-    v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};         \
-    const float* q0 = qf + i * D;                                                       \
-    const float* q1 = q0 + D;                                                           \
-    for (int64_t d = 0; d < D; d++) {                                                   \
-      const float* kr = kT + d * kBk;                                                   \
-      const v16 k0 = ldu(kr), k1 = ldu(kr + 16), k2 = ldu(kr + 32), k3 = ldu(kr + 48);  \
-      const float x = q0[d], y = q1[d];                                                 \
-      a0 += x * k0; a1 += x * k1; a2 += x * k2; a3 += x * k3;                           \
-      b0 += y * k0; b1 += y * k1; b2 += y * k2; b3 += y * k3;                           \
-    }                                                                                   \
-    float* s0 = s + i * kBk;                                                            \
-    stu(s0, a0); stu(s0 + 16, a1); stu(s0 + 32, a2); stu(s0 + 48, a3);                  \
-    stu(s0 + kBk, b0); stu(s0 + kBk + 16, b1); stu(s0 + kBk + 32, b2); stu(s0 + kBk + 48, b3); \
-  }                                                                                     \
-  for (; i < nq; i++) {                                                                 \
-    v16 a0 = {}, a1 = {}, a2 = {}, a3 = {};                                             \
-    for (int64_t d = 0; d < D; d++) {                                                   \
-      const float* kr = kT + d * kBk;                                                   \
-      const float x = qf[i * D + d];                                                    \
-      a0 += x * ldu(kr); a1 += x * ldu(kr + 16); a2 += x * ldu(kr + 32); a3 += x * ldu(kr + 48); \
-    }                                                                                   \
-    float* s0 = s + i * kBk;                                                            \
-    stu(s0, a0); stu(s0 + 16, a1); stu(s0 + 32, a2); stu(s0 + 48, a3);                  \
+// acc (R, NV·16 columns at c0) += p (R, nk) · v (nk, same columns). The accumulators stay in
+// registers over the whole key loop (R·NV ≤ 20 zmm); per key NV value loads and R broadcasts.
+// Dv is padded to Dvp (a multiple of 16, zero columns) in the f32 value copy and the
+// accumulator, so there is no scalar tail: the old 64-column tile ran Dv = 72's last 8 columns
+// through memory, one store-to-load dependency per key.
+template <int R, int NV>
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline void pv_rows(float* acc, int64_t lda, const float* p, const float* vf, int64_t ldv,
+                                                                               int64_t nk) {
+  __m512 a[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) a[r][c] = _mm512_loadu_ps(acc + r * lda + 16 * c);
+  for (int64_t j = 0; j < nk; j++) {
+    __m512 v[NV];
+    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(vf + j * ldv + 16 * c);
+    for (int r = 0; r < R; r++) {
+      const __m512 x = _mm512_set1_ps(p[r * kBk + j]);
+      for (int c = 0; c < NV; c++) a[r][c] = _mm512_fmadd_ps(x, v[c], a[r][c]);
+    }
   }
-// acc[i][:] += Σ_j p[i][j] · v[j][:]. Two rows × 64 output dims in 8 accumulators held over the
-// whole key loop; the Dv % 64 remainder in 16-wide blocks, then a scalar tail.
-#define SANA_PV_BODY      \
-  int64_t i = 0;                                                                        \
-  for (; i + 2 <= nq; i += 2) {                                                         \
-    const float* p0 = s + i * kBk;                                                      \
-    const float* p1 = p0 + kBk;                                                         \
-    float* c0 = acc + i * Dv;                                                           \
-    float* c1 = c0 + Dv;                                                                \
-    int64_t d0 = 0;                                                                     \
-    for (; d0 + 64 <= Dv; d0 += 64) {                                                   \
-      v16 a0 = ldu(c0 + d0), a1 = ldu(c0 + d0 + 16), a2 = ldu(c0 + d0 + 32), a3 = ldu(c0 + d0 + 48); \
-      v16 b0 = ldu(c1 + d0), b1 = ldu(c1 + d0 + 16), b2 = ldu(c1 + d0 + 32), b3 = ldu(c1 + d0 + 48); \
-      for (int64_t j = 0; j < nk; j++) {                                                \
-        const float* vr = vf + j * Dv + d0;                                             \
-        const v16 v0 = ldu(vr), v1 = ldu(vr + 16), v2 = ldu(vr + 32), v3 = ldu(vr + 48); \
-        const float x = p0[j], y = p1[j];                                               \
-        if (x == 0.f && y == 0.f) continue; /* masked key for both rows */              \
-        a0 += x * v0; a1 += x * v1; a2 += x * v2; a3 += x * v3;                         \
-        b0 += y * v0; b1 += y * v1; b2 += y * v2; b3 += y * v3;                         \
-      }                                                                                 \
-      stu(c0 + d0, a0); stu(c0 + d0 + 16, a1); stu(c0 + d0 + 32, a2); stu(c0 + d0 + 48, a3); \
-      stu(c1 + d0, b0); stu(c1 + d0 + 16, b1); stu(c1 + d0 + 32, b2); stu(c1 + d0 + 48, b3); \
-    }                                                                                   \
-    for (; d0 + 16 <= Dv; d0 += 16) {                                                   \
-      v16 a0 = ldu(c0 + d0), b0 = ldu(c1 + d0);                                         \
-      for (int64_t j = 0; j < nk; j++) {                                                \
-        const v16 v0 = ldu(vf + j * Dv + d0);                                           \
-        a0 += p0[j] * v0; b0 += p1[j] * v0;                                             \
-      }                                                                                 \
-      stu(c0 + d0, a0); stu(c1 + d0, b0);                                               \
-    }                                                                                   \
-    if (d0 < Dv) {  /* < 16 dims left: contiguous (vectorised) over d, keys outer */    \
-      float* __restrict t0 = c0 + d0;                                                   \
-      float* __restrict t1 = c1 + d0;                                                   \
-      const int64_t nd = Dv - d0;                                                       \
-      for (int64_t j = 0; j < nk; j++) {                                                \
-        const float* __restrict vr = vf + j * Dv + d0;                                  \
-        const float x = p0[j], y = p1[j];                                               \
-        for (int64_t d = 0; d < nd; d++) { t0[d] += x * vr[d]; t1[d] += y * vr[d]; }    \
-      }                                                                                 \
-    }                                                                                   \
-  }                                                                                     \
-  for (; i < nq; i++) {                                                                 \
-    float* __restrict a = acc + i * Dv;                                                 \
-    const float* p = s + i * kBk;                                                       \
-    for (int64_t j = 0; j < nk; j++) {                                                  \
-      const float pj = p[j];                                                            \
-      const float* __restrict vr = vf + j * Dv;                                         \
-      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d];                              \
-    }                                                                                   \
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(acc + r * lda + 16 * c, a[r][c]);
+}
+// Column blocks of 4 vectors (64 floats), or 5 when exactly 5 remain (Dv = 72 → 80: one pass).
+template <int R>
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline void pv_cols(float* acc, const float* p, const float* vf, int64_t nk, int64_t Dvp) {
+  for (int64_t c = 0; c < Dvp;) {
+    const int64_t rem = (Dvp - c) / 16;
+    float* a = acc + c;
+    const float* v = vf + c;
+    switch (rem == 5 ? 5 : rem >= 4 ? 4 : rem) {
+      case 5: pv_rows<R, 5>(a, Dvp, p, v, Dvp, nk), c += 80; break;
+      case 4: pv_rows<R, 4>(a, Dvp, p, v, Dvp, nk), c += 64; break;
+      case 3: pv_rows<R, 3>(a, Dvp, p, v, Dvp, nk), c += 48; break;
+      case 2: pv_rows<R, 2>(a, Dvp, p, v, Dvp, nk), c += 32; break;
+      default: pv_rows<R, 1>(a, Dvp, p, v, Dvp, nk), c += 16; break;
+    }
   }
-// clang-format on
+}
+__attribute__((target(SANA_AVX512_TARGET))) void pv_avx512(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dvp) {
+  int64_t i = 0;
+  for (; i + 4 <= nq; i += 4) pv_cols<4>(acc + i * Dvp, s + i * kBk, vf, nk, Dvp);
+  switch (nq - i) {
+    case 3: pv_cols<3>(acc + i * Dvp, s + i * kBk, vf, nk, Dvp); break;
+    case 2: pv_cols<2>(acc + i * Dvp, s + i * kBk, vf, nk, Dvp); break;
+    case 1: pv_cols<1>(acc + i * Dvp, s + i * kBk, vf, nk, Dvp); break;
+    default: break;
+  }
+}
 
 // Portable tile bodies for AVX2 and baseline: loops the compiler vectorises over the 64 keys (QK)
-// and over Dv (PV). GCC lowers the 64-byte vector type of the tiles above through the stack
-// when the ISA has no 64-byte registers, so those clones must not use it.
-#define SANA_QK_SIMPLE                                         \
-  for (int64_t i = 0; i < nq; i++) {                           \
-    float* __restrict srow = s + i * kBk;                      \
-    for (int64_t j = 0; j < kBk; j++) srow[j] = 0.f;           \
-    for (int64_t d = 0; d < D; d++) {                          \
-      const float qv = qf[i * D + d];                          \
-      const float* __restrict kr = kT + d * kBk;               \
-      for (int64_t j = 0; j < kBk; j++) srow[j] += qv * kr[j]; \
-    }                                                          \
+// and over Dvp (PV). GCC lowers 64-byte vectors through the stack when the ISA has no 64-byte
+// registers, so these clones use plain loops.
+#define SANA_QK_SIMPLE                                          \
+  for (int64_t i = 0; i < nq; i++) {                            \
+    float* __restrict srow = s + i * kBk;                       \
+    for (int64_t j = 0; j < ncol; j++) srow[j] = 0.f;           \
+    for (int64_t d = 0; d < D; d++) {                           \
+      const float qv = qf[i * D + d];                           \
+      const float* __restrict kr = kT + d * kBk;                \
+      for (int64_t j = 0; j < ncol; j++) srow[j] += qv * kr[j]; \
+    }                                                           \
   }
-#define SANA_PV_SIMPLE                                     \
-  for (int64_t i = 0; i < nq; i++) {                       \
-    float* __restrict a = acc + i * Dv;                    \
-    const float* p = s + i * kBk;                          \
-    for (int64_t j = 0; j < nk; j++) {                     \
-      const float pj = p[j];                               \
-      if (pj == 0.f) continue;                             \
-      const float* __restrict vr = vf + j * Dv;            \
-      for (int64_t d = 0; d < Dv; d++) a[d] += pj * vr[d]; \
-    }                                                      \
+#define SANA_PV_SIMPLE                                      \
+  for (int64_t i = 0; i < nq; i++) {                        \
+    float* __restrict a = acc + i * Dvp;                    \
+    const float* p = s + i * kBk;                           \
+    for (int64_t j = 0; j < nk; j++) {                      \
+      const float pj = p[j];                                \
+      if (pj == 0.f) continue;                              \
+      const float* __restrict vr = vf + j * Dvp;            \
+      for (int64_t d = 0; d < Dvp; d++) a[d] += pj * vr[d]; \
+    }                                                       \
   }
 
 // Online-softmax update of a tile: for each row with a finite max, p = exp(s - max) (0 where
 // the score is -inf, i.e. masked), rescale the accumulator row by exp(old max - new max), add
 // the row sum to l. exp is a branch-free polynomial (range reduction by ln 2, degree-6
-// Taylor, |rel err| < 2e-7) so the loop vectorises.
+// Taylor, |rel err| < 2e-7) so the loop vectorises. The chunk skip in attention_t relies on
+// p being exactly 0 for t0 < -87.
 #define SANA_SOFTMAX_BODY                                                                                                              \
   for (int64_t i = 0; i < nq; i++) {                                                                                                   \
     float* __restrict row = s + i * kBk;                                                                                               \
     const float mx = mnew[i];                                                                                                          \
     if (mx == -INFINITY) {                                                                                                             \
-      for (int64_t j = 0; j < kBk; j++) row[j] = 0.f;                                                                                  \
+      for (int64_t j = 0; j < ncol; j++) row[j] = 0.f;                                                                                 \
       continue;                                                                                                                        \
     }                                                                                                                                  \
-    float sum = 0.f;                                                                                                                   \
-    for (int64_t j = 0; j < kBk; j++) {                                                                                                \
+    for (int64_t j = 0; j < ncol; j++) {                                                                                               \
       const float x = row[j];                                                                                                          \
       const float t0 = x - mx;                                                                                                         \
       const float t = t0 < -87.0f ? -87.0f : t0;                                                                                       \
@@ -150,64 +159,170 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned l
       float sc2;                                                                                                                       \
       __builtin_memcpy(&sc2, &bits, 4);                                                                                                \
       /* masked (-inf) and e^-87-negligible keys are exactly 0: no denormal p in P·V */                                               \
-      p = (t0 < -87.0f || j >= nk) ? 0.f : p * sc2;                                                                                    \
-      row[j] = p;                                                                                                                      \
-      sum += p;                                                                                                                        \
+      row[j] = (t0 < -87.0f || j >= nk) ? 0.f : p * sc2;                                                                               \
     }                                                                                                                                  \
+    /* Row sum in 16 lanes (ncol is a multiple of 16): a single running float sum is a serial    */                                    \
+    /* chain GCC will not reorder, and cost as much as the exponentials.                          */                                   \
+    float lane[16] = {};                                                                                                               \
+    for (int64_t j = 0; j < ncol; j += 16)                                                                                             \
+      for (int t = 0; t < 16; t++) lane[t] += row[j + t];                                                                              \
+    float sum = 0.f;                                                                                                                   \
+    for (int t = 0; t < 16; t++) sum += lane[t];                                                                                       \
     const float corr = mold[i] == -INFINITY ? 0.f : std::exp(mold[i] - mx);                                                            \
-    float* __restrict a = acc + i * Dv;                                                                                                \
-    for (int64_t d = 0; d < Dv; d++) a[d] *= corr;                                                                                     \
+    if (corr != 1.0f) { /* the max moved (or this is the row's first visible chunk) */                                                 \
+      float* __restrict a = acc + i * Dvp;                                                                                             \
+      for (int64_t d = 0; d < Dvp; d++) a[d] *= corr;                                                                                  \
+    }                                                                                                                                  \
     l[i] = l[i] * corr + sum;                                                                                                          \
   }
 
-using SmFn = void (*)(float*, float*, float*, const float*, const float*, int64_t, int64_t, int64_t);
-__attribute__((target("avx512f,avx512vl,fma"))) void sm_avx512(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk,
-                                                               int64_t Dv) {
-  SANA_SOFTMAX_BODY
+// Columns [0, ncol) of the tile (ncol = nk rounded up to 16, the columns QK wrote).
+using SmFn = void (*)(float*, float*, float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t);
+#define SANA_SM_PARAMS (float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t ncol, int64_t Dvp)
+// Horizontal sum / max of a vector (GCC 12's _mm512_reduce_* helpers trip -Wmaybe-uninitialized).
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline float hsum16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float s = 0.f;
+  for (int k = 0; k < 16; k++) s += t[k];
+  return s;
 }
-__attribute__((target("avx2,fma"))) void sm_avx2(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) {
-  SANA_SOFTMAX_BODY
+__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline float hmax16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float m = t[0];
+  for (int k = 1; k < 16; k++) m = t[k] > m ? t[k] : m;
+  return m;
 }
-void sm_base(float* s, float* acc, float* l, const float* mold, const float* mnew, int64_t nq, int64_t nk, int64_t Dv) { SANA_SOFTMAX_BODY }
+// AVX-512: the same exp polynomial, constants and masking as SANA_SOFTMAX_BODY, 16 keys per
+// vector with the row sum in a vector (the portable body's lane arrays were left partly scalar).
+__attribute__((target(SANA_AVX512_TARGET))) void sm_avx512 SANA_SM_PARAMS {
+  const __m512 lo87 = _mm512_set1_ps(-87.0f), log2e = _mm512_set1_ps(1.44269504f), shift = _mm512_set1_ps(12582912.0f);
+  const __m512 ln2hi = _mm512_set1_ps(0.693145752f), ln2lo = _mm512_set1_ps(1.42860677e-6f), one = _mm512_set1_ps(1.0f);
+  const __m512 c2 = _mm512_set1_ps(0.5f), c3 = _mm512_set1_ps(0.166666672f), c4 = _mm512_set1_ps(0.0416666679f), c5 = _mm512_set1_ps(0.00833333377f),
+               c6 = _mm512_set1_ps(0.00138888892f);
+  for (int64_t i = 0; i < nq; i++) {
+    float* row = s + i * kBk;
+    const float mx = mnew[i];
+    if (mx == -INFINITY) {
+      for (int64_t j = 0; j < ncol; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+      continue;
+    }
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < ncol; j += 16) {
+      const __m512 t0 = _mm512_sub_ps(_mm512_loadu_ps(row + j), vmx);
+      // (mask forms with an explicit source: GCC 12's unmasked max/shift pass an "undefined"
+      // vector that trips -Wmaybe-uninitialized)
+      const __m512 t = _mm512_mask_max_ps(t0, 0xffff, t0, lo87);
+      const __m512 big = _mm512_fmadd_ps(t, log2e, shift);  // 1.5·2^23 + n: n in the low mantissa bits
+      const __m512 n = _mm512_sub_ps(big, shift);
+      const __m512 r = _mm512_fnmadd_ps(n, ln2lo, _mm512_fnmadd_ps(n, ln2hi, t));
+      __m512 p = _mm512_fmadd_ps(r, c6, c5);
+      p = _mm512_fmadd_ps(r, p, c4);
+      p = _mm512_fmadd_ps(r, p, c3);
+      p = _mm512_fmadd_ps(r, p, c2);
+      p = _mm512_fmadd_ps(r, p, one);
+      p = _mm512_fmadd_ps(r, p, one);
+      // 2^n from the exponent bits: int32(big) - int32(shift) = n
+      const __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(big), _mm512_castps_si512(shift));
+      const __m512i e = _mm512_add_epi32(ni, _mm512_set1_epi32(127));
+      const __m512 sc2 = _mm512_castsi512_ps(_mm512_mask_slli_epi32(e, 0xffff, e, 23));
+      // masked (-inf) and e^-87-negligible keys are exactly 0 (no denormal p in P·V); keys >= nk too
+      const int64_t left = nk - j;
+      const __mmask16 live = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+      const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, t0, lo87, _CMP_GE_OQ);
+      p = _mm512_maskz_mul_ps(keep, p, sc2);
+      _mm512_storeu_ps(row + j, p);
+      vsum = _mm512_add_ps(vsum, p);
+    }
+    const float sum = hsum16(vsum);
+    const float corr = mold[i] == -INFINITY ? 0.f : std::exp(mold[i] - mx);
+    if (corr != 1.0f) {  // the max moved (or this is the row's first visible chunk)
+      float* a = acc + i * Dvp;
+      const __m512 vc = _mm512_set1_ps(corr);
+      for (int64_t d = 0; d < Dvp; d += 16) _mm512_storeu_ps(a + d, _mm512_mul_ps(_mm512_loadu_ps(a + d), vc));
+    }
+    l[i] = l[i] * corr + sum;
+  }
+}
+__attribute__((target("avx2,fma"))) void sm_avx2 SANA_SM_PARAMS { SANA_SOFTMAX_BODY }
+void sm_base SANA_SM_PARAMS { SANA_SOFTMAX_BODY }
 
-using QkFn = void (*)(float*, const float*, const float*, int64_t, int64_t);
+using QkFn = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t);
 using PvFn = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t);
-__attribute__((target("avx512f,avx512vl,fma"))) void qk_avx512(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_BODY }
-__attribute__((target("avx2,fma"))) void qk_avx2(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_SIMPLE }
-void qk_base(float* s, const float* qf, const float* kT, int64_t nq, int64_t D) { SANA_QK_SIMPLE }
-__attribute__((target("avx512f,avx512vl,fma"))) void pv_avx512(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_BODY }
-__attribute__((target("avx2,fma"))) void pv_avx2(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_SIMPLE }
-void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dv) { SANA_PV_SIMPLE }
+__attribute__((target("avx2,fma"))) void qk_avx2(float* s, const float* qf, const float* kT, int64_t nq, int64_t D, int64_t ncol) { SANA_QK_SIMPLE }
+void qk_base(float* s, const float* qf, const float* kT, int64_t nq, int64_t D, int64_t ncol) { SANA_QK_SIMPLE }
+__attribute__((target("avx2,fma"))) void pv_avx2(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dvp) { SANA_PV_SIMPLE }
+void pv_base(float* acc, const float* s, const float* vf, int64_t nq, int64_t nk, int64_t Dvp) { SANA_PV_SIMPLE }
 
 // Scores of a tile after QK: soft-cap (vec.h's polynomial tanh), + bias, -inf outside the
-// causal/window band (a contiguous key range per query, so no per-key branch), running max.
-#define SANA_SCORE_BODY                                                               \
-  for (int64_t i = 0; i < nq; i++) {                                                  \
-    const int64_t qi = i0 + i;                                                        \
-    float* __restrict srow = s + i * kBk;                                             \
-    int64_t lo = 0, hi = nk;                                                          \
-    if (causal) hi = std::min(hi, qi - j0 + 1);                                       \
-    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);                 \
-    const float* brow = bias ? bias + qi * sq + j0 : nullptr;                         \
-    float mx = m[i];                                                                  \
-    if (softcap > 0.f) {                                                              \
-      const float ic = 1.0f / softcap;                                                \
-      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic); \
-    }                                                                                 \
-    if (brow)                                                                         \
-      for (int64_t j = 0; j < nk; j++) srow[j] += brow[j];                            \
-    _Pragma("omp simd reduction(max : mx)") for (int64_t j = 0; j < nk; j++) {        \
-      const float x = (j >= lo && j < hi) ? srow[j] : -INFINITY;                      \
-      srow[j] = x;                                                                    \
-      mx = mx > x ? mx : x;                                                           \
-    }                                                                                 \
-    mn[i] = mx;                                                                       \
+// causal/window band and below key `klo` (keys an earlier pass over this chunk took; a contiguous
+// key range per query, so no per-key branch), running max.
+#define SANA_SCORE_BODY                                                                     \
+  for (int64_t i = 0; i < nq; i++) {                                                        \
+    const int64_t qi = i0 + i;                                                              \
+    float* __restrict srow = s + i * kBk;                                                   \
+    int64_t lo = std::max<int64_t>(0, klo - j0), hi = nk;                                   \
+    if (causal) hi = std::min(hi, qi - j0 + 1);                                             \
+    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);                       \
+    lo = std::min(lo, nk);                                                                  \
+    hi = std::max(hi, lo);                                                                  \
+    const float* brow = bias ? bias + qi * sq + j0 : nullptr;                               \
+    if (softcap > 0.f) {                                                                    \
+      const float ic = 1.0f / softcap;                                                      \
+      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic);       \
+    }                                                                                       \
+    if (brow)                                                                               \
+      for (int64_t j = 0; j < nk; j++) srow[j] += brow[j];                                  \
+    for (int64_t j = 0; j < lo; j++) srow[j] = -INFINITY;                                   \
+    for (int64_t j = hi; j < nk; j++) srow[j] = -INFINITY;                                  \
+    /* running max in 16 lanes (a vector max per 16 keys), then across them */              \
+    float lane[16];                                                                         \
+    for (int t = 0; t < 16; t++) lane[t] = m[i];                                            \
+    int64_t j = lo;                                                                         \
+    for (; j + 16 <= hi; j += 16)                                                           \
+      for (int t = 0; t < 16; t++) lane[t] = srow[j + t] > lane[t] ? srow[j + t] : lane[t]; \
+    float mx = m[i];                                                                        \
+    for (; j < hi; j++) mx = srow[j] > mx ? srow[j] : mx;                                   \
+    for (int t = 0; t < 16; t++) mx = lane[t] > mx ? lane[t] : mx;                          \
+    mn[i] = mx;                                                                             \
   }
-using ScFn = void (*)(float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, float);
+using ScFn = void (*)(float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, float, int64_t);
 #define SANA_SC_PARAMS                                                                                                                              \
   (float* s, const float* bias, const float* m, float* mn, int64_t nq, int64_t nk, int64_t i0, int64_t j0, int64_t sq, bool causal, int64_t window, \
-   float softcap)
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))) void sc_avx512 SANA_SC_PARAMS { SANA_SCORE_BODY }
+   float softcap, int64_t klo)
+// AVX-512: soft-cap and bias as in SANA_SCORE_BODY, then the band mask and the running max on
+// whole vectors (masked loads past nk).
+__attribute__((target(SANA_AVX512_TARGET))) void sc_avx512 SANA_SC_PARAMS {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t i = 0; i < nq; i++) {
+    const int64_t qi = i0 + i;
+    float* srow = s + i * kBk;
+    int64_t lo = std::max<int64_t>(0, klo - j0), hi = nk;
+    if (causal) hi = std::min(hi, qi - j0 + 1);
+    if (window > 0) lo = std::max<int64_t>(lo, qi - window + 1 - j0);
+    const float* brow = bias ? bias + qi * sq + j0 : nullptr;
+    if (softcap > 0.f) {
+      const float ic = 1.0f / softcap;
+      for (int64_t j = 0; j < nk; j++) srow[j] = softcap * cpu::tanh_f(srow[j] * ic);
+    }
+    __m512 vmx = _mm512_set1_ps(m[i]);
+    const __m512i vlo = _mm512_set1_epi32(int32_t(std::max<int64_t>(lo, 0))), vhi = _mm512_set1_epi32(int32_t(std::min(hi, nk)));
+    for (int64_t j = 0; j < nk; j += 16) {
+      const __mmask16 in = _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(int32_t(j))), _mm512_set1_epi32(int32_t(nk)));
+      __m512 x = _mm512_maskz_loadu_ps(in, srow + j);
+      if (brow) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(in, brow + j));
+      const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(int32_t(j)));
+      const __mmask16 band = _mm512_cmpge_epi32_mask(idx, vlo) & _mm512_cmplt_epi32_mask(idx, vhi);
+      x = _mm512_mask_blend_ps(band, ninf, x);
+      _mm512_mask_storeu_ps(srow + j, in, x);
+      vmx = _mm512_mask_max_ps(vmx, 0xffff, vmx, x);
+    }
+    mn[i] = hmax16(vmx);
+  }
+}
 __attribute__((target("avx2,fma"))) void sc_avx2 SANA_SC_PARAMS { SANA_SCORE_BODY }
 void sc_base SANA_SC_PARAMS { SANA_SCORE_BODY }
 
@@ -226,77 +341,264 @@ Kernels pick_kernels() {
   }
 }
 
+// Where the rows live: row (b, head, i) of q, k, v and out starts at element b·sb + head·sh + i·si
+// of its tensor, with D (q, k) or Dv (v, out) contiguous values.
+struct AttnRows {
+  int64_t q_sb, q_sh, q_si, k_sb, k_sh, k_sj, v_sb, v_sh, v_sj, o_sb, o_sh, o_si;
+};
+
+// The query tile in f32, scaled: qf (nq, D) = scale · q rows (row stride si); returns the largest
+// row norm (for the skip bound). Compiled per ISA: at Sana's shapes this ran as long as the tiles.
+template <typename T>
+SANA_INLINE float q_tile_body(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
+  float qn2 = 0.f;
+  for (int64_t i = 0; i < nq; i++) {
+    float* r = qf + i * D;
+    cpu::load_f32(r, q + i * si, D);
+    float n2 = 0.f;
+    for (int64_t d = 0; d < D; d++) r[d] *= scale;
+#pragma omp simd reduction(+ : n2)
+    for (int64_t d = 0; d < D; d++) n2 += r[d] * r[d];
+    qn2 = std::max(qn2, n2);
+  }
+  return std::sqrt(qn2);
+}
+// (SANA_ISA_CLONES makes void functions; this one returns the norm.)
+template <typename T>
+__attribute__((target(SANA_AVX512_TARGET))) float q_tile_avx512(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale);
+}
+template <typename T>
+__attribute__((target("avx2,fma"))) float q_tile_avx2(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale);
+}
+template <typename T>
+float q_tile_base(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale);
+}
+template <typename T>
+auto q_tile_pick() {
+  switch (cpu::simd_isa()) {
+    case cpu::SimdIsa::Avx512: return &q_tile_avx512<T>;
+    case cpu::SimdIsa::Avx2: return &q_tile_avx2<T>;
+    default: return &q_tile_base<T>;
+  }
+}
+
+// One key chunk (n <= kBk keys from `k`, row stride ksj) into kT (D, kBk), transposed, zero columns
+// past n, and its values into vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖. With !convert
+// only the norms (a chunk past the soft end, converted later if the skip test fails). `row` is
+// (D) scratch.
+template <typename T>
+SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv,
+                               int64_t Dvp, float* row, bool convert) {
+  for (int64_t j = 0; j < n; j++) {
+    cpu::load_f32(row, k + j * ksj, D);
+    float n2 = 0.f;
+#pragma omp simd reduction(+ : n2)
+    for (int64_t d = 0; d < D; d++) n2 += row[d] * row[d];
+    norms[j] = std::sqrt(n2);
+    if (convert)
+      for (int64_t d = 0; d < D; d++) kT[d * kBk + j] = row[d];
+  }
+  if (!convert) return;
+  for (int64_t j = n; j < kBk; j++)
+    for (int64_t d = 0; d < D; d++) kT[d * kBk + j] = 0.f;
+  for (int64_t j = 0; j < n; j++) {
+    cpu::load_f32(vd + j * Dvp, v + j * vsj, Dv);
+    for (int64_t d = Dv; d < Dvp; d++) vd[j * Dvp + d] = 0.f;
+  }
+}
+SANA_ISA_CLONES(kv_chunk_k,
+                (float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv, int64_t Dvp,
+                 float* row, bool convert),
+                kv_chunk_body<T>(kT, vd, norms, k, ksj, v, vsj, n, D, Dv, Dvp, row, convert))
+// Output rows: out[i] = acc[i] / l[i] (0 for a row that saw no key), rounded once.
+template <typename T>
+SANA_INLINE void out_tile_body(T* out, int64_t osi, float* acc, const float* l, int64_t nq, int64_t Dv, int64_t Dvp) {
+  for (int64_t i = 0; i < nq; i++) {
+    // A fully masked row has no defined softmax; it yields zeros rather than NaN.
+    const float inv = l[i] > 0.f ? 1.0f / l[i] : 0.f;
+    float* a = acc + i * Dvp;
+    for (int64_t d = 0; d < Dv; d++) a[d] *= inv;
+    cpu::store_f32(out + i * osi, a, Dv);
+  }
+}
+SANA_ISA_CLONES(out_tile_k, (T * out, int64_t osi, float* acc, const float* l, int64_t nq, int64_t Dv, int64_t Dvp),
+                out_tile_body<T>(out, osi, acc, l, nq, Dv, Dvp))
+
 template <typename T>
 void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
-                 int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window) {
+                 int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window, const AttnRows& R) {
   const Kernels kKernels = pick_kernels();
+  const auto q_tile = q_tile_pick<T>();
+  const auto kv_chunk = kv_chunk_k_pick<T>();
+  const auto out_tile = out_tile_k_pick<T>();
   const int64_t group = Hq / Hkv, qblocks = (Lq + kBq - 1) / kBq, chunks = (Lk + kBk - 1) / kBk;
+  const int64_t Dvp = (Dv + 15) / 16 * 16;  // value/accumulator row stride: whole 16-float vectors
   // K converted once to f32 chunks of kBk keys, each transposed to (D, kBk) and zero-padded;
-  // V converted once to f32 (B, Hkv, Lk, Dv). Shared read-only by all query blocks.
-  std::vector<float> kT_all(static_cast<size_t>(B * Hkv * chunks * D * kBk));
-  std::vector<float> v_all(static_cast<size_t>(B * Hkv * Lk * Dv));
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t bh = 0; bh < B * Hkv; bh++)
-    for (int64_t c = 0; c < chunks; c++) {
-      float* dst = &kT_all[((bh * chunks) + c) * D * kBk];
-      const T* src = k + bh * Lk * D;
-      for (int64_t j = 0; j < kBk; j++) {
-        const int64_t kj = c * kBk + j;
-        for (int64_t d = 0; d < D; d++) dst[d * kBk + j] = kj < Lk ? to_f32(src[kj * D + d]) : 0.f;
-      }
-      const int64_t n = std::min(kBk, Lk - c * kBk);
-      const T* vs = v + (bh * Lk + c * kBk) * Dv;
-      float* vd = &v_all[(bh * Lk + c * kBk) * Dv];
-      for (int64_t t = 0; t < n * Dv; t++) vd[t] = to_f32(vs[t]);
-    }
-  // A key-padding bias (one row per batch: sh = sq = 0) whose trailing keys are -inf or
-  // <= -1e30 (the usual "masked" fill) gives those keys a probability of exactly 0 once any key
-  // is visible, so the tiles past the last visible key are skipped. A batch whose keys are all
-  // masked keeps every key (its softmax is then uniform, as in the reference).
-  std::vector<int64_t> key_end(static_cast<size_t>(B), Lk);
-  if (bias && sh == 0 && sq == 0)
-    for (int64_t b = 0; b < B; b++) {
+  // V converted once to f32 (B, Hkv, Lk, Dvp), zero columns past Dv. Shared read-only by all
+  // query blocks; in the calling thread's scratch (reused across calls: no page faults).
+  // Up to 4 Mi floats each (Sana's cross attention: 1.4 Mi) the thread's scratch, kept between
+  // calls; larger (long Gemma prompts) a heap buffer freed after the call, so one long prompt does
+  // not pin its size for the rest of the process.
+  constexpr size_t kKeep = size_t(4) << 20;
+  const size_t nk_all = size_t(B * Hkv * chunks * D * kBk), nv_all = size_t(B * Hkv * Lk * Dvp);
+  std::vector<float> big_k, big_v;
+  float* kT_all = nk_all <= kKeep ? cpu::scratch_floats(4, nk_all) : (big_k.resize(nk_all), big_k.data());
+  float* v_all = nv_all <= kKeep ? cpu::scratch_floats(5, nv_all) : (big_v.resize(nv_all), big_v.data());
+  // Per (b·Hkv + hk, chunk): max ‖k_j‖ over the chunk's keys (knorm) and over its keys at or past
+  // the batch's soft end (ktail); per (b, chunk): the largest key bias (bmax).
+  float* knorm = cpu::scratch_floats(6, size_t(2 * B * Hkv * chunks + B * chunks));
+  float* ktail = knorm + B * Hkv * chunks;
+  float* bmax = ktail + B * Hkv * chunks;
+  // Keys that cannot matter, per batch row of a key bias (sh = sq = 0):
+  // - key_end: trailing keys at -inf or <= -1e30 (the usual "masked" fill) get a probability of
+  //   exactly 0 once any key is visible; they are never read. A batch whose keys are all masked
+  //   keeps every key (its softmax is then uniform, as in the reference).
+  // - soft_end: one past the last key whose bias is within 1000 of the row's largest (Sana's
+  //   padded caption: (1 - mask)·-10000, soft_end = the prompt length). The keys after it are
+  //   taken only if `negligible` below cannot prove their probabilities are exactly 0.
+  const bool key_bias = !bias || (sh == 0 && sq == 0);
+  const bool soft_ok = bias && key_bias && !causal && window <= 0;
+  std::vector<int64_t> key_end(static_cast<size_t>(B), Lk), soft_end(static_cast<size_t>(B), Lk);
+  std::vector<float> btail(static_cast<size_t>(B), -INFINITY);
+  std::unique_ptr<std::atomic<int>[]> ready(new std::atomic<int>[size_t(B * chunks)]);
+  for (int64_t b = 0; b < B; b++) {
+    if (bias && key_bias) {
+      const float* br = bias + b * sb;
       int64_t e = Lk;
-      while (e > 0 && bias[b * sb + e - 1] <= -1e30f) e--;
+      while (e > 0 && br[e - 1] <= -1e30f) e--;
       if (e > 0) key_end[b] = e;
+      if (soft_ok) {
+        float top = -INFINITY;
+        for (int64_t j = 0; j < Lk; j++) top = std::max(top, br[j]);
+        int64_t se = Lk;
+        while (se > 0 && top > -INFINITY && br[se - 1] < top - 1000.0f) se--;
+        soft_end[b] = std::max<int64_t>(se, 1);
+        for (int64_t j = soft_end[b]; j < Lk; j++) btail[b] = std::max(btail[b], br[j]);
+      }
     }
+    for (int64_t c = 0; c < chunks; c++) {
+      float mb = bias ? -INFINITY : 0.f;
+      if (bias && key_bias)
+        for (int64_t j = c * kBk; j < std::min(Lk, (c + 1) * kBk); j++) mb = std::max(mb, bias[b * sb + j]);
+      bmax[b * chunks + c] = mb;
+    }
+  }
+  // One parallel region (conversion, barrier, query blocks): on a loaded machine every fork/join
+  // can wait a scheduler slice for a descheduled thread.
 #pragma omp parallel
   {
-    // Per-thread tiles: queries (kBq, D), scores (kBq, kBk), output accumulator (kBq, Dv),
+    {
+      // Work item = (b, chunk), all kv heads: a token-major key row holds every head side by side,
+      // so each row is read once while it is in cache (one head at a time refetched it per head).
+      std::vector<float> row(static_cast<size_t>(D)), nrm(static_cast<size_t>(kBk));
+#pragma omp for schedule(dynamic)
+      for (int64_t bc = 0; bc < B * chunks; bc++) {
+        const int64_t b = bc / chunks, c = bc % chunks, n = std::min(kBk, Lk - c * kBk);
+        // Chunks entirely past the soft end wait for `ensure` (most never convert).
+        const bool now = !soft_ok || c * kBk < soft_end[b];
+        for (int64_t hk = 0; hk < Hkv; hk++) {
+          const int64_t bh = b * Hkv + hk;
+          kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now);
+          float nmax = 0.f, tmax = 0.f;
+          for (int64_t j = 0; j < n; j++) {
+            nmax = std::max(nmax, nrm[j]);
+            if (c * kBk + j >= soft_end[b]) tmax = std::max(tmax, nrm[j]);
+          }
+          knorm[bh * chunks + c] = nmax;
+          ktail[bh * chunks + c] = tmax;
+        }
+        ready[bc].store(now ? 2 : 0, std::memory_order_release);
+      }
+    }
+    // Converts chunk (b, c) of every kv head on first use (state 0 → 1 converting → 2 ready); a
+    // thread that finds it being converted waits (the converting thread is running it).
+    auto ensure = [&](int64_t b, int64_t c) {
+      std::atomic<int>& st = ready[b * chunks + c];
+      if (st.load(std::memory_order_acquire) == 2) return;
+      int expect = 0;
+      if (st.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
+        std::vector<float> row(static_cast<size_t>(D)), nrm(static_cast<size_t>(kBk));
+        const int64_t n = std::min(kBk, Lk - c * kBk);
+        for (int64_t hk = 0; hk < Hkv; hk++) {
+          const int64_t bh = b * Hkv + hk;
+          kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true);
+        }
+        st.store(2, std::memory_order_release);
+        return;
+      }
+      while (st.load(std::memory_order_acquire) != 2) std::this_thread::yield();
+    };
+    // Per-thread tiles: queries (kBq, D), scores (kBq, kBk), output accumulator (kBq, Dvp),
     // running max (old, new) and sum per query.
     std::vector<float> qf(static_cast<size_t>(kBq * D));
-    std::vector<float> sc(static_cast<size_t>(kBq * kBk)), acc(static_cast<size_t>(kBq * Dv)), m(kBq), mn(kBq), l(kBq);
+    std::vector<float> sc(static_cast<size_t>(kBq * kBk)), acc(static_cast<size_t>(kBq * Dvp)), m(kBq), mn(kBq), l(kBq);
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; b++)
       for (int64_t h = 0; h < Hq; h++)
         for (int64_t qb = 0; qb < qblocks; qb++) {
           const int64_t i0 = qb * kBq, nq = std::min(kBq, Lq - i0);
           const int64_t hk = h / group;
-          const T* qp = q + ((b * Hq + h) * Lq + i0) * D;
-          const float* kTb = &kT_all[(b * Hkv + hk) * chunks * D * kBk];
-          const float* vb = &v_all[(b * Hkv + hk) * Lk * Dv];
-          for (int64_t t = 0; t < nq * D; t++) qf[t] = to_f32(qp[t]) * scale;
+          const float* kTb = kT_all + (b * Hkv + hk) * chunks * D * kBk;
+          const float* vb = v_all + (b * Hkv + hk) * Lk * Dvp;
+          const float* kn = knorm + (b * Hkv + hk) * chunks;
+          const float* bias_bh = bias ? bias + b * sb + h * sh : nullptr;
+          const T* qp = q + b * R.q_sb + h * R.q_sh + i0 * R.q_si;
+          const float qn = q_tile(qf.data(), qp, R.q_si, nq, D, scale);  // max ‖scale·q_i‖ of the block
           std::fill(acc.begin(), acc.end(), 0.f);
           std::fill(m.begin(), m.end(), -INFINITY);
           std::fill(l.begin(), l.end(), 0.f);
+          // Keys [j0, j0 + nk) of chunk j0 / kBk; keys below klo are masked (already taken).
+          auto run_chunk = [&](int64_t j0, int64_t nk, int64_t klo) {
+            const int64_t ncol = (nk + 15) / 16 * 16;
+            ensure(b, j0 / kBk);
+            kKernels.qk(sc.data(), qf.data(), kTb + (j0 / kBk) * D * kBk, nq, D, ncol);
+            kKernels.sc(sc.data(), bias_bh, m.data(), mn.data(), nq, nk, i0, j0, sq, causal, window, softcap, klo);
+            kKernels.sm(sc.data(), acc.data(), l.data(), m.data(), mn.data(), nq, nk, ncol, Dvp);
+            std::copy(mn.begin(), mn.begin() + nq, m.begin());
+            kKernels.pv(acc.data(), sc.data(), vb + j0 * Dvp, nq, nk, Dvp);
+          };
+          // Exact skip test for keys with ‖k‖ <= kmax and bias <= bmx: a score is at most
+          // ‖scale·q‖·‖k‖ (Cauchy-Schwarz; the factor 1 + 2^-10 and the +1 cover f32 rounding of
+          // the dot product, the norms and the bias add for D <= 8192), soft-capped at most
+          // `softcap`, plus the bias. When that is 88 below every row's running max, every p of
+          // those keys is exactly 0 in the softmax (t0 < -87) and neither max nor sum moves, so
+          // skipping them changes no bit.
+          auto negligible = [&](float kmax, float bmx) {
+            if (!key_bias) return false;
+            float mmin = INFINITY;
+            for (int64_t i = 0; i < nq; i++) mmin = std::min(mmin, m[i]);
+            if (!(mmin > -INFINITY)) return false;
+            float bound = qn * kmax * (1.0f + 1.0f / 1024) + 1.0f;
+            if (softcap > 0.f) bound = std::min(bound, softcap * (1.0f + 1.0f / 1024) + 1.0f);
+            return bound + bmx - mmin < -88.0f;
+          };
           // Keys any query of this block can see.
           int64_t j_end = key_end[b], j_begin = 0;
           if (causal) j_end = std::min(j_end, i0 + nq);
           if (window > 0) j_begin = std::max<int64_t>(0, i0 - window + 1);
-          for (int64_t j0 = j_begin - (j_begin % kBk); j0 < j_end; j0 += kBk) {
-            const int64_t nk = std::min(kBk, j_end - j0);
-            kKernels.qk(sc.data(), qf.data(), kTb + (j0 / kBk) * D * kBk, nq, D);
-            kKernels.sc(sc.data(), bias ? bias + b * sb + h * sh : nullptr, m.data(), mn.data(), nq, nk, i0, j0, sq, causal, window, softcap);
-            kKernels.sm(sc.data(), acc.data(), l.data(), m.data(), mn.data(), nq, nk, Dv);
-            std::copy(mn.begin(), mn.begin() + nq, m.begin());
-            kKernels.pv(acc.data(), sc.data(), vb + j0 * Dv, nq, nk, Dv);
+          const int64_t soft = soft_ok ? std::min(j_end, soft_end[b]) : j_end;
+          for (int64_t j0 = j_begin - (j_begin % kBk); j0 < soft; j0 += kBk) {
+            if (negligible(kn[j0 / kBk], bmax[b * chunks + j0 / kBk])) continue;
+            run_chunk(j0, std::min(kBk, soft - j0), 0);
           }
-          T* op = out + ((b * Hq + h) * Lq + i0) * Dv;
-          for (int64_t i = 0; i < nq; i++) {
-            // A fully masked row has no defined softmax; it yields zeros rather than NaN.
-            const float inv = l[i] > 0.f ? 1.0f / l[i] : 0.f;
-            for (int64_t d = 0; d < Dv; d++) op[i * Dv + d] = from_f32<T>(acc[i * Dv + d] * inv);
+          if (soft < j_end) {
+            // Past the soft end: all of it at once when the tail bound allows (the usual case),
+            // else the rest of the chunk holding `soft`, then each later chunk unless negligible.
+            float kt = 0.f;
+            for (int64_t c = soft / kBk; c < chunks; c++) kt = std::max(kt, ktail[(b * Hkv + hk) * chunks + c]);
+            if (!negligible(kt, btail[b])) {
+              for (int64_t j0 = soft - soft % kBk; j0 < j_end; j0 += kBk) {
+                if (negligible(kn[j0 / kBk], bmax[b * chunks + j0 / kBk])) continue;
+                run_chunk(j0, std::min(kBk, j_end - j0), soft);
+              }
+            }
           }
+          out_tile(out + b * R.o_sb + h * R.o_sh + i0 * R.o_si, R.o_si, acc.data(), l.data(), nq, Dv, Dvp);
         }
   }
 }
@@ -306,9 +608,24 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
 Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                      int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                      DType dt) {
+  // (B, H, L, D) rows, contiguous heads.
+  const AttnRows R{Hq * Lq * D, Lq * D, D, Hkv * Lk * D, Lk * D, D, Hkv * Lk * Dv, Lk * Dv, Dv, Hq * Lq * Dv, Lq * Dv, Dv};
   if (!SANA_FLOAT_DISPATCH(dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), bias, B, Hq, Hkv,
-                                           Lq, Lk, D, Dv, bias_sb, bias_sh, bias_sq, scale, softcap, causal, window)))
+                                           Lq, Lk, D, Dv, bias_sb, bias_sh, bias_sq, scale, softcap, causal, window, R)))
     return "attention_cpu: dtype must be f32, bf16 or f16";
+  return nullptr;
+}
+
+Status attention_tokens_cpu(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
+                            DType dt) {
+  // q (B, Lq, H, D), kv (B, Lk, 2, H, D): k at kv, v H·D further; out (B, Lq, H, D).
+  const int64_t C = H * D;
+  const AttnRows R{Lq * C, D, C, Lk * 2 * C, D, 2 * C, Lk * 2 * C, D, 2 * C, Lq * C, D, C};
+  const size_t vofs = size_t(C) * dtype_size(dt);
+  if (!SANA_FLOAT_DISPATCH(
+          dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(kv),
+                          reinterpret_cast<const T*>(static_cast<const char*>(kv) + vofs), bias, B, H, H, Lq, Lk, D, D, Lk, 0, 0, scale, 0.f, false, 0, R)))
+    return "attention_tokens_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }
 

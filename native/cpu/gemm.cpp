@@ -7,7 +7,7 @@ namespace sana::cpu {
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
 float* scratch_floats(int slot, size_t n) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[8];
   auto& b = bufs[slot];
   if (b.size() < n) b.resize(n);
   return b.data();

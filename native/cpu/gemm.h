@@ -22,7 +22,8 @@ void pack_b_kn(float* dst, const void* b, int64_t K, int64_t N, DType dt);
 void gemm_packed(void* out, DType out_dt, int64_t ldc, const float* A, int64_t lda, const float* Bp, int64_t M, int64_t N, int64_t K, const float* bias_col,
                  const float* bias_row, bool serial = false);
 
-// Thread-local scratch that only grows: the per-call buffers of the hot paths.
+// Thread-local scratch that only grows: the per-call buffers of the hot paths. Slots 0-7: 0 linear's
+// f32 copy of x, 1-3 conv2d, 4-6 attention (f32 keys, values, key norms), 7 linearResidual.
 float* scratch_floats(int slot, size_t n);
 
 }  // namespace sana::cpu

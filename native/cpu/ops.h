@@ -80,6 +80,11 @@ Status softmax_cpu(void* out, const void* x, int64_t rows, int64_t C, DType dt);
 // --- nn --------------------------------------------------------------------------------------
 // x (M, K) · w (N, K)ᵀ + bias (N, f32, may be null) -> out (M, N) in out_dt. x and w are `dt`.
 Status linear_cpu(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache);
+// The DiT's residual epilogue on linear: out (M, N) = res + gate ⊙ (x · wᵀ + bias), rounded once
+// to out_dt. res (M, N) and gate are out_dt; gate: row m uses gate row m / gate_rows ((M /
+// gate_rows, N): one row per image, broadcast over its tokens), or null for out = res + x · wᵀ + bias.
+Status linear_residual_cpu(void* out, const void* x, const void* w, const float* bias, const void* res, const void* gate, int64_t M, int64_t N, int64_t K,
+                           int64_t gate_rows, DType out_dt, DType dt, WeightCacheSlot* wcache);
 // a (batch, M, K) · b (batch, K, N) [transB: b (batch, N, K)] -> out (batch, M, N) in out_dt.
 // a_bstride / b_bstride: elements between batches (0 broadcasts one matrix over the batch).
 Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
@@ -108,6 +113,12 @@ Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const f
 Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                      int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                      DType dt);
+// The same attention on token-major activations (Sana's cross-attention, no permutes): q (B, Lq,
+// H, D) as the q linear writes it, k and v read in place from the fused k|v linear's output kv
+// (B, Lk, 2, H, D), out (B, Lq, H, D). bias: f32 key bias (B, Lk) added to every head's and
+// query's scores, or null. No GQA, soft-cap, causal or window (attention_cpu has them).
+Status attention_tokens_cpu(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
+                            DType dt);
 // f32 only: q, k, v (B, H, N, D) -> out (B, H, N, D) (Sana's ReLU linear attention).
 Status linear_attention_cpu(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu);
 // The same on token-major qkv (B, N, 3, H, D) of dtype dt (Sana's to_qkv output as is) -> out

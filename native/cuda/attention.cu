@@ -2,7 +2,8 @@
 // query keeps an online-softmax state (running max m, running sum l, output accumulator o) in
 // registers, so no Lq x Lk score matrix exists anywhere. GQA, soft-capping, additive bias,
 // causal masking and sliding windows are handled in the score step.
-// CPU twin: attention_cpu.
+// CPU twins: attention_cpu, attention_tokens_cpu (one kernel: the two layouts differ only in row
+// strides, AttnDesc's q/k/v/o strides).
 //
 // Block: 4 warps, each owning kQPW consecutive queries; lane j scores key j of the tile; output
 // channel d of a query lives in lane d % 32, register d / 32 (Dv <= 256).
@@ -15,6 +16,8 @@ static constexpr int kWarps = 4, kQPW = 2, kMaxD = 256, kMaxR = kMaxD / 32;
 
 struct AttnDesc {
   int64_t Hq, Hkv, Lq, Lk, D, Dv;
+  // Row (b, head, i) of q, k, v, out starts at element b·sb + head·sh + i·si of its tensor.
+  int64_t q_sb, q_sh, q_si, k_sb, k_sh, k_sj, v_sb, v_sh, v_sj, o_sb, o_sh, o_si;
   int64_t bias_sb, bias_sh, bias_sq;
   float scale, softcap;
   int causal;
@@ -35,11 +38,11 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
   const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (a.Hq / a.Hkv);
   const int64_t q_first = int64_t(blockIdx.x) * kWarps * kQPW;
   const int64_t q_last = (q_first + kWarps * kQPW < a.Lq ? q_first + kWarps * kQPW : a.Lq) - 1;
-  const int64_t qbase = (b * a.Hq + h) * a.Lq, kbase = (b * a.Hkv + hk) * a.Lk;
+  const int64_t qbase = b * a.q_sb + h * a.q_sh, kbase = b * a.k_sb + hk * a.k_sh, vbase = b * a.v_sb + hk * a.v_sh, obase = b * a.o_sb + h * a.o_sh;
 
   for (int e = tid; e < kWarps * kQPW * D; e += blockDim.x) {
     int64_t qi = e / D, d = e % D, i = q_first + qi;
-    Qs[e] = i < a.Lq ? ldf(q, a.dt, (qbase + i) * D + d) : 0.f;
+    Qs[e] = i < a.Lq ? ldf(q, a.dt, qbase + i * a.q_si + d) : 0.f;
   }
   float m[kQPW], l[kQPW], o[kQPW][kMaxR];
   SANA_UNROLL
@@ -57,11 +60,11 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
   for (int64_t j0 = kstart; j0 < kend; j0 += KT) {
     for (int e = tid; e < KT * D; e += blockDim.x) {
       int64_t jj = e / D, d = e % D, j = j0 + jj;
-      Ks[jj * (D + 1) + d] = j < a.Lk ? ldf(k, a.dt, (kbase + j) * D + d) : 0.f;
+      Ks[jj * (D + 1) + d] = j < a.Lk ? ldf(k, a.dt, kbase + j * a.k_sj + d) : 0.f;
     }
     for (int e = tid; e < KT * Dv; e += blockDim.x) {
       int64_t jj = e / Dv, d = e % Dv, j = j0 + jj;
-      Vs[e] = j < a.Lk ? ldf(v, a.dt, (kbase + j) * Dv + d) : 0.f;
+      Vs[e] = j < a.Lk ? ldf(v, a.dt, vbase + j * a.v_sj + d) : 0.f;
     }
     __syncthreads();
     SANA_UNROLL
@@ -114,18 +117,29 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
     SANA_UNROLL
     for (int r = 0; r < kMaxR; ++r) {
       const int64_t d = lane + 32 * r;
-      if (d < Dv) stf(out, a.dt, (qbase + i) * Dv + d, o[qi][r] * inv);
+      if (d < Dv) stf(out, a.dt, obase + i * a.o_si + d, o[qi][r] * inv);
     }
   }
+}
+
+// Checks the sizes, fills the rest of the descriptor and launches; `a` holds the dims and strides.
+static Status launch_attention(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, AttnDesc a, cudaStream_t s,
+                               const char* op) {
+  const int64_t D = a.D, Dv = a.Dv;
+  if (D > kMaxD || Dv > kMaxD) return status_printf("%s: head dims D=%lld Dv=%lld exceed %d", op, (long long)D, (long long)Dv, kMaxD);
+  if (a.Hkv <= 0 || a.Hq % a.Hkv != 0) return status_printf("%s: Hq=%lld is not a multiple of Hkv=%lld", op, (long long)a.Hq, (long long)a.Hkv);
+  if (B * a.Hq * a.Lq * Dv == 0) return nullptr;
+  if (B > 65535 || a.Hq > 65535) return status_printf("%s: B=%lld or H=%lld exceed the grid limit", op, (long long)B, (long long)a.Hq);
+  a.KT = D + Dv <= 192 ? 32 : 16;  // keeps shared memory under the 48 KiB default
+  size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D + kWarps * 32);
+  dim3 grid(unsigned(cdiv(a.Lq, kWarps * kQPW)), unsigned(a.Hq), unsigned(B));
+  LAUNCH(grid, kWarps * 32, smem, s, attention_kernel)(out, q, k, v, bias, a);
+  return SANA_LAUNCH_STATUS(op);
 }
 
 Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                       int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                       DType dt, cudaStream_t s) {
-  if (D > kMaxD || Dv > kMaxD) return status_printf("attention: head dims D=%lld Dv=%lld exceed %d", (long long)D, (long long)Dv, kMaxD);
-  if (Hkv <= 0 || Hq % Hkv != 0) return status_printf("attention: Hq=%lld is not a multiple of Hkv=%lld", (long long)Hq, (long long)Hkv);
-  if (B * Hq * Lq * Dv == 0) return nullptr;
-  if (B > 65535 || Hq > 65535) return status_printf("attention: B=%lld or H=%lld exceed the grid limit", (long long)B, (long long)Hq);
   AttnDesc a;
   a.Hq = Hq;
   a.Hkv = Hkv;
@@ -133,6 +147,11 @@ Status attention_cuda(void* out, const void* q, const void* k, const void* v, co
   a.Lk = Lk;
   a.D = D;
   a.Dv = Dv;
+  // (B, H, L, D) rows, contiguous heads.
+  a.q_sb = Hq * Lq * D, a.q_sh = Lq * D, a.q_si = D;
+  a.k_sb = Hkv * Lk * D, a.k_sh = Lk * D, a.k_sj = D;
+  a.v_sb = Hkv * Lk * Dv, a.v_sh = Lk * Dv, a.v_sj = Dv;
+  a.o_sb = Hq * Lq * Dv, a.o_sh = Lq * Dv, a.o_si = Dv;
   a.bias_sb = bias_sb;
   a.bias_sh = bias_sh;
   a.bias_sq = bias_sq;
@@ -140,12 +159,31 @@ Status attention_cuda(void* out, const void* q, const void* k, const void* v, co
   a.softcap = softcap;
   a.causal = causal ? 1 : 0;
   a.window = window;
-  a.KT = D + Dv <= 192 ? 32 : 16;  // keeps shared memory under the 48 KiB default
   a.dt = int(dt);
-  size_t smem = sizeof(float) * size_t(a.KT * (D + 1) + a.KT * Dv + kWarps * kQPW * D + kWarps * 32);
-  dim3 grid(unsigned(cdiv(Lq, kWarps * kQPW)), unsigned(Hq), unsigned(B));
-  LAUNCH(grid, kWarps * 32, smem, s, attention_kernel)(out, q, k, v, bias, a);
-  return SANA_LAUNCH_STATUS("attention");
+  return launch_attention(out, q, k, v, bias, B, a, s, "attention");
+}
+
+Status attention_tokens_cuda(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
+                             DType dt, cudaStream_t s) {
+  // q (B, Lq, H, D), kv (B, Lk, 2, H, D): k at kv, v H·D elements further; out (B, Lq, H, D).
+  const int64_t C = H * D;
+  AttnDesc a;
+  a.Hq = a.Hkv = H;
+  a.Lq = Lq;
+  a.Lk = Lk;
+  a.D = a.Dv = D;
+  a.q_sb = Lq * C, a.q_sh = D, a.q_si = C;
+  a.k_sb = a.v_sb = Lk * 2 * C, a.k_sh = a.v_sh = D, a.k_sj = a.v_sj = 2 * C;
+  a.o_sb = Lq * C, a.o_sh = D, a.o_si = C;
+  a.bias_sb = Lk;
+  a.bias_sh = a.bias_sq = 0;
+  a.scale = scale;
+  a.softcap = 0.f;
+  a.causal = 0;
+  a.window = 0;
+  a.dt = int(dt);
+  const void* v = static_cast<const char*>(kv) + size_t(C) * (dt == DType::F32 ? 4 : 2);
+  return launch_attention(out, q, kv, v, bias, B, a, s, "attentionTokens");
 }
 
 }  // namespace SANA_CUDA_NS

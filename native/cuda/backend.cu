@@ -273,6 +273,8 @@ static const BackendOps kOps = {
     SANA_TWIN(layernorm_modulate),
     SANA_TWIN(dwconv3x3_glu_tokens),
     SANA_TWIN(linear_attention_tokens),
+    SANA_TWIN(attention_tokens),
+    SANA_TWIN(linear_residual),
 };
 SANA_REGISTER_BACKEND(kOps);
 

@@ -1,6 +1,7 @@
-// GEMM family: linear, batched matmul and conv2d (implicit GEMM; depthwise is direct), and
-// GLUMBConv's token-major depthwise 3×3 + GLU (direct).
-// CPU twins: linear_cpu, matmul_cpu, conv2d_cpu, dwconv3x3_glu_tokens_cpu (native/cpu).
+// GEMM family: linear (also with the DiT's residual epilogue), batched matmul and conv2d (implicit
+// GEMM; depthwise is direct), and GLUMBConv's token-major depthwise 3×3 + GLU (direct).
+// CPU twins: linear_cpu, linear_residual_cpu, matmul_cpu, conv2d_cpu, dwconv3x3_glu_tokens_cpu
+// (native/cpu).
 //
 // One tiled kernel computes C[z](m, n) = sum_k A[z](m, k) * B[z](k, n) (+ bias), with the operands
 // described by strides (and an im2col view of B for convolutions):
@@ -31,6 +32,11 @@ struct GemmDesc {
   int64_t c_bs, c_gs, c_sm;
   // bias: 0 none, 1 per column (linear), 2 per row (conv: bias[zg*M + m])
   int bias_mode;
+  // Residual epilogue (linear_residual): C = res + gate ⊙ (A·B + bias), res like C and gate row
+  // m / gate_rows ((·, N), out_dt), applied in gemm_store so the sum is rounded once. res null: none.
+  const void* res;
+  const void* gate;
+  int64_t gate_rows;
   int out_dt;
   // 16-byte load paths of the tensor-core kernel, decided on the host from strides and alignment:
   // vec_a: A rows unit-stride in k; b_mode 1: B unit-stride in k, 2: unit-stride in n, 0: scalar.
@@ -54,7 +60,12 @@ SANA_DEV void gemm_store(void* c, const float* bias, const GemmDesc& d, int64_t 
   if (m >= d.M || n >= d.N) return;
   if (d.bias_mode == 1) v += bias[n];
   else if (d.bias_mode == 2) v += bias[zg * d.M + m];
-  stf(c, d.out_dt, zb * d.c_bs + zg * d.c_gs + m * d.c_sm + n, v);
+  const int64_t at = zb * d.c_bs + zg * d.c_gs + m * d.c_sm + n;
+  if (d.res) {
+    if (d.gate) v *= ldf(d.gate, d.out_dt, (m / d.gate_rows) * d.N + n);
+    v += ldf(d.res, d.out_dt, at);
+  }
+  stf(c, d.out_dt, at, v);
 }
 
 // --- tensor-core kernel -------------------------------------------------------------------------
@@ -334,6 +345,27 @@ Status linear_cuda(void* out, const void* x, const void* w, const float* bias, i
   d.bias_mode = bias ? 1 : 0;
   d.out_dt = int(out_dt);
   return run_gemm(out, x, w, bias, d, 1, false, dt, s, "linear");
+}
+
+Status linear_residual_cuda(void* out, const void* x, const void* w, const float* bias, const void* res, const void* gate, int64_t M, int64_t N, int64_t K,
+                            int64_t gate_rows, DType out_dt, DType dt, WeightCacheSlot*, cudaStream_t s) {
+  if (gate && gate_rows <= 0) return "linear_residual: gate_rows must be positive";
+  // linear_cuda's operands, plus the epilogue read in gemm_store.
+  GemmDesc d = desc0();
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.a_sm = K;
+  d.a_sk = 1;
+  d.b_sk = 1;
+  d.b_sn = K;
+  d.c_sm = N;
+  d.bias_mode = bias ? 1 : 0;
+  d.out_dt = int(out_dt);
+  d.res = res;
+  d.gate = gate;
+  d.gate_rows = gate_rows;
+  return run_gemm(out, x, w, bias, d, 1, false, dt, s, "linearResidual");
 }
 
 Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,

@@ -25,6 +25,8 @@ Status softmax_cuda(void* out, const void* x, int64_t rows, int64_t C, DType dt,
 
 Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot* wcache,
                    cudaStream_t s);
+Status linear_residual_cuda(void* out, const void* x, const void* w, const float* bias, const void* res, const void* gate, int64_t M, int64_t N, int64_t K,
+                            int64_t gate_rows, DType out_dt, DType dt, WeightCacheSlot* wcache, cudaStream_t s);
 Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64_t M, int64_t N, int64_t K, int64_t a_bstride, int64_t b_bstride, bool transB,
                    DType out_dt, DType dt, cudaStream_t s);
 Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
@@ -40,6 +42,8 @@ Status dwconv3x3_glu_tokens_cuda(void* out, const void* u, const void* w, const 
 Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                       int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                       DType dt, cudaStream_t s);
+Status attention_tokens_cuda(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
+                             DType dt, cudaStream_t s);
 Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
                              cudaStream_t s);
 Status linear_attention_tokens_cuda(void* out, const void* qkv, int64_t B, int64_t N, int64_t H, int64_t D, float eps, bool relu, DType dt, cudaStream_t s);

@@ -58,6 +58,8 @@ struct BackendOps {
   decltype(&layernorm_modulate_cpu) layernorm_modulate;
   decltype(&dwconv3x3_glu_tokens_cpu) dwconv3x3_glu_tokens;
   decltype(&linear_attention_tokens_cpu) linear_attention_tokens;
+  decltype(&attention_tokens_cpu) attention_tokens;
+  decltype(&linear_residual_cpu) linear_residual;
 };
 
 // Registry (implemented in registry.cc). Registration happens at load time, lookups later.

@@ -72,6 +72,8 @@ const BackendOps kCpu = {
     layernorm_modulate_cpu,
     dwconv3x3_glu_tokens_cpu,
     linear_attention_tokens_cpu,
+    attention_tokens_cpu,
+    linear_residual_cpu,
 };
 SANA_REGISTER_BACKEND(kCpu);
 

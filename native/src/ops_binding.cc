@@ -318,6 +318,26 @@ OP(Linear) {
   if (w) w.s->sync_cache_bytes();
   return r;
 }
+// linearResidual(out, o, x, o, w, o, bias, o, res, o, gate, o, M, N, K, gate_rows, out_dt, dt)
+OP(LinearResidual) {
+  Args a(info, "linearResidual");
+  auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", false, true), bias = a.tensor("bias", true), res = a.tensor("res"),
+       gate = a.tensor("gate", true);
+  const int64_t M = a.i64("M"), N = a.i64("N"), K = a.i64("K"), gr = a.i64("gate_rows");
+  const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
+  if (gate && (gr <= 0 || M % gr)) a.fail("gate_rows must divide M");
+  a.need(out, M * N, odt, "out");
+  a.need(x, M * K, dt, "x");
+  a.need(w, N * K, dt, "w");
+  a.need(bias, N, DType::F32, "bias");
+  a.need(res, M * N, odt, "res");
+  if (gate && gr > 0) a.need(gate, M / gr * N, odt, "gate");
+  Napi::Value r = a.finish(a.be() ? a.be()->linear_residual : nullptr, [&](auto fn) {
+    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), res.ptr(), gate.ptr(), M, N, K, gr, odt, dt, &w.s->wcache);
+  });
+  if (w) w.s->sync_cache_bytes();
+  return r;
+}
 OP(Matmul) {
   Args a(info, "matmul");
   auto out = a.tensor("out"), x = a.tensor("a"), y = a.tensor("b");
@@ -443,6 +463,20 @@ OP(Attention) {
               window, dt);
   });
 }
+OP(AttentionTokens) {
+  Args a(info, "attentionTokens");
+  auto out = a.tensor("out"), q = a.tensor("q"), kv = a.tensor("kv"), bias = a.tensor("bias", true);
+  const int64_t B = a.i64("B"), H = a.i64("H"), Lq = a.i64("Lq"), Lk = a.i64("Lk"), D = a.i64("D");
+  const float scale = float(a.f64("scale"));
+  const DType dt = a.dtype("dt");
+  if (B < 0 || H < 0 || Lq < 0 || Lk < 0 || D < 0) a.fail("negative size");
+  a.need(out, B * Lq * H * D, dt, "out");
+  a.need(q, B * Lq * H * D, dt, "q");
+  a.need(kv, B * Lk * 2 * H * D, dt, "kv");
+  a.need(bias, B * Lk, DType::F32, "bias");
+  return a.finish(a.be() ? a.be()->attention_tokens : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), q.ptr(), kv.ptr(), static_cast<const float*>(bias.ptr()), B, H, Lq, Lk, D, scale, dt); });
+}
 OP(LinearAttention) {
   Args a(info, "linearAttention");
   auto out = a.tensor("out"), q = a.tensor("q"), k = a.tensor("k"), v = a.tensor("v");
@@ -527,6 +561,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "modulate" || op == "addGated") ok = be->ternary && f;
   else if (op == "softmax") ok = be->softmax && f;
   else if (op == "linear") ok = be->linear && f;
+  else if (op == "linearResidual") ok = be->linear_residual && f;
   else if (op == "matmul") ok = be->matmul && f;
   else if (op == "conv2d") ok = be->conv2d && f;
   else if (op == "rmsnorm") ok = be->rmsnorm && f;
@@ -536,6 +571,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "dwconv3x3GluTokens") ok = be->dwconv3x3_glu_tokens && f;
   else if (op == "linearAttentionTokens") ok = be->linear_attention_tokens && f;
   else if (op == "attention") ok = be->attention && f;
+  else if (op == "attentionTokens") ok = be->attention_tokens && f;
   else if (op == "linearAttention") ok = be->linear_attention && f;
   else if (op == "rope") ok = be->rope && f;
   else if (op == "embedding") ok = be->embedding && f;
@@ -561,6 +597,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("ternary", Napi::Function::New(env, Ternary));
   ops.Set("softmax", Napi::Function::New(env, Softmax));
   ops.Set("linear", Napi::Function::New(env, Linear));
+  ops.Set("linearResidual", Napi::Function::New(env, LinearResidual));
   ops.Set("matmul", Napi::Function::New(env, Matmul));
   ops.Set("conv2d", Napi::Function::New(env, Conv2d));
   ops.Set("rmsnorm", Napi::Function::New(env, Rmsnorm));
@@ -570,6 +607,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("dwconv3x3GluTokens", Napi::Function::New(env, Dwconv3x3GluTokens));
   ops.Set("linearAttentionTokens", Napi::Function::New(env, LinearAttentionTokens));
   ops.Set("attention", Napi::Function::New(env, Attention));
+  ops.Set("attentionTokens", Napi::Function::New(env, AttentionTokens));
   ops.Set("linearAttention", Napi::Function::New(env, LinearAttention));
   ops.Set("rope", Napi::Function::New(env, Rope));
   ops.Set("embedding", Napi::Function::New(env, Embedding));

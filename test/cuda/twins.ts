@@ -121,6 +121,26 @@ export function twinCases(): TwinCase[] {
       (dt) => (b, x) => b.conv2d(x.rand([2, 16, 4, 6], dt), x.rand([24, 16, 1, 1], dt, -0.3, 0.3), x.rand([24], 'f32')),
       gemmTol,
     ),
+    // the DiT's residual epilogue: per-image gate rows (2 × 37 rows), no gate, one shared gate row
+    ...perDtype(
+      'linearResidual gated (2,37,45)x(70,45)+bias',
+      FLOATS,
+      (dt) => (b, x) =>
+        b.linearResidual(x.rand([2, 37, 45], dt), x.rand([70, 45], dt, -0.3, 0.3), x.rand([70], 'f32'), x.rand([2, 37, 70], dt), x.rand([2, 1, 70], dt)),
+      gemmTol,
+    ),
+    ...perDtype(
+      'linearResidual plain add (3,37,64)x(72,64)',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.linearResidual(x.rand([3, 37, 64], dt), x.rand([72, 64], dt, -0.3, 0.3), undefined, x.rand([3, 37, 72], dt)),
+      gemmTol,
+    ),
+    ...perDtype(
+      'linearResidual shared gate (5,130)x(9,130)',
+      ['bf16'],
+      (dt) => (b, x) => b.linearResidual(x.rand([5, 130], dt), x.rand([9, 130], dt, -0.3, 0.3), x.rand([9], 'f32'), x.rand([5, 9], dt), x.rand([9], dt)),
+      gemmTol,
+    ),
     ...perDtype('matmul (3,19,33)x(3,33,67)', FLOATS, (dt) => (b, x) => b.matmul(x.rand([3, 19, 33], dt), x.rand([3, 33, 67], dt)), gemmTol),
     ...perDtype('matmul transB, b unbatched', FLOATS, (dt) => (b, x) => b.matmul(x.rand([2, 2, 21, 40], dt), x.rand([66, 40], dt), true), gemmTol),
     ...perDtype(
@@ -231,6 +251,27 @@ export function twinCases(): TwinCase[] {
           scale: 72 ** -0.5,
           bias: x.rand([2, 1, 1, 30], 'f32'),
         }),
+      attTol,
+    ),
+    // token-major q (B, Lq, H·D) and k|v (B, Lk, 2, H, D) read in place; a padding-style key bias
+    // (-10000 past 11 / 40 keys) and 70 keys: two CPU key chunks, the second skipped on the CPU
+    ...perDtype(
+      'attentionTokens (Sana cross shape, padded keys)',
+      FLOATS,
+      (dt) => (b, x) => {
+        const bias = b.fromArray(
+          Float32Array.from({ length: 2 * 70 }, (_, i) => (i % 70 < (i < 70 ? 11 : 40) ? 0 : -10000)),
+          [2, 70],
+          'f32',
+        );
+        return b.attentionTokens(x.rand([2, 41, 3 * 72], dt, -2, 2), x.rand([2, 70, 2 * 3 * 72], dt, -2, 2), 3, { scale: 72 ** -0.5, bias });
+      },
+      attTol,
+    ),
+    ...perDtype(
+      'attentionTokens no bias, head dim 20',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.attentionTokens(x.rand([1, 19, 2 * 20], dt), x.rand([1, 33, 2 * 2 * 20], dt), 2, { scale: 20 ** -0.5 }),
       attTol,
     ),
     {

@@ -34,6 +34,57 @@ for (const b of backendsUnderTest()) {
       const xr = Float64Array.from(b.cast(x.t, 'bf16').toFloat32());
       expectClose('linear mixed', got.toFloat32(), R.linear(xr, w.v, undefined, 5, 17, 33), 'f32', 10);
     });
+    it('linearResidual: res + gate ⊙ (x·wᵀ + bias) with per-image, shared or no gate', () => {
+      const arb = fc.record({
+        B: dim(1, 3),
+        T: dim(1, 20),
+        N: dim(1, 40),
+        K: dim(1, 70),
+        bias: fc.boolean(),
+        gate: fc.constantFrom('image', 'shared', 'none'),
+      });
+      forAll(b, 'linearResidual', arb, ({ B, T, N, K, bias, gate }, dt, seed) => {
+        const x = rand(b, [B, T, K], dt, seed, 0.5),
+          w = rand(b, [N, K], dt, seed + 1, 0.5),
+          bs = rand(b, [N], 'f32', seed + 2),
+          res = rand(b, [B, T, N], dt, seed + 3),
+          g = rand(b, gate === 'image' ? [B, 1, N] : [N], dt, seed + 4);
+        const gt = gate === 'none' ? undefined : g;
+        const got = b.linearResidual(x.t, w.t, bias ? bs.t : undefined, res.t, gt?.t);
+        expect(got.shape).toEqual([B, T, N]);
+        expect(got.dtype).toBe(dt);
+        const want = R.linearResidual(x.v, w.v, bias ? bs.v : undefined, res.v, gt?.v, gate === 'image' ? T : B * T, B * T, N, K);
+        expectClose('linearResidual', got.toFloat32(), want, dt);
+        // second call: the packed weight and the cached primitive
+        expectClose('linearResidual (cached)', b.linearResidual(x.t, w.t, bias ? bs.t : undefined, res.t, gt?.t).toFloat32(), want, dt);
+      });
+    });
+    it('linearResidual: 2 × 700 rows × 1600 (the portable epilogue runs in row blocks that cross the per-image gate rows)', () => {
+      for (const dt of ['f16', 'bf16', 'f32'] as const) {
+        if (!b.supportsOp('linearResidual', dt)) continue;
+        b.scope(() => {
+          const [B, T, N, K] = [2, 700, 1600, 8];
+          const x = rand(b, [B, T, K], dt, 41, 0.5),
+            w = rand(b, [N, K], dt, 42, 0.5),
+            res = rand(b, [B, T, N], dt, 43),
+            g = rand(b, [B, 1, N], dt, 44);
+          const want = R.linearResidual(x.v, w.v, undefined, res.v, g.v, T, B * T, N, K);
+          expectClose('linearResidual (row blocks)', b.linearResidual(x.t, w.t, undefined, res.t, g.t).toFloat32(), want, dt);
+        });
+      }
+    });
+    it('linearResidual equals addGated(res, gate, linear) and add(res, linear) (the ops it replaces)', () => {
+      const x = rand(b, [2, 9, 48], 'f32', 21, 0.5),
+        w = rand(b, [40, 48], 'f32', 22, 0.5),
+        bs = rand(b, [40], 'f32', 23),
+        res = rand(b, [2, 9, 40], 'f32', 24),
+        g = rand(b, [2, 1, 40], 'f32', 25);
+      const lin = b.linear(x.t, w.t, bs.t);
+      expectClose('gated', b.linearResidual(x.t, w.t, bs.t, res.t, g.t).toFloat32(), Float64Array.from(b.addGated(res.t, g.t, lin).toFloat32()), 'f32');
+      expectClose('plain', b.linearResidual(x.t, w.t, bs.t, res.t).toFloat32(), Float64Array.from(b.add(res.t, lin).toFloat32()), 'f32');
+      expect(() => b.linearResidual(x.t, w.t, bs.t, b.slice(res.t, 1, 0, 8))).toThrow(/residual/);
+      expect(() => b.linearResidual(x.t, w.t, bs.t, res.t, b.slice(g.t, 2, 0, 39))).toThrow(/gate/);
+    });
     it('matmul: batched, broadcast batch, transB', () => {
       const arb = fc.record({
         batch: dim(1, 3),
@@ -127,6 +178,14 @@ for (const b of backendsUnderTest()) {
       const glu = b.gluMul(b.slice(dw, 1, 0, F), b.slice(dw, 1, F, 2 * F), 'silu');
       const want = Float64Array.from(b.permute(b.reshape(glu, [B, F, H * W]), [0, 2, 1]).toFloat32());
       expectClose('dwconv3x3GluTokens vs composed', b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W]).toFloat32(), want, 'f32');
+      // SiLU far into both tails (the AVX-512 SiLU drops vec.h's overflow selects): inputs up to ±200
+      const ub = rand(b, [B, H * W, 2 * F], 'f32', 8, 60);
+      expectClose(
+        'dwconv3x3GluTokens, large inputs',
+        b.dwconv3x3GluTokens(ub.t, w.t, bs.t, [H, W], true).toFloat32(),
+        R.dwconv3x3GluTokens(ub.v, B, H, W, F, w.v, bs.v, true),
+        'f32',
+      );
       expect(() => b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W + 1])).toThrow(/grid/);
     });
     it('linearAttentionTokens: token-major qkv, heads, relu on/off', () => {
@@ -201,6 +260,74 @@ for (const b of backendsUnderTest()) {
         },
         { runs: 16 },
       );
+    });
+    it('attentionTokens: token-major q, k|v in place, head dims across the 16-float column blocks, key biases', () => {
+      // Lk up to 150 crosses the CPU kernel's 64-key chunks; D up to 100 its 16/64/80-float PV blocks.
+      const arb = fc.record({
+        B: dim(1, 2),
+        H: dim(1, 3),
+        Lq: dim(1, 40),
+        Lk: dim(1, 150),
+        D: fc.constantFrom(1, 8, 20, 33, 72, 80, 100),
+        bias: fc.constantFrom('none', 'random', 'padding', 'all masked'),
+        visible: dim(1, 150),
+      });
+      forAll(
+        b,
+        'attentionTokens',
+        arb,
+        (p, dt, seed) => {
+          const C = p.H * p.D;
+          const q = rand(b, [p.B, p.Lq, C], dt, seed),
+            kv = rand(b, [p.B, p.Lk, 2 * C], dt, seed + 1);
+          // padding: Sana's (1 - mask)·(-10000) past `visible` keys (different per batch row)
+          const vis = (bb: number): number => Math.max(1, Math.min(p.Lk, p.visible - 7 * bb));
+          const bv =
+            p.bias === 'random'
+              ? randn(seed + 2, p.B * p.Lk)
+              : Float32Array.from({ length: p.B * p.Lk }, (_, i) =>
+                  p.bias === 'all masked' || (p.bias === 'padding' && i % p.Lk >= vis(Math.floor(i / p.Lk))) ? -10000 : 0,
+                );
+          const bias = p.bias === 'none' ? undefined : b.fromArray(bv, [p.B, p.Lk], 'f32');
+          const scale = 1 / Math.sqrt(p.D);
+          const got = b.attentionTokens(q.t, kv.t, p.H, { scale, bias });
+          expect(got.shape).toEqual([p.B, p.Lq, C]);
+          const want = R.attentionTokens(q.v, kv.v, p.B, p.Lq, p.Lk, p.H, p.D, scale, bias ? Float64Array.from(bv) : undefined);
+          expectClose('attentionTokens', got.toFloat32(), want, dt);
+        },
+        { runs: 16 },
+      );
+    });
+    it('attentionTokens equals permute → attention → permute (the path it replaces); skipped padded keys change no bit', () => {
+      const [B, Lq, Lk, H, D, vis] = [2, 37, 300, 3, 72, 40];
+      const q = rand(b, [B, Lq, H * D], 'f32', 31),
+        kv = rand(b, [B, Lk, 2 * H * D], 'f32', 32);
+      const mask = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -10000));
+      const bias = b.fromArray(mask, [B, Lk], 'f32');
+      const scale = D ** -0.5;
+      const qh = b.permute(b.reshape(q.t, [B, Lq, H, D]), [0, 2, 1, 3]);
+      const kvh = b.permute(b.reshape(kv.t, [B, Lk, 2, H, D]), [2, 0, 3, 1, 4]);
+      const k = b.reshape(b.slice(kvh, 0, 0, 1), [B, H, Lk, D]),
+        v = b.reshape(b.slice(kvh, 0, 1, 2), [B, H, Lk, D]);
+      const composed = b.reshape(b.permute(b.attention(qh, k, v, { scale, bias }), [0, 2, 1, 3]), [B, Lq, H * D]);
+      const got = b.attentionTokens(q.t, kv.t, H, { scale, bias }).toFloat32();
+      expectClose('attentionTokens vs composed', got, Float64Array.from(composed.toFloat32()), 'f32');
+      // the keys past `vis` have probability exactly 0: the same call on the visible keys alone
+      // (kv truncated, no bias) gives the very same bits
+      const kvVis = b.slice(kv.t, 1, 0, vis);
+      expect(b.attentionTokens(q.t, kvVis, H, { scale }).toFloat32()).toEqual(got);
+      // a tail that is not negligible is still taken: scores of ±1000s against a bias drop of 2000
+      const qb = rand(b, [B, Lq, H * D], 'f32', 33, 30),
+        kvb = rand(b, [B, Lk, 2 * H * D], 'f32', 34, 30);
+      const drop = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -2000));
+      expectClose(
+        'attentionTokens, large scores',
+        b.attentionTokens(qb.t, kvb.t, H, { scale, bias: b.fromArray(drop, [B, Lk], 'f32') }).toFloat32(),
+        R.attentionTokens(qb.v, kvb.v, B, Lq, Lk, H, D, scale, Float64Array.from(drop)),
+        'f32',
+      );
+      expect(() => b.attentionTokens(q.t, kv.t, 5, { scale })).toThrow(/heads/);
+      expect(() => b.attentionTokens(q.t, kv.t, H, { scale, bias: b.fromArray(new Float32Array(B * Lq * Lk), [B, 1, Lq, Lk]) })).toThrow(/key bias/);
     });
     it('linearAttention (ReLU, f32 inside whatever the dtype)', () => {
       const arb = fc.record({ B: dim(1, 2), H: dim(1, 3), N: dim(1, 30), D: dim(1, 16), relu: fc.boolean() });

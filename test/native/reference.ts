@@ -114,6 +114,12 @@ export function linear(x: Arr, w: Arr, bias: Arr | undefined, M: number, N: numb
     }
   return out;
 }
+/** res + gate ⊙ (x (M, K) · w (N, K)ᵀ + bias); gate row m / gateRows, or none. */
+export function linearResidual(x: Arr, w: Arr, bias: Arr | undefined, res: Arr, gate: Arr | undefined, gateRows: number, M: number, N: number, K: number): Arr {
+  const y = linear(x, w, bias, M, N, K);
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) y[m * N + n] = res[m * N + n] + (gate ? gate[Math.floor(m / gateRows) * N + n] : 1) * y[m * N + n];
+  return y;
+}
 /** a (batch?, M, K) · b (batch?, K, N | N, K); a batch of 1 broadcasts. */
 export function matmul(a: Arr, b: Arr, batch: number, aBatched: boolean, bBatched: boolean, M: number, N: number, K: number, transB: boolean): Arr {
   const out = new Float64Array(batch * M * N);
@@ -300,6 +306,15 @@ export function attention(q: Arr, k: Arr, v: Arr, [B, Hq, Lq, D]: number[], Hkv:
         }
       }
   return out;
+}
+/** Token-major attention: q (B, Lq, H, D), kv (B, Lk, 2, H, D), key bias (B, Lk) -> (B, Lq, H, D),
+ *  by the full-matrix reference above on the permuted tensors. */
+export function attentionTokens(q: Arr, kv: Arr, B: number, Lq: number, Lk: number, H: number, D: number, scale: number, bias?: Arr): Arr {
+  const qh = permute(q, [B, Lq, H, D], [0, 2, 1, 3]);
+  const kvh = permute(kv, [B, Lk, 2, H, D], [2, 0, 3, 1, 4]);
+  const n = B * H * Lk * D;
+  const o = attention(qh, kvh.subarray(0, n), kvh.subarray(n), [B, H, Lq, D], H, Lk, D, { scale, bias, biasShape: bias ? [B, Lk] : undefined });
+  return permute(o, [B, H, Lq, D], [0, 2, 1, 3]);
 }
 /** Sana ReLU linear attention, q/k/v (B, H, N, D). */
 export function linearAttention(q: Arr, k: Arr, v: Arr, [B, H, N, D]: number[], eps: number, relu: boolean): Arr {

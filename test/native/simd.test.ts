@@ -2,7 +2,8 @@
 // call (native/cpu/vec.h); SANA_CPU_ISA lowers the choice, so each clone is checked here on the
 // same machine. Covers what the random-shape suite does not reach: rows longer than one chunk
 // and one work item, chunk tails, the polynomial exp/tanh accuracy, bf16 rounding ties and NaN,
-// attention's register-blocked QK/PV paths (two query rows at a time, Dv in 64/16/1 blocks).
+// attention's register-blocked QK/PV paths (4-row tiles, 16-float column blocks, key columns cut
+// to the visible keys) and the linear attention's small-GEMM tiles.
 import { afterAll, describe, expect, it } from 'vitest';
 import { getBackend } from '../../native/index.ts';
 import * as R from './reference.ts';
@@ -202,6 +203,32 @@ for (const isa of ISAS) {
           const got = b.attention(q.t, k.t, v.t, { scale: 0.2, bias });
           const want = R.attention(q.v, k.v, v.v, [2, 2, 9, 40], 2, 150, 40, { scale: 0.2, bias: Float64Array.from(bv), biasShape: [2, 150] });
           expectClose('attention with key padding', got.toFloat32(), want, dt);
+        });
+      });
+      it(`attentionTokens (16/48/80-float tiles, padded caption) and linearAttentionTokens (8/4/2/1-row tiles) (${dt})`, () => {
+        use();
+        b.scope(() => {
+          // Sana cross shape cut down: 3 heads of 72, 45 queries, 150 keys, visible 40 / 1.
+          const [B, Lq, Lk, H, D] = [2, 45, 150, 3, 72];
+          const q = rand(b, [B, Lq, H * D], dt, 61),
+            kv = rand(b, [B, Lk, 2 * H * D], dt, 62);
+          const bv = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < (i < Lk ? 40 : 1) ? 0 : -10000));
+          const scale = D ** -0.5;
+          for (const bias of [undefined, bv]) {
+            const got = b.attentionTokens(q.t, kv.t, H, { scale, bias: bias && b.fromArray(bias, [B, Lk], 'f32') });
+            expectClose('attentionTokens', got.toFloat32(), R.attentionTokens(q.v, kv.v, B, Lq, Lk, H, D, scale, bias && Float64Array.from(bias)), dt);
+          }
+          // 2 × 37 tokens (8-row tiles and a 4 + 1 tail), head dims 32 (Sana) and 20 (Dp 32).
+          for (const d of [32, 20]) {
+            const qkv = rand(b, [2, 37, 3 * 3 * d], dt, 63);
+            expectClose(
+              'linearAttentionTokens',
+              b.linearAttentionTokens(qkv.t, 3, 1e-6).toFloat32(),
+              R.linearAttentionTokens(qkv.v, 2, 37, 3, d, 1e-6, true),
+              dt,
+              2,
+            );
+          }
         });
       });
     }

@@ -298,7 +298,7 @@ interface Dims {
 }
 
 function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, tmod3: Tensor, g: Dims): Tensor {
-  const { B, N, D, H, Hc, dc, h, w, L } = g;
+  const { B, D, H, Hc, dc, h, w } = g;
   const mod = bk.add(tmod3, blk.sst); // (B, 6, D)
   const chunk = (k: number): Tensor => bk.slice(mod, 1, k, k + 1); // (B, 1, D)
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map(chunk) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
@@ -327,9 +327,10 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
     if (g.pe < B) parts.push(linAttn(bk.slice(qkv, 0, g.pe, B)));
     att = parts.length === 1 ? parts[0]! : bk.concat(parts, 0); // (B, N, D)
   }
-  let a1 = bk.linear(att, blk.o1W, blk.o1B); // (B, N, D)
-  if (g.dtype === 'f16') a1 = bk.clamp(a1, -65504, 65504);
-  X = bk.addGated(X, gateMsa, a1);
+  // X + gate ⊙ to_out(att) in the GEMM's epilogue (one rounding, no (B, N, D) intermediate). f16
+  // keeps the separate ops: diffusers clamps to_out's f16 output to ±65504 before the residual.
+  if (g.dtype === 'f16') X = bk.addGated(X, gateMsa, bk.clamp(bk.linear(att, blk.o1W, blk.o1B), -65504, 65504));
+  else X = bk.linearResidual(att, blk.o1W, blk.o1B, X, gateMsa); // (B, N, D)
 
   // 2. cross-attention: no norm, no modulation, no gate
   let qLin = bk.linear(X, blk.q2W, blk.q2B); // (B, N, X)
@@ -339,13 +340,9 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
     qLin = bk.rmsnorm(qLin, blk.qk.q2, undefined, 1e-5);
     kvLin = bk.concat([bk.rmsnorm(bk.slice(kvLin, 2, 0, Xw), blk.qk.k2, undefined, 1e-5), bk.slice(kvLin, 2, Xw, 2 * Xw)], 2); // (B, L, 2X)
   }
-  const q = bk.permute(bk.reshape(qLin, [B, N, Hc, dc]), [0, 2, 1, 3]); // (B, Hc, N, dc)
-  const kv = bk.permute(bk.reshape(kvLin, [B, L, 2, Hc, dc]), [2, 0, 3, 1, 4]); // (2, B, Hc, L, dc)
-  const k = bk.reshape(bk.slice(kv, 0, 0, 1), [B, Hc, L, dc]);
-  const v = bk.reshape(bk.slice(kv, 0, 1, 2), [B, Hc, L, dc]);
-  const o2 = bk.attention(q, k, v, { scale: 1 / Math.sqrt(dc), bias }); // (B, Hc, N, dc)
-  const o2t = bk.reshape(bk.permute(o2, [0, 2, 1, 3]), [B, N, Hc * dc]); // (B, N, Hc·dc)
-  X = bk.add(X, bk.linear(o2t, blk.o2W, blk.o2B));
+  // Token-major: q (B, N, Hc·dc) and k|v (B, L, 2, Hc, dc) are read in place, no head permutes.
+  const o2 = bk.attentionTokens(qLin, kvLin, Hc, { scale: 1 / Math.sqrt(dc), bias }); // (B, N, Hc·dc)
+  X = bk.linearResidual(o2, blk.o2W, blk.o2B, X); // X + to_out(o2)
 
   // 3. Mix-FFN (GLUMBConv): 1×1 convs as linears on tokens, the depthwise 3×3 on the (h, w) grid.
   // diffusers: silu(conv_inverted) → conv_depth (3×3, padding 1, groups 2F) → chunk(2) on channels →
@@ -353,6 +350,5 @@ function runBlock(bk: Backend, blk: Block, X: Tensor, Y: Tensor, bias: Tensor, t
   const Fi = bk.layernormModulate(X, shiftMlp, scaleMlp, g.eps); // (B, N, D)
   const u = bk.linear(Fi, blk.invW, blk.invB); // (B, N, 2F), before its SiLU
   const gTok = bk.dwconv3x3GluTokens(u, blk.dwW, blk.dwB, [h, w], true); // (B, N, F): value · silu(gate)
-  const Fo = bk.linear(gTok, blk.ptW); // (B, N, D)
-  return bk.addGated(X, gateMlp, Fo);
+  return bk.linearResidual(gTok, blk.ptW, undefined, X, gateMlp); // X + gate ⊙ conv_point(gTok): (B, N, D)
 }
