@@ -3,7 +3,7 @@
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { parseArgs, parseSet, UsageError, WorkflowInputError, type FlagSpec } from './args.ts';
-import type { CacheMode } from '../web/server/options.ts';
+import type { CacheMode, StoreKind } from '../web/server/options.ts';
 
 // The engine, nodes and server are imported only by the command that needs them, so usage
 // errors and --help answer at once.
@@ -13,7 +13,8 @@ const USAGE = `usage:
                    [--models-dir D] [--user-dir D] [--cache classic|lru|none] [--cache-size N]
                    [--enable-cors-header [ORIGIN]] [--max-upload-size MB] [--max-history N] [--verbose]
                    [--front-end-root DIR] [--multi-user] [--threads N]
-                   [--redis redis://HOST:PORT[/DB] [--redis-prefix P]]
+                   [--redis redis://HOST:PORT[/DB] [--redis-prefix P]
+                    [--store shared-dir|redis] [--store-max-file-mb MB] [--store-ttl-hours H]]
   sana-graph run <workflow.json|image.png> [--output-dir D] [--input-dir D] [--temp-dir D]
                    [--models-dir D] [--set <node>.<input>=<value> ...] [--json] [--quiet] [--profile]
                    [--threads N]
@@ -21,16 +22,45 @@ const USAGE = `usage:
   sana-graph worker --redis redis://HOST:PORT[/DB] [--worker-id ID] [--redis-prefix P] [--output-dir D]
                    [--input-dir D] [--temp-dir D] [--models-dir D] [--cache classic|lru|none]
                    [--cache-size N] [--max-history N] [--threads N]
+                   [--store shared-dir|redis] [--store-max-file-mb MB] [--store-ttl-hours H]
 
   run: <node> is a node id, its title, or a class type used once; <value> is JSON when it
        parses (42, true, "text") and a plain string otherwise. Prints the saved image paths;
        exit code 0 ok, 1 node error, 2 invalid workflow, 130 interrupted.
   serve --redis: a front end of a cluster (README.md, "Scale out with Redis"): the queue, history
-       and events live in Redis and \`sana-graph worker\` processes run the prompts; --output-dir,
-       --input-dir and --temp-dir must be the folders the workers use (a shared mount). Exit code 3
-       when Redis is unreachable at start; while it is down later, /prompt answers 503.
+       and events live in Redis and \`sana-graph worker\` processes run the prompts. Images: with
+       --store shared-dir (default) --output-dir, --input-dir and --temp-dir must be the folders
+       the workers use (a shared mount); with --store redis they live in Redis (give every front
+       end and worker the same --store flags). Exit code 3 when Redis is unreachable at start;
+       while it is down later, /prompt answers 503.
   worker: runs prompts queued through Redis (cluster/README.md); exit code 3 when Redis is
        unreachable at start.`;
+
+/** Where a cluster keeps its images (cluster/output_store.ts): serve --redis and worker. */
+const STORE_FLAGS: Record<string, FlagSpec> = {
+  store: { kind: 'string', choices: ['shared-dir', 'redis'] },
+  'store-max-file-mb': { kind: 'number' },
+  'store-ttl-hours': { kind: 'number' },
+};
+
+/** --store and its limits, checked: redis needs --redis; the limits need --store redis. */
+function storeFlags(flags: Record<string, unknown>, redis: string | undefined) {
+  const store = str(flags.store) as StoreKind | undefined;
+  const maxMb = num(flags['store-max-file-mb']);
+  const ttlHours = num(flags['store-ttl-hours']);
+  if (store === 'redis' && redis === undefined) throw new UsageError("--store redis keeps the images in the cluster's Redis: it needs --redis");
+  if ((maxMb !== undefined || ttlHours !== undefined) && store !== 'redis')
+    throw new UsageError('--store-max-file-mb and --store-ttl-hours need --store redis');
+  if (maxMb !== undefined && !(maxMb > 0 && maxMb <= 512))
+    throw new UsageError(`--store-max-file-mb must be more than 0 and at most 512 (Redis's largest value), got ${maxMb}`);
+  if (ttlHours !== undefined && !(ttlHours >= 0 && Number.isFinite(ttlHours)))
+    throw new UsageError(`--store-ttl-hours must be 0 (keep) or more, got ${ttlHours}`);
+  return {
+    store,
+    storeMaxFileBytes: maxMb === undefined ? undefined : Math.max(1, Math.round(maxMb * 1024 * 1024)),
+    storeTtlSeconds: ttlHours === undefined ? undefined : Math.round(ttlHours * 3600),
+  };
+}
 
 const SERVE_FLAGS: Record<string, FlagSpec> = {
   listen: { kind: 'optional-string', implicit: '0.0.0.0' },
@@ -51,6 +81,7 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
   'multi-user': { kind: 'boolean' },
   redis: { kind: 'string' },
   'redis-prefix': { kind: 'string' },
+  ...STORE_FLAGS,
 };
 
 const RUN_FLAGS: Record<string, FlagSpec> = {
@@ -77,6 +108,7 @@ const WORKER_FLAGS: Record<string, FlagSpec> = {
   'cache-size': { kind: 'number' },
   'max-history': { kind: 'number' },
   threads: { kind: 'number' },
+  ...STORE_FLAGS,
 };
 
 /** Test hook shared with the server: extra node modules from SANA_GRAPH_EXTRA_NODES. */
@@ -113,6 +145,7 @@ async function serve(argv: string[]): Promise<number> {
   applyThreadsFlag(flags.threads);
   const redis = str(flags.redis);
   if (flags['redis-prefix'] !== undefined && redis === undefined) throw new UsageError('--redis-prefix needs --redis');
+  const store = storeFlags(flags, redis);
   const { startServer } = await import('../web/server/index.ts');
   let display = '';
   if (redis !== undefined) {
@@ -139,6 +172,7 @@ async function serve(argv: string[]): Promise<number> {
     multiUser: flags['multi-user'] === true,
     redis,
     redisPrefix: str(flags['redis-prefix']),
+    ...store,
   };
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -151,7 +185,7 @@ async function serve(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const mode = redis !== undefined ? `, cluster front end over ${display}` : '';
+  const mode = redis !== undefined ? `, cluster front end over ${display}, images in ${store.store === 'redis' ? 'Redis' : 'the shared folders'}` : '';
   process.stderr.write(`sana-graph: serving on ${server.url} (editor at ${server.url}/${mode})\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -201,6 +235,7 @@ async function worker(argv: string[]): Promise<number> {
   const redis = str(flags.redis);
   if (!redis) throw new UsageError('worker needs --redis redis://HOST:PORT[/DB]');
   applyThreadsFlag(flags.threads);
+  const store = storeFlags(flags, redis);
   const { runWorker, EXIT_REDIS_UNAVAILABLE } = await import('./worker.ts');
   const { RedisUnavailableError, RedisUrlError } = await import('../cluster/connection.ts');
   try {
@@ -212,6 +247,7 @@ async function worker(argv: string[]): Promise<number> {
       cache: str(flags.cache) as CacheMode | undefined,
       cacheSize: num(flags['cache-size']),
       maxHistory: num(flags['max-history']),
+      ...store,
       extraNodeModules: extraNodeModules(),
       stderr: (s) => process.stderr.write(s),
     });

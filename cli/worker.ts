@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseRedisUrl, statusLine, type RedisStatus } from '../cluster/connection.ts';
 import { ClusterWorker } from '../cluster/worker.ts';
 import { processHost } from '../host/process.ts';
-import { resolveOptions, type CacheMode } from '../web/server/options.ts';
+import { resolveOptions, type CacheMode, type StoreKind } from '../web/server/options.ts';
 
 /** Redis was unreachable at start (the CLI's exit code for it). */
 export const EXIT_REDIS_UNAVAILABLE = 3;
@@ -25,6 +25,10 @@ export interface WorkerCliOptions {
   cache?: CacheMode;
   cacheSize?: number;
   maxHistory?: number;
+  /** `redis`: copy inputs in and outputs out through Redis (cluster/redis_store.ts). */
+  store?: StoreKind;
+  storeMaxFileBytes?: number;
+  storeTtlSeconds?: number;
   extraNodeModules: string[];
   stderr: (s: string) => void;
 }
@@ -54,6 +58,9 @@ export async function runWorker(o: WorkerCliOptions): Promise<number> {
     cache: o.cache,
     cacheSize: o.cacheSize,
     extraNodeModules: o.extraNodeModules,
+    store: o.store,
+    storeMaxFileBytes: o.storeMaxFileBytes,
+    storeTtlSeconds: o.storeTtlSeconds,
   });
   for (const d of [opts.outputDir, opts.inputDir, opts.tempDir]) fs.mkdirSync(d, { recursive: true });
   const target = parseRedisUrl(o.redis).display;
@@ -64,6 +71,14 @@ export async function runWorker(o: WorkerCliOptions): Promise<number> {
     workerId: o.workerId,
     maxHistory: o.maxHistory,
     devices,
+    redisStore:
+      opts.store === 'redis'
+        ? {
+            folders: { output: opts.outputDir, input: opts.inputDir, temp: opts.tempDir },
+            maxFileBytes: opts.storeMaxFileBytes,
+            ttlSeconds: opts.storeTtlSeconds,
+          }
+        : undefined,
     createHost: () =>
       processHost(
         {
@@ -84,7 +99,8 @@ export async function runWorker(o: WorkerCliOptions): Promise<number> {
     },
   });
   await worker.start();
-  o.stderr(`sana-graph worker: ${worker.id} taking jobs from ${target} (models ${opts.modelsDir}, output ${opts.outputDir})\n`);
+  const images = opts.store === 'redis' ? `images in Redis, working copies in ${opts.outputDir}` : `output ${opts.outputDir}`;
+  o.stderr(`sana-graph worker: ${worker.id} taking jobs from ${target} (models ${opts.modelsDir}, ${images})\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

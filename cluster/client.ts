@@ -20,6 +20,9 @@ export interface ClusterClientOptions {
   /** The command connection's status, for the status line / logs. */
   onStatus?: (s: RedisStatus) => void;
   connectionName?: string;
+  /** The command connection fails fast while Redis is down (connection.ts ConnectOptions): what a
+   *  front end answering HTTP requests needs. Subscriptions always wait and resubscribe. */
+  failFast?: boolean;
 }
 
 export class ClusterClient {
@@ -42,7 +45,7 @@ export class ClusterClient {
   async start(): Promise<void> {
     await checkRedis(this.target, this.o.connectTimeoutMs);
     const name = this.o.connectionName ?? 'sana-front';
-    this.redis = connect(this.target, { onStatus: this.o.onStatus, connectionName: name });
+    this.redis = connect(this.target, { onStatus: this.o.onStatus, connectionName: name, failFast: this.o.failFast });
     this.jobs = new ClusterJobs(this.redis, this.keys);
     this.history = new RedisHistory(this.redis, this.keys, this.o.maxHistory ?? 1000);
     this.events = new ClusterEvents(this.redis, this.keys);

@@ -64,14 +64,24 @@ export interface ConnectOptions {
   onStatus?: (s: RedisStatus) => void;
   /** CLIENT SETNAME, to tell the connections apart in `redis-cli client list`. */
   connectionName?: string;
+  /**
+   * For a connection that serves requests (a front end): a command fails at once while Redis is
+   * not connected, and a command in flight when the connection drops fails then, and is never
+   * sent again after the reconnect. A request can answer 503 promptly, and once it has answered,
+   * nothing it started is still pending somewhere (which is what makes "not queued" a true
+   * answer). Without it commands wait through the outage (workers: a lock renewal or a history
+   * write should be delayed, not lost).
+   */
+  failFast?: boolean;
 }
 
 /**
  * ioredis options for a long-lived connection. maxRetriesPerRequest null: commands wait through
  * a reconnect instead of failing (BullMQ requires it for workers; a lock renewal or a history
- * write should be delayed, not lost). retryStrategy never gives up: a worker or front end keeps
- * trying while Redis is down and says so through onStatus. `lastError` supplies the reason
- * shown with "reconnecting" (connect() feeds it from the connection's error events).
+ * write should be delayed, not lost), unless `failFast` (see ConnectOptions). retryStrategy never
+ * gives up: a worker or front end keeps trying while Redis is down and says so through onStatus.
+ * `lastError` supplies the reason shown with "reconnecting" (connect() feeds it from the
+ * connection's error events).
  */
 export function redisOptions(t: RedisTarget, o: ConnectOptions = {}, lastError: () => string | undefined = () => undefined): RedisOptions {
   return {
@@ -81,7 +91,12 @@ export function redisOptions(t: RedisTarget, o: ConnectOptions = {}, lastError: 
     username: t.username,
     password: t.password,
     tls: t.tls ? {} : undefined,
-    maxRetriesPerRequest: null,
+    // failFast: 0 retries rejects the commands in flight at the first disconnect (ioredis flushes
+    // them before any resend), no offline queue rejects new ones until 'ready', and no resend
+    // is the same promise stated outright.
+    maxRetriesPerRequest: o.failFast ? 0 : null,
+    enableOfflineQueue: !o.failFast,
+    autoResendUnfulfilledCommands: !o.failFast,
     enableReadyCheck: true,
     connectionName: o.connectionName,
     retryStrategy: (attempt) => {

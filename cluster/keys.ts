@@ -57,6 +57,25 @@ export class ClusterKeys {
   get controlChannel(): string {
     return this.k('control');
   }
+  /** HASH {data, size, mtime, sha256}: one file of the Redis output store (redis_store.ts), `rel` its
+   *  "/"-separated path inside the folder type. Temp files (and all, with a retention) expire. */
+  file(type: string, rel: string): string {
+    return this.k(`file:${type}:${rel}`);
+  }
+  /** HASH written before a file's commit renames it into place: a writer killed mid-upload leaves
+   *  only this, which expires. */
+  fileUpload(id: string): string {
+    return this.k(`file-upload:${id}`);
+  }
+  /** ZSET rel -> 0 of one folder type: listing by lexicographic range (subfolders, name prefixes). */
+  files(type: string): string {
+    return this.k(`files:${type}`);
+  }
+  /** ZSET rel -> expiry (epoch ms) of the files of a type written with a time to live: the entries
+   *  listing drops from files(type) once Redis has expired the file itself. */
+  filesExpiry(type: string): string {
+    return this.k(`files:${type}:expiry`);
+  }
   /** BullMQ's lock key of a running job (value: the token of the worker holding it). The history
    *  write checks it, so only the lock holder can record a result. Mirrors BullMQ's layout
    *  (`queue.toKey(jobId) + ':lock'`), checked by test/cluster/jobs.test.ts. */

@@ -9,10 +9,12 @@ import type { Redis } from 'ioredis';
 import { toQueueItem, type ExecutionHost, type Job, type JobResult } from '../host/types.ts';
 import { checkRedis, connect, parseRedisUrl, type RedisStatus, type RedisTarget } from './connection.ts';
 import { ClusterEvents, type ControlMessage } from './events.ts';
+import { FILE_INPUTS, FileSync, promptInputFiles, type LocalFolders } from './file_sync.ts';
 import { RedisHistory, type HistoryEntry } from './history.ts';
 import { ClusterJobs, decodeJob, type JobData } from './jobs.ts';
 import { ClusterKeys, QUEUE_NAME } from './keys.ts';
 import { holdsAll } from './models.ts';
+import { RedisStore, type RedisStoreOptions } from './redis_store.ts';
 import { WorkerRegistry, type WorkerInfo } from './workers.ts';
 
 export interface ClusterWorkerOptions {
@@ -49,6 +51,17 @@ export interface ClusterWorkerOptions {
   log?: (msg: string) => void;
   /** The main Redis connection's status (connected / reconnecting / ready). */
   onStatus?: (s: RedisStatus) => void;
+  /**
+   * `--store redis` (redis_store.ts): before a job, the input files its prompt names are copied
+   * from Redis into `folders`; its output and temp images go into Redis before each `executed`
+   * message and before the history entry, under the names the store gives them (file_sync.ts).
+   * Unset: the folders are shared by every machine (SharedDirStore) and nothing is copied.
+   */
+  redisStore?: RedisStoreOptions & {
+    folders: LocalFolders;
+    /** Node inputs naming files to copy in, by class (default FILE_INPUTS: LoadImage's image). */
+    fileInputs?: Readonly<Record<string, readonly string[]>>;
+  };
 }
 
 interface Current {
@@ -79,7 +92,7 @@ export class ClusterWorker {
   readonly keys: ClusterKeys;
   readonly counters: WorkerCounters = { completed: 0, failedStalled: 0, lostLocks: 0, alreadyRecorded: 0 };
   private readonly target: RedisTarget;
-  private readonly o: Required<Omit<ClusterWorkerOptions, 'redis' | 'createHost' | 'prefix' | 'workerId' | 'devices' | 'onStatus'>>;
+  private readonly o: Required<Omit<ClusterWorkerOptions, 'redis' | 'createHost' | 'prefix' | 'workerId' | 'devices' | 'onStatus' | 'redisStore'>>;
   private redis!: Redis;
   private sub!: Redis;
   private jobs!: ClusterJobs;
@@ -88,6 +101,8 @@ export class ClusterWorker {
   private registry!: WorkerRegistry;
   private bull!: Worker<JobData>;
   private host!: ExecutionHost;
+  /** Copies files in and out when the store is Redis; undefined with shared folders. */
+  private files: FileSync | undefined;
   private devices: unknown[] = [];
   private readonly started = Date.now();
   private loaded = new Set<string>();
@@ -138,6 +153,12 @@ export class ClusterWorker {
     this.history = new RedisHistory(this.redis, this.keys, this.o.maxHistory);
     this.events = new ClusterEvents(this.redis, this.keys);
     this.registry = new WorkerRegistry(this.redis, this.keys, this.o.registryTtlMs);
+    const rs = this.options.redisStore;
+    if (rs) {
+      // Never fail fast here: an output must wait for a reconnect, as the history write does.
+      const store = RedisStore.open(this.target, this.keys, { ...rs, failFast: false }, `sana-worker-${this.id}-files`);
+      this.files = new FileSync(store, rs.folders, log);
+    }
     // Manual fetching (no processor): the worker decides when to take a job (model affinity)
     // and renews the lock itself; BullMQ's stalled checker still runs (startStalledCheckTimer).
     this.bull = new Worker<JobData>(QUEUE_NAME, null, {
@@ -286,6 +307,8 @@ export class ClusterWorker {
       await this.redis.hset(this.keys.running, job.promptId, this.runningRecord(cur));
       void this.beat();
       await this.events.publishQueue({ reason: 'started', promptId: job.promptId, workerId: this.id });
+      // The nodes read local files only: what the prompt names comes from the store first.
+      if (this.files) await this.files.pull(promptInputFiles(job.prompt, this.options.redisStore?.fileInputs ?? FILE_INPUTS), job.promptId);
       const result = await this.execute(cur);
       if (cur.lost) return;
       const entry: HistoryEntry = { prompt: toQueueItem(job), outputs: result.outputs, status: result.status, meta: result.meta };
@@ -322,6 +345,19 @@ export class ClusterWorker {
     const { job } = cur;
     const restarts = this.host.restarts;
     const publish = (p: Promise<unknown>) => p.catch((e: Error) => this.o.log(`publish: ${e.message}`));
+    const files = this.files;
+    // With a Redis store, an `executed` message goes out once its images are in the store (a
+    // client fetches them from /view as soon as it hears it), and every message after it waits
+    // its turn, so the order is kept. While nothing waits, messages go out at once, in order on
+    // the one connection.
+    const pushed = new Map<string, string>();
+    let waiting = 0;
+    let tail: Promise<void> = Promise.resolve();
+    const inOrder = (send: () => Promise<unknown>) => {
+      if (waiting === 0) return void publish(send());
+      waiting++;
+      tail = tail.then(() => publish(send())).then(() => void waiting--);
+    };
     const running = this.host.run(job, {
       event: (e) => {
         if (cur.lost) return;
@@ -333,11 +369,29 @@ export class ClusterWorker {
             void publish(this.redis.hset(this.keys.running, job.promptId, this.runningRecord(cur)));
           }
         }
-        void publish(this.events.publish({ kind: 'event', promptId: job.promptId, clientId: job.clientId, type: e.type, data: e.data }));
+        const send = (data: Record<string, unknown>) =>
+          publish(this.events.publish({ kind: 'event', promptId: job.promptId, clientId: job.clientId, type: e.type, data }));
+        if (files && e.type === 'executed' && e.data.output !== undefined) {
+          waiting++;
+          tail = tail
+            .then(async () => {
+              const output = await files.push(e.data.output, pushed, job.promptId);
+              if (!cur.lost) await send({ ...e.data, output });
+            })
+            .then(
+              () => void waiting--,
+              (err: Error) => {
+                waiting--;
+                this.o.log(`job ${job.promptId}: ${err.message}`);
+              },
+            );
+          return;
+        }
+        inOrder(() => send(e.data));
       },
       preview: (p) => {
         if (cur.lost) return;
-        void publish(
+        inOrder(() =>
           this.events.publish({
             kind: 'preview',
             promptId: job.promptId,
@@ -355,6 +409,9 @@ export class ClusterWorker {
     const result = await running;
     // A restarted executor lost its model cache.
     if (this.host.restarts !== restarts) this.loaded.clear();
+    await tail;
+    // Before the history entry: every image it names is in the store, under the store's name.
+    if (files && !cur.lost) return { ...result, outputs: await files.push(result.outputs, pushed, job.promptId) };
     return result;
   }
 
@@ -479,6 +536,7 @@ export class ClusterWorker {
     await this.bull?.close(force).catch(() => undefined);
     await this.jobs?.close().catch(() => undefined);
     await this.host?.close().catch(() => undefined);
+    await this.files?.store.close?.().catch(() => undefined);
     this.sub?.disconnect();
     this.redis?.disconnect();
   }

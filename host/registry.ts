@@ -12,8 +12,12 @@ import type { HostFolders } from './types.ts';
  * as its services (missing folders: ./output, ./input, ./temp, the default models folder). Each extra module exports `registerNodes(registry)`; this is how tests add
  * stub nodes without touching nodes/index.ts.
  */
-export async function buildRegistry(extraNodeModules: readonly string[], folders: Partial<HostFolders> = {}): Promise<NodeRegistry> {
-  const registry = registerProductNodes(new NodeRegistry({ services: createNodeServices({ folders }) }));
+export async function buildRegistry(
+  extraNodeModules: readonly string[],
+  folders: Partial<HostFolders> = {},
+  inputFiles?: () => readonly string[],
+): Promise<NodeRegistry> {
+  const registry = registerProductNodes(new NodeRegistry({ services: createNodeServices({ folders, inputFiles }) }));
   for (const url of extraNodeModules) {
     const mod = (await import(url)) as { registerNodes?: (r: NodeRegistry) => void };
     if (typeof mod.registerNodes !== 'function') throw new Error(`extra node module ${url} does not export registerNodes(registry)`);
@@ -34,8 +38,14 @@ export interface MainEngine {
   validate(prompt: unknown, partialTargets?: string[]): Validation;
 }
 
-export async function loadMainEngine(options: { extraNodeModules: string[]; maxPromptNodes: number; folders: HostFolders }): Promise<MainEngine> {
-  const registry = await buildRegistry(options.extraNodeModules, options.folders);
+export async function loadMainEngine(options: {
+  extraNodeModules: string[];
+  maxPromptNodes: number;
+  folders: HostFolders;
+  /** The input folder's files when they are elsewhere (NodeServices.inputFiles). */
+  inputFiles?: () => readonly string[];
+}): Promise<MainEngine> {
+  const registry = await buildRegistry(options.extraNodeModules, options.folders, options.inputFiles);
   return {
     registry,
     objectInfo: () => registry.objectInfo((cls, err) => console.warn(`object_info: skipping ${cls}: ${(err as Error).message}`)),

@@ -25,6 +25,12 @@ export interface NodeServices {
   folders: NodeFolders;
   /** The loaded weights every model node shares (see model_cache.ts). */
   modelCache: ModelCache;
+  /**
+   * The input folder's files ("/"-separated paths) where they are not in `folders.input`: a
+   * cluster front end whose uploads live in Redis (cluster/redis_store.ts) lists them for
+   * LoadImage's combo from there. Absent: the folder is listed.
+   */
+  inputFiles?: () => readonly string[];
 }
 
 export interface NodeServicesOptions {
@@ -33,6 +39,7 @@ export interface NodeServicesOptions {
   folders?: Partial<NodeFolders>;
   /** The model cache's budget in bytes (default: `defaultBudgetBytes()`). */
   modelCacheBytes?: number;
+  inputFiles?: () => readonly string[];
 }
 
 export function createNodeServices(o: NodeServicesOptions = {}): NodeServices & Services {
@@ -45,6 +52,7 @@ export function createNodeServices(o: NodeServicesOptions = {}): NodeServices & 
       models: path.resolve(f.models ?? defaultModelsDir()),
     },
     modelCache: new ModelCache(o.modelCacheBytes ?? defaultBudgetBytes()),
+    ...(o.inputFiles ? { inputFiles: o.inputFiles } : {}),
   };
 }
 

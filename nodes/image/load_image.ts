@@ -15,6 +15,16 @@ const IMAGE_EXT = /\.(png|jpe?g)$/i;
 const MAX_LIST_DEPTH = 3;
 const MAX_LIST = 5000;
 
+/** The images of a list of input files ("/"-separated, from a store): the same rules as the
+ *  folder walk below — hidden names skipped, at most MAX_LIST_DEPTH folders deep, MAX_LIST. */
+export function inputImagesOf(files: readonly string[]): string[] {
+  const out = files.filter((rel) => {
+    const segs = rel.split('/');
+    return segs.length <= MAX_LIST_DEPTH + 1 && !segs.some((s) => s.startsWith('.')) && IMAGE_EXT.test(segs[segs.length - 1]);
+  });
+  return out.sort().slice(0, MAX_LIST);
+}
+
 /** Image files of the input folder, "/"-separated relative paths, sorted; hidden files skipped. */
 export function listInputImages(root: string): string[] {
   const out: string[] = [];
@@ -52,7 +62,14 @@ export const LoadImage = defineNode({
   module: 'nodes',
   inputs: {
     required: {
-      image: { type: 'COMBO', values: (s) => listInputImages(nodeServices(s, 'LoadImage image list').folders.input), imageUpload: true },
+      image: {
+        type: 'COMBO',
+        values: (s) => {
+          const services = nodeServices(s, 'LoadImage image list');
+          return services.inputFiles ? inputImagesOf(services.inputFiles()) : listInputImages(services.folders.input);
+        },
+        imageUpload: true,
+      },
     },
   },
   outputs: [

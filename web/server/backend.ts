@@ -28,6 +28,14 @@ export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
   readonly statusCode = 503;
   readonly code = 'backend_unavailable';
+  /** From enqueue only: whether the prompt was queued — false, or 'unknown' when Redis may have
+   *  run the write without answering (the message says how to find out). */
+  constructor(
+    message: string,
+    readonly queued?: false | 'unknown',
+  ) {
+    super(message);
+  }
 }
 
 export interface QueueSnapshot {

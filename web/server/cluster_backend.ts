@@ -4,14 +4,22 @@
 // interrupt/free to the workers, and delivers every job message it hears to its own WebSocket
 // clients (each front end hears every message; a client may be connected to any of them).
 //
-// Redis down: every route that needs it answers 503 `backend_unavailable` at once (instead of
-// waiting for the reconnect), the rest of the server (object_info, /view, the editor, settings)
-// keeps serving, and the connection retries with back-off and recovers by itself.
+// Redis down: every route that needs it answers 503 `backend_unavailable` promptly, also a
+// request that was already waiting on Redis when it dropped (the command connection fails fast:
+// connection.ts `failFast`; a connection that hangs without dropping is bounded by
+// REQUEST_TIMEOUT_MS). The rest of the server (object_info, /view, the editor, settings) keeps
+// serving, and the connection retries with back-off and recovers by itself.
+//
+// A /prompt cut mid-way says truthfully what became of it: "not queued", or, when the BullMQ add
+// went out and no answer came, "may or may not be queued" with the prompt id to check. Such a
+// cut is settled once Redis answers again (ClusterJobs.settle(): the id's claim is freed unless
+// the job exists), so the same prompt_id can then be queued again, and only once.
 import os from 'node:os';
+import { MaxRetriesPerRequestError, ReplyError } from 'ioredis';
 import { ClusterClient } from '../../cluster/client.ts';
 import { statusLine, type RedisStatus } from '../../cluster/connection.ts';
 import { routeFor, type ClusterMessage } from '../../cluster/events.ts';
-import { PromptIdInUseError as ClusterPromptIdInUseError } from '../../cluster/jobs.ts';
+import { PromptIdInUseError as ClusterPromptIdInUseError, PromptIdPendingError, QueueWriteCutError, type AddAttempt } from '../../cluster/jobs.ts';
 import { modelKeys } from '../../cluster/models.ts';
 import type { WorkerInfo } from '../../cluster/workers.ts';
 import { BackendUnavailableError, PromptIdInUseError, type Backend, type BackendHistory, type PromptIdState, type QueueSnapshot } from './backend.ts';
@@ -19,8 +27,10 @@ import type { BackendContext } from './embedded_backend.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { Job } from './queue.ts';
 
-/** How long a read (/queue, /history, /system_stats) waits for Redis before answering 503. */
-const READ_TIMEOUT_MS = 5000;
+/** How long a request waits for Redis before answering 503. Only a connection that stays up but
+ *  does not answer (Redis frozen, a network path lost without a reset) waits this long; a drop
+ *  fails the request at once. */
+const REQUEST_TIMEOUT_MS = 5000;
 /** Queue state is re-read this often even without notices (pub/sub may drop them). */
 const POLL_MS = 2000;
 /** How long the worker list is reused within one /system_stats answer. */
@@ -50,6 +60,7 @@ export async function openCluster(
     maxHistory: options.maxHistory,
     connectionName: 'sana-front',
     onStatus: (s) => relay(s),
+    failFast: true,
   });
   await client.start();
   return (ctx) => {
@@ -83,16 +94,11 @@ export class ClusterBackend implements Backend {
   ) {
     const h = client.history;
     this.history = {
-      list: (maxItems, offset) => this.read(() => h.list(maxItems, offset)),
-      get: (id) => this.read(() => h.get(id)),
-      delete: async (ids) => {
-        this.up();
-        await h.delete(ids);
-      },
-      clear: async () => {
-        this.up();
-        await h.clear();
-      },
+      list: (maxItems, offset) => this.request(() => h.list(maxItems, offset)),
+      get: (id) => this.request(() => h.get(id)),
+      // Each script call is atomic and repeating them is harmless: a cut one is retried as is.
+      delete: (ids) => this.request(() => h.delete(ids)),
+      clear: () => this.request(() => h.clear()),
     };
   }
 
@@ -114,6 +120,19 @@ export class ClusterBackend implements Backend {
     }
   }
 
+  /** Settles the writes cut while Redis was away (runs on every queue re-read while any is left). */
+  private async settle(): Promise<void> {
+    for (const s of await this.client.jobs.settle()) {
+      this.ctx
+        .log()
+        .info(
+          s.outcome === 'queued'
+            ? `prompt ${s.promptId}, answered 503 when Redis dropped mid-queueing, was queued after all; it runs once`
+            : `prompt ${s.promptId}, answered 503 when Redis dropped mid-queueing, was not queued; its prompt_id is free again`,
+        );
+    }
+  }
+
   /** Throws BackendUnavailableError unless the command connection is ready. */
   private up(): void {
     const status = this.client.redis.status;
@@ -124,8 +143,12 @@ export class ClusterBackend implements Backend {
     }
   }
 
-  /** A read that answers 503 rather than hang when Redis drops while it waits. */
-  private async read<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * A request's Redis work: 503 at once when Redis is not connected, when the connection drops
+   * meanwhile (the fail-fast connection rejects what is in flight) or after REQUEST_TIMEOUT_MS
+   * without an answer. `onTimeout` says what the abandoned work became (enqueue).
+   */
+  private async request<T>(fn: () => Promise<T>, onTimeout?: () => Error): Promise<T> {
     this.up();
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -133,14 +156,31 @@ export class ClusterBackend implements Backend {
         fn(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new BackendUnavailableError(`the cluster's Redis at ${this.client.target.display} did not answer within ${READ_TIMEOUT_MS} ms`)),
-            READ_TIMEOUT_MS,
+            () =>
+              reject(
+                onTimeout?.() ??
+                  new BackendUnavailableError(`the cluster's Redis at ${this.client.target.display} did not answer within ${REQUEST_TIMEOUT_MS} ms`),
+              ),
+            REQUEST_TIMEOUT_MS,
           );
         }),
       ]);
+    } catch (e) {
+      throw this.unavailable(e);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** A command cut by the connection's loss, as a 503; anything else (an error reply, a bug) as is. */
+  private unavailable(e: unknown): unknown {
+    if (e instanceof BackendUnavailableError || e instanceof ReplyError || e instanceof ClusterPromptIdInUseError || e instanceof QueueWriteCutError) return e;
+    if (!(e instanceof Error)) return e;
+    const status = this.client.redis.status;
+    if (status === 'ready' && !(e instanceof MaxRetriesPerRequestError)) return e;
+    return new BackendUnavailableError(
+      `the cluster's Redis at ${this.client.target.display} was lost during the request (${e.message}); the queue and history are unavailable until it is back — retry shortly`,
+    );
   }
 
   remainingNow(): number {
@@ -148,7 +188,7 @@ export class ClusterBackend implements Backend {
   }
 
   remaining(): Promise<number> {
-    return this.read(() => this.client.jobs.remaining());
+    return this.request(() => this.client.jobs.remaining());
   }
 
   busy(): boolean {
@@ -161,40 +201,72 @@ export class ClusterBackend implements Backend {
   }
 
   promptIdState(promptId: string): Promise<PromptIdState | undefined> {
-    return this.read(() => this.client.jobs.state(promptId));
+    return this.request(() => this.client.jobs.state(promptId));
   }
 
   async nextNumber(explicit: number | undefined, front: boolean): Promise<number> {
     if (explicit !== undefined) return explicit;
-    this.up();
-    return this.client.jobs.nextNumber(undefined, front);
+    // A cut INCR at most skips a number.
+    return this.request(() => this.client.jobs.nextNumber(undefined, front));
   }
 
   async enqueue(job: Job, front: boolean): Promise<void> {
-    this.up();
+    const id = job.promptId;
+    const attempt: AddAttempt = { sent: false, abandoned: false };
     try {
-      await this.client.jobs.add(job, { front, models: modelKeys(job.prompt) });
+      await this.request(
+        async () => {
+          // The same id resubmitted after a cut: its fate is settled first, so the answer is
+          // definite (queued before: 400 prompt_id_in_use; not queued: queued now, once).
+          if (this.client.jobs.isUnsettled(id)) await this.settle();
+          await this.client.jobs.add(job, { front, models: modelKeys(job.prompt), attempt });
+        },
+        () => {
+          // From here on add() sends nothing that was not sent yet.
+          attempt.abandoned = true;
+          return this.cutError(id, attempt.sent ? 'unknown' : false, `no answer within ${REQUEST_TIMEOUT_MS} ms`);
+        },
+      );
     } catch (e) {
       if (e instanceof ClusterPromptIdInUseError) throw new PromptIdInUseError(e.promptId, e.state);
+      if (e instanceof QueueWriteCutError) throw this.cutError(id, e.queued, (e.cause as Error | undefined)?.message ?? e.message);
+      if (e instanceof PromptIdPendingError) {
+        throw new BackendUnavailableError(`${e.message}; this request queued nothing — retry shortly: it then gets a definite answer`, false);
+      }
+      // Cut before the claim went out (in the settle of an earlier cut): nothing was queued.
+      if (e instanceof BackendUnavailableError && e.queued === undefined) throw new BackendUnavailableError(e.message, false);
       throw e;
     }
-    await this.notice({ reason: 'added', promptId: job.promptId });
+    await this.notice({ reason: 'added', promptId: id });
+  }
+
+  /** The 503 of a /prompt cut while queueing: what became of the prompt, truthfully. */
+  private cutError(promptId: string, queued: false | 'unknown', why: string): BackendUnavailableError {
+    const redis = `the cluster's Redis at ${this.client.target.display}`;
+    if (queued === false) {
+      return new BackendUnavailableError(`${redis} was lost while queueing prompt ${promptId} (${why}); it was not queued — retry shortly`, false);
+    }
+    return new BackendUnavailableError(
+      `${redis} was lost after prompt ${promptId} was sent to the queue and before Redis confirmed it (${why}): it may or may not be queued. ` +
+        `Once the cluster answers again, GET /history/${promptId} and /queue tell; or submit it again with "prompt_id": "${promptId}" ` +
+        `(400 prompt_id_in_use then means it was queued), which can never queue it twice`,
+      'unknown',
+    );
   }
 
   snapshot(): Promise<QueueSnapshot> {
-    return this.read(() => this.client.jobs.snapshot());
+    return this.request(() => this.client.jobs.snapshot());
   }
 
+  // A cut delete/clear may have removed some jobs; repeating it removes the rest (or nothing).
   async deletePending(ids: readonly string[]): Promise<number> {
-    this.up();
-    const n = await this.client.jobs.delete(ids);
+    const n = await this.request(() => this.client.jobs.delete(ids));
     if (n > 0) await this.notice({ reason: 'deleted' });
     return n;
   }
 
   async clearPending(): Promise<number> {
-    this.up();
-    const n = await this.client.jobs.clear();
+    const n = await this.request(() => this.client.jobs.clear());
     if (n > 0) await this.notice({ reason: 'cleared' });
     return n;
   }
@@ -206,20 +278,18 @@ export class ClusterBackend implements Backend {
   }
 
   async interrupt(promptId: string | undefined): Promise<void> {
-    this.up();
-    await this.client.interrupt(promptId);
+    await this.request(() => this.client.interrupt(promptId));
   }
 
   async free(unloadModels: boolean, freeMemory: boolean): Promise<void> {
     if (!unloadModels && !freeMemory) return;
-    this.up();
-    await this.client.free(unloadModels, freeMemory);
+    await this.request(() => this.client.free(unloadModels, freeMemory));
   }
 
   private workers(): Promise<WorkerInfo[]> {
     const now = Date.now();
     if (!this.workersCache || now - this.workersCache.at > WORKERS_TTL_MS) {
-      this.workersCache = { at: now, list: this.read(() => this.client.workers.list()) };
+      this.workersCache = { at: now, list: this.request(() => this.client.workers.list()) };
       this.workersCache.list.catch(() => (this.workersCache = undefined));
     }
     return this.workersCache.list;
@@ -276,7 +346,7 @@ export class ClusterBackend implements Backend {
     if (redis.status !== 'ready') {
       // The start-up check passed a moment ago; the long-lived connection is still handshaking.
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, READ_TIMEOUT_MS);
+        const t = setTimeout(resolve, REQUEST_TIMEOUT_MS);
         redis.once('ready', () => {
           clearTimeout(t);
           resolve();
@@ -339,6 +409,7 @@ export class ClusterBackend implements Backend {
       try {
         const redis = this.client.redis;
         if (redis.status !== 'ready' || this.closed) return;
+        if (this.client.jobs.unsettledCount > 0) await this.settle().catch((e: Error) => this.ctx.log().warn(`settling cut writes: ${e.message}`));
         const before = this.remainingCache;
         const [remaining, records] = await Promise.all([this.client.jobs.remaining(), redis.hgetall(this.client.keys.running)]);
         const next = new Map<string, RunningInfo>();

@@ -12,6 +12,7 @@ import { ServerState } from './state.ts';
 import type { ExecutionHost } from '../../host/types.ts';
 import type { Backend } from './backend.ts';
 import { EmbeddedBackend, type BackendContext } from './embedded_backend.ts';
+import type { OutputStore } from '../../cluster/output_store.ts';
 
 export type { ServerOptions } from './options.ts';
 
@@ -70,6 +71,8 @@ export interface ServerDeps {
   host?: ExecutionHost;
   /** With `redis`: the Redis connection's status lines (reconnecting, ready), e.g. for stderr. */
   onRedisStatus?: (line: string) => void;
+  /** The output store, instead of the one `store` names (tests: a store without local files). */
+  files?: OutputStore;
 }
 
 export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -77,14 +80,21 @@ export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {
   if (options.frontEndRoot && !fs.existsSync(path.join(options.frontEndRoot, 'index.html'))) {
     throw new Error(`--front-end-root ${options.frontEndRoot} has no index.html (point it at a built frontend, e.g. ComfyUI_frontend's dist/)`);
   }
+  if (options.store === 'redis' && options.redis === undefined) {
+    throw new Error('store "redis" keeps the images in the cluster\'s Redis: it needs --redis redis://HOST:PORT[/DB]');
+  }
   for (const d of [options.outputDir, options.inputDir, options.userDir]) fs.mkdirSync(d, { recursive: true });
   // A cluster's temp folder is shared with workers whose jobs' previews are still being viewed:
   // a front end (re)starting must not delete them.
   if (options.redis === undefined) cleanTemp(options.tempDir);
   else fs.mkdirSync(options.tempDir, { recursive: true });
-  // The main thread lists input images and models for /object_info and validation.
+  // The main thread lists input images and models for /object_info and validation; input images
+  // in a store are listed from the state's copy of its listing (read before each validation).
   const folders = { output: options.outputDir, input: options.inputDir, temp: options.tempDir, models: options.modelsDir };
-  const engine = await loadMainEngine({ ...options, folders });
+  const listed: { by?: ServerState } = {};
+  const storeHoldsInputs = deps.files ? !deps.files.inPlace : options.store === 'redis';
+  const inputFiles = storeHoldsInputs ? () => listed.by?.inputFilesNow() ?? [] : undefined;
+  const engine = await loadMainEngine({ ...options, folders, inputFiles });
   // RedisUnavailableError here: `serve` exits with code 3. Nothing after this can fail before
   // the state exists, which closes the connection if listening fails.
   let createBackend: (ctx: BackendContext) => Backend;
@@ -94,7 +104,20 @@ export async function startServer(opts: ServerOptions = {}, deps: ServerDeps = {
   } else {
     createBackend = (ctx) => new EmbeddedBackend(options, ctx, nativeDevices, deps.host);
   }
-  const state = new ServerState(options, engine, createBackend);
+  let files = deps.files;
+  if (!files && options.store === 'redis') {
+    const { RedisStore } = await import('../../cluster/redis_store.ts');
+    const { parseRedisUrl } = await import('../../cluster/connection.ts');
+    const { ClusterKeys } = await import('../../cluster/keys.ts');
+    files = RedisStore.open(
+      parseRedisUrl(options.redis!),
+      new ClusterKeys(options.redisPrefix),
+      { maxFileBytes: options.storeMaxFileBytes, ttlSeconds: options.storeTtlSeconds, failFast: true },
+      'sana-front-files',
+    );
+  }
+  const state = new ServerState(options, engine, createBackend, files);
+  listed.by = state;
   const app = buildApp(state);
   // Recorded for ComfyUI's /internal/logs and its frontend's terminal panel.
   state.log = teeLogger(app.log, logRingFor(state));

@@ -63,7 +63,19 @@ export interface ServerOptions {
   redis?: string;
   /** Key prefix of the cluster in Redis (default `sana`; the workers' --prefix). */
   redisPrefix?: string;
+  /**
+   * Where /view and uploads find the images (cluster/output_store.ts): `shared-dir` (default) the
+   * output/input/temp folders, which a cluster's machines share (a network filesystem); `redis`
+   * the cluster's Redis (needs `redis`), for machines that share no filesystem.
+   */
+  store?: StoreKind;
+  /** `store: 'redis'`: the largest file it keeps, bytes (default 64 MiB). */
+  storeMaxFileBytes?: number;
+  /** `store: 'redis'`: time to live of uploaded (and output) files, seconds; 0 (default) keeps them. */
+  storeTtlSeconds?: number;
 }
+
+export type StoreKind = 'shared-dir' | 'redis';
 
 export interface ResolvedOptions extends Required<Omit<ServerOptions, 'enableCorsHeader' | 'redis' | 'redisPrefix'>> {
   corsOrigin: string | undefined;
@@ -101,5 +113,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     logger: o.logger ?? false,
     redis: o.redis,
     redisPrefix: o.redisPrefix,
+    store: o.store ?? 'shared-dir',
+    storeMaxFileBytes: o.storeMaxFileBytes ?? 64 * 1024 * 1024,
+    storeTtlSeconds: o.storeTtlSeconds ?? 0,
   };
 }

@@ -1,9 +1,8 @@
 // File routes: GET /view (output / input / temp images), POST /upload/image and /upload/mask
 // (shared/spec/comfyui-api.md §1.8-1.9).
-// Every user-supplied name goes through nodes/image/paths.ts, so nothing outside the three
-// folders can be read or written.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
+// Files are read and written through the server's output store (state.files: the folders, or a
+// cluster's Redis; cluster/output_store.ts). Every user-supplied name is checked by the store
+// (nodes/image/paths.ts rules), so nothing outside the three folders can be read or written.
 import path from 'node:path';
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
@@ -11,8 +10,17 @@ import { sendComfyError } from '../errors.ts';
 import type { RoutePlugin } from '../http.ts';
 import { boundaryOf, parseMultipart } from '../multipart.ts';
 import { anyValue, invalidAs, optString } from '../schema.ts';
-import { isFolderType, type FolderType } from '../../../nodes/image/folders.ts';
-import { createFileAtomic, relativeSegments, resolveInside, writeFileAtomic } from '../../../nodes/image/paths.ts';
+import { isFolderType } from '../../../nodes/image/folders.ts';
+import { relativeSegments, UnsafePathError } from '../../../nodes/image/paths.ts';
+import {
+  FileTooLargeError,
+  StoreFullError,
+  storeNoClobber,
+  uploadNames,
+  type FolderType,
+  type OutputStore,
+  type StoredFile,
+} from '../../../cluster/output_store.ts';
 import { decodeImage, encodeJpeg, sniffImageType } from '../../../nodes/image/decode.ts';
 import { encodePng, readPngText, type RawImage } from '../../../nodes/image/png.ts';
 
@@ -86,26 +94,22 @@ function selectChannels(img: RawImage, channel: 'rgb' | 'a', alphaAsGray = false
 
 /**
  * Writes an upload as ComfyUI does: with `overwrite`, replace; else keep an identical existing
- * file, or pick "<stem> (n)<ext>". Returns the final name (undefined when no name is free).
+ * file, or pick "<stem> (n)<ext>" — against the store, so the rule holds across front ends.
+ * Returns the final name (undefined when no name is free).
  */
-function storeUpload(dir: string, filename: string, data: Uint8Array, overwrite: boolean): string | undefined {
+async function storeUpload(
+  store: OutputStore,
+  type: FolderType,
+  subfolder: string,
+  filename: string,
+  data: Uint8Array,
+  overwrite: boolean,
+): Promise<string | undefined> {
   if (overwrite) {
-    writeFileAtomic(path.join(dir, filename), data);
+    await store.write(type, subfolder, filename, data);
     return filename;
   }
-  const ext = path.extname(filename);
-  const stem = filename.slice(0, filename.length - ext.length);
-  const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-  const mine = digest(data);
-  let name = filename;
-  for (let i = 1; i <= 10_000; i++) {
-    const dest = path.join(dir, name);
-    if (createFileAtomic(dest, data)) return name;
-    // Same bytes already there under this name: a duplicate upload, nothing to write.
-    if (fs.statSync(dest).isFile() && digest(fs.readFileSync(dest)) === mine) return name;
-    name = `${stem} (${i})${ext}`;
-  }
-  return undefined;
+  return storeNoClobber(store, type, subfolder, data, uploadNames(filename));
 }
 
 /**
@@ -113,7 +117,7 @@ function storeUpload(dir: string, filename: string, data: Uint8Array, overwrite:
  * replaced by the uploaded image's alpha, as a PNG keeping the original's text chunks. Returns
  * the PNG, or a reason for a 400.
  */
-function composeMask(refText: string | undefined, maskBytes: Buffer, roots: () => Record<FolderType, string>): Uint8Array | string {
+async function composeMask(refText: string | undefined, maskBytes: Buffer, store: OutputStore): Promise<Uint8Array | string> {
   if (!refText) return 'missing "original_ref"';
   let ref: { filename?: unknown; subfolder?: unknown; type?: unknown };
   try {
@@ -124,10 +128,15 @@ function composeMask(refText: string | undefined, maskBytes: Buffer, roots: () =
   if (typeof ref.filename !== 'string' || ref.filename === '') return '"original_ref" has no filename';
   const type = typeof ref.type === 'string' ? ref.type : 'input';
   if (!isFolderType(type)) return `unknown original_ref type ${JSON.stringify(type)}`;
+  const subfolder = typeof ref.subfolder === 'string' ? ref.subfolder : '';
   let originalBytes: Buffer;
   try {
-    originalBytes = fs.readFileSync(resolveInside(roots()[type], [typeof ref.subfolder === 'string' ? ref.subfolder : '', ref.filename]));
+    const file = await store.resolve(type, subfolder, ref.filename);
+    if (!file) return `cannot read the original image: ${type}/${subfolder ? `${subfolder}/` : ''}${ref.filename} does not exist`;
+    originalBytes = await file.read();
   } catch (e) {
+    // Redis unreachable and the like: not the client's fault (503).
+    if (!(e instanceof UnsafePathError) && (e as { statusCode?: number }).statusCode !== undefined) throw e;
     return `cannot read the original image: ${(e as Error).message}`;
   }
   let original: RawImage;
@@ -155,11 +164,7 @@ function composeMask(refText: string | undefined, maskBytes: Buffer, roots: () =
 }
 
 export const fileRoutes: RoutePlugin = async (app, { state }) => {
-  const roots = (): Record<FolderType, string> => ({
-    output: state.options.outputDir,
-    input: state.options.inputDir,
-    temp: state.options.tempDir,
-  });
+  const store = state.files;
 
   app.get('/view', { schema: { querystring: viewQuery } }, async (req, reply) => {
     const q = req.query;
@@ -177,25 +182,19 @@ export const fileRoutes: RoutePlugin = async (app, { state }) => {
     if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
     const name = path.posix.basename(filename);
     const subfolder = q.subfolder;
-    let file: string;
+    let file: StoredFile | undefined;
     try {
-      resolveInside(roots()[type], [subfolder], true);
-      file = resolveInside(roots()[type], [subfolder, name]);
-    } catch {
-      return fail(reply, 403, 'path outside the folder');
+      file = await store.resolve(type, subfolder, name);
+    } catch (e) {
+      if (e instanceof UnsafePathError) return fail(reply, 403, 'path outside the folder');
+      throw e;
     }
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(file);
-    } catch {
-      return fail(reply, 404, 'file not found');
-    }
-    if (!stat.isFile()) return fail(reply, 404, 'file not found');
+    if (!file) return fail(reply, 404, 'file not found');
     reply.header('Content-Disposition', `filename="${name.replace(/["\r\n]/g, '_')}"`);
     reply.header('Cache-Control', 'no-cache');
     const { channel, preview } = q;
     if (channel === 'rgb' || channel === 'a' || preview !== '') {
-      const bytes = fs.readFileSync(file);
+      const bytes = await file.read();
       if (sniffImageType(bytes) !== undefined) {
         let img: RawImage;
         try {
@@ -212,7 +211,10 @@ export const fileRoutes: RoutePlugin = async (app, { state }) => {
         return reply.type('image/png').send(encodePng(img, { level: 1 }));
       }
     }
-    return reply.type(contentTypeFor(name)).header('content-length', stat.size).send(fs.createReadStream(file));
+    // A local file streams from disk; a stored one is in memory already (Redis hands it over whole).
+    if (file.localPath !== undefined) return reply.type(contentTypeFor(name)).header('content-length', file.size).send(file.open());
+    const bytes = await file.read();
+    return reply.type(contentTypeFor(name)).header('content-length', bytes.length).send(bytes);
   });
 
   const upload = async (body: Buffer, contentType: string | undefined, reply: FastifyReply, mask: boolean) => {
@@ -224,28 +226,30 @@ export const fileRoutes: RoutePlugin = async (app, { state }) => {
     for (const p of parts) if (p.filename === undefined && !(p.name in fields)) fields[p.name] = p.data.toString('utf8');
     const { type, subfolder, overwrite, original_ref } = uploadFields.parse(fields);
     if (!isFolderType(type)) return fail(reply, 400, `unknown type ${JSON.stringify(type)}`);
-    let dir: string;
     try {
       const segs = relativeSegments(image.filename);
       if (segs.length !== 1 || segs[0] !== image.filename) throw new Error('filename must be a plain name');
-      dir = resolveInside(roots()[type], [subfolder], true);
-    } catch (e) {
-      return fail(reply, 400, `invalid upload path: ${(e as Error).message}`);
-    }
-    fs.mkdirSync(dir, { recursive: true });
-    // The folder may have been swapped for a symlink meanwhile; check again after creating it.
-    try {
-      resolveInside(roots()[type], [subfolder, image.filename]);
+      store.check(type, subfolder);
+      store.check(type, subfolder, image.filename);
     } catch (e) {
       return fail(reply, 400, `invalid upload path: ${(e as Error).message}`);
     }
     let data: Uint8Array = image.data;
     if (mask) {
-      const composed = composeMask(original_ref, image.data, roots);
+      const composed = await composeMask(original_ref, image.data, store);
       if (typeof composed === 'string') return fail(reply, 400, composed);
       data = composed;
     }
-    const name = storeUpload(dir, image.filename, data, overwrite);
+    let name: string | undefined;
+    try {
+      // The store checks the path again once the folder exists (it may have been swapped for a
+      // symlink meanwhile).
+      name = await storeUpload(store, type, subfolder, image.filename, data, overwrite);
+    } catch (e) {
+      if (e instanceof UnsafePathError) return fail(reply, 400, `invalid upload path: ${e.message}`);
+      if (e instanceof FileTooLargeError || e instanceof StoreFullError) return sendComfyError(reply, e.statusCode, e.code, e.message);
+      throw e;
+    }
     if (name === undefined) return fail(reply, 409, 'too many files with this name');
     return { name, subfolder, type };
   };

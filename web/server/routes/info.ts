@@ -44,10 +44,15 @@ function listExtensionScripts(root: string): string[] {
 const featuresSchema = z.object({ supports_preview_metadata: z.boolean(), max_upload_size: z.number() });
 
 export const infoRoutes: RoutePlugin = async (app, { state }) => {
-  app.get('/object_info', async () => state.engine.objectInfo());
+  // refreshInputFiles: LoadImage's list, when the input files are in a store (state.ts).
+  app.get('/object_info', async () => {
+    await state.refreshInputFiles();
+    return state.engine.objectInfo();
+  });
 
   app.get('/object_info/:nodeClass', { schema: { params: z.object({ nodeClass: param }) } }, async (req) => {
     const { nodeClass } = req.params;
+    await state.refreshInputFiles();
     const info = state.engine.objectInfoFor(nodeClass);
     return info ? { [nodeClass]: info } : {};
   });

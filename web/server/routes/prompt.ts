@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { comfyError, sendComfyError } from '../errors.ts';
 import { emptyOk, type RoutePlugin } from '../http.ts';
 import type { Job } from '../queue.ts';
-import { PromptIdInUseError } from '../backend.ts';
+import { BackendUnavailableError, PromptIdInUseError } from '../backend.ts';
 import { anyValue, fail, invalidAs, jsonTrue, objectBody, objectOrEmpty, optNonEmptyString, optString, optStringList, param, paramsOf } from '../schema.ts';
 
 const SENSITIVE_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
@@ -14,6 +14,8 @@ const SENSITIVE_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
 const MAX_PROMPT_ID = 200;
 /** Retry-After (seconds) when the queue is full. */
 const QUEUE_FULL_RETRY_S = 5;
+/** Retry-After (seconds) when the cluster's Redis is away (as errors.ts sends for every 503). */
+const UNAVAILABLE_RETRY_S = 5;
 
 /** /prompt's refusals: ComfyUI's error object and (empty) node_errors, 400. */
 function promptError(reply: FastifyReply, type: string, message: string, details: string, nodeErrors: Record<string, unknown> = {}) {
@@ -94,57 +96,75 @@ export const promptRoutes: RoutePlugin = async (app, { state }) => {
     },
     async (req, reply) => {
       const body = req.body;
-      if ((await backend.remaining()) >= options.maxQueue) {
-        // 429, not 503: the server is healthy, this client should come back later.
+      const requestedId = body.prompt_id;
+      const promptId = requestedId ?? randomUUID();
+      try {
+        return await submit(body, requestedId, promptId, reply);
+      } catch (e) {
+        if (!(e instanceof BackendUnavailableError)) throw e;
+        // The client needs the id and the prompt's fate: a 503 before the queue write queued
+        // nothing; one cut mid-write says whether it was queued (possibly "unknown").
         return reply
-          .code(429)
-          .header('Retry-After', String(QUEUE_FULL_RETRY_S))
+          .code(503)
+          .header('Retry-After', String(UNAVAILABLE_RETRY_S))
           .send(
-            comfyError('queue_full', `The queue is full (${options.maxQueue} jobs)`, {
-              details: 'Retry later',
-              extraInfo: { max_queue: options.maxQueue },
-              nodeErrors: {},
-            }),
+            comfyError('backend_unavailable', e.message, { details: e.message, extraInfo: { prompt_id: promptId, queued: e.queued ?? false }, nodeErrors: {} }),
           );
       }
-      const requestedId = body.prompt_id;
-      // A reused id would make /history/{id} and the client's events ambiguous, and replace the
-      // earlier job's history entry. Checked before validation (cheap answer first) and again,
-      // atomically, by enqueue (another front end may take the id meanwhile).
-      const where = requestedId === undefined ? undefined : await backend.promptIdState(requestedId);
-      if (where !== undefined) return promptIdInUse(reply, requestedId!, where);
-      const v = state.engine.validate(body.prompt, body.partial_execution_targets);
-      if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
-
-      const extra = { ...body.extra_data };
-      const sensitive: Record<string, unknown> = {};
-      for (const k of SENSITIVE_KEYS) {
-        if (k in extra) {
-          sensitive[k] = extra[k];
-          delete extra[k];
-        }
-      }
-      if (body.client_id !== undefined) extra.client_id = body.client_id;
-      extra.create_time = Date.now();
-      const promptId = requestedId ?? randomUUID();
-      const job: Job = {
-        number: await backend.nextNumber(body.number, body.front),
-        promptId,
-        prompt: v.prompt,
-        extraData: extra,
-        outputs: v.outputs,
-        sensitive,
-        clientId: typeof extra.client_id === 'string' ? extra.client_id : undefined,
-      };
-      try {
-        await backend.enqueue(job, body.front);
-      } catch (e) {
-        if (e instanceof PromptIdInUseError) return promptIdInUse(reply, e.promptId, e.state);
-        throw e;
-      }
-      return { prompt_id: promptId, number: job.number, node_errors: v.nodeErrors };
     },
   );
+
+  async function submit(body: z.infer<ReturnType<typeof promptBody>>, requestedId: string | undefined, promptId: string, reply: FastifyReply) {
+    if ((await backend.remaining()) >= options.maxQueue) {
+      // 429, not 503: the server is healthy, this client should come back later.
+      return reply
+        .code(429)
+        .header('Retry-After', String(QUEUE_FULL_RETRY_S))
+        .send(
+          comfyError('queue_full', `The queue is full (${options.maxQueue} jobs)`, {
+            details: 'Retry later',
+            extraInfo: { max_queue: options.maxQueue },
+            nodeErrors: {},
+          }),
+        );
+    }
+    // A reused id would make /history/{id} and the client's events ambiguous, and replace the
+    // earlier job's history entry. Checked before validation (cheap answer first) and again,
+    // atomically, by enqueue (another front end may take the id meanwhile).
+    const where = requestedId === undefined ? undefined : await backend.promptIdState(requestedId);
+    if (where !== undefined) return promptIdInUse(reply, requestedId!, where);
+    // LoadImage's choices: a file uploaded through another front end counts at once.
+    await state.refreshInputFiles();
+    const v = state.engine.validate(body.prompt, body.partial_execution_targets);
+    if (!v.ok) return reply.code(400).send({ error: v.error, node_errors: v.nodeErrors });
+
+    const extra = { ...body.extra_data };
+    const sensitive: Record<string, unknown> = {};
+    for (const k of SENSITIVE_KEYS) {
+      if (k in extra) {
+        sensitive[k] = extra[k];
+        delete extra[k];
+      }
+    }
+    if (body.client_id !== undefined) extra.client_id = body.client_id;
+    extra.create_time = Date.now();
+    const job: Job = {
+      number: await backend.nextNumber(body.number, body.front),
+      promptId,
+      prompt: v.prompt,
+      extraData: extra,
+      outputs: v.outputs,
+      sensitive,
+      clientId: typeof extra.client_id === 'string' ? extra.client_id : undefined,
+    };
+    try {
+      await backend.enqueue(job, body.front);
+    } catch (e) {
+      if (e instanceof PromptIdInUseError) return promptIdInUse(reply, e.promptId, e.state);
+      throw e;
+    }
+    return { prompt_id: promptId, number: job.number, node_errors: v.nodeErrors };
+  }
 
   app.get('/queue', async () => backend.snapshot());
 
