@@ -326,26 +326,38 @@ export class NativeBackend implements Backend {
     return w.dtype === 'bf16' || w.dtype === 'f16' ? w.dtype : 'f32';
   }
 
-  linear(tx: Tensor, tw: Tensor, tbias?: Tensor): Tensor {
-    const x = this.f('linear', 'x', tx),
-      w = this.f('linear', 'w', tw);
-    if (w.shape.length !== 2) throw new Error(`linear: w must be (N, K), got ${fmtShape(w.shape)}`);
-    const [N, K] = w.shape;
+  /** linear's operands, checked and cast to the GEMM dtype (casts pushed on `temps`): x (…, K), w (N, K), bias (N) f32. */
+  private linearOperands(op: string, tx: Tensor, tw: Tensor, tbias: Tensor | undefined, temps: NativeTensor[]) {
+    const x = this.f(op, 'x', tx),
+      w = this.f(op, 'w', tw);
+    if (w.shape.length !== 2) throw new Error(`${op}: w must be (N, K), got ${fmtShape(w.shape)}`);
+    const [N, K] = w.shape as [number, number];
     if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K)
-      throw new Error(`linear: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
+      throw new Error(`${op}: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
+    let b: NativeTensor | undefined;
+    if (tbias) {
+      b = this.f(op, 'bias', tbias);
+      if (b.numel !== N || b.shape.length !== 1) throw new Error(`${op}: bias ${fmtShape(b.shape)} must be (${N})`);
+    }
+    const dt = NativeBackend.gemmDtype(w);
+    return {
+      x,
+      N,
+      K,
+      M: x.numel / K || 0,
+      outShape: [...x.shape.slice(0, -1), N],
+      dt,
+      xc: this.as(x, dt, temps),
+      wc: this.as(w, dt, temps),
+      b: b && this.as(b, 'f32', temps),
+    };
+  }
+
+  linear(tx: Tensor, tw: Tensor, tbias?: Tensor): Tensor {
     const temps: NativeTensor[] = [];
     try {
-      const dt = NativeBackend.gemmDtype(w);
-      const xc = this.as(x, dt, temps),
-        wc = this.as(w, dt, temps);
-      let b: NativeTensor | undefined;
-      if (tbias) {
-        b = this.f('linear', 'bias', tbias);
-        if (b.numel !== N || b.shape.length !== 1) throw new Error(`linear: bias ${fmtShape(b.shape)} must be (${N})`);
-        b = this.as(b, 'f32', temps);
-      }
-      const M = x.numel / K || 0;
-      const out = this.alloc([...x.shape.slice(0, -1), N], x.dtype);
+      const { x, N, K, M, outShape, dt, xc, wc, b } = this.linearOperands('linear', tx, tw, tbias, temps);
+      const out = this.alloc(outShape, x.dtype);
       return this.guard(out, temps.splice(0), () =>
         this.r.ops.linear(
           out.storage.raw,
@@ -368,39 +380,24 @@ export class NativeBackend implements Backend {
     }
   }
   linearResidual(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, tres: Tensor, tgate?: Tensor): Tensor {
-    const x = this.f('linearResidual', 'x', tx),
-      w = this.f('linearResidual', 'w', tw),
-      res = this.f('linearResidual', 'residual', tres);
-    if (w.shape.length !== 2) throw new Error(`linearResidual: w must be (N, K), got ${fmtShape(w.shape)}`);
-    const [N, K] = w.shape;
-    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K)
-      throw new Error(`linearResidual: x ${fmtShape(x.shape)} does not end in K=${K} of w ${fmtShape(w.shape)}`);
-    const outShape = [...x.shape.slice(0, -1), N];
-    if (res.shape.length !== outShape.length || res.shape.some((d, i) => d !== outShape[i]))
-      throw new Error(`linearResidual: residual ${fmtShape(res.shape)} must be the output shape ${fmtShape(outShape)}`);
-    const M = x.numel / K || 0;
-    // gate rows: one (1, N) row per batch item (rows M / B each), or one row for all M rows
-    let gateRows = Math.max(M, 1);
-    if (tgate) {
-      const g = this.f('linearResidual', 'gate', tgate);
-      const Bx = x.shape.length >= 2 ? x.shape[0]! : 1;
-      if (g.numel === N) gateRows = Math.max(M, 1);
-      else if (x.shape.length >= 2 && g.shape[0] === Bx && g.numel === Bx * N) gateRows = M / Bx || 1;
-      else throw new Error(`linearResidual: gate ${fmtShape(g.shape)} must be (${Bx}, 1, ${N}) or ${N} values for x ${fmtShape(x.shape)}`);
-    }
     const temps: NativeTensor[] = [];
     try {
-      const dt = NativeBackend.gemmDtype(w);
-      const xc = this.as(x, dt, temps),
-        wc = this.as(w, dt, temps),
-        rc = this.as(res, x.dtype, temps),
-        gc = tgate ? this.as(this.f('linearResidual', 'gate', tgate), x.dtype, temps) : undefined;
-      let b: NativeTensor | undefined;
-      if (tbias) {
-        b = this.f('linearResidual', 'bias', tbias);
-        if (b.numel !== N || b.shape.length !== 1) throw new Error(`linearResidual: bias ${fmtShape(b.shape)} must be (${N})`);
-        b = this.as(b, 'f32', temps);
+      const { x, N, K, M, outShape, dt, xc, wc, b } = this.linearOperands('linearResidual', tx, tw, tbias, temps);
+      const res = this.f('linearResidual', 'residual', tres);
+      if (res.shape.length !== outShape.length || res.shape.some((d, i) => d !== outShape[i]))
+        throw new Error(`linearResidual: residual ${fmtShape(res.shape)} must be the output shape ${fmtShape(outShape)}`);
+      // gate rows: one (1, N) row per batch item (rows M / B each), or one row for all M rows
+      let gateRows = Math.max(M, 1);
+      let gc: NativeTensor | undefined;
+      if (tgate) {
+        const g = this.f('linearResidual', 'gate', tgate);
+        const Bx = x.shape.length >= 2 ? x.shape[0]! : 1;
+        if (g.numel === N) gateRows = Math.max(M, 1);
+        else if (x.shape.length >= 2 && g.shape[0] === Bx && g.numel === Bx * N) gateRows = M / Bx || 1;
+        else throw new Error(`linearResidual: gate ${fmtShape(g.shape)} must be (${Bx}, 1, ${N}) or ${N} values for x ${fmtShape(x.shape)}`);
+        gc = this.as(g, x.dtype, temps);
       }
+      const rc = this.as(res, x.dtype, temps);
       const out = this.alloc(outShape, x.dtype);
       return this.guard(out, temps.splice(0), () =>
         this.r.ops.linearResidual(

@@ -330,9 +330,8 @@ static GemmDesc desc0() {
   return d;
 }
 
-Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot*,
-                   cudaStream_t s) {
-  // x (M, K) row-major = A; w (N, K) row-major read as B(k, n) = w[n*K + k]; out (M, N).
+// x (M, K) row-major = A; w (N, K) row-major read as B(k, n) = w[n*K + k]; out (M, N).
+static GemmDesc linear_desc(int64_t M, int64_t N, int64_t K, bool bias, DType out_dt) {
   GemmDesc d = desc0();
   d.M = M;
   d.N = N;
@@ -344,6 +343,12 @@ Status linear_cuda(void* out, const void* x, const void* w, const float* bias, i
   d.c_sm = N;
   d.bias_mode = bias ? 1 : 0;
   d.out_dt = int(out_dt);
+  return d;
+}
+
+Status linear_cuda(void* out, const void* x, const void* w, const float* bias, int64_t M, int64_t N, int64_t K, DType out_dt, DType dt, WeightCacheSlot*,
+                   cudaStream_t s) {
+  GemmDesc d = linear_desc(M, N, K, bias != nullptr, out_dt);
   return run_gemm(out, x, w, bias, d, 1, false, dt, s, "linear");
 }
 
@@ -351,17 +356,7 @@ Status linear_residual_cuda(void* out, const void* x, const void* w, const float
                             int64_t gate_rows, DType out_dt, DType dt, WeightCacheSlot*, cudaStream_t s) {
   if (gate && gate_rows <= 0) return "linear_residual: gate_rows must be positive";
   // linear_cuda's operands, plus the epilogue read in gemm_store.
-  GemmDesc d = desc0();
-  d.M = M;
-  d.N = N;
-  d.K = K;
-  d.a_sm = K;
-  d.a_sk = 1;
-  d.b_sk = 1;
-  d.b_sn = K;
-  d.c_sm = N;
-  d.bias_mode = bias ? 1 : 0;
-  d.out_dt = int(out_dt);
+  GemmDesc d = linear_desc(M, N, K, bias != nullptr, out_dt);
   d.res = res;
   d.gate = gate;
   d.gate_rows = gate_rows;

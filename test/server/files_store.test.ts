@@ -11,7 +11,7 @@ import { SharedDirStore, type OutputStore } from '../../cluster/output_store.ts'
 import { RedisStore } from '../../cluster/redis_store.ts';
 import { encodePng } from '../../nodes/image/png.ts';
 import { freePort, RedisServer } from '../cluster/redis_harness.ts';
-import { postJson, startTestServer, type TestServer } from './helpers.ts';
+import { HOSTILE_UPLOADS, postJson, startTestServer, type TestServer } from './helpers.ts';
 import { StubHost } from './stub_host.ts';
 
 let redis: RedisServer;
@@ -176,32 +176,7 @@ describe('a store without local files answers as the folders do', () => {
     for (const d of [remote.dirs.input, remote.dirs.output, remote.dirs.temp]) expect(fs.readdirSync(d)).toEqual([]);
   });
 
-  it.each([
-    [[{ name: 'image', value: 'x', filename: '../evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: '/etc/evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: 'a\\..\\evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: 'a/b.png' }]],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'subfolder', value: '../..' },
-      ],
-    ],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'subfolder', value: '/tmp' },
-      ],
-    ],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'type', value: 'models' },
-      ],
-    ],
-    [[{ name: 'image', value: 'x', filename: '' }]],
-    [[{ name: 'other', value: 'x', filename: 'a.png' }]],
-  ])('hostile or incomplete upload %j: the same 400', async (parts) => {
+  it.each(HOSTILE_UPLOADS)('hostile or incomplete upload %j: the same 400', async (parts) => {
     expect((await same((s) => upload(s, parts as Parts))).status).toBe(400);
   });
 

@@ -144,3 +144,32 @@ export async function until<T>(fn: () => T | Promise<T>, timeoutMs = 30_000, wha
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** Multipart bodies /upload/image must refuse with 400 (path escapes, a subfolder or type out of
+ *  bounds, no file name, no image part), one per case; the folder and the store tests share them. */
+export const HOSTILE_UPLOADS: Array<[Array<{ name: string; value: string; filename?: string }>]> = [
+  [[{ name: 'image', value: 'x', filename: '../evil.png' }]],
+  [[{ name: 'image', value: 'x', filename: '/etc/evil.png' }]],
+  [[{ name: 'image', value: 'x', filename: 'a\\..\\evil.png' }]],
+  [[{ name: 'image', value: 'x', filename: 'a/b.png' }]],
+  [
+    [
+      { name: 'image', value: 'x', filename: 'ok.png' },
+      { name: 'subfolder', value: '../..' },
+    ],
+  ],
+  [
+    [
+      { name: 'image', value: 'x', filename: 'ok.png' },
+      { name: 'subfolder', value: '/tmp' },
+    ],
+  ],
+  [
+    [
+      { name: 'image', value: 'x', filename: 'ok.png' },
+      { name: 'type', value: 'models' },
+    ],
+  ],
+  [[{ name: 'image', value: 'x', filename: '' }]],
+  [[{ name: 'other', value: 'x', filename: 'a.png' }]],
+];

@@ -6,7 +6,7 @@ import path from 'node:path';
 import jpeg from 'jpeg-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodePng, encodePng, readPngText } from '../../nodes/image/png.ts';
-import { connectWs, imagePrompt, postJson, startStubServer, startTestServer, type TestServer } from './helpers.ts';
+import { connectWs, HOSTILE_UPLOADS, imagePrompt, postJson, startStubServer, startTestServer, type TestServer } from './helpers.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -416,32 +416,7 @@ describe('/upload/image', () => {
     expect(fs.existsSync(path.join(s.dirs.temp, 'a', 'b', 'x.png'))).toBe(true);
   });
 
-  test.each([
-    [[{ name: 'image', value: 'x', filename: '../evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: '/etc/evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: 'a\\..\\evil.png' }]],
-    [[{ name: 'image', value: 'x', filename: 'a/b.png' }]],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'subfolder', value: '../..' },
-      ],
-    ],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'subfolder', value: '/tmp' },
-      ],
-    ],
-    [
-      [
-        { name: 'image', value: 'x', filename: 'ok.png' },
-        { name: 'type', value: 'models' },
-      ],
-    ],
-    [[{ name: 'image', value: 'x', filename: '' }]],
-    [[{ name: 'other', value: 'x', filename: 'a.png' }]],
-  ])('hostile or incomplete upload %j -> 400', async (parts) => {
+  test.each(HOSTILE_UPLOADS)('hostile or incomplete upload %j -> 400', async (parts) => {
     const r = await upload(parts as Parameters<typeof upload>[0]);
     expect(r.status).toBe(400);
     expect(fs.existsSync(path.join(s.dirs.root, 'evil.png'))).toBe(false);
