@@ -107,6 +107,10 @@ export class ClusterWorker {
   private readonly started = Date.now();
   private loaded = new Set<string>();
   private current: Current | undefined;
+  /** Interrupts heard while a fetch is in flight: BullMQ makes the job active (front ends list it
+   *  as running) before the fetch's reply reaches this worker, so an interrupt for it can come
+   *  before `current` is set. `all`: one without a prompt id. */
+  private fetchInterrupts: { all: boolean; ids: Set<string> } | undefined;
   private closing = false;
   private state: WorkerInfo['state'] = 'starting';
   private loop: Promise<void> | undefined;
@@ -247,12 +251,18 @@ export class ClusterWorker {
         if (this.closing) break;
         this.poked = false;
         const token = `${this.id}:${++this.seq}`;
-        const job = await this.bull.getNextJob(token, { block: false });
+        const heard = (this.fetchInterrupts = { all: false, ids: new Set<string>() });
+        let job: BullJob<JobData> | undefined;
+        try {
+          job = await this.bull.getNextJob(token, { block: false });
+        } finally {
+          this.fetchInterrupts = undefined;
+        }
         if (!job) {
           await this.idle(this.o.pollMs);
           continue;
         }
-        await this.process(job, token);
+        await this.process(job, token, heard.all || heard.ids.has(job.id!));
       } catch (e) {
         // Redis down mid-fetch and the like: the connection reconnects on its own.
         this.o.log(`worker loop: ${(e as Error).message}`);
@@ -278,7 +288,7 @@ export class ClusterWorker {
     return true;
   }
 
-  private async process(bull: BullJob<JobData>, token: string): Promise<void> {
+  private async process(bull: BullJob<JobData>, token: string, interruptRequested = false): Promise<void> {
     let job: Job;
     try {
       job = decodeJob(bull.data);
@@ -289,7 +299,7 @@ export class ClusterWorker {
       await this.redis.hdel(this.keys.ids, bull.id!).catch(() => undefined);
       return;
     }
-    const cur: Current = { job, bull, token, models: bull.data.models ?? [], since: Date.now(), node: undefined, lost: false, interruptRequested: false };
+    const cur: Current = { job, bull, token, models: bull.data.models ?? [], since: Date.now(), node: undefined, lost: false, interruptRequested };
     this.current = cur;
     this.state = 'busy';
     const renew = setInterval(() => void this.renewLock(cur), Math.max(100, Math.floor(this.o.lockDurationMs / 3)));
@@ -513,6 +523,11 @@ export class ClusterWorker {
       return;
     }
     const cur = this.current;
+    if (!cur && this.fetchInterrupts) {
+      if (c.promptId === undefined) this.fetchInterrupts.all = true;
+      else this.fetchInterrupts.ids.add(c.promptId);
+      return;
+    }
     // Without a prompt id: every worker interrupts the job it runs (README.md).
     if (!cur || cur.lost || (c.promptId !== undefined && c.promptId !== cur.job.promptId)) return;
     cur.interruptRequested = true;

@@ -203,4 +203,29 @@ describe('a worker', () => {
       await w.close();
     }
   });
+
+  it('honours an interrupt that arrives while its fetch of the job is in flight', async () => {
+    // BullMQ makes the job active (listed as running) before the fetch's reply reaches the
+    // worker: an interrupt sent in that window must still stop the job.
+    const w = new ClusterWorker({ redis: redis.url, prefix: 'jt', createHost: () => new StubHost(), maxHistory: 100, log: () => undefined });
+    await w.start();
+    try {
+      const bull = (w as unknown as { bull: { getNextJob: (...a: unknown[]) => Promise<unknown> } }).bull;
+      const fetch = bull.getNextJob.bind(bull);
+      bull.getNextJob = async (...a: unknown[]) => {
+        const job = (await fetch(...a)) as { id?: string } | undefined;
+        if (job?.id === 'mid-fetch') {
+          await fe.events.publishControl({ type: 'interrupt', promptId: 'mid-fetch' });
+          await new Promise((r) => setTimeout(r, 300)); // the control message reaches the worker first
+        }
+        return job;
+      };
+      await fe.submit('mid-fetch', stubPrompt({ ms: 3000, steps: 30 }));
+      const e = await waitFor('mid-fetch in history', () => fe.history.get('mid-fetch'), 10_000);
+      expect(e.status.status_str).toBe('error');
+      expect(e.status.messages.map((m) => m[0])).toContain('execution_interrupted');
+    } finally {
+      await w.close();
+    }
+  });
 });
