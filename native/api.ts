@@ -78,6 +78,14 @@ export interface Conv2dOptions {
   groups?: number;
 }
 
+/** Activation applied to a convolution's output (after the bias), rounded once. */
+export type ConvAct = 'none' | 'silu' | 'relu';
+
+export interface Conv2dNhwcOptions extends Conv2dOptions {
+  /** Default 'none'. */
+  act?: ConvAct;
+}
+
 export interface Backend {
   readonly name: DeviceName;
   /** Whether this backend implements `op` for `dtype` natively (else the caller may fall back). */
@@ -152,6 +160,10 @@ export interface Backend {
   matmul(a: Tensor, b: Tensor, transB?: boolean): Tensor;
   /** NCHW; w (C_out, C_in/groups, kh, kw); bias (C_out). */
   conv2d(x: Tensor, w: Tensor, bias: Tensor | undefined, opts?: Conv2dOptions): Tensor;
+  /** `conv2d` on channels-last activations: x (B, H, W, C_in) -> act(conv + bias) (B, Ho, Wo, C_out);
+   *  w and bias as conv2d's. Lets a model stay channels-last between layers: on the CPU oneDNN runs
+   *  on NHWC directly (no reorders per call) with the activation as a post-op. */
+  conv2dNhwc(x: Tensor, w: Tensor, bias: Tensor | undefined, opts?: Conv2dNhwcOptions): Tensor;
   // The norms share one argument order, that of their C twins (native/cpu/ops.h):
   // x, weight, bias (either may be undefined), eps, then op-specific parameters.
   /** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) * (w + offset) [+ bias];
@@ -225,6 +237,7 @@ export type OpName =
   | 'linearResidual'
   | 'matmul'
   | 'conv2d'
+  | 'conv2dNhwc'
   | 'rmsnorm'
   | 'rmsnorm2d'
   | 'layernorm'

@@ -1,7 +1,7 @@
 // `Backend` (native/api.ts) over the addon: checks shapes and dtypes, casts mixed-dtype
 // operands, allocates outputs, and calls the raw ops (native/src/ops_binding.cc), which
 // re-check every buffer size before dispatching to the device's kernel table.
-import type { AttentionOptions, Backend, Conv2dOptions, DType, DeviceName, OpName, Tensor } from './api.ts';
+import type { AttentionOptions, Backend, Conv2dNhwcOptions, Conv2dOptions, ConvAct, DType, DeviceName, OpName, Tensor } from './api.ts';
 import { raw, DTYPE_CODE, DTYPE_SIZE, isFloat, type RawAddon } from './binding.ts';
 import { NativeTensor, StorageRef, fmtShape, keepTensor, runScope } from './tensor.ts';
 import { broadcastStrides, checkShape, collapse, contiguousStrides, normAxis, prod, splitAt } from './shapes.ts';
@@ -9,6 +9,8 @@ import { broadcastStrides, checkShape, collapse, contiguousStrides, normAxis, pr
 const UNARY = { affine: 0, gelu_tanh: 1, silu: 2, relu: 3, tanh: 4, clamp: 5 } as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3, glu_silu: 4, glu_gelu_tanh: 5 } as const;
 const TERNARY = { modulate: 0, addGated: 1 } as const;
+/** ConvAct of native/cpu/ops.h. */
+const CONV_ACT = { none: 0, silu: 1, relu: 2 } as const;
 
 export class NativeBackend implements Backend {
   private readonly r: RawAddon;
@@ -472,20 +474,29 @@ export class NativeBackend implements Backend {
     }
   }
   conv2d(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, opts: Conv2dOptions = {}): Tensor {
-    const x = this.f('conv2d', 'x', tx),
-      w = this.f('conv2d', 'w', tw);
+    return this.conv('conv2d', tx, tw, tbias, opts, false, 'none');
+  }
+  conv2dNhwc(tx: Tensor, tw: Tensor, tbias: Tensor | undefined, opts: Conv2dNhwcOptions = {}): Tensor {
+    return this.conv('conv2dNhwc', tx, tw, tbias, opts, true, opts.act ?? 'none');
+  }
+  /** conv2d and conv2dNhwc: x (B, C, H, W) or, channels-last, (B, H, W, C). */
+  private conv(op: 'conv2d' | 'conv2dNhwc', tx: Tensor, tw: Tensor, tbias: Tensor | undefined, opts: Conv2dOptions, nhwc: boolean, act: ConvAct): Tensor {
+    const x = this.f(op, 'x', tx),
+      w = this.f(op, 'w', tw);
     const pad = opts.padding ?? 0,
       stride = opts.stride ?? 1,
       groups = opts.groups ?? 1;
-    if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error(`conv2d: x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)} must be 4-D (NCHW, OIHW)`);
-    const [B, Cin, H, W] = x.shape,
+    if (x.shape.length !== 4 || w.shape.length !== 4)
+      throw new Error(`${op}: x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)} must be 4-D (${nhwc ? 'NHWC' : 'NCHW'}, OIHW)`);
+    if (!(act in CONV_ACT)) throw new Error(`${op}: unknown activation ${String(act)}`);
+    const [B, Cin, H, W] = nhwc ? [x.shape[0]!, x.shape[3]!, x.shape[1]!, x.shape[2]!] : x.shape,
       [Cout, Cg, KH, KW] = w.shape;
     if (!Number.isInteger(groups) || groups < 1 || Cin % groups || Cout % groups || Cg !== Cin / groups)
-      throw new Error(`conv2d: w ${fmtShape(w.shape)} does not fit ${Cin} input channels in ${groups} groups`);
-    if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(pad) || pad < 0) throw new Error(`conv2d: bad stride ${stride} or padding ${pad}`);
+      throw new Error(`${op}: w ${fmtShape(w.shape)} does not fit ${Cin} input channels in ${groups} groups`);
+    if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(pad) || pad < 0) throw new Error(`${op}: bad stride ${stride} or padding ${pad}`);
     const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1,
       Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
-    if (Ho < 1 || Wo < 1) throw new Error(`conv2d: kernel ${KH}x${KW} larger than the padded input ${H}x${W}`);
+    if (Ho < 1 || Wo < 1) throw new Error(`${op}: kernel ${KH}x${KW} larger than the padded input ${H}x${W}`);
     const temps: NativeTensor[] = [];
     try {
       const dt = NativeBackend.gemmDtype(w);
@@ -493,36 +504,18 @@ export class NativeBackend implements Backend {
         wc = this.as(w, dt, temps);
       let b: NativeTensor | undefined;
       if (tbias) {
-        b = this.f('conv2d', 'bias', tbias);
-        if (b.numel !== Cout) throw new Error(`conv2d: bias ${fmtShape(b.shape)} must have ${Cout} values`);
+        b = this.f(op, 'bias', tbias);
+        if (b.numel !== Cout) throw new Error(`${op}: bias ${fmtShape(b.shape)} must have ${Cout} values`);
         b = this.as(b, 'f32', temps);
       }
-      const out = this.alloc([B, Cout, Ho, Wo], x.dtype);
+      const out = this.alloc(nhwc ? [B, Ho, Wo, Cout] : [B, Cout, Ho, Wo], x.dtype);
+      const [bs, bo] = b ? [b.storage.raw, b.offset] : [null, 0];
+      const dims = [B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo] as const;
+      const ops = this.r.ops;
       return this.guard(out, temps.splice(0), () =>
-        this.r.ops.conv2d(
-          out.storage.raw,
-          0,
-          xc.storage.raw,
-          xc.offset,
-          wc.storage.raw,
-          wc.offset,
-          b ? b.storage.raw : null,
-          b ? b.offset : 0,
-          B,
-          Cin,
-          H,
-          W,
-          Cout,
-          KH,
-          KW,
-          stride,
-          pad,
-          groups,
-          Ho,
-          Wo,
-          DTYPE_CODE[x.dtype],
-          DTYPE_CODE[dt],
-        ),
+        nhwc
+          ? ops.conv2dNhwc(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset, bs, bo, ...dims, CONV_ACT[act], DTYPE_CODE[x.dtype], DTYPE_CODE[dt])
+          : ops.conv2d(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset, bs, bo, ...dims, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]),
       );
     } finally {
       for (const t of temps) t.dispose();

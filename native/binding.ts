@@ -114,6 +114,31 @@ export interface RawOps {
     outDt: number,
     dt: number,
   ): void;
+  conv2dNhwc(
+    out: S,
+    o: number,
+    x: S,
+    xo: number,
+    w: S,
+    wo: number,
+    bias: S,
+    bo: number,
+    B: number,
+    Cin: number,
+    H: number,
+    W: number,
+    Cout: number,
+    KH: number,
+    KW: number,
+    stride: number,
+    pad: number,
+    groups: number,
+    Ho: number,
+    Wo: number,
+    act: number,
+    outDt: number,
+    dt: number,
+  ): void;
   rmsnorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, offset: number, dt: number): void;
   rmsnorm2d(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, B: number, C: number, HW: number, eps: number, dt: number): void;
   layernorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, dt: number): void;

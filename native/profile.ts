@@ -77,6 +77,16 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
       bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt!) + B! * Cout! * Ho! * Wo! * es(outDt!),
     };
   },
+  conv2dNhwc: (a) => {
+    const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo, , outDt, dt] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22].map((i) => n(a, i)) as number[];
+    const cg = Cin! / groups!;
+    const shape = groups! > 1 && groups === Cin ? 'depthwise' : KH === 1 && KW === 1 ? '1x1' : `${KH}x${KW}`;
+    return {
+      kind: `conv2dNhwc.${shape}.${dtName(dt!)}`,
+      flops: 2 * B! * Cout! * Ho! * Wo! * cg * KH! * KW!,
+      bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt!) + B! * Cout! * Ho! * Wo! * es(outDt!),
+    };
+  },
   rmsnorm: (a) => ({ kind: 'rmsnorm', flops: 4 * n(a, 8) * n(a, 9), bytes: 2 * n(a, 8) * n(a, 9) * es(n(a, 12)) }),
   rmsnorm2d: (a) => {
     const N = n(a, 8) * n(a, 9) * n(a, 10);

@@ -1,4 +1,7 @@
 // conv2d: NCHW, w (Cout, Cin/groups, KH, KW), zero padding, stride, groups.
+// conv2d_nhwc: the same convolution on channels-last activations (B, H, W, C) with an optional
+// SiLU/ReLU fused as a oneDNN post-op, so a model can stay channels-last between layers and skip
+// the per-call NCHW <-> blocked reorders (the DC-AE decoder). Same weight cache as conv2d.
 // oneDNN path: convolution primitive with weights reordered once into the primitive's layout
 // (cached on the weight with the primitive, by input shape); src/dst reordered to/from the
 // primitive's preferred layout through scratch.
@@ -7,6 +10,8 @@
 // panels, a chunk of output pixels per thread, times the f32 weights (converted once, cached).
 #include "gemm.h"
 #include "dnnl_util.h"
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -35,7 +40,8 @@ struct ConvCache : WeightCache {
     dnnl::memory::desc src, dst;
     dnnl::memory wmem;
   };
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>, Prim> prims;
+  // (B, H, W, stride, pad, bias, out dtype, channels-last, post-op activation)
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, bool, int>, Prim> prims;
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
 #endif
 };
@@ -149,28 +155,65 @@ void conv_portable(ConvCache* c, void* out, const void* x, const float* bias, in
 }
 
 #ifdef SANA_HAVE_DNNL
+// Whether a channels-last conv lets oneDNN choose its own src/dst layout (reordering around the
+// call, as conv2d does) instead of running on NHWC directly: SANA_CONV_NHWC=any|direct forces it;
+// by default direct for 16-bit (the AMX/AVX512-BF16 kernels are NHWC-native) and for f32 too
+// unless the direct primitive is a gemm/ref fallback (checked per primitive below).
+int nhwc_policy() {
+  static const int v = [] {
+    const char* e = std::getenv("SANA_CONV_NHWC");
+    if (e && std::string(e) == "any") return 1;
+    if (e && std::string(e) == "direct") return 2;
+    return 0;
+  }();
+  return v;
+}
+
 bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t s, int64_t p, int64_t Ho,
-               int64_t Wo, DType out_dt) {
+               int64_t Wo, DType out_dt, bool nhwc, ConvAct act) {
   using namespace dnnl;
   using tag = memory::format_tag;
   const int64_t G = c->groups;
   const auto wdt = cpu::dnnl_dt(c->dt);
   const memory::dims wdims = G > 1 ? memory::dims{G, c->Cout / G, c->Cin_g, c->KH, c->KW} : memory::dims{c->Cout, c->Cin_g, c->KH, c->KW};
-  const memory::desc user_src({B, Cin, H, W}, wdt, tag::nchw), user_dst({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), tag::nchw);
+  const tag user_tag = nhwc ? tag::nhwc : tag::nchw;
+  const memory::desc user_src({B, Cin, H, W}, wdt, user_tag), user_dst({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), user_tag);
   ConvCache::Prim pr;
   {
     std::lock_guard<std::mutex> lock(c->mu);
     if (c->dnnl_off) return false;
     try {
-      const auto key = std::make_tuple(B, H, W, s, p, bias != nullptr, int(out_dt));
+      const auto key = std::make_tuple(B, H, W, s, p, bias != nullptr, int(out_dt), nhwc, int(act));
       auto it = c->prims.find(key);
       if (it == c->prims.end()) {
-        memory::desc src_md({B, Cin, H, W}, wdt, tag::any), wei_md(wdims, wdt, tag::any);
-        memory::desc dst_md({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), tag::any), bias_md({c->Cout}, memory::data_type::f32, tag::x);
-        auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s}, {p, p},
-                                                  {p, p})
-                      : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
-        convolution_forward::primitive_desc pd(d, cpu::dnnl_engine());
+        primitive_attr attr;
+        if (act != ConvAct::None) {
+          post_ops po;
+          po.append_eltwise(1.f, act == ConvAct::Silu ? algorithm::eltwise_swish : algorithm::eltwise_relu, act == ConvAct::Silu ? 1.f : 0.f, 0.f);
+          attr.set_post_ops(po);
+        }
+        const auto make_pd = [&](tag io) {
+          memory::desc src_md({B, Cin, H, W}, wdt, io), wei_md(wdims, wdt, tag::any);
+          memory::desc dst_md({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), io), bias_md({c->Cout}, memory::data_type::f32, tag::x);
+          auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s},
+                                                    {p, p}, {p, p})
+                        : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
+          return convolution_forward::primitive_desc(d, attr, cpu::dnnl_engine());
+        };
+        const int pol = nhwc_policy();
+        convolution_forward::primitive_desc pd = make_pd(nhwc && pol != 1 ? tag::nhwc : tag::any);
+        if (nhwc && pol == 0) {
+          // oneDNN 2.6 serves some f32 NHWC shapes only with its im2col+gemm or reference kernels
+          // (measured ~3x slower than the blocked jit conv plus two reorders)
+          const std::string impl = pd.impl_info_str();
+          if (impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos) {
+            auto alt = make_pd(tag::any);
+            if (std::string(alt.impl_info_str()).find("ref") == std::string::npos) pd = alt;
+          }
+        }
+        if (std::getenv("SANA_CONV_VERBOSE"))
+          std::fprintf(stderr, "conv2d%s %ldx%ldx%ldx%ld -> %ld k%ld g%ld: %s\n", nhwc ? "_nhwc" : "", long(B), long(Cin), long(H), long(W), long(c->Cout),
+                       long(c->KH), long(c->groups), pd.impl_info_str());
         ConvCache::Prim np{convolution_forward(pd), pd.src_desc(), pd.dst_desc(), memory()};
         const auto want = pd.weights_desc();
         for (auto& pk : c->packed)
@@ -221,7 +264,7 @@ Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, in
   const bool depthwise = groups == Cin && Cout == Cin;
   if (cpu::dnnl_fast_dtype(dt) && !depthwise) {
     try {
-      if (conv_dnnl(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt)) return nullptr;
+      if (conv_dnnl(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt, false, ConvAct::None)) return nullptr;
     } catch (const dnnl::error& e) {
       thread_local std::string err;
       err = std::string("conv2d: oneDNN failed: ") + e.what();
@@ -230,6 +273,47 @@ Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, in
   }
 #endif
   conv_portable(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt, dt);
+  return nullptr;
+}
+
+Status conv2d_nhwc_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                       int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt,
+                       WeightCacheSlot* wcache) {
+  if (!dtype_is_float(dt) || !dtype_is_float(out_dt)) return "conv2d_nhwc_cpu: dtypes must be f32, bf16 or f16";
+  if (B == 0 || Cout == 0 || Ho == 0 || Wo == 0) return nullptr;
+  WeightCacheSlot local;
+  ConvCache* c = cache_for(wcache ? wcache : &local, w, Cout, Cin / groups, KH, KW, groups, dt);
+#ifdef SANA_HAVE_DNNL
+  // Depthwise included: on channels-last there is no reorder for oneDNN to pay.
+  if (cpu::dnnl_fast_dtype(dt)) {
+    try {
+      if (conv_dnnl(c, out, x, bias, B, Cin, H, W, stride, pad, Ho, Wo, out_dt, true, act)) return nullptr;
+    } catch (const dnnl::error& e) {
+      thread_local std::string err;
+      err = std::string("conv2d_nhwc: oneDNN failed: ") + e.what();
+      return err.c_str();
+    }
+  }
+#endif
+  // Portable: the NCHW kernel between two transposes (no oneDNN, or f16), activation on the way out.
+  const size_t es = dtype_size(dt), oes = dtype_size(out_dt);
+  std::vector<char> xt(size_t(B * Cin * H * W) * es);
+  const int64_t in_shape[4] = {B, H, W, Cin};
+  const int32_t to_nchw[4] = {0, 3, 1, 2};
+  permute_cpu(xt.data(), x, 4, in_shape, to_nchw, es);
+  const int64_t HWo = Ho * Wo;
+  std::vector<float> ot(size_t(B * Cout * HWo));  // (B, Cout, Ho, Wo)
+  conv_portable(c, ot.data(), xt.data(), bias, B, Cin, H, W, stride, pad, Ho, Wo, DType::F32, dt);
+#pragma omp parallel for schedule(static) if (B * HWo * Cout > cpu::kParallelMin)
+  for (int64_t bp = 0; bp < B * HWo; bp++) {
+    const int64_t b = bp / HWo, px = bp % HWo;
+    float* row = cpu::scratch_floats(1, size_t(Cout));
+    for (int64_t co = 0; co < Cout; co++) {
+      const float v = ot[size_t((b * Cout + co) * HWo + px)];
+      row[co] = act == ConvAct::Silu ? cpu::silu_f(v) : act == ConvAct::Relu ? std::max(v, 0.f) : v;
+    }
+    cpu::from_float_row(static_cast<char*>(out) + size_t(bp * Cout) * oes, row, Cout, out_dt);
+  }
   return nullptr;
 }
 

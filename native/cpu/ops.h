@@ -52,6 +52,8 @@ enum class UnaryOp : int32_t { Affine = 0, GeluTanh, Silu, Relu, Tanh, Clamp };
 enum class BinaryOp : int32_t { Add = 0, Sub, Mul, Div, GluSilu, GluGelu };
 // Modulate: out = a * (1 + c) + b  (x, shift, scale).  AddGated: out = a + b * c  (h, gate, y).
 enum class TernaryOp : int32_t { Modulate = 0, AddGated };
+// Activation fused after a convolution's bias (conv2d_nhwc).
+enum class ConvAct : int32_t { None = 0, Silu, Relu };
 
 // --- creation / conversion -------------------------------------------------------------------
 Status fill_cpu(void* out, int64_t n, double value, DType dt);
@@ -92,6 +94,11 @@ Status matmul_cpu(void* out, const void* a, const void* b, int64_t batch, int64_
 // x (B, Cin, H, W), w (Cout, Cin/groups, KH, KW), bias (Cout, f32, may be null) -> out (B, Cout, Ho, Wo).
 Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
                   int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache);
+// Channels-last conv2d: x (B, H, W, Cin), w (Cout, Cin/groups, KH, KW) as conv2d's, bias (Cout,
+// f32, may be null) -> out (B, Ho, Wo, Cout) = act(conv + bias).
+Status conv2d_nhwc_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                       int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt,
+                       WeightCacheSlot* wcache);
 // x (rows, C); w, bias (C) or null: out = x / sqrt(mean(x²) + eps) * (w + offset) + bias.
 Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt);
 // x (B, C, HW): RMS over C at each pixel, then * w[c] + bias[c] (either may be null).

@@ -1,7 +1,7 @@
 // GEMM family: linear (also with the DiT's residual epilogue), batched matmul and conv2d (implicit
 // GEMM; depthwise is direct), and GLUMBConv's token-major depthwise 3×3 + GLU (direct).
-// CPU twins: linear_cpu, linear_residual_cpu, matmul_cpu, conv2d_cpu, dwconv3x3_glu_tokens_cpu
-// (native/cpu).
+// CPU twins: linear_cpu, linear_residual_cpu, matmul_cpu, conv2d_cpu, conv2d_nhwc_cpu,
+// dwconv3x3_glu_tokens_cpu (native/cpu).
 //
 // One tiled kernel computes C[z](m, n) = sum_k A[z](m, k) * B[z](k, n) (+ bias), with the operands
 // described by strides (and an im2col view of B for convolutions):
@@ -486,6 +486,49 @@ Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, i
   d.bias_mode = bias ? 2 : 0;
   d.out_dt = int(out_dt);
   return run_gemm(out, w, x, bias, d, B * groups, !pointwise, dt, s, "conv2d");
+}
+
+// --- channels-last conv2d: direct, one thread per output (b, pixel, channel) ---------------------
+// Neighbouring threads take neighbouring output channels of one pixel, so the input taps they read
+// are the same addresses (broadcast) and the stores are coalesced. Not tiled: the ungrouped 1×1
+// case without an activation goes through the GEMM instead.
+static __global__ void conv_nhwc_kernel(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                                        int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, int act, int out_dt,
+                                        int dt) {
+  const int64_t n = B * Ho * Wo * Cout, Cg = Cin / groups, Coutg = Cout / groups;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t co = i % Cout, px = (i / Cout) % (Ho * Wo), b = i / (Cout * Ho * Wo);
+    const int64_t oy = px / Wo, ox = px % Wo, c0 = (co / Coutg) * Cg;
+    float acc = bias ? bias[co] : 0.f;
+    for (int64_t ky = 0; ky < KH; ++ky) {
+      const int64_t iy = oy * stride - pad + ky;
+      if (iy < 0 || iy >= H) continue;
+      for (int64_t kx = 0; kx < KW; ++kx) {
+        const int64_t ix = ox * stride - pad + kx;
+        if (ix < 0 || ix >= W) continue;
+        const int64_t xb = ((b * H + iy) * W + ix) * Cin + c0, wb = co * Cg * KH * KW + ky * KW + kx;
+        for (int64_t ci = 0; ci < Cg; ++ci) acc = fma_f(ldf(x, dt, xb + ci), ldf(w, dt, wb + ci * KH * KW), acc);
+      }
+    }
+    if (act == 1) acc = acc / (1.f + expf(-acc));
+    else if (act == 2) acc = acc > 0.f ? acc : 0.f;
+    stf(out, out_dt, i, acc);
+  }
+}
+
+Status conv2d_nhwc_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                        int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt, WeightCacheSlot*,
+                        cudaStream_t s) {
+  const int64_t n = B * Ho * Wo * Cout;
+  if (n == 0) return nullptr;
+  if (KH == 1 && KW == 1 && stride == 1 && pad == 0 && groups == 1 && act == ConvAct::None) {
+    // x (B·H·W, Cin) · wᵀ: a linear over pixels
+    GemmDesc d = linear_desc(B * H * W, Cout, Cin, bias != nullptr, out_dt);
+    return run_gemm(out, x, w, bias, d, 1, false, dt, s, "conv2dNhwc");
+  }
+  LAUNCH(blocks_for(n, 256), 256, 0, s, conv_nhwc_kernel)(out, x, w, bias, B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo, int(act), int(out_dt),
+                                                         int(dt));
+  return SANA_LAUNCH_STATUS("conv2d_nhwc");
 }
 
 }  // namespace SANA_CUDA_NS

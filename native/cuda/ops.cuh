@@ -32,6 +32,9 @@ Status matmul_cuda(void* out, const void* a, const void* b, int64_t batch, int64
 Status conv2d_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
                    int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, DType out_dt, DType dt, WeightCacheSlot* wcache,
                    cudaStream_t s);
+Status conv2d_nhwc_cuda(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
+                        int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt,
+                        WeightCacheSlot* wcache, cudaStream_t s);
 Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s);
 Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt, cudaStream_t s);
 Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt, cudaStream_t s);

@@ -367,6 +367,26 @@ OP(Conv2d) {
   if (w) w.s->sync_cache_bytes();
   return r;
 }
+OP(Conv2dNhwc) {
+  Args a(info, "conv2dNhwc");
+  auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w"), bias = a.tensor("bias", true);
+  const int64_t B = a.i64("B"), Cin = a.i64("Cin"), H = a.i64("H"), W = a.i64("W"), Cout = a.i64("Cout"), KH = a.i64("KH"), KW = a.i64("KW");
+  const int64_t s = a.i64("stride"), p = a.i64("pad"), g = a.i64("groups"), Ho = a.i64("Ho"), Wo = a.i64("Wo"), act = a.i64("act");
+  const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
+  if (g <= 0 || Cin % g || Cout % g || s <= 0 || p < 0 || KH <= 0 || KW <= 0) a.fail("bad groups/stride/padding/kernel");
+  if (act < 0 || act > 2) a.fail("act must be 0 (none), 1 (silu) or 2 (relu)");
+  if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
+  a.need(out, B * Ho * Wo * Cout, odt, "out");
+  a.need(x, B * H * W * Cin, dt, "x");
+  a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w");
+  a.need(bias, Cout, DType::F32, "bias");
+  Napi::Value r = a.finish(a.be() ? a.be()->conv2d_nhwc : nullptr, [&](auto fn) {
+    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo, ConvAct(act), odt, dt,
+              &w.s->wcache);
+  });
+  if (w) w.s->sync_cache_bytes();
+  return r;
+}
 OP(Rmsnorm) {
   Args a(info, "rmsnorm");
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", true), b = a.tensor("bias", true);
@@ -564,6 +584,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "linearResidual") ok = be->linear_residual && f;
   else if (op == "matmul") ok = be->matmul && f;
   else if (op == "conv2d") ok = be->conv2d && f;
+  else if (op == "conv2dNhwc") ok = be->conv2d_nhwc && f;
   else if (op == "rmsnorm") ok = be->rmsnorm && f;
   else if (op == "rmsnorm2d") ok = be->rmsnorm2d && f;
   else if (op == "layernorm") ok = be->layernorm && f;
@@ -600,6 +621,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("linearResidual", Napi::Function::New(env, LinearResidual));
   ops.Set("matmul", Napi::Function::New(env, Matmul));
   ops.Set("conv2d", Napi::Function::New(env, Conv2d));
+  ops.Set("conv2dNhwc", Napi::Function::New(env, Conv2dNhwc));
   ops.Set("rmsnorm", Napi::Function::New(env, Rmsnorm));
   ops.Set("rmsnorm2d", Napi::Function::New(env, Rmsnorm2d));
   ops.Set("layernorm", Napi::Function::New(env, Layernorm));

@@ -1,12 +1,14 @@
 // The decoder of AutoencoderDC (DC-AE f32c32, the Sana VAE; shared/spec/sana.md §4) on the Backend interface,
 // plus tiled decoding with linear seam blending for large images in bounded memory.
 //
-// Module paths equal the diffusers keys under `decoder.`. Everything stays NCHW: the "Linear"
-// projections of the attention are applied as 1×1 convolutions over channels.
+// Module paths equal the diffusers keys under `decoder.`. Activations are channels-last (B, H, W, C)
+// from conv_in to conv_out (the latent is transposed once in, the image once out): 1×1
+// convolutions are linears over pixels and the 3×3 ones run on NHWC (`conv2dNhwc`), so no op
+// reorders its input (dcae_blocks.ts, runBlockNhwc).
 // Letters: B batch, C stage width, H·W grid, N = H·W pixels, G heads of hd channels.
 import { join } from 'node:path';
 import type { Backend, DType, Tensor } from '../../native/api.ts';
-import { blockLayout, checkDcaeDtype, configNumber, free, halfEntryPoints, loadBlock, latentShortcut, loadHalfFromFolder, parseDcaeHalf, perStage, runBlock, tiledMap, type BlockW, type DcaeHalfConfig, type DcaeHalfModel, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
+import { blockLayout, checkDcaeDtype, configNumber, free, halfEntryPoints, loadBlockNhwc, latentShortcut, loadHalfFromFolder, parseDcaeHalf, perStage, runBlockNhwc, tiledMap, view, type BlockNhwcW, type DcaeHalfConfig, type DcaeHalfModel, type HalfRunOptions, type TileOptions } from './dcae_blocks.ts';
 import { checkLayout, conv, layoutShapes, rmsNormAffine, unexpectedLine, type Layout } from './layout.ts';
 import type { HostArray, TensorInput } from './tensor_input.ts';
 import { WeightSet, type WeightSource } from './weight_set.ts';
@@ -91,7 +93,7 @@ export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightS
 // Model
 
 interface UpW { convW: Tensor; convB: Tensor; repeats: number; interpolate: boolean }
-interface Stage { up?: UpW; blocks: BlockW[] }
+interface Stage { up?: UpW; blocks: BlockNhwcW[] }
 
 export type TiledDecodeOptions = TileOptions;
 
@@ -123,7 +125,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
         stage.up = { convW: ld(`${pre(0)}conv.weight`), convB: ld(`${pre(0)}conv.bias`), repeats: (4 * C) / Cs[i + 1]!, interpolate: cfg.upsampleBlockType === 'interpolate' };
         j = 1;
       }
-      for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) stage.blocks.push(loadBlock(wl, pre(j), cfg.blockTypes[i]!, C, cfg.qkvMultiscales[i]!, cfg.actFns[i]!));
+      for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) stage.blocks.push(loadBlockNhwc(wl, src, bk, pre(j), cfg.blockTypes[i]!, C, cfg.attentionHeadDim, cfg.qkvMultiscales[i]!, cfg.actFns[i]!));
       stages.push(stage);
     }
     const normW = ld('decoder.norm_out.weight'), normB = ld('decoder.norm_out.bias');
@@ -131,19 +133,30 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
     const bytes = wl.bytes;
     const hd = cfg.attentionHeadDim;
 
+    // pixel_shuffle(x, 2) channels-last: channel 4c + 2i + j of pixel (h, w) → channel c of (2h+i, 2w+j).
+    const pixelShuffleNhwc = (x: Tensor): Tensor => {
+      const [B, H, W, C4] = x.shape as [number, number, number, number];
+      const x6 = bk.reshape(x, [B, H, W, C4 / 4, 2, 2]);
+      const p = bk.permute(x6, [0, 1, 4, 2, 5, 3]); // (B, H, 2, W, 2, C)
+      free(x6);
+      return view(bk, p, [B, 2 * H, 2 * W, C4 / 4]);
+    };
     const upsample = (X: Tensor, w: UpW): Tensor => {
+      const [B, H, W, Cin] = X.shape as [number, number, number, number];
       let main: Tensor;
       if (w.interpolate) {
-        const up = bk.upsampleNearest(X, 2); // (B, Cin, 2H, 2W)
-        main = bk.conv2d(up, w.convW, w.convB, { padding: 1 }); // (B, Cout, 2H, 2W)
+        // nearest 2×: each pixel twice along W, then each row twice along H
+        const cols = bk.repeatInterleave(bk.reshape(X, [B * H, W, Cin]), 2, 1); // (B·H, 2W, Cin)
+        const up = view(bk, bk.repeatInterleave(view(bk, cols, [B, H, 2 * W * Cin]), 2, 1), [B, 2 * H, 2 * W, Cin]);
+        main = bk.conv2dNhwc(up, w.convW, w.convB, { padding: 1 }); // (B, 2H, 2W, Cout)
         free(up);
       } else {
-        const c = bk.conv2d(X, w.convW, w.convB, { padding: 1 }); // (B, 4·Cout, H, W)
-        main = bk.pixelShuffle(c, 2);
+        const c = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H, W, 4·Cout)
+        main = pixelShuffleNhwc(c);
         free(c);
       }
-      const rep = bk.repeatInterleave(X, w.repeats, 1); // (B, 4·Cout, H, W)
-      const short = bk.pixelShuffle(rep, 2); // (B, Cout, 2H, 2W)
+      const rep = bk.repeatInterleave(X, w.repeats, 3); // (B, H, W, 4·Cout)
+      const short = pixelShuffleNhwc(rep); // (B, 2H, 2W, Cout)
       free(rep);
       return bk.add(main, short);
     };
@@ -151,10 +164,12 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
     const decodeDevice = (z: Tensor, capture?: (name: string, t: Tensor) => void, onBlock?: () => void): Tensor => bk.scope(() => {
       const [, Cz] = z.shape as [number, number, number, number];
       if (z.shape.length !== 4 || Cz !== cfg.latentChannels) throw new Error(`DC-AE decoder: latent has shape ${JSON.stringify(z.shape)}, expected (B, ${cfg.latentChannels}, h, w)`);
-      const zz = z.dtype === dtype ? z : bk.cast(z, dtype);
-      let X = bk.conv2d(zz, convInW, convInB, { padding: 1 }); // (B, C_last, h, w)
-      if (cfg.inShortcut) X = bk.add(X, bk.repeatInterleave(zz, Cs[S - 1]! / cfg.latentChannels, 1));
-      capture?.('decoder.after_conv_in', X);
+      // the captured intermediates are compared with diffusers' NCHW ones
+      const cap = capture && ((name: string, t: Tensor): void => capture(name, bk.permute(t, [0, 3, 1, 2])));
+      const zz = bk.permute(z.dtype === dtype ? z : bk.cast(z, dtype), [0, 2, 3, 1]); // (B, h, w, c)
+      let X = bk.conv2dNhwc(zz, convInW, convInB, { padding: 1 }); // (B, h, w, C_last)
+      if (cfg.inShortcut) X = bk.add(X, bk.repeatInterleave(zz, Cs[S - 1]! / cfg.latentChannels, 3));
+      cap?.('decoder.after_conv_in', X);
       // Each step runs in its own scope and frees its input at once: stage-0 maps of a 1024² image
       // are 256 MB apiece in bf16, so holding a whole stage's intermediates would multiply the peak.
       const step = (f: (x: Tensor) => Tensor): void => {
@@ -166,10 +181,11 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       for (let i = S - 1; i >= 0; i--) {
         const st = stages[i]!;
         if (st.up) step((x) => upsample(x, st.up!));
-        for (const b of st.blocks) step((x) => runBlock(bk, x, b, hd));
-        capture?.(`decoder.up_blocks.${i}`, X);
+        for (const b of st.blocks) step((x) => runBlockNhwc(bk, x, b, hd));
+        cap?.(`decoder.up_blocks.${i}`, X);
       }
-      const img = bk.conv2d(bk.relu(bk.rmsnorm2d(X, normW, normB, 1e-5)), outW, outB, { padding: 1 }); // (B, 3, H, W)
+      const n = bk.relu(bk.rmsnorm(X, normW, normB, 1e-5));
+      const img = bk.permute(bk.conv2dNhwc(n, outW, outB, { padding: 1 }), [0, 3, 1, 2]); // (B, 3, H, W)
       return img.dtype === 'f32' ? img : bk.cast(img, 'f32');
     });
 

@@ -164,6 +164,132 @@ export function loadBlock(w: WeightSet, b: string, type: DcaeBlockType, C: numbe
   };
 }
 
+// ------------------------------------------------------------------------------------------------
+// Channels-last blocks (the decoder): activations (B, H, W, C) from conv_in to conv_out, so the
+// 1×1 convolutions are linears over pixels, GLUMBConv is the DiT's token-major depthwise+GLU op,
+// LiteMLA's attention reads q/k/v in place (linearAttentionTokens) and oneDNN runs the 3×3
+// convolutions on NHWC without reordering activations for every call.
+
+export interface ResBlockNhwcW { kind: 'res'; c1W: Tensor; c1B: Tensor; c2W: Tensor; nW: Tensor; nB: Tensor; act: 'silu' | 'relu' }
+export interface EvitBlockNhwcW {
+  kind: 'evit';
+  /** (3I, C): to_q|to_k|to_v with rows reordered (heads, 3, hd) → (3, heads, hd), see headMajor. */
+  qkvW: Tensor;
+  /** the multi-scale branches' depthwise (3I, 1, k, k) and grouped 1×1 (3I, hd, 1, 1), rows reordered the same way */
+  scales: Array<{ k: number; inW: Tensor; outW: Tensor }>;
+  outW: Tensor; // (C, I·(1+S))
+  anW: Tensor; anB: Tensor;
+  invW: Tensor; invB: Tensor; // (8C, C), (8C)
+  dwW: Tensor; dwB: Tensor; // (8C, 1, 3, 3), (8C)
+  ptW: Tensor; // (C, 4C)
+  gnW: Tensor; gnB: Tensor;
+}
+export type BlockNhwcW = ResBlockNhwcW | EvitBlockNhwcW;
+
+/**
+ * Rows of t (3I, ...) in diffusers' LiteMLA channel order, where each run of 3·hd consecutive
+ * channels of the q|k|v concatenation is one head's [query | key | value] (heads, 3, hd), reordered
+ * to (3, heads, hd): the layout linearAttentionTokens reads, (B, N, 3, H, d). The depthwise and the
+ * grouped (hd-channel groups) multi-scale convolutions act per channel / per group, so reordering
+ * their rows the same way keeps them exact.
+ */
+function headMajor(bk: Backend, t: Tensor, hd: number): Tensor {
+  const rows = t.shape[0]!, rest = t.numel / rows, heads = rows / (3 * hd);
+  const v = bk.reshape(t, [heads, 3, hd * rest]);
+  const p = bk.permute(v, [1, 0, 2]); // (3, heads, hd·rest)
+  v.dispose();
+  const out = bk.reshape(p, [...t.shape]);
+  p.dispose();
+  return out;
+}
+
+/** One block's weights for the channels-last forward; reordered tensors are loaded from `src`
+ *  straight into `w` (no second copy of the checkpoint order is kept). */
+export function loadBlockNhwc(w: WeightSet, src: WeightSource, bk: Backend, b: string, type: DcaeBlockType, C: number, hd: number, scales: readonly number[], act: 'silu' | 'relu'): BlockNhwcW {
+  if (type === 'ResBlock') {
+    return { kind: 'res', c1W: w.get(`${b}conv1.weight`), c1B: w.get(`${b}conv1.bias`), c2W: w.get(`${b}conv2.weight`), nW: w.get(`${b}norm.weight`), nB: w.get(`${b}norm.bias`), act };
+  }
+  const I = C;
+  const reordered = (names: string[]): Tensor => {
+    const parts = names.map((n) => src.load(n, bk, w.dtype));
+    const whole = parts.length === 1 ? parts[0]! : bk.concat(parts, 0);
+    if (whole !== parts[0]) free(...parts);
+    const r = headMajor(bk, whole, hd);
+    whole.dispose();
+    return w.keep(r);
+  };
+  return {
+    kind: 'evit',
+    qkvW: reordered([`${b}attn.to_q.weight`, `${b}attn.to_k.weight`, `${b}attn.to_v.weight`]),
+    scales: scales.map((k, s) => ({ k, inW: reordered([`${b}attn.to_qkv_multiscale.${s}.proj_in.weight`]), outW: reordered([`${b}attn.to_qkv_multiscale.${s}.proj_out.weight`]) })),
+    outW: w.get(`${b}attn.to_out.weight`),
+    anW: w.get(`${b}attn.norm_out.weight`), anB: w.get(`${b}attn.norm_out.bias`),
+    invW: w.as(`${b}conv_out.conv_inverted.weight`, [8 * C, C]), invB: w.get(`${b}conv_out.conv_inverted.bias`),
+    dwW: w.get(`${b}conv_out.conv_depth.weight`), dwB: w.get(`${b}conv_out.conv_depth.bias`),
+    ptW: w.as(`${b}conv_out.conv_point.weight`, [C, 4 * I]),
+    gnW: w.get(`${b}conv_out.norm.weight`), gnB: w.get(`${b}conv_out.norm.bias`),
+  };
+}
+
+/** One channels-last block's forward pass, X (B, H, W, C); X is left to the caller. */
+export function runBlockNhwc(bk: Backend, X: Tensor, w: BlockNhwcW, hd: number): Tensor {
+  return w.kind === 'res' ? resBlockNhwc(bk, X, w) : evitBlockNhwc(bk, X, w, hd);
+}
+
+/** RMSNorm over the channels (last dim) of y, then + res (B, H, W, C): the blocks' norm →
+ *  residual tail. y is freed. */
+function normResidual(bk: Backend, y: Tensor, nW: Tensor, nB: Tensor, res: Tensor): Tensor {
+  const n = view(bk, bk.rmsnorm(y, nW, nB, 1e-5), [...res.shape]);
+  free(y);
+  const out = bk.add(n, res);
+  free(n);
+  return out;
+}
+
+function evitBlockNhwc(bk: Backend, X: Tensor, w: EvitBlockNhwcW, hd: number): Tensor {
+  const [B, H, W, C] = X.shape as [number, number, number, number];
+  const N = H * W;
+  // LiteMLA. qkv channels are (3, heads, hd) (headMajor); each multi-scale branch keeps that order.
+  const qkv = bk.linear(X, w.qkvW); // (B, H, W, 3I)
+  const branches = [qkv];
+  for (const s of w.scales) {
+    const dw = bk.conv2dNhwc(qkv, s.inW, undefined, { padding: (s.k - 1) / 2, groups: 3 * C }); // (B, H, W, 3I)
+    branches.push(bk.conv2dNhwc(dw, s.outW, undefined, { groups: (3 * C) / hd })); // (B, H, W, 3I)
+    free(dw);
+  }
+  // (B·N, 3, I) per branch → (B·N, 3, I·(1+S)): heads of the plain branch first, as diffusers
+  // concatenates the branches before splitting heads.
+  let T: Tensor;
+  if (branches.length === 1) T = view(bk, qkv, [B, N, 3 * C]);
+  else {
+    const parts = branches.map((t) => view(bk, t, [B * N, 3, C]));
+    T = view(bk, bk.concat(parts, 2), [B, N, 3 * C * branches.length]);
+    free(...parts);
+  }
+  const G = branches.length * (C / hd);
+  const o = bk.linearAttentionTokens(T, G, 1e-15, true); // (B, N, G·hd)
+  free(T);
+  const proj = bk.linear(o, w.outW); // (B, N, C)
+  free(o);
+  const X1 = normResidual(bk, proj, w.anW, w.anB, X);
+  // GLUMBConv (expand 4): 1×1 → SiLU → depthwise 3×3 → value·SiLU(gate) → 1×1 → RMSNorm → residual
+  const u = view(bk, bk.linear(X1, w.invW, w.invB), [B, N, 8 * C]); // (B, N, 8C)
+  const glu = bk.dwconv3x3GluTokens(u, w.dwW, w.dwB, [H, W], true); // (B, N, 4C)
+  free(u);
+  const pt = bk.linear(glu, w.ptW); // (B, N, C)
+  free(glu);
+  const out = normResidual(bk, pt, w.gnW, w.gnB, X1);
+  free(X1);
+  return out;
+}
+
+function resBlockNhwc(bk: Backend, X: Tensor, w: ResBlockNhwcW): Tensor {
+  const a = bk.conv2dNhwc(X, w.c1W, w.c1B, { padding: 1, act: w.act }); // (B, H, W, C)
+  const c2 = bk.conv2dNhwc(a, w.c2W, undefined, { padding: 1 });
+  free(a);
+  return normResidual(bk, c2, w.nW, w.nB, X);
+}
+
 // Intermediates are freed as soon as they are consumed (the enclosing scope would free them
 // too, but only at the end of the block): at 1024² a stage-0 map is 256–512 MB.
 export const free = (...ts: Tensor[]): void => ts.forEach((t) => t.dispose());
