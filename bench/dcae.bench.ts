@@ -1,7 +1,9 @@
 // DC-AE decoder (Sana's f32c32 VAE, real config, random weights) on the CPU backend.
 //   npm run bench -- dcae
 // Rows: untiled decode at each side of SANA_BENCH_DCAE_SIDES (default 512,1024; bf16) and 512² f32
-// (1024² f32 with SANA_BENCH_FULL=1): time, FLOPs, TFLOP/s, peak backend memory. Tiled bf16
+// (1024² f32 with SANA_BENCH_FULL=1): time, FLOPs, TFLOP/s, peak backend memory; for bf16 the matmul
+// floor (the decode's dense convolutions and 1×1 projections as bf16 linears of their im2col GEMM
+// shapes, timed alone in the same run) and decode / floor. Tiled bf16
 // decodes of the same latents right after their untiled row (same run, so `vs_untiled` is a fair
 // ratio): tile count and side, decoded tile area / latent area, the tiles' decode time vs the host
 // side (tile gathering, blending, copies), the first tile (new primitive shapes) vs the median
@@ -9,6 +11,7 @@
 // tiled decode is one tile's plus the f32 output.
 import * as native from '../native/index.ts';
 import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tiledDecode, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
+import type { Backend } from '../native/api.ts';
 import type { HostArray } from '../nodes/models/tensor_input.ts';
 import { noise, randomWeights } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
@@ -56,6 +59,55 @@ export function dcaeFlops(c: DcaeDecoderConfig, h: number, w: number): number {
     }
   }
   return f + conv(c.outChannels, Cs[0]!, 3, px);
+}
+
+/** The decode's dense convolutions as GEMMs [M pixels, K = C_in·k², N = C_out] (each conv of
+ *  dcaeFlops with groups = 1, at its nominal size: the upsampler's 3×3 conv over the upsampled map). */
+export function dcaeGemms(c: DcaeDecoderConfig, h: number, w: number): Array<[number, number, number]> {
+  const Cs = c.blockOutChannels,
+    S = Cs.length;
+  const g: Array<[number, number, number]> = [[h * w, 9 * c.latentChannels, Cs[S - 1]!]];
+  let px = h * w;
+  for (let i = S - 1; i >= 0; i--) {
+    const C = Cs[i]!;
+    if (i < S - 1) {
+      px *= 4;
+      g.push([px, 9 * Cs[i + 1]!, c.upsampleBlockType === 'interpolate' ? C : 4 * C]);
+    }
+    for (let l = 0; l < c.layersPerBlock[i]!; l++) {
+      if (c.blockTypes[i] === 'ResBlock') g.push([px, 9 * C, C], [px, 9 * C, C]);
+      else g.push([px, C, 3 * C], [px, C * (1 + c.qkvMultiscales[i]!.length), C], [px, C, 8 * C], [px, 4 * C, C]);
+    }
+  }
+  g.push([px, 9 * Cs[0]!, c.outChannels]);
+  return g;
+}
+
+/** The matmul floor of a decode: its GEMMs (dcaeGemms) as bf16 linears at the rate the backend
+ *  reaches for each shape, timed on up to 8192 rows and scaled to M. */
+function matmulFloor(backend: Backend, gemms: Array<[number, number, number]>): number {
+  const rate = new Map<string, number>(); // s per row, by K×N
+  let s = 0;
+  for (const [M, K, N] of gemms) {
+    const key = `${K}x${N}`;
+    if (!rate.has(key)) {
+      const rows = 8192;
+      const x = backend.fromArray(noise(rows * K, 1, 3), [rows, K], 'bf16');
+      const wt = backend.fromArray(noise(N * K, 0.05, 4), [N, K], 'bf16');
+      backend.linear(x, wt).dispose();
+      let best = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = Number(process.hrtime.bigint());
+        backend.linear(x, wt).dispose();
+        best = Math.min(best, (Number(process.hrtime.bigint()) - t0) / 1e9);
+      }
+      x.dispose();
+      wt.dispose();
+      rate.set(key, best / rows);
+    }
+    s += rate.get(key)! * M;
+  }
+  return s;
 }
 
 const MB = 1 / (1024 * 1024);
@@ -118,6 +170,12 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
             name: `dcae.decode.${side}.${dtype}`,
             metrics: { seconds, tflop: flops / 1e12, tflops: flops / seconds / 1e12, peak_act_mb: peakMb, weights_mb: dec.bytes * MB },
           });
+          if (dtype === 'bf16') {
+            native.profiler.stage(`dcae.decode.${side}.bf16.matmul_floor`);
+            const floor = matmulFloor(backend, dcaeGemms(cfg, h, h));
+            native.profiler.endStage();
+            rows.push({ name: `dcae.decode.${side}.bf16.matmul_floor`, metrics: { seconds: floor, decode_over_floor: seconds / floor }, units: { decode_over_floor: '×' } });
+          }
         }
         if (dtype !== 'bf16') continue;
         // The same latent in tiles, one after another, each freed before the next: the peak is

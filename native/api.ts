@@ -210,6 +210,13 @@ export interface Backend {
   upsampleBilinear(x: Tensor, outH: number, outW: number): Tensor;
   /** NCHW pixel shuffle: (B, C·r², H, W) -> (B, C, H·r, W·r). */
   pixelShuffle(x: Tensor, r: number): Tensor;
+  /** conv3x3(nearest2x(x)) runs at low resolution: each output parity phase (i, j) sees only a 2×2
+   *  window of x, so one 2×2 conv with padding 1 and 4C outputs (phase p = 2i + j in channels
+   *  [pC, (p+1)C)) gives y (B, H+1, W+1, 4C), channels-last. This places the phases: out (B, 2H, 2W, C),
+   *  out[b, 2h+i, 2w+j, c] = y[b, h+i, w+j, pC + c] (+ shortcut[b, h, w, (4c + p) / (4C / C_s)],
+   *  i.e. pixel_shuffle(repeat_interleave(shortcut)) in channels-last, when a shortcut (B, H, W, C_s)
+   *  is given), rounded once. */
+  upsamplePhasesNhwc(y: Tensor, shortcut?: Tensor): Tensor;
 }
 
 export type OpName =
@@ -238,6 +245,7 @@ export type OpName =
   | 'matmul'
   | 'conv2d'
   | 'conv2dNhwc'
+  | 'upsamplePhasesNhwc'
   | 'rmsnorm'
   | 'rmsnorm2d'
   | 'layernorm'

@@ -899,6 +899,31 @@ export class NativeBackend implements Backend {
     const out = this.alloc([B, C, outH, outW], x.dtype);
     return this.guard(out, [], () => this.r.ops.upsampleBilinear(out.storage.raw, 0, x.storage.raw, x.offset, B * C, H, W, outH, outW, DTYPE_CODE[x.dtype]));
   }
+  upsamplePhasesNhwc(ty: Tensor, tshort?: Tensor): Tensor {
+    const y = this.f('upsamplePhasesNhwc', 'y', ty);
+    if (y.shape.length !== 4 || y.shape[1]! < 2 || y.shape[2]! < 2 || y.shape[3]! % 4)
+      throw new Error(`upsamplePhasesNhwc: y ${fmtShape(y.shape)} must be (B, H+1, W+1, 4C) with H, W ≥ 1`);
+    const [B, H1, W1, C4] = y.shape as [number, number, number, number];
+    const H = H1 - 1,
+      W = W1 - 1,
+      C = C4 / 4;
+    const temps: NativeTensor[] = [];
+    try {
+      let x: NativeTensor | undefined;
+      if (tshort) {
+        x = this.as(this.f('upsamplePhasesNhwc', 'shortcut', tshort), y.dtype, temps);
+        const [Bx, Hx, Wx, Cx] = x.shape;
+        if (x.shape.length !== 4 || Bx !== B || Hx !== H || Wx !== W || !Cx || C4 % Cx)
+          throw new Error(`upsamplePhasesNhwc: shortcut ${fmtShape(x.shape)} must be (${B}, ${H}, ${W}, C_s) with 4·${C} a multiple of C_s`);
+      }
+      const out = this.alloc([B, 2 * H, 2 * W, C], y.dtype);
+      return this.guard(out, temps.splice(0), () =>
+        this.r.ops.upsamplePhasesNhwc(out.storage.raw, 0, y.storage.raw, y.offset, x ? x.storage.raw : null, x ? x.offset : 0, B, H, W, C, x ? x.shape[3]! : 0, DTYPE_CODE[y.dtype]),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
   pixelShuffle(tx: Tensor, r: number): Tensor {
     const x = this.nchw('pixelShuffle', tx);
     const [B, Cr, H, W] = x.shape;

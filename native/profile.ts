@@ -87,6 +87,12 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
       bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt!) + B! * Cout! * Ho! * Wo! * es(outDt!),
     };
   },
+  upsamplePhasesNhwc: (a) => {
+    const [B, H, W, C, Cx, dt] = [6, 7, 8, 9, 10, 11].map((i) => n(a, i)) as number[];
+    const N = 4 * B! * H! * W! * C!;
+    // y's used phases read, out written, the shortcut read once per pixel (and added)
+    return { kind: `upsamplePhasesNhwc.${dtName(dt!)}`, flops: Cx ? N : 0, bytes: (2 * N + B! * H! * W! * Cx!) * es(dt!) };
+  },
   rmsnorm: (a) => ({ kind: 'rmsnorm', flops: 4 * n(a, 8) * n(a, 9), bytes: 2 * n(a, 8) * n(a, 9) * es(n(a, 12)) }),
   rmsnorm2d: (a) => {
     const N = n(a, 8) * n(a, 9) * n(a, 10);

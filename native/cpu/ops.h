@@ -99,6 +99,11 @@ Status conv2d_cpu(void* out, const void* x, const void* w, const float* bias, in
 Status conv2d_nhwc_cpu(void* out, const void* x, const void* w, const float* bias, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH,
                        int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt,
                        WeightCacheSlot* wcache);
+// The phases of conv3x3(nearest2x(x)) computed as one 2×2 conv (padding 1) at low resolution:
+// y (B, H+1, W+1, 4C), phase p = 2i + j in channels [pC, (p+1)C) -> out (B, 2H, 2W, C),
+// out[b, 2h+i, 2w+j, c] = y[b, h+i, w+j, pC + c] + x[b, h, w, (4c + p) / (4C / Cx)] where x
+// (B, H, W, Cx), or null for no shortcut (the DC-AE decoder's repeat_interleave + pixel_shuffle).
+Status upsample_phases_nhwc_cpu(void* out, const void* y, const void* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t Cx, DType dt);
 // x (rows, C); w, bias (C) or null: out = x / sqrt(mean(x²) + eps) * (w + offset) + bias.
 Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt);
 // x (B, C, HW): RMS over C at each pixel, then * w[c] + bias[c] (either may be null).

@@ -54,6 +54,7 @@ Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH,
 Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt, cudaStream_t s);
 Status upsample_nearest_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t factor, size_t elsize, cudaStream_t s);
 Status upsample_bilinear_cuda(void* out, const void* x, int64_t BC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, DType dt, cudaStream_t s);
+Status upsample_phases_nhwc_cuda(void* out, const void* y, const void* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t Cx, DType dt, cudaStream_t s);
 Status pixel_shuffle_cuda(void* out, const void* x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t r, size_t elsize, cudaStream_t s);
 
 }  // namespace SANA_CUDA_NS

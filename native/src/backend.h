@@ -61,6 +61,7 @@ struct BackendOps {
   decltype(&attention_tokens_cpu) attention_tokens;
   decltype(&linear_residual_cpu) linear_residual;
   decltype(&conv2d_nhwc_cpu) conv2d_nhwc;
+  decltype(&upsample_phases_nhwc_cpu) upsample_phases_nhwc;
 };
 
 // Registry (implemented in registry.cc). Registration happens at load time, lookups later.

@@ -75,6 +75,7 @@ const BackendOps kCpu = {
     attention_tokens_cpu,
     linear_residual_cpu,
     conv2d_nhwc_cpu,
+    upsample_phases_nhwc_cpu,
 };
 SANA_REGISTER_BACKEND(kCpu);
 

@@ -387,6 +387,18 @@ OP(Conv2dNhwc) {
   if (w) w.s->sync_cache_bytes();
   return r;
 }
+OP(UpsamplePhasesNhwc) {
+  Args a(info, "upsamplePhasesNhwc");
+  auto out = a.tensor("out"), y = a.tensor("y"), x = a.tensor("x", true);
+  const int64_t B = a.i64("B"), H = a.i64("H"), W = a.i64("W"), C = a.i64("C"), Cx = a.i64("Cx");
+  const DType dt = a.dtype("dt");
+  if (B < 0 || H < 0 || W < 0 || C < 0) a.fail("negative size");
+  if (x && (Cx <= 0 || (4 * C) % Cx)) a.fail("4·C must be a multiple of the shortcut's channels");
+  a.need(out, B * 4 * H * W * C, dt, "out");
+  a.need(y, B * (H + 1) * (W + 1) * 4 * C, dt, "y");
+  a.need(x, B * H * W * Cx, dt, "x");
+  return a.finish(a.be() ? a.be()->upsample_phases_nhwc : nullptr, [&](auto fn) { return fn(out.ptr(), y.ptr(), x.ptr(), B, H, W, C, Cx, dt); });
+}
 OP(Rmsnorm) {
   Args a(info, "rmsnorm");
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", true), b = a.tensor("bias", true);
@@ -585,6 +597,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "matmul") ok = be->matmul && f;
   else if (op == "conv2d") ok = be->conv2d && f;
   else if (op == "conv2dNhwc") ok = be->conv2d_nhwc && f;
+  else if (op == "upsamplePhasesNhwc") ok = be->upsample_phases_nhwc && f;
   else if (op == "rmsnorm") ok = be->rmsnorm && f;
   else if (op == "rmsnorm2d") ok = be->rmsnorm2d && f;
   else if (op == "layernorm") ok = be->layernorm && f;
@@ -622,6 +635,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("matmul", Napi::Function::New(env, Matmul));
   ops.Set("conv2d", Napi::Function::New(env, Conv2d));
   ops.Set("conv2dNhwc", Napi::Function::New(env, Conv2dNhwc));
+  ops.Set("upsamplePhasesNhwc", Napi::Function::New(env, UpsamplePhasesNhwc));
   ops.Set("rmsnorm", Napi::Function::New(env, Rmsnorm));
   ops.Set("rmsnorm2d", Napi::Function::New(env, Rmsnorm2d));
   ops.Set("layernorm", Napi::Function::New(env, Layernorm));

@@ -92,7 +92,42 @@ export function validateDecoderTensors(cfg: DcaeDecoderConfig, src: Pick<WeightS
 // ------------------------------------------------------------------------------------------------
 // Model
 
+/** An up-block's resampler. interpolate: the conv after the nearest 2× as its 2×2 phase kernels
+ *  (phaseWeights), (4·Cout, Cin, 2, 2) and bias (4·Cout); pixel_shuffle: the 3×3 conv itself. */
 interface UpW { convW: Tensor; convB: Tensor; repeats: number; interpolate: boolean }
+
+/**
+ * conv3x3(nearest2x(x)) as one 2×2 conv on x: output row 2h + i reads upsampled rows 2h+i−1..2h+i+1,
+ * i.e. x rows (h−1, h, h) for i = 0 and (h, h, h+1) for i = 1, so each phase's kernel sums the 3×3
+ * taps that land on the same x pixel (tap rows {0}, {1, 2} for i = 0; {0, 1}, {2} for i = 1; columns
+ * alike). w (Cout, Cin, 3, 3) → (4·Cout, Cin, 2, 2), phase p = 2i + j in rows [p·Cout, (p+1)·Cout);
+ * with padding 1 the conv's output (h + i, w + j) is phase (i, j) of upsampled pixel (2h+i, 2w+j)
+ * (upsamplePhasesNhwc). 16 taps per output pixel instead of 36; sums in float64 from the
+ * checkpoint's values, rounded once to the compute dtype.
+ */
+export function phaseWeights(w: Float32Array, Cout: number, Cin: number): Float32Array {
+  const R = [
+    [[1, 0, 0], [0, 1, 1]],
+    [[1, 1, 0], [0, 0, 1]],
+  ]; // R[i][a][k]: does 3×3 tap k fold into 2×2 tap a for phase parity i
+  const out = new Float32Array(4 * Cout * Cin * 4);
+  for (let i = 0; i < 2; i++)
+    for (let j = 0; j < 2; j++)
+      for (let co = 0; co < Cout; co++)
+        for (let ci = 0; ci < Cin; ci++) {
+          const src = (co * Cin + ci) * 9, dst = (((2 * i + j) * Cout + co) * Cin + ci) * 4;
+          for (let a = 0; a < 2; a++)
+            for (let b = 0; b < 2; b++) {
+              let s = 0;
+              for (let kh = 0; kh < 3; kh++) {
+                if (!R[i]![a]![kh]) continue;
+                for (let kw = 0; kw < 3; kw++) if (R[j]![b]![kw]) s += w[src + kh * 3 + kw]!;
+              }
+              out[dst + a * 2 + b] = s;
+            }
+        }
+  return out;
+}
 interface Stage { up?: UpW; blocks: BlockNhwcW[] }
 
 export type TiledDecodeOptions = TileOptions;
@@ -122,7 +157,21 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       const stage: Stage = { blocks: [] };
       let j = 0;
       if (i < S - 1 && cfg.layersPerBlock[i]! > 0) {
-        stage.up = { convW: ld(`${pre(0)}conv.weight`), convB: ld(`${pre(0)}conv.bias`), repeats: (4 * C) / Cs[i + 1]!, interpolate: cfg.upsampleBlockType === 'interpolate' };
+        const interpolate = cfg.upsampleBlockType === 'interpolate', Cin = Cs[i + 1]!;
+        const name = `${pre(0)}conv`;
+        if (interpolate) {
+          const host = (n: string): Float32Array => {
+            const t = src.load(n, bk, 'f32');
+            try { return t.toFloat32(); } finally { t.dispose(); }
+          };
+          const b = host(`${name}.bias`), b4 = new Float32Array(4 * C);
+          for (let p = 0; p < 4; p++) b4.set(b, p * C);
+          stage.up = {
+            convW: wl.keep(bk.fromArray(phaseWeights(host(`${name}.weight`), C, Cin), [4 * C, Cin, 2, 2], dtype)),
+            convB: wl.keep(bk.fromArray(b4, [4 * C], 'f32')),
+            repeats: (4 * C) / Cin, interpolate,
+          };
+        } else stage.up = { convW: ld(`${name}.weight`), convB: ld(`${name}.bias`), repeats: (4 * C) / Cin, interpolate };
         j = 1;
       }
       for (let l = 0; l < cfg.layersPerBlock[i]!; l++, j++) stage.blocks.push(loadBlockNhwc(wl, src, bk, pre(j), cfg.blockTypes[i]!, C, cfg.attentionHeadDim, cfg.qkvMultiscales[i]!, cfg.actFns[i]!));
@@ -142,19 +191,13 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
       return view(bk, p, [B, 2 * H, 2 * W, C4 / 4]);
     };
     const upsample = (X: Tensor, w: UpW): Tensor => {
-      const [B, H, W, Cin] = X.shape as [number, number, number, number];
-      let main: Tensor;
       if (w.interpolate) {
-        // nearest 2×: each pixel twice along W, then each row twice along H
-        const cols = bk.repeatInterleave(bk.reshape(X, [B * H, W, Cin]), 2, 1); // (B·H, 2W, Cin)
-        const up = view(bk, bk.repeatInterleave(view(bk, cols, [B, H, 2 * W * Cin]), 2, 1), [B, 2 * H, 2 * W, Cin]);
-        main = bk.conv2dNhwc(up, w.convW, w.convB, { padding: 1 }); // (B, 2H, 2W, Cout)
-        free(up);
-      } else {
-        const c = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H, W, 4·Cout)
-        main = pixelShuffleNhwc(c);
-        free(c);
+        const y = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H+1, W+1, 4·Cout): the 4 phases
+        return bk.upsamplePhasesNhwc(y, X); // (B, 2H, 2W, Cout), + the shortcut
       }
+      const c = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H, W, 4·Cout)
+      const main = pixelShuffleNhwc(c);
+      free(c);
       const rep = bk.repeatInterleave(X, w.repeats, 3); // (B, H, W, 4·Cout)
       const short = pixelShuffleNhwc(rep); // (B, 2H, 2W, Cout)
       free(rep);

@@ -161,6 +161,37 @@ export function twinCases(): TwinCase[] {
       (dt) => (b, x) => b.conv2d(x.rand([2, 6, 5, 5], dt), x.rand([4, 3, 1, 1], dt), x.rand([4], 'f32'), { groups: 2 }),
       gemmTol,
     ),
+    // channels-last: the direct kernel (3×3 with SiLU, strided, grouped, 5×5 depthwise) and the GEMM (plain 1×1)
+    ...perDtype(
+      'conv2dNhwc 3x3 pad1 silu',
+      FLOATS,
+      (dt) => (b, x) => b.conv2dNhwc(x.rand([2, 7, 9, 5], dt), x.rand([6, 5, 3, 3], dt, -0.3, 0.3), x.rand([6], 'f32'), { padding: 1, act: 'silu' }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2dNhwc 3x3 stride2 groups2 relu',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.conv2dNhwc(x.rand([1, 9, 8, 4], dt), x.rand([70, 2, 3, 3], dt, -0.3, 0.3), undefined, { padding: 1, stride: 2, groups: 2, act: 'relu' }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2dNhwc depthwise 5x5',
+      FLOATS,
+      (dt) => (b, x) => b.conv2dNhwc(x.rand([2, 6, 7, 12], dt), x.rand([12, 1, 5, 5], dt), undefined, { padding: 2, groups: 12 }),
+      gemmTol,
+    ),
+    ...perDtype(
+      'conv2dNhwc 1x1 (2,6,11,33)->65',
+      ['f32', 'bf16'],
+      (dt) => (b, x) => b.conv2dNhwc(x.rand([2, 6, 11, 33], dt), x.rand([65, 33, 1, 1], dt, -0.3, 0.3), x.rand([65], 'f32')),
+      gemmTol,
+    ),
+    ...perDtype(
+      'upsamplePhasesNhwc + shortcut (repeat 2)',
+      FLOATS,
+      (dt) => (b, x) => b.upsamplePhasesNhwc(x.rand([2, 6, 5, 4 * 6], dt), x.rand([2, 5, 4, 12], dt)),
+    ),
+    ...perDtype('upsamplePhasesNhwc', ['bf16'], (dt) => (b, x) => b.upsamplePhasesNhwc(x.rand([1, 4, 8, 4 * 33], dt))),
     ...perDtype(
       'conv2d depthwise 3x3',
       FLOATS,

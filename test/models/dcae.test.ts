@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as native from '../../native/index.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { runDcaeGolden } from '../../nodes/models/golden/dcae.ts';
-import { axisBlend, expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, tileAxis, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
+import { axisBlend, expectedDecoderTensors, loadDcaeDecoder, parseDcaeConfig, phaseWeights, tileAxis, tiledDecode, tileStarts, validateDecoderTensors } from '../../nodes/models/dcae.ts';
 import { deriveLatentPreview, fitLatentPreview, latentPreviewRgb } from '../../nodes/models/latent_preview.ts';
 import type { HostArray } from '../../nodes/models/tensor_input.ts';
 import { GOLDEN } from '../fixtures.ts';
@@ -45,6 +45,28 @@ describe('config and key list', () => {
     m.set('decoder.up_blocks.1.2.conv1.weight', [256, 256, 1, 1]);
     const src = { keys: () => [...m.keys(), 'encoder.conv_in.weight'], entry: (n: string) => ({ name: n, dtype: 'F32', shape: m.get(n) ?? [1], file: 'vae.safetensors' }) };
     expect(() => validateDecoderTensors(cfg, src, 'vae')).toThrow(/decoder\.up_blocks\.1\.2\.conv1\.weight has shape \[256,256,1,1\] \(file vae\.safetensors\), config implies \[256,256,3,3\]/);
+  });
+});
+
+describe('channels-last upsampler', () => {
+  it('2×2 phase conv + upsamplePhasesNhwc equals nearest 2× → 3×3 conv, plus the repeat/pixel-shuffle shortcut (f32, 1e-5)', () => {
+    const [B, H, W, Cin, Cout] = [2, 5, 4, 6, 3]; // shortcut repeats 4·3/6 = 2
+    let s = 7;
+    const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
+    const w = rnd(Cout * Cin * 9), bias = rnd(Cout);
+    const x = backend.fromArray(rnd(B * H * W * Cin), [B, H, W, Cin], 'f32');
+    const b4 = new Float32Array(4 * Cout);
+    for (let p = 0; p < 4; p++) b4.set(bias, p * Cout);
+    const y = backend.conv2dNhwc(x, backend.fromArray(phaseWeights(w, Cout, Cin), [4 * Cout, Cin, 2, 2], 'f32'), backend.fromArray(b4, [4 * Cout], 'f32'), { padding: 1 });
+    const got = backend.upsamplePhasesNhwc(y, x).toFloat32();
+    // the NCHW path the decoder took before: upsampleNearest → conv2d, repeatInterleave → pixelShuffle, add
+    const xn = backend.permute(x, [0, 3, 1, 2]);
+    const main = backend.conv2d(backend.upsampleNearest(xn, 2), backend.fromArray(w, [Cout, Cin, 3, 3], 'f32'), backend.fromArray(bias, [Cout], 'f32'), { padding: 1 });
+    const want = backend.permute(backend.add(main, backend.pixelShuffle(backend.repeatInterleave(xn, 2, 1), 2)), [0, 2, 3, 1]).toFloat32();
+    expect(got.length).toBe(want.length);
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    expect(worst).toBeLessThan(1e-5);
   });
 });
 

@@ -142,6 +142,68 @@ for (const b of backendsUnderTest()) {
         { runs: 16 },
       );
     });
+    it('conv2dNhwc: channels-last conv2d with a fused SiLU/ReLU (groups, depthwise, stride, padding)', () => {
+      const arb = fc
+        .record({
+          B: dim(1, 2),
+          G: dim(1, 3),
+          cin: dim(1, 3),
+          cout: dim(1, 3),
+          H: dim(1, 9),
+          W: dim(1, 9),
+          k: fc.constantFrom(1, 2, 3, 5),
+          stride: dim(1, 2),
+          pad: dim(0, 2),
+          bias: fc.boolean(),
+          depthwise: fc.boolean(),
+          act: fc.constantFrom('none', 'silu', 'relu'),
+        })
+        .filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
+      forAll(
+        b,
+        'conv2dNhwc',
+        arb,
+        (p, dt, seed) => {
+          const G = p.depthwise ? p.G * p.cin : p.G;
+          const Cin = p.depthwise ? G : p.G * p.cin,
+            Cout = p.depthwise ? G : p.G * p.cout;
+          const xs = [p.B, p.H, p.W, Cin],
+            ws = [Cout, Cin / G, p.k, p.k];
+          const x = rand(b, xs, dt, seed, 0.5),
+            w = rand(b, ws, dt, seed + 1, 0.5),
+            bs = rand(b, [Cout], 'f32', seed + 2);
+          const got = b.conv2dNhwc(x.t, w.t, p.bias ? bs.t : undefined, { stride: p.stride, padding: p.pad, groups: G, act: p.act });
+          const want = R.conv2dNhwc(x.v, xs, w.v, ws, p.bias ? bs.v : undefined, p.stride, p.pad, G, p.act);
+          expect(got.shape).toEqual(want.shape);
+          expectClose('conv2dNhwc', got.toFloat32(), want.out, dt);
+        },
+        { runs: 16 },
+      );
+    });
+    it('conv2dNhwc equals permute → conv2d → act → permute, and refuses a bad activation', () => {
+      const x = rand(b, [2, 6, 7, 16], 'f32', 11, 0.5),
+        w = rand(b, [24, 16, 3, 3], 'f32', 12, 0.3),
+        bs = rand(b, [24], 'f32', 13);
+      const want = b.permute(b.silu(b.conv2d(b.permute(x.t, [0, 3, 1, 2]), w.t, bs.t, { padding: 1 })), [0, 2, 3, 1]);
+      expectClose('conv2dNhwc vs composed', b.conv2dNhwc(x.t, w.t, bs.t, { padding: 1, act: 'silu' }).toFloat32(), Float64Array.from(want.toFloat32()), 'f32');
+      expect(() => b.conv2dNhwc(x.t, w.t, bs.t, { act: 'gelu' as 'silu' })).toThrow(/activation/);
+      expect(() => b.conv2dNhwc(x.t, rand(b, [24, 15, 3, 3], 'f32', 1).t, undefined)).toThrow(/groups/);
+    });
+    it('upsamplePhasesNhwc: phases placed, with and without the repeat/pixel-shuffle shortcut', () => {
+      const arb = fc.record({ B: dim(1, 2), H: dim(1, 6), W: dim(1, 6), C: dim(1, 9), rep: fc.constantFrom(0, 1, 2, 4) });
+      forAll(b, 'upsamplePhasesNhwc', arb, (p, dt, seed) => {
+        const C = p.rep ? p.rep * p.C : p.C; // 4C must be a multiple of Cx = 4C / rep
+        const Cx = p.rep ? (4 * C) / p.rep : 0;
+        const y = rand(b, [p.B, p.H + 1, p.W + 1, 4 * C], dt, seed),
+          x = rand(b, [p.B, p.H, p.W, Math.max(Cx, 1)], dt, seed + 1);
+        const got = b.upsamplePhasesNhwc(y.t, p.rep ? x.t : undefined);
+        expect(got.shape).toEqual([p.B, 2 * p.H, 2 * p.W, C]);
+        expectClose('upsamplePhasesNhwc', got.toFloat32(), R.upsamplePhasesNhwc(y.v, p.B, p.H, p.W, C, p.rep ? x.v : undefined, Cx), dt);
+      });
+      const y = rand(b, [1, 3, 3, 8], 'f32', 1);
+      expect(() => b.upsamplePhasesNhwc(y.t, rand(b, [1, 2, 2, 3], 'f32', 2).t)).toThrow(/multiple/);
+      expect(() => b.upsamplePhasesNhwc(rand(b, [1, 3, 3, 6], 'f32', 3).t)).toThrow(/4C/);
+    });
     it('dwconv3x3GluTokens: grids down to 1×1, channel blocks with tails, with/without bias and pre-SiLU', () => {
       // F crosses the CPU kernel's 64-channel blocks and 16-lane vectors (1, 17, 64, 70, 130).
       const arb = fc.record({

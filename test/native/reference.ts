@@ -171,6 +171,35 @@ export function conv2d(
   return { out, shape: [B, Cout, Ho, Wo] };
 }
 
+/** conv2d on channels-last x (B, H, W, Cin) -> (B, Ho, Wo, Cout), then `act`. */
+export function conv2dNhwc(
+  x: Arr,
+  xs: number[],
+  w: Arr,
+  ws: number[],
+  bias: Arr | undefined,
+  stride: number,
+  pad: number,
+  groups: number,
+  act: 'none' | 'silu' | 'relu',
+): { out: Arr; shape: number[] } {
+  const [B, H, W, Cin] = xs;
+  const xn = new Float64Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) for (let q = 0; q < W; q++) for (let c = 0; c < Cin; c++) xn[((b * Cin + c) * H + h) * W + q] = x[((b * H + h) * W + q) * Cin + c];
+  const r = conv2d(xn, [B, Cin, H, W], w, ws, bias, stride, pad, groups);
+  const [, Cout, Ho, Wo] = r.shape;
+  const out = new Float64Array(r.out.length);
+  for (let b = 0; b < B; b++)
+    for (let c = 0; c < Cout; c++)
+      for (let h = 0; h < Ho; h++)
+        for (let q = 0; q < Wo; q++) {
+          const v = r.out[((b * Cout + c) * Ho + h) * Wo + q];
+          out[((b * Ho + h) * Wo + q) * Cout + c] = act === 'silu' ? v / (1 + Math.exp(-v)) : act === 'relu' ? Math.max(v, 0) : v;
+        }
+  return { out, shape: [B, Ho, Wo, Cout] };
+}
+
 // The norms take (x, dims, w, bias, eps, ...) like the Backend ops they check.
 export function rmsnorm(x: Arr, C: number, w: Arr | undefined, bias: Arr | undefined, eps: number, offset: number): Arr {
   const out = new Float64Array(x.length);
@@ -387,6 +416,22 @@ export function pixelShuffle(x: Arr, [B, Cr, H, W]: number[], r: number): Arr {
         for (let ow = 0; ow < W * r; ow++) {
           const ci = c * r * r + (oh % r) * r + (ow % r);
           out[((b * C + c) * H * r + oh) * W * r + ow] = x[((b * Cr + ci) * H + Math.floor(oh / r)) * W + Math.floor(ow / r)];
+        }
+  return out;
+}
+
+/** y (B, H+1, W+1, 4C) phases → (B, 2H, 2W, C), + the pixel-shuffled repeat of x (B, H, W, Cx). */
+export function upsamplePhasesNhwc(y: Arr, B: number, H: number, W: number, C: number, x?: Arr, Cx = 0): Arr {
+  const out = new Float64Array(B * 4 * H * W * C);
+  const rep = x ? (4 * C) / Cx : 1;
+  for (let b = 0; b < B; b++)
+    for (let oy = 0; oy < 2 * H; oy++)
+      for (let ox = 0; ox < 2 * W; ox++)
+        for (let c = 0; c < C; c++) {
+          const h = oy >> 1, i = oy & 1, w = ox >> 1, j = ox & 1, p = 2 * i + j;
+          let v = y[((b * (H + 1) + h + i) * (W + 1) + w + j) * 4 * C + p * C + c];
+          if (x) v += x[((b * H + h) * W + w) * Cx + Math.floor((4 * c + p) / rep)];
+          out[((b * 2 * H + oy) * 2 * W + ox) * C + c] = v;
         }
   return out;
 }
