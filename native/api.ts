@@ -169,6 +169,10 @@ export interface Backend {
   /** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) * (w + offset) [+ bias];
    *  offset 1 is Gemma's (1 + w). Statistics in f32. */
   rmsnorm(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number, offset?: number): Tensor;
+  /** The channels-last DC-AE norm tail in one pass: act(rmsnorm(x) * w + bias) [+ residual], rounded
+   *  once; RMSNorm over the last dim (C), act 'none' (default), 'silu' or 'relu'; residual: any
+   *  shape holding x's values with C last (e.g. (B, H, W, C) for x (B, H·W, C)). Output has x's shape. */
+  rmsnormAct(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number, act?: ConvAct, residual?: Tensor): Tensor;
   /** RMSNorm over channels of NCHW (DC-AE RMSNorm2d), weight and bias per channel. */
   rmsnorm2d(x: Tensor, w: Tensor | undefined, bias: Tensor | undefined, eps: number): Tensor;
   /** LayerNorm over the last dim, biased variance. */
@@ -248,6 +252,7 @@ export type OpName =
   | 'upsamplePhasesNhwc'
   | 'rmsnorm'
   | 'rmsnorm2d'
+  | 'rmsnormAct'
   | 'layernorm'
   | 'layernormModulate'
   | 'dwconv3x3GluTokens'

@@ -591,6 +591,42 @@ export class NativeBackend implements Backend {
       ),
     );
   }
+  rmsnormAct(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number, act: ConvAct = 'none', tres?: Tensor): Tensor {
+    const x = this.f('rmsnormAct', 'x', tx);
+    const C = x.shape[x.shape.length - 1] ?? 1;
+    if (!(act in CONV_ACT)) throw new Error(`rmsnormAct: unknown activation ${String(act)}`);
+    const temps: NativeTensor[] = [];
+    try {
+      let res: NativeTensor | undefined;
+      if (tres) {
+        res = this.as(this.f('rmsnormAct', 'residual', tres), x.dtype, temps);
+        if (res.numel !== x.numel || res.shape[res.shape.length - 1] !== C)
+          throw new Error(`rmsnormAct: residual ${fmtShape(res.shape)} must hold x's ${x.numel} values with ${C} channels last`);
+      }
+      const r = res;
+      return this.normOp('rmsnormAct', x, C, tw, tbias, (out, w, b) =>
+        this.r.ops.rmsnormAct(
+          out.storage.raw,
+          0,
+          x.storage.raw,
+          x.offset,
+          w?.storage.raw ?? null,
+          w?.offset ?? 0,
+          b?.storage.raw ?? null,
+          b?.offset ?? 0,
+          r?.storage.raw ?? null,
+          r?.offset ?? 0,
+          x.numel / C,
+          C,
+          eps,
+          CONV_ACT[act],
+          DTYPE_CODE[x.dtype],
+        ),
+      );
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
   layernorm(tx: Tensor, tw: Tensor | undefined, tbias: Tensor | undefined, eps: number): Tensor {
     const x = this.f('layernorm', 'x', tx);
     const C = x.shape[x.shape.length - 1] ?? 1;

@@ -94,6 +94,11 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     return { kind: `upsamplePhasesNhwc.${dtName(dt!)}`, flops: Cx ? N : 0, bytes: (2 * N + B! * H! * W! * Cx!) * es(dt!) };
   },
   rmsnorm: (a) => ({ kind: 'rmsnorm', flops: 4 * n(a, 8) * n(a, 9), bytes: 2 * n(a, 8) * n(a, 9) * es(n(a, 12)) }),
+  rmsnormAct: (a) => {
+    const [rows, C] = [10, 11].map((i) => n(a, i)) as [number, number];
+    const hasRes = a[8] !== null && a[8] !== undefined;
+    return { kind: 'rmsnormAct', flops: 6 * rows * C, bytes: (hasRes ? 3 : 2) * rows * C * es(n(a, 14)) };
+  },
   rmsnorm2d: (a) => {
     const N = n(a, 8) * n(a, 9) * n(a, 10);
     return { kind: 'rmsnorm2d', flops: 4 * N, bytes: 2 * N * es(n(a, 12)) };

@@ -106,6 +106,9 @@ Status conv2d_nhwc_cpu(void* out, const void* x, const void* w, const float* bia
 Status upsample_phases_nhwc_cpu(void* out, const void* y, const void* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t Cx, DType dt);
 // x (rows, C); w, bias (C) or null: out = x / sqrt(mean(x²) + eps) * (w + offset) + bias.
 Status rmsnorm_cpu(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt);
+// Channels-last norm tail: x (rows, C); w, bias (C) or null; res (rows, C) or null:
+// out = act(x / sqrt(mean(x²) + eps) * w + bias) + res, rounded once.
+Status rmsnorm_act_cpu(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t rows, int64_t C, float eps, ConvAct act, DType dt);
 // x (B, C, HW): RMS over C at each pixel, then * w[c] + bias[c] (either may be null).
 Status rmsnorm2d_cpu(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt);
 // x (rows, C): (x - mean) / sqrt(var + eps) * w + bias (biased variance; w, bias may be null).

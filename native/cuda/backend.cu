@@ -277,6 +277,7 @@ static const BackendOps kOps = {
     SANA_TWIN(linear_residual),
     SANA_TWIN(conv2d_nhwc),
     SANA_TWIN(upsample_phases_nhwc),
+    SANA_TWIN(rmsnorm_act),
 };
 SANA_REGISTER_BACKEND(kOps);
 

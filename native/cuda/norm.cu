@@ -1,5 +1,6 @@
-// Normalisations: rmsnorm (rows), rmsnorm2d (over channels of NCHW), layernorm (rows), layernorm +
-// adaLN modulation (rows). CPU twins: rmsnorm_cpu, rmsnorm2d_cpu, layernorm_cpu, layernorm_modulate_cpu. Statistics in f32.
+// Normalisations: rmsnorm (rows), rmsnorm_act (rows, + activation and residual), rmsnorm2d (over
+// channels of NCHW), layernorm (rows), layernorm + adaLN modulation (rows). CPU twins: rmsnorm_cpu,
+// rmsnorm_act_cpu, rmsnorm2d_cpu, layernorm_cpu, layernorm_modulate_cpu. Statistics in f32.
 #include "ops.cuh"
 
 namespace sana {
@@ -31,6 +32,36 @@ Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, i
   if (rows > 0x7fffffff) return status_printf("rmsnorm: %lld rows exceed the grid limit", (long long)rows);
   LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_kernel)(out, x, w, bias, C, eps, offset, int(dt));
   return SANA_LAUNCH_STATUS("rmsnorm");
+}
+
+// One block per row, as rmsnorm_kernel, with the activation and the residual in the store.
+static __global__ void rmsnorm_act_kernel(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t C, float eps, int act, int dt) {
+  __shared__ float scratch[32];
+  const int64_t base = int64_t(blockIdx.x) * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = ldf(x, dt, base + c);
+    ss += v * v;
+  }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / float(C) + eps);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = ldf(x, dt, base + c) * r;
+    if (w) v *= ldf(w, dt, c);
+    if (bias) v += ldf(bias, dt, c);
+    if (act == 1) v = v / (1.f + expf(-v));
+    else if (act == 2) v = v > 0.f ? v : 0.f;
+    if (res) v += ldf(res, dt, base + c);
+    stf(out, dt, base + c, v);
+  }
+}
+
+Status rmsnorm_act_cuda(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t rows, int64_t C, float eps, ConvAct act, DType dt,
+                        cudaStream_t s) {
+  if (rows == 0 || C == 0) return nullptr;
+  if (rows > 0x7fffffff) return status_printf("rmsnorm_act: %lld rows exceed the grid limit", (long long)rows);
+  LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_act_kernel)(out, x, w, bias, res, C, eps, int(act), int(dt));
+  return SANA_LAUNCH_STATUS("rmsnorm_act");
 }
 
 // x (B, C, HW): one thread per pixel walks the channels; neighbouring threads read neighbouring

@@ -36,6 +36,8 @@ Status conv2d_nhwc_cuda(void* out, const void* x, const void* w, const float* bi
                         int64_t KW, int64_t stride, int64_t pad, int64_t groups, int64_t Ho, int64_t Wo, ConvAct act, DType out_dt, DType dt,
                         WeightCacheSlot* wcache, cudaStream_t s);
 Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s);
+Status rmsnorm_act_cuda(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t rows, int64_t C, float eps, ConvAct act, DType dt,
+                        cudaStream_t s);
 Status rmsnorm2d_cuda(void* out, const void* x, const void* w, const void* bias, int64_t B, int64_t C, int64_t HW, float eps, DType dt, cudaStream_t s);
 Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, DType dt, cudaStream_t s);
 Status layernorm_modulate_cuda(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,

@@ -62,6 +62,7 @@ struct BackendOps {
   decltype(&linear_residual_cpu) linear_residual;
   decltype(&conv2d_nhwc_cpu) conv2d_nhwc;
   decltype(&upsample_phases_nhwc_cpu) upsample_phases_nhwc;
+  decltype(&rmsnorm_act_cpu) rmsnorm_act;
 };
 
 // Registry (implemented in registry.cc). Registration happens at load time, lookups later.

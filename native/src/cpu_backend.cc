@@ -76,6 +76,7 @@ const BackendOps kCpu = {
     linear_residual_cpu,
     conv2d_nhwc_cpu,
     upsample_phases_nhwc_cpu,
+    rmsnorm_act_cpu,
 };
 SANA_REGISTER_BACKEND(kCpu);
 

@@ -411,6 +411,22 @@ OP(Rmsnorm) {
   a.need(b, C, dt, "bias");
   return a.finish(a.be() ? a.be()->rmsnorm : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), rows, C, eps, offset, dt); });
 }
+OP(RmsnormAct) {
+  Args a(info, "rmsnormAct");
+  auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", true), b = a.tensor("bias", true), res = a.tensor("res", true);
+  const int64_t rows = a.i64("rows"), C = a.i64("C");
+  const float eps = float(a.f64("eps"));
+  const int64_t act = a.i64("act");
+  const DType dt = a.dtype("dt");
+  if (act < 0 || act > 2) a.fail("act must be 0 (none), 1 (silu) or 2 (relu)");
+  a.need(out, rows * C, dt, "out");
+  a.need(x, rows * C, dt, "x");
+  a.need(w, C, dt, "w");
+  a.need(b, C, dt, "bias");
+  a.need(res, rows * C, dt, "res");
+  return a.finish(a.be() ? a.be()->rmsnorm_act : nullptr,
+                  [&](auto fn) { return fn(out.ptr(), x.ptr(), w.ptr(), b.ptr(), res.ptr(), rows, C, eps, ConvAct(act), dt); });
+}
 OP(Rmsnorm2d) {
   Args a(info, "rmsnorm2d");
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w", true), b = a.tensor("bias", true);
@@ -600,6 +616,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "upsamplePhasesNhwc") ok = be->upsample_phases_nhwc && f;
   else if (op == "rmsnorm") ok = be->rmsnorm && f;
   else if (op == "rmsnorm2d") ok = be->rmsnorm2d && f;
+  else if (op == "rmsnormAct") ok = be->rmsnorm_act && f;
   else if (op == "layernorm") ok = be->layernorm && f;
   else if (op == "layernormModulate") ok = be->layernorm_modulate && f;
   else if (op == "dwconv3x3GluTokens") ok = be->dwconv3x3_glu_tokens && f;
@@ -638,6 +655,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("upsamplePhasesNhwc", Napi::Function::New(env, UpsamplePhasesNhwc));
   ops.Set("rmsnorm", Napi::Function::New(env, Rmsnorm));
   ops.Set("rmsnorm2d", Napi::Function::New(env, Rmsnorm2d));
+  ops.Set("rmsnormAct", Napi::Function::New(env, RmsnormAct));
   ops.Set("layernorm", Napi::Function::New(env, Layernorm));
   ops.Set("layernormModulate", Napi::Function::New(env, LayernormModulate));
   ops.Set("dwconv3x3GluTokens", Napi::Function::New(env, Dwconv3x3GluTokens));

@@ -227,7 +227,7 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
         for (const b of st.blocks) step((x) => runBlockNhwc(bk, x, b, hd));
         cap?.(`decoder.up_blocks.${i}`, X);
       }
-      const n = bk.relu(bk.rmsnorm(X, normW, normB, 1e-5));
+      const n = bk.rmsnormAct(X, normW, normB, 1e-5, 'relu');
       const img = bk.permute(bk.conv2dNhwc(n, outW, outB, { padding: 1 }), [0, 3, 1, 2]); // (B, 3, H, W)
       return img.dtype === 'f32' ? img : bk.cast(img, 'f32');
     });

@@ -237,12 +237,10 @@ export function runBlockNhwc(bk: Backend, X: Tensor, w: BlockNhwcW, hd: number):
 }
 
 /** RMSNorm over the channels (last dim) of y, then + res (B, H, W, C): the blocks' norm →
- *  residual tail. y is freed. */
+ *  residual tail, one pass. y is freed. */
 function normResidual(bk: Backend, y: Tensor, nW: Tensor, nB: Tensor, res: Tensor): Tensor {
-  const n = view(bk, bk.rmsnorm(y, nW, nB, 1e-5), [...res.shape]);
+  const out = view(bk, bk.rmsnormAct(y, nW, nB, 1e-5, 'none', res), [...res.shape]);
   free(y);
-  const out = bk.add(n, res);
-  free(n);
   return out;
 }
 

@@ -147,6 +147,25 @@ for (const b of backendsUnderTest()) {
         expectClose('rmsnorm', got.toFloat32(), R.rmsnorm(x.v, C, w ? wt.v : undefined, bias ? bt.v : undefined, 1e-6, offset), dt);
       });
     });
+    it('rmsnormAct: rmsnorm → SiLU/ReLU → + residual (any residual shape with C last)', () => {
+      const arb = fc.record({ rows: dim(1, 7), C: dim(1, 1100), act: fc.constantFrom('none', 'silu', 'relu'), w: fc.boolean(), bias: fc.boolean(), res: fc.boolean() });
+      forAll(b, 'rmsnormAct', arb, ({ rows, C, act, w, bias, res }, dt, seed) => {
+        const x = rand(b, [rows, C], dt, seed),
+          wt = rand(b, [C], dt, seed + 1),
+          bt = rand(b, [C], dt, seed + 2),
+          rt = rand(b, [1, rows, 1, C], dt, seed + 3);
+        const got = b.rmsnormAct(x.t, w ? wt.t : undefined, bias ? bt.t : undefined, 1e-5, act, res ? rt.t : undefined);
+        expect(got.shape).toEqual([rows, C]);
+        const want = R.rmsnorm(x.v, C, w ? wt.v : undefined, bias ? bt.v : undefined, 1e-5, 0).map((v, i) => {
+          const a = act === 'silu' ? v / (1 + Math.exp(-v)) : act === 'relu' ? Math.max(v, 0) : v;
+          return a + (res ? rt.v[i]! : 0);
+        });
+        expectClose('rmsnormAct', got.toFloat32(), want, dt);
+      });
+      const x = rand(b, [3, 8], 'f32', 1);
+      expect(() => b.rmsnormAct(x.t, undefined, undefined, 1e-5, 'none', rand(b, [3, 4, 2], 'f32', 2).t)).toThrow(/residual/);
+      expect(() => b.rmsnormAct(x.t, undefined, undefined, 1e-5, 'tanh' as 'relu')).toThrow(/activation/);
+    });
     it('rmsnorm2d over channels', () => {
       const arb = fc.record({ B: dim(1, 2), C: dim(1, 9), H: dim(1, 7), W: dim(1, 40) });
       forAll(b, 'rmsnorm2d', arb, ({ B, C, H, W }, dt, seed) => {

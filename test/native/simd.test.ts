@@ -162,6 +162,15 @@ for (const isa of ISAS) {
           }
           expectClose('layernorm', b.layernorm(xn.t, w.t, bias.t, 1e-6).toFloat32(), ln, dt);
           expectClose('rmsnorm', b.rmsnorm(xn.t, w.t, bias.t, 1e-6, 1).toFloat32(), rms, dt);
+          // rmsnormAct (no offset): its own per-ISA clone; ReLU of the norm, plus x as the residual
+          const rmsAct = new Float64Array(rows * C);
+          for (let rr = 0; rr < rows; rr++) {
+            let ss = 0;
+            for (let j = 0; j < C; j++) ss += xn.v[rr * C + j]! ** 2;
+            const rinv = 1 / Math.sqrt(ss / C + 1e-6);
+            for (let j = 0; j < C; j++) rmsAct[rr * C + j] = Math.max(xn.v[rr * C + j]! * rinv * w.v[j]! + bias.v[j]!, 0) + xn.v[rr * C + j]!;
+          }
+          expectClose('rmsnormAct', b.rmsnormAct(xn.t, w.t, bias.t, 1e-6, 'relu', xn.t).toFloat32(), rmsAct, dt);
         });
       });
     }
