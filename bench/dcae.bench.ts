@@ -174,7 +174,11 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
             native.profiler.stage(`dcae.decode.${side}.bf16.matmul_floor`);
             const floor = matmulFloor(backend, dcaeGemms(cfg, h, h));
             native.profiler.endStage();
-            rows.push({ name: `dcae.decode.${side}.bf16.matmul_floor`, metrics: { seconds: floor, decode_over_floor: seconds / floor }, units: { decode_over_floor: '×' } });
+            rows.push({
+              name: `dcae.decode.${side}.bf16.matmul_floor`,
+              metrics: { seconds: floor, decode_over_floor: seconds / floor },
+              units: { decode_over_floor: '×' },
+            });
           }
         }
         if (dtype !== 'bf16') continue;

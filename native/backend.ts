@@ -514,7 +514,20 @@ export class NativeBackend implements Backend {
       const ops = this.r.ops;
       return this.guard(out, temps.splice(0), () =>
         nhwc
-          ? ops.conv2dNhwc(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset, bs, bo, ...dims, CONV_ACT[act], DTYPE_CODE[x.dtype], DTYPE_CODE[dt])
+          ? ops.conv2dNhwc(
+              out.storage.raw,
+              0,
+              xc.storage.raw,
+              xc.offset,
+              wc.storage.raw,
+              wc.offset,
+              bs,
+              bo,
+              ...dims,
+              CONV_ACT[act],
+              DTYPE_CODE[x.dtype],
+              DTYPE_CODE[dt],
+            )
           : ops.conv2d(out.storage.raw, 0, xc.storage.raw, xc.offset, wc.storage.raw, wc.offset, bs, bo, ...dims, DTYPE_CODE[x.dtype], DTYPE_CODE[dt]),
       );
     } finally {
@@ -954,7 +967,20 @@ export class NativeBackend implements Backend {
       }
       const out = this.alloc([B, 2 * H, 2 * W, C], y.dtype);
       return this.guard(out, temps.splice(0), () =>
-        this.r.ops.upsamplePhasesNhwc(out.storage.raw, 0, y.storage.raw, y.offset, x ? x.storage.raw : null, x ? x.offset : 0, B, H, W, C, x ? x.shape[3]! : 0, DTYPE_CODE[y.dtype]),
+        this.r.ops.upsamplePhasesNhwc(
+          out.storage.raw,
+          0,
+          y.storage.raw,
+          y.offset,
+          x ? x.storage.raw : null,
+          x ? x.offset : 0,
+          B,
+          H,
+          W,
+          C,
+          x ? x.shape[3]! : 0,
+          DTYPE_CODE[y.dtype],
+        ),
       );
     } finally {
       for (const t of temps) t.dispose();

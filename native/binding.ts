@@ -141,7 +141,23 @@ export interface RawOps {
   ): void;
   upsamplePhasesNhwc(out: S, o: number, y: S, yo: number, x: S, xo: number, B: number, H: number, W: number, C: number, Cx: number, dt: number): void;
   rmsnorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, offset: number, dt: number): void;
-  rmsnormAct(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, r: S, ro: number, rows: number, C: number, eps: number, act: number, dt: number): void;
+  rmsnormAct(
+    out: S,
+    o: number,
+    x: S,
+    xo: number,
+    w: S,
+    wo: number,
+    b: S,
+    bo: number,
+    r: S,
+    ro: number,
+    rows: number,
+    C: number,
+    eps: number,
+    act: number,
+    dt: number,
+  ): void;
   rmsnorm2d(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, B: number, C: number, HW: number, eps: number, dt: number): void;
   layernorm(out: S, o: number, x: S, xo: number, w: S, wo: number, b: S, bo: number, rows: number, C: number, eps: number, dt: number): void;
   layernormModulate(

@@ -78,7 +78,9 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     };
   },
   conv2dNhwc: (a) => {
-    const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo, , outDt, dt] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22].map((i) => n(a, i)) as number[];
+    const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo, , outDt, dt] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22].map((i) =>
+      n(a, i),
+    ) as number[];
     const cg = Cin! / groups!;
     const shape = groups! > 1 && groups === Cin ? 'depthwise' : KH === 1 && KW === 1 ? '1x1' : `${KH}x${KW}`;
     return {

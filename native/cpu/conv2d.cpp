@@ -195,9 +195,10 @@ bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_
         const auto make_pd = [&](tag io) {
           memory::desc src_md({B, Cin, H, W}, wdt, io), wei_md(wdims, wdt, tag::any);
           memory::desc dst_md({B, c->Cout, Ho, Wo}, cpu::dnnl_dt(out_dt), io), bias_md({c->Cout}, memory::data_type::f32, tag::x);
-          auto d = bias ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s},
-                                                    {p, p}, {p, p})
-                        : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
+          auto d = bias
+                       ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, bias_md, dst_md, {s, s}, {p, p},
+                                                   {p, p})
+                       : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_md, dst_md, {s, s}, {p, p}, {p, p});
           return convolution_forward::primitive_desc(d, attr, cpu::dnnl_engine());
         };
         const int pol = nhwc_policy();

@@ -526,8 +526,8 @@ Status conv2d_nhwc_cuda(void* out, const void* x, const void* w, const float* bi
     GemmDesc d = linear_desc(B * H * W, Cout, Cin, bias != nullptr, out_dt);
     return run_gemm(out, x, w, bias, d, 1, false, dt, s, "conv2dNhwc");
   }
-  LAUNCH(blocks_for(n, 256), 256, 0, s, conv_nhwc_kernel)(out, x, w, bias, B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo, int(act), int(out_dt),
-                                                         int(dt));
+  LAUNCH(blocks_for(n, 256), 256, 0, s, conv_nhwc_kernel)
+  (out, x, w, bias, B, Cin, H, W, Cout, KH, KW, stride, pad, groups, Ho, Wo, int(act), int(out_dt), int(dt));
   return SANA_LAUNCH_STATUS("conv2d_nhwc");
 }
 

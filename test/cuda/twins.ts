@@ -171,7 +171,8 @@ export function twinCases(): TwinCase[] {
     ...perDtype(
       'conv2dNhwc 3x3 stride2 groups2 relu',
       ['f32', 'bf16'],
-      (dt) => (b, x) => b.conv2dNhwc(x.rand([1, 9, 8, 4], dt), x.rand([70, 2, 3, 3], dt, -0.3, 0.3), undefined, { padding: 1, stride: 2, groups: 2, act: 'relu' }),
+      (dt) => (b, x) =>
+        b.conv2dNhwc(x.rand([1, 9, 8, 4], dt), x.rand([70, 2, 3, 3], dt, -0.3, 0.3), undefined, { padding: 1, stride: 2, groups: 2, act: 'relu' }),
       gemmTol,
     ),
     ...perDtype(
@@ -222,7 +223,11 @@ export function twinCases(): TwinCase[] {
   cases.push(
     ...perDtype('rmsnorm w+offset+bias', FLOATS, (dt) => (b, x) => b.rmsnorm(x.rand([3, 4, 50], dt), x.rand([50], dt), x.rand([50], dt), 1e-6, 1)),
     ...perDtype('rmsnorm no weight', FLOATS, (dt) => (b, x) => b.rmsnorm(x.rand([7, 300], dt), undefined, undefined, 1e-5)),
-    ...perDtype('rmsnormAct silu + residual', FLOATS, (dt) => (b, x) => b.rmsnormAct(x.rand([2, 5, 300], dt), x.rand([300], dt), x.rand([300], dt), 1e-5, 'silu', x.rand([2, 5, 300], dt))),
+    ...perDtype(
+      'rmsnormAct silu + residual',
+      FLOATS,
+      (dt) => (b, x) => b.rmsnormAct(x.rand([2, 5, 300], dt), x.rand([300], dt), x.rand([300], dt), 1e-5, 'silu', x.rand([2, 5, 300], dt)),
+    ),
     ...perDtype('rmsnormAct relu, no affine', ['bf16'], (dt) => (b, x) => b.rmsnormAct(x.rand([7, 33], dt), undefined, undefined, 1e-5, 'relu')),
     ...perDtype('rmsnorm2d', FLOATS, (dt) => (b, x) => b.rmsnorm2d(x.rand([2, 12, 5, 3], dt), x.rand([12], dt), x.rand([12], dt), 1e-5)),
     ...perDtype('layernorm affine', FLOATS, (dt) => (b, x) => b.layernorm(x.rand([9, 70], dt, -2, 3), x.rand([70], dt), x.rand([70], dt), 1e-6)),

@@ -148,7 +148,14 @@ for (const b of backendsUnderTest()) {
       });
     });
     it('rmsnormAct: rmsnorm → SiLU/ReLU → + residual (any residual shape with C last)', () => {
-      const arb = fc.record({ rows: dim(1, 7), C: dim(1, 1100), act: fc.constantFrom('none', 'silu', 'relu'), w: fc.boolean(), bias: fc.boolean(), res: fc.boolean() });
+      const arb = fc.record({
+        rows: dim(1, 7),
+        C: dim(1, 1100),
+        act: fc.constantFrom('none', 'silu', 'relu'),
+        w: fc.boolean(),
+        bias: fc.boolean(),
+        res: fc.boolean(),
+      });
       forAll(b, 'rmsnormAct', arb, ({ rows, C, act, w, bias, res }, dt, seed) => {
         const x = rand(b, [rows, C], dt, seed),
           wt = rand(b, [C], dt, seed + 1),

@@ -186,7 +186,8 @@ export function conv2dNhwc(
   const [B, H, W, Cin] = xs;
   const xn = new Float64Array(x.length);
   for (let b = 0; b < B; b++)
-    for (let h = 0; h < H; h++) for (let q = 0; q < W; q++) for (let c = 0; c < Cin; c++) xn[((b * Cin + c) * H + h) * W + q] = x[((b * H + h) * W + q) * Cin + c];
+    for (let h = 0; h < H; h++)
+      for (let q = 0; q < W; q++) for (let c = 0; c < Cin; c++) xn[((b * Cin + c) * H + h) * W + q] = x[((b * H + h) * W + q) * Cin + c];
   const r = conv2d(xn, [B, Cin, H, W], w, ws, bias, stride, pad, groups);
   const [, Cout, Ho, Wo] = r.shape;
   const out = new Float64Array(r.out.length);
@@ -428,7 +429,11 @@ export function upsamplePhasesNhwc(y: Arr, B: number, H: number, W: number, C: n
     for (let oy = 0; oy < 2 * H; oy++)
       for (let ox = 0; ox < 2 * W; ox++)
         for (let c = 0; c < C; c++) {
-          const h = oy >> 1, i = oy & 1, w = ox >> 1, j = ox & 1, p = 2 * i + j;
+          const h = oy >> 1,
+            i = oy & 1,
+            w = ox >> 1,
+            j = ox & 1,
+            p = 2 * i + j;
           let v = y[((b * (H + 1) + h + i) * (W + 1) + w + j) * 4 * C + p * C + c];
           if (x) v += x[((b * H + h) * W + w) * Cx + Math.floor((4 * c + p) / rep)];
           out[((b * 2 * H + oy) * 2 * W + ox) * C + c] = v;
