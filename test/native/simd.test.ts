@@ -171,6 +171,18 @@ for (const isa of ISAS) {
             for (let j = 0; j < C; j++) rmsAct[rr * C + j] = Math.max(xn.v[rr * C + j]! * rinv * w.v[j]! + bias.v[j]!, 0) + xn.v[rr * C + j]!;
           }
           expectClose('rmsnormAct', b.rmsnormAct(xn.t, w.t, bias.t, 1e-6, 'relu', xn.t).toFloat32(), rmsAct, dt);
+          // upsamplePhasesNhwc with C = 1100 (> one chunk): strided shortcut (repeat 2) and the
+          // general path (repeat 8: 4·1100 / 550)
+          for (const Cx of [2200, 550]) {
+            const y = rand(b, [1, 3, 4, 4 * 1100], dt, 11),
+              sx = rand(b, [1, 2, 3, Cx], dt, 12);
+            expectClose(
+              `upsamplePhasesNhwc Cx ${Cx}`,
+              b.upsamplePhasesNhwc(y.t, sx.t).toFloat32(),
+              R.upsamplePhasesNhwc(y.v, 1, 2, 3, 1100, sx.v, Cx),
+              dt,
+            );
+          }
         });
       });
     }
