@@ -176,12 +176,7 @@ for (const isa of ISAS) {
           for (const Cx of [2200, 550]) {
             const y = rand(b, [1, 3, 4, 4 * 1100], dt, 11),
               sx = rand(b, [1, 2, 3, Cx], dt, 12);
-            expectClose(
-              `upsamplePhasesNhwc Cx ${Cx}`,
-              b.upsamplePhasesNhwc(y.t, sx.t).toFloat32(),
-              R.upsamplePhasesNhwc(y.v, 1, 2, 3, 1100, sx.v, Cx),
-              dt,
-            );
+            expectClose(`upsamplePhasesNhwc Cx ${Cx}`, b.upsamplePhasesNhwc(y.t, sx.t).toFloat32(), R.upsamplePhasesNhwc(y.v, 1, 2, 3, 1100, sx.v, Cx), dt);
           }
         });
       });
