@@ -128,6 +128,7 @@ export function phaseWeights(w: Float32Array, Cout: number, Cin: number): Float3
         }
   return out;
 }
+
 interface Stage { up?: UpW; blocks: BlockNhwcW[] }
 
 export type TiledDecodeOptions = TileOptions;
@@ -193,7 +194,9 @@ export function buildDcaeDecoder(cfg: DcaeDecoderConfig, src: WeightSource, back
     const upsample = (X: Tensor, w: UpW): Tensor => {
       if (w.interpolate) {
         const y = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H+1, W+1, 4·Cout): the 4 phases
-        return bk.upsamplePhasesNhwc(y, X); // (B, 2H, 2W, Cout), + the shortcut
+        const out = bk.upsamplePhasesNhwc(y, X); // (B, 2H, 2W, Cout), + the shortcut
+        free(y);
+        return out;
       }
       const c = bk.conv2dNhwc(X, w.convW, w.convB, { padding: 1 }); // (B, H, W, 4·Cout)
       const main = pixelShuffleNhwc(c);

@@ -170,7 +170,8 @@ export function loadBlock(w: WeightSet, b: string, type: DcaeBlockType, C: numbe
 // LiteMLA's attention reads q/k/v in place (linearAttentionTokens) and oneDNN runs the 3×3
 // convolutions on NHWC without reordering activations for every call.
 
-export interface ResBlockNhwcW { kind: 'res'; c1W: Tensor; c1B: Tensor; c2W: Tensor; nW: Tensor; nB: Tensor; act: 'silu' | 'relu' }
+/** The ResBlock's weights serve both layouts (conv2dNhwc takes OIHW kernels as conv2d does). */
+export type ResBlockNhwcW = ResBlockW;
 export interface EvitBlockNhwcW {
   kind: 'evit';
   /** (3I, C): to_q|to_k|to_v with rows reordered (heads, 3, hd) → (3, heads, hd), see headMajor. */
