@@ -229,8 +229,9 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   }
   const latent = denoise.value;
   if (!latent.samples.every(Number.isFinite)) throw new Error('pipeline bench: the sampled latent has non-finite values (random weights blew up)');
-  const ditStepFlops = ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH);
-  const denoiseFlops = STEPS * ditStepFlops;
+  // The sampler prepares the text side (caption projection, every block's k|v) once.
+  const captionFlops = ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH) - ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH, true);
+  const denoiseFlops = STEPS * ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH, true) + captionFlops;
   rows.push({
     name: `${tag}.denoise`,
     metrics: {
