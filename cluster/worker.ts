@@ -15,7 +15,19 @@ import { ClusterJobs, decodeJob, type JobData } from './jobs.ts';
 import { ClusterKeys, QUEUE_NAME } from './keys.ts';
 import { holdsAll } from './models.ts';
 import { RedisStore, type RedisStoreOptions } from './redis_store.ts';
+import { LuaScript } from './script.ts';
 import { WorkerRegistry, type WorkerInfo } from './workers.ts';
+
+// A job's start in one round trip: 0 when the job already has a history entry (an earlier
+// attempt recorded it and died before completing it: nothing to run); else the running record
+// and the `started` queue notice. KEYS: history hash, running hash. ARGV: prompt id, running
+// record, queue channel, notice JSON.
+const START = new LuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`);
 
 export interface ClusterWorkerOptions {
   /** redis://HOST:PORT[/DB], or a parsed target. */
@@ -311,17 +323,18 @@ export class ClusterWorker {
         await this.failStalled(cur);
         return;
       }
-      if (await this.history.has(job.promptId)) {
+      const started = JSON.stringify({ reason: 'started', promptId: job.promptId, workerId: this.id });
+      const fresh = await START.run(
+        this.redis,
+        [this.keys.history, this.keys.running],
+        [job.promptId, this.runningRecord(cur), this.keys.queueChannel, started],
+      );
+      if (fresh === 0) {
         // An earlier attempt wrote the entry and died before completing the BullMQ job.
         this.counters.alreadyRecorded++;
         await this.finish(cur);
         return;
       }
-      // Back to back on the one connection (Redis keeps their order): one round trip, not two.
-      await Promise.all([
-        this.redis.hset(this.keys.running, job.promptId, this.runningRecord(cur)),
-        this.events.publishQueue({ reason: 'started', promptId: job.promptId, workerId: this.id }),
-      ]);
       void this.beat();
       // The nodes read local files only: what the prompt names comes from the store first.
       if (this.files) await this.files.pull(promptInputFiles(job.prompt, this.options.redisStore?.fileInputs ?? FILE_INPUTS), job.promptId);
