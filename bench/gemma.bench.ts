@@ -88,9 +88,20 @@ function median(xs: number[]): number {
 
 /** Seconds of one layer's seven projection GEMMs at L tokens (weights packed by a first call). */
 function matmulFloor(backend: Backend, c: Gemma2Config, L: number, dtype: DType): number {
-  const D = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, F = c.intermediateSize;
+  const D = c.hiddenSize,
+    q = c.numHeads * c.headDim,
+    kv = c.numKvHeads * c.headDim,
+    F = c.intermediateSize;
   // [K, N] per projection: q, k, v, o, gate, up, down
-  const shapes: Array<[number, number]> = [[D, q], [D, kv], [D, kv], [q, D], [D, F], [D, F], [F, D]];
+  const shapes: Array<[number, number]> = [
+    [D, q],
+    [D, kv],
+    [D, kv],
+    [q, D],
+    [D, F],
+    [D, F],
+    [F, D],
+  ];
   let total = 0;
   for (const [K, N] of shapes) {
     const x = backend.fromArray(noise(L * K, 1, 5), [L, K], dtype);

@@ -192,7 +192,16 @@ export interface Backend {
    *  value rows: the uniform softmax the reference's finfo.min-filled scores give. */
   selfAttentionRope(
     qkv: Tensor,
-    opts: { heads: number; kvHeads: number; positions: readonly number[]; theta: number; scale: number; softcap?: number; window?: number; keyMask?: ArrayLike<number> },
+    opts: {
+      heads: number;
+      kvHeads: number;
+      positions: readonly number[];
+      theta: number;
+      scale: number;
+      softcap?: number;
+      window?: number;
+      keyMask?: ArrayLike<number>;
+    },
   ): Tensor;
   /** Sana's ReLU linear attention, computed in f32 whatever the input dtype:
    *  q, k, v (B, H, N, D) -> out (B, H, N, D),

@@ -845,7 +845,16 @@ export class NativeBackend implements Backend {
   }
   selfAttentionRope(
     tqkv: Tensor,
-    opts: { heads: number; kvHeads: number; positions: readonly number[]; theta: number; scale: number; softcap?: number; window?: number; keyMask?: ArrayLike<number> },
+    opts: {
+      heads: number;
+      kvHeads: number;
+      positions: readonly number[];
+      theta: number;
+      scale: number;
+      softcap?: number;
+      window?: number;
+      keyMask?: ArrayLike<number>;
+    },
   ): Tensor {
     const op = 'selfAttentionRope';
     const qkv = this.f(op, 'qkv', tqkv);

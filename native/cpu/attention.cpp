@@ -399,17 +399,15 @@ SANA_INLINE float q_tile_body(float* qf, const T* q, int64_t si, int64_t nq, int
 // (SANA_ISA_CLONES makes void functions; this one returns the norm.)
 template <typename T>
 __attribute__((target(SANA_AVX512_TARGET))) float q_tile_avx512(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs,
-const float* sn) {
+                                                                const float* sn) {
   return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
-__attribute__((target("avx2,fma"))) float q_tile_avx2(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs,
-const float* sn) {
+__attribute__((target("avx2,fma"))) float q_tile_avx2(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs, const float* sn) {
   return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
-float q_tile_base(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs,
-const float* sn) {
+float q_tile_base(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs, const float* sn) {
   return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
@@ -541,8 +539,8 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
-                   rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now,
+                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
             nmax = std::max(nmax, nrm[j]);
@@ -566,8 +564,8 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
-                   rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true,
+                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
         }
         st.store(2, std::memory_order_release);
         return;
@@ -644,7 +642,6 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         }
   }
 }
-
 
 // RoPE tables for `positions`, theta and D, computed as rope_cpu does. The last one is kept: every
 // layer of an encode asks for the same table (26 × 2 recomputations cost ~60 ms per Gemma-2 prompt).
@@ -761,8 +758,8 @@ Status attention_tokens_cpu(void* out, const void* q, const void* kv, const floa
 
 Status self_attention_rope_cpu(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,
                                int64_t D, float theta, float scale, float softcap, int64_t window, DType dt) {
-  if (!SANA_FLOAT_DISPATCH(dt, self_attention_rope_t(static_cast<T*>(out), static_cast<const T*>(qkv), positions, key_mask, B, N, Hq, Hkv, D, theta, scale,
-                                                     softcap, window)))
+  if (!SANA_FLOAT_DISPATCH(
+          dt, self_attention_rope_t(static_cast<T*>(out), static_cast<const T*>(qkv), positions, key_mask, B, N, Hq, Hkv, D, theta, scale, softcap, window)))
     return "self_attention_rope_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }
