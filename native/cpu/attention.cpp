@@ -645,32 +645,38 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
 
 // RoPE tables for `positions`, theta and D, computed as rope_cpu does. The last one is kept: every
 // layer of an encode asks for the same table (26 × 2 recomputations cost ~60 ms per Gemma-2 prompt).
-struct RopeCache {
-  std::mutex mu;
+// Shared by pointer, so calls from several threads only hold the lock for the lookup.
+struct RopeTables {
   std::vector<int64_t> pos;
-  float theta = 0.f;
-  int64_t D = 0;
-  std::vector<float> cs, sn;
+  float theta;
+  int64_t D;
+  std::vector<float> cs, sn;  // (N, D/2) each
 };
-// Returns the cache locked; the caller reads cs / sn while holding the lock.
-std::unique_lock<std::mutex> rope_tables(RopeCache& rc, const int64_t* positions, int64_t N, int64_t D, float theta) {
-  std::unique_lock<std::mutex> lock(rc.mu);
-  if (rc.theta == theta && rc.D == D && rc.pos.size() == size_t(N) && std::equal(rc.pos.begin(), rc.pos.end(), positions)) return lock;
+std::shared_ptr<const RopeTables> rope_tables(const int64_t* positions, int64_t N, int64_t D, float theta) {
+  static std::mutex mu;
+  static std::shared_ptr<const RopeTables> last;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (last && last->theta == theta && last->D == D && last->pos.size() == size_t(N) && std::equal(last->pos.begin(), last->pos.end(), positions)) return last;
+  }
+  auto t = std::make_shared<RopeTables>();
   const int64_t half = D / 2;
-  rc.pos.assign(positions, positions + N);
-  rc.theta = theta;
-  rc.D = D;
-  rc.cs.resize(size_t(N * half));
-  rc.sn.resize(size_t(N * half));
+  t->pos.assign(positions, positions + N);
+  t->theta = theta;
+  t->D = D;
+  t->cs.resize(size_t(N * half));
+  t->sn.resize(size_t(N * half));
   for (int64_t i = 0; i < half; i++) {
     const float inv = 1.0f / std::pow(theta, float(2 * i) / float(D));
-    for (int64_t t = 0; t < N; t++) {
-      const float a = float(positions[t]) * inv;
-      rc.cs[size_t(t * half + i)] = std::cos(a);
-      rc.sn[size_t(t * half + i)] = std::sin(a);
+    for (int64_t k = 0; k < N; k++) {
+      const float a = float(positions[k]) * inv;
+      t->cs[size_t(k * half + i)] = std::cos(a);
+      t->sn[size_t(k * half + i)] = std::sin(a);
     }
   }
-  return lock;
+  std::lock_guard<std::mutex> lock(mu);
+  last = t;
+  return t;
 }
 
 // Rows that see no key at all (a padded query whose causal window holds only padding, or a row
@@ -720,13 +726,10 @@ void self_attention_rope_t(T* out, const T* qkv, const int64_t* positions, const
     bias.resize(size_t(B * N));
     for (int64_t e = 0; e < B * N; e++) bias[size_t(e)] = mask[e] != 0 ? 0.f : -INFINITY;
   }
-  static RopeCache cache;
-  {
-    auto lock = rope_tables(cache, positions, N, D, theta);
-    const RopeTab tab{cache.cs.data(), cache.sn.data()};
-    attention_t(out, qkv, qkv + Hq * D, qkv + (Hq + Hkv) * D, mask ? bias.data() : nullptr, B, Hq, Hkv, N, N, D, D, N, 0, 0, scale, softcap, true, window, R,
-                &tab);
-  }
+  const auto tables = rope_tables(positions, N, D, theta);
+  const RopeTab tab{tables->cs.data(), tables->sn.data()};
+  attention_t(out, qkv, qkv + Hq * D, qkv + (Hq + Hkv) * D, mask ? bias.data() : nullptr, B, Hq, Hkv, N, N, D, D, N, 0, 0, scale, softcap, true, window, R,
+              &tab);
   // Without a mask every query sees at least itself.
   if (mask) uniform_rows(out, qkv, mask, B, N, Hq, Hkv, D, window);
 }
