@@ -275,6 +275,7 @@ static const BackendOps kOps = {
     SANA_TWIN(linear_attention_tokens),
     SANA_TWIN(attention_tokens),
     SANA_TWIN(linear_residual),
+    SANA_TWIN(self_attention_rope),
 };
 SANA_REGISTER_BACKEND(kOps);
 

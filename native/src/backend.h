@@ -60,6 +60,7 @@ struct BackendOps {
   decltype(&linear_attention_tokens_cpu) linear_attention_tokens;
   decltype(&attention_tokens_cpu) attention_tokens;
   decltype(&linear_residual_cpu) linear_residual;
+  decltype(&self_attention_rope_cpu) self_attention_rope;
 };
 
 // Registry (implemented in registry.cc). Registration happens at load time, lookups later.
