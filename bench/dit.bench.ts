@@ -2,7 +2,8 @@
 //   npm run bench -- dit
 // Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
 // TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
-// "matmul floor", issue 12 target: forward ≤ 1.3× it); bf16 time vs resolution 256² → 2048² (linear
+// "matmul floor", issue 12 target: forward ≤ 1.3× it); `.step`: a sampling step on text prepared
+// once (what the samplers run; its floor `matmul_floor_step` leaves out the text GEMMs); bf16 time vs resolution 256² → 2048² (linear
 // attention: time per token should stay about flat). Times are medians of SANA_BENCH_DIT_REPS runs
 // (default 5) after a warm-up, extrapolated to 28 blocks from a 4-block and a 1-block model
 // (SANA_BENCH_DIT_LAYERS=28 times the whole depth; see LAYERS_RUN).
@@ -10,7 +11,7 @@ import * as native from '../native/index.ts';
 import type { Backend, DType, Tensor } from '../native/api.ts';
 import { parseSanaTransformerConfig, type SanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
 import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
-import { buildSanaTransformer } from '../nodes/models/sana_dit/model.ts';
+import { buildSanaTransformer, type PreparedText } from '../nodes/models/sana_dit/model.ts';
 import type { WeightSource } from '../nodes/models/weight_set.ts';
 import type { BenchRow } from './types.ts';
 
@@ -95,6 +96,9 @@ export function timeIt(fn: () => void, reps: number, warmup = 1): number {
   return median(ts);
 }
 
+/** GEMMs on the text alone: a sampling step on prepared text (SanaTransformer.step) skips them. */
+export const TEXT_GEMMS = new Set(['attn2.kv', 'caption.1', 'caption.2']);
+
 /** The linear layers of one forward as (M, K, N, count): x (M, K) · Wᵀ (N, K). */
 export function ditGemms(c: SanaTransformerConfig, B: number, N: number, L: number): Array<[string, number, number, number, number]> {
   const D = c.innerDim,
@@ -118,8 +122,8 @@ export function ditGemms(c: SanaTransformerConfig, B: number, N: number, L: numb
 }
 
 /** FLOPs of one forward (multiply-add = 2): linears, both attentions, the depthwise conv. */
-export function ditFlops(c: SanaTransformerConfig, B: number, N: number, L: number): number {
-  const gemm = ditGemms(c, B, N, L).reduce((s, [, M, K, Nn, k]) => s + 2 * M * K * Nn * k, 0);
+export function ditFlops(c: SanaTransformerConfig, B: number, N: number, L: number, perStep = false): number {
+  const gemm = ditGemms(c, B, N, L).reduce((s, [name, M, K, Nn, k]) => (perStep && TEXT_GEMMS.has(name) ? s : s + 2 * M * K * Nn * k), 0);
   const D = c.innerDim,
     d = c.headDim,
     X = c.numCrossHeads * c.crossHeadDim,
@@ -167,6 +171,35 @@ export default async function ditBench(): Promise<BenchRow[]> {
     return () => {
       model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask).dispose();
     };
+  };
+  /** A sampling step: the forward on text prepared once (what the samplers run per step). */
+  const step = (model: ReturnType<typeof buildSanaTransformer>, side: number, prepared: Map<object, PreparedText>): (() => void) => {
+    const h = side / 32;
+    const x = noise(B * 32 * h * h, 1, 3);
+    let p = prepared.get(model);
+    if (!p) prepared.set(model, (p = model.prepareText({ data: text, shape: [B, L, cfg.captionChannels] }, mask)));
+    const ready = p;
+    return () => {
+      model.step({ data: x, shape: [B, 32, h, h] }, [500, 500], ready).dispose();
+    };
+  };
+  /** Seconds of the forward's linears alone (bf16, at the rate the backend reaches for them). */
+  const matmulFloor = (N: number, perStep: boolean): { seconds: number; flops: number } => {
+    let mm = 0,
+      mmFlops = 0;
+    for (const [name, M, K, Nn, count] of ditGemms(full, B, N, L)) {
+      if (perStep && TEXT_GEMMS.has(name)) continue;
+      const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
+      const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
+      try {
+        mm += count * timeIt(() => backend.linear(xs, w).dispose(), REPS);
+        mmFlops += 2 * M * K * Nn * count;
+      } finally {
+        xs.dispose();
+        w.dispose();
+      }
+    }
+    return { seconds: mm, flops: mmFlops };
   };
   /** Median seconds of the L-block and the 1-block forward, each after one warm-up; the profile
    *  gets the L-block runs under `stage` (warm-ups excluded). Not interleaved: alternating the two
@@ -216,24 +249,34 @@ export default async function ditBench(): Promise<BenchRow[]> {
             block_ms: ((tL - t1) / (LAYERS_RUN - 1)) * 1e3,
           },
         });
+        // A sampling step on prepared text: the caption projection and the 28 k|v GEMMs run once
+        // per prompt, not per step.
+        const prepared = new Map<object, PreparedText>();
+        let ts: number;
+        try {
+          const [sL, s1] = timeBoth(step(model, side, prepared), step(one, side, prepared), `dit600m.cfg.${side}.${dtype}.step`);
+          ts = extrapolate(sL, s1);
+        } finally {
+          for (const p of prepared.values()) p.dispose();
+        }
+        rows.push({
+          name: `dit600m.cfg.${side}.${dtype}.step`,
+          metrics: { seconds: ts, tflops: ditFlops(full, B, N, L, true) / ts / 1e12, step_over_forward: ts / t },
+        });
         if (dtype === 'bf16') {
           // the matmul floor: the same linears, alone, at the rate the backend reaches for them
           native.profiler.stage(`dit600m.cfg.${side}.bf16.matmul_floor`);
-          let mm = 0,
-            mmFlops = 0;
-          for (const [, M, K, Nn, count] of ditGemms(full, B, N, L)) {
-            const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
-            const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
-            try {
-              mm += count * timeIt(() => backend.linear(xs, w).dispose(), REPS);
-              mmFlops += 2 * M * K * Nn * count;
-            } finally {
-              xs.dispose();
-              w.dispose();
-            }
-          }
+          const mm = matmulFloor(N, false);
           native.profiler.endStage();
-          rows.push({ name: `dit600m.cfg.${side}.bf16.matmul_floor`, metrics: { seconds: mm, tflops: mmFlops / mm / 1e12, forward_over_floor: t / mm } });
+          rows.push({
+            name: `dit600m.cfg.${side}.bf16.matmul_floor`,
+            metrics: { seconds: mm.seconds, tflops: mm.flops / mm.seconds / 1e12, forward_over_floor: t / mm.seconds },
+          });
+          const ms = matmulFloor(N, true);
+          rows.push({
+            name: `dit600m.cfg.${side}.bf16.matmul_floor_step`,
+            metrics: { seconds: ms.seconds, tflops: ms.flops / ms.seconds / 1e12, step_over_floor: ts / ms.seconds },
+          });
         }
       }
       if (dtype === 'bf16') {

@@ -2,7 +2,8 @@
 // heads of 256, intermediate 9216) with random weights, on the two sequences Sana encodes per
 // prompt: the uncond 300 tokens and the cond 300 + CHI (L_all = n_chi + 298) tokens.
 //   npm run bench -- gemma
-// Rows per dtype and length: seconds, TFLOP, TFLOP/s, and the load average when measured. The vocabulary is cut to 4096 rows (the
+// Rows per dtype and length: seconds, TFLOP, TFLOP/s, the matmul floor (the seven projections as
+// separate GEMMs, alone) and forward / floor, and the load average. The vocabulary is cut to 4096 rows (the
 // lookup is the only thing it affects; the real table would cost 1.2 GB of bf16 for nothing).
 // When free memory cannot hold all 26 layers at a dtype (f32: 8 GB + packed copies), fewer
 // layers are built and the time is scaled to 26 (`layers_run` says how many ran); the env
@@ -85,6 +86,43 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/** Seconds of one layer's seven projection GEMMs at L tokens (weights packed by a first call). */
+function matmulFloor(backend: Backend, c: Gemma2Config, L: number, dtype: DType): number {
+  const D = c.hiddenSize,
+    q = c.numHeads * c.headDim,
+    kv = c.numKvHeads * c.headDim,
+    F = c.intermediateSize;
+  // [K, N] per projection: q, k, v, o, gate, up, down
+  const shapes: Array<[number, number]> = [
+    [D, q],
+    [D, kv],
+    [D, kv],
+    [q, D],
+    [D, F],
+    [D, F],
+    [F, D],
+  ];
+  let total = 0;
+  for (const [K, N] of shapes) {
+    const x = backend.fromArray(noise(L * K, 1, 5), [L, K], dtype);
+    const w = backend.fromArray(noise(N * K, 1 / Math.sqrt(K), 9), [N, K], dtype);
+    try {
+      backend.linear(x, w).dispose();
+      const ts: number[] = [];
+      for (let r = 0; r < Math.max(3, REPS); r++) {
+        const t0 = process.hrtime.bigint();
+        backend.linear(x, w).dispose();
+        ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      }
+      total += median(ts);
+    } finally {
+      x.dispose();
+      w.dispose();
+    }
+  }
+  return total;
+}
+
 export default async function gemmaBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
   const full = parseGemma2Config(GEMMA2_2B_CONFIG, 'gemma-2-2b (bench)');
@@ -123,10 +161,19 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
         const measured = median(ts);
         const seconds = measured * (full.numLayers / layers);
         const flops = gemma2Flops(full, 1, L);
+        native.profiler.endStage();
+        // The matmul floor: one layer's seven projections (q, k, v, o, gate, up, down as separate
+        // GEMMs, whatever the model fuses) alone at this length, times 26. A fixed yardstick, so
+        // forward / floor compares model-code changes (GEMM fusion included) on one scale.
+        native.profiler.stage(`gemma2-2b.${label}.L${L}.${dtype}.matmul_floor`);
+        const floor = matmulFloor(backend, full, L, dtype) * full.numLayers;
+        native.profiler.endStage();
         rows.push({
           name: `gemma2-2b.${label}.L${L}.${dtype}`,
           metrics: {
             seconds,
+            matmul_floor_s: floor,
+            forward_over_floor: seconds / floor,
             tflop: flops / 1e12,
             tflops: flops / seconds / 1e12,
             tokens: L,

@@ -147,6 +147,48 @@ export default async function opsBench(): Promise<BenchMultiRow[]> {
       };
       att(`attention.gemma.${L}tok`, dt, 1, 8, 4, L, L, 256, mk, { softcap: 50, causal: true, biasShape });
     }
+    // Gemma-2-2B's whole attention step: the former chain from the separate q, k, v outputs (head
+    // permutes → rope ×2 → attention with the (1, 1, L, L) bias → permute back) against
+    // selfAttentionRope on the fused (B, L, (8 + 2·4)·256) output (RoPE, causal, key mask inside);
+    // all keys real, and the cond prompt's 246 real of 506.
+    for (const L of [300, 506]) {
+      const qkv = randomTensor(b, [1, L, 16 * 256], dt, 25, 0.5);
+      const pos = Array.from({ length: L }, (_, i) => i);
+      const m = new Float32Array(L * L);
+      for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) m[i * L + j] = j <= i ? 0 : -3.4028234663852886e38;
+      const bias = b.fromArray(m, [1, 1, L, L], 'f32');
+      // the separate q, k, v linears' outputs the former model code started from
+      const [qT, kT, vT] = [
+        [0, 8],
+        [8, 4],
+        [12, 4],
+      ].map(([lo, H]) => b.slice(qkv, 2, lo * 256, (lo + H) * 256));
+      const heads = (x: Tensor, H: number): Tensor => b.permute(b.reshape(x, [1, L, H, 256]), [0, 2, 1, 3]);
+      const chain = median(() =>
+        b.scope(() => {
+          const o = b.attention(b.rope(heads(qT, 8), pos, 10000), b.rope(heads(kT, 4), pos, 10000), heads(vT, 4), { scale: 1 / 16, softcap: 50, bias });
+          b.reshape(b.permute(o, [0, 2, 1, 3]), [1, L, 8 * 256]);
+        }),
+      );
+      const flops = 2 * 8 * L * L * 2 * 256;
+      rows.push({
+        name: `gemma.attn_chain.${L}tok.${dt}`,
+        metrics: { ...chain, gflops: flops / chain.best_ms / 1e6 },
+        notes: `${env}; permutes, rope ×2, attention, permute`,
+      });
+      for (const real of L === 506 ? [L, 246] : [L]) {
+        const keyMask = Float32Array.from({ length: L }, (_, j) => (j < real ? 1 : 0));
+        const r = median(() => {
+          b.selfAttentionRope(qkv, { heads: 8, kvHeads: 4, positions: pos, theta: 10000, scale: 1 / 16, softcap: 50, window: 4096, keyMask }).dispose();
+        });
+        rows.push({
+          name: `selfAttentionRope.gemma.${L}tok${real < L ? `.${real}real` : ''}.${dt}`,
+          metrics: { ...r, gflops: flops / r.best_ms / 1e6 },
+          notes: env,
+        });
+      }
+      [qkv, bias, qT, kT, vT].forEach((t) => t.dispose());
+    }
     // Sana cross-attention: B=2, 16 heads × 72, 1024 queries × 300 caption keys, bias (B, 300).
     for (const Lq of [1024, 4096]) {
       const biasShape = [2, 300];

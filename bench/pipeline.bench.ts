@@ -19,7 +19,7 @@ import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig } from '../no
 import { buildGemma2, gemma2Flops, parseGemma2Config, type Gemma2Config, gemma2Layout } from '../nodes/models/gemma2.ts';
 import { layoutShapes } from '../nodes/models/layout.ts';
 import type { WeightSource } from '../nodes/models/weight_set.ts';
-import { encodePrompts, preprocessPrompt, type EncodedText } from '../nodes/models/prompt.ts';
+import { encodePrompts, preprocessPrompt, realLength, type EncodedText } from '../nodes/models/prompt.ts';
 import { parseSanaTransformerConfig } from '../nodes/models/sana_dit/config.ts';
 import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
 import { buildSanaTransformer } from '../nodes/models/sana_dit/model.ts';
@@ -161,19 +161,21 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   const gemmaBuilt = await stage(backend, 'build Gemma-2 (random weights)', () => buildGemma2(gemmaCfg, randomGemmaWeights(gemmaCfg), backend, DTYPE));
   const gemmaModel = gemmaBuilt.value;
   const gemmaBuild = gemmaBuilt.seconds;
-  let text: StageResult<{ positive: Conditioning; negative: Conditioning; lengthAll: number; promptTokens: number }>;
+  let text: StageResult<{ positive: Conditioning; negative: Conditioning; lengthAll: number; promptTokens: number; encoded: readonly [number, number] }>;
   try {
     text = await stage(backend, 'text encode', () => {
       const enc = encodePrompts(gemmaModel, tokenizer, { positive: PROMPT, negative: '', chi: 'diffusers', lowercase: true, maxLength: MAX_SEQUENCE_LENGTH });
       const positive = toConditioning(enc.cond, PROMPT);
       const negative = toConditioning(enc.uncond!, '');
       const promptTokens = enc.tokens.cond.mask[0]!.reduce((a, b) => a + b, 0);
-      return { positive, negative, lengthAll: enc.tokens.cond.lengthAll, promptTokens };
+      // What the encoder ran on: the padding past the last real token is not encoded.
+      const encoded = [realLength(enc.tokens.cond.mask), realLength(enc.tokens.uncond!.mask)] as const;
+      return { positive, negative, lengthAll: enc.tokens.cond.lengthAll, promptTokens, encoded };
     });
   } finally {
     gemmaModel.dispose();
   }
-  const textFlops = gemma2Flops(gemmaCfg, 1, text.value.lengthAll) + gemma2Flops(gemmaCfg, 1, MAX_SEQUENCE_LENGTH);
+  const textFlops = gemma2Flops(gemmaCfg, 1, text.value.encoded[0]) + gemma2Flops(gemmaCfg, 1, text.value.encoded[1]);
   rows.push({
     name: `${tag}.text_encode`,
     metrics: {
@@ -186,6 +188,8 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
       cond_tokens: text.value.lengthAll,
       cond_real_tokens: text.value.promptTokens,
       uncond_tokens: MAX_SEQUENCE_LENGTH,
+      cond_encoded_tokens: text.value.encoded[0],
+      uncond_encoded_tokens: text.value.encoded[1],
       build_s: gemmaBuild,
     },
     notes: `Gemma-2-2B ${gemmaCfg.numLayers} layers, full vocabulary, real tokenizer, diffusers CHI; ${common}`,
@@ -229,8 +233,9 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   }
   const latent = denoise.value;
   if (!latent.samples.every(Number.isFinite)) throw new Error('pipeline bench: the sampled latent has non-finite values (random weights blew up)');
-  const ditStepFlops = ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH);
-  const denoiseFlops = STEPS * ditStepFlops;
+  // The sampler prepares the text side (caption projection, every block's k|v) once.
+  const captionFlops = ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH) - ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH, true);
+  const denoiseFlops = STEPS * ditFlops(ditCfg, 2, h * h, MAX_SEQUENCE_LENGTH, true) + captionFlops;
   rows.push({
     name: `${tag}.denoise`,
     metrics: {

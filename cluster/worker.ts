@@ -8,14 +8,26 @@ import { Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { toQueueItem, type ExecutionHost, type Job, type JobResult } from '../host/types.ts';
 import { checkRedis, connect, parseRedisUrl, type RedisStatus, type RedisTarget } from './connection.ts';
-import { ClusterEvents, type ControlMessage } from './events.ts';
+import { ClusterEvents, type ClusterMessage, type ControlMessage } from './events.ts';
 import { FILE_INPUTS, FileSync, promptInputFiles, type LocalFolders } from './file_sync.ts';
 import { RedisHistory, type HistoryEntry } from './history.ts';
 import { ClusterJobs, decodeJob, type JobData } from './jobs.ts';
 import { ClusterKeys, QUEUE_NAME } from './keys.ts';
 import { holdsAll } from './models.ts';
 import { RedisStore, type RedisStoreOptions } from './redis_store.ts';
+import { LuaScript } from './script.ts';
 import { WorkerRegistry, type WorkerInfo } from './workers.ts';
+
+// A job's start in one round trip: 0 when the job already has a history entry (an earlier
+// attempt recorded it and died before completing it: nothing to run); else the running record
+// and the `started` queue notice. KEYS: history hash, running hash. ARGV: prompt id, running
+// record, queue channel, notice JSON.
+const START = new LuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`);
 
 export interface ClusterWorkerOptions {
   /** redis://HOST:PORT[/DB], or a parsed target. */
@@ -121,6 +133,9 @@ export class ClusterWorker {
   private poked = false;
   private wake: (() => void) | undefined;
   private seq = 0;
+  /** Workers in the registry at the last heartbeat (this one included): alone, there is nobody
+   *  to defer to, and the head peek (2 round trips per job) is skipped. */
+  private fleetSize = Number.POSITIVE_INFINITY;
   /** The head job this worker already deferred to a model holder (it waits once per job). */
   private deferredFor: string | undefined;
 
@@ -217,7 +232,7 @@ export class ClusterWorker {
     if (this.beating || !this.registry) return;
     this.beating = true;
     try {
-      await this.registry.beat(this.info());
+      this.fleetSize = await this.registry.beat(this.info());
     } catch (e) {
       this.o.log(`heartbeat: ${(e as Error).message}`);
     } finally {
@@ -278,7 +293,7 @@ export class ClusterWorker {
    * may be a heartbeat old, and a busy holder is never waited for.
    */
   private async shouldDefer(): Promise<boolean> {
-    if (this.o.affinityGraceMs <= 0) return false;
+    if (this.o.affinityGraceMs <= 0 || this.fleetSize <= 1) return false;
     const head = await this.jobs.head();
     if (!head || head.models.length === 0 || head.id === this.deferredFor) return false;
     if (holdsAll(this.loaded, head.models)) return false;
@@ -308,15 +323,19 @@ export class ClusterWorker {
         await this.failStalled(cur);
         return;
       }
-      if (await this.history.has(job.promptId)) {
+      const started = JSON.stringify({ reason: 'started', promptId: job.promptId, workerId: this.id });
+      const fresh = await START.run(
+        this.redis,
+        [this.keys.history, this.keys.running],
+        [job.promptId, this.runningRecord(cur), this.keys.queueChannel, started],
+      );
+      if (fresh === 0) {
         // An earlier attempt wrote the entry and died before completing the BullMQ job.
         this.counters.alreadyRecorded++;
         await this.finish(cur);
         return;
       }
-      await this.redis.hset(this.keys.running, job.promptId, this.runningRecord(cur));
       void this.beat();
-      await this.events.publishQueue({ reason: 'started', promptId: job.promptId, workerId: this.id });
       // The nodes read local files only: what the prompt names comes from the store first.
       if (this.files) await this.files.pull(promptInputFiles(job.prompt, this.options.redisStore?.fileInputs ?? FILE_INPUTS), job.promptId);
       const result = await this.execute(cur);
@@ -328,17 +347,14 @@ export class ClusterWorker {
         return;
       }
       if (result.status.status_str === 'success' && cur.models.length > 0) this.loaded = new Set(cur.models);
-      await this.finish(cur);
+      // Last, as the single-process server does: the client's "done" comes after history (the
+      // entry is written; the publish goes out after finish's commands on the same connection).
+      const done =
+        written === 'added'
+          ? { kind: 'event' as const, promptId: job.promptId, clientId: job.clientId, type: 'executing', data: { node: null, prompt_id: job.promptId } }
+          : undefined;
+      await this.finish(cur, done);
       this.counters.completed++;
-      // Last, as the single-process server does: the client's "done" comes after history.
-      if (written === 'added')
-        await this.events.publish({
-          kind: 'event',
-          promptId: job.promptId,
-          clientId: job.clientId,
-          type: 'executing',
-          data: { node: null, prompt_id: job.promptId },
-        });
     } finally {
       clearInterval(renew);
       this.current = undefined;
@@ -426,7 +442,9 @@ export class ClusterWorker {
   }
 
   /** Completes the BullMQ job (removing it) and says so. */
-  private async finish(cur: Current): Promise<void> {
+  /** Completes the BullMQ job, drops the running record and tells everyone; `last` (the
+   *  client's `executing null`) is published after those. */
+  private async finish(cur: Current, last?: ClusterMessage): Promise<void> {
     try {
       await cur.bull.moveToCompleted('done', cur.token, false);
     } catch (e) {
@@ -434,8 +452,12 @@ export class ClusterWorker {
       // and completes the job without running it.
       this.o.log(`job ${cur.job.promptId}: cannot complete (${(e as Error).message})`);
     }
-    await this.redis.hdel(this.keys.running, cur.job.promptId);
-    await this.events.publishQueue({ reason: 'finished', promptId: cur.job.promptId, workerId: this.id });
+    // Sent back to back on the one connection: Redis runs them in this order, in one round trip.
+    await Promise.all([
+      this.redis.hdel(this.keys.running, cur.job.promptId),
+      this.events.publishQueue({ reason: 'finished', promptId: cur.job.promptId, workerId: this.id }),
+      last ? this.events.publish(last) : undefined,
+    ]);
   }
 
   /** The job's workers died more than maxStalledCount times: fail it, once, with the reason. */

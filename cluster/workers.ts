@@ -29,8 +29,17 @@ export class WorkerRegistry {
     readonly ttlMs = 5000,
   ) {}
 
-  async beat(info: WorkerInfo): Promise<void> {
-    await this.redis.multi().set(this.keys.worker(info.id), JSON.stringify(info), 'PX', this.ttlMs).sadd(this.keys.workers, info.id).exec();
+  /** Returns how many ids the registry's set holds (this one included; ids that died are counted
+   *  until a list() prunes them), at no extra round trip: a worker alone skips model affinity. */
+  async beat(info: WorkerInfo): Promise<number> {
+    const r = await this.redis
+      .multi()
+      .set(this.keys.worker(info.id), JSON.stringify(info), 'PX', this.ttlMs)
+      .sadd(this.keys.workers, info.id)
+      .scard(this.keys.workers)
+      .exec();
+    const n = r?.[2]?.[1];
+    return typeof n === 'number' ? n : Number.POSITIVE_INFINITY;
   }
 
   async remove(id: string): Promise<void> {

@@ -142,6 +142,9 @@ export interface Backend {
   clamp(x: Tensor, lo: number, hi: number): Tensor;
   /** a * act(b), act = silu | gelu_tanh (GLU / GeGLU gates). */
   gluMul(a: Tensor, b: Tensor, act: 'silu' | 'gelu_tanh'): Tensor;
+  /** `gluMul` on the two halves of the last dim, read in place: x (..., 2F) -> (..., F) =
+   *  x[..., :F] * act(x[..., F:]) (a fused [value; gate] projection's output, no slices). */
+  gluHalves(x: Tensor, act: 'silu' | 'gelu_tanh'): Tensor;
   /** Softmax over the last dim (f32 accumulation). */
   softmax(x: Tensor): Tensor;
 
@@ -195,6 +198,27 @@ export interface Backend {
    *  (or (B, 1, 1, Lk)). Same kernel as `attention`; on the CPU, key chunks whose bias puts every
    *  probability at exactly 0 (a padded caption's -10000) are skipped. */
   attentionTokens(q: Tensor, kv: Tensor, heads: number, opts: { scale: number; bias?: Tensor }): Tensor;
+  /** Gemma-2's self attention on the fused q|k|v projection's output, read in place (no slices,
+   *  head permutes or separate rope): qkv (B, N, (Hq + 2·Hkv)·D) laid out (B, N, Hq + 2·Hkv, D) ->
+   *  (B, N, Hq·D) in qkv's dtype. q and k get `rope` (positions (N), theta) and are rounded to the
+   *  dtype as the separate op's output was; then causal GQA attention, scores
+   *  softcap·tanh(scale·q·k / softcap) (no cap when undefined), key j visible to query i iff j <= i,
+   *  `keyMask[b·N + j]` != 0 (host values, 1 token / 0 padding; undefined: every key) and
+   *  i − j < window (undefined: no window). A query that sees no key returns the mean of all N
+   *  value rows: the uniform softmax the reference's finfo.min-filled scores give. */
+  selfAttentionRope(
+    qkv: Tensor,
+    opts: {
+      heads: number;
+      kvHeads: number;
+      positions: readonly number[];
+      theta: number;
+      scale: number;
+      softcap?: number;
+      window?: number;
+      keyMask?: ArrayLike<number>;
+    },
+  ): Tensor;
   /** Sana's ReLU linear attention, computed in f32 whatever the input dtype:
    *  q, k, v (B, H, N, D) -> out (B, H, N, D),
    *  out_i = (Σ_j v_j relu(k_j)ᵀ) relu(q_i) / (Σ_j relu(k_j) · relu(q_i) + eps).
@@ -258,6 +282,8 @@ export type OpName =
   | 'dwconv3x3GluTokens'
   | 'attention'
   | 'attentionTokens'
+  | 'selfAttentionRope'
+  | 'gluHalves'
   | 'linearAttention'
   | 'linearAttentionTokens'
   | 'rope'

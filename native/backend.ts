@@ -314,6 +314,33 @@ export class NativeBackend implements Backend {
     if (act !== 'silu' && act !== 'gelu_tanh') throw new Error(`gluMul: unknown activation '${String(act)}'`);
     return this.binary('gluMul', act === 'silu' ? BINARY.glu_silu : BINARY.glu_gelu_tanh, a, b);
   }
+  gluHalves(tx: Tensor, act: 'silu' | 'gelu_tanh'): Tensor {
+    if (act !== 'silu' && act !== 'gelu_tanh') throw new Error(`gluHalves: unknown activation '${String(act)}'`);
+    const x = this.f('gluHalves', 'x', tx);
+    const F2 = x.shape[x.shape.length - 1];
+    if (x.shape.length === 0 || F2 % 2) throw new Error(`gluHalves: last dim of ${fmtShape(x.shape)} must be even`);
+    const F = F2 / 2,
+      rows = x.numel / Math.max(F2, 1);
+    const shape = [...x.shape.slice(0, -1), F];
+    const out = this.alloc(shape, x.dtype);
+    // The broadcast binary kernel with both operands as strided views of x: rows of F values 2F
+    // apart, the gate half starting F elements in.
+    return this.guard(out, [], () =>
+      this.r.ops.binary(
+        out.storage.raw,
+        0,
+        x.storage.raw,
+        x.offset,
+        x.storage.raw,
+        x.offset + F * DTYPE_SIZE[x.dtype],
+        act === 'silu' ? BINARY.glu_silu : BINARY.glu_gelu_tanh,
+        DTYPE_CODE[x.dtype],
+        [rows, F],
+        [F2, 1],
+        [F2, 1],
+      ),
+    );
+  }
   softmax(t: Tensor): Tensor {
     const x = this.f('softmax', 'x', t);
     if (x.shape.length === 0) throw new Error('softmax: x must have at least one dim');
@@ -857,6 +884,56 @@ export class NativeBackend implements Backend {
     } finally {
       for (const t of temps) t.dispose();
     }
+  }
+  selfAttentionRope(
+    tqkv: Tensor,
+    opts: {
+      heads: number;
+      kvHeads: number;
+      positions: readonly number[];
+      theta: number;
+      scale: number;
+      softcap?: number;
+      window?: number;
+      keyMask?: ArrayLike<number>;
+    },
+  ): Tensor {
+    const op = 'selfAttentionRope';
+    const qkv = this.f(op, 'qkv', tqkv);
+    if (qkv.shape.length !== 3) throw new Error(`${op}: qkv must be (B, N, (Hq + 2·Hkv)·D), got ${fmtShape(qkv.shape)}`);
+    const [B, N, C3] = qkv.shape as [number, number, number];
+    const { heads: Hq, kvHeads: Hkv } = opts;
+    if (!Number.isInteger(Hq) || !Number.isInteger(Hkv) || Hq < 1 || Hkv < 1 || Hq % Hkv)
+      throw new Error(`${op}: ${Hq} query heads are not a positive multiple of ${Hkv} kv heads`);
+    if (C3 % (Hq + 2 * Hkv)) throw new Error(`${op}: qkv ${fmtShape(qkv.shape)} does not split into ${Hq} q + 2 × ${Hkv} kv heads`);
+    const D = C3 / (Hq + 2 * Hkv);
+    if (D % 2) throw new Error(`${op}: head dim ${D} must be even`);
+    if (opts.positions.length !== N) throw new Error(`${op}: ${opts.positions.length} positions for N=${N}`);
+    const window = opts.window ?? 0;
+    if (!Number.isInteger(window) || window < 0) throw new Error(`${op}: window must be a non-negative integer, got ${window}`);
+    const mask = opts.keyMask ? Array.from(opts.keyMask, (v) => (v !== 0 ? 1 : 0)) : [];
+    if (opts.keyMask && mask.length !== B * N) throw new Error(`${op}: keyMask has ${mask.length} values, expected B·N = ${B * N}`);
+    const out = this.alloc([B, N, Hq * D], qkv.dtype);
+    return this.guard(out, [], () =>
+      this.r.ops.selfAttentionRope(
+        out.storage.raw,
+        0,
+        qkv.storage.raw,
+        qkv.offset,
+        [...opts.positions],
+        mask,
+        B,
+        N,
+        Hq,
+        Hkv,
+        D,
+        opts.theta,
+        opts.scale,
+        opts.softcap ?? 0,
+        window,
+        DTYPE_CODE[qkv.dtype],
+      ),
+    );
   }
   linearAttention(tq: Tensor, tk: Tensor, tv: Tensor, eps: number, relu = true): Tensor {
     const q = this.f('linearAttention', 'q', tq);

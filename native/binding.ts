@@ -237,6 +237,24 @@ export interface RawOps {
     scale: number,
     dt: number,
   ): void;
+  selfAttentionRope(
+    out: S,
+    o: number,
+    qkv: S,
+    qo: number,
+    positions: number[],
+    keyMask: number[],
+    B: number,
+    N: number,
+    Hq: number,
+    Hkv: number,
+    D: number,
+    theta: number,
+    scale: number,
+    softcap: number,
+    window: number,
+    dt: number,
+  ): void;
   linearAttention(
     out: S,
     o: number,

@@ -133,6 +133,17 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     // every key counted, also those a padding bias lets the CPU kernel skip
     return { kind: `attentionTokens.${dtName(dt)}`, flops: 4 * B! * H! * Lq! * Lk! * D!, bytes: (2 * B! * Lq! * H! * D! + 2 * B! * Lk! * H! * D!) * es(dt) };
   },
+  selfAttentionRope: (a) => {
+    const [B, N, Hq, Hkv, D] = [6, 7, 8, 9, 10].map((i) => n(a, i)) as number[];
+    const dt = n(a, 15);
+    // the causal half of QKᵀ and PV (keys a padding mask lets the CPU kernel skip still counted),
+    // RoPE on q and k; qkv read once, out written once
+    return {
+      kind: `selfAttentionRope.${dtName(dt)}`,
+      flops: 2 * B! * Hq! * N! * N! * D! + 3 * B! * N! * (Hq! + Hkv!) * D!,
+      bytes: (B! * N! * (Hq! + 2 * Hkv!) * D! + B! * N! * Hq! * D!) * es(dt),
+    };
+  },
   linearAttention: (a) => {
     const [B, H, N, D] = [8, 9, 10, 11].map((i) => n(a, i)) as number[];
     // kᵀ[v,1] then q·(kᵀ[v,1]): two (D × (D+1)) products per token and head; f32 operands.

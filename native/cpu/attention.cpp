@@ -1,14 +1,19 @@
 // attention: blocked softmax attention with an online softmax (flash-style). Each thread holds
 // one (kBq × kBk) score tile and a (kBq × Dv) accumulator; the full Lq × Lk matrix never exists.
 // Per score: s = scale·q·k; soft-cap s = cap·tanh(s/cap); s += bias; masked keys are skipped.
-// One kernel serves two layouts through row strides (AttnRows): `attention` (B, H, L, D) and
-// `attentionTokens`, token-major q (B, Lq, H·D) and k|v read in place from (B, Lk, 2, H, D).
+// One kernel serves three layouts through row strides (AttnRows): `attention` (B, H, L, D),
+// `attentionTokens`, token-major q (B, Lq, H·D) and k|v read in place from (B, Lk, 2, H, D), and
+// `selfAttentionRope` (Gemma-2), q|k|v read in place from the fused QKV GEMM's (B, N, Hq+2Hkv, D)
+// with RoPE applied to q and k as their rows are converted to f32 (RopeTab).
 #include "vec.h"
 #include "gemm.h"
 #include <immintrin.h>
 #include <atomic>
+#include <cmath>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace sana {
@@ -347,14 +352,42 @@ struct AttnRows {
   int64_t q_sb, q_sh, q_si, k_sb, k_sh, k_sj, v_sb, v_sh, v_sj, o_sb, o_sh, o_si;
 };
 
+// RoPE (HF rotate_half) of the rows of one call: cos / sin of position(t)·theta^(-2i/D) for token
+// t, (N, D/2) each. Null when the layout has no rotary embedding.
+struct RopeTab {
+  const float* cs;
+  const float* sn;
+};
+// Rotates row r (D floats, f32) in place as rope_cpu does, then rounds it to T and back: the
+// separate rope op stored q and k in the model dtype, and the reference (transformers) does too.
+template <typename T>
+SANA_INLINE void rope_row(float* r, int64_t D, const float* c, const float* s) {
+  const int64_t half = D / 2;
+  for (int64_t i = 0; i < half; i++) {
+    const float x1 = r[i], x2 = r[i + half];
+    r[i] = x1 * c[i] - x2 * s[i];
+    r[i + half] = x2 * c[i] + x1 * s[i];
+  }
+  if constexpr (!std::is_same_v<T, float>) {
+    alignas(64) T tmp[cpu::kChunk];
+    for (int64_t c0 = 0; c0 < D; c0 += cpu::kChunk) {
+      const int64_t m = std::min(cpu::kChunk, D - c0);
+      cpu::store_f32(tmp, r + c0, m);
+      cpu::load_f32(r + c0, tmp, m);
+    }
+  }
+}
+
 // The query tile in f32, scaled: qf (nq, D) = scale · q rows (row stride si); returns the largest
 // row norm (for the skip bound). Compiled per ISA: at Sana's shapes this ran as long as the tiles.
+// cs / sn: the RoPE rows of the tile's first query, or null.
 template <typename T>
-SANA_INLINE float q_tile_body(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
+SANA_INLINE float q_tile_body(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs, const float* sn) {
   float qn2 = 0.f;
   for (int64_t i = 0; i < nq; i++) {
     float* r = qf + i * D;
     cpu::load_f32(r, q + i * si, D);
+    if (cs) rope_row<T>(r, D, cs + i * (D / 2), sn + i * (D / 2));
     float n2 = 0.f;
     for (int64_t d = 0; d < D; d++) r[d] *= scale;
 #pragma omp simd reduction(+ : n2)
@@ -365,16 +398,17 @@ SANA_INLINE float q_tile_body(float* qf, const T* q, int64_t si, int64_t nq, int
 }
 // (SANA_ISA_CLONES makes void functions; this one returns the norm.)
 template <typename T>
-__attribute__((target(SANA_AVX512_TARGET))) float q_tile_avx512(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
-  return q_tile_body<T>(qf, q, si, nq, D, scale);
+__attribute__((target(SANA_AVX512_TARGET))) float q_tile_avx512(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs,
+                                                                const float* sn) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
-__attribute__((target("avx2,fma"))) float q_tile_avx2(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
-  return q_tile_body<T>(qf, q, si, nq, D, scale);
+__attribute__((target("avx2,fma"))) float q_tile_avx2(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs, const float* sn) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
-float q_tile_base(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale) {
-  return q_tile_body<T>(qf, q, si, nq, D, scale);
+float q_tile_base(float* qf, const T* q, int64_t si, int64_t nq, int64_t D, float scale, const float* cs, const float* sn) {
+  return q_tile_body<T>(qf, q, si, nq, D, scale, cs, sn);
 }
 template <typename T>
 auto q_tile_pick() {
@@ -386,14 +420,15 @@ auto q_tile_pick() {
 }
 
 // One key chunk (n <= kBk keys from `k`, row stride ksj) into kT (D, kBk), transposed, zero columns
-// past n, and its values into vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖. With !convert
-// only the norms (a chunk past the soft end, converted later if the skip test fails). `row` is
-// (D) scratch.
+// past n, and its values into vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖ (of the rotated
+// key when cs / sn, the chunk's first RoPE rows, are given). With !convert only the norms (a
+// chunk past the soft end, converted later if the skip test fails). `row` is (D) scratch.
 template <typename T>
 SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv,
-                               int64_t Dvp, float* row, bool convert) {
+                               int64_t Dvp, float* row, bool convert, const float* cs, const float* sn) {
   for (int64_t j = 0; j < n; j++) {
     cpu::load_f32(row, k + j * ksj, D);
+    if (cs) rope_row<T>(row, D, cs + j * (D / 2), sn + j * (D / 2));
     float n2 = 0.f;
 #pragma omp simd reduction(+ : n2)
     for (int64_t d = 0; d < D; d++) n2 += row[d] * row[d];
@@ -411,8 +446,8 @@ SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, i
 }
 SANA_ISA_CLONES(kv_chunk_k,
                 (float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv, int64_t Dvp,
-                 float* row, bool convert),
-                kv_chunk_body<T>(kT, vd, norms, k, ksj, v, vsj, n, D, Dv, Dvp, row, convert))
+                 float* row, bool convert, const float* cs, const float* sn),
+                kv_chunk_body<T>(kT, vd, norms, k, ksj, v, vsj, n, D, Dv, Dvp, row, convert, cs, sn))
 // Output rows: out[i] = acc[i] / l[i] (0 for a row that saw no key), rounded once.
 template <typename T>
 SANA_INLINE void out_tile_body(T* out, int64_t osi, float* acc, const float* l, int64_t nq, int64_t Dv, int64_t Dvp) {
@@ -429,7 +464,8 @@ SANA_ISA_CLONES(out_tile_k, (T * out, int64_t osi, float* acc, const float* l, i
 
 template <typename T>
 void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
-                 int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window, const AttnRows& R) {
+                 int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window, const AttnRows& R,
+                 const RopeTab* rope = nullptr) {
   const Kernels kKernels = pick_kernels();
   const auto q_tile = q_tile_pick<T>();
   const auto kv_chunk = kv_chunk_k_pick<T>();
@@ -498,11 +534,13 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
       for (int64_t bc = 0; bc < B * chunks; bc++) {
         const int64_t b = bc / chunks, c = bc % chunks, n = std::min(kBk, Lk - c * kBk);
         // Chunks entirely past the soft end wait for `ensure` (most never convert).
-        const bool now = !soft_ok || c * kBk < soft_end[b];
+        // Chunks past key_end are never read (their probabilities are exactly 0): norms only.
+        const bool now = (!soft_ok || c * kBk < soft_end[b]) && c * kBk < key_end[b];
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now);
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now,
+                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
             nmax = std::max(nmax, nrm[j]);
@@ -526,7 +564,8 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true);
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true,
+                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
         }
         st.store(2, std::memory_order_release);
         return;
@@ -548,7 +587,8 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           const float* kn = knorm + (b * Hkv + hk) * chunks;
           const float* bias_bh = bias ? bias + b * sb + h * sh : nullptr;
           const T* qp = q + b * R.q_sb + h * R.q_sh + i0 * R.q_si;
-          const float qn = q_tile(qf.data(), qp, R.q_si, nq, D, scale);  // max ‖scale·q_i‖ of the block
+          const float qn = q_tile(qf.data(), qp, R.q_si, nq, D, scale, rope ? rope->cs + i0 * (D / 2) : nullptr,
+                                  rope ? rope->sn + i0 * (D / 2) : nullptr);  // max ‖scale·q_i‖ of the block
           std::fill(acc.begin(), acc.end(), 0.f);
           std::fill(m.begin(), m.end(), -INFINITY);
           std::fill(l.begin(), l.end(), 0.f);
@@ -603,6 +643,96 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   }
 }
 
+// RoPE tables for `positions`, theta and D, computed as rope_cpu does. The last one is kept: every
+// layer of an encode asks for the same table (26 × 2 recomputations cost ~60 ms per Gemma-2 prompt).
+// Shared by pointer, so calls from several threads only hold the lock for the lookup.
+struct RopeTables {
+  std::vector<int64_t> pos;
+  float theta;
+  int64_t D;
+  std::vector<float> cs, sn;  // (N, D/2) each
+};
+std::shared_ptr<const RopeTables> rope_tables(const int64_t* positions, int64_t N, int64_t D, float theta) {
+  static std::mutex mu;
+  static std::shared_ptr<const RopeTables> last;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (last && last->theta == theta && last->D == D && last->pos.size() == size_t(N) && std::equal(last->pos.begin(), last->pos.end(), positions)) return last;
+  }
+  auto t = std::make_shared<RopeTables>();
+  const int64_t half = D / 2;
+  t->pos.assign(positions, positions + N);
+  t->theta = theta;
+  t->D = D;
+  t->cs.resize(size_t(N * half));
+  t->sn.resize(size_t(N * half));
+  for (int64_t i = 0; i < half; i++) {
+    const float inv = 1.0f / std::pow(theta, float(2 * i) / float(D));
+    for (int64_t k = 0; k < N; k++) {
+      const float a = float(positions[k]) * inv;
+      t->cs[size_t(k * half + i)] = std::cos(a);
+      t->sn[size_t(k * half + i)] = std::sin(a);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  last = t;
+  return t;
+}
+
+// Rows that see no key at all (a padded query whose causal window holds only padding, or a row
+// of padding alone) get the mean of every value row of their batch item, 0..N-1: the reference
+// fills masked scores with finfo(f32).min instead of skipping them, so such a row's softmax is
+// uniform over all N keys.
+template <typename T>
+void uniform_rows(T* out, const T* qkv, const int64_t* mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv, int64_t D, int64_t window) {
+  const int64_t C3 = (Hq + 2 * Hkv) * D, group = Hq / Hkv;
+  std::vector<int64_t> cnt(static_cast<size_t>(N + 1));
+  std::vector<float> mean;
+  for (int64_t b = 0; b < B; b++) {
+    const int64_t* m = mask + b * N;
+    cnt[0] = 0;
+    for (int64_t j = 0; j < N; j++) cnt[size_t(j + 1)] = cnt[size_t(j)] + (m[j] != 0);
+    mean.clear();
+    for (int64_t i = 0; i < N; i++) {
+      const int64_t lo = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
+      if (cnt[size_t(i + 1)] - cnt[size_t(lo)] > 0) continue;
+      if (mean.empty()) {
+        // (Hkv, D) means, f32 sums in key order
+        mean.assign(size_t(Hkv * D), 0.f);
+        for (int64_t j = 0; j < N; j++) {
+          const T* v = qkv + (b * N + j) * C3 + (Hq + Hkv) * D;
+          for (int64_t e = 0; e < Hkv * D; e++) mean[size_t(e)] += to_f32(v[e]);
+        }
+        for (float& x : mean) x /= float(N);
+      }
+      for (int64_t h = 0; h < Hq; h++) {
+        T* o = out + (b * N + i) * Hq * D + h * D;
+        const float* src = mean.data() + (h / group) * D;
+        for (int64_t d = 0; d < D; d++) o[d] = from_f32<T>(src[d]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void self_attention_rope_t(T* out, const T* qkv, const int64_t* positions, const int64_t* mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv, int64_t D,
+                           float theta, float scale, float softcap, int64_t window) {
+  // qkv (B, N, Hq + 2·Hkv, D): q heads, then k heads, then v heads of each token; out (B, N, Hq, D).
+  const int64_t C3 = (Hq + 2 * Hkv) * D, Co = Hq * D;
+  const AttnRows R{N * C3, D, C3, N * C3, D, C3, N * C3, D, C3, N * Co, D, Co};
+  // Key padding as a key bias (0 / -inf): trailing padded keys are then never converted or read.
+  std::vector<float> bias;
+  if (mask) {
+    bias.resize(size_t(B * N));
+    for (int64_t e = 0; e < B * N; e++) bias[size_t(e)] = mask[e] != 0 ? 0.f : -INFINITY;
+  }
+  const auto tables = rope_tables(positions, N, D, theta);
+  const RopeTab tab{tables->cs.data(), tables->sn.data()};
+  attention_t(out, qkv, qkv + Hq * D, qkv + (Hq + Hkv) * D, mask ? bias.data() : nullptr, B, Hq, Hkv, N, N, D, D, N, 0, 0, scale, softcap, true, window, R,
+              &tab);
+  // Without a mask every query sees at least itself.
+  if (mask) uniform_rows(out, qkv, mask, B, N, Hq, Hkv, D, window);
+}
 }  // namespace
 
 Status attention_cpu(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
@@ -626,6 +756,14 @@ Status attention_tokens_cpu(void* out, const void* q, const void* kv, const floa
           dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(kv),
                           reinterpret_cast<const T*>(static_cast<const char*>(kv) + vofs), bias, B, H, H, Lq, Lk, D, D, Lk, 0, 0, scale, 0.f, false, 0, R)))
     return "attention_tokens_cpu: dtype must be f32, bf16 or f16";
+  return nullptr;
+}
+
+Status self_attention_rope_cpu(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,
+                               int64_t D, float theta, float scale, float softcap, int64_t window, DType dt) {
+  if (!SANA_FLOAT_DISPATCH(
+          dt, self_attention_rope_t(static_cast<T*>(out), static_cast<const T*>(qkv), positions, key_mask, B, N, Hq, Hkv, D, theta, scale, softcap, window)))
+    return "self_attention_rope_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }
 

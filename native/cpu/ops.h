@@ -134,6 +134,15 @@ Status attention_cpu(void* out, const void* q, const void* k, const void* v, con
 // query's scores, or null. No GQA, soft-cap, causal or window (attention_cpu has them).
 Status attention_tokens_cpu(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
                             DType dt);
+// Gemma-2's self attention on the fused QKV GEMM's output, read in place: qkv (B, N, Hq + 2·Hkv, D)
+// (q heads, k heads, v heads per token) -> out (B, N, Hq, D). q and k get RoPE (rope_cpu's math,
+// positions host (N)) and are rounded to dt, then causal GQA attention with scores
+// s = softcap·tanh(scale·q·k / softcap) (softcap <= 0: none), key j visible to query i iff j <= i,
+// key_mask[b·N + j] != 0 (host (B, N), or null: every key) and i - j < window (window <= 0: none).
+// A query that sees no key gets the mean of all N value rows (the reference's uniform softmax
+// over finfo.min-filled scores).
+Status self_attention_rope_cpu(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,
+                               int64_t D, float theta, float scale, float softcap, int64_t window, DType dt);
 // f32 only: q, k, v (B, H, N, D) -> out (B, H, N, D) (Sana's ReLU linear attention).
 Status linear_attention_cpu(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu);
 // The same on token-major qkv (B, N, 3, H, D) of dtype dt (Sana's to_qkv output as is) -> out

@@ -2,12 +2,15 @@
 // query keeps an online-softmax state (running max m, running sum l, output accumulator o) in
 // registers, so no Lq x Lk score matrix exists anywhere. GQA, soft-capping, additive bias,
 // causal masking and sliding windows are handled in the score step.
-// CPU twins: attention_cpu, attention_tokens_cpu (one kernel: the two layouts differ only in row
-// strides, AttnDesc's q/k/v/o strides).
+// CPU twins: attention_cpu, attention_tokens_cpu, self_attention_rope_cpu (one kernel: the layouts
+// differ only in row strides, AttnDesc's q/k/v/o strides; self_attention_rope adds RoPE on the q and
+// k loads and a pass for queries that see no key).
 //
 // Block: 4 warps, each owning kQPW consecutive queries; lane j scores key j of the tile; output
 // channel d of a query lives in lane d % 32, register d / 32 (Dv <= 256).
 #include "ops.cuh"
+#include <cmath>
+#include <vector>
 
 namespace sana {
 namespace SANA_CUDA_NS {
@@ -24,7 +27,23 @@ struct AttnDesc {
   int64_t window;
   int KT;  // keys per tile (16 or 32)
   int dt;
+  // RoPE tables (N, D/2) indexed by token, applied to q and k as they are loaded; null: none.
+  const float* rope_cs;
+  const float* rope_sn;
 };
+
+// Element d of row `base` rotated as rope_cpu does (x_i c - x_{i+D/2} s | x_{i+D/2} c + x_i s), rounded
+// to the tensor's dtype like the separate rope op's output.
+static SANA_DEV float ld_roped(const void* x, int dt, int64_t base, int64_t d, int64_t D, const float* cs, const float* sn, int64_t t) {
+  const float v = ldf(x, dt, base + d);
+  if (!cs) return v;
+  const int64_t half = D / 2, i = d < half ? d : d - half;
+  const float c = cs[t * half + i], s = sn[t * half + i];
+  const float p = ldf(x, dt, base + (d < half ? d + half : d - half));
+  const float r = d < half ? v * c - p * s : v * c + p * s;
+  if (dt == kF32) return r;
+  return dt == kBF16 ? bf16_bits_to_f32(f32_to_bf16_bits(r)) : f16_bits_to_f32(f32_to_f16_bits(r));
+}
 
 static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out, const void* q, const void* k, const void* v, const float* bias, AttnDesc a) {
   DYN_SMEM(float, smem);
@@ -42,7 +61,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
 
   for (int e = tid; e < kWarps * kQPW * D; e += blockDim.x) {
     int64_t qi = e / D, d = e % D, i = q_first + qi;
-    Qs[e] = i < a.Lq ? ldf(q, a.dt, qbase + i * a.q_si + d) : 0.f;
+    Qs[e] = i < a.Lq ? ld_roped(q, a.dt, qbase + i * a.q_si, d, D, a.rope_cs, a.rope_sn, i) : 0.f;
   }
   float m[kQPW], l[kQPW], o[kQPW][kMaxR];
   SANA_UNROLL
@@ -60,7 +79,7 @@ static __global__ void __launch_bounds__(kWarps * 32) attention_kernel(void* out
   for (int64_t j0 = kstart; j0 < kend; j0 += KT) {
     for (int e = tid; e < KT * D; e += blockDim.x) {
       int64_t jj = e / D, d = e % D, j = j0 + jj;
-      Ks[jj * (D + 1) + d] = j < a.Lk ? ldf(k, a.dt, kbase + j * a.k_sj + d) : 0.f;
+      Ks[jj * (D + 1) + d] = j < a.Lk ? ld_roped(k, a.dt, kbase + j * a.k_sj, d, D, a.rope_cs, a.rope_sn, j) : 0.f;
     }
     for (int e = tid; e < KT * Dv; e += blockDim.x) {
       int64_t jj = e / Dv, d = e % Dv, j = j0 + jj;
@@ -160,6 +179,7 @@ Status attention_cuda(void* out, const void* q, const void* k, const void* v, co
   a.causal = causal ? 1 : 0;
   a.window = window;
   a.dt = int(dt);
+  a.rope_cs = a.rope_sn = nullptr;
   return launch_attention(out, q, k, v, bias, B, a, s, "attention");
 }
 
@@ -182,8 +202,93 @@ Status attention_tokens_cuda(void* out, const void* q, const void* kv, const flo
   a.causal = 0;
   a.window = 0;
   a.dt = int(dt);
+  a.rope_cs = a.rope_sn = nullptr;
   const void* v = static_cast<const char*>(kv) + size_t(C) * (dt == DType::F32 ? 4 : 2);
   return launch_attention(out, q, kv, v, bias, B, a, s, "attentionTokens");
+}
+
+// Queries that see no key (rows listed in `rows`, as b·N + i): the mean of all N value rows of their
+// batch item, per head; one block per (row, head), one thread per channel.
+static __global__ void uniform_rows_kernel(void* out, const void* v, const int64_t* rows, int64_t N, int64_t Hq, int64_t Hkv, int64_t D, int64_t v_sj, int dt) {
+  const int64_t r = rows[blockIdx.x], b = r / N, h = blockIdx.y, hk = h / (Hq / Hkv);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    float sum = 0.f;
+    for (int64_t j = 0; j < N; ++j) sum += ldf(v, dt, (b * N + j) * v_sj + hk * D + d);
+    stf(out, dt, r * Hq * D + h * D + d, sum / float(N));
+  }
+}
+
+Status self_attention_rope_cuda(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,
+                                int64_t D, float theta, float scale, float softcap, int64_t window, DType dt, cudaStream_t s) {
+  const char* op = "selfAttentionRope";
+  if (D % 2) return status_printf("%s: head dim %lld is odd", op, (long long)D);
+  if (B * N * Hq * D == 0) return nullptr;
+  // qkv (B, N, Hq + 2·Hkv, D): q heads, k heads, v heads per token; out (B, N, Hq, D).
+  const int64_t C3 = (Hq + 2 * Hkv) * D, Co = Hq * D, half = D / 2;
+  // Host-side tables as rope_cpu computes them, the key bias (0 / -inf) and the rows that see no key.
+  std::vector<float> tab(size_t(2 * N * half));
+  for (int64_t i = 0; i < half; i++) {
+    const float inv = 1.0f / std::pow(theta, float(2 * i) / float(D));
+    for (int64_t t = 0; t < N; t++) {
+      const float ang = float(positions[t]) * inv;
+      tab[size_t(t * half + i)] = std::cos(ang);
+      tab[size_t(N * half + t * half + i)] = std::sin(ang);
+    }
+  }
+  std::vector<float> bias;
+  std::vector<int64_t> empty;
+  if (key_mask) {
+    bias.resize(size_t(B * N));
+    for (int64_t e = 0; e < B * N; e++) bias[size_t(e)] = key_mask[e] != 0 ? 0.f : -INFINITY;
+    for (int64_t b = 0; b < B; b++) {
+      int64_t last = -1;  // the latest visible key at or before i
+      for (int64_t i = 0; i < N; i++) {
+        if (key_mask[b * N + i] != 0) last = i;
+        if (last < 0 || (window > 0 && i - last >= window)) empty.push_back(b * N + i);
+      }
+    }
+  }
+  const size_t tab_bytes = tab.size() * sizeof(float), bias_bytes = bias.size() * sizeof(float), rows_bytes = empty.size() * sizeof(int64_t);
+  char* scratch = static_cast<char*>(scratch_alloc(tab_bytes + bias_bytes + rows_bytes));
+  if (!scratch) return "selfAttentionRope: out of device memory for the RoPE tables and mask";
+  float* d_tab = reinterpret_cast<float*>(scratch);
+  float* d_bias = bias.empty() ? nullptr : reinterpret_cast<float*>(scratch + tab_bytes);
+  int64_t* d_rows = reinterpret_cast<int64_t*>(scratch + tab_bytes + bias_bytes);
+  cudaError_t e = cudaMemcpyAsync(d_tab, tab.data(), tab_bytes, cudaMemcpyHostToDevice, s);
+  if (e == cudaSuccess && d_bias) e = cudaMemcpyAsync(d_bias, bias.data(), bias_bytes, cudaMemcpyHostToDevice, s);
+  if (e == cudaSuccess && !empty.empty()) e = cudaMemcpyAsync(d_rows, empty.data(), rows_bytes, cudaMemcpyHostToDevice, s);
+  Status st = nullptr;
+  if (e == cudaSuccess) {
+    AttnDesc a;
+    a.Hq = Hq;
+    a.Hkv = Hkv;
+    a.Lq = a.Lk = N;
+    a.D = a.Dv = D;
+    a.q_sb = a.k_sb = a.v_sb = N * C3;
+    a.q_sh = a.k_sh = a.v_sh = D;
+    a.q_si = a.k_sj = a.v_sj = C3;
+    a.o_sb = N * Co, a.o_sh = D, a.o_si = Co;
+    a.bias_sb = N;
+    a.bias_sh = a.bias_sq = 0;
+    a.scale = scale;
+    a.softcap = softcap;
+    a.causal = 1;
+    a.window = window;
+    a.dt = int(dt);
+    a.rope_cs = d_tab;
+    a.rope_sn = d_tab + N * half;
+    const size_t es = dt == DType::F32 ? 4 : 2;
+    const char* base = static_cast<const char*>(qkv);
+    st = launch_attention(out, base, base + size_t(Hq * D) * es, base + size_t((Hq + Hkv) * D) * es, d_bias, B, a, s, op);
+    if (!st && !empty.empty()) {
+      dim3 grid(unsigned(empty.size()), unsigned(Hq));
+      LAUNCH(grid, 128, 0, s, uniform_rows_kernel)(out, base + size_t((Hq + Hkv) * D) * es, d_rows, N, Hq, Hkv, D, C3, int(dt));
+      st = SANA_LAUNCH_STATUS(op);
+    }
+  }
+  scratch_free(scratch);
+  if (e != cudaSuccess) return cuda_status_of(e, op, __FILE__, __LINE__);
+  return st;
 }
 
 }  // namespace SANA_CUDA_NS

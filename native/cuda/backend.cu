@@ -275,6 +275,7 @@ static const BackendOps kOps = {
     SANA_TWIN(linear_attention_tokens),
     SANA_TWIN(attention_tokens),
     SANA_TWIN(linear_residual),
+    SANA_TWIN(self_attention_rope),
     SANA_TWIN(conv2d_nhwc),
     SANA_TWIN(upsample_phases_nhwc),
     SANA_TWIN(rmsnorm_act),

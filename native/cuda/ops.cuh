@@ -51,6 +51,8 @@ Status attention_tokens_cuda(void* out, const void* q, const void* kv, const flo
                              DType dt, cudaStream_t s);
 Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
                              cudaStream_t s);
+Status self_attention_rope_cuda(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,
+                                int64_t D, float theta, float scale, float softcap, int64_t window, DType dt, cudaStream_t s);
 Status linear_attention_tokens_cuda(void* out, const void* qkv, int64_t B, int64_t N, int64_t H, int64_t D, float eps, bool relu, DType dt, cudaStream_t s);
 Status rope_cuda(void* out, const void* x, const int64_t* positions, int64_t BH, int64_t L, int64_t D, float theta, DType dt, cudaStream_t s);
 Status embedding_cuda(void* out, const void* table, const void* ids, int64_t n_ids, int64_t V, int64_t D, DType dt, DType ids_dt, cudaStream_t s);

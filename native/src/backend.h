@@ -60,6 +60,7 @@ struct BackendOps {
   decltype(&linear_attention_tokens_cpu) linear_attention_tokens;
   decltype(&attention_tokens_cpu) attention_tokens;
   decltype(&linear_residual_cpu) linear_residual;
+  decltype(&self_attention_rope_cpu) self_attention_rope;
   decltype(&conv2d_nhwc_cpu) conv2d_nhwc;
   decltype(&upsample_phases_nhwc_cpu) upsample_phases_nhwc;
   decltype(&rmsnorm_act_cpu) rmsnorm_act;

@@ -74,6 +74,7 @@ const BackendOps kCpu = {
     linear_attention_tokens_cpu,
     attention_tokens_cpu,
     linear_residual_cpu,
+    self_attention_rope_cpu,
     conv2d_nhwc_cpu,
     upsample_phases_nhwc_cpu,
     rmsnorm_act_cpu,

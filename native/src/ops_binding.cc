@@ -525,6 +525,26 @@ OP(AttentionTokens) {
   return a.finish(a.be() ? a.be()->attention_tokens : nullptr,
                   [&](auto fn) { return fn(out.ptr(), q.ptr(), kv.ptr(), static_cast<const float*>(bias.ptr()), B, H, Lq, Lk, D, scale, dt); });
 }
+OP(SelfAttentionRope) {
+  Args a(info, "selfAttentionRope");
+  auto out = a.tensor("out"), qkv = a.tensor("qkv");
+  const auto pos = a.i64s("positions"), mask = a.i64s("key_mask");
+  const int64_t B = a.i64("B"), N = a.i64("N"), Hq = a.i64("Hq"), Hkv = a.i64("Hkv"), D = a.i64("D");
+  const float theta = float(a.f64("theta")), scale = float(a.f64("scale")), softcap = float(a.f64("softcap"));
+  const int64_t window = a.i64("window");
+  const DType dt = a.dtype("dt");
+  if (B < 0 || N < 0 || Hq < 0 || Hkv < 0 || D < 0) a.fail("negative size");
+  if (Hkv <= 0 || Hq % Hkv) a.fail("Hq must be a multiple of Hkv");
+  if (D % 2) a.fail("head dim must be even");
+  if (int64_t(pos.size()) != N) a.fail("positions must have N entries");
+  // An empty key_mask array means "no mask".
+  if (!mask.empty() && int64_t(mask.size()) != B * N) a.fail("key_mask must have B·N entries (or none)");
+  a.need(out, B * N * Hq * D, dt, "out");
+  a.need(qkv, B * N * (Hq + 2 * Hkv) * D, dt, "qkv");
+  return a.finish(a.be() ? a.be()->self_attention_rope : nullptr, [&](auto fn) {
+    return fn(out.ptr(), qkv.ptr(), pos.data(), mask.empty() ? nullptr : mask.data(), B, N, Hq, Hkv, D, theta, scale, softcap, window, dt);
+  });
+}
 OP(LinearAttention) {
   Args a(info, "linearAttention");
   auto out = a.tensor("out"), q = a.tensor("q"), k = a.tensor("k"), v = a.tensor("v");
@@ -604,7 +624,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "slice") ok = be->slice;
   else if (op == "indexSelect") ok = be->index_select;
   else if (op == "repeatInterleave") ok = be->repeat_interleave;
-  else if (op == "add" || op == "sub" || op == "mul" || op == "div" || op == "gluMul") ok = be->binary && f;
+  else if (op == "add" || op == "sub" || op == "mul" || op == "div" || op == "gluMul" || op == "gluHalves") ok = be->binary && f;
   else if (op == "affine" || op == "gelu_tanh" || op == "silu" || op == "relu" || op == "tanh" || op == "clamp") ok = be->unary && f;
   else if (op == "modulate" || op == "addGated") ok = be->ternary && f;
   else if (op == "softmax") ok = be->softmax && f;
@@ -623,6 +643,7 @@ bool op_supported(const BackendOps* be, const std::string& op, DType dt) {
   else if (op == "linearAttentionTokens") ok = be->linear_attention_tokens && f;
   else if (op == "attention") ok = be->attention && f;
   else if (op == "attentionTokens") ok = be->attention_tokens && f;
+  else if (op == "selfAttentionRope") ok = be->self_attention_rope && f;
   else if (op == "linearAttention") ok = be->linear_attention && f;
   else if (op == "rope") ok = be->rope && f;
   else if (op == "embedding") ok = be->embedding && f;
@@ -662,6 +683,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("linearAttentionTokens", Napi::Function::New(env, LinearAttentionTokens));
   ops.Set("attention", Napi::Function::New(env, Attention));
   ops.Set("attentionTokens", Napi::Function::New(env, AttentionTokens));
+  ops.Set("selfAttentionRope", Napi::Function::New(env, SelfAttentionRope));
   ops.Set("linearAttention", Napi::Function::New(env, LinearAttention));
   ops.Set("rope", Napi::Function::New(env, Rope));
   ops.Set("embedding", Napi::Function::New(env, Embedding));

@@ -6,9 +6,11 @@
 // - embedding × sqrt(hidden) with the factor rounded to the model dtype (48 exactly in bf16);
 // - RMSNorm x·rsqrt(mean x² + eps)·(1 + w) in f32, cast after the multiply;
 // - scores · query_pre_attn_scalar^-0.5, tanh soft-cap, THEN the additive mask;
-// - the mask is one explicit additive bias per layer kind (causal + key padding [+ sliding
-//   window]) filled with finfo(f32).min rather than skipped keys: a padded query whose window
-//   holds only padding is then uniform over all L keys, exactly as the reference computes it.
+// - the mask (causal + key padding [+ sliding window]) is the reference's finfo(f32).min fill, not
+//   skipped keys: a padded query whose window holds only padding is uniform over all L keys.
+//   `selfAttentionRope` reproduces both (it takes the key mask and the window, not a bias tensor).
+// - q|k|v and gate|up run as one GEMM each on weights concatenated at load time; attention reads
+//   the fused (B, L, Hq + 2·Hkv, hd) output in place with RoPE inside, the GeGLU its two halves.
 import type { Backend, DType, Tensor } from '../../native/api.ts';
 import { checkLayout, linear, tensor, type Init, type Layout } from './layout.ts';
 import { WeightSet, type WeightSource } from './weight_set.ts';
@@ -128,8 +130,12 @@ export interface Gemma2Model {
 
 interface LayerWeights {
   inNorm: Tensor; postAttnNorm: Tensor; preFfNorm: Tensor; postFfNorm: Tensor;
-  q: Tensor; k: Tensor; v: Tensor; o: Tensor;
-  gate: Tensor; up: Tensor; down: Tensor;
+  /** q_proj | k_proj | v_proj rows: ((Hq + 2·Hkv)·hd, hidden). */
+  qkv: Tensor;
+  o: Tensor;
+  /** up_proj | gate_proj rows: (2·intermediate, hidden), value half first as `gluHalves` reads it. */
+  upGate: Tensor;
+  down: Tensor;
 }
 
 /** transformers Gemma2Model's state_dict (names without the `model.` prefix, in the order a
@@ -185,7 +191,6 @@ export function roundToDType(x: number, dtype: DType): number {
   return x;
 }
 
-const F32_MIN = -3.4028234663852886e38;
 
 /** Builds the model from a weight source (names/shapes validated first); weights are converted
  *  to `dtype`, norms kept f32. Tensors the layout does not name (e.g. `lm_head`) are ignored. */
@@ -203,12 +208,10 @@ export function buildGemma2(cfg: Gemma2Config, src: WeightSource, backend: Backe
         postAttnNorm: w.get(`${p}post_attention_layernorm.weight`),
         preFfNorm: w.get(`${p}pre_feedforward_layernorm.weight`),
         postFfNorm: w.get(`${p}post_feedforward_layernorm.weight`),
-        q: w.get(`${p}self_attn.q_proj.weight`),
-        k: w.get(`${p}self_attn.k_proj.weight`),
-        v: w.get(`${p}self_attn.v_proj.weight`),
+        // Concatenated at load (the parts are freed at once): one GEMM instead of three / two.
+        qkv: w.cat([`${p}self_attn.q_proj.weight`, `${p}self_attn.k_proj.weight`, `${p}self_attn.v_proj.weight`]),
         o: w.get(`${p}self_attn.o_proj.weight`),
-        gate: w.get(`${p}mlp.gate_proj.weight`),
-        up: w.get(`${p}mlp.up_proj.weight`),
+        upGate: w.cat([`${p}mlp.up_proj.weight`, `${p}mlp.gate_proj.weight`]),
         down: w.get(`${p}mlp.down_proj.weight`),
       };
     }),
@@ -225,45 +228,32 @@ export function buildGemma2(cfg: Gemma2Config, src: WeightSource, backend: Backe
     if (packedLayers.has(i)) return;
     packedLayers.add(i);
     const w = layers[i]!;
-    for (const t of [w.q, w.k, w.v, w.o, w.gate, w.up, w.down]) backend.releasePackedSource(t);
+    for (const t of [w.qkv, w.o, w.upGate, w.down]) backend.releasePackedSource(t);
   };
   const normalizer = roundToDType(Math.sqrt(D), dtype);
   const scale = cfg.queryPreAttnScalar ** -0.5;
   const eps = cfg.rmsNormEps;
   let disposed = false;
 
-  /** (B, 1, L, L) additive f32 bias: causal + key padding [+ window]. */
-  const buildBias = (mask: readonly (readonly number[])[], L: number, window: number | undefined): Tensor => {
-    const B = mask.length;
-    const bias = new Float32Array(B * L * L);
-    for (let b = 0; b < B; b++) {
-      const m = mask[b];
-      for (let i = 0; i < L; i++) {
-        const row = (b * L + i) * L;
-        for (let j = 0; j < L; j++) {
-          const visible = j <= i && m[j] !== 0 && (window === undefined || i - j < window);
-          if (!visible) bias[row + j] = F32_MIN;
-        }
-      }
-    }
-    return backend.fromArray(bias, [B, 1, L, L], 'f32');
-  };
-
-  const layerForward = (h: Tensor, w: LayerWeights, bias: Tensor, B: number, L: number, positions: number[]): Tensor => {
+  const layerForward = (h: Tensor, w: LayerWeights, sliding: boolean, keyMask: Float32Array, positions: number[]): Tensor => {
     // --- attention ---
     const a = backend.rmsnorm(h, w.inNorm, undefined, eps, 1); // (B, L, D)
-    const heads = (x: Tensor, H: number): Tensor =>
-      backend.permute(backend.reshape(x, [B, L, H, cfg.headDim]), [0, 2, 1, 3]); // (B, H, L, hd)
-    const q = backend.rope(heads(backend.linear(a, w.q), cfg.numHeads), positions, cfg.ropeTheta);
-    const k = backend.rope(heads(backend.linear(a, w.k), cfg.numKvHeads), positions, cfg.ropeTheta);
-    const v = heads(backend.linear(a, w.v), cfg.numKvHeads);
-    const o = backend.attention(q, k, v, { scale, softcap: cfg.attnLogitSoftcapping, bias }); // (B, Hq, L, hd)
-    const oTok = backend.reshape(backend.permute(o, [0, 2, 1, 3]), [B, L, cfg.numHeads * cfg.headDim]); // (B, L, Hq·hd)
+    const qkv = backend.linear(a, w.qkv); // (B, L, (Hq + 2·Hkv)·hd)
+    const oTok = backend.selfAttentionRope(qkv, {
+      heads: cfg.numHeads,
+      kvHeads: cfg.numKvHeads,
+      positions,
+      theta: cfg.ropeTheta,
+      scale,
+      softcap: cfg.attnLogitSoftcapping,
+      window: sliding ? cfg.slidingWindow : undefined,
+      keyMask,
+    }); // (B, L, Hq·hd)
     const attnOut = backend.rmsnorm(backend.linear(oTok, w.o), w.postAttnNorm, undefined, eps, 1); // (B, L, D)
     const h1 = backend.add(h, attnOut);
     // --- GeGLU MLP ---
     const f = backend.rmsnorm(h1, w.preFfNorm, undefined, eps, 1);
-    const act = backend.gluMul(backend.linear(f, w.up), backend.linear(f, w.gate), 'gelu_tanh'); // (B, L, F)
+    const act = backend.gluHalves(backend.linear(f, w.upGate), 'gelu_tanh'); // (B, L, 2F) -> (B, L, F): up · gelu_tanh(gate)
     const mlpOut = backend.rmsnorm(backend.linear(act, w.down), w.postFfNorm, undefined, eps, 1); // (B, L, D)
     return backend.add(h1, mlpOut);
   };
@@ -281,42 +271,34 @@ export function buildGemma2(cfg: Gemma2Config, src: WeightSource, backend: Backe
       if (L === 0) throw new Error('Gemma-2: encode() got empty rows of ids');
       if (mask.length !== B) throw new Error(`Gemma-2: ${B} rows of ids but ${mask.length} rows of attention mask`);
       const flat = new Int32Array(B * L);
+      const keyMask = new Float32Array(B * L);
       for (let b = 0; b < B; b++) {
         if (ids[b].length !== L || mask[b].length !== L) throw new Error(`Gemma-2: row ${b} has ${ids[b].length} ids / ${mask[b].length} mask values, expected ${L}`);
         for (let j = 0; j < L; j++) {
           const id = ids[b][j];
           if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new Error(`Gemma-2: token id ${id} at [${b}, ${j}] is outside the vocabulary (0..${cfg.vocabSize - 1})`);
           flat[b * L + j] = id;
+          keyMask[b * L + j] = mask[b][j] !== 0 ? 1 : 0;
         }
       }
       const positions = Array.from({ length: L }, (_, i) => i);
-      // Window masks differ from global ones only where the window is shorter than L.
-      const needWindow = cfg.slidingWindow !== undefined && cfg.slidingWindow < L && cfg.slidingLayers.some(Boolean);
-      const globalBias = buildBias(mask, L, undefined);
-      const windowBias = needWindow ? buildBias(mask, L, cfg.slidingWindow) : globalBias;
-      try {
-        let h = backend.scope(() => {
-          const idsT = backend.fromArray(flat, [B, L], 'i32');
-          const e = backend.embedding(embed, idsT); // (B, L, D)
-          capture?.('embed_tokens', e);
-          return backend.affine(e, normalizer);
-        });
-        for (let i = 0; i < cfg.numLayers; i++) {
-          const bias = cfg.slidingLayers[i] ? windowBias : globalBias;
-          const next = backend.scope(() => layerForward(h, layers[i], bias, B, L, positions));
-          releaseLinears(i);
-          h.dispose();
-          h = next;
-          capture?.(`layers.${i}`, h);
-        }
-        const out = backend.rmsnorm(h, finalNorm, undefined, eps, 1);
+      let h = backend.scope(() => {
+        const idsT = backend.fromArray(flat, [B, L], 'i32');
+        const e = backend.embedding(embed, idsT); // (B, L, D)
+        capture?.('embed_tokens', e);
+        return backend.affine(e, normalizer);
+      });
+      for (let i = 0; i < cfg.numLayers; i++) {
+        const next = backend.scope(() => layerForward(h, layers[i], cfg.slidingLayers[i], keyMask, positions));
+        releaseLinears(i);
         h.dispose();
-        capture?.('norm', out);
-        return out;
-      } finally {
-        globalBias.dispose();
-        if (windowBias !== globalBias) windowBias.dispose();
+        h = next;
+        capture?.(`layers.${i}`, h);
       }
+      const out = backend.rmsnorm(h, finalNorm, undefined, eps, 1);
+      h.dispose();
+      capture?.('norm', out);
+      return out;
     },
     dispose() {
       if (disposed) return;

@@ -36,6 +36,16 @@ export interface PromptOptions {
   maxLength?: number;
   /** Mask for the uncond branch: its own (diffusers, default) or the cond prompt's (NVlabs). */
   uncondMask?: 'own' | 'cond';
+  /**
+   * Run the encoder over the padding too (diffusers does; default false). Without it, positions
+   * past every row's last real token are not encoded and their embeddings are zeros: Gemma is
+   * causal, so the real tokens' outputs do not depend on them, and every consumer masks them
+   * out (mask 0: exactly zero attention weight in the DiT's cross attention), so the image is the
+   * same while the encoder runs on the real tokens only (an empty negative prompt: 1 token, not
+   * 300). An uncond branch that takes the cond mask (`uncondMask: 'cond'`) attends to its own
+   * padding and is always encoded whole.
+   */
+  encodePadding?: boolean;
 }
 
 export function chiLines(chi: ChiOption | undefined): readonly string[] | undefined {
@@ -119,15 +129,34 @@ function selectRows(t: TokenizedPrompts): Float32Array {
   return out;
 }
 
-/** Runs the encoder and keeps the selected positions: (B, M, hidden). */
-function encodeSelected(te: TextEncoder, t: TokenizedPrompts): Tensor {
-  const hidden = te.encode(t.ids, t.mask); // (B, L_all, hidden)
-  if (t.lengthAll === t.select.length) return hidden; // identity selection
-  try {
-    return te.backend.indexSelect(hidden, 1, t.select); // (B, M, hidden)
-  } finally {
-    hidden.dispose();
+/** Positions up to the last real token of any row (right padding after it). */
+export function realLength(mask: readonly (readonly number[])[]): number {
+  let n = 0;
+  for (const row of mask) for (let j = row.length - 1; j >= n; j--) if (row[j] !== 0) { n = j + 1; break; }
+  return n;
+}
+
+/** Runs the encoder and keeps the selected positions: (B, M, hidden). `encodePadding` false:
+ *  the encoder sees positions [0, realLength) only, the rest are zero rows (PromptOptions). */
+function encodeSelected(te: TextEncoder, t: TokenizedPrompts, encodePadding: boolean): Tensor {
+  const bk = te.backend;
+  const Lr = encodePadding ? t.lengthAll : Math.max(1, realLength(t.mask));
+  if (Lr >= t.lengthAll) {
+    const hidden = te.encode(t.ids, t.mask); // (B, L_all, hidden)
+    if (t.lengthAll === t.select.length) return hidden; // identity selection
+    try {
+      return bk.indexSelect(hidden, 1, t.select); // (B, M, hidden)
+    } finally {
+      hidden.dispose();
+    }
   }
+  return bk.scope(() => {
+    const real = te.encode(t.ids.map((r) => r.slice(0, Lr)), t.mask.map((r) => r.slice(0, Lr))); // (B, Lr, hidden)
+    const [B, , H] = real.shape as [number, number, number];
+    const pad = bk.fromArray(new Float32Array(B * (t.lengthAll - Lr) * H), [B, t.lengthAll - Lr, H], real.dtype); // (B, L_all − Lr, hidden)
+    const hidden = bk.concat([real, pad], 1); // (B, L_all, hidden)
+    return t.lengthAll === t.select.length ? hidden : bk.indexSelect(hidden, 1, t.select); // (B, M, hidden)
+  });
 }
 
 /**
@@ -141,7 +170,7 @@ export function encodePrompts(te: TextEncoder, tok: GemmaTokenizer, input: Encod
   const M = condTok.select.length;
   const B = positives.length;
   const condMask = selectRows(condTok);
-  const cond: EncodedText = { embeds: encodeSelected(te, condTok), mask: condMask, shape: [B, M] };
+  const cond: EncodedText = { embeds: encodeSelected(te, condTok, input.encodePadding ?? false), mask: condMask, shape: [B, M] };
   if (input.negative === undefined) return { cond, tokens: { cond: condTok } };
   const negList = typeof input.negative === 'string' ? [input.negative] : [...input.negative];
   const negatives = negList.length === 1 ? Array<string>(B).fill(negList[0]) : negList;
@@ -153,7 +182,8 @@ export function encodePrompts(te: TextEncoder, tok: GemmaTokenizer, input: Encod
   let embeds: Tensor;
   try {
     uncondTok = tokenizeNegative(tok, negatives, input);
-    embeds = encodeSelected(te, uncondTok);
+    // With the cond mask the uncond branch attends to its own padding: encoded whole.
+    embeds = encodeSelected(te, uncondTok, (input.encodePadding ?? false) || input.uncondMask === 'cond');
   } catch (err) {
     cond.embeds.dispose();
     throw err;

@@ -162,9 +162,9 @@ export async function runPlan<L extends LatentBatch>(net: SanaTransformer, backe
   let x = plan.x;
   const total = sampler.timesteps.length;
   const keepMask = latent.noiseMask ? expandNoiseMask(latent.noiseMask, latent.shape, 'FlowDPMSampler') : undefined; // (B, C, h, w)
-  // The text side is the same at every step: upload it once, in the model's dtype (the
-  // rounding diffusers' `.to(dtype)` applies).
-  const text = backend.fromArray(plan.embeds, [rows, L, D], model.dtype); // (rows, L, D)
+  // The text side is the same at every step: uploaded once in the model's dtype (the rounding
+  // diffusers' `.to(dtype)` applies), then projected once into every block's cross-attention k|v.
+  const text = backend.scope(() => net.prepareText(backend.fromArray(plan.embeds, [rows, L, D], model.dtype), plan.mask));
   try {
     for (let i = 0; i < total; i++) {
       await yieldTurn();
@@ -172,7 +172,7 @@ export async function runPlan<L extends LatentBatch>(net: SanaTransformer, backe
       const sigma = sampler.sigmas[i];
       if (keepMask) x = blendMasked(x, noiseLatent(latent.samples, plan.noise, sigma), keepMask);
       const xIn = concat(Array.from({ length: layout.copies }, () => x)); // (rows, C, h, w)
-      const out = net.forward({ data: xIn, shape: [rows, C, h, w] }, [t], text, plan.mask, {
+      const out = net.step({ data: xIn, shape: [rows, C, h, w] }, [t], text, {
         pagLayers: pag ? new Set(pag.layers) : undefined,
         pagSlice: pag ? layout.pagSlice : undefined,
       }); // (rows, C, h, w) f32
@@ -276,14 +276,14 @@ export async function runSprint<L extends LatentBatch>(net: SanaTransformer, bac
   const total = o.steps - start;
   const { embeds, mask } = rowsFor(positive, B, who, 'positive');
   const [, L, D] = positive.shape;
-  // The text side is the same at every step: upload it once, in the model's dtype.
-  const text = backend.fromArray(embeds, [B, L, D], model.dtype);
+  // The text side is the same at every step: uploaded and projected into k|v once.
+  const text = backend.scope(() => net.prepareText(backend.fromArray(embeds, [B, L, D], model.dtype), mask));
   const sd = Math.fround(cfg.sigmaData);
   try {
     const res = await sampleScm(
       async (input, s, g) => {
         await yieldTurn();
-        const out = net.forward({ data: input, shape: [B, C, h, w] }, [s], text, mask, { guidance: [g] });
+        const out = net.step({ data: input, shape: [B, C, h, w] }, [s], text, { guidance: [g] });
         try {
           return out.toFloat32();
         } finally {

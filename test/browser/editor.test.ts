@@ -342,7 +342,10 @@ describe.skipIf(skip !== null)('editor in a real browser', () => {
     for (const c of expected as string[]) expect(categories).toContain(c);
     await s.page.mouse.click(700, 600, { button: 'right' });
     await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Add Node' }).click();
-    await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: /^testing$/ }).first().click(); // exact: ComfyUI's _for_testing category is listed too
+    await s.page
+      .locator('.litecontextmenu .litemenu-entry', { hasText: /^testing$/ })
+      .first()
+      .click(); // exact: ComfyUI's _for_testing category is listed too
     await expect.poll(() => s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Test Gradient' }).count()).toBeGreaterThan(0);
     const before = await s.page.evaluate(() => (window as any).app.graph.nodes.length);
     await s.page.locator('.litecontextmenu .litemenu-entry', { hasText: 'Test Gradient' }).first().click();

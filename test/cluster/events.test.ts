@@ -107,6 +107,8 @@ describe('across processes', () => {
     const e = await waitFor('long1 in history', () => a.history.get('long1'), 10_000);
     expect(e.status.status_str).toBe('error');
     expect(e.status.messages.map((m) => m[0])).toContain('execution_interrupted');
+    // `executing null` follows the history entry.
+    await waitFor('executing null for long1', () => types(forPrompt(a, 'long1')).includes('executing:null'));
     expect(types(forPrompt(a, 'long1')).slice(-2)).toEqual(['execution_interrupted', 'executing:null']);
     const s = await waitFor('short in history', () => a.history.get('short'), 10_000);
     expect(s.status.status_str).toBe('success');

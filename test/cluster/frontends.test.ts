@@ -179,8 +179,10 @@ describe('two front ends, three workers', () => {
       const heard = (type: string) => new Set(ws.messages.filter((m) => m.type === type).map((m) => String(m.data.prompt_id)));
       for (const t of ['execution_start', 'progress', 'executed', 'execution_success']) expect(heard(t)).toEqual(aIds);
       expect(ws.binary.length).toBeGreaterThanOrEqual(aIds.size); // step previews
-      const done = ws.messages.filter((m) => m.type === 'executing' && m.data.node === null).map((m) => String(m.data.prompt_id));
-      expect(new Set(done)).toEqual(aIds);
+      const ends = () => ws.messages.filter((m) => m.type === 'executing' && m.data.node === null).map((m) => String(m.data.prompt_id));
+      // `executing null` follows the history entry: the last ones may still be on their way.
+      await waitFor('every end heard on B', () => [...aIds].every((id) => ends().includes(id)));
+      expect(new Set(ends())).toEqual(aIds);
       expect(ws.messages.some((m) => m.type === 'status')).toBe(true);
       // …and /view on B serves the image of a prompt queued through A.
       const executed = ws.messages.find((m) => m.type === 'executed')!;

@@ -204,6 +204,29 @@ describe('a worker', () => {
     }
   });
 
+  it('completes without running a job whose history entry an earlier attempt wrote', async () => {
+    const ran: string[] = [];
+    const host = new StubHost();
+    const run = host.run.bind(host);
+    host.run = (job, h) => {
+      ran.push(job.promptId);
+      return run(job, h);
+    };
+    await fe.submit('recorded', stubPrompt());
+    // What a worker that died between its history write and the BullMQ completion leaves.
+    expect(await fe.history.add('recorded', entry('recorded', 42))).toBe('added');
+    const w = new ClusterWorker({ redis: redis.url, prefix: 'jt', createHost: () => host, maxHistory: 100, log: () => undefined });
+    await w.start();
+    try {
+      await waitFor('the job completed', async () => (await fe.jobs.remaining()) === 0 && w.counters.alreadyRecorded === 1);
+      expect(ran).toEqual([]);
+      expect(await fe.jobs.running()).toEqual([]);
+      expect((await fe.history.get('recorded'))!.prompt[0]).toBe(42); // the earlier attempt's entry stays
+    } finally {
+      await w.close();
+    }
+  });
+
   it('honours an interrupt that arrives while its fetch of the job is in flight', async () => {
     // BullMQ makes the job active (listed as running) before the fetch's reply reaches the
     // worker: an interrupt sent in that window must still stop the job.

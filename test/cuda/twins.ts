@@ -96,6 +96,8 @@ export function twinCases(): TwinCase[] {
     ...perDtype('gluMul silu', FLOATS, (dt) => (b, x) => b.gluMul(x.rand([4, 40], dt), x.rand([4, 40], dt, -4, 4), 'silu')),
     ...perDtype('gluMul gelu_tanh', FLOATS, (dt) => (b, x) => b.gluMul(x.rand([4, 40], dt), x.rand([4, 40], dt, -4, 4), 'gelu_tanh')),
     ...perDtype('softmax', FLOATS, (dt) => (b, x) => b.softmax(x.rand([6, 77], dt, -5, 5))),
+    ...perDtype('gluHalves gelu_tanh', FLOATS, (dt) => (b, x) => b.gluHalves(x.rand([3, 5, 2 * 37], dt, -4, 4), 'gelu_tanh')),
+    ...perDtype('gluHalves silu', ['f32', 'bf16'], (dt) => (b, x) => b.gluHalves(x.rand([4, 2 * 40], dt, -4, 4), 'silu')),
   );
   // --- GEMM family ---
   const gemmTol = (dt: DType): number => (dt === 'f32' ? 1e-4 : dt === 'bf16' ? 2e-2 : 4e-3);
@@ -327,6 +329,40 @@ export function twinCases(): TwinCase[] {
       'linearAttentionTokens',
       FLOATS,
       (dt) => (b, x) => b.linearAttentionTokens(x.rand([2, 600, 3 * 3 * 32], dt), 3, 1e-15),
+      (dt) => (dt === 'f32' ? 1e-4 : 2e-2),
+    ),
+    // Gemma-2's fused self attention: 8 q / 4 kv heads of 32 (the real model: 256), right padding
+    // with a padded-only row at the window's reach, soft-cap, a window shorter than N.
+    ...perDtype(
+      'selfAttentionRope (GQA, padding, window, soft-cap)',
+      FLOATS,
+      (dt) => (b, x) => {
+        const [B, N, Hq, Hkv, D] = [2, 45, 8, 4, 32];
+        const keyMask = Array.from({ length: B * N }, (_, e) => (e < N ? (e < 20 ? 1 : 0) : e - N < 30 ? 1 : 0));
+        return b.selfAttentionRope(x.rand([B, N, (Hq + 2 * Hkv) * D], dt, -2, 2), {
+          heads: Hq,
+          kvHeads: Hkv,
+          positions: Array.from({ length: N }, (_, i) => i),
+          theta: 10000,
+          scale: 32 ** -0.5,
+          softcap: 50,
+          window: 16,
+          keyMask,
+        });
+      },
+      (dt) => (dt === 'f32' ? 1e-4 : dt === 'bf16' ? 2e-2 : 4e-3),
+    ),
+    ...perDtype(
+      'selfAttentionRope no mask, head dim 20, positions from 7',
+      ['f32', 'bf16'],
+      (dt) => (b, x) =>
+        b.selfAttentionRope(x.rand([1, 37, (3 + 2 * 1) * 20], dt), {
+          heads: 3,
+          kvHeads: 1,
+          positions: Array.from({ length: 37 }, (_, i) => 7 + i),
+          theta: 10000,
+          scale: 20 ** -0.5,
+        }),
       (dt) => (dt === 'f32' ? 1e-4 : 2e-2),
     ),
     ...perDtype('rope', FLOATS, (dt) => (b, x) => b.rope(x.rand([2, 3, 11, 16], dt), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 40], 10000)),

@@ -324,6 +324,55 @@ describe('tiny random models in the real layouts', () => {
     }
   }, HEAVY_MS);
 
+  it('prepared text: every step on it equals a fresh forward bit for bit; misuse is refused; dispose frees it', async () => {
+    const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
+    const model = await loadSanaTransformer(dir, backend, 'bf16', { native });
+    const other = await loadSanaTransformer(dir, backend, 'bf16', { native });
+    try {
+      const { x, y, mask } = inputs(cfg, 2, 4, 3);
+      const host = (t: ReturnType<typeof model.forward>): number[] => {
+        try { return Array.from(t.toFloat32()); } finally { t.dispose(); }
+      };
+      host(model.forward(x, [900, 900], y, mask)); // packs the weights (cached on them) first
+      const before = backend.memory().allocated;
+      const text = model.prepareText(y, mask);
+      expect([text.rows, text.tokens]).toEqual([2, y.shape[1]]);
+      expect(text.bytes).toBeGreaterThan(0);
+      // Two steps at other timesteps and latents, one with PAG: the prepared k|v serve them all.
+      const x2 = { data: x.data.map((v) => v * 0.5 + 0.1), shape: x.shape };
+      const pag = { pagLayers: new Set([1]), pagSlice: [1, 2] as [number, number] };
+      expect(host(model.step(x, [900, 900], text))).toEqual(host(model.forward(x, [900, 900], y, mask)));
+      expect(host(model.step(x2, [300, 300], text, pag))).toEqual(host(model.forward(x2, [300, 300], y, mask, pag)));
+      expect(() => other.step(x, [1], text)).toThrow(/prepared by another model/);
+      expect(() => model.step({ data: x.data.subarray(0, x.data.length / 2), shape: [1, ...x.shape.slice(1)] }, [1], text)).toThrow(/text embeddings have batch 2, latent batch is 1/);
+      text.dispose();
+      expect(backend.memory().allocated).toBe(before);
+      expect(() => model.step(x, [1], text)).toThrow(/prepared text that was disposed/);
+    } finally {
+      model.dispose(); other.dispose();
+    }
+  }, HEAVY_MS);
+
+  it('masked text positions do not reach the output: any values there give the same bits (why the encoder may skip the padding)', async () => {
+    const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const model = await loadSanaTransformer(dir, backend, dtype, { native });
+      try {
+        const { x, y, mask } = inputs(cfg, 2, 4, 3); // rows keep 2 and 3 of 7 tokens
+        const L = y.shape[1]!, Cc = cfg.captionChannels;
+        const zeroed = y.data.slice();
+        for (let b = 0; b < 2; b++) for (let j = 0; j < L; j++) if (!mask[b * L + j]) zeroed.fill(0, (b * L + j) * Cc, (b * L + j + 1) * Cc);
+        const out = (data: Float32Array) => {
+          const v = model.forward(x, [600, 600], { data, shape: y.shape }, mask);
+          try { return Array.from(v.toFloat32()); } finally { v.dispose(); }
+        };
+        expect(out(zeroed)).toEqual(out(y.data));
+      } finally {
+        model.dispose();
+      }
+    }
+  }, HEAVY_MS);
+
   it('checks inputs against the config', async () => {
     const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
     const model = await loadSanaTransformer(dir, backend, 'f32', { native });

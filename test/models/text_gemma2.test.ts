@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as native from '../../native/index.ts';
 import type { Tensor } from '../../native/api.ts';
 import { gemma2Flops, gemma2ParamCount, loadGemma2, parseGemma2Config, roundToDType } from '../../nodes/models/gemma2.ts';
-import { encodePrompts, tokenizePrompts } from '../../nodes/models/prompt.ts';
+import { encodePrompts, realLength, tokenizePrompts } from '../../nodes/models/prompt.ts';
 import { loadGemmaTokenizer } from '../../nodes/models/tokenizer.ts';
 import { readFixture } from '../../nodes/models/golden/fixture.ts';
 import { rowsOf } from '../../nodes/models/golden/gemma2.ts';
@@ -139,7 +139,7 @@ describe.skipIf(!HAVE)('Gemma-2 loading layouts', () => {
     const probe = await loadGemma2(FIX, backend, 'f32', { native });
     const c = probe.config;
     probe.dispose();
-    // Bytes of one f32 copy of every linear weight: q, k, v, o, gate, up, down per layer.
+    // Bytes of one f32 copy of every linear weight: q, k, v, o, gate, up, down per layer (fused or not).
     const linearBytes = 4 * c.numLayers * c.hiddenSize * (2 * c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim + 3 * c.intermediateSize);
     /** Growth of the backend's allocation over the first encode (output disposed), and releases made. */
     const growth = async (allowRelease: boolean) => {
@@ -173,7 +173,8 @@ describe.skipIf(!HAVE)('Gemma-2 loading layouts', () => {
     const kept = await growth(false);
     const freed = await growth(true);
     expect(kept.released).toBe(0);
-    expect(freed.released).toBe(7 * c.numLayers);
+    // per layer: the fused q|k|v and up|gate weights, o and down
+    expect(freed.released).toBe(4 * c.numLayers);
     expect(kept.grew - freed.grew).toBe(linearBytes);
   });
 
@@ -243,23 +244,65 @@ describe.skipIf(!HAVE)('encodePrompts on the tiny Gemma', () => {
       const fullH = full.toFloat32();
       full.dispose();
       const got = r.cond.embeds.toFloat32();
+      const whole = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], encodePadding: true });
+      const gotWhole = whole.cond.embeds.toFloat32();
+      whole.cond.embeds.dispose();
+      // Encoded: up to the longest row's last real token; a shorter row's padding before it too.
+      const Lr = realLength(t.mask);
+      expect(t.mask.every((row) => row.slice(Lr).every((m) => m === 0))).toBe(true);
+      let masked = 0;
       for (let b = 0; b < 2; b++) {
         t.select.forEach((j, s) => {
-          for (let d = 0; d < 24; d++) expect(got[(b * 5 + s) * 24 + d]).toBe(fullH[(b * t.lengthAll + j) * 24 + d]);
+          // Real tokens: the same bits whether or not the padding was encoded (Gemma is causal);
+          // padding: zeros unless encodePadding, which gives diffusers' rows.
+          for (let d = 0; d < 24; d++) {
+            const i = (b * 5 + s) * 24 + d;
+            expect(gotWhole[i]).toBe(fullH[(b * t.lengthAll + j) * 24 + d]);
+            expect(got[i]).toBe(j < Lr ? fullH[(b * t.lengthAll + j) * 24 + d] : 0);
+          }
+          if (j >= Lr) masked++;
           expect(r.cond.mask[b * 5 + s]).toBe(t.mask[b][j]);
         });
       }
+      expect(masked).toBeGreaterThan(0); // the case has padding to skip
       // uncond: "" -> [BOS, pad…] without CHI, its own mask
       expect(r.uncond!.embeds.shape).toEqual([2, 5, 24]);
       expect(Array.from(r.uncond!.mask)).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
       expect(r.tokens.uncond!.ids[0]).toEqual([2, 0, 0, 0, 0]);
+      const un = r.uncond!.embeds.toFloat32();
+      expect(un.subarray(24, 5 * 24).every((v) => v === 0)).toBe(true); // "" is BOS + padding
       const nv = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], negative: [''], uncondMask: 'cond' });
       expect(Array.from(nv.uncond!.mask)).toEqual(Array.from(r.cond.mask));
+      // With the cond mask the uncond padding is attended: encoded whole, as diffusers does.
+      const negFull = te.encode(r.tokens.uncond!.ids, r.tokens.uncond!.mask);
+      expect(Array.from(nv.uncond!.embeds.toFloat32())).toEqual(Array.from(negFull.toFloat32()));
+      expect(Array.from(un.subarray(0, 24))).toEqual(Array.from(negFull.toFloat32().subarray(0, 24))); // BOS row
+      negFull.dispose();
       for (const e of [r.cond.embeds, r.uncond!.embeds, nv.cond.embeds, nv.uncond!.embeds]) e.dispose();
       expect(() => encodePrompts(te, tok, { ...opts, positive: ['a', 'b', 'c'], negative: ['x', 'y'] })).toThrow(/2 negative prompts for 3/);
       const single = encodePrompts(te, tok, { ...opts, positive: 'a' });
       expect(single.uncond).toBeUndefined();
       single.cond.embeds.dispose();
+    } finally {
+      te.dispose();
+    }
+  });
+
+  it('bf16: the real tokens come out with the same bits whether or not the padding is encoded', async () => {
+    const te = await loadGemma2(FIX, backend, 'bf16', { native });
+    try {
+      const a = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], negative: 'a' });
+      const b = encodePrompts(te, tok, { ...opts, positive: ['A B', 'c'], negative: 'a', encodePadding: true });
+      for (const [x, y, t] of [[a.cond, b.cond, a.tokens.cond], [a.uncond!, b.uncond!, a.tokens.uncond!]] as const) {
+        const Lr = realLength(t.mask);
+        const gx = x.embeds.toFloat32(), gy = y.embeds.toFloat32();
+        t.select.forEach((j, s) => {
+          if (j >= Lr) return;
+          for (let bb = 0; bb < 2; bb++) for (let d = 0; d < 24; d++) expect(gx[(bb * 5 + s) * 24 + d]).toBe(gy[(bb * 5 + s) * 24 + d]);
+        });
+        x.embeds.dispose();
+        y.embeds.dispose();
+      }
     } finally {
       te.dispose();
     }

@@ -110,6 +110,32 @@ for (const b of backendsUnderTest()) {
         );
       });
     });
+    it('gluHalves: x[..., :F] · act(x[..., F:]) read in place, equal to gluMul on the slices', () => {
+      // F across the kernel's 1024-element chunks and 16 Ki-element work items, 1 to 3 leading dims
+      const arb = fc.record({ lead: fc.array(dim(1, 4), { minLength: 0, maxLength: 2 }), F: fc.constantFrom(1, 7, 33, 1030, 9000) });
+      forAll(
+        b,
+        'gluHalves',
+        arb,
+        ({ lead, F }, dt, seed) => {
+          const s = [...lead, 2 * F];
+          const x = rand(b, s, dt, seed, 2);
+          const rows = x.v.length / (2 * F);
+          for (const act of ['silu', 'gelu_tanh'] as const) {
+            const f = act === 'silu' ? R.silu : R.geluTanh;
+            const want = new Float64Array(rows * F);
+            for (let r = 0; r < rows; r++) for (let c = 0; c < F; c++) want[r * F + c] = x.v[r * 2 * F + c] * f(x.v[r * 2 * F + F + c]);
+            const got = b.gluHalves(x.t, act);
+            expect(got.shape).toEqual([...lead, F]);
+            expectClose(`gluHalves ${act}`, got.toFloat32(), want, dt);
+            const ax = s.length - 1;
+            expect(got.toFloat32()).toEqual(b.gluMul(b.slice(x.t, ax, 0, F), b.slice(x.t, ax, F, 2 * F), act).toFloat32());
+          }
+        },
+        { runs: 10 },
+      );
+      expect(() => b.gluHalves(b.zeros([2, 5]), 'silu')).toThrow(/even/);
+    });
     it('modulate and addGated (adaLN shapes)', () => {
       const arb = fc.record({ B: dim(1, 2), N: dim(1, 9), C: dim(1, 20) });
       forAll(b, 'modulate', arb, ({ B, N, C }, dt, seed) => {

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import * as R from './reference.ts';
 import type { Tensor } from '../../native/api.ts';
 import { backendsUnderTest, dim, expectClose, forAll, rand, randn } from './harness.ts';
+import { roundToDType } from '../../nodes/models/gemma2.ts';
 
 for (const b of backendsUnderTest()) {
   describe(`nn ops on ${b.name}`, () => {
@@ -390,6 +391,96 @@ for (const b of backendsUnderTest()) {
       );
       expect(() => b.attentionTokens(q.t, kv.t, 5, { scale })).toThrow(/heads/);
       expect(() => b.attentionTokens(q.t, kv.t, H, { scale, bias: b.fromArray(new Float32Array(B * Lq * Lk), [B, 1, Lq, Lk]) })).toThrow(/key bias/);
+    });
+    it('selfAttentionRope: fused qkv in place, RoPE, GQA, soft-cap, causal, key padding, window, rows that see no key', () => {
+      // N up to 150 crosses the CPU kernel's 32-query blocks and 64-key chunks; D up to 96 its
+      // 16/64/80-float PV blocks. Masks: none, right padding (Sana's prompts), random holes, a
+      // padded first token (rows before the first real token see nothing).
+      const arb = fc.record({
+        B: dim(1, 2),
+        Hkv: dim(1, 2),
+        g: dim(1, 3),
+        N: dim(1, 150),
+        half: fc.constantFrom(1, 4, 10, 36, 48),
+        softcap: fc.constantFrom(0, 3),
+        window: fc.constantFrom(0, 1, 5, 70),
+        mask: fc.constantFrom('none', 'right', 'holes', 'late start'),
+        real: dim(1, 150),
+        start: dim(0, 40),
+      });
+      forAll(
+        b,
+        'selfAttentionRope',
+        arb,
+        (p, dt, seed) => {
+          const Hq = p.Hkv * p.g,
+            D = 2 * p.half;
+          const qkv = rand(b, [p.B, p.N, (Hq + 2 * p.Hkv) * D], dt, seed, 1.5);
+          const noise = randn(seed + 5, p.B * p.N);
+          const keyMask =
+            p.mask === 'none'
+              ? undefined
+              : Float32Array.from({ length: p.B * p.N }, (_, e) => {
+                  const bb = Math.floor(e / p.N),
+                    j = e % p.N;
+                  if (p.mask === 'right') return j < Math.max(1, p.real - 5 * bb) ? 1 : 0;
+                  if (p.mask === 'holes') return noise[e] > -0.3 ? 1 : 0;
+                  return j >= Math.min(p.N - 1, p.start % 9) + bb ? 1 : 0;
+                });
+          const pos = Array.from({ length: p.N }, (_, i) => p.start + i);
+          const scale = D ** -0.5 * 2;
+          const got = b.selfAttentionRope(qkv.t, {
+            heads: Hq,
+            kvHeads: p.Hkv,
+            positions: pos,
+            theta: 10000,
+            scale,
+            softcap: p.softcap || undefined,
+            window: p.window || undefined,
+            keyMask,
+          });
+          expect(got.shape).toEqual([p.B, p.N, Hq * D]);
+          expect(got.dtype).toBe(dt);
+          const want = R.selfAttentionRope(qkv.v, [p.B, p.N, Hq, p.Hkv, D], {
+            pos,
+            theta: 10000,
+            scale,
+            softcap: p.softcap,
+            window: p.window,
+            mask: keyMask,
+            round: (x) => roundToDType(x, dt),
+          });
+          expectClose('selfAttentionRope', got.toFloat32(), want, dt, 2);
+        },
+        { runs: 24 },
+      );
+    });
+    it('selfAttentionRope equals slices → rope → attention(finfo.min bias) → permute (the Gemma-2 path it replaces)', () => {
+      const [B, N, Hq, Hkv, D, win] = [2, 75, 4, 2, 32, 20];
+      const qkv = rand(b, [B, N, (Hq + 2 * Hkv) * D], 'f32', 41, 1.5);
+      // batch 0: 30 real tokens; batch 1: padding first (rows 0..2 see no key), then real tokens
+      const mask = Float32Array.from({ length: B * N }, (_, e) => (e < N ? (e < 30 ? 1 : 0) : e - N >= 3 ? 1 : 0));
+      const pos = Array.from({ length: N }, (_, i) => i);
+      for (const window of [undefined, win]) {
+        const bias = new Float32Array(B * N * N);
+        for (let bb = 0; bb < B; bb++)
+          for (let i = 0; i < N; i++)
+            for (let j = 0; j < N; j++) {
+              const visible = j <= i && mask[bb * N + j] !== 0 && (window === undefined || i - j < window);
+              if (!visible) bias[(bb * N + i) * N + j] = -3.4028234663852886e38;
+            }
+        const heads = (lo: number, H: number): Tensor => b.permute(b.reshape(b.slice(qkv.t, 2, lo * D, (lo + H) * D), [B, N, H, D]), [0, 2, 1, 3]);
+        const q = b.rope(heads(0, Hq), pos, 10000),
+          k = b.rope(heads(Hq, Hkv), pos, 10000),
+          v = heads(Hq + Hkv, Hkv);
+        const o = b.attention(q, k, v, { scale: 0.1, softcap: 50, bias: b.fromArray(bias, [B, 1, N, N], 'f32') });
+        const composed = b.reshape(b.permute(o, [0, 2, 1, 3]), [B, N, Hq * D]).toFloat32();
+        const got = b.selfAttentionRope(qkv.t, { heads: Hq, kvHeads: Hkv, positions: pos, theta: 10000, scale: 0.1, softcap: 50, window, keyMask: mask });
+        expectClose(`selfAttentionRope vs composed (window ${window})`, got.toFloat32(), Float64Array.from(composed), 'f32');
+      }
+      expect(() => b.selfAttentionRope(qkv.t, { heads: 3, kvHeads: 2, positions: pos, theta: 1e4, scale: 1 })).toThrow(/multiple/);
+      expect(() => b.selfAttentionRope(qkv.t, { heads: Hq, kvHeads: Hkv, positions: pos.slice(1), theta: 1e4, scale: 1 })).toThrow(/positions/);
+      expect(() => b.selfAttentionRope(qkv.t, { heads: Hq, kvHeads: Hkv, positions: pos, theta: 1e4, scale: 1, keyMask: [1, 0] })).toThrow(/keyMask/);
     });
     it('linearAttention (ReLU, f32 inside whatever the dtype)', () => {
       const arb = fc.record({ B: dim(1, 2), H: dim(1, 3), N: dim(1, 30), D: dim(1, 16), relu: fc.boolean() });

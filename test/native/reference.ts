@@ -346,6 +346,71 @@ export function attentionTokens(q: Arr, kv: Arr, B: number, Lq: number, Lk: numb
   const o = attention(qh, kvh.subarray(0, n), kvh.subarray(n), [B, H, Lq, D], H, Lk, D, { scale, bias, biasShape: bias ? [B, Lk] : undefined });
   return permute(o, [B, H, Lq, D], [0, 2, 1, 3]);
 }
+/** Gemma-2 self attention on a fused qkv (B, N, Hq + 2·Hkv, D) -> (B, N, Hq, D): rope (rotate_half) on q
+ *  and k, then `round` (the dtype's rounding of the rotated values), causal GQA with soft-cap, key
+ *  mask (B·N, 0 = padding) and window; a query that sees no key gets the mean of all N value rows. */
+export function selfAttentionRope(
+  qkv: Arr,
+  [B, N, Hq, Hkv, D]: number[],
+  o: { pos: number[]; theta: number; scale: number; softcap?: number; window?: number; mask?: ArrayLike<number>; round?: (x: number) => number },
+): Arr {
+  const C3 = (Hq + 2 * Hkv) * D,
+    half = D / 2,
+    g = Hq / Hkv;
+  const rnd = o.round ?? ((x: number) => x);
+  const roped = (b: number, t: number, head: number): Float64Array => {
+    const r = new Float64Array(D),
+      base = (b * N + t) * C3 + head * D;
+    for (let i = 0; i < half; i++) {
+      const a = o.pos[t] / o.theta ** ((2 * i) / D);
+      const x1 = qkv[base + i],
+        x2 = qkv[base + i + half];
+      r[i] = rnd(x1 * Math.cos(a) - x2 * Math.sin(a));
+      r[i + half] = rnd(x2 * Math.cos(a) + x1 * Math.sin(a));
+    }
+    return r;
+  };
+  const out = new Float64Array(B * N * Hq * D);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / g);
+      const ks = Array.from({ length: N }, (_, j) => roped(b, j, Hq + hk));
+      const vAt = (j: number, d: number): number => qkv[(b * N + j) * C3 + (Hq + Hkv + hk) * D + d];
+      for (let i = 0; i < N; i++) {
+        const q = roped(b, i, h);
+        const s: number[] = [];
+        const vis: number[] = [];
+        for (let j = 0; j <= i; j++) {
+          if (o.mask && o.mask[b * N + j] === 0) continue;
+          if (o.window && i - j >= o.window) continue;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[d] * ks[j][d];
+          dot *= o.scale;
+          if (o.softcap) dot = o.softcap * Math.tanh(dot / o.softcap);
+          s.push(dot);
+          vis.push(j);
+        }
+        const dst = ((b * N + i) * Hq + h) * D;
+        if (!vis.length) {
+          for (let d = 0; d < D; d++) {
+            let acc = 0;
+            for (let j = 0; j < N; j++) acc += vAt(j, d);
+            out[dst + d] = acc / N;
+          }
+          continue;
+        }
+        const m = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - m));
+        const z = p.reduce((x, y) => x + y, 0);
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          for (let t = 0; t < vis.length; t++) acc += p[t] * vAt(vis[t], d);
+          out[dst + d] = acc / z;
+        }
+      }
+    }
+  return out;
+}
 /** Sana ReLU linear attention, q/k/v (B, H, N, D). */
 export function linearAttention(q: Arr, k: Arr, v: Arr, [B, H, N, D]: number[], eps: number, relu: boolean): Arr {
   const act = (x: number): number => (relu ? Math.max(0, x) : x);
