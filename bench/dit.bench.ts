@@ -3,8 +3,8 @@
 // Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
 // TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
 // "matmul floor", issue 12 target: forward ≤ 1.3× it); `.step`: a sampling step on text prepared
-// once (what the samplers run; its floor `matmul_floor_step` leaves out the text GEMMs); bf16 time vs resolution 256² → 2048² (linear
-// attention: time per token should stay about flat). Times are medians of SANA_BENCH_DIT_REPS runs
+// once (what the samplers run; its floor `matmul_floor_step` leaves out the text GEMMs); bf16 time per sampling step vs resolution 256² → 2048²
+// (linear attention: time per token should stay about flat). Times are medians of SANA_BENCH_DIT_REPS runs
 // (default 5) after a warm-up, extrapolated to 28 blocks from a 4-block and a 1-block model
 // (SANA_BENCH_DIT_LAYERS=28 times the whole depth; see LAYERS_RUN).
 import * as native from '../native/index.ts';
@@ -280,13 +280,26 @@ export default async function ditBench(): Promise<BenchRow[]> {
         }
       }
       if (dtype === 'bf16') {
-        for (const side of [256, 512, 1024, 2048]) {
-          const N = (side / 32) ** 2;
-          const t = extrapolate(...timeBoth(forward(model, side), forward(one, side), `dit600m.cfg.res${side}.bf16`));
-          rows.push({
-            name: `dit600m.cfg.res${side}.bf16`,
-            metrics: { seconds: t, tokens: N, us_per_token: (t / (B * N)) * 1e6, tflops: ditFlops(full, B, N, L) / t / 1e12, layers_run: cfg.numLayers },
-          });
+        // Per-token cost vs resolution, per sampling step (prepared text: what a sampler repeats).
+        const prepared = new Map<object, PreparedText>();
+        try {
+          for (const side of [256, 512, 1024, 2048]) {
+            const N = (side / 32) ** 2;
+            const t = extrapolate(...timeBoth(step(model, side, prepared), step(one, side, prepared), `dit600m.cfg.res${side}.bf16`));
+            rows.push({
+              name: `dit600m.cfg.res${side}.bf16`,
+              metrics: {
+                seconds: t,
+                tokens: N,
+                us_per_token: (t / (B * N)) * 1e6,
+                tflops: ditFlops(full, B, N, L, true) / t / 1e12,
+                layers_run: cfg.numLayers,
+              },
+              notes: 'sampling step on prepared text',
+            });
+          }
+        } finally {
+          for (const p of prepared.values()) p.dispose();
         }
       }
     } finally {
