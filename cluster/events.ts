@@ -82,6 +82,11 @@ export interface Subscription {
   control?(c: ControlMessage): void;
 }
 
+/** A queue notice as it travels on the queue channel (also published from inside a worker's Lua script). */
+export function encodeQueueNotice(n: QueueNotice): string {
+  return JSON.stringify(n);
+}
+
 export class ClusterEvents {
   constructor(
     /** A command connection (publishing). */
@@ -94,7 +99,7 @@ export class ClusterEvents {
   }
 
   publishQueue(n: QueueNotice): Promise<number> {
-    return this.pub.publish(this.keys.queueChannel, JSON.stringify(n));
+    return this.pub.publish(this.keys.queueChannel, encodeQueueNotice(n));
   }
 
   publishControl(c: ControlMessage): Promise<number> {

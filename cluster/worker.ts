@@ -8,7 +8,7 @@ import { Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { toQueueItem, type ExecutionHost, type Job, type JobResult } from '../host/types.ts';
 import { checkRedis, connect, parseRedisUrl, type RedisStatus, type RedisTarget } from './connection.ts';
-import { ClusterEvents, type ClusterMessage, type ControlMessage } from './events.ts';
+import { ClusterEvents, encodeQueueNotice, type ClusterMessage, type ControlMessage } from './events.ts';
 import { FILE_INPUTS, FileSync, promptInputFiles, type LocalFolders } from './file_sync.ts';
 import { RedisHistory, type HistoryEntry } from './history.ts';
 import { ClusterJobs, decodeJob, type JobData } from './jobs.ts';
@@ -323,7 +323,7 @@ export class ClusterWorker {
         await this.failStalled(cur);
         return;
       }
-      const started = JSON.stringify({ reason: 'started', promptId: job.promptId, workerId: this.id });
+      const started = encodeQueueNotice({ reason: 'started', promptId: job.promptId, workerId: this.id });
       const fresh = await START.run(
         this.redis,
         [this.keys.history, this.keys.running],

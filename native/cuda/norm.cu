@@ -8,8 +8,10 @@ namespace SANA_CUDA_NS {
 
 static constexpr int kThreads = 256;
 
-// One block per row of x (rows, C).
-static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, const void* bias, int64_t C, float eps, float offset, int dt) {
+// One block per row of x (rows, C): act(rmsnorm(x)·(w + offset) + bias) [+ res]. rmsnorm passes no
+// activation and no residual; rmsnorm_act no offset.
+static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t C, float eps, float offset, int act,
+                                      int dt) {
   __shared__ float scratch[32];
   const int64_t base = int64_t(blockIdx.x) * C;
   float ss = 0.f;
@@ -23,6 +25,9 @@ static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, c
     float v = ldf(x, dt, base + c) * r;
     if (w) v *= ldf(w, dt, c) + offset;
     if (bias) v += ldf(bias, dt, c);
+    if (act == int(ConvAct::Silu)) v = v / (1.f + expf(-v));
+    else if (act == int(ConvAct::Relu)) v = v > 0.f ? v : 0.f;
+    if (res) v += ldf(res, dt, base + c);
     stf(out, dt, base + c, v);
   }
 }
@@ -30,37 +35,15 @@ static __global__ void rmsnorm_kernel(void* out, const void* x, const void* w, c
 Status rmsnorm_cuda(void* out, const void* x, const void* w, const void* bias, int64_t rows, int64_t C, float eps, float offset, DType dt, cudaStream_t s) {
   if (rows == 0 || C == 0) return nullptr;
   if (rows > 0x7fffffff) return status_printf("rmsnorm: %lld rows exceed the grid limit", (long long)rows);
-  LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_kernel)(out, x, w, bias, C, eps, offset, int(dt));
+  LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_kernel)(out, x, w, bias, nullptr, C, eps, offset, int(ConvAct::None), int(dt));
   return SANA_LAUNCH_STATUS("rmsnorm");
-}
-
-// One block per row, as rmsnorm_kernel, with the activation and the residual in the store.
-static __global__ void rmsnorm_act_kernel(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t C, float eps, int act, int dt) {
-  __shared__ float scratch[32];
-  const int64_t base = int64_t(blockIdx.x) * C;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    float v = ldf(x, dt, base + c);
-    ss += v * v;
-  }
-  ss = block_sum(ss, scratch);
-  const float r = rsqrtf(ss / float(C) + eps);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    float v = ldf(x, dt, base + c) * r;
-    if (w) v *= ldf(w, dt, c);
-    if (bias) v += ldf(bias, dt, c);
-    if (act == 1) v = v / (1.f + expf(-v));
-    else if (act == 2) v = v > 0.f ? v : 0.f;
-    if (res) v += ldf(res, dt, base + c);
-    stf(out, dt, base + c, v);
-  }
 }
 
 Status rmsnorm_act_cuda(void* out, const void* x, const void* w, const void* bias, const void* res, int64_t rows, int64_t C, float eps, ConvAct act, DType dt,
                         cudaStream_t s) {
   if (rows == 0 || C == 0) return nullptr;
   if (rows > 0x7fffffff) return status_printf("rmsnorm_act: %lld rows exceed the grid limit", (long long)rows);
-  LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_act_kernel)(out, x, w, bias, res, C, eps, int(act), int(dt));
+  LAUNCH(unsigned(rows), kThreads, 0, s, rmsnorm_kernel)(out, x, w, bias, res, C, eps, 0.f, int(act), int(dt));
   return SANA_LAUNCH_STATUS("rmsnorm_act");
 }
 
