@@ -27,6 +27,9 @@ import {
 import { LuaScript } from './script.ts';
 import { UnsafePathError } from '../nodes/image/paths.ts';
 
+/** The events that end a connection attempt, whatever its outcome. */
+const ATTEMPT_OVER = ['ready', 'close', 'end', 'error'] as const;
+
 export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_TEMP_TTL_SECONDS = 24 * 3600;
 /** Longest "/"-separated path of a stored file, in UTF-8 bytes (it is part of a key). */
@@ -114,6 +117,8 @@ export class RedisStore implements OutputStore {
   readonly maxFileBytes: number;
   private readonly ttlMs: Record<FolderType, number>;
   private readonly display: string;
+  /** The connection's first attempt is still under way (not yet ready, refused or dropped). */
+  private firstAttempt: boolean;
 
   constructor(
     readonly redis: Redis,
@@ -130,6 +135,14 @@ export class RedisStore implements OutputStore {
     const ms = (s: number) => Math.round(s * 1000);
     this.ttlMs = { output: ms(ttl), input: ms(ttl), temp: ms(ttl > 0 ? Math.min(ttl, tempTtl) : tempTtl) };
     this.display = o.display ?? 'redis';
+    this.firstAttempt = redis.status === 'connecting' || redis.status === 'connect';
+    if (this.firstAttempt) {
+      const over = () => {
+        this.firstAttempt = false;
+        for (const ev of ATTEMPT_OVER) redis.off(ev, over);
+      };
+      for (const ev of ATTEMPT_OVER) redis.once(ev, over);
+    }
   }
 
   /** A store on a connection of its own, so a large file never holds up the queue's commands
@@ -150,9 +163,26 @@ export class RedisStore implements OutputStore {
     this.rel(subfolder, filename);
   }
 
+  /** Resolves when the connection is ready, has failed (close, end, error) or `ms` have passed. */
+  private firstConnect(ms: number): Promise<void> {
+    const r = this.redis;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        for (const ev of ATTEMPT_OVER) r.off(ev, done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      for (const ev of ATTEMPT_OVER) r.once(ev, done);
+    });
+  }
+
   /** `extraMs`: more time for a large transfer (at 8 MB/s, well under any LAN). */
   private async guard<T>(fn: () => Promise<T>, extraMs = 0): Promise<T> {
     if (!this.o.failFast) return fn();
+    // A store just opened (a front end just started) is not in an outage: wait for the first
+    // attempt's outcome, which a refused connection gives at once; later drops fail fast.
+    if (this.firstAttempt) await this.firstConnect(this.o.timeoutMs ?? 5000);
     const status = this.redis.status;
     if (status !== 'ready') {
       throw new StoreUnavailableError(

@@ -10,6 +10,7 @@ import { text } from 'node:stream/consumers';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSync, outputFiles, promptInputFiles } from '../../cluster/file_sync.ts';
+import { parseRedisUrl } from '../../cluster/connection.ts';
 import { ClusterKeys } from '../../cluster/keys.ts';
 import { FileTooLargeError, sha256Hex, StoreFullError, storeNoClobber, uploadNames } from '../../cluster/output_store.ts';
 import { RedisStore, StoreUnavailableError } from '../../cluster/redis_store.ts';
@@ -223,6 +224,16 @@ describe('RedisStore', () => {
     await expect(s.list('input')).rejects.toBeInstanceOf(StoreUnavailableError);
     expect(Date.now() - t0).toBeLessThan(1000);
     down.disconnect();
+  });
+
+  it('a front end store just opened waits for its first connection instead of answering 503', async () => {
+    // CI caught this: a front end's first /view or upload, sent while its store's connection was
+    // still being made, got 503 although Redis was up.
+    const s = RedisStore.open(parseRedisUrl(`redis://127.0.0.1:${redis.port}/0`), new ClusterKeys('t10'), { failFast: true }, 't10');
+    expect(s.redis.status).not.toBe('ready');
+    await s.write('input', '', 'a.png', Buffer.from('x'));
+    expect((await s.resolve('input', '', 'a.png'))?.size).toBe(1);
+    await s.close();
   });
 });
 
