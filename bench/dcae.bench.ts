@@ -15,6 +15,7 @@ import type { Backend } from '../native/api.ts';
 import type { HostArray } from '../nodes/models/tensor_input.ts';
 import { noise, randomWeights } from './dit.bench.ts';
 import type { BenchRow } from './types.ts';
+import { matmulCeiling } from './ceiling.ts';
 
 export const SANA_VAE_CONFIG = {
   _class_name: 'AutoencoderDC',
@@ -138,7 +139,7 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
   const backend = native.getBackend('cpu');
   const cfg = parseDcaeConfig(SANA_VAE_CONFIG, 'dc-ae-f32c32-sana-1.0 (bench)');
   const src = randomWeights(expectedDecoderTensors(cfg));
-  const rows: BenchRow[] = [];
+  const rows: BenchRow[] = matmulCeiling(backend, 'start');
   const now = (): number => Number(process.hrtime.bigint()) / 1e9;
   const peakOf = (fn: () => void): { seconds: number; peakMb: number } => {
     backend.resetPeak();
@@ -233,5 +234,6 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
       dec.dispose();
     }
   }
+  rows.push(...matmulCeiling(backend, 'end'));
   return rows;
 }

@@ -1,10 +1,12 @@
 // Sana-600M transformer on the CPU backend with random weights in the real shapes.
 //   npm run bench -- dit
 // Rows: one CFG forward (batch 2, 300 text tokens) at 512² and 1024² in bf16 and f32 (time, FLOPs,
-// TFLOP/s, peak backend memory); the same forward's linear layers timed alone at bf16 (the
-// "matmul floor", issue 12 target: forward ≤ 1.3× it); `.step`: a sampling step on text prepared
-// once (what the samplers run; its floor `matmul_floor_step` leaves out the text GEMMs); bf16 time per sampling step vs resolution 256² → 2048²
-// (linear attention: time per token should stay about flat). Times are medians of SANA_BENCH_DIT_REPS runs
+// TFLOP/s, peak backend memory); the same forward's linear layers timed alone in the same dtype
+// (the "matmul floor", issue 12 target: forward ≤ 1.3× it); `.step`: a sampling step on text prepared
+// once (what the samplers run; its floor `matmul_floor_step` leaves out the text GEMMs); bf16 time
+// per sampling step vs resolution 256² → 2048², with its GEMMs' own per-token floor (linear
+// attention: time per token should stay about flat); `ceiling.*`: a plain 2048³ matmul at the
+// start and the end of the run (bench/ceiling.ts). Times are medians of SANA_BENCH_DIT_REPS runs
 // (default 5) after a warm-up, extrapolated to 28 blocks from a 4-block and a 1-block model
 // (SANA_BENCH_DIT_LAYERS=28 times the whole depth; see LAYERS_RUN).
 import * as native from '../native/index.ts';
@@ -14,6 +16,7 @@ import { expectedTransformerTensors } from '../nodes/models/sana_dit/layout.ts';
 import { buildSanaTransformer, type PreparedText } from '../nodes/models/sana_dit/model.ts';
 import type { WeightSource } from '../nodes/models/weight_set.ts';
 import type { BenchRow } from './types.ts';
+import { matmulCeiling } from './ceiling.ts';
 
 export const SANA_600M_CONFIG = {
   _class_name: 'SanaTransformer2DModel',
@@ -159,7 +162,7 @@ export default async function ditBench(): Promise<BenchRow[]> {
   const cfg = parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: LAYERS_RUN }, `Sana_600M, ${LAYERS_RUN} blocks (bench)`);
   const cfg1 = parseSanaTransformerConfig({ ...SANA_600M_CONFIG, num_layers: 1 }, 'Sana_600M, 1 block (bench)');
   const src = randomWeights(expectedTransformerTensors(cfg));
-  const rows: BenchRow[] = [];
+  const rows: BenchRow[] = matmulCeiling(backend, 'start');
   const B = 2,
     L = 300;
   const text = noise(B * L * cfg.captionChannels, 1, 11);
@@ -183,14 +186,14 @@ export default async function ditBench(): Promise<BenchRow[]> {
       model.step({ data: x, shape: [B, 32, h, h] }, [500, 500], ready).dispose();
     };
   };
-  /** Seconds of the forward's linears alone (bf16, at the rate the backend reaches for them). */
-  const matmulFloor = (N: number, perStep: boolean): { seconds: number; flops: number } => {
+  /** Seconds of the forward's linears alone (at the rate the backend reaches for them). */
+  const matmulFloor = (N: number, perStep: boolean, dtype: DType): { seconds: number; flops: number } => {
     let mm = 0,
       mmFlops = 0;
     for (const [name, M, K, Nn, count] of ditGemms(full, B, N, L)) {
       if (perStep && TEXT_GEMMS.has(name)) continue;
-      const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], 'bf16');
-      const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], 'bf16');
+      const xs = backend.fromArray(noise(M * K, 1, 5), [M, K], dtype);
+      const w = backend.fromArray(noise(Nn * K, 0.05, 9), [Nn, K], dtype);
       try {
         mm += count * timeIt(() => backend.linear(xs, w).dispose(), REPS);
         mmFlops += 2 * M * K * Nn * count;
@@ -263,21 +266,19 @@ export default async function ditBench(): Promise<BenchRow[]> {
           name: `dit600m.cfg.${side}.${dtype}.step`,
           metrics: { seconds: ts, tflops: ditFlops(full, B, N, L, true) / ts / 1e12, step_over_forward: ts / t },
         });
-        if (dtype === 'bf16') {
-          // the matmul floor: the same linears, alone, at the rate the backend reaches for them
-          native.profiler.stage(`dit600m.cfg.${side}.bf16.matmul_floor`);
-          const mm = matmulFloor(N, false);
-          native.profiler.endStage();
-          rows.push({
-            name: `dit600m.cfg.${side}.bf16.matmul_floor`,
-            metrics: { seconds: mm.seconds, tflops: mm.flops / mm.seconds / 1e12, forward_over_floor: t / mm.seconds },
-          });
-          const ms = matmulFloor(N, true);
-          rows.push({
-            name: `dit600m.cfg.${side}.bf16.matmul_floor_step`,
-            metrics: { seconds: ms.seconds, tflops: ms.flops / ms.seconds / 1e12, step_over_floor: ts / ms.seconds },
-          });
-        }
+        // the matmul floor: the same linears, alone, at the rate the backend reaches for them
+        native.profiler.stage(`dit600m.cfg.${side}.${dtype}.matmul_floor`);
+        const mm = matmulFloor(N, false, dtype);
+        native.profiler.endStage();
+        rows.push({
+          name: `dit600m.cfg.${side}.${dtype}.matmul_floor`,
+          metrics: { seconds: mm.seconds, tflops: mm.flops / mm.seconds / 1e12, forward_over_floor: t / mm.seconds },
+        });
+        const ms = matmulFloor(N, true, dtype);
+        rows.push({
+          name: `dit600m.cfg.${side}.${dtype}.matmul_floor_step`,
+          metrics: { seconds: ms.seconds, tflops: ms.flops / ms.seconds / 1e12, step_over_floor: ts / ms.seconds },
+        });
       }
       if (dtype === 'bf16') {
         // Per-token cost vs resolution, per sampling step (prepared text: what a sampler repeats).
@@ -286,12 +287,17 @@ export default async function ditBench(): Promise<BenchRow[]> {
           for (const side of [256, 512, 1024, 2048]) {
             const N = (side / 32) ** 2;
             const t = extrapolate(...timeBoth(step(model, side, prepared), step(one, side, prepared), `dit600m.cfg.res${side}.bf16`));
+            // Per-token cost of the step's GEMMs alone at this size: separates what small GEMMs
+            // cost (fewer rows per weight byte) from what the other ops cost.
+            const floor = matmulFloor(N, true, 'bf16').seconds;
             rows.push({
               name: `dit600m.cfg.res${side}.bf16`,
               metrics: {
                 seconds: t,
                 tokens: N,
                 us_per_token: (t / (B * N)) * 1e6,
+                floor_us_per_token: (floor / (B * N)) * 1e6,
+                step_over_floor: t / floor,
                 tflops: ditFlops(full, B, N, L, true) / t / 1e12,
                 layers_run: cfg.numLayers,
               },
@@ -307,5 +313,6 @@ export default async function ditBench(): Promise<BenchRow[]> {
       one.dispose();
     }
   }
+  rows.push(...matmulCeiling(backend, 'end'));
   return rows;
 }

@@ -17,6 +17,7 @@ import type { WeightSource } from '../nodes/models/weight_set.ts';
 import { tokenizePrompts } from '../nodes/models/prompt.ts';
 import { loadGemmaTokenizer } from '../nodes/models/tokenizer.ts';
 import type { BenchRow } from './types.ts';
+import { matmulCeiling } from './ceiling.ts';
 
 export const GEMMA2_2B_CONFIG = {
   model_type: 'gemma2',
@@ -128,7 +129,7 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
   const full = parseGemma2Config(GEMMA2_2B_CONFIG, 'gemma-2-2b (bench)');
   const tok = loadGemmaTokenizer();
   const lengthAll = tokenizePrompts(tok, ['a small red cube on a wooden table'], {}).lengthAll; // 300 + CHI
-  const rows: BenchRow[] = [];
+  const rows: BenchRow[] = matmulCeiling(backend, 'start');
   for (const dtype of DTYPES) {
     if (dtype !== 'bf16' && dtype !== 'f32') throw new Error(`gemma bench: GEMMA_BENCH_DTYPES has ${String(dtype)} (bf16, f32)`);
     const bytesPerLayer = (gemma2ParamCount({ ...full, numLayers: 1, vocabSize: 0 }) - full.hiddenSize) * (dtype === 'f32' ? 4 : 2);
@@ -190,5 +191,6 @@ export default async function gemmaBench(): Promise<BenchRow[]> {
       model.dispose();
     }
   }
+  rows.push(...matmulCeiling(backend, 'end'));
   return rows;
 }

@@ -32,6 +32,7 @@ import { SANA_VAE_CONFIG, dcaeFlops } from './dcae.bench.ts';
 import { SANA_600M_CONFIG, ditFlops, median, noise, randomWeights } from './dit.bench.ts';
 import { GEMMA2_2B_CONFIG } from './gemma.bench.ts';
 import type { BenchRow } from './types.ts';
+import { matmulCeiling } from './ceiling.ts';
 
 const SMALL = process.env.SANA_BENCH_PIPELINE_SMALL === '1';
 const SIDE = SMALL ? 256 : 1024;
@@ -152,7 +153,7 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
   console.error(`[pipeline] ${mode}; load ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
   const tag = `pipeline.${SIDE}${SMALL ? '.small' : ''}`;
   const common = `random weights, ${DTYPE}, CPU, one model at a time`;
-  const rows: BenchRow[] = [];
+  const rows: BenchRow[] = matmulCeiling(backend, 'start');
 
   // --- text: prompt with the complex human instruction + empty negative ----------------------
   const gemmaFull = parseGemma2Config(GEMMA2_2B_CONFIG, 'gemma-2-2b (bench)');
@@ -323,5 +324,6 @@ export default async function pipelineBench(): Promise<BenchRow[]> {
     notes: `${mode}; stage seconds summed (model builds excluded, build_s); peaks = the largest stage's; lifetime_max_rss_mb includes the random-weight builds`,
   });
   console.error(`[pipeline] total ${stages.reduce((s, st) => s + st.seconds, 0).toFixed(1)} s; load ${load.map((l) => l.toFixed(2)).join(' ')}`);
+  rows.push(...matmulCeiling(backend, 'end'));
   return rows;
 }

@@ -35,6 +35,7 @@ function unitOf(key: string): string {
   if (k === 'gflops' || k.endsWith('_gflops')) return 'GFLOP/s';
   if (k === 'tflop') return 'TFLOP';
   if (k.startsWith('us_per_')) return `µs/${k.slice(7)}`;
+  if (k.includes('_us_per_')) return `µs/${k.slice(k.indexOf('_us_per_') + 8)}`;
   return '';
 }
 
