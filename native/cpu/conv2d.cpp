@@ -29,7 +29,7 @@ struct ConvCache : WeightCache {
   size_t bytes() const override {
     size_t n = wf.size() * sizeof(float);
 #ifdef SANA_HAVE_DNNL
-    for (const auto& p : packed) n += p.first.get_size();
+    for (const auto& p : packed) n += p.md.get_size();
 #endif
     return n;
   }
@@ -42,7 +42,7 @@ struct ConvCache : WeightCache {
   };
   // (B, H, W, stride, pad, bias, out dtype, channels-last, post-op activation)
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, bool, int>, Prim> prims;
-  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
+  std::vector<cpu::PackedWeight> packed;
 #endif
 };
 std::mutex g_slot_mu;
@@ -219,14 +219,14 @@ bool conv_dnnl(ConvCache* c, void* out, const void* x, const float* bias, int64_
         ConvCache::Prim np{convolution_forward(pd), pd.src_desc(), pd.dst_desc(), memory()};
         const auto want = pd.weights_desc();
         for (auto& pk : c->packed)
-          if (pk.first == want) np.wmem = pk.second;
+          if (pk.md == want) np.wmem = pk.mem;
         if (!np.wmem) {
           memory user(memory::desc(wdims, wdt, G > 1 ? tag::goihw : tag::oihw), cpu::dnnl_engine(), const_cast<void*>(c->w));
-          memory packed(want, cpu::dnnl_engine());
-          reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
+          cpu::PackedWeight pw = cpu::packed_weight(want);
+          reorder(user, pw.mem).execute(cpu::dnnl_stream(), user, pw.mem);
           cpu::dnnl_stream().wait();
-          c->packed.emplace_back(want, packed);
-          np.wmem = packed;
+          np.wmem = pw.mem;
+          c->packed.push_back(std::move(pw));
         }
         it = c->prims.emplace(key, np).first;
       }

@@ -1,6 +1,8 @@
 // oneDNN engine/stream singletons and the run-time ISA check (see dnnl_util.h).
 #include "dnnl_util.h"
 #ifdef SANA_HAVE_DNNL
+#include <new>
+#include "../src/host_cache.h"
 #include <vector>
 
 namespace sana::cpu {
@@ -24,6 +26,12 @@ void* dnnl_scratch(int slot, size_t bytes) {
   auto& b = bufs[slot];
   if (b.size() < bytes + 64) b.resize(bytes + 64);
   return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t(63));
+}
+
+PackedWeight packed_weight(const dnnl::memory::desc& md) {
+  void* p = host_cache_alloc(md.get_size());
+  if (!p) throw std::bad_alloc();
+  return {md, dnnl::memory(md, dnnl_engine(), p), std::shared_ptr<void>(p, host_cache_free)};
 }
 
 }  // namespace sana::cpu

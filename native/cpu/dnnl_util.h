@@ -5,6 +5,7 @@
 #ifdef SANA_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 #include "common.h"
+#include <memory>
 
 namespace sana::cpu {
 
@@ -24,6 +25,18 @@ inline dnnl::memory::data_type dnnl_dt(DType d) {
 bool dnnl_fast_dtype(DType d);
 // Byte scratch that only grows (one per thread and slot).
 void* dnnl_scratch(int slot, size_t bytes);
+
+// A weight's packed copy, in host_cache memory (src/host_cache.cc): 2 MiB-aligned huge pages,
+// and often a block just freed (a Gemma layer's released source serves the next layer's packed
+// copy). A fresh 4 KiB page costs ~11 µs to fault on these VMs (0.35 GB/s): oneDNN's own
+// allocation made packing Gemma-2-2B's 4 GB of bf16 weights take ~8 s, of which the copy itself
+// is under 0.5 s. Freed with the weight's cache (the memory object does not own it).
+struct PackedWeight {
+  dnnl::memory::desc md;
+  dnnl::memory mem;
+  std::shared_ptr<void> buf;
+};
+PackedWeight packed_weight(const dnnl::memory::desc& md);
 
 }  // namespace sana::cpu
 #endif

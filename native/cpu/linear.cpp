@@ -14,6 +14,7 @@
 #include "gemm.h"
 #include "dnnl_util.h"
 #include "vec.h"
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -41,13 +42,13 @@ struct LinearCache : WeightCache {
   size_t bytes() const override {
     size_t n = panels.size() * sizeof(float);
 #ifdef SANA_HAVE_DNNL
-    for (const auto& p : packed) n += p.first.get_size();
+    for (const auto& p : packed) n += p.md.get_size();
 #endif
     return n;
   }
 #ifdef SANA_HAVE_DNNL
   bool dnnl_off = false;
-  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
+  std::vector<cpu::PackedWeight> packed;
   // (M, bias, out dtype, epilogue) -> (primitive, weights layout)
   std::map<std::tuple<int64_t, bool, int, int>, std::pair<dnnl::matmul, dnnl::memory::desc>> prims;
 #endif
@@ -81,6 +82,38 @@ struct Epilogue {
 #ifdef SANA_HAVE_DNNL
 enum EpiKind : int { kEpiNone = 0, kEpiAdd = 1, kEpiGateAdd = 2 };
 
+// Packs w (N, K) row-major into oneDNN's AVX-512 matmul weight layouts, BA16a64b2a (bf16) and
+// BA16a64b (f32), of the (K, N) matrix, when `want` is exactly one of them. oneDNN 2.6 reorders
+// "ba" into these with its generic jit:uni reorder at ~0.55 GB/s: 8 s of Gemma-2-2B's first
+// prompt (4 GB of bf16 weights) and 2 s of Sana-600M's first step. Both layouts are the same
+// move of 4-byte units (a bf16 k-pair, or one f32): blocks of 64 n × 16 units, ordered n-block
+// then k-block, inside a block unit-major, n-minor; i.e. a 16 × 64 transpose of w's rows, with
+// zeros where the blocks pass N or K. Returns false (oneDNN reorders) for any other layout.
+bool pack_blocked(const dnnl::memory::desc& want, const void* w, DType dt, int64_t N, int64_t K, dnnl::memory& packed) {
+  using tag = dnnl::memory::format_tag;
+  const bool bf16 = dt == DType::BF16;
+  if (!bf16 && dt != DType::F32) return false;
+  if (bf16 && K % 2 != 0) return false;
+  if (want != dnnl::memory::desc({K, N}, cpu::dnnl_dt(dt), bf16 ? tag::BA16a64b2a : tag::BA16a64b)) return false;
+  const int64_t Ku = bf16 ? K / 2 : K;  // 4-byte units per row of w
+  const int64_t NB = (N + 63) / 64, KB = (Ku + 15) / 16;
+  if (int64_t(want.get_size()) != NB * KB * 16 * 64 * 4) return false;
+  const uint32_t* src = static_cast<const uint32_t*>(w);
+  uint32_t* dst = static_cast<uint32_t*>(packed.get_data_handle());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t nb = 0; nb < NB; nb++)
+    for (int64_t kb = 0; kb < KB; kb++) {
+      uint32_t* o = dst + (nb * KB + kb) * 16 * 64;  // (16 units, 64 n)
+      const int64_t n0 = nb * 64, u0 = kb * 16, nn = std::min<int64_t>(64, N - n0), nu = std::min<int64_t>(16, Ku - u0);
+      if (nn < 64 || nu < 16) std::fill(o, o + 16 * 64, 0u);
+      for (int64_t b = 0; b < nn; b++) {
+        const uint32_t* r = src + (n0 + b) * Ku + u0;
+        for (int64_t a = 0; a < nu; a++) o[a * 64 + b] = r[a];
+      }
+    }
+  return true;
+}
+
 // The primitive for M rows with this bias/out dtype/epilogue, and the packed weights it reads.
 // Returns false when oneDNN has no kernel for the weight's dtype (the portable path takes over).
 bool linear_prim(LinearCache* c, int64_t M, bool has_bias, DType out_dt, int epi, dnnl::matmul& prim, dnnl::memory& wmem) {
@@ -109,16 +142,19 @@ bool linear_prim(LinearCache* c, int64_t M, bool has_bias, DType out_dt, int epi
     prim = it->second.first;
     const auto want = it->second.second;
     for (auto& p : c->packed)
-      if (p.first == want) wmem = p.second;
+      if (p.md == want) wmem = p.mem;
     if (!wmem) {
       // w (N, K) row-major is the (K, N) matrix in "ba" order; once the weight's data is
       // released, another packed copy is the source (a reorder between two layouts).
-      memory user =
-          c->source_gone ? c->packed.front().second : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
-      memory packed(want, cpu::dnnl_engine());
-      reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
-      cpu::dnnl_stream().wait();
-      c->packed.emplace_back(want, packed);
+      cpu::PackedWeight pw = cpu::packed_weight(want);
+      memory packed = pw.mem;
+      if (c->source_gone || !pack_blocked(want, c->w, c->dt, N, K, packed)) {
+        memory user = c->source_gone ? c->packed.front().mem
+                                     : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
+        reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
+        cpu::dnnl_stream().wait();
+      }
+      c->packed.push_back(std::move(pw));
       wmem = packed;
     }
   } catch (const dnnl::error&) {

@@ -27,6 +27,30 @@ for (const b of backendsUnderTest()) {
         );
       });
     });
+    it('linear packs weights of any N and K across the 64-column and 16/32-row blocks (own packing of the blocked layouts)', () => {
+      // oneDNN's AVX-512 weight layouts pad N to 64 and K to 16 (f32) or 32 (bf16, in k-pairs): the
+      // CPU backend fills them itself (linear.cpp pack_blocked); odd K in bf16 goes to oneDNN's reorder.
+      const shapes: Array<[number, number, number]> = [
+        [3, 64, 32],
+        [5, 130, 34],
+        [2, 1, 2],
+        [4, 65, 96],
+        [7, 200, 70],
+        [1, 128, 31],
+        [3, 63, 1],
+        [9, 192, 288],
+      ];
+      for (const dt of ['f32', 'bf16'] as const) {
+        if (!b.supportsOp('linear', dt)) continue;
+        shapes.forEach(([M, N, K], i) => {
+          const x = rand(b, [M, K], dt, 40 + i, 0.5),
+            w = rand(b, [N, K], dt, 60 + i, 0.5);
+          const want = R.linear(x.v, w.v, undefined, M, N, K);
+          expectClose(`linear ${M}x${N}x${K} ${dt}`, b.linear(x.t, w.t).toFloat32(), want, dt);
+          expectClose(`linear ${M}x${N}x${K} ${dt} (packed)`, b.linear(x.t, w.t).toFloat32(), want, dt);
+        });
+      }
+    });
     it('linear with f32 activations and bf16 weights computes in bf16, returns f32', () => {
       const x = rand(b, [5, 33], 'f32', 3),
         w = rand(b, [17, 33], 'bf16', 4);
