@@ -246,6 +246,57 @@ describe('tiny random models in the real layouts', () => {
     }
   }, HEAVY_MS);
 
+  it('frees its packed linears\' originals after their first use (CPU): exactly those, once; later steps and prompts match a model that keeps them', async () => {
+    // (LoRA patches borrowing released weights: test/models/lora.test.ts runs on this path too.)
+    const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
+    const D = cfg.innerDim, X = cfg.numCrossHeads * cfg.crossHeadDim;
+    // Per block, f32: q|k|v (3D×D), attn1 out (D×D), attn2 q (X×D), k|v (2X×D), out (D×X). The
+    // 1×1 conv weights are views (reshaped) and stay.
+    const releasable = 4 * cfg.numLayers * (3 * D * D + D * D + X * D + 2 * X * D + D * X);
+    const { x, y, mask } = inputs(cfg, 2, 4, 3);
+    type Model = Awaited<ReturnType<typeof loadSanaTransformer>>;
+    const run = (m: Model, text: ReturnType<Model['prepareText']>): Float32Array => {
+      const v = m.step(x, [600, 600], text);
+      try { return v.toFloat32(); } finally { v.dispose(); }
+    };
+    const bind = (t: typeof backend, k: string | symbol): unknown => {
+      const v = Reflect.get(t, k, t) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    };
+    let released = 0, releasedBytes = 0;
+    const spy = new Proxy(backend, {
+      get: (t, k) => k === 'releasePackedSource'
+        ? (w: Parameters<typeof t.releasePackedSource>[0]) => { const n = w.nbytes, ok = t.releasePackedSource(w); if (ok) { released++; releasedBytes += n; } return ok; }
+        : bind(t, k),
+    });
+    const keeps = new Proxy(backend, { get: (t, k) => (k === 'releasePackedSource' ? () => false : bind(t, k)) });
+    const ref = await loadSanaTransformer(dir, keeps, 'f32', { native });
+    let want: Float32Array;
+    try {
+      const refText = ref.prepareText(y, mask);
+      want = run(ref, refText);
+      refText.dispose();
+    } finally {
+      ref.dispose();
+    }
+    const m = await loadSanaTransformer(dir, spy, 'f32', { native });
+    try {
+      const text = m.prepareText(y, mask);
+      expect(Array.from(run(m, text))).toEqual(Array.from(want));
+      expect(released).toBe(5 * cfg.numLayers);
+      expect(releasedBytes).toBe(releasable);
+      // a second step and a second prompt: nothing more is released, results unchanged
+      expect(Array.from(run(m, text))).toEqual(Array.from(want));
+      const text2 = m.prepareText(y, mask);
+      expect(Array.from(run(m, text2))).toEqual(Array.from(want));
+      text.dispose();
+      text2.dispose();
+      expect(released).toBe(5 * cfg.numLayers);
+    } finally {
+      m.dispose();
+    }
+  }, HEAVY_MS);
+
   it('the sin-cos PE (interpolation_scale) is applied: same weights without it give another output', async () => {
     const withPe = writeTinyModel(TINY_1600M_LIKE);
     const noPe = { ...withPe, dir: mkdtempSync(join(tmpdir(), 'sana-dit-')) };

@@ -160,12 +160,30 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
       if (disposed) throw new Error(`Sana transformer: ${what}() after dispose()`);
       if (share?.baseDisposed()) throw new Error(`Sana transformer: ${what}() on a patched model whose base model was disposed`);
     };
-    const prepare = (embeds: TensorInput, mask: TensorInput | Float32Array, capture: SanaForwardOptions['capture']): Prepared =>
-      prepareCaption(backend, cfg, dtype, top, blocks, owner, embeds, mask, capture);
+    // After a block's first run its linears are packed (CPU): the originals are freed, so the model
+    // keeps one copy of each instead of two, and the next block's packed copies reuse the freed
+    // blocks (fresh pages fault at ~0.35 GB/s on these VMs). The reshaped 1×1 conv weights are
+    // views of the checkpoint tensors and stay (releasePackedSource refuses views).
+    const released = new Set<number>();
+    let kvReleased = false;
+    const afterBlock = (i: number): void => {
+      if (released.has(i)) return;
+      released.add(i);
+      const b = blocks[i]!;
+      for (const t of [b.qkvW, b.o1W, b.q2W, b.o2W]) backend.releasePackedSource(t);
+    };
+    const prepare = (embeds: TensorInput, mask: TensorInput | Float32Array, capture: SanaForwardOptions['capture']): Prepared => {
+      const p = prepareCaption(backend, cfg, dtype, top, blocks, owner, embeds, mask, capture);
+      if (!kvReleased) {
+        kvReleased = true;
+        for (const b of blocks) backend.releasePackedSource(b.kv2W);
+      }
+      return p;
+    };
     const step = (x: TensorInput, t: readonly number[], text: PreparedText, opts: SanaForwardOptions): Tensor => {
       if (!(text instanceof Prepared) || text.owner !== owner) throw new Error('Sana transformer: step() with text prepared by another model (prepareText of this model is needed: the k|v come from its weights)');
       if (text.disposed) throw new Error('Sana transformer: step() with prepared text that was disposed');
-      return runStep(backend, cfg, dtype, top, blocks, x, t, text, opts);
+      return runStep(backend, cfg, dtype, top, blocks, x, t, text, opts, afterBlock);
     };
     return {
       config: cfg,
@@ -284,7 +302,7 @@ function prepareCaption(
 
 function runStep(
   backend: Backend, cfg: SanaTransformerConfig, dtype: DType, top: Top, blocks: Block[],
-  xIn: TensorInput, tIn: readonly number[], text: Prepared, opts: SanaForwardOptions,
+  xIn: TensorInput, tIn: readonly number[], text: Prepared, opts: SanaForwardOptions, afterBlock: (i: number) => void,
 ): Tensor {
   const bk = backend;
   const D = cfg.innerDim, H = cfg.numHeads, d = cfg.headDim, Hc = cfg.numCrossHeads, dc = cfg.crossHeadDim;
@@ -360,6 +378,7 @@ function runStep(
       X = bk.scope(() => runBlock(bk, blk, prev, text.kv[i]!, text.bias, tmod3, { B, N, D, H, d, Hc, dc, F, h, w, L, dtype, pag, ps, pe, eps: cfg.normEps }));
       // Free the block input now rather than at the end of the forward (28 of them otherwise).
       prev.dispose();
+      afterBlock(i);
       cap?.(`transformer_blocks.${i}`, X);
     }
 
