@@ -114,8 +114,11 @@ export interface Backend {
   releasePackedSource(w: Tensor): boolean;
 
   // --- shape ------------------------------------------------------------------------------
-  /** View with a new shape (one dim may be -1); shares storage; input must be contiguous. */
-  reshape(t: Tensor, shape: readonly number[]): Tensor;
+  /** View with a new shape (one dim may be -1); shares storage; input must be contiguous.
+   *  `consume`: the result takes over the input's storage and owns it (not a view: it counts its
+   *  bytes and can have its packed source released) and the input is disposed; refused for a view
+   *  or a tensor whose storage another tensor shares. */
+  reshape(t: Tensor, shape: readonly number[], opts?: { consume?: boolean }): Tensor;
   permute(t: Tensor, dims: readonly number[]): Tensor;
   concat(ts: readonly Tensor[], axis: number): Tensor;
   /** t[..., start:end, ...] along `axis`. */

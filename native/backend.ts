@@ -125,8 +125,13 @@ export class NativeBackend implements Backend {
   }
 
   // --- shape ----------------------------------------------------------------------------------
-  reshape(t: Tensor, shape: readonly number[]): Tensor {
+  reshape(t: Tensor, shape: readonly number[], opts: { consume?: boolean } = {}): Tensor {
     const x = this.t('reshape', 'input', t);
+    if (opts.consume && (x.isView || x.offset !== 0 || x.storage.shared)) {
+      throw new Error(
+        `reshape: consume needs a tensor that owns its storage alone, got ${x.isView || x.offset !== 0 ? 'a view' : 'a tensor whose storage a view shares'}`,
+      );
+    }
     const s = [...shape];
     const free = s.filter((d) => d === -1).length;
     if (free > 1) throw new Error(`reshape: more than one -1 in ${fmtShape(shape)}`);
@@ -137,7 +142,10 @@ export class NativeBackend implements Backend {
     }
     checkShape('reshape', 'shape', s);
     if (prod(s) !== x.numel) throw new Error(`reshape: ${fmtShape(x.shape)} (${x.numel} elements) cannot become ${fmtShape(shape)}`);
-    return new NativeTensor(x.storage.retain(), x.offset, s, x.dtype, this.name, true);
+    if (!opts.consume) return new NativeTensor(x.storage.retain(), x.offset, s, x.dtype, this.name, true);
+    const owned = new NativeTensor(x.storage.retain(), 0, s, x.dtype, this.name, false);
+    x.dispose();
+    return owned;
   }
   permute(t: Tensor, dims: readonly number[]): Tensor {
     const x = this.t('permute', 'input', t);

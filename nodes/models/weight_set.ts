@@ -45,6 +45,12 @@ export class WeightSet {
     return this.slot(`${name}@${shape.join('x')}`, [name], () => this.keep(this.backend.reshape(this.get(name), [...shape])));
   }
 
+  /** The checkpoint tensor `name` loaded straight into `shape` (it owns its storage: a linear
+   *  weight whose original can be freed once packed). `get(name)` would load a second copy. */
+  reshaped(name: string, shape: readonly number[]): Tensor {
+    return this.slot(`${name}@${shape.join('x')}`, [name], () => this.keep(this.backend.reshape(this.src.load(name, this.backend, this.dtypeOf(name)), [...shape], { consume: true })));
+  }
+
   /** The tensors concatenated along dim 0 (parts freed), optionally viewed as `shape`. */
   cat(names: readonly string[], shape?: readonly number[]): Tensor {
     const key = names.join('+');

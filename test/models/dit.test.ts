@@ -250,9 +250,10 @@ describe('tiny random models in the real layouts', () => {
     // (LoRA patches borrowing released weights: test/models/lora.test.ts runs on this path too.)
     const { dir, cfg } = writeTinyModel(TINY_600M_LIKE);
     const D = cfg.innerDim, X = cfg.numCrossHeads * cfg.crossHeadDim;
-    // Per block, f32: q|k|v (3D×D), attn1 out (D×D), attn2 q (X×D), k|v (2X×D), out (D×X). The
-    // 1×1 conv weights are views (reshaped) and stay.
-    const releasable = 4 * cfg.numLayers * (3 * D * D + D * D + X * D + 2 * X * D + D * X);
+    // Per block, f32: q|k|v (3D×D), attn1 out (D×D), attn2 q (X×D), k|v (2X×D), out (D×X), and the
+    // 1×1 convs as linears (2F×D, D×F).
+    const F = cfg.ffnHidden;
+    const releasable = 4 * cfg.numLayers * (3 * D * D + D * D + X * D + 2 * X * D + D * X + 2 * F * D + D * F);
     const { x, y, mask } = inputs(cfg, 2, 4, 3);
     type Model = Awaited<ReturnType<typeof loadSanaTransformer>>;
     const run = (m: Model, text: ReturnType<Model['prepareText']>): Float32Array => {
@@ -283,7 +284,7 @@ describe('tiny random models in the real layouts', () => {
     try {
       const text = m.prepareText(y, mask);
       expect(Array.from(run(m, text))).toEqual(Array.from(want));
-      expect(released).toBe(5 * cfg.numLayers);
+      expect(released).toBe(7 * cfg.numLayers);
       expect(releasedBytes).toBe(releasable);
       // a second step and a second prompt: nothing more is released, results unchanged
       expect(Array.from(run(m, text))).toEqual(Array.from(want));
@@ -291,7 +292,7 @@ describe('tiny random models in the real layouts', () => {
       expect(Array.from(run(m, text2))).toEqual(Array.from(want));
       text.dispose();
       text2.dispose();
-      expect(released).toBe(5 * cfg.numLayers);
+      expect(released).toBe(7 * cfg.numLayers);
     } finally {
       m.dispose();
     }

@@ -88,6 +88,23 @@ for (const b of backendsUnderTest()) {
       v.dispose();
       expect(() => b.reshape(b.zeros([4]), [3])).toThrow(/reshape/);
     });
+    it('reshape with consume takes over the storage: an owner, not a view; the input is disposed', () => {
+      const before = b.memory().allocated;
+      const x = b.fromArray([1, 2, 3, 4, 5, 6], [6, 1, 1]);
+      const o = b.reshape(x, [2, 3], { consume: true });
+      expect(x.disposed).toBe(true);
+      expect(o.shape).toEqual([2, 3]);
+      expect(o.nbytes).toBe(6 * 4);
+      expect(b.memory().allocated - before).toBe(6 * 4); // the same storage, not a copy
+      expect([...o.toFloat32()]).toEqual([1, 2, 3, 4, 5, 6]);
+      // a view, or a tensor whose storage a view shares, cannot hand it over
+      const v = b.reshape(o, [6]);
+      expect(() => b.reshape(v, [3, 2], { consume: true })).toThrow(/consume needs a tensor that owns its storage alone, got a view/);
+      expect(() => b.reshape(o, [3, 2], { consume: true })).toThrow(/whose storage a view shares/);
+      v.dispose();
+      o.dispose();
+      expect(b.memory().allocated).toBe(before);
+    });
     it('cast between all dtypes', () => {
       const vals = [-3.7, -1, 0, 0.5, 2.25, 100, 65504, 1e-3];
       const x = b.fromArray(vals, [8]);

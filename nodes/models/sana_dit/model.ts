@@ -142,11 +142,11 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
         kv2B: w.cat([`${b}attn2.to_k.bias`, `${b}attn2.to_v.bias`]),
         o2W: w.get(`${b}attn2.to_out.0.weight`),
         o2B: w.get(`${b}attn2.to_out.0.bias`),
-        invW: w.as(`${b}ff.conv_inverted.weight`, [2 * F, D]),
+        invW: w.reshaped(`${b}ff.conv_inverted.weight`, [2 * F, D]),
         invB: w.get(`${b}ff.conv_inverted.bias`),
         dwW: w.get(`${b}ff.conv_depth.weight`),
         dwB: w.get(`${b}ff.conv_depth.bias`),
-        ptW: w.as(`${b}ff.conv_point.weight`, [D, F]),
+        ptW: w.reshaped(`${b}ff.conv_point.weight`, [D, F]),
         qk: cfg.qkNorm === null ? undefined : {
           q1: w.get(`${b}attn1.norm_q.weight`), k1: w.get(`${b}attn1.norm_k.weight`),
           q2: w.get(`${b}attn2.norm_q.weight`), k2: w.get(`${b}attn2.norm_k.weight`),
@@ -162,15 +162,15 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
     };
     // After a block's first run its linears are packed (CPU): the originals are freed, so the model
     // keeps one copy of each instead of two, and the next block's packed copies reuse the freed
-    // blocks (fresh pages fault at ~0.35 GB/s on these VMs). The reshaped 1×1 conv weights are
-    // views of the checkpoint tensors and stay (releasePackedSource refuses views).
+    // blocks (fresh pages fault at ~0.35 GB/s on these VMs). The 1×1 conv weights are loaded
+    // reshaped into linears (WeightSet.reshaped: not views) so they go too.
     const released = new Set<number>();
     let kvReleased = false;
     const afterBlock = (i: number): void => {
       if (released.has(i)) return;
       released.add(i);
       const b = blocks[i]!;
-      for (const t of [b.qkvW, b.o1W, b.q2W, b.o2W]) backend.releasePackedSource(t);
+      for (const t of [b.qkvW, b.o1W, b.q2W, b.o2W, b.invW, b.ptW]) backend.releasePackedSource(t);
     };
     const prepare = (embeds: TensorInput, mask: TensorInput | Float32Array, capture: SanaForwardOptions['capture']): Prepared => {
       const p = prepareCaption(backend, cfg, dtype, top, blocks, owner, embeds, mask, capture);
