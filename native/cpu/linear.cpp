@@ -149,8 +149,8 @@ bool linear_prim(LinearCache* c, int64_t M, bool has_bias, DType out_dt, int epi
       cpu::PackedWeight pw = cpu::packed_weight(want);
       memory packed = pw.mem;
       if (c->source_gone || !pack_blocked(want, c->w, c->dt, N, K, packed)) {
-        memory user = c->source_gone ? c->packed.front().mem
-                                     : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
+        memory user =
+            c->source_gone ? c->packed.front().mem : memory(memory::desc({K, N}, cpu::dnnl_dt(c->dt), tag::ba), cpu::dnnl_engine(), const_cast<void*>(c->w));
         reorder(user, packed).execute(cpu::dnnl_stream(), user, packed);
         cpu::dnnl_stream().wait();
       }
