@@ -117,8 +117,9 @@ export class RedisStore implements OutputStore {
   readonly maxFileBytes: number;
   private readonly ttlMs: Record<FolderType, number>;
   private readonly display: string;
-  /** The connection's first attempt is still under way (not yet ready, refused or dropped). */
-  private firstAttempt: boolean;
+  /** While the connection's first attempt is under way (not yet ready, refused or dropped): its
+   *  outcome, which every call waits for (one set of listeners, however many calls). */
+  private firstAttempt: Promise<void> | undefined;
 
   constructor(
     readonly redis: Redis,
@@ -135,13 +136,15 @@ export class RedisStore implements OutputStore {
     const ms = (s: number) => Math.round(s * 1000);
     this.ttlMs = { output: ms(ttl), input: ms(ttl), temp: ms(ttl > 0 ? Math.min(ttl, tempTtl) : tempTtl) };
     this.display = o.display ?? 'redis';
-    this.firstAttempt = redis.status === 'connecting' || redis.status === 'connect';
-    if (this.firstAttempt) {
-      const over = () => {
-        this.firstAttempt = false;
-        for (const ev of ATTEMPT_OVER) redis.off(ev, over);
-      };
-      for (const ev of ATTEMPT_OVER) redis.once(ev, over);
+    if (redis.status === 'connecting' || redis.status === 'connect') {
+      this.firstAttempt = new Promise<void>((resolve) => {
+        const over = () => {
+          this.firstAttempt = undefined;
+          for (const ev of ATTEMPT_OVER) redis.off(ev, over);
+          resolve();
+        };
+        for (const ev of ATTEMPT_OVER) redis.once(ev, over);
+      });
     }
   }
 
@@ -163,18 +166,14 @@ export class RedisStore implements OutputStore {
     this.rel(subfolder, filename);
   }
 
-  /** Resolves when the connection is ready, has failed (close, end, error) or `ms` have passed. */
-  private firstConnect(ms: number): Promise<void> {
-    const r = this.redis;
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        for (const ev of ATTEMPT_OVER) r.off(ev, done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      for (const ev of ATTEMPT_OVER) r.once(ev, done);
-    });
+  /** Resolves when the connection's first attempt is over (ready, refused, dropped) or after `ms`. */
+  private async firstConnect(attempt: Promise<void>, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([attempt, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** `extraMs`: more time for a large transfer (at 8 MB/s, well under any LAN). */
@@ -182,7 +181,7 @@ export class RedisStore implements OutputStore {
     if (!this.o.failFast) return fn();
     // A store just opened (a front end just started) is not in an outage: wait for the first
     // attempt's outcome, which a refused connection gives at once; later drops fail fast.
-    if (this.firstAttempt) await this.firstConnect(this.o.timeoutMs ?? 5000);
+    if (this.firstAttempt) await this.firstConnect(this.firstAttempt, this.o.timeoutMs ?? 5000);
     const status = this.redis.status;
     if (status !== 'ready') {
       throw new StoreUnavailableError(

@@ -231,7 +231,11 @@ describe('RedisStore', () => {
     // still being made, got 503 although Redis was up.
     const s = RedisStore.open(parseRedisUrl(`redis://127.0.0.1:${redis.port}/0`), new ClusterKeys('t10'), { failFast: true }, 't10');
     expect(s.redis.status).not.toBe('ready');
-    await s.write('input', '', 'a.png', Buffer.from('x'));
+    const readyListeners = s.redis.listenerCount('ready');
+    // many calls during the attempt share one wait (no listener per call: no MaxListeners warning)
+    const calls = [s.write('input', '', 'a.png', Buffer.from('x')), ...Array.from({ length: 20 }, () => s.list('input'))];
+    expect(s.redis.listenerCount('ready')).toBe(readyListeners);
+    await Promise.all(calls);
     expect((await s.resolve('input', '', 'a.png'))?.size).toBe(1);
     await s.close();
   });
