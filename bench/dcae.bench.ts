@@ -7,10 +7,18 @@
 // decodes of the same latents right after their untiled row (same run, so `vs_untiled` is a fair
 // ratio): tile count and side, decoded tile area / latent area, the tiles' decode time vs the host
 // side (tile gathering, blending, copies), the first tile (new primitive shapes) vs the median
-// tile. With SANA_BENCH_FULL=1 also 4096² (latent 128²) with the default tiling. The peak of a
+// tile. Each timed decode's shapes (whole latent, tile) are decoded once first. With SANA_BENCH_FULL=1 also 4096² (latent 128²) with the default tiling. The peak of a
 // tiled decode is one tile's plus the f32 output.
 import * as native from '../native/index.ts';
-import { buildDcaeDecoder, expectedDecoderTensors, parseDcaeConfig, tiledDecode, type DcaeDecoderConfig } from '../nodes/models/dcae.ts';
+import {
+  buildDcaeDecoder,
+  expectedDecoderTensors,
+  parseDcaeConfig,
+  tileAxis,
+  tiledDecode,
+  TILE_DEFAULTS,
+  type DcaeDecoderConfig,
+} from '../nodes/models/dcae.ts';
 import type { Backend } from '../native/api.ts';
 import type { HostArray } from '../nodes/models/tensor_input.ts';
 import { noise, randomWeights } from './dit.bench.ts';
@@ -161,8 +169,13 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
           dec.decode(w).dispose(); // warm-up: packs the conv weights
           warm = true;
         }
+        // Every timed decode runs on a shape decoded once before: a first decode at a new size pays
+        // its primitives and ~1.4 GB (1024²) of never-touched pages (~0.5 GB/s on these VMs), which
+        // made untiled rows slower than tiled ones.
+        const warmShape = (th: number, tw: number): void => dec.decode({ data: noise(32 * th * tw, 2, 5), shape: [1, 32, th, tw] }).dispose();
         let untiled = NaN;
         if (side <= 1024) {
+          warmShape(h, h);
           native.profiler.stage(`dcae.decode.${side}.${dtype}`);
           const { seconds, peakMb } = peakOf(() => dec.decode(z).dispose());
           const flops = dcaeFlops(cfg, h, h);
@@ -204,6 +217,8 @@ export default async function dcaeBench(): Promise<BenchRow[]> {
               tileW = Math.max(tileW, t.shape[3]!);
             }
           };
+          const ax = tileAxis(h, tile ?? TILE_DEFAULTS.tile, overlap ?? TILE_DEFAULTS.overlap);
+          warmShape(ax.len, ax.len);
           const label = tile === undefined ? 'default' : `tile${tile * 32}.ov${overlap! * 32}`;
           native.profiler.stage(`dcae.decode_tiled.${side}.${label}.bf16`);
           const { seconds, peakMb } = peakOf(() => {
