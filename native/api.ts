@@ -86,6 +86,18 @@ export interface Conv2dNhwcOptions extends Conv2dOptions {
   act?: ConvAct;
 }
 
+/** Backend.selfAttentionRope's options (see there). */
+export interface SelfAttentionRopeOptions {
+  heads: number;
+  kvHeads: number;
+  positions: readonly number[];
+  theta: number;
+  scale: number;
+  softcap?: number;
+  window?: number;
+  keyMask?: ArrayLike<number>;
+}
+
 export interface Backend {
   readonly name: DeviceName;
   /** Whether this backend implements `op` for `dtype` natively (else the caller may fall back). */
@@ -209,19 +221,7 @@ export interface Backend {
    *  `keyMask[b·N + j]` != 0 (host values, 1 token / 0 padding; undefined: every key) and
    *  i − j < window (undefined: no window). A query that sees no key returns the mean of all N
    *  value rows: the uniform softmax the reference's finfo.min-filled scores give. */
-  selfAttentionRope(
-    qkv: Tensor,
-    opts: {
-      heads: number;
-      kvHeads: number;
-      positions: readonly number[];
-      theta: number;
-      scale: number;
-      softcap?: number;
-      window?: number;
-      keyMask?: ArrayLike<number>;
-    },
-  ): Tensor;
+  selfAttentionRope(qkv: Tensor, opts: SelfAttentionRopeOptions): Tensor;
   /** Sana's ReLU linear attention, computed in f32 whatever the input dtype:
    *  q, k, v (B, H, N, D) -> out (B, H, N, D),
    *  out_i = (Σ_j v_j relu(k_j)ᵀ) relu(q_i) / (Σ_j relu(k_j) · relu(q_i) + eps).

@@ -1,7 +1,18 @@
 // `Backend` (native/api.ts) over the addon: checks shapes and dtypes, casts mixed-dtype
 // operands, allocates outputs, and calls the raw ops (native/src/ops_binding.cc), which
 // re-check every buffer size before dispatching to the device's kernel table.
-import type { AttentionOptions, Backend, Conv2dNhwcOptions, Conv2dOptions, ConvAct, DType, DeviceName, OpName, Tensor } from './api.ts';
+import type {
+  AttentionOptions,
+  Backend,
+  Conv2dNhwcOptions,
+  Conv2dOptions,
+  ConvAct,
+  DType,
+  DeviceName,
+  OpName,
+  SelfAttentionRopeOptions,
+  Tensor,
+} from './api.ts';
 import { raw, DTYPE_CODE, DTYPE_SIZE, isFloat, type RawAddon } from './binding.ts';
 import { NativeTensor, StorageRef, fmtShape, keepTensor, runScope } from './tensor.ts';
 import { broadcastStrides, checkShape, collapse, contiguousStrides, normAxis, prod, splitAt } from './shapes.ts';
@@ -893,19 +904,7 @@ export class NativeBackend implements Backend {
       for (const t of temps) t.dispose();
     }
   }
-  selfAttentionRope(
-    tqkv: Tensor,
-    opts: {
-      heads: number;
-      kvHeads: number;
-      positions: readonly number[];
-      theta: number;
-      scale: number;
-      softcap?: number;
-      window?: number;
-      keyMask?: ArrayLike<number>;
-    },
-  ): Tensor {
+  selfAttentionRope(tqkv: Tensor, opts: SelfAttentionRopeOptions): Tensor {
     const op = 'selfAttentionRope';
     const qkv = this.f(op, 'qkv', tqkv);
     if (qkv.shape.length !== 3) throw new Error(`${op}: qkv must be (B, N, (Hq + 2·Hkv)·D), got ${fmtShape(qkv.shape)}`);

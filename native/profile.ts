@@ -33,6 +33,21 @@ const arr = (a: Args, i: number): number[] => a[i] as number[];
  * Cost models by raw op, from the argument order of native/cpu/ops.h (see RawOps). Bytes count
  * each operand once (a cache-friendly kernel's minimum traffic), so GB/s is a lower bound.
  */
+/** conv2d and conv2dNhwc: the same arguments from position 8 (B, Cin, H, W, Cout, KH, KW, stride,
+ *  pad, groups, Ho, Wo), then conv2dNhwc's act, then the out and compute dtypes. */
+function convCost(op: string, a: Args, hasAct: boolean): OpCost {
+  const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo] = Array.from({ length: 12 }, (_, i) => n(a, 8 + i));
+  const outDt = n(a, hasAct ? 21 : 20),
+    dt = n(a, hasAct ? 22 : 21);
+  const cg = Cin! / groups!;
+  const shape = groups! > 1 && groups === Cin ? 'depthwise' : KH === 1 && KW === 1 ? '1x1' : `${KH}x${KW}`;
+  return {
+    kind: `${op}.${shape}.${dtName(dt)}`,
+    flops: 2 * B! * Cout! * Ho! * Wo! * cg * KH! * KW!,
+    bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt) + B! * Cout! * Ho! * Wo! * es(outDt),
+  };
+}
+
 const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
   fill: (a) => ({ kind: 'fill', flops: 0, bytes: n(a, 2) * es(n(a, 4)) }),
   cast: (a) => ({ kind: `cast.${dtName(n(a, 6))}>${dtName(n(a, 5))}`, flops: 0, bytes: n(a, 4) * (es(n(a, 5)) + es(n(a, 6))) }),
@@ -67,28 +82,8 @@ const COST: Record<keyof RawOps, (a: Args) => OpCost> = {
     const [batch, M, N, K, outDt, dt] = [n(a, 6), n(a, 7), n(a, 8), n(a, 9), n(a, 13), n(a, 14)];
     return { kind: `matmul.${dtName(dt)}`, flops: 2 * batch * M * N * K, bytes: batch * ((M * K + N * K) * es(dt) + M * N * es(outDt)) };
   },
-  conv2d: (a) => {
-    const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo, outDt, dt] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21].map((i) => n(a, i)) as number[];
-    const cg = Cin! / groups!;
-    const shape = groups! > 1 && groups === Cin ? 'depthwise' : KH === 1 && KW === 1 ? '1x1' : `${KH}x${KW}`;
-    return {
-      kind: `conv2d.${shape}.${dtName(dt!)}`,
-      flops: 2 * B! * Cout! * Ho! * Wo! * cg * KH! * KW!,
-      bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt!) + B! * Cout! * Ho! * Wo! * es(outDt!),
-    };
-  },
-  conv2dNhwc: (a) => {
-    const [B, Cin, H, W, Cout, KH, KW, , , groups, Ho, Wo, , outDt, dt] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22].map((i) =>
-      n(a, i),
-    ) as number[];
-    const cg = Cin! / groups!;
-    const shape = groups! > 1 && groups === Cin ? 'depthwise' : KH === 1 && KW === 1 ? '1x1' : `${KH}x${KW}`;
-    return {
-      kind: `conv2dNhwc.${shape}.${dtName(dt!)}`,
-      flops: 2 * B! * Cout! * Ho! * Wo! * cg * KH! * KW!,
-      bytes: (B! * Cin! * H! * W! + Cout! * cg * KH! * KW!) * es(dt!) + B! * Cout! * Ho! * Wo! * es(outDt!),
-    };
-  },
+  conv2d: (a) => convCost('conv2d', a, false),
+  conv2dNhwc: (a) => convCost('conv2dNhwc', a, true),
   upsamplePhasesNhwc: (a) => {
     const [B, H, W, C, Cx, dt] = [6, 7, 8, 9, 10, 11].map((i) => n(a, i)) as number[];
     const N = 4 * B! * H! * W! * C!;

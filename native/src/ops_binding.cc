@@ -349,20 +349,47 @@ OP(Matmul) {
   a.need(y, batch > 0 ? (batch - 1) * sb + K * N : 0, dt, "b");
   return a.finish(a.be() ? a.be()->matmul : nullptr, [&](auto fn) { return fn(out.ptr(), x.ptr(), y.ptr(), batch, M, N, K, sa, sb, transB, odt, dt); });
 }
+// The arguments conv2d and conv2dNhwc share, read in their positional order (B … Wo).
+struct ConvDims {
+  int64_t B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo;
+  explicit ConvDims(Args& a)
+      : B(a.i64("B")),
+        Cin(a.i64("Cin")),
+        H(a.i64("H")),
+        W(a.i64("W")),
+        Cout(a.i64("Cout")),
+        KH(a.i64("KH")),
+        KW(a.i64("KW")),
+        s(a.i64("stride")),
+        p(a.i64("pad")),
+        g(a.i64("groups")),
+        Ho(a.i64("Ho")),
+        Wo(a.i64("Wo")) {}
+  void check_kernel(Args& a) const {
+    if (g <= 0 || Cin % g || Cout % g || s <= 0 || p < 0 || KH <= 0 || KW <= 0) a.fail("bad groups/stride/padding/kernel");
+  }
+  void check_output(Args& a) const {
+    if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
+  }
+  // x, out, w and bias hold their sizes (the same element counts in either layout).
+  void need(Args& a, const TRef& out, const TRef& x, const TRef& w, const TRef& bias, DType odt, DType dt) const {
+    a.need(out, B * Cout * Ho * Wo, odt, "out");
+    a.need(x, B * Cin * H * W, dt, "x");
+    a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w");
+    a.need(bias, Cout, DType::F32, "bias");
+  }
+};
 OP(Conv2d) {
   Args a(info, "conv2d");
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w"), bias = a.tensor("bias", true);
-  const int64_t B = a.i64("B"), Cin = a.i64("Cin"), H = a.i64("H"), W = a.i64("W"), Cout = a.i64("Cout"), KH = a.i64("KH"), KW = a.i64("KW");
-  const int64_t s = a.i64("stride"), p = a.i64("pad"), g = a.i64("groups"), Ho = a.i64("Ho"), Wo = a.i64("Wo");
+  const ConvDims c(a);
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
-  if (g <= 0 || Cin % g || Cout % g || s <= 0 || p < 0 || KH <= 0 || KW <= 0) a.fail("bad groups/stride/padding/kernel");
-  if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
-  a.need(out, B * Cout * Ho * Wo, odt, "out");
-  a.need(x, B * Cin * H * W, dt, "x");
-  a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w");
-  a.need(bias, Cout, DType::F32, "bias");
+  c.check_kernel(a);
+  c.check_output(a);
+  c.need(a, out, x, w, bias, odt, dt);
   Napi::Value r = a.finish(a.be() ? a.be()->conv2d : nullptr, [&](auto fn) {
-    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo, odt, dt, &w.s->wcache);
+    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), c.B, c.Cin, c.H, c.W, c.Cout, c.KH, c.KW, c.s, c.p, c.g, c.Ho, c.Wo, odt, dt,
+              &w.s->wcache);
   });
   if (w) w.s->sync_cache_bytes();
   return r;
@@ -370,19 +397,16 @@ OP(Conv2d) {
 OP(Conv2dNhwc) {
   Args a(info, "conv2dNhwc");
   auto out = a.tensor("out"), x = a.tensor("x"), w = a.tensor("w"), bias = a.tensor("bias", true);
-  const int64_t B = a.i64("B"), Cin = a.i64("Cin"), H = a.i64("H"), W = a.i64("W"), Cout = a.i64("Cout"), KH = a.i64("KH"), KW = a.i64("KW");
-  const int64_t s = a.i64("stride"), p = a.i64("pad"), g = a.i64("groups"), Ho = a.i64("Ho"), Wo = a.i64("Wo"), act = a.i64("act");
+  const ConvDims c(a);
+  const int64_t act = a.i64("act");
   const DType odt = a.dtype("out_dt"), dt = a.dtype("dt");
-  if (g <= 0 || Cin % g || Cout % g || s <= 0 || p < 0 || KH <= 0 || KW <= 0) a.fail("bad groups/stride/padding/kernel");
+  c.check_kernel(a);
   if (act < 0 || act > 2) a.fail("act must be 0 (none), 1 (silu) or 2 (relu)");
-  if (a.ok() && (Ho != (H + 2 * p - KH) / s + 1 || Wo != (W + 2 * p - KW) / s + 1 || Ho < 0 || Wo < 0)) a.fail("output size does not match the convolution");
-  a.need(out, B * Ho * Wo * Cout, odt, "out");
-  a.need(x, B * H * W * Cin, dt, "x");
-  a.need(w, g > 0 ? Cout * (Cin / g) * KH * KW : 0, dt, "w");
-  a.need(bias, Cout, DType::F32, "bias");
+  c.check_output(a);
+  c.need(a, out, x, w, bias, odt, dt);
   Napi::Value r = a.finish(a.be() ? a.be()->conv2d_nhwc : nullptr, [&](auto fn) {
-    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, Cin, H, W, Cout, KH, KW, s, p, g, Ho, Wo, ConvAct(act), odt, dt,
-              &w.s->wcache);
+    return fn(out.ptr(), x.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), c.B, c.Cin, c.H, c.W, c.Cout, c.KH, c.KW, c.s, c.p, c.g, c.Ho, c.Wo,
+              ConvAct(act), odt, dt, &w.s->wcache);
   });
   if (w) w.s->sync_cache_bytes();
   return r;

@@ -6,6 +6,26 @@ import type { Tensor } from '../../native/api.ts';
 import { backendsUnderTest, dim, expectClose, forAll, rand, randn } from './harness.ts';
 import { roundToDType } from '../../nodes/models/gemma2.ts';
 
+/** conv2d / conv2dNhwc cases: groups, stride, padding, depthwise, kernel sizes `ks`; the kernel
+ *  always fits the padded input. */
+const convArb = <A extends string>(ks: number[], act: fc.Arbitrary<A>) =>
+  fc
+    .record({
+      B: dim(1, 2),
+      G: dim(1, 3),
+      cin: dim(1, 3),
+      cout: dim(1, 3),
+      H: dim(1, 9),
+      W: dim(1, 9),
+      k: fc.constantFrom(...ks),
+      stride: dim(1, 2),
+      pad: dim(0, 2),
+      bias: fc.boolean(),
+      depthwise: fc.boolean(),
+      act,
+    })
+    .filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
+
 for (const b of backendsUnderTest()) {
   describe(`nn ops on ${b.name}`, () => {
     it('linear (sizes crossing the 6×16 tile edges, with and without bias)', () => {
@@ -131,21 +151,7 @@ for (const b of backendsUnderTest()) {
       });
     });
     it('conv2d: groups, stride, padding, depthwise, 1×1', () => {
-      const arb = fc
-        .record({
-          B: dim(1, 2),
-          G: dim(1, 3),
-          cin: dim(1, 3),
-          cout: dim(1, 3),
-          H: dim(1, 9),
-          W: dim(1, 9),
-          k: fc.constantFrom(1, 3, 5),
-          stride: dim(1, 2),
-          pad: dim(0, 2),
-          bias: fc.boolean(),
-          depthwise: fc.boolean(),
-        })
-        .filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
+      const arb = convArb([1, 3, 5], fc.constant('none' as const));
       forAll(
         b,
         'conv2d',
@@ -168,22 +174,7 @@ for (const b of backendsUnderTest()) {
       );
     });
     it('conv2dNhwc: channels-last conv2d with a fused SiLU/ReLU (groups, depthwise, stride, padding)', () => {
-      const arb = fc
-        .record({
-          B: dim(1, 2),
-          G: dim(1, 3),
-          cin: dim(1, 3),
-          cout: dim(1, 3),
-          H: dim(1, 9),
-          W: dim(1, 9),
-          k: fc.constantFrom(1, 2, 3, 5),
-          stride: dim(1, 2),
-          pad: dim(0, 2),
-          bias: fc.boolean(),
-          depthwise: fc.boolean(),
-          act: fc.constantFrom('none', 'silu', 'relu'),
-        })
-        .filter((p) => p.H + 2 * p.pad >= p.k && p.W + 2 * p.pad >= p.k);
+      const arb = convArb([1, 2, 3, 5], fc.constantFrom('none' as const, 'silu' as const, 'relu' as const));
       forAll(
         b,
         'conv2dNhwc',
