@@ -343,7 +343,7 @@ describe('two front ends, three workers', () => {
     }
     // @stable-canvas/comfyui-client resolves on the prompt's first `executed` message.
     const canvas = new Client({ api_host: B.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-cluster', WebSocket });
-    canvas.connect();
+    await canvas.connect();
     try {
       const out = await canvas.enqueue(WORKFLOW, { disable_random_seed: true, timeout_ms: 150_000 });
       const saved = out.images.filter((i) => i.type === 'url');

@@ -61,7 +61,7 @@ describe('real clients', () => {
   test('@stable-canvas/comfyui-client: enqueue over WS and enqueue_polling, with a workflow chunk', async () => {
     const host = s.url.replace(/^http:\/\//, '');
     const client = new Client({ api_host: host, clientId: 'stable-canvas-client', WebSocket });
-    client.connect();
+    await client.connect();
     try {
       const workflow = { last_node_id: 9, nodes: [{ id: 1, type: 'TestImage' }], links: [], version: 0.4 };
       const progress: number[] = [];
@@ -97,7 +97,7 @@ describe('real clients', () => {
     Object.assign(prompt['5'].inputs, { steps: 2, seed: 5 });
     const host = s.url.replace(/^http:\/\//, '');
     const client = new Client({ api_host: host, clientId: 'stable-canvas-default', WebSocket });
-    client.connect();
+    await client.connect();
     const executed: string[] = [];
     client.on('executed', (d) => executed.push(d.node));
     try {
@@ -141,7 +141,7 @@ describe('real clients', () => {
     }
 
     const canvas = new Client({ api_host: host, clientId: 'stable-canvas-default-unchanged', WebSocket });
-    canvas.connect();
+    await canvas.connect();
     try {
       const out = await canvas.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000 });
       const saved = out.images.filter((i) => i.type === 'url');
@@ -188,7 +188,7 @@ describe('real clients', () => {
       >;
       expect(workflow).toEqual(readJson(path.join(REPO, 'workflows/sana_sprint.api.json')));
       const client = new Client({ api_host: s.url.replace(/^http:\/\//, ''), clientId: 'stable-canvas-sprint', WebSocket });
-      client.connect();
+      await client.connect();
       try {
         const progress: Array<[number, number]> = [];
         const out = await client.enqueue(workflow, { disable_random_seed: true, timeout_ms: 400_000, progress: (p) => progress.push([p.value, p.max]) });

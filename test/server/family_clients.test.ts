@@ -65,7 +65,7 @@ async function runSaintno(prompt: Prompt, outputNode: string, clientId: string, 
 /** Queues `prompt` with @stable-canvas/comfyui-client and downloads its one saved ('url') image. */
 async function runCanvas(prompt: Prompt, clientId: string): Promise<Buffer> {
   const client = new Client({ api_host: host, clientId, WebSocket });
-  client.connect();
+  await client.connect();
   try {
     const out = await client.enqueue(prompt, { disable_random_seed: true, timeout_ms: SLOW - 20_000 });
     // Step previews come as 'buff' images; the saved PNG is the 'url' one.
