@@ -422,17 +422,24 @@ auto q_tile_pick() {
 // One key chunk (n <= kBk keys from `k`, row stride ksj) into kT (D, kBk), transposed, zero columns
 // past n, and its values into vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖ (of the rotated
 // key when cs / sn, the chunk's first RoPE rows, are given). With !convert only the norms (a
-// chunk past the soft end, converted later if the skip test fails). `row` is (D) scratch.
+// chunk past the soft end, converted later if the skip test fails). `row` is scratch of
+// kv_row_floats(D), zero past D.
+SANA_INLINE size_t kv_row_floats(int64_t D) { return size_t((D + 15) / 16 * 16); }
 template <typename T>
 SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv,
                                int64_t Dvp, float* row, bool convert, const float* cs, const float* sn) {
+  const int64_t Dp = (D + 15) / 16 * 16;  // row is Dp long, zero past D (kv_row_floats)
   for (int64_t j = 0; j < n; j++) {
     cpu::load_f32(row, k + j * ksj, D);
     if (cs) rope_row<T>(row, D, cs + j * (D / 2), sn + j * (D / 2));
-    float n2 = 0.f;
-#pragma omp simd reduction(+ : n2)
-    for (int64_t d = 0; d < D; d++) n2 += row[d] * row[d];
-    norms[j] = std::sqrt(n2);
+    // 16 lane sums, then a 4-step tree: an `omp simd` reduction compiled to a 16-add serial
+    // chain through the stack per key, 40% of a 2 × 64-query cross attention's time.
+    float lanes[16] = {};
+    for (int64_t d = 0; d < Dp; d += 16)
+      for (int l = 0; l < 16; l++) lanes[l] += row[d + l] * row[d + l];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int l = 0; l < w; l++) lanes[l] += lanes[l + w];
+    norms[j] = std::sqrt(lanes[0]);
     if (convert)
       for (int64_t d = 0; d < D; d++) kT[d * kBk + j] = row[d];
   }
@@ -442,6 +449,33 @@ SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, i
   for (int64_t j = 0; j < n; j++) {
     cpu::load_f32(vd + j * Dvp, v + j * vsj, Dv);
     for (int64_t d = Dv; d < Dvp; d++) vd[j * Dvp + d] = 0.f;
+  }
+}
+// ‖k_j‖ of n bf16 key rows (row stride ksj) straight from bf16, for the chunks only the skip test
+// reads (past a padded caption's soft end: most of Sana's cross attention keys, every step). Per
+// key a few FMAs and an in-register reduction; keys are independent, so they overlap. kv_chunk's
+// convert-then-reduce loop ran ~150 cycles per 72-value key.
+__attribute__((target(SANA_AVX512_TARGET))) void key_norms_bf16_avx512(float* norms, const bf16_t* k, int64_t ksj, int64_t n, int64_t D) {
+  // (maskz forms: GCC 12's unmasked ones read an undefined vector and warn)
+  const __mmask16 tail = __mmask16((1u << (D % 16)) - 1u), all = 0xFFFF;
+  for (int64_t j = 0; j < n; j++) {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(k + j * ksj);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+      const __m512 x =
+          _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + d))), 16));
+      acc = _mm512_fmadd_ps(x, x, acc);
+    }
+    if (d < D) {
+      const __m512 x = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, _mm256_maskz_loadu_epi16(tail, r + d)), 16));
+      acc = _mm512_fmadd_ps(x, x, acc);
+    }
+    const __m256 h = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, acc, 0), _mm512_maskz_extractf32x8_ps(0xFF, acc, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    norms[j] = std::sqrt(_mm_cvtss_f32(q));
   }
 }
 SANA_ISA_CLONES(kv_chunk_k,
@@ -470,6 +504,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   const auto q_tile = q_tile_pick<T>();
   const auto kv_chunk = kv_chunk_k_pick<T>();
   const auto out_tile = out_tile_k_pick<T>();
+  const bool avx512 = cpu::simd_isa() == cpu::SimdIsa::Avx512;
   const int64_t group = Hq / Hkv, qblocks = (Lq + kBq - 1) / kBq, chunks = (Lk + kBk - 1) / kBk;
   const int64_t Dvp = (Dv + 15) / 16 * 16;  // value/accumulator row stride: whole 16-float vectors
   // K converted once to f32 chunks of kBk keys, each transposed to (D, kBk) and zero-padded;
@@ -529,7 +564,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
     {
       // Work item = (b, chunk), all kv heads: a token-major key row holds every head side by side,
       // so each row is read once while it is in cache (one head at a time refetched it per head).
-      std::vector<float> row(static_cast<size_t>(D)), nrm(static_cast<size_t>(kBk));
+      std::vector<float> row(kv_row_floats(D)), nrm(static_cast<size_t>(kBk));
 #pragma omp for schedule(dynamic)
       for (int64_t bc = 0; bc < B * chunks; bc++) {
         const int64_t b = bc / chunks, c = bc % chunks, n = std::min(kBk, Lk - c * kBk);
@@ -538,9 +573,12 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         const bool now = (!soft_ok || c * kBk < soft_end[b]) && c * kBk < key_end[b];
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
-          kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now,
-                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+          const T* kp = k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj;
+          if (!now && !rope && avx512 && std::is_same_v<T, bf16_t>) key_norms_bf16_avx512(nrm.data(), reinterpret_cast<const bf16_t*>(kp), R.k_sj, n, D);
+          else
+            kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), kp, R.k_sj,
+                     v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
+                     rope ? rope->sn + c * kBk * (D / 2) : nullptr);
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
             nmax = std::max(nmax, nrm[j]);
@@ -559,7 +597,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
       if (st.load(std::memory_order_acquire) == 2) return;
       int expect = 0;
       if (st.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
-        std::vector<float> row(static_cast<size_t>(D)), nrm(static_cast<size_t>(kBk));
+        std::vector<float> row(kv_row_floats(D)), nrm(static_cast<size_t>(kBk));
         const int64_t n = std::min(kBk, Lk - c * kBk);
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;

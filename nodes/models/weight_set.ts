@@ -19,7 +19,7 @@ export interface BorrowFrom {
 
 export class WeightSet {
   /** Every weight a forward uses, by slot key: the checkpoint name, `+`-joined names for a
-   *  concatenation, `@AxB` appended for a reshaped view. */
+   *  concatenation, `@AxB` appended for a reshaped view, `:f32` for a bias kept in f32. */
   readonly slots = new Map<string, Tensor>();
   private readonly owned: Tensor[] = [];
   private readonly f32Names: ReadonlySet<string>;
@@ -49,6 +49,21 @@ export class WeightSet {
    *  weight whose original can be freed once packed). `get(name)` would load a second copy. */
   reshaped(name: string, shape: readonly number[]): Tensor {
     return this.slot(`${name}@${shape.join('x')}`, [name], () => this.keep(this.backend.reshape(this.src.load(name, this.backend, this.dtypeOf(name)), [...shape], { consume: true })));
+  }
+
+  /** A bias: loaded in the compute dtype (rounded as the reference's cast of the checkpoint
+   *  rounds it), then kept in f32, the dtype every op reads a bias in; a bf16 bias was cast
+   *  again by each call (6 small casts per Sana block per step). */
+  bias(name: string): Tensor {
+    return this.slot(`${name}:f32`, [name], () => {
+      const t = this.src.load(name, this.backend, this.dtypeOf(name));
+      if (t.dtype === 'f32') return this.keep(t);
+      try {
+        return this.keep(this.backend.cast(t, 'f32'));
+      } finally {
+        t.dispose();
+      }
+    });
   }
 
   /** The tensors concatenated along dim 0 (parts freed), optionally viewed as `shape`. */

@@ -377,35 +377,41 @@ for (const b of backendsUnderTest()) {
       );
     });
     it('attentionTokens equals permute → attention → permute (the path it replaces); skipped padded keys change no bit', () => {
-      const [B, Lq, Lk, H, D, vis] = [2, 37, 300, 3, 72, 40];
-      const q = rand(b, [B, Lq, H * D], 'f32', 31),
-        kv = rand(b, [B, Lk, 2 * H * D], 'f32', 32);
-      const mask = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -10000));
-      const bias = b.fromArray(mask, [B, Lk], 'f32');
-      const scale = D ** -0.5;
-      const qh = b.permute(b.reshape(q.t, [B, Lq, H, D]), [0, 2, 1, 3]);
-      const kvh = b.permute(b.reshape(kv.t, [B, Lk, 2, H, D]), [2, 0, 3, 1, 4]);
-      const k = b.reshape(b.slice(kvh, 0, 0, 1), [B, H, Lk, D]),
-        v = b.reshape(b.slice(kvh, 0, 1, 2), [B, H, Lk, D]);
-      const composed = b.reshape(b.permute(b.attention(qh, k, v, { scale, bias }), [0, 2, 1, 3]), [B, Lq, H * D]);
-      const got = b.attentionTokens(q.t, kv.t, H, { scale, bias }).toFloat32();
-      expectClose('attentionTokens vs composed', got, Float64Array.from(composed.toFloat32()), 'f32');
-      // the keys past `vis` have probability exactly 0: the same call on the visible keys alone
-      // (kv truncated, no bias) gives the very same bits
-      const kvVis = b.slice(kv.t, 1, 0, vis);
-      expect(b.attentionTokens(q.t, kvVis, H, { scale }).toFloat32()).toEqual(got);
-      // a tail that is not negligible is still taken: scores of ±1000s against a bias drop of 2000
-      const qb = rand(b, [B, Lq, H * D], 'f32', 33, 30),
-        kvb = rand(b, [B, Lk, 2 * H * D], 'f32', 34, 30);
-      const drop = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -2000));
-      expectClose(
-        'attentionTokens, large scores',
-        b.attentionTokens(qb.t, kvb.t, H, { scale, bias: b.fromArray(drop, [B, Lk], 'f32') }).toFloat32(),
-        R.attentionTokens(qb.v, kvb.v, B, Lq, Lk, H, D, scale, Float64Array.from(drop)),
-        'f32',
-      );
+      // bf16 too: its keys past the soft end get their norms (the skip bound) straight from bf16
+      for (const dt of ['f32', 'bf16'] as const) {
+        const [B, Lq, Lk, H, D, vis] = [2, 37, 300, 3, 72, 40];
+        const q = rand(b, [B, Lq, H * D], dt, 31),
+          kv = rand(b, [B, Lk, 2 * H * D], dt, 32);
+        const mask = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -10000));
+        const bias = b.fromArray(mask, [B, Lk], 'f32');
+        const scale = D ** -0.5;
+        const qh = b.permute(b.reshape(q.t, [B, Lq, H, D]), [0, 2, 1, 3]);
+        const kvh = b.permute(b.reshape(kv.t, [B, Lk, 2, H, D]), [2, 0, 3, 1, 4]);
+        const k = b.reshape(b.slice(kvh, 0, 0, 1), [B, H, Lk, D]),
+          v = b.reshape(b.slice(kvh, 0, 1, 2), [B, H, Lk, D]);
+        const composed = b.reshape(b.permute(b.attention(qh, k, v, { scale, bias }), [0, 2, 1, 3]), [B, Lq, H * D]);
+        const got = b.attentionTokens(q.t, kv.t, H, { scale, bias }).toFloat32();
+        expectClose('attentionTokens vs composed', got, Float64Array.from(composed.toFloat32()), dt);
+        // the keys past `vis` have probability exactly 0: the same call on the visible keys alone
+        // (kv truncated, no bias) gives the very same bits
+        const kvVis = b.slice(kv.t, 1, 0, vis);
+        expect(b.attentionTokens(q.t, kvVis, H, { scale }).toFloat32()).toEqual(got);
+        // a tail that is not negligible is still taken: scores of ±1000s against a bias drop of 2000
+        const qb = rand(b, [B, Lq, H * D], dt, 33, 30),
+          kvb = rand(b, [B, Lk, 2 * H * D], dt, 34, 30);
+        const drop = Float32Array.from({ length: B * Lk }, (_, i) => (i % Lk < vis ? 0 : -2000));
+        expectClose(
+          'attentionTokens, large scores',
+          b.attentionTokens(qb.t, kvb.t, H, { scale, bias: b.fromArray(drop, [B, Lk], 'f32') }).toFloat32(),
+          R.attentionTokens(qb.v, kvb.v, B, Lq, Lk, H, D, scale, Float64Array.from(drop)),
+          dt,
+        );
+      }
+      const q = rand(b, [2, 5, 6], 'f32', 35),
+        kv = rand(b, [2, 7, 12], 'f32', 36),
+        scale = 1;
       expect(() => b.attentionTokens(q.t, kv.t, 5, { scale })).toThrow(/heads/);
-      expect(() => b.attentionTokens(q.t, kv.t, H, { scale, bias: b.fromArray(new Float32Array(B * Lq * Lk), [B, 1, Lq, Lk]) })).toThrow(/key bias/);
+      expect(() => b.attentionTokens(q.t, kv.t, 3, { scale, bias: b.fromArray(new Float32Array(2 * 5 * 7), [2, 1, 5, 7]) })).toThrow(/key bias/);
     });
     it('selfAttentionRope: fused qkv in place, RoPE, GQA, soft-cap, causal, key padding, window, rows that see no key', () => {
       // N up to 150 crosses the CPU kernel's 32-query blocks and 64-key chunks; D up to 96 its

@@ -106,26 +106,26 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
   return ws.build((w) => {
     const [te, ge] = timeEmbedders(cfg) as [string, string | undefined];
     const mlp = (e: string): Mlp => ({
-      w1: w.get(`${e}.linear_1.weight`), b1: w.get(`${e}.linear_1.bias`),
-      w2: w.get(`${e}.linear_2.weight`), b2: w.get(`${e}.linear_2.bias`),
+      w1: w.get(`${e}.linear_1.weight`), b1: w.bias(`${e}.linear_1.bias`),
+      w2: w.get(`${e}.linear_2.weight`), b2: w.bias(`${e}.linear_2.bias`),
     });
     const top: Top = {
       patchW: w.get('patch_embed.proj.weight'),
       // 1×1 patches are a per-pixel linear over channels: (D, C).
       patchLin: p === 1 ? w.as('patch_embed.proj.weight', [D, cfg.inChannels]) : undefined,
-      patchB: w.get('patch_embed.proj.bias'),
+      patchB: w.bias('patch_embed.proj.bias'),
       tMlp: mlp(te),
       gMlp: ge !== undefined ? mlp(ge) : undefined,
       tlW: w.get('time_embed.linear.weight'),
-      tlB: w.get('time_embed.linear.bias'),
+      tlB: w.bias('time_embed.linear.bias'),
       c1W: w.get('caption_projection.linear_1.weight'),
-      c1B: w.get('caption_projection.linear_1.bias'),
+      c1B: w.bias('caption_projection.linear_1.bias'),
       c2W: w.get('caption_projection.linear_2.weight'),
-      c2B: w.get('caption_projection.linear_2.bias'),
+      c2B: w.bias('caption_projection.linear_2.bias'),
       capNorm: w.get('caption_norm.weight'),
       sstOut: w.get('scale_shift_table'),
       projW: w.get('proj_out.weight'),
-      projB: w.get('proj_out.bias'),
+      projB: w.bias('proj_out.bias'),
     };
     const blocks: Block[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
@@ -135,17 +135,17 @@ export function buildSanaTransformer(cfg: SanaTransformerConfig, src: WeightSour
         qkvW: w.cat([`${b}attn1.to_q.weight`, `${b}attn1.to_k.weight`, `${b}attn1.to_v.weight`]),
         qkvB: cfg.attentionBias ? w.cat([`${b}attn1.to_q.bias`, `${b}attn1.to_k.bias`, `${b}attn1.to_v.bias`]) : undefined,
         o1W: w.get(`${b}attn1.to_out.0.weight`),
-        o1B: w.get(`${b}attn1.to_out.0.bias`),
+        o1B: w.bias(`${b}attn1.to_out.0.bias`),
         q2W: w.get(`${b}attn2.to_q.weight`),
-        q2B: w.get(`${b}attn2.to_q.bias`),
+        q2B: w.bias(`${b}attn2.to_q.bias`),
         kv2W: w.cat([`${b}attn2.to_k.weight`, `${b}attn2.to_v.weight`]),
         kv2B: w.cat([`${b}attn2.to_k.bias`, `${b}attn2.to_v.bias`]),
         o2W: w.get(`${b}attn2.to_out.0.weight`),
-        o2B: w.get(`${b}attn2.to_out.0.bias`),
+        o2B: w.bias(`${b}attn2.to_out.0.bias`),
         invW: w.reshaped(`${b}ff.conv_inverted.weight`, [2 * F, D]),
-        invB: w.get(`${b}ff.conv_inverted.bias`),
+        invB: w.bias(`${b}ff.conv_inverted.bias`),
         dwW: w.get(`${b}ff.conv_depth.weight`),
-        dwB: w.get(`${b}ff.conv_depth.bias`),
+        dwB: w.bias(`${b}ff.conv_depth.bias`),
         ptW: w.reshaped(`${b}ff.conv_point.weight`, [D, F]),
         qk: cfg.qkNorm === null ? undefined : {
           q1: w.get(`${b}attn1.norm_q.weight`), k1: w.get(`${b}attn1.norm_k.weight`),
@@ -275,10 +275,11 @@ function prepareCaption(
     if (Cc !== cfg.captionChannels) throw new Error(`Sana transformer: text embeddings have width ${Cc}, config caption_channels is ${cfg.captionChannels}`);
     const m = maskIn instanceof Float32Array ? maskIn : isHost(maskIn) ? maskIn.data : maskIn.toFloat32();
     if (m.length !== B * L) throw new Error(`Sana transformer: attention mask has ${m.length} values, expected B·L = ${B}·${L}`);
-    // (1 − m)·(−10000), rounded to the model dtype by fromArray like diffusers' `.to(dtype)`.
+    // (1 − m)·(−10000), rounded to the model dtype by fromArray like diffusers' `.to(dtype)`, then
+    // kept in f32: the attention reads its key bias in f32 (no cast per block and step).
     const biasHost = new Float32Array(B * L);
     for (let i = 0; i < B * L; i++) biasHost[i] = (1 - m[i]!) * -10000;
-    const bias = bk.fromArray(biasHost, [B, L], dtype); // (B, L)
+    const bias = bk.cast(bk.fromArray(biasHost, [B, L], dtype), 'f32'); // (B, L)
 
     const Yp = bk.linear(bk.gelu_tanh(bk.linear(y, top.c1W, top.c1B)), top.c2W, top.c2B); // (B, L, D)
     cap?.('caption_projection', Yp);
