@@ -419,17 +419,17 @@ auto q_tile_pick() {
   }
 }
 
-// One key chunk (n <= kBk keys from `k`, row stride ksj) into kT (D, kBk), transposed, zero columns
-// past n, and its values into vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖ (of the rotated
-// key when cs / sn, the chunk's first RoPE rows, are given). With !convert only the norms (a
-// chunk past the soft end, converted later if the skip test fails). `row` is scratch of
-// kv_row_floats(D), zero past D.
+// Keys [j0, n) of one chunk (n <= kBk keys from `k`, the chunk's first key row, row stride ksj)
+// into columns [j0, n) of kT (D, kBk), transposed, zero columns past n, and their values into rows
+// [j0, n) of vd (n, Dvp), zero columns past Dv; norms[j] = ‖k_j‖ (of the rotated key when cs / sn,
+// the chunk's first RoPE rows, are given). With !convert only the norms (keys past the soft end,
+// converted later if the skip test fails). `row` is scratch of kv_row_floats(D), zero past D.
 SANA_INLINE size_t kv_row_floats(int64_t D) { return size_t((D + 15) / 16 * 16); }
 template <typename T>
-SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv,
-                               int64_t Dvp, float* row, bool convert, const float* cs, const float* sn) {
+SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t j0, int64_t n, int64_t D,
+                               int64_t Dv, int64_t Dvp, float* row, bool convert, const float* cs, const float* sn) {
   const int64_t Dp = (D + 15) / 16 * 16;  // row is Dp long, zero past D (kv_row_floats)
-  for (int64_t j = 0; j < n; j++) {
+  for (int64_t j = j0; j < n; j++) {
     cpu::load_f32(row, k + j * ksj, D);
     if (cs) rope_row<T>(row, D, cs + j * (D / 2), sn + j * (D / 2));
     // 16 lane sums, then a 4-step tree: an `omp simd` reduction compiled to a 16-add serial
@@ -446,7 +446,7 @@ SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, i
   if (!convert) return;
   for (int64_t j = n; j < kBk; j++)
     for (int64_t d = 0; d < D; d++) kT[d * kBk + j] = 0.f;
-  for (int64_t j = 0; j < n; j++) {
+  for (int64_t j = j0; j < n; j++) {
     cpu::load_f32(vd + j * Dvp, v + j * vsj, Dv);
     for (int64_t d = Dv; d < Dvp; d++) vd[j * Dvp + d] = 0.f;
   }
@@ -479,9 +479,9 @@ __attribute__((target(SANA_AVX512_TARGET))) void key_norms_bf16_avx512(float* no
   }
 }
 SANA_ISA_CLONES(kv_chunk_k,
-                (float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t n, int64_t D, int64_t Dv, int64_t Dvp,
-                 float* row, bool convert, const float* cs, const float* sn),
-                kv_chunk_body<T>(kT, vd, norms, k, ksj, v, vsj, n, D, Dv, Dvp, row, convert, cs, sn))
+                (float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t j0, int64_t n, int64_t D, int64_t Dv,
+                 int64_t Dvp, float* row, bool convert, const float* cs, const float* sn),
+                kv_chunk_body<T>(kT, vd, norms, k, ksj, v, vsj, j0, n, D, Dv, Dvp, row, convert, cs, sn))
 // Output rows: out[i] = acc[i] / l[i] (0 for a row that saw no key), rounded once.
 template <typename T>
 SANA_INLINE void out_tile_body(T* out, int64_t osi, float* acc, const float* l, int64_t nq, int64_t Dv, int64_t Dvp) {
@@ -534,7 +534,10 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   const bool soft_ok = bias && key_bias && !causal && window <= 0;
   std::vector<int64_t> key_end(static_cast<size_t>(B), Lk), soft_end(static_cast<size_t>(B), Lk);
   std::vector<float> btail(static_cast<size_t>(B), -INFINITY);
+  // Per (b, chunk): how much of it is converted (state) and, for kPrefix, up to which key (done).
+  enum : int { kNone = 0, kBusy = 1, kReady = 2, kPrefix = 3 };
   std::unique_ptr<std::atomic<int>[]> ready(new std::atomic<int>[size_t(B * chunks)]);
+  std::vector<int64_t> done(static_cast<size_t>(B * chunks), 0);
   for (int64_t b = 0; b < B; b++) {
     if (bias && key_bias) {
       const float* br = bias + b * sb;
@@ -571,14 +574,23 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         // Chunks entirely past the soft end wait for `ensure` (most never convert).
         // Chunks past key_end are never read (their probabilities are exactly 0): norms only.
         const bool now = (!soft_ok || c * kBk < soft_end[b]) && c * kBk < key_end[b];
+        // The chunk holding the soft end converts its keys up to it, rounded up to the 16 columns
+        // QK reads, now (the rest waits for `ensure`): a short prompt has 1–40 real keys of 64.
+        const int64_t pre = now && soft_ok ? std::min(n, (soft_end[b] - c * kBk + 15) / 16 * 16) : now ? n : 0;
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           const T* kp = k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj;
-          if (!now && !rope && avx512 && std::is_same_v<T, bf16_t>) key_norms_bf16_avx512(nrm.data(), reinterpret_cast<const bf16_t*>(kp), R.k_sj, n, D);
-          else
-            kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), kp, R.k_sj,
-                     v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), now, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
-                     rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+          float* kT = kT_all + ((bh * chunks) + c) * D * kBk;
+          float* vd = v_all + (bh * Lk + c * kBk) * Dvp;
+          const T* vp = v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj;
+          const float* cs = rope ? rope->cs + c * kBk * (D / 2) : nullptr;
+          const float* sn = rope ? rope->sn + c * kBk * (D / 2) : nullptr;
+          if (pre > 0) kv_chunk(kT, vd, nrm.data(), kp, R.k_sj, vp, R.v_sj, 0, pre, D, Dv, Dvp, row.data(), true, cs, sn);
+          if (pre < n) {  // norms only
+            if (!rope && avx512 && std::is_same_v<T, bf16_t>)
+              key_norms_bf16_avx512(nrm.data() + pre, reinterpret_cast<const bf16_t*>(kp + pre * R.k_sj), R.k_sj, n - pre, D);
+            else kv_chunk(kT, vd, nrm.data(), kp, R.k_sj, vp, R.v_sj, pre, n, D, Dv, Dvp, row.data(), false, cs, sn);
+          }
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
             nmax = std::max(nmax, nrm[j]);
@@ -587,28 +599,35 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           knorm[bh * chunks + c] = nmax;
           ktail[bh * chunks + c] = tmax;
         }
-        ready[bc].store(now ? 2 : 0, std::memory_order_release);
+        done[bc] = pre;
+        ready[bc].store(pre == n ? kReady : pre > 0 ? kPrefix : kNone, std::memory_order_release);
       }
     }
-    // Converts chunk (b, c) of every kv head on first use (state 0 → 1 converting → 2 ready); a
-    // thread that finds it being converted waits (the converting thread is running it).
-    auto ensure = [&](int64_t b, int64_t c) {
+    // Makes keys [0, upto) of chunk (b, c) readable: converts its keys [done, n), every kv head, on
+    // first use past its converted prefix (kNone / kPrefix → kBusy → kReady). The prefix's columns and rows are not rewritten:
+    // other threads may be reading them. A thread that finds the chunk busy waits (the converting
+    // thread is running it).
+    auto ensure = [&](int64_t b, int64_t c, int64_t upto) {
       std::atomic<int>& st = ready[b * chunks + c];
-      if (st.load(std::memory_order_acquire) == 2) return;
-      int expect = 0;
-      if (st.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
+      int s = st.load(std::memory_order_acquire);
+      while (s != kReady && !(s == kPrefix && done[b * chunks + c] >= upto)) {
+        if (s == kBusy) {
+          std::this_thread::yield();
+          s = st.load(std::memory_order_acquire);
+          continue;
+        }
+        if (!st.compare_exchange_weak(s, kBusy, std::memory_order_acq_rel)) continue;
         std::vector<float> row(kv_row_floats(D)), nrm(static_cast<size_t>(kBk));
-        const int64_t n = std::min(kBk, Lk - c * kBk);
+        const int64_t n = std::min(kBk, Lk - c * kBk), j0 = s == kPrefix ? done[b * chunks + c] : 0;
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
           kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, n, D, Dv, Dvp, row.data(), true,
+                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, j0, n, D, Dv, Dvp, row.data(), true,
                    rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
         }
-        st.store(2, std::memory_order_release);
+        st.store(kReady, std::memory_order_release);
         return;
       }
-      while (st.load(std::memory_order_acquire) != 2) std::this_thread::yield();
     };
     // Per-thread tiles: queries (kBq, D), scores (kBq, kBk), output accumulator (kBq, Dvp),
     // running max (old, new) and sum per query.
@@ -633,7 +652,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           // Keys [j0, j0 + nk) of chunk j0 / kBk; keys below klo are masked (already taken).
           auto run_chunk = [&](int64_t j0, int64_t nk, int64_t klo) {
             const int64_t ncol = (nk + 15) / 16 * 16;
-            ensure(b, j0 / kBk);
+            ensure(b, j0 / kBk, j0 % kBk + nk);
             kKernels.qk(sc.data(), qf.data(), kTb + (j0 / kBk) * D * kBk, nq, D, ncol);
             kKernels.sc(sc.data(), bias_bh, m.data(), mn.data(), nq, nk, i0, j0, sq, causal, window, softcap, klo);
             kKernels.sm(sc.data(), acc.data(), l.data(), m.data(), mn.data(), nq, nk, ncol, Dvp);
