@@ -406,12 +406,13 @@ for (const b of backendsUnderTest()) {
           R.attentionTokens(qb.v, kvb.v, B, Lq, Lk, H, D, scale, Float64Array.from(drop)),
           dt,
         );
-        // keys past the soft end that win the softmax (key scores ~1000× the visible ones', above
-        // the bias drop): the chunk holding the soft end, converted up to it first, must be
-        // completed before its later keys are read. (Scores of ~±3000 carry f32 rounding of ~1e-4
+        // keys past the soft end that win the softmax in one head (key scores ~1000× the visible
+        // ones', above the bias drop): the chunk holding the soft end, converted up to it first,
+        // must be completed before its later keys are read, and each head's skip bound must come
+        // from its own keys' norms. (Scores of ~±3000 carry f32 rounding of ~1e-4
         // into the softmax: 4× the usual tolerance; reading unconverted keys is off by ~1.)
         const kvt = randn(37, B * Lk * 2 * H * D);
-        for (let i = 0; i < B * Lk; i++) if (i % Lk >= vis) for (let c = 0; c < H * D; c++) kvt[i * 2 * H * D + c] *= 1000;
+        for (let i = 0; i < B * Lk; i++) if (i % Lk >= vis) for (let c = D; c < 2 * D; c++) kvt[i * 2 * H * D + c] *= 1000; // head 1's keys only
         const kvTail = b.fromArray(kvt, [B, Lk, 2 * H * D], dt);
         const want = R.attentionTokens(q.v, Float64Array.from(kvTail.toFloat32()), B, Lq, Lk, H, D, scale, Float64Array.from(drop));
         expectClose(
