@@ -428,7 +428,7 @@ SANA_INLINE size_t kv_row_floats(int64_t D) { return size_t((D + 15) / 16 * 16);
 template <typename T>
 SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t j0, int64_t n, int64_t D,
                                int64_t Dv, int64_t Dvp, float* row, bool convert, const float* cs, const float* sn) {
-  const int64_t Dp = (D + 15) / 16 * 16;  // row is Dp long, zero past D (kv_row_floats)
+  const int64_t Dp = int64_t(kv_row_floats(D));  // row's length, zero past D
   for (int64_t j = j0; j < n; j++) {
     cpu::load_f32(row, k + j * ksj, D);
     if (cs) rope_row<T>(row, D, cs + j * (D / 2), sn + j * (D / 2));
@@ -560,6 +560,14 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
       bmax[b * chunks + c] = mb;
     }
   }
+  // Keys [j0, n) of chunk (b, c), kv head hk, through kv_chunk: norms into nrm (indexed by key in
+  // the chunk), converted when `convert`.
+  auto chunk_keys = [&](int64_t b, int64_t c, int64_t hk, int64_t j0, int64_t n, float* nrm, float* row, bool convert) {
+    const int64_t bh = b * Hkv + hk;
+    kv_chunk(kT_all + (bh * chunks + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm, k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj, R.k_sj,
+             v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, j0, n, D, Dv, Dvp, row, convert, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
+             rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+  };
   // One parallel region (conversion, barrier, query blocks): on a loaded machine every fork/join
   // can wait a scheduler slice for a descheduled thread.
 #pragma omp parallel
@@ -579,17 +587,12 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         const int64_t pre = now && soft_ok ? std::min(n, (soft_end[b] - c * kBk + 15) / 16 * 16) : now ? n : 0;
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
-          const T* kp = k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj;
-          float* kT = kT_all + ((bh * chunks) + c) * D * kBk;
-          float* vd = v_all + (bh * Lk + c * kBk) * Dvp;
-          const T* vp = v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj;
-          const float* cs = rope ? rope->cs + c * kBk * (D / 2) : nullptr;
-          const float* sn = rope ? rope->sn + c * kBk * (D / 2) : nullptr;
-          if (pre > 0) kv_chunk(kT, vd, nrm.data(), kp, R.k_sj, vp, R.v_sj, 0, pre, D, Dv, Dvp, row.data(), true, cs, sn);
+          if (pre > 0) chunk_keys(b, c, hk, 0, pre, nrm.data(), row.data(), true);
           if (pre < n) {  // norms only
             if (!rope && avx512 && std::is_same_v<T, bf16_t>)
-              key_norms_bf16_avx512(nrm.data() + pre, reinterpret_cast<const bf16_t*>(kp + pre * R.k_sj), R.k_sj, n - pre, D);
-            else kv_chunk(kT, vd, nrm.data(), kp, R.k_sj, vp, R.v_sj, pre, n, D, Dv, Dvp, row.data(), false, cs, sn);
+              key_norms_bf16_avx512(nrm.data() + pre, reinterpret_cast<const bf16_t*>(k + b * R.k_sb + hk * R.k_sh + (c * kBk + pre) * R.k_sj), R.k_sj, n - pre,
+                                    D);
+            else chunk_keys(b, c, hk, pre, n, nrm.data(), row.data(), false);
           }
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
@@ -604,9 +607,9 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
       }
     }
     // Makes keys [0, upto) of chunk (b, c) readable: converts its keys [done, n), every kv head, on
-    // first use past its converted prefix (kNone / kPrefix → kBusy → kReady). The prefix's columns and rows are not rewritten:
-    // other threads may be reading them. A thread that finds the chunk busy waits (the converting
-    // thread is running it).
+    // first use past its converted prefix (kNone / kPrefix → kBusy → kReady). The prefix's columns
+    // and rows are not rewritten: other threads may be reading them. A thread that finds the chunk
+    // busy waits (the converting thread is running it).
     auto ensure = [&](int64_t b, int64_t c, int64_t upto) {
       std::atomic<int>& st = ready[b * chunks + c];
       int s = st.load(std::memory_order_acquire);
@@ -619,12 +622,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         if (!st.compare_exchange_weak(s, kBusy, std::memory_order_acq_rel)) continue;
         std::vector<float> row(kv_row_floats(D)), nrm(static_cast<size_t>(kBk));
         const int64_t n = std::min(kBk, Lk - c * kBk), j0 = s == kPrefix ? done[b * chunks + c] : 0;
-        for (int64_t hk = 0; hk < Hkv; hk++) {
-          const int64_t bh = b * Hkv + hk;
-          kv_chunk(kT_all + ((bh * chunks) + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm.data(), k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj,
-                   R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, j0, n, D, Dv, Dvp, row.data(), true,
-                   rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
-        }
+        for (int64_t hk = 0; hk < Hkv; hk++) chunk_keys(b, c, hk, j0, n, nrm.data(), row.data(), true);
         st.store(kReady, std::memory_order_release);
         return;
       }

@@ -209,24 +209,18 @@ bool linear_dnnl(LinearCache* c, void* out, const void* x, const float* bias, in
   // A gated epilogue runs once per gate row over its gate_rows rows (a (1, N) gate broadcasts
   // over the rows of one execution).
   const int64_t rows = epi == kEpiGateAdd ? std::min(M, ep->gate_rows) : M;
-  matmul prim;
-  memory wmem;
   if (epi == kEpiGateAdd && rows < M && rows < kSplitMinRows) {
     // Small images (a 256² latent is 64 tokens): one GEMM over all M rows into f32 scratch (it
     // stays in cache), then the epilogue as its own pass. Per image, the weight was read once
     // per image and each GEMM had too few rows to keep both cores busy: 2 × 64 rows ran 15-20%
     // slower than the 128-row product plus the pass.
-    if (!linear_prim(c, M, bias != nullptr, DType::F32, kEpiNone, prim, wmem)) return false;
     float* y = cpu::scratch_floats(7, size_t(M * N));
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(memory::desc({M, K}, cpu::dnnl_dt(c->dt), tag::ab), cpu::dnnl_engine(), const_cast<void*>(x))},
-                                         {DNNL_ARG_WEIGHTS, wmem},
-                                         {DNNL_ARG_DST, memory(memory::desc({M, N}, memory::data_type::f32, tag::ab), cpu::dnnl_engine(), y)}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, memory(memory::desc({1, N}, memory::data_type::f32, tag::ab), cpu::dnnl_engine(), const_cast<float*>(bias)));
-    prim.execute(cpu::dnnl_stream(), args);
-    cpu::dnnl_stream().wait();
+    if (!linear_dnnl(c, y, x, bias, M, DType::F32, nullptr)) return false;
     SANA_FLOAT_DISPATCH(out_dt, epilogue_t(static_cast<T*>(out), y, M, N, *ep, 0));
     return true;
   }
+  matmul prim;
+  memory wmem;
   if (!linear_prim(c, rows, bias != nullptr, out_dt, epi, prim, wmem)) return false;
   float* gate32 = nullptr;
   if (epi == kEpiGateAdd) {  // the gate rows as f32 (the post-op's per-column operand)
