@@ -7,6 +7,7 @@
 // with RoPE applied to q and k as their rows are converted to f32 (RopeTab).
 #include "vec.h"
 #include "gemm.h"
+#include "../src/host_cache.h"
 #include <immintrin.h>
 #include <atomic>
 #include <cmath>
@@ -478,6 +479,55 @@ __attribute__((target(SANA_AVX512_TARGET))) void key_norms_bf16_avx512(float* no
     norms[j] = std::sqrt(_mm_cvtss_f32(q));
   }
 }
+// kv's keys and values as attention_t's f32 tiles, kept on kv's storage (attention_tokens): a
+// prepared caption's k|v are read by every sampling step unchanged, and converting them (with the
+// key norms of the skip test) was a fixed ~0.2 ms per call, most of a small image's cross
+// attention. Per (b, chunk) one buffer of Hkv key tiles (D, kBk) then Hkv value rows (kBk, Dvp),
+// allocated when the chunk is first converted (a short prompt converts one chunk of five); its
+// state and converted prefix persist across calls, so later calls convert only what a call
+// needs beyond them (the same rules as within a call). Per key, ‖k_j‖ once.
+struct KvCache : WeightCache {
+  const void* kv = nullptr;
+  int64_t B = 0, H = 0, Lk = 0, D = 0, chunks = 0, Dvp = 0;
+  DType dt = DType::F32;
+  std::vector<float*> bufs;                   // (B·chunks), null until converted
+  std::unique_ptr<std::atomic<int>[]> state;  // (B·chunks), attention_t's kNone / kPrefix / kReady
+  std::vector<int64_t> done;                  // (B·chunks): converted prefix (keys) of a kPrefix chunk
+  std::vector<float> norms;                   // (B·H, Lk)
+  std::vector<uint8_t> normed;                // (B·chunks): norms computed
+  size_t chunk_floats() const { return size_t(H * (D * kBk + kBk * Dvp)); }
+  ~KvCache() override {
+    for (float* p : bufs)
+      if (p) host_cache_free(p);
+  }
+  size_t bytes() const override {
+    size_t n = norms.size() * sizeof(float);
+    for (float* p : bufs)
+      if (p) n += chunk_floats() * sizeof(float);
+    return n;
+  }
+};
+std::mutex g_kv_slot_mu;
+KvCache* kv_cache_for(WeightCacheSlot* slot, const void* kv, int64_t B, int64_t H, int64_t Lk, int64_t D, DType dt) {
+  std::lock_guard<std::mutex> lock(g_kv_slot_mu);
+  auto* c = dynamic_cast<KvCache*>(slot->get());
+  if (c && c->kv == kv && c->B == B && c->H == H && c->Lk == Lk && c->D == D && c->dt == dt) return c;
+  auto fresh = std::make_unique<KvCache>();
+  fresh->kv = kv, fresh->B = B, fresh->H = H, fresh->Lk = Lk, fresh->D = D, fresh->dt = dt;
+  fresh->chunks = (Lk + kBk - 1) / kBk;
+  fresh->Dvp = (D + 15) / 16 * 16;
+  const size_t nbc = size_t(B * fresh->chunks);
+  fresh->bufs.assign(nbc, nullptr);
+  fresh->state.reset(new std::atomic<int>[nbc]);
+  for (size_t i = 0; i < nbc; i++) fresh->state[i].store(0, std::memory_order_relaxed);
+  fresh->done.assign(nbc, 0);
+  fresh->norms.assign(size_t(B * H * Lk), 0.f);
+  fresh->normed.assign(nbc, 0);
+  c = fresh.get();
+  *slot = std::move(fresh);
+  return c;
+}
+
 SANA_ISA_CLONES(kv_chunk_k,
                 (float* kT, float* vd, float* norms, const T* k, int64_t ksj, const T* v, int64_t vsj, int64_t j0, int64_t n, int64_t D, int64_t Dv,
                  int64_t Dvp, float* row, bool convert, const float* cs, const float* sn),
@@ -499,7 +549,7 @@ SANA_ISA_CLONES(out_tile_k, (T * out, int64_t osi, float* acc, const float* l, i
 template <typename T>
 void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk, int64_t D,
                  int64_t Dv, int64_t sb, int64_t sh, int64_t sq, float scale, float softcap, bool causal, int64_t window, const AttnRows& R,
-                 const RopeTab* rope = nullptr) {
+                 const RopeTab* rope = nullptr, KvCache* kc = nullptr) {
   const Kernels kKernels = pick_kernels();
   const auto q_tile = q_tile_pick<T>();
   const auto kv_chunk = kv_chunk_k_pick<T>();
@@ -513,11 +563,36 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   // Up to 4 Mi floats each (Sana's cross attention: 1.4 Mi) the thread's scratch, kept between
   // calls; larger (long Gemma prompts) a heap buffer freed after the call, so one long prompt does
   // not pin its size for the rest of the process.
+  // With a KvCache (kc), the tiles live in its per-chunk buffers instead, kept across calls.
   constexpr size_t kKeep = size_t(4) << 20;
-  const size_t nk_all = size_t(B * Hkv * chunks * D * kBk), nv_all = size_t(B * Hkv * Lk * Dvp);
+  const size_t nk_all = kc ? 0 : size_t(B * Hkv * chunks * D * kBk), nv_all = kc ? 0 : size_t(B * Hkv * Lk * Dvp);
   std::vector<float> big_k, big_v;
-  float* kT_all = nk_all <= kKeep ? cpu::scratch_floats(4, nk_all) : (big_k.resize(nk_all), big_k.data());
-  float* v_all = nv_all <= kKeep ? cpu::scratch_floats(5, nv_all) : (big_v.resize(nv_all), big_v.data());
+  float* kT_all = kc ? nullptr : nk_all <= kKeep ? cpu::scratch_floats(4, nk_all) : (big_k.resize(nk_all), big_k.data());
+  float* v_all = kc ? nullptr : nv_all <= kKeep ? cpu::scratch_floats(5, nv_all) : (big_v.resize(nv_all), big_v.data());
+  // Chunk (b, c)'s tiles: kv head hk's keys (D, kBk) at k + hk·k_hs, its values (kBk rows of Dvp)
+  // at v + hk·v_hs. A cached chunk's buffer exists once the chunk has been converted (convert_at
+  // makes it; only the thread converting the chunk writes the pointer, before its release store).
+  struct ChunkAt {
+    float* k;
+    int64_t k_hs;
+    float* v;
+    int64_t v_hs;
+  };
+  auto chunk_at = [&](int64_t b, int64_t c) -> ChunkAt {
+    if (kc) {
+      float* p = kc->bufs[size_t(b * chunks + c)];
+      return {p, D * kBk, p + Hkv * D * kBk, kBk * Dvp};
+    }
+    return {kT_all + (b * Hkv * chunks + c) * D * kBk, chunks * D * kBk, v_all + (b * Hkv * Lk + c * kBk) * Dvp, Lk * Dvp};
+  };
+  auto convert_at = [&](int64_t b, int64_t c) -> ChunkAt {
+    if (kc && !kc->bufs[size_t(b * chunks + c)]) {
+      void* p = host_cache_alloc(kc->chunk_floats() * sizeof(float));
+      if (!p) throw std::bad_alloc();  // (as a scratch vector's allocation would)
+      kc->bufs[size_t(b * chunks + c)] = static_cast<float*>(p);
+    }
+    return chunk_at(b, c);
+  };
   // Per (b·Hkv + hk, chunk): max ‖k_j‖ over the chunk's keys (knorm) and over its keys at or past
   // the batch's soft end (ktail); per (b, chunk): the largest key bias (bmax).
   float* knorm = cpu::scratch_floats(6, size_t(2 * B * Hkv * chunks + B * chunks));
@@ -534,10 +609,18 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   const bool soft_ok = bias && key_bias && !causal && window <= 0;
   std::vector<int64_t> key_end(static_cast<size_t>(B), Lk), soft_end(static_cast<size_t>(B), Lk);
   std::vector<float> btail(static_cast<size_t>(B), -INFINITY);
-  // Per (b, chunk): how much of it is converted (state) and, for kPrefix, up to which key (done).
+  // Per (b, chunk): how much of it is converted (state) and, for kPrefix, up to which key (done);
+  // a KvCache's own, carried over from earlier calls.
   enum : int { kNone = 0, kBusy = 1, kReady = 2, kPrefix = 3 };
-  std::unique_ptr<std::atomic<int>[]> ready(new std::atomic<int>[size_t(B * chunks)]);
-  std::vector<int64_t> done(static_cast<size_t>(B * chunks), 0);
+  std::unique_ptr<std::atomic<int>[]> own_ready;
+  std::vector<int64_t> own_done;
+  if (!kc) {
+    own_ready.reset(new std::atomic<int>[size_t(B * chunks)]);
+    for (int64_t i = 0; i < B * chunks; i++) own_ready[size_t(i)].store(kNone, std::memory_order_relaxed);
+    own_done.assign(size_t(B * chunks), 0);
+  }
+  std::atomic<int>* ready = kc ? kc->state.get() : own_ready.get();
+  int64_t* done = kc ? kc->done.data() : own_done.data();
   for (int64_t b = 0; b < B; b++) {
     if (bias && key_bias) {
       const float* br = bias + b * sb;
@@ -563,10 +646,14 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
   // Keys [j0, n) of chunk (b, c), kv head hk, through kv_chunk: norms into nrm (indexed by key in
   // the chunk), converted when `convert`.
   auto chunk_keys = [&](int64_t b, int64_t c, int64_t hk, int64_t j0, int64_t n, float* nrm, float* row, bool convert) {
-    const int64_t bh = b * Hkv + hk;
-    kv_chunk(kT_all + (bh * chunks + c) * D * kBk, v_all + (bh * Lk + c * kBk) * Dvp, nrm, k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj, R.k_sj,
-             v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, j0, n, D, Dv, Dvp, row, convert, rope ? rope->cs + c * kBk * (D / 2) : nullptr,
-             rope ? rope->sn + c * kBk * (D / 2) : nullptr);
+    float *kt = nullptr, *vd = nullptr;
+    if (convert) {
+      const ChunkAt at = convert_at(b, c);
+      kt = at.k + hk * at.k_hs;
+      vd = at.v + hk * at.v_hs;
+    }
+    kv_chunk(kt, vd, nrm, k + b * R.k_sb + hk * R.k_sh + c * kBk * R.k_sj, R.k_sj, v + b * R.v_sb + hk * R.v_sh + c * kBk * R.v_sj, R.v_sj, j0, n, D, Dv, Dvp,
+             row, convert, rope ? rope->cs + c * kBk * (D / 2) : nullptr, rope ? rope->sn + c * kBk * (D / 2) : nullptr);
   };
   // One parallel region (conversion, barrier, query blocks): on a loaded machine every fork/join
   // can wait a scheduler slice for a descheduled thread.
@@ -585,25 +672,33 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         // The chunk holding the soft end converts its keys up to it, rounded up to the 16 columns
         // QK reads, now (the rest waits for `ensure`): a short prompt has 1–40 real keys of 64.
         const int64_t pre = now && soft_ok ? std::min(n, (soft_end[b] - c * kBk + 15) / 16 * 16) : now ? n : 0;
+        // What earlier calls converted (a KvCache's chunk; this thread alone touches it until the
+        // barrier) and whether its key norms are known: a chunk gets its norms on its first visit,
+        // when nothing of it is converted yet.
+        const int s0 = ready[bc].load(std::memory_order_acquire);
+        const int64_t have = s0 == kReady ? n : s0 == kPrefix ? done[bc] : 0;
+        const bool need_norms = !(kc && kc->normed[size_t(bc)]);
         for (int64_t hk = 0; hk < Hkv; hk++) {
           const int64_t bh = b * Hkv + hk;
-          if (pre > 0) chunk_keys(b, c, hk, 0, pre, nrm.data(), row.data(), true);
-          if (pre < n) {  // norms only
+          float* nr = kc ? kc->norms.data() + bh * Lk + c * kBk : nrm.data();
+          if (pre > have) chunk_keys(b, c, hk, have, pre, nr, row.data(), true);
+          if (need_norms && pre < n) {  // norms only
             if (!rope && avx512 && std::is_same_v<T, bf16_t>)
-              key_norms_bf16_avx512(nrm.data() + pre, reinterpret_cast<const bf16_t*>(k + b * R.k_sb + hk * R.k_sh + (c * kBk + pre) * R.k_sj), R.k_sj, n - pre,
-                                    D);
-            else chunk_keys(b, c, hk, pre, n, nrm.data(), row.data(), false);
+              key_norms_bf16_avx512(nr + pre, reinterpret_cast<const bf16_t*>(k + b * R.k_sb + hk * R.k_sh + (c * kBk + pre) * R.k_sj), R.k_sj, n - pre, D);
+            else chunk_keys(b, c, hk, pre, n, nr, row.data(), false);
           }
           float nmax = 0.f, tmax = 0.f;
           for (int64_t j = 0; j < n; j++) {
-            nmax = std::max(nmax, nrm[j]);
-            if (c * kBk + j >= soft_end[b]) tmax = std::max(tmax, nrm[j]);
+            nmax = std::max(nmax, nr[j]);
+            if (c * kBk + j >= soft_end[b]) tmax = std::max(tmax, nr[j]);
           }
           knorm[bh * chunks + c] = nmax;
           ktail[bh * chunks + c] = tmax;
         }
-        done[bc] = pre;
-        ready[bc].store(pre == n ? kReady : pre > 0 ? kPrefix : kNone, std::memory_order_release);
+        if (kc) kc->normed[size_t(bc)] = 1;
+        const int64_t upto = std::max(have, pre);
+        done[bc] = upto;
+        ready[bc].store(upto == n ? kReady : upto > 0 ? kPrefix : kNone, std::memory_order_release);
       }
     }
     // Makes keys [0, upto) of chunk (b, c) readable: converts its keys [done, n), every kv head, on
@@ -623,6 +718,7 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         std::vector<float> row(kv_row_floats(D)), nrm(static_cast<size_t>(kBk));
         const int64_t n = std::min(kBk, Lk - c * kBk), j0 = s == kPrefix ? done[b * chunks + c] : 0;
         for (int64_t hk = 0; hk < Hkv; hk++) chunk_keys(b, c, hk, j0, n, nrm.data(), row.data(), true);
+        done[b * chunks + c] = n;
         st.store(kReady, std::memory_order_release);
         return;
       }
@@ -637,8 +733,6 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
         for (int64_t qb = 0; qb < qblocks; qb++) {
           const int64_t i0 = qb * kBq, nq = std::min(kBq, Lq - i0);
           const int64_t hk = h / group;
-          const float* kTb = kT_all + (b * Hkv + hk) * chunks * D * kBk;
-          const float* vb = v_all + (b * Hkv + hk) * Lk * Dvp;
           const float* kn = knorm + (b * Hkv + hk) * chunks;
           const float* bias_bh = bias ? bias + b * sb + h * sh : nullptr;
           const T* qp = q + b * R.q_sb + h * R.q_sh + i0 * R.q_si;
@@ -651,11 +745,12 @@ void attention_t(T* out, const T* q, const T* k, const T* v, const float* bias, 
           auto run_chunk = [&](int64_t j0, int64_t nk, int64_t klo) {
             const int64_t ncol = (nk + 15) / 16 * 16;
             ensure(b, j0 / kBk, j0 % kBk + nk);
-            kKernels.qk(sc.data(), qf.data(), kTb + (j0 / kBk) * D * kBk, nq, D, ncol);
+            const ChunkAt at = chunk_at(b, j0 / kBk);  // (j0 is a chunk's first key)
+            kKernels.qk(sc.data(), qf.data(), at.k + hk * at.k_hs, nq, D, ncol);
             kKernels.sc(sc.data(), bias_bh, m.data(), mn.data(), nq, nk, i0, j0, sq, causal, window, softcap, klo);
             kKernels.sm(sc.data(), acc.data(), l.data(), m.data(), mn.data(), nq, nk, ncol, Dvp);
             std::copy(mn.begin(), mn.begin() + nq, m.begin());
-            kKernels.pv(acc.data(), sc.data(), vb + j0 * Dvp, nq, nk, Dvp);
+            kKernels.pv(acc.data(), sc.data(), at.v + hk * at.v_hs, nq, nk, Dvp);
           };
           // Exact skip test for keys with ‖k‖ <= kmax and bias <= bmx: a score is at most
           // ‖scale·q‖·‖k‖ (Cauchy-Schwarz; the factor 1 + 2^-10 and the +1 cover f32 rounding of
@@ -802,14 +897,15 @@ Status attention_cpu(void* out, const void* q, const void* k, const void* v, con
 }
 
 Status attention_tokens_cpu(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
-                            DType dt) {
+                            DType dt, WeightCacheSlot* kv_cache) {
   // q (B, Lq, H, D), kv (B, Lk, 2, H, D): k at kv, v H·D further; out (B, Lq, H, D).
   const int64_t C = H * D;
   const AttnRows R{Lq * C, D, C, Lk * 2 * C, D, 2 * C, Lk * 2 * C, D, 2 * C, Lq * C, D, C};
   const size_t vofs = size_t(C) * dtype_size(dt);
-  if (!SANA_FLOAT_DISPATCH(
-          dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(kv),
-                          reinterpret_cast<const T*>(static_cast<const char*>(kv) + vofs), bias, B, H, H, Lq, Lk, D, D, Lk, 0, 0, scale, 0.f, false, 0, R)))
+  KvCache* kc = kv_cache && B > 0 && H > 0 && Lk > 0 && D > 0 ? kv_cache_for(kv_cache, kv, B, H, Lk, D, dt) : nullptr;
+  if (!SANA_FLOAT_DISPATCH(dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(kv),
+                                           reinterpret_cast<const T*>(static_cast<const char*>(kv) + vofs), bias, B, H, H, Lq, Lk, D, D, Lk, 0, 0, scale, 0.f,
+                                           false, 0, R, nullptr, kc)))
     return "attention_tokens_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

@@ -11,6 +11,8 @@
 // zero column on each side; every output row then reads its three rows from there.
 #include "vec.h"
 #include <immintrin.h>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace sana {
@@ -22,6 +24,46 @@ constexpr int64_t kRowW = 2 * kCB;  // floats per grid position in a ring row: k
 // 64-byte GCC vector (zmm on AVX-512, two ymm on AVX2, four xmm on the baseline); aligned(4)
 // makes dereferences unaligned loads, the buffers are plain vectors.
 typedef float vf __attribute__((vector_size(64), aligned(4)));
+
+constexpr int64_t kTaps = 2 * 9 * kCB;  // floats of one channel block's taps: value [tap][lane], then gate
+
+// w (2F, 1, 3, 3) as f32 taps per channel block, [tap][lane] for the value then the gate half,
+// lanes past F zero: kept on w's storage. Each item rebuilt its block's taps from strided w
+// reads, and a small grid has few positions per item to spread that over (64 at 256²).
+struct DwTaps : WeightCache {
+  const void* w = nullptr;
+  int64_t F = 0;
+  DType dt = DType::F32;
+  std::unique_ptr<float[]> taps;  // (blocks, kTaps)
+  size_t bytes() const override { return size_t((F + kCB - 1) / kCB * kTaps) * sizeof(float); }
+};
+
+// Taps of channel block c0 of w into t (kTaps floats).
+template <typename T>
+void fill_taps(float* t, const T* w, int64_t c0, int64_t F) {
+  const int64_t cw = std::min(kCB, F - c0);
+  for (int tap = 0; tap < 9; tap++)
+    for (int64_t j = 0; j < kCB; j++) {
+      t[tap * kCB + j] = j < cw ? to_f32(w[(c0 + j) * 9 + tap]) : 0.f;
+      t[9 * kCB + tap * kCB + j] = j < cw ? to_f32(w[(F + c0 + j) * 9 + tap]) : 0.f;
+    }
+}
+
+std::mutex g_taps_mu;
+template <typename T>
+const float* taps_for(WeightCacheSlot* slot, const T* w, int64_t F, DType dt) {
+  std::lock_guard<std::mutex> lock(g_taps_mu);
+  auto* c = dynamic_cast<DwTaps*>(slot->get());
+  if (c && c->w == w && c->F == F && c->dt == dt) return c->taps.get();
+  auto fresh = std::make_unique<DwTaps>();
+  fresh->w = w, fresh->F = F, fresh->dt = dt;
+  const int64_t blocks = (F + kCB - 1) / kCB;
+  fresh->taps.reset(new float[size_t(blocks * kTaps)]);
+  for (int64_t k = 0; k < blocks; k++) fill_taps(fresh->taps.get() + k * kTaps, w, k * kCB, F);
+  const float* t = fresh->taps.get();
+  *slot = std::move(fresh);
+  return t;
+}
 
 struct Scratch {
   std::vector<float> ring, acc;
@@ -120,8 +162,9 @@ SANA_INLINE void prefetch_row(const T* u, int64_t ih, int64_t b, int64_t c0, int
   }
 }
 
+// taps: this item's block of taps (kTaps floats, fill_taps), 64-byte aligned or not.
 template <bool Avx512, typename T>
-SANA_INLINE void dwglu_body(T* out, const T* u, const T* w, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu) {
+SANA_INLINE void dwglu_body(T* out, const T* u, const float* taps, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu) {
   const int64_t cw = std::min(kCB, F - c0), N = H * W;
   const int64_t rowf = (W + 2) * kRowW;  // floats per ring row
   Scratch& s = scratch();
@@ -133,13 +176,9 @@ SANA_INLINE void dwglu_body(T* out, const T* u, const T* w, const float* bias, i
   // positions is ever written below.
   std::fill(ring, ring + 3 * rowf, 0.f);
 
-  // Weights (c, 1, 3, 3) as [tap][lane] for the value and the gate half; lanes past cw zero.
-  alignas(64) float wv[9][kCB], wg[9][kCB], bv[kCB], bg[kCB];
-  for (int t = 0; t < 9; t++)
-    for (int64_t j = 0; j < kCB; j++) {
-      wv[t][j] = j < cw ? to_f32(w[(c0 + j) * 9 + t]) : 0.f;
-      wg[t][j] = j < cw ? to_f32(w[(F + c0 + j) * 9 + t]) : 0.f;
-    }
+  const float(*wv)[kCB] = reinterpret_cast<const float(*)[kCB]>(taps);
+  const float(*wg)[kCB] = reinterpret_cast<const float(*)[kCB]>(taps + 9 * kCB);
+  alignas(64) float bv[kCB], bg[kCB];
   for (int64_t j = 0; j < kCB; j++) {
     bv[j] = bias && j < cw ? bias[c0 + j] : 0.f;
     bg[j] = bias && j < cw ? bias[F + c0 + j] : 0.f;
@@ -194,18 +233,18 @@ SANA_INLINE void dwglu_body(T* out, const T* u, const T* w, const float* bias, i
 #undef SANA_SLOT
 }
 // The three ISA clones (as SANA_ISA_CLONES, but the AVX-512 one takes the intrinsic SiLU).
-#define SANA_DWGLU_PARAMS (T * out, const T* u, const T* w, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu)
+#define SANA_DWGLU_PARAMS (T * out, const T* u, const float* taps, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu)
 template <typename T>
 __attribute__((target(SANA_AVX512_TARGET))) void dwglu_k_avx512 SANA_DWGLU_PARAMS {
-  dwglu_body<true, T>(out, u, w, bias, b, c0, H, W, F, pre_silu);
+  dwglu_body<true, T>(out, u, taps, bias, b, c0, H, W, F, pre_silu);
 }
 template <typename T>
 __attribute__((target("avx2,fma"))) void dwglu_k_avx2 SANA_DWGLU_PARAMS {
-  dwglu_body<false, T>(out, u, w, bias, b, c0, H, W, F, pre_silu);
+  dwglu_body<false, T>(out, u, taps, bias, b, c0, H, W, F, pre_silu);
 }
 template <typename T>
 void dwglu_k_base SANA_DWGLU_PARAMS {
-  dwglu_body<false, T>(out, u, w, bias, b, c0, H, W, F, pre_silu);
+  dwglu_body<false, T>(out, u, taps, bias, b, c0, H, W, F, pre_silu);
 }
 template <typename T>
 auto dwglu_k_pick() {
@@ -217,20 +256,26 @@ auto dwglu_k_pick() {
 }
 
 template <typename T>
-void dwglu_t(T* out, const T* u, const T* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu) {
+void dwglu_t(T* out, const T* u, const T* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu, DType dt, WeightCacheSlot* w_cache) {
   const auto k = dwglu_k_pick<T>();
   const int64_t blocks = (F + kCB - 1) / kCB, items = B * blocks;
+  const float* kept = w_cache ? taps_for(w_cache, w, F, dt) : nullptr;
   // One item is H·W·2·kCB·9 multiply-adds (≥ 0.1 ms at Sana's 16×16 grid): always worth a thread.
 #pragma omp parallel for if (items > 1 && B * H * W * F > cpu::kParallelMin) schedule(static)
-  for (int64_t it = 0; it < items; it++) k(out, u, w, bias, it / blocks, (it % blocks) * kCB, H, W, F, pre_silu);
+  for (int64_t it = 0; it < items; it++) {
+    const int64_t c0 = (it % blocks) * kCB;
+    alignas(64) float own[kTaps];
+    const float* taps = kept ? kept + (c0 / kCB) * kTaps : (fill_taps(own, w, c0, F), own);
+    k(out, u, taps, bias, it / blocks, c0, H, W, F, pre_silu);
+  }
 }
 
 }  // namespace
 
-Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
-                                DType dt) {
+Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu, DType dt,
+                                WeightCacheSlot* w_cache) {
   if (B == 0 || H == 0 || W == 0 || F == 0) return nullptr;
-  if (!SANA_FLOAT_DISPATCH(dt, dwglu_t(static_cast<T*>(out), static_cast<const T*>(u), static_cast<const T*>(w), bias, B, H, W, F, pre_silu)))
+  if (!SANA_FLOAT_DISPATCH(dt, dwglu_t(static_cast<T*>(out), static_cast<const T*>(u), static_cast<const T*>(w), bias, B, H, W, F, pre_silu, dt, w_cache)))
     return "dwconv3x3_glu_tokens_cpu: dtype must be f32, bf16 or f16";
   return nullptr;
 }

@@ -120,8 +120,10 @@ Status layernorm_modulate_cpu(void* out, const void* x, const void* shift, const
 // GLUMBConv's depthwise 3×3 + GLU on tokens: u (B, H·W, 2F) token-major, w (2F, 1, 3, 3), bias (2F,
 // f32, may be null) -> out (B, H·W, F) with d = depthwise 3×3 conv (zero padding 1) of act(u) on
 // the (H, W) grid, out = d[..., :F] * silu(d[..., F:]); act = silu when pre_silu, else identity.
-Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
-                                DType dt);
+// w_cache: w's storage slot, or null; the CPU keeps w there as f32 per-lane taps (no transpose per
+// call and item).
+Status dwconv3x3_glu_tokens_cpu(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu, DType dt,
+                                WeightCacheSlot* w_cache);
 // q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv) -> out (B, Hq, Lq, Dv); head h reads kv
 // head h / (Hq / Hkv). bias: f32, element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j,
 // or null. softcap <= 0: none. window <= 0: none (else key j visible iff i - j < window).
@@ -132,8 +134,12 @@ Status attention_cpu(void* out, const void* q, const void* k, const void* v, con
 // H, D) as the q linear writes it, k and v read in place from the fused k|v linear's output kv
 // (B, Lk, 2, H, D), out (B, Lq, H, D). bias: f32 key bias (B, Lk) added to every head's and
 // query's scores, or null. No GQA, soft-cap, causal or window (attention_cpu has them).
+// kv_cache: kv's storage slot, or null. The CPU keeps kv's keys and values there in the kernel's
+// f32 tiles (with their norms) across calls: a prepared caption's k|v serve every sampling step
+// unchanged, so each step converted the same 300 keys again. Converted lazily, as far as calls
+// have needed; freed with kv.
 Status attention_tokens_cpu(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
-                            DType dt);
+                            DType dt, WeightCacheSlot* kv_cache);
 // Gemma-2's self attention on the fused QKV GEMM's output, read in place: qkv (B, N, Hq + 2·Hkv, D)
 // (q heads, k heads, v heads per token) -> out (B, N, Hq, D). q and k get RoPE (rope_cpu's math,
 // positions host (N)) and are rounded to dt, then causal GQA attention with scores

@@ -183,8 +183,9 @@ Status attention_cuda(void* out, const void* q, const void* k, const void* v, co
   return launch_attention(out, q, k, v, bias, B, a, s, "attention");
 }
 
+// kv_cache is unused: the kernel reads k and v straight from kv into shared memory per tile.
 Status attention_tokens_cuda(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
-                             DType dt, cudaStream_t s) {
+                             DType dt, WeightCacheSlot*, cudaStream_t s) {
   // q (B, Lq, H, D), kv (B, Lk, 2, H, D): k at kv, v H·D elements further; out (B, Lq, H, D).
   const int64_t C = H * D;
   AttnDesc a;

@@ -438,8 +438,9 @@ static __global__ void dwconv3x3_glu_tokens_kernel(void* out, const void* u, con
   }
 }
 
+// (w_cache unused: each thread reads its 9 taps of w directly.)
 Status dwconv3x3_glu_tokens_cuda(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
-                                 DType dt, cudaStream_t s) {
+                                 DType dt, WeightCacheSlot*, cudaStream_t s) {
   const int64_t n = B * H * W * F;
   if (n == 0) return nullptr;
   LAUNCH(blocks_for(n, 256), 256, 0, s, dwconv3x3_glu_tokens_kernel)(out, u, w, bias, B, H, W, F, pre_silu ? 1 : 0, int(dt));

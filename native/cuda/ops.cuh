@@ -43,12 +43,12 @@ Status layernorm_cuda(void* out, const void* x, const void* w, const void* bias,
 Status layernorm_modulate_cuda(void* out, const void* x, const void* shift, const void* scale, int64_t B, int64_t R, int64_t C, int64_t mod_bstride, float eps,
                                DType dt, cudaStream_t s);
 Status dwconv3x3_glu_tokens_cuda(void* out, const void* u, const void* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu,
-                                 DType dt, cudaStream_t s);
+                                 DType dt, WeightCacheSlot* w_cache, cudaStream_t s);
 Status attention_cuda(void* out, const void* q, const void* k, const void* v, const float* bias, int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk,
                       int64_t D, int64_t Dv, int64_t bias_sb, int64_t bias_sh, int64_t bias_sq, float scale, float softcap, bool causal, int64_t window,
                       DType dt, cudaStream_t s);
 Status attention_tokens_cuda(void* out, const void* q, const void* kv, const float* bias, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, float scale,
-                             DType dt, cudaStream_t s);
+                             DType dt, WeightCacheSlot* kv_cache, cudaStream_t s);
 Status linear_attention_cuda(float* out, const float* q, const float* k, const float* v, int64_t B, int64_t H, int64_t N, int64_t D, float eps, bool relu,
                              cudaStream_t s);
 Status self_attention_rope_cuda(void* out, const void* qkv, const int64_t* positions, const int64_t* key_mask, int64_t B, int64_t N, int64_t Hq, int64_t Hkv,

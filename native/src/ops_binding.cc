@@ -499,8 +499,11 @@ OP(Dwconv3x3GluTokens) {
   a.need(u, B * H * W * 2 * F, dt, "u");
   a.need(w, 2 * F * 9, dt, "w");
   a.need(bias, 2 * F, DType::F32, "bias");
-  return a.finish(a.be() ? a.be()->dwconv3x3_glu_tokens : nullptr,
-                  [&](auto fn) { return fn(out.ptr(), u.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, H, W, F, pre_silu, dt); });
+  Napi::Value r = a.finish(a.be() ? a.be()->dwconv3x3_glu_tokens : nullptr, [&](auto fn) {
+    return fn(out.ptr(), u.ptr(), w.ptr(), static_cast<const float*>(bias.ptr()), B, H, W, F, pre_silu, dt, &w.s->wcache);
+  });
+  if (w) w.s->sync_cache_bytes();
+  return r;
 }
 OP(LinearAttentionTokens) {
   Args a(info, "linearAttentionTokens");
@@ -546,8 +549,11 @@ OP(AttentionTokens) {
   a.need(q, B * Lq * H * D, dt, "q");
   a.need(kv, B * Lk * 2 * H * D, dt, "kv");
   a.need(bias, B * Lk, DType::F32, "bias");
-  return a.finish(a.be() ? a.be()->attention_tokens : nullptr,
-                  [&](auto fn) { return fn(out.ptr(), q.ptr(), kv.ptr(), static_cast<const float*>(bias.ptr()), B, H, Lq, Lk, D, scale, dt); });
+  Napi::Value r = a.finish(a.be() ? a.be()->attention_tokens : nullptr, [&](auto fn) {
+    return fn(out.ptr(), q.ptr(), kv.ptr(), static_cast<const float*>(bias.ptr()), B, H, Lq, Lk, D, scale, dt, &kv.s->wcache);
+  });
+  if (kv) kv.s->sync_cache_bytes();
+  return r;
 }
 OP(SelfAttentionRope) {
   Args a(info, "selfAttentionRope");

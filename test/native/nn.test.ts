@@ -266,6 +266,35 @@ for (const b of backendsUnderTest()) {
       );
       expect(() => b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W + 1])).toThrow(/grid/);
     });
+    it('dwconv3x3GluTokens keeps its weight taps on the weight: repeated calls equal a fresh weight, the taps go with it', () => {
+      for (const dt of ['f32', 'bf16'] as const) {
+        const F = 150; // two full 64-channel blocks and a tail
+        const w = rand(b, [2 * F, 1, 3, 3], dt, 61, 0.5),
+          bs = rand(b, [2 * F], 'f32', 62, 0.5);
+        const wHost = w.t.toFloat32();
+        const before = b.memory().allocated;
+        const grids: [number, number, number][] = [
+          [2, 4, 4],
+          [1, 1, 1],
+          [1, 7, 3],
+          [2, 8, 8],
+        ];
+        grids.forEach(([B, H, W], i) =>
+          b.scope(() => {
+            const u = rand(b, [B, H * W, 2 * F], dt, 63 + i);
+            const got = b.dwconv3x3GluTokens(u.t, w.t, bs.t, [H, W], i % 2 === 0).toFloat32();
+            const fresh = b.fromArray(wHost, [2 * F, 1, 3, 3], dt);
+            expect(b.dwconv3x3GluTokens(u.t, fresh, bs.t, [H, W], i % 2 === 0).toFloat32(), `grid ${H}x${W} (${dt})`).toEqual(got);
+            expectClose('dwconv3x3GluTokens, kept taps', got, R.dwconv3x3GluTokens(u.v, B, H, W, F, w.v, bs.v, i % 2 === 0), dt);
+          }),
+        );
+        if (b.name === 'cpu') expect(b.memory().allocated).toBe(before + 3 * 2 * 9 * 64 * 4); // 3 blocks of value + gate taps, f32
+        const wBytes = w.t.nbytes;
+        w.t.dispose();
+        expect(b.memory().allocated).toBe(before - wBytes);
+        bs.t.dispose();
+      }
+    });
     it('linearAttentionTokens: token-major qkv, heads, relu on/off', () => {
       const arb = fc.record({ B: dim(1, 2), N: dim(1, 40), H: dim(1, 4), D: dim(1, 33), relu: fc.boolean() });
       forAll(b, 'linearAttentionTokens', arb, ({ B, N, H, D, relu }, dt, seed) => {
@@ -428,6 +457,49 @@ for (const b of backendsUnderTest()) {
         scale = 1;
       expect(() => b.attentionTokens(q.t, kv.t, 5, { scale })).toThrow(/heads/);
       expect(() => b.attentionTokens(q.t, kv.t, 3, { scale, bias: b.fromArray(new Float32Array(2 * 5 * 7), [2, 1, 5, 7]) })).toThrow(/key bias/);
+    });
+    it('attentionTokens on one k|v across calls (the converted keys kept on its storage) equals a fresh k|v every time', () => {
+      // A prepared caption's k|v serve every sampling step. The CPU keeps its converted keys between
+      // calls and converts further only what a later call needs: here soft ends that move both
+      // ways (a prefix converted by one call, extended by the next, read partly by a third),
+      // keys past the soft end that win in one head (completed on first use), queries and dtypes
+      // that change. Each call must give the bits of the same call on a new copy of k|v.
+      for (const dt of ['f32', 'bf16'] as const) {
+        const [B, Lk, H, D] = [2, 200, 2, 40];
+        const kvt = randn(41, B * Lk * 2 * H * D);
+        for (let i = 0; i < B * Lk; i++) if (i % Lk >= 150) for (let c = D; c < 2 * D; c++) kvt[i * 2 * H * D + c] *= 300; // head 1, keys ≥ 150
+        const kv = b.fromArray(kvt, [B, Lk, 2 * H * D], dt);
+        const kvHost = kv.toFloat32();
+        const before = b.memory().allocated;
+        const steps: { vis: number[]; drop: number; Lq: number }[] = [
+          { vis: [5, 20], drop: -10000, Lq: 3 }, // chunk 0 up to 16 / 32 keys
+          { vis: [40, 33], drop: -10000, Lq: 9 }, // extends chunk 0's prefixes
+          { vis: [10, 2], drop: -10000, Lq: 40 }, // reads inside what is converted
+          { vis: [70, 140], drop: -10000, Lq: 5 }, // into chunks 1 and 2
+          { vis: [100, 120], drop: -500, Lq: 33 }, // padded keys ≥ 150 of head 1 win: chunks 2 and 3 completed on use
+          { vis: [200, 1], drop: -10000, Lq: 7 }, // everything / almost nothing
+        ];
+        steps.forEach((s, i) =>
+          b.scope(() => {
+            const q = rand(b, [B, s.Lq, H * D], dt, 50 + i);
+            const mask = Float32Array.from({ length: B * Lk }, (_, j) => (j % Lk < s.vis[Math.floor(j / Lk)]! ? 0 : s.drop));
+            const bias = b.fromArray(mask, [B, Lk], 'f32');
+            const scale = D ** -0.5;
+            const got = b.attentionTokens(q.t, kv, H, { scale, bias }).toFloat32();
+            const fresh = b.fromArray(kvHost, [B, Lk, 2 * H * D], dt);
+            expect(b.attentionTokens(q.t, fresh, H, { scale, bias }).toFloat32(), `step ${i} (${dt})`).toEqual(got);
+            if (i === 4) {
+              const want = R.attentionTokens(q.v, Float64Array.from(kvHost), B, s.Lq, Lk, H, D, scale, Float64Array.from(mask));
+              expectClose('attentionTokens, winning padded keys, kept k|v', got, want, dt, 4);
+            }
+          }),
+        );
+        // The kept tiles are counted while k|v lives and go with it.
+        if (b.name === 'cpu') expect(b.memory().allocated).toBeGreaterThan(before);
+        const kvBytes = kv.nbytes;
+        kv.dispose();
+        expect(b.memory().allocated).toBe(before - kvBytes);
+      }
     });
     it('selfAttentionRope: fused qkv in place, RoPE, GQA, soft-cap, causal, key padding, window, rows that see no key', () => {
       // N up to 150 crosses the CPU kernel's 32-query blocks and 64-key chunks; D up to 96 its
