@@ -88,6 +88,31 @@ for (const b of backendsUnderTest()) {
       v.dispose();
       expect(() => b.reshape(b.zeros([4]), [3])).toThrow(/reshape/);
     });
+    it('slice of one contiguous range (every dim before the axis 1) is a view; other slices copy', () => {
+      const before = b.memory().allocated;
+      const x = b.fromArray(
+        Array.from({ length: 24 }, (_, i) => i),
+        [1, 4, 2, 3],
+      );
+      const v = b.slice(x, 1, 1, 3); // rows 1..2: elements 6..17
+      expect(v.shape).toEqual([1, 2, 2, 3]);
+      expect(v.nbytes).toBe(0);
+      expect(b.memory().allocated - before).toBe(24 * 4); // no new storage
+      const v2 = b.reshape(v, [4, 3]);
+      const vv = b.slice(v2, 0, 1, 3); // a view of a view at an offset
+      expect([...vv.toFloat32()]).toEqual([9, 10, 11, 12, 13, 14]);
+      // ops read a view at its offset
+      const sum = b.add(vv, vv);
+      expect([...sum.toFloat32()]).toEqual([18, 20, 22, 24, 26, 28]);
+      const c = b.slice(x, 3, 0, 1); // strided: a copy
+      expect(c.nbytes).toBe(8 * 4);
+      expect([...c.toFloat32()]).toEqual([0, 3, 6, 9, 12, 15, 18, 21]);
+      x.dispose();
+      expect([...v.toFloat32()]).toEqual(Array.from({ length: 12 }, (_, i) => 6 + i)); // the view keeps the storage alive
+      expect(() => b.reshape(v, [12], { consume: true })).toThrow(/consume needs a tensor that owns its storage alone, got a view/);
+      for (const t of [v, v2, vv, c, sum]) t.dispose();
+      expect(b.memory().allocated).toBe(before);
+    });
     it('reshape with consume takes over the storage: an owner, not a view; the input is disposed', () => {
       const before = b.memory().allocated;
       const x = b.fromArray([1, 2, 3, 4, 5, 6], [6, 1, 1]);

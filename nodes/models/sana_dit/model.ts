@@ -369,14 +369,16 @@ function runStep(
     const tmod = bk.linear(bk.silu(temb), top.tlW, top.tlB); // (B, 6D)
     cap?.('time_embed.timestep', tmod);
     cap?.('time_embed.embedded_timestep', temb);
-    const tmod3 = bk.reshape(tmod, [B, 6, D]);
+    // Chunk-major (6, B, D): each block's six modulation chunks are then contiguous (B, D) ranges,
+    // taken as views rather than copied (6 native calls per block).
+    const tmod6 = bk.permute(bk.reshape(tmod, [B, 6, D]), [1, 0, 2]);
 
     // --- blocks ----------------------------------------------------------------------------------
     for (let i = 0; i < blocks.length; i++) {
       const blk = blocks[i]!;
       const pag = pagLayers.has(i);
       const prev = X;
-      X = bk.scope(() => runBlock(bk, blk, prev, text.kv[i]!, text.bias, tmod3, { B, N, D, H, d, Hc, dc, F, h, w, L, dtype, pag, ps, pe, eps: cfg.normEps }));
+      X = bk.scope(() => runBlock(bk, blk, prev, text.kv[i]!, text.bias, tmod6, { B, N, D, H, d, Hc, dc, F, h, w, L, dtype, pag, ps, pe, eps: cfg.normEps }));
       // Free the block input now rather than at the end of the forward (28 of them otherwise).
       prev.dispose();
       afterBlock(i);
@@ -407,10 +409,10 @@ interface Dims {
   h: number; w: number; L: number; dtype: DType; pag: boolean; ps: number; pe: number; eps: number;
 }
 
-function runBlock(bk: Backend, blk: Block, X: Tensor, kvLin: Tensor, bias: Tensor, tmod3: Tensor, g: Dims): Tensor {
+function runBlock(bk: Backend, blk: Block, X: Tensor, kvLin: Tensor, bias: Tensor, tmod6: Tensor, g: Dims): Tensor {
   const { B, D, H, Hc, dc, h, w } = g;
-  const mod = bk.add(tmod3, blk.sst); // (B, 6, D)
-  const chunk = (k: number): Tensor => bk.slice(mod, 1, k, k + 1); // (B, 1, D)
+  const mod = bk.add(tmod6, bk.reshape(blk.sst, [6, 1, D])); // (6, B, D)
+  const chunk = (k: number): Tensor => bk.reshape(bk.slice(mod, 0, k, k + 1), [B, 1, D]); // (B, 1, D), a view
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map(chunk) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
 
   // 1. self-attention: ReLU linear attention (identity attention on the PAG slice)
