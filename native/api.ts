@@ -133,7 +133,8 @@ export interface Backend {
   reshape(t: Tensor, shape: readonly number[], opts?: { consume?: boolean }): Tensor;
   permute(t: Tensor, dims: readonly number[]): Tensor;
   concat(ts: readonly Tensor[], axis: number): Tensor;
-  /** t[..., start:end, ...] along `axis`. */
+  /** t[..., start:end, ...] along `axis`: a view sharing t's storage (like reshape's) when every
+   *  dim before `axis` is 1, so the range is contiguous; else a copy. */
   slice(t: Tensor, axis: number, start: number, end: number): Tensor;
   /** Gathers `indices` along `axis` (e.g. Sana's keep-BOS-plus-last-299 selection). */
   indexSelect(t: Tensor, axis: number, indices: readonly number[]): Tensor;

@@ -11,6 +11,7 @@
 // zero column on each side; every output row then reads its three rows from there.
 #include "vec.h"
 #include <immintrin.h>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -34,7 +35,10 @@ struct DwTaps : WeightCache {
   const void* w = nullptr;
   int64_t F = 0;
   DType dt = DType::F32;
-  std::unique_ptr<float[]> taps;  // (blocks, kTaps)
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> taps;  // (blocks, kTaps), 64-byte aligned like the per-item copy
   size_t bytes() const override { return size_t((F + kCB - 1) / kCB * kTaps) * sizeof(float); }
 };
 
@@ -58,7 +62,8 @@ const float* taps_for(WeightCacheSlot* slot, const T* w, int64_t F, DType dt) {
   auto fresh = std::make_unique<DwTaps>();
   fresh->w = w, fresh->F = F, fresh->dt = dt;
   const int64_t blocks = (F + kCB - 1) / kCB;
-  fresh->taps.reset(new float[size_t(blocks * kTaps)]);
+  fresh->taps.reset(static_cast<float*>(std::aligned_alloc(64, size_t(blocks * kTaps) * sizeof(float))));  // (kTaps · 4 is a multiple of 64)
+  if (!fresh->taps) throw std::bad_alloc();
   for (int64_t k = 0; k < blocks; k++) fill_taps(fresh->taps.get() + k * kTaps, w, k * kCB, F);
   const float* t = fresh->taps.get();
   *slot = std::move(fresh);
