@@ -266,7 +266,7 @@ void dwglu_t(T* out, const T* u, const T* w, const float* bias, int64_t B, int64
   const int64_t blocks = (F + kCB - 1) / kCB, items = B * blocks;
   const float* kept = w_cache ? taps_for(w_cache, w, F, dt) : nullptr;
   // One item is H·W·2·kCB·9 multiply-adds (≥ 0.1 ms at Sana's 16×16 grid): always worth a thread.
-#pragma omp parallel for if (items > 1 && B * H * W * F > cpu::kParallelMin) schedule(static)
+#pragma omp parallel for if (items > 1 && B * H * W * F > cpu::kParallelMin) schedule(dynamic)
   for (int64_t it = 0; it < items; it++) {
     const int64_t c0 = (it % blocks) * kCB;
     alignas(64) float own[kTaps];

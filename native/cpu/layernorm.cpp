@@ -61,7 +61,7 @@ void layernorm_t(T* out, const T* x, const T* w, const T* b, int64_t rows, int64
   const auto k = layernorm_k_pick<T>();
   const int64_t per = std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(C, 1));  // rows per item
   const int64_t items = (rows + per - 1) / per;
-#pragma omp parallel for if (items > 1) schedule(static)
+#pragma omp parallel for if (items > 1) schedule(dynamic)
   for (int64_t i = 0; i < items; i++) k(out, x, w, b, i * per, std::min(rows, (i + 1) * per), C, eps);
 }
 
@@ -96,7 +96,7 @@ void ln_mod_t(T* out, const T* x, const T* shift, const T* scale, int64_t B, int
   const int64_t rows = B * R;
   const int64_t per = std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(C, 1));  // rows per item
   const int64_t items = (rows + per - 1) / per;
-#pragma omp parallel for if (items > 1) schedule(static)
+#pragma omp parallel for if (items > 1) schedule(dynamic)
   for (int64_t i = 0; i < items; i++) k(out, x, shift, scale, i * per, std::min(rows, (i + 1) * per), R, C, mbs, eps);
 }
 

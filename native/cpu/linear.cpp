@@ -103,7 +103,7 @@ void epilogue_t(T* out, const float* y, int64_t M, int64_t N, const Epilogue& ep
 #pragma omp parallel if (M * N > cpu::kParallelMin)
   {
     std::vector<float> r(size_t(std::min<int64_t>(N, cpu::kChunk))), g(r.size());
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t m = 0; m < M; m++)
       for (int64_t j = 0; j < N; j += cpu::kChunk) {
         const int64_t n = std::min(cpu::kChunk, N - j);

@@ -54,7 +54,7 @@ void rmsnorm_t(T* out, const T* x, const T* w, const T* b, const T* res, int64_t
   const auto k = rmsnorm_k_pick<T>();
   const int64_t per = std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(C, 1));  // rows per item
   const int64_t items = (rows + per - 1) / per;
-#pragma omp parallel for if (items > 1) schedule(static)
+#pragma omp parallel for if (items > 1) schedule(dynamic)
   for (int64_t i = 0; i < items; i++) k(out, x, w, b, res, i * per, std::min(rows, (i + 1) * per), C, eps, offset, act);
 }
 
