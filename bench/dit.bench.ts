@@ -175,12 +175,25 @@ export default async function ditBench(): Promise<BenchRow[]> {
       model.forward({ data: x, shape: [B, 32, h, h] }, [500, 500], { data: text, shape: [B, L, cfg.captionChannels] }, mask).dispose();
     };
   };
+  // A long prompt as the pipeline encodes it: only its real tokens (a complex-human-instruction
+  // prompt, 232), the negative prompt padded to that length (BOS only). Every key chunk of the
+  // positive row is real, so cross attention converts them all.
+  const Llong = 232;
+  const textLong = noise(B * Llong * cfg.captionChannels, 1, 12);
+  const maskLong = new Float32Array(B * Llong).fill(0);
+  for (let j = 0; j < Llong; j++) maskLong[Llong + j] = 1;
+  maskLong[0] = 1;
   /** A sampling step: the forward on text prepared once (what the samplers run per step). */
-  const step = (model: ReturnType<typeof buildSanaTransformer>, side: number, prepared: Map<object, PreparedText>): (() => void) => {
+  const step = (model: ReturnType<typeof buildSanaTransformer>, side: number, prepared: Map<object, PreparedText>, long = false): (() => void) => {
     const h = side / 32;
     const x = noise(B * 32 * h * h, 1, 3);
     let p = prepared.get(model);
-    if (!p) prepared.set(model, (p = model.prepareText({ data: text, shape: [B, L, cfg.captionChannels] }, mask)));
+    if (!p) {
+      p = long
+        ? model.prepareText({ data: textLong, shape: [B, Llong, cfg.captionChannels] }, maskLong)
+        : model.prepareText({ data: text, shape: [B, L, cfg.captionChannels] }, mask);
+      prepared.set(model, p);
+    }
     const ready = p;
     return () => {
       model.step({ data: x, shape: [B, 32, h, h] }, [500, 500], ready).dispose();
@@ -306,6 +319,28 @@ export default async function ditBench(): Promise<BenchRow[]> {
           }
         } finally {
           for (const p of prepared.values()) p.dispose();
+        }
+        const preparedLong = new Map<object, PreparedText>();
+        try {
+          for (const side of [256, 1024]) {
+            const N = (side / 32) ** 2;
+            const t = extrapolate(
+              ...timeBoth(step(model, side, preparedLong, true), step(one, side, preparedLong, true), `dit600m.cfg.res${side}.bf16.long_prompt`),
+            );
+            rows.push({
+              name: `dit600m.cfg.res${side}.bf16.long_prompt`,
+              metrics: {
+                seconds: t,
+                tokens: N,
+                us_per_token: (t / (B * N)) * 1e6,
+                tflops: ditFlops(full, B, N, Llong, true) / t / 1e12,
+                layers_run: cfg.numLayers,
+              },
+              notes: `sampling step, ${Llong}-token prompt (all real) and an empty negative prompt`,
+            });
+          }
+        } finally {
+          for (const p of preparedLong.values()) p.dispose();
         }
       }
     } finally {
