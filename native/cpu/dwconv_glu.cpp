@@ -38,7 +38,7 @@ struct DwTaps : WeightCache {
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
-  std::unique_ptr<float, Free> taps;  // (blocks, kTaps), 64-byte aligned like the per-item copy
+  std::unique_ptr<float, Free> taps;  // (blocks, kTaps), 64-byte aligned for the vector loads
   size_t bytes() const override { return size_t((F + kCB - 1) / kCB * kTaps) * sizeof(float); }
 };
 
@@ -167,7 +167,7 @@ SANA_INLINE void prefetch_row(const T* u, int64_t ih, int64_t b, int64_t c0, int
   }
 }
 
-// taps: this item's block of taps (kTaps floats, fill_taps), 64-byte aligned or not.
+// taps: this item's block of taps (kTaps floats, fill_taps).
 template <bool Avx512, typename T>
 SANA_INLINE void dwglu_body(T* out, const T* u, const float* taps, const float* bias, int64_t b, int64_t c0, int64_t H, int64_t W, int64_t F, bool pre_silu) {
   const int64_t cw = std::min(kCB, F - c0), N = H * W;
@@ -264,15 +264,12 @@ template <typename T>
 void dwglu_t(T* out, const T* u, const T* w, const float* bias, int64_t B, int64_t H, int64_t W, int64_t F, bool pre_silu, DType dt, WeightCacheSlot* w_cache) {
   const auto k = dwglu_k_pick<T>();
   const int64_t blocks = (F + kCB - 1) / kCB, items = B * blocks;
-  const float* kept = w_cache ? taps_for(w_cache, w, F, dt) : nullptr;
+  // Without a slot (no storage to keep them on), the taps live for this call only.
+  WeightCacheSlot local;
+  const float* taps = taps_for(w_cache ? w_cache : &local, w, F, dt);
   // One item is H·W·2·kCB·9 multiply-adds (≥ 0.1 ms at Sana's 16×16 grid): always worth a thread.
 #pragma omp parallel for if (items > 1 && B * H * W * F > cpu::kParallelMin) schedule(dynamic)
-  for (int64_t it = 0; it < items; it++) {
-    const int64_t c0 = (it % blocks) * kCB;
-    alignas(64) float own[kTaps];
-    const float* taps = kept ? kept + (c0 / kCB) * kTaps : (fill_taps(own, w, c0, F), own);
-    k(out, u, taps, bias, it / blocks, c0, H, W, F, pre_silu);
-  }
+  for (int64_t it = 0; it < items; it++) k(out, u, taps + (it % blocks) * kTaps, bias, it / blocks, (it % blocks) * kCB, H, W, F, pre_silu);
 }
 
 }  // namespace
