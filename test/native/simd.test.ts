@@ -221,6 +221,38 @@ for (const isa of ISAS) {
           expectClose('attention with key padding', got.toFloat32(), want, dt);
         });
       });
+      it(`attention's output rounding: bf16 ties to even and NaN kept, f32 exact, D tails (${dt})`, () => {
+        use();
+        b.scope(() => {
+          // Two keys with the same key vector: p = 1 each, l = 2, out = (v1 + v2) / 2, exact in
+          // f32 for bf16 values, so what reaches the output tile is known. Column pairs
+          // (1 + 2^-7, 1 + 2^-6): the mean 1 + 3·2^-8 is a bf16 tie that rounds up to even;
+          // (1, 1 + 2^-7): the tie 1 + 2^-8 rounds down; NaN in one value stays NaN.
+          for (const D of [16, 20, 72]) {
+            const [B, Lq, Lk, H] = [1, 5, 2, 2];
+            const q = rand(b, [B, Lq, H * D], dt, 70 + D, 0.5);
+            const kvv = new Float32Array(B * Lk * 2 * H * D);
+            const want = new Float32Array(B * Lq * H * D);
+            for (let h = 0; h < H; h++)
+              for (let d = 0; d < D; d++) {
+                const pair = d % 3 === 0 ? [1 + 2 ** -7, 1 + 2 ** -6] : d % 3 === 1 ? [1, 1 + 2 ** -7] : [d === 2 && h === 1 ? NaN : 0.5, 0.75];
+                for (let j = 0; j < Lk; j++) {
+                  kvv[(j * 2 + 0) * H * D + h * D + d] = 0.25; // the same key for both
+                  kvv[(j * 2 + 1) * H * D + h * D + d] = pair[j]!;
+                }
+                const mean = (pair[0]! + pair[1]!) / 2;
+                const exact = dt === 'bf16' ? (d % 3 === 0 ? 1 + 2 ** -6 : d % 3 === 1 ? 1 : mean) : mean;
+                for (let i = 0; i < Lq; i++) want[i * H * D + h * D + d] = exact;
+              }
+            const kv = b.fromArray(kvv, [B, Lk, 2 * H * D], dt);
+            const got = b.attentionTokens(q.t, kv, H, { scale: D ** -0.5 }).toFloat32();
+            for (let i = 0; i < want.length; i++) {
+              if (Number.isNaN(want[i]!)) expect(Number.isNaN(got[i]!), `D=${D} element ${i}: NaN`).toBe(true);
+              else expect(got[i], `D=${D} element ${i}`).toBe(Math.fround(want[i]!));
+            }
+          }
+        });
+      });
       it(`attentionTokens (16/48/80-float tiles, padded caption) and linearAttentionTokens (8/4/2/1-row tiles) (${dt})`, () => {
         use();
         b.scope(() => {
