@@ -286,7 +286,7 @@ export interface RawAddon {
   trimHostCache(): number;
   backends(): Array<{ name: string; available: boolean; reason?: string; info: string }>;
   supportsOp(device: string, op: string, dtype: number): boolean;
-  buildInfo(): { onednn: boolean; cuda: boolean; isa: string; gemm: string; hint?: string };
+  buildInfo(): { onednn: boolean; cuda: boolean; isa: string; gemm: string; bf16Dot: boolean; hint?: string };
   fmaPeak(ms?: number): number;
   threads(set?: number): number;
   openMapped(path: string): RawMapped;

@@ -59,7 +59,9 @@ export function devices(): ReturnType<NativeModule['devices']> {
     }));
 }
 
-export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: string } {
+/** Build and run-time facts; `gemm` names the GEMM paths, `bf16Dot` says whether bf16
+ *  attentionTokens keeps its k|v as bf16 pairs (AVX512-BF16, SANA_CPU_ISA not lowered). */
+export function buildInfo(): ReturnType<NativeModule['buildInfo']> & { gemm: string; bf16Dot: boolean } {
   return raw().buildInfo();
 }
 

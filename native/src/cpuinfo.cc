@@ -1,6 +1,7 @@
 // Run-time CPU feature detection (cpuid through GCC builtins, oneDNN's ISA when linked) and the
 // FMA peak kernel used by the benchmark to express GEMM speed as a fraction of the machine.
 #include "cpuinfo.h"
+#include <cpuid.h>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -70,6 +71,15 @@ std::string cpu_isa_name() {
   if (builtin_has("avx512f")) return "avx512";
   if (builtin_has("avx2") && builtin_has("fma")) return "avx2";
   return "sse2";
+}
+
+bool cpu_has_avx512bf16() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return builtin_has("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __get_cpuid_count(7, 1, &a, &b, &c, &d) &&
+           (a & (1u << 5));
+  }();
+  return ok;
 }
 
 bool cpu_has_bf16_fast() {

@@ -7,7 +7,8 @@ std::string cpu_isa_name();  // "avx512_core_amx", "avx512_core_bf16", "avx512",
 std::string cpu_model_name();
 std::string gemm_path_name();  // e.g. "oneDNN bf16 AMX / f32 brgemm" or "portable f32 (avx512)"
 bool onednn_linked();
-bool cpu_has_bf16_fast();  // AMX-BF16 or AVX512-BF16 usable now
+bool cpu_has_bf16_fast();   // AMX-BF16 or AVX512-BF16 usable now
+bool cpu_has_avx512bf16();  // vdpbf16ps (with AVX-512 F/BW/VL): the CPU multiplies bf16 pairs
 // Measured fp32 FMA throughput of all threads over about `ms` milliseconds, in GFLOP/s.
 double fma_peak_gflops(double ms);
 // The CPU thread setting (SANA_THREADS at load, or threads(n) from JS; 0 = OpenMP's default, all

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { getBackend } from '../../native/index.ts';
 import * as R from './reference.ts';
 import { expectClose, rand } from './harness.ts';
+import { buildInfo } from '../../native/index.ts';
 
 const b = getBackend('cpu');
 const ISAS = ['avx512', 'avx2', 'base'] as const;
@@ -282,3 +283,48 @@ for (const isa of ISAS) {
     }
   });
 }
+
+// bf16 attentionTokens on AVX512-BF16 CPUs keeps its k|v as bf16 pairs multiplied with vdpbf16ps
+// (attention.cpp, KvCache::pairs) instead of f32 tiles: odd key counts (a pair whose second key
+// does not exist), soft ends at odd keys, query rows 1-3 past the 4-row tiles, head dims whose
+// value rows cross the 5-vector column blocks (D = 96: 80 + 16), against float64 and against the
+// f32-tile kernels of the same machine (SANA_CPU_ISA=avx2); the kept tiles take half the bytes.
+describe.skipIf(!buildInfo().bf16Dot)('bf16 attentionTokens on bf16 pair tiles', () => {
+  it('matches float64 and the f32 tiles; odd keys and soft ends; kept tiles half the size', () => {
+    for (const [Lk, D, vis] of [
+      [131, 72, [77, 3]],
+      [67, 20, [67, 1]],
+      [200, 96, [129, 64]],
+      [1, 16, [1, 1]],
+    ] as const) {
+      b.scope(() => {
+        const [B, Lq, H] = [2, 7, 3];
+        const q = rand(b, [B, Lq, H * D], 'bf16', Lk + D, 1);
+        const kv = rand(b, [B, Lk, 2 * H * D], 'bf16', Lk + D + 1, 1);
+        const mask = Float32Array.from({ length: B * Lk }, (_, j) => (j % Lk < vis[Math.floor(j / Lk)]! ? 0 : -10000));
+        const bias = b.fromArray(mask, [B, Lk], 'f32');
+        const scale = D ** -0.5;
+        const want = R.attentionTokens(q.v, kv.v, B, Lq, Lk, H, D, scale, Float64Array.from(mask));
+        delete process.env.SANA_CPU_ISA;
+        const got = b.attentionTokens(q.t, kv.t, H, { scale, bias }).toFloat32();
+        expectClose(`pairs Lk=${Lk} D=${D}`, got, want, 'bf16');
+        process.env.SANA_CPU_ISA = 'avx2';
+        const f32Tiles = b.attentionTokens(q.t, b.fromArray(kv.t.toFloat32(), [B, Lk, 2 * H * D], 'bf16'), H, { scale, bias }).toFloat32();
+        delete process.env.SANA_CPU_ISA;
+        expectClose(`pairs vs f32 tiles Lk=${Lk} D=${D}`, got, Float64Array.from(f32Tiles), 'bf16');
+      });
+    }
+    // Memory: every chunk converted (no bias), per (b, chunk) H · (D·64 + 64·Dvp) bf16 values.
+    const [B, Lk, H, D] = [2, 130, 2, 72];
+    const kv = rand(b, [B, Lk, 2 * H * D], 'bf16', 5, 1);
+    const q = rand(b, [B, 4, H * D], 'bf16', 6, 1);
+    const before = b.memory().allocated;
+    const out = b.attentionTokens(q.t, kv.t, H, { scale: 0.1 });
+    const kept = b.memory().allocated - before - out.nbytes;
+    const chunks = Math.ceil(Lk / 64);
+    expect(kept).toBe(B * chunks * H * (D * 64 + 64 * 80) * 2 + B * H * Lk * 4); // tiles + key norms (f32)
+    out.dispose();
+    kv.t.dispose();
+    q.t.dispose();
+  });
+});
