@@ -432,12 +432,11 @@ __attribute__((target(SANA_BF16DOT_TARGET))) void pv2_avx512(float* acc, const f
                                                              int64_t Dvp) {
   for (int64_t i = 0; i < nq; i++)
     for (int64_t j = 0; j < ncol; j += 32) {
-      // ncol = 16 or 48: the last 16 columns alone (a full store would pass the row, and the
-      // buffer's end on its last row)
-      const bool two = j + 16 < ncol;
+      // (j is 0 or 32 of a 64-column row: the 32-column store ends at the row's end at most;
+      // with ncol 16 or 48 its upper 16 columns are zeros past ncol, which PV never reads)
       const __m512 lo = _mm512_loadu_ps(s + i * kBk + j);
-      const __m512 hi = two ? _mm512_loadu_ps(s + i * kBk + j + 16) : _mm512_setzero_ps();
-      _mm512_mask_storeu_epi16(pb + i * kBk + j, two ? ~__mmask32(0) : __mmask32(0xFFFF), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      const __m512 hi = j + 16 < ncol ? _mm512_loadu_ps(s + i * kBk + j + 16) : _mm512_setzero_ps();
+      _mm512_storeu_si512(pb + i * kBk + j, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     }
   const int64_t kpairs = (nk + 1) / 2;
   int64_t i = 0;
