@@ -348,7 +348,6 @@ struct Kernels {
 // A standalone single-core test of one (32 × 64, D = 72) tile ran QK at 420-443 GFLOP/s against
 // 162 in f32 FMA, PV at 395 against ~160; the tiles take half the memory.
 #define SANA_BF16DOT_TARGET "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma"
-bool bf16dot_cpu() { return cpu_has_avx512bf16() && cpu::simd_isa() == cpu::SimdIsa::Avx512; }
 // s (R, NV·16) = scale · q rows (R, D; bf16, row stride si) · key pairs (D/2, kBk, 2).
 template <int R, int NV>
 __attribute__((target(SANA_BF16DOT_TARGET), always_inline)) inline void qk2_rows(float* s, const uint16_t* q, int64_t si, const uint16_t* kp, int64_t pairs,
@@ -510,6 +509,8 @@ SANA_INLINE void rope_row(float* r, int64_t D, const float* c, const float* s) {
 
 // 16 bf16 or f32 of a row as f32 (lanes off `m` zero). maskz forms: GCC 12's unmasked ones read
 // an undefined vector and warn.
+// The first min(left, 16) lanes (none when left <= 0).
+inline __mmask16 lanes16(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u); }
 template <typename T>
 __attribute__((target(SANA_AVX512_TARGET), always_inline)) inline __m512 load16_f32(const T* p, __mmask16 m) {
   if constexpr (std::is_same_v<T, bf16_t>)
@@ -561,7 +562,7 @@ __attribute__((target(SANA_AVX512_TARGET))) float q_tile_avx512(float* qf, const
         float* o = qf + i * D;
         __m512 n2 = _mm512_setzero_ps();
         for (int64_t d = 0; d < D; d += 16) {
-          const __mmask16 m = D - d >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (D - d)) - 1u);
+          const __mmask16 m = lanes16(D - d);
           const __m512 x = _mm512_mul_ps(load16_f32(r + d, m), sv);
           _mm512_mask_storeu_ps(o + d, m, x);
           n2 = _mm512_fmadd_ps(x, x, n2);
@@ -627,19 +628,11 @@ SANA_INLINE void kv_chunk_body(float* kT, float* vd, float* norms, const T* k, i
 // key a few FMAs and an in-register reduction; keys are independent, so they overlap. kv_chunk's
 // convert-then-reduce loop ran ~150 cycles per 72-value key.
 __attribute__((target(SANA_AVX512_TARGET))) void key_norms_bf16_avx512(float* norms, const bf16_t* k, int64_t ksj, int64_t n, int64_t D) {
-  // (maskz forms: GCC 12's unmasked ones read an undefined vector and warn)
-  const __mmask16 tail = __mmask16((1u << (D % 16)) - 1u), all = 0xFFFF;
   for (int64_t j = 0; j < n; j++) {
-    const uint16_t* r = reinterpret_cast<const uint16_t*>(k + j * ksj);
+    const bf16_t* r = k + j * ksj;
     __m512 acc = _mm512_setzero_ps();
-    int64_t d = 0;
-    for (; d + 16 <= D; d += 16) {
-      const __m512 x =
-          _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + d))), 16));
-      acc = _mm512_fmadd_ps(x, x, acc);
-    }
-    if (d < D) {
-      const __m512 x = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, _mm256_maskz_loadu_epi16(tail, r + d)), 16));
+    for (int64_t d = 0; d < D; d += 16) {
+      const __m512 x = load16_f32(r + d, lanes16(D - d));
       acc = _mm512_fmadd_ps(x, x, acc);
     }
     norms[j] = std::sqrt(hsum16(acc));
@@ -724,7 +717,7 @@ __attribute__((target(SANA_AVX512_TARGET))) void out_tile_avx512(T* out, int64_t
     const float* a = acc + i * Dvp;
     T* o = out + i * osi;
     for (int64_t d = 0; d < Dv; d += 16) {
-      const __mmask16 m = Dv - d >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (Dv - d)) - 1u);
+      const __mmask16 m = lanes16(Dv - d);
       const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(a + d), inv);
       if constexpr (std::is_same_v<T, bf16_t>) {
         const __m512i u = _mm512_castps_si512(x);
@@ -1121,7 +1114,7 @@ Status attention_tokens_cpu(void* out, const void* q, const void* kv, const floa
   const AttnRows R{Lq * C, D, C, Lk * 2 * C, D, 2 * C, Lk * 2 * C, D, 2 * C, Lq * C, D, C};
   const size_t vofs = size_t(C) * dtype_size(dt);
   // bf16 pair tiles where the CPU multiplies bf16 pairs (kept k|v only: they are built once)
-  const bool pairs = kv_cache && dt == DType::BF16 && D % 2 == 0 && bf16dot_cpu();
+  const bool pairs = kv_cache && dt == DType::BF16 && D % 2 == 0 && cpu_bf16_dot();
   KvCache* kc = kv_cache && B > 0 && H > 0 && Lk > 0 && D > 0 ? kv_cache_for(kv_cache, kv, B, H, Lk, D, dt, pairs) : nullptr;
   if (!SANA_FLOAT_DISPATCH(dt, attention_t(static_cast<T*>(out), static_cast<const T*>(q), static_cast<const T*>(kv),
                                            reinterpret_cast<const T*>(static_cast<const char*>(kv) + vofs), bias, B, H, H, Lq, Lk, D, D, Lk, 0, 0, scale, 0.f,

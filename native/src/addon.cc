@@ -4,7 +4,6 @@
 #include "binding.h"
 #include "host_cache.h"
 #include "cpuinfo.h"
-#include "../cpu/vec.h"
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -286,8 +285,7 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cuda", find_backend("cuda") != nullptr);
   o.Set("isa", cpu_isa_name());
   o.Set("gemm", gemm_path_name());
-  // bf16 attentionTokens keeps its k|v as bf16 pairs (multiplied with vdpbf16ps) when true
-  o.Set("bf16Dot", cpu_has_avx512bf16() && cpu::simd_isa() == cpu::SimdIsa::Avx512);
+  o.Set("bf16Dot", cpu_bf16_dot());
   if (!onednn_linked())
     o.Set("hint",
           "built without oneDNN: CPU matmul/conv use the portable kernels; apt-get install libdnnl-dev and rebuild (npm run build:native) for the fast path");

@@ -1,6 +1,7 @@
 // Run-time CPU feature detection (cpuid through GCC builtins, oneDNN's ISA when linked) and the
 // FMA peak kernel used by the benchmark to express GEMM speed as a fraction of the machine.
 #include "cpuinfo.h"
+#include "../cpu/vec.h"
 #include <cpuid.h>
 #include <atomic>
 #include <chrono>
@@ -81,6 +82,8 @@ bool cpu_has_avx512bf16() {
   }();
   return ok;
 }
+
+bool cpu_bf16_dot() { return cpu_has_avx512bf16() && cpu::simd_isa() == cpu::SimdIsa::Avx512; }
 
 bool cpu_has_bf16_fast() {
   const auto isa = cpu_isa_name();

@@ -9,6 +9,9 @@ std::string gemm_path_name();  // e.g. "oneDNN bf16 AMX / f32 brgemm" or "portab
 bool onednn_linked();
 bool cpu_has_bf16_fast();   // AMX-BF16 or AVX512-BF16 usable now
 bool cpu_has_avx512bf16();  // vdpbf16ps (with AVX-512 F/BW/VL): the CPU multiplies bf16 pairs
+// cpu_has_avx512bf16() and SANA_CPU_ISA not below AVX-512 (read per call): bf16 attentionTokens
+// keeps its k|v as bf16 pairs (attention.cpp); buildInfo().bf16Dot.
+bool cpu_bf16_dot();
 // Measured fp32 FMA throughput of all threads over about `ms` milliseconds, in GFLOP/s.
 double fma_peak_gflops(double ms);
 // The CPU thread setting (SANA_THREADS at load, or threads(n) from JS; 0 = OpenMP's default, all
