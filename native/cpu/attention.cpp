@@ -6,6 +6,7 @@
 // `selfAttentionRope` (Gemma-2), q|k|v read in place from the fused QKV GEMM's (B, N, Hq+2Hkv, D)
 // with RoPE applied to q and k as their rows are converted to f32 (RopeTab).
 #include "vec.h"
+#include "simd512.h"
 #include "gemm.h"
 #include "../src/host_cache.h"
 #include "../src/cpuinfo.h"
@@ -23,7 +24,6 @@ namespace sana {
 namespace {
 
 constexpr int64_t kBq = 32, kBk = 64;
-#define SANA_AVX512_TARGET "avx512f,avx512vl,avx512bw,avx512dq,fma"
 
 // AVX-512 register tiles, written with intrinsics in always-inline templates of the clone's own
 // target (R query rows, NV 16-float column vectors are compile-time, so the accumulators stay in
@@ -507,16 +507,10 @@ SANA_INLINE void rope_row(float* r, int64_t D, const float* c, const float* s) {
   }
 }
 
-// 16 bf16 or f32 of a row as f32 (lanes off `m` zero). maskz forms: GCC 12's unmasked ones read
-// an undefined vector and warn.
-// The first min(left, 16) lanes (none when left <= 0).
-inline __mmask16 lanes16(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u); }
-template <typename T>
-__attribute__((target(SANA_AVX512_TARGET), always_inline)) inline __m512 load16_f32(const T* p, __mmask16 m) {
-  if constexpr (std::is_same_v<T, bf16_t>)
-    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_maskz_loadu_epi16(m, p)), 16));
-  else return _mm512_maskz_loadu_ps(m, p);
-}
+using simd512::lanes16;
+using simd512::load16_f32;
+using simd512::store16_f32;
+
 // The query tile in f32, scaled: qf (nq, D) = scale · q rows (row stride si); returns the largest
 // row norm (for the skip bound). Compiled per ISA: at Sana's shapes this ran as long as the tiles.
 // cs / sn: the RoPE rows of the tile's first query, or null.
@@ -719,16 +713,7 @@ __attribute__((target(SANA_AVX512_TARGET))) void out_tile_avx512(T* out, int64_t
     for (int64_t d = 0; d < Dv; d += 16) {
       const __mmask16 m = lanes16(Dv - d);
       const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(a + d), inv);
-      if constexpr (std::is_same_v<T, bf16_t>) {
-        const __m512i u = _mm512_castps_si512(x);
-        const __m512i lsb = _mm512_maskz_and_epi32(0xFFFF, _mm512_maskz_srli_epi32(0xFFFF, u, 16), _mm512_set1_epi32(1));
-        const __m512i rn = _mm512_maskz_srli_epi32(0xFFFF, _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
-        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-        const __m512i qn = _mm512_or_si512(_mm512_maskz_srli_epi32(0xFFFF, u, 16), _mm512_set1_epi32(0x40));
-        _mm512_mask_cvtepi32_storeu_epi16(o + d, m, _mm512_mask_blend_epi32(nan, rn, qn));
-      } else {
-        _mm512_mask_storeu_ps(o + d, m, x);
-      }
+      store16_f32(o + d, x, m);
     }
   }
 }

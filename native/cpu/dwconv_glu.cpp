@@ -10,6 +10,7 @@
 // are converted to f32 (and passed through SiLU when asked) once into a 3-row ring buffer with a
 // zero column on each side; every output row then reads its three rows from there.
 #include "vec.h"
+#include "simd512.h"
 #include <immintrin.h>
 #include <cstdlib>
 #include <memory>
@@ -84,7 +85,6 @@ Scratch& scratch() {
 // gate inputs, the GLU gate) were most of this kernel, the divisions alone about a third.
 // x > 88: exp(-x) underflows to ~0 → x; x < -87: e ≈ 2e38, 1/(1 + e) → 0 → -0 (true value
 // below 1e-36 in magnitude); NaN stays NaN.
-#define SANA_AVX512_TARGET "avx512f,avx512vl,avx512bw,avx512dq,fma"
 __attribute__((target(SANA_AVX512_TARGET), always_inline)) inline __m512 silu16(__m512 x) {
   const __m512 nx = _mm512_sub_ps(_mm512_setzero_ps(), x);
   const __m512 xc = _mm512_mask_min_ps(nx, 0xffff, _mm512_mask_max_ps(nx, 0xffff, nx, _mm512_set1_ps(-87.33f)), _mm512_set1_ps(88.3f));
@@ -106,21 +106,43 @@ __attribute__((target(SANA_AVX512_TARGET), always_inline)) inline __m512 silu16(
   rc = _mm512_fmadd_ps(rc, _mm512_fnmadd_ps(d, rc, _mm512_set1_ps(1.0f)), rc);
   return _mm512_mul_ps(x, rc);
 }
-// p[j] = silu(p[j]) for j < n. (Called through a pointer from the ISA-neutral body: an
-// always-inline AVX-512 helper cannot be inlined into a template without that target.)
+// The AVX-512 ends of a row for bf16 and f32, each conversion fused with its SiLU. Converting
+// into a buffer and then running a SiLU pass over it made each vector a load of a just-made store:
+// at 1024² a third of this kernel's samples sat on the output's re-read after glu's masked stores.
+// (Functions, not always-inline helpers: those cannot be inlined into the ISA-neutral body.)
+// One ring position: p[j] = act(src[j]), p[kCB + j] = act(src[F + j]) for j < n, lanes from n
+// to the next multiple of 16 zero. Value and gate interleaved: each SiLU is a long dependency
+// chain.
+template <typename T>
+__attribute__((target(SANA_AVX512_TARGET))) void fill16(float* p, const T* src, int64_t F, int64_t n, bool silu) {
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = simd512::lanes16(n - j);
+    const __m512 x = simd512::load16_f32(src + j, m), y = simd512::load16_f32(src + F + j, m);
+    _mm512_storeu_ps(p + j, silu ? silu16(x) : x);  // silu(0) = 0 keeps the unused lanes zero
+    _mm512_storeu_ps(p + kCB + j, silu ? silu16(y) : y);
+  }
+}
+// out[j] = a[j] · silu(g[j]) for j < n, rounded once to T.
+template <typename T>
+__attribute__((target(SANA_AVX512_TARGET))) void glu_store16(T* out, const float* a, const float* g, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16)
+    simd512::store16_f32(out + j, _mm512_mul_ps(_mm512_loadu_ps(a + j), silu16(_mm512_loadu_ps(g + j))), simd512::lanes16(n - j));
+}
+// f16 (converted by the generic loops): p[j] = silu(p[j]); a[j] = a[j] · silu(g[j]), j < n.
 __attribute__((target(SANA_AVX512_TARGET))) void silu_row16(float* p, int64_t n) {
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
+    const __mmask16 m = simd512::lanes16(n - j);
     _mm512_mask_storeu_ps(p + j, m, silu16(_mm512_maskz_loadu_ps(m, p + j)));
   }
 }
-// a[j] = a[j] · silu(g[j]) for j < n.
 __attribute__((target(SANA_AVX512_TARGET))) void glu_row16(float* a, const float* g, int64_t n) {
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
+    const __mmask16 m = simd512::lanes16(n - j);
     _mm512_mask_storeu_ps(a + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + j), silu16(_mm512_maskz_loadu_ps(m, g + j))));
   }
 }
+template <typename T>
+constexpr bool kAvx512Rows = std::is_same_v<T, bf16_t> || std::is_same_v<T, float>;
 
 // Input row ih (zeros outside the grid) into ring row r: act(u[b, ih, iw, c0 + j]) and
 // act(u[b, ih, iw, F + c0 + j]) at position iw + 1. (A function, not a lambda: lambdas would not
@@ -135,6 +157,10 @@ SANA_INLINE void ring_fill(float* r, const T* u, int64_t ih, int64_t b, int64_t 
       continue;
     }
     const T* src = u + ((b * H * W + ih * W + iw) * 2 * F + c0);
+    if constexpr (Avx512 && kAvx512Rows<T>) {
+      fill16(p, src, F, cw, pre_silu);
+      continue;
+    }
     cpu::load_f32(p, src, cw);
     cpu::load_f32(p + kCB, src + F, cw);
     if (pre_silu) {
@@ -153,7 +179,8 @@ SANA_INLINE void ring_fill(float* r, const T* u, int64_t ih, int64_t b, int64_t 
 // ahead of ring_fill. Positions are 2F channels apart (11.5 KB for Sana-600M): no hardware
 // prefetcher follows that stride across pages, and the GEMM that wrote u has pushed it out of L2,
 // so unprefetched each line is a full-latency miss (a 256² step's dwconv ran at ~60% of its
-// L2-resident speed).
+// L2-resident speed). Into L2, three rows ahead: measured faster than into L1 two rows ahead at
+// 1024², where the ring alone (3 × (W + 2) × 128 floats, 52 KB at W = 32) outgrows L1.
 template <typename T>
 SANA_INLINE void prefetch_row(const T* u, int64_t ih, int64_t b, int64_t c0, int64_t cw, int64_t H, int64_t W, int64_t F) {
   if (ih < 0 || ih >= H) return;
@@ -161,8 +188,8 @@ SANA_INLINE void prefetch_row(const T* u, int64_t ih, int64_t b, int64_t c0, int
   for (int64_t iw = 0; iw < W; iw++) {
     const char* src = reinterpret_cast<const char*>(u + ((b * H * W + ih * W + iw) * 2 * F + c0));
     for (int64_t o = 0; o < bytes; o += 64) {
-      __builtin_prefetch(src + o, 0, 3);
-      __builtin_prefetch(src + F * int64_t(sizeof(T)) + o, 0, 3);
+      __builtin_prefetch(src + o, 0, 2);
+      __builtin_prefetch(src + F * int64_t(sizeof(T)) + o, 0, 2);
     }
   }
 }
@@ -193,10 +220,11 @@ SANA_INLINE void dwglu_body(T* out, const T* u, const float* taps, const float* 
 #define SANA_SLOT(ih) slots[((ih) + 3) % 3]
   prefetch_row(u, 0, b, c0, cw, H, W, F);
   prefetch_row(u, 1, b, c0, cw, H, W, F);
+  prefetch_row(u, 2, b, c0, cw, H, W, F);
   ring_fill<Avx512>(SANA_SLOT(-1), u, -1, b, c0, cw, H, W, F, pre_silu);
   ring_fill<Avx512>(SANA_SLOT(0), u, 0, b, c0, cw, H, W, F, pre_silu);
   for (int64_t oh = 0; oh < H; oh++) {
-    prefetch_row(u, oh + 2, b, c0, cw, H, W, F);
+    prefetch_row(u, oh + 3, b, c0, cw, H, W, F);
     ring_fill<Avx512>(SANA_SLOT(oh + 1), u, oh + 1, b, c0, cw, H, W, F, pre_silu);
     const float* r0 = SANA_SLOT(oh - 1);
     const float* r1 = SANA_SLOT(oh);
@@ -229,10 +257,15 @@ SANA_INLINE void dwglu_body(T* out, const T* u, const float* taps, const float* 
     // value · silu(gate), rounded once into out[b, oh, ow, c0 .. c0 + cw)
     for (int64_t ow = 0; ow < W; ow++) {
       float* a = acc + ow * kRowW;
-      if constexpr (Avx512) glu_row16(a, a + kCB, cw);
-      else
-        for (int64_t j = 0; j < cw; j++) a[j] = a[j] * cpu::silu_v(a[kCB + j]);
-      cpu::store_f32(out + ((b * N + oh * W + ow) * F + c0), a, cw);
+      T* o = out + ((b * N + oh * W + ow) * F + c0);
+      if constexpr (Avx512 && kAvx512Rows<T>) {
+        glu_store16(o, a, a + kCB, cw);
+      } else {
+        if constexpr (Avx512) glu_row16(a, a + kCB, cw);
+        else
+          for (int64_t j = 0; j < cw; j++) a[j] = a[j] * cpu::silu_v(a[kCB + j]);
+        cpu::store_f32(o, a, cw);
+      }
     }
   }
 #undef SANA_SLOT

@@ -314,6 +314,21 @@ for (const b of backendsUnderTest()) {
         expectClose('linearAttentionTokens', got.toFloat32(), R.linearAttentionTokens(qkv.v, B, N, H, D, 1e-6, relu), dt, 2);
       });
     });
+    it('linearAttentionTokens over several 128-token blocks, with the rows ahead prefetched up to the last', () => {
+      // N = 300: two full blocks of the CPU kernel's state and apply passes and a 44-token tail.
+      for (const dt of ['f32', 'bf16'] as const)
+        for (const D of [32, 20])
+          for (const relu of [true, false]) {
+            const [B, N, H] = [2, 300, 2];
+            const t = b.fromArray(
+              Float32Array.from(randn(70 + D, B * N * 3 * H * D), (v) => (relu ? v : 0.1 + Math.abs(v))),
+              [B, N, 3 * H * D],
+              dt,
+            );
+            const want = R.linearAttentionTokens(Float64Array.from(t.toFloat32()), B, N, H, D, 1e-6, relu);
+            expectClose(`linearAttentionTokens N=${N} D=${D} relu=${relu}`, b.linearAttentionTokens(t, H, 1e-6, relu).toFloat32(), want, dt, 2);
+          }
+    });
     it('linearAttentionTokens equals permute → slices → linearAttention → permute (the path it replaces)', () => {
       const [B, N, H, D] = [2, 37, 3, 8];
       const qkv = rand(b, [B, N, 3 * H * D], 'f32', 9);
