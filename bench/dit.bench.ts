@@ -217,19 +217,25 @@ export default async function ditBench(): Promise<BenchRow[]> {
     }
     return { seconds: mm, flops: mmFlops };
   };
-  /** Median seconds of the L-block and the 1-block forward, each after one warm-up; the profile
+  /** Median seconds of the L-block and the 1-block forward, each after one warm-up (at least
+   *  SANA_BENCH_DIT_REPS runs, more for short cases); the profile
    *  gets the L-block runs under `stage` (warm-ups excluded). Not interleaved: alternating the two
    *  models made the L-block forward ~10% slower (measured at 512², bf16). */
   const timeBoth = (fL: () => void, f1: () => void, stage: string): [number, number] => {
     const runs = (f: () => void, name: string): number => {
       f();
+      // Short cases get more runs: a 256² step is ~0.3 s, so 5 runs were 1.5 s of samples for a
+      // row whose block time is the difference of two medians (the per-token target's row). At
+      // least ~2 s of timed runs per case, at most 40.
       const ts: number[] = [];
-      for (let i = 0; i < REPS; i++) {
+      let reps = REPS;
+      for (let i = 0; i < reps; i++) {
         native.profiler.stage(name);
         const t0 = process.hrtime.bigint();
         f();
         ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
         native.profiler.endStage();
+        if (i === 0) reps = Math.min(40, Math.max(REPS, Math.ceil(2 / ts[0]!)));
       }
       return median(ts);
     };
