@@ -89,6 +89,11 @@ it('a worker process runs the shipped default workflow on the tiny model', { tim
   const file = await store.resolve('output', images[0].subfolder, images[0].filename);
   expect(file!.size).toBeGreaterThan(1000);
   expect(fs.readFileSync(file!.localPath!).subarray(1, 4).toString()).toBe('PNG');
+  // The history entry is written before the client's "done" (`executing` with node null) is
+  // published, so the messages can still be arriving when the entry is seen.
+  await waitFor('the done message', () =>
+    fe.messages.some((m) => m.promptId === 'real-1' && m.kind === 'event' && m.type === 'executing' && (m.data as { node?: unknown }).node === null),
+  );
   const mine = fe.messages.filter((m) => m.promptId === 'real-1');
   expect(mine.every((m) => m.clientId === 'client-real')).toBe(true);
   const types = mine.map((m) => (m.kind === 'event' ? m.type : 'preview'));
