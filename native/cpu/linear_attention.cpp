@@ -153,6 +153,12 @@ __attribute__((target(SANA_AVX512_TARGET))) void la_head_avx512(T* out, const T*
   const int64_t C = H * D;
   const T* base = qkv + b * N * 3 * C + h * D;
   const __m512 zero = _mm512_setzero_ps();
+  // this head's D elements at channel offset `off` of token t, when t exists
+  const auto ahead = [&](int64_t t, int64_t off) {
+    if (t >= N) return;
+    const char* p = reinterpret_cast<const char*>(base + t * 3 * C + off);
+    for (int64_t o = 0; o < D * int64_t(sizeof(T)); o += 64) __builtin_prefetch(p + o);
+  };
   // a row of D (packed: masked tail) from src, relu'd when asked
   const auto act_row = [&](float* dst, const T* src) __attribute__((target(SANA_AVX512_TARGET), always_inline)) {
     for (int64_t d = 0; d < D; d += 16) {
@@ -166,14 +172,9 @@ __attribute__((target(SANA_AVX512_TARGET))) void la_head_avx512(T* out, const T*
     const int64_t n = std::min(kBlk, N - j0);
     for (int64_t j = 0; j < n; j++) {
       const T* row = base + (j0 + j) * 3 * C;
-      if (j0 + j + kAhead < N) {
-        const char* pf = reinterpret_cast<const char*>(row + kAhead * 3 * C);
-        for (int64_t o = 0; o < D * int64_t(sizeof(T)); o += 64) {
-          __builtin_prefetch(pf + C * int64_t(sizeof(T)) + o);      // k
-          __builtin_prefetch(pf + 2 * C * int64_t(sizeof(T)) + o);  // v
-        }
-      }
-      act_row(a + j * D, row + C);  // k
+      ahead(j0 + j + kAhead, C);      // k
+      ahead(j0 + j + kAhead, 2 * C);  // v
+      act_row(a + j * D, row + C);    // k
       // v' = [v, 1, 0 …] over the whole padded row (Dp is a multiple of 16)
       for (int64_t d = 0; d < Dp; d += 16) {
         __m512 x = load16_f32(row + 2 * C + d, lanes16(D - d));
@@ -186,10 +187,7 @@ __attribute__((target(SANA_AVX512_TARGET))) void la_head_avx512(T* out, const T*
   for (int64_t i0 = 0; i0 < N; i0 += kBlk) {
     const int64_t n = std::min(kBlk, N - i0);
     for (int64_t i = 0; i < n; i++) {
-      if (i0 + i + kAhead < N) {
-        const char* pf = reinterpret_cast<const char*>(base + (i0 + i + kAhead) * 3 * C);
-        for (int64_t o = 0; o < D * int64_t(sizeof(T)); o += 64) __builtin_prefetch(pf + o);
-      }
+      ahead(i0 + i + kAhead, 0);
       act_row(a + i * D, base + (i0 + i) * 3 * C);  // q
     }
     small_gemm_avx512(w, Dp, a, D, 1, S, Dp, n, D, Dp, false);
